@@ -1,0 +1,649 @@
+// Package boltlog is payledger's durable event log: hash-chained records in a
+// bbolt file, appended with optimistic concurrency and group commit, read by
+// stream or from a global sequence, and verified end to end.
+//
+// An append is acknowledged only after the bbolt transaction that holds it has
+// been committed and fsynced. Concurrent appends queue for one writer goroutine,
+// which takes everything queued into one transaction: the next commit starts as
+// soon as the previous one ends, with no timer. Inline projectors maintain read
+// models inside that same transaction, so a view is never behind the log.
+package boltlog
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/ledger"
+)
+
+// Bucket names of the log. Persisted: never rename.
+var (
+	bucketLog     = []byte("log")     // seq (8, BE) -> record
+	bucketStreams = []byte("streams") // stream -> version (8, BE)
+	bucketIndex   = []byte("index")   // stream 0x00 version (8, BE) -> seq (8, BE)
+	bucketClaims  = []byte("claims")  // claim key -> stream
+	bucketMeta    = []byte("meta")    // "format" -> 1 byte; "head" -> seq (8) + hash (32)
+
+	keyFormat = []byte("format")
+	keyHead   = []byte("head")
+)
+
+// Projector maintains a read model inside the log's write transaction.
+//
+// Init runs once when the store opens, in a write transaction: it creates its
+// buckets and returns the sequence its view has applied up to (0 for a fresh
+// view). The store then applies every later event, so a projector added to an
+// existing log, or one whose buckets were dropped, catches up before the first
+// append.
+//
+// Apply receives the events of one append (in sequence order) in the same
+// transaction that stores them, and records its checkpoint there. It must be
+// deterministic and depend only on the events and its own buckets. An error
+// rolls back that append alone: the others in the commit group go ahead.
+type Projector interface {
+	Init(tx *bbolt.Tx) (applied uint64, err error)
+	Apply(tx *bbolt.Tx, events []ledger.Event) error
+}
+
+// Options configures a Store. The zero value is the default.
+type Options struct {
+	// MaxBatch bounds how many appends share one commit. Default 8192.
+	MaxBatch int
+	// OpenTimeout bounds the wait for another process's file lock. Default 5s.
+	OpenTimeout time.Duration
+	// InitialMmapSize is bbolt's initial memory map, which avoids remapping as
+	// the file grows. Default 256 MiB.
+	InitialMmapSize int
+	// Projectors run inside every write transaction, in order.
+	Projectors []Projector
+	// OnCommit, if set, is called after each commit with the number of events
+	// and appends it held and how long the commit took (for metrics).
+	OnCommit func(events, appends int, took time.Duration)
+}
+
+// Store is the durable event log. It is safe for concurrent use.
+type Store struct {
+	db   *bbolt.DB
+	opts Options
+
+	// closeMu guards closed and the send on reqs, so Close cannot close reqs
+	// under a sender.
+	closeMu sync.RWMutex
+	closed  bool
+	reqs    chan *request
+	done    chan struct{}
+	wg      sync.WaitGroup
+
+	headMu sync.Mutex
+	head   ledger.Head
+	notify chan struct{}
+}
+
+type request struct {
+	writes  []ledger.Write
+	imports []ledger.Event // committed events from elsewhere (restore, re-import)
+	events  []ledger.Event
+	err     error
+	dropped bool // failed after writing began; excluded when the group is redone
+	done    chan struct{}
+}
+
+// Open opens (or creates) the log at path. It fails with
+// ledger.ErrUnsupportedVersion for a log written by a newer format and
+// ledger.ErrCorrupt when the stored head does not match the last record.
+func Open(path string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 8192
+	}
+	if o.OpenTimeout <= 0 {
+		o.OpenTimeout = 5 * time.Second
+	}
+	if o.InitialMmapSize <= 0 {
+		o.InitialMmapSize = 256 << 20
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:         o.OpenTimeout,
+		FreelistType:    bbolt.FreelistMapType,
+		InitialMmapSize: o.InitialMmapSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", path, err)
+	}
+	s := &Store{
+		db:     db,
+		opts:   o,
+		reqs:   make(chan *request, 4096),
+		done:   make(chan struct{}),
+		notify: make(chan struct{}),
+	}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open log %s: %w", path, err)
+	}
+	s.wg.Add(1)
+	go s.run()
+	return s, nil
+}
+
+func (s *Store) init() error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketLog, bucketStreams, bucketIndex, bucketClaims, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch f := meta.Get(keyFormat); {
+		case f == nil:
+			if err := meta.Put(keyFormat, []byte{ledger.FormatV1}); err != nil {
+				return err
+			}
+		case len(f) != 1 || f[0] != ledger.FormatV1:
+			return fmt.Errorf("%w: log format %v", ledger.ErrUnsupportedVersion, f)
+		}
+		if h := meta.Get(keyHead); h != nil {
+			if len(h) != 40 {
+				return fmt.Errorf("%w: head record of %d bytes", ledger.ErrCorrupt, len(h))
+			}
+			s.head.Seq = binary.BigEndian.Uint64(h)
+			copy(s.head.Hash[:], h[8:])
+		}
+		// The head must be the last record, and that record must be intact.
+		k, v := tx.Bucket(bucketLog).Cursor().Last()
+		switch {
+		case k == nil && s.head.Seq != 0:
+			return fmt.Errorf("%w: head at %d but the log is empty", ledger.ErrCorrupt, s.head.Seq)
+		case k != nil:
+			seq, _, _, hash, err := ledger.CheckRecord(v)
+			if err != nil {
+				return fmt.Errorf("last record: %w", err)
+			}
+			if seq != binary.BigEndian.Uint64(k) || seq != s.head.Seq || hash != s.head.Hash {
+				return fmt.Errorf("%w: head (%d) does not match the last record (%d)", ledger.ErrCorrupt, s.head.Seq, seq)
+			}
+		}
+		for i, p := range s.opts.Projectors {
+			applied, err := p.Init(tx)
+			if err != nil {
+				return fmt.Errorf("projector %d: init: %w", i, err)
+			}
+			if err := catchUp(tx, p, applied, s.head.Seq); err != nil {
+				return fmt.Errorf("projector %d: catch up from %d: %w", i, applied, err)
+			}
+		}
+		return nil
+	})
+}
+
+// catchUp applies the events after applied to p, one event at a time (the
+// grouping of the original appends is not recorded).
+func catchUp(tx *bbolt.Tx, p Projector, applied, head uint64) error {
+	if applied >= head {
+		return nil
+	}
+	c := tx.Bucket(bucketLog).Cursor()
+	var one [1]ledger.Event
+	for k, v := c.Seek(seqKey(applied + 1)); k != nil; k, v = c.Next() {
+		e, err := ledger.Decode(v)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		one[0] = e
+		if err := p.Apply(tx, one[:]); err != nil {
+			return fmt.Errorf("sequence %d: %w", e.Seq, err)
+		}
+	}
+	return nil
+}
+
+// Close stops accepting appends, commits the ones already queued, and closes
+// the file.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.reqs)
+	s.closeMu.Unlock()
+	s.wg.Wait()
+	close(s.done)
+	return s.db.Close()
+}
+
+// DB is the underlying bbolt database, for projections that read their views.
+// Writes must go through Append.
+func (s *Store) DB() *bbolt.DB { return s.db }
+
+// Path is the log's file.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Head returns the last committed position.
+func (s *Store) Head() ledger.Head {
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
+	return s.head
+}
+
+// Wait blocks until the log's head is past seq and returns the head. It
+// returns ctx.Err() if ctx ends first and ledger.ErrClosed if the store closes.
+func (s *Store) Wait(ctx context.Context, seq uint64) (ledger.Head, error) {
+	for {
+		s.headMu.Lock()
+		h, ch := s.head, s.notify
+		s.headMu.Unlock()
+		if h.Seq > seq {
+			return h, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return h, ctx.Err()
+		case <-s.done:
+			return h, ledger.ErrClosed
+		}
+	}
+}
+
+// Append atomically appends events to one stream if the stream is at the
+// expected version, and returns them as committed (sequence, version, hashes).
+// It returns after the commit is fsynced.
+//
+// Errors: *ledger.ConflictError (ledger.ErrVersionConflict),
+// *ledger.ClaimError (ledger.ErrClaimed), ledger.ErrInvalidEvent,
+// ledger.ErrClosed, or the I/O error of a failed commit. On any error nothing
+// of this append was written.
+func (s *Store) Append(ctx context.Context, stream string, expected ledger.Expected, events ...ledger.NewEvent) ([]ledger.Event, error) {
+	return s.AppendWrites(ctx, ledger.Write{Stream: stream, Expected: expected, Events: events})
+}
+
+// AppendWrites appends to several streams atomically: every write's expected
+// version must hold, or nothing is written. A write with no events is a pure
+// condition on its stream's version. The returned events are in the order of
+// the writes. The context bounds only the wait to enter the queue: once queued,
+// an append is committed or refused, and AppendWrites reports which.
+//
+// Errors: as Append.
+func (s *Store) AppendWrites(ctx context.Context, writes ...ledger.Write) ([]ledger.Event, error) {
+	n := 0
+	seen := make(map[string]struct{}, len(writes))
+	for _, w := range writes {
+		if _, dup := seen[w.Stream]; dup {
+			return nil, fmt.Errorf("%w: stream %q written twice in one append", ledger.ErrInvalidEvent, w.Stream)
+		}
+		seen[w.Stream] = struct{}{}
+		if w.Expected < ledger.Any {
+			return nil, fmt.Errorf("%w: expected version %d", ledger.ErrInvalidEvent, w.Expected)
+		}
+		for i := range w.Events {
+			if err := ledger.ValidateNew(w.Stream, &w.Events[i]); err != nil {
+				return nil, err
+			}
+		}
+		n += len(w.Events)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: append of no events", ledger.ErrInvalidEvent)
+	}
+	return s.submit(ctx, &request{writes: writes, done: make(chan struct{})})
+}
+
+// Import appends events that were committed elsewhere (a restore from the
+// stream, a re-imported export), keeping their ids, positions and hashes.
+// They must continue this log's chain exactly: the next sequence, the head's
+// hash as previous hash, each stream's next version, and a hash that matches
+// their contents. Claims are taken as recorded.
+//
+// Errors: *ledger.VerifyError (ledger.ErrChainBroken or ledger.ErrCorrupt)
+// naming the first event that does not fit, ledger.ErrClosed, or an I/O error.
+// On any error nothing of this import was written.
+func (s *Store) Import(ctx context.Context, events []ledger.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	_, err := s.submit(ctx, &request{imports: events, done: make(chan struct{})})
+	return err
+}
+
+func (s *Store) submit(ctx context.Context, r *request) ([]ledger.Event, error) {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return nil, ledger.ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return nil, ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	<-r.done
+	return r.events, r.err
+}
+
+// run is the single writer: it takes every queued append into one
+// transaction and commits it.
+func (s *Store) run() {
+	defer s.wg.Done()
+	batch := make([]*request, 0, 256)
+	buf := make([]byte, 0, 1<<16)
+	for first := range s.reqs {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		buf = s.commit(batch, buf)
+	}
+}
+
+// errRetry marks a request whose failure was found after it had started
+// writing into the transaction: the transaction must be redone without it.
+type retryError struct{ err error }
+
+func (e *retryError) Error() string { return e.err.Error() }
+
+func (s *Store) commit(batch []*request, buf []byte) []byte {
+	start := time.Now()
+	for {
+		live := 0
+		for _, r := range batch {
+			if !r.dropped {
+				live++
+			}
+		}
+		if live == 0 {
+			for _, r := range batch {
+				close(r.done)
+			}
+			return buf
+		}
+		tx, err := s.db.Begin(true)
+		if err != nil {
+			s.failAll(batch, fmt.Errorf("begin append transaction: %w", err))
+			return buf
+		}
+		head := s.Head()
+		redo := false
+		nEvents, nAppends := 0, 0
+		for _, r := range batch {
+			if r.err != nil {
+				continue
+			}
+			var evs []ledger.Event
+			if r.imports != nil {
+				buf, evs, err = s.importEvents(tx, r.imports, &head, buf)
+			} else {
+				buf, evs, err = s.write(tx, r.writes, &head, buf)
+			}
+			var retry *retryError
+			switch {
+			case errors.As(err, &retry):
+				r.err = retry.err
+				r.dropped = true
+				redo = true
+			case err != nil:
+				r.err = err // refused before anything was written
+			default:
+				r.events = evs
+				nEvents += len(evs)
+				nAppends++
+			}
+			if redo {
+				break
+			}
+		}
+		if redo {
+			// Judge every other append afresh: a conflict with a dropped
+			// append's writes was not a real one.
+			_ = tx.Rollback()
+			for _, r := range batch {
+				r.events = nil
+				if !r.dropped {
+					r.err = nil
+				}
+			}
+			continue
+		}
+		if nAppends == 0 {
+			_ = tx.Rollback()
+			for _, r := range batch {
+				close(r.done)
+			}
+			return buf
+		}
+		var hk [40]byte
+		binary.BigEndian.PutUint64(hk[:], head.Seq)
+		copy(hk[8:], head.Hash[:])
+		if err := tx.Bucket(bucketMeta).Put(keyHead, hk[:]); err != nil {
+			_ = tx.Rollback()
+			s.failAll(batch, fmt.Errorf("append: %w", err))
+			return buf
+		}
+		if err := tx.Commit(); err != nil {
+			s.failAll(batch, fmt.Errorf("commit append: %w", err))
+			return buf
+		}
+		s.headMu.Lock()
+		s.head = head
+		close(s.notify)
+		s.notify = make(chan struct{})
+		s.headMu.Unlock()
+		if s.opts.OnCommit != nil {
+			s.opts.OnCommit(nEvents, nAppends, time.Since(start))
+		}
+		for _, r := range batch {
+			close(r.done)
+		}
+		return buf
+	}
+}
+
+func (s *Store) failAll(batch []*request, err error) {
+	for _, r := range batch {
+		if r.err == nil {
+			r.err = err
+			r.events = nil
+		}
+		close(r.done)
+	}
+}
+
+// write checks one append against the transaction and, if it holds, writes
+// it. A refusal found before any write returns the error itself; a failure
+// after writing began returns *retryError.
+func (s *Store) write(tx *bbolt.Tx, writes []ledger.Write, head *ledger.Head, buf []byte) ([]byte, []ledger.Event, error) {
+	streams := tx.Bucket(bucketStreams)
+	claims := tx.Bucket(bucketClaims)
+	versions := make([]uint64, len(writes))
+	var claimed map[string]string
+	for i, w := range writes {
+		var cur uint64
+		if v := streams.Get([]byte(w.Stream)); v != nil {
+			cur = binary.BigEndian.Uint64(v)
+		}
+		if w.Expected != ledger.Any && uint64(w.Expected) != cur {
+			return buf, nil, &ledger.ConflictError{Stream: w.Stream, Expected: w.Expected, Actual: cur}
+		}
+		versions[i] = cur
+		for _, e := range w.Events {
+			for _, c := range e.Claims {
+				holder := ""
+				if h := claims.Get([]byte(c)); h != nil {
+					holder = string(h)
+				} else if h, ok := claimed[c]; ok {
+					holder = h
+				}
+				if holder != "" && holder != w.Stream {
+					return buf, nil, &ledger.ClaimError{Key: c, Holder: holder}
+				}
+				if claimed == nil {
+					claimed = make(map[string]string)
+				}
+				claimed[c] = w.Stream
+			}
+		}
+	}
+	// Checked: from here on a failure must undo the transaction.
+	logB := tx.Bucket(bucketLog)
+	logB.FillPercent = 1.0 // keys only ever grow
+	index := tx.Bucket(bucketIndex)
+	var out []ledger.Event
+	if len(writes) == 1 {
+		out = make([]ledger.Event, 0, len(writes[0].Events))
+	}
+	pos := *head
+	var key [8]byte
+	var ikey []byte
+	for i, w := range writes {
+		v := versions[i]
+		for j := range w.Events {
+			pos.Seq++
+			v++
+			var e ledger.Event
+			buf, e = ledger.Seal(buf[:0], w.Stream, pos.Seq, v, pos.Hash, &w.Events[j])
+			pos.Hash = e.Hash
+			binary.BigEndian.PutUint64(key[:], pos.Seq)
+			if err := logB.Put(key[:], bytes.Clone(buf)); err != nil {
+				return buf, nil, &retryError{fmt.Errorf("store sequence %d: %w", pos.Seq, err)}
+			}
+			ikey = append(append(append(ikey[:0], w.Stream...), 0), key[:]...)
+			binary.BigEndian.PutUint64(ikey[len(w.Stream)+1:], v)
+			if err := index.Put(bytes.Clone(ikey), bytes.Clone(key[:])); err != nil {
+				return buf, nil, &retryError{fmt.Errorf("index sequence %d: %w", pos.Seq, err)}
+			}
+			for _, c := range e.Claims {
+				if err := claims.Put([]byte(c), []byte(w.Stream)); err != nil {
+					return buf, nil, &retryError{fmt.Errorf("claim %q: %w", c, err)}
+				}
+			}
+			out = append(out, e)
+		}
+		if len(w.Events) > 0 {
+			var vb [8]byte
+			binary.BigEndian.PutUint64(vb[:], v)
+			if err := streams.Put([]byte(w.Stream), vb[:]); err != nil {
+				return buf, nil, &retryError{fmt.Errorf("stream %q version: %w", w.Stream, err)}
+			}
+		}
+	}
+	for i, p := range s.opts.Projectors {
+		if err := p.Apply(tx, out); err != nil {
+			return buf, nil, &retryError{fmt.Errorf("projector %d: %w", i, err)}
+		}
+	}
+	*head = pos
+	return buf, out, nil
+}
+
+// importEvents checks committed events against the chain and stores them.
+func (s *Store) importEvents(tx *bbolt.Tx, events []ledger.Event, head *ledger.Head, buf []byte) ([]byte, []ledger.Event, error) {
+	streams := tx.Bucket(bucketStreams)
+	claims := tx.Bucket(bucketClaims)
+	pos := *head
+	local := make(map[string]uint64)
+	for i := range events {
+		e := &events[i]
+		if e.Seq != pos.Seq+1 {
+			return buf, nil, &ledger.VerifyError{Seq: pos.Seq + 1, Reason: fmt.Sprintf("import found sequence %d", e.Seq), Err: ledger.ErrChainBroken}
+		}
+		if e.PrevHash != pos.Hash {
+			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: "previous hash does not match the log's head", Err: ledger.ErrChainBroken}
+		}
+		cur, ok := local[e.Stream]
+		if !ok {
+			if v := streams.Get([]byte(e.Stream)); v != nil {
+				cur = binary.BigEndian.Uint64(v)
+			}
+		}
+		if e.Version != cur+1 {
+			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("stream %q version %d follows %d", e.Stream, e.Version, cur), Err: ledger.ErrChainBroken}
+		}
+		local[e.Stream] = e.Version
+		n := ledger.NewEvent{ID: e.ID, Type: e.Type, Time: e.Time, Merchant: e.Merchant, Correlation: e.Correlation, Claims: e.Claims, Data: e.Data}
+		if err := ledger.ValidateNew(e.Stream, &n); err != nil {
+			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: err.Error(), Err: ledger.ErrCorrupt}
+		}
+		var sealed ledger.Event
+		buf, sealed = ledger.Seal(buf[:0], e.Stream, e.Seq, e.Version, e.PrevHash, &n)
+		if sealed.Hash != e.Hash {
+			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: "hash does not match the event's contents", Err: ledger.ErrCorrupt}
+		}
+		for _, c := range e.Claims {
+			if h := claims.Get([]byte(c)); h != nil && string(h) != e.Stream {
+				return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("claim %q already held by %q", c, h), Err: ledger.ErrChainBroken}
+			}
+		}
+		pos = ledger.Head{Seq: e.Seq, Hash: e.Hash}
+	}
+	// Checked: write.
+	logB := tx.Bucket(bucketLog)
+	logB.FillPercent = 1.0
+	index := tx.Bucket(bucketIndex)
+	out := make([]ledger.Event, len(events))
+	for i := range events {
+		e := events[i]
+		e.Time = e.Time.UTC()
+		n := ledger.NewEvent{ID: e.ID, Type: e.Type, Time: e.Time, Merchant: e.Merchant, Correlation: e.Correlation, Claims: e.Claims, Data: e.Data}
+		buf, e = ledger.Seal(buf[:0], e.Stream, e.Seq, e.Version, e.PrevHash, &n)
+		if err := logB.Put(seqKey(e.Seq), bytes.Clone(buf)); err != nil {
+			return buf, nil, &retryError{fmt.Errorf("store sequence %d: %w", e.Seq, err)}
+		}
+		ikey := binary.BigEndian.AppendUint64(append([]byte(e.Stream), 0), e.Version)
+		if err := index.Put(ikey, seqKey(e.Seq)); err != nil {
+			return buf, nil, &retryError{fmt.Errorf("index sequence %d: %w", e.Seq, err)}
+		}
+		if err := streams.Put([]byte(e.Stream), binary.BigEndian.AppendUint64(nil, e.Version)); err != nil {
+			return buf, nil, &retryError{fmt.Errorf("stream %q version: %w", e.Stream, err)}
+		}
+		for _, c := range e.Claims {
+			if err := claims.Put([]byte(c), []byte(e.Stream)); err != nil {
+				return buf, nil, &retryError{fmt.Errorf("claim %q: %w", c, err)}
+			}
+		}
+		out[i] = e
+	}
+	for i, p := range s.opts.Projectors {
+		if err := p.Apply(tx, out); err != nil {
+			return buf, nil, &retryError{fmt.Errorf("projector %d: %w", i, err)}
+		}
+	}
+	*head = pos
+	return buf, out, nil
+}
+
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
+
+// Remove deletes a log file; for tests and for restore into a fresh file.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// FormatV1 is the first (and current) record encoding. Persisted: never reuse
+// or renumber a format version.
+const FormatV1 byte = 1
+
+// Limits on a record's variable parts, so a corrupt length cannot make the
+// decoder allocate gigabytes.
+const (
+	MaxStringLen = 1 << 10 // stream, type, merchant, correlation, each claim
+	MaxClaims    = 16
+	MaxDataLen   = 1 << 20
+)
+
+const (
+	fixedLen = 1 + 16 + 8 + 8 + 8 + 32 // format, id, seq, version, time, prev hash
+	hashLen  = 32
+)
+
+// Encode appends the canonical encoding of e (format v1) to dst and returns it
+// with e.Hash set to the SHA-256 of the encoded bytes before the hash.
+//
+// Layout, all integers big-endian:
+//
+//	format(1) id(16) seq(8) version(8) time_unix_nano(8) prev_hash(32)
+//	stream type merchant correlation   each uvarint length + bytes
+//	claims                             uvarint count, then each uvarint length + bytes
+//	data                               uvarint length + bytes
+//	hash(32)                           SHA-256 of everything above
+func Encode(dst []byte, e *Event) []byte {
+	start := len(dst)
+	dst = append(dst, FormatV1)
+	dst = append(dst, e.ID[:]...)
+	dst = binary.BigEndian.AppendUint64(dst, e.Seq)
+	dst = binary.BigEndian.AppendUint64(dst, e.Version)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.Time.UnixNano()))
+	dst = append(dst, e.PrevHash[:]...)
+	dst = appendString(dst, e.Stream)
+	dst = appendString(dst, e.Type)
+	dst = appendString(dst, e.Merchant)
+	dst = appendString(dst, e.Correlation)
+	dst = binary.AppendUvarint(dst, uint64(len(e.Claims)))
+	for _, c := range e.Claims {
+		dst = appendString(dst, c)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(e.Data)))
+	dst = append(dst, e.Data...)
+	e.Hash = sha256.Sum256(dst[start:])
+	return append(dst, e.Hash[:]...)
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// Decode parses one record, checking its format version and its hash. The
+// returned event does not alias b. It fails with ErrUnsupportedVersion for a
+// record of another format and ErrCorrupt for anything malformed; it never panics.
+func Decode(b []byte) (Event, error) {
+	var e Event
+	if err := decode(b, &e, true); err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
+
+// CheckRecord verifies a record's format and hash without decoding its
+// variable fields into an Event, and returns the header fields verification
+// needs. It is the fast path of a full-log verification.
+func CheckRecord(b []byte) (seq, version uint64, prev, hash Hash, err error) {
+	if len(b) < 1 {
+		return 0, 0, prev, hash, fmt.Errorf("%w: empty record", ErrCorrupt)
+	}
+	if b[0] != FormatV1 {
+		return 0, 0, prev, hash, fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
+	}
+	if len(b) < fixedLen+hashLen {
+		return 0, 0, prev, hash, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
+	}
+	body := b[:len(b)-hashLen]
+	copy(hash[:], b[len(b)-hashLen:])
+	if sha256.Sum256(body) != hash {
+		return 0, 0, prev, hash, fmt.Errorf("%w: hash mismatch", ErrCorrupt)
+	}
+	seq = binary.BigEndian.Uint64(b[17:])
+	version = binary.BigEndian.Uint64(b[25:])
+	copy(prev[:], b[41:73])
+	return seq, version, prev, hash, nil
+}
+
+func decode(b []byte, e *Event, copyData bool) error {
+	if len(b) < 1 {
+		return fmt.Errorf("%w: empty record", ErrCorrupt)
+	}
+	if b[0] != FormatV1 {
+		return fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
+	}
+	if len(b) < fixedLen+hashLen {
+		return fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
+	}
+	body := b[:len(b)-hashLen]
+	copy(e.Hash[:], b[len(b)-hashLen:])
+	if sha256.Sum256(body) != e.Hash {
+		return fmt.Errorf("%w: hash mismatch", ErrCorrupt)
+	}
+	copy(e.ID[:], b[1:17])
+	e.Seq = binary.BigEndian.Uint64(b[17:])
+	e.Version = binary.BigEndian.Uint64(b[25:])
+	e.Time = time.Unix(0, int64(binary.BigEndian.Uint64(b[33:]))).UTC()
+	copy(e.PrevHash[:], b[41:73])
+	r := reader{b: body, off: fixedLen}
+	e.Stream = r.str()
+	e.Type = r.str()
+	e.Merchant = r.str()
+	e.Correlation = r.str()
+	n := r.uvarint()
+	if n > MaxClaims {
+		return fmt.Errorf("%w: %d claims", ErrCorrupt, n)
+	}
+	if n > 0 && r.err == nil {
+		e.Claims = make([]string, 0, n)
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			e.Claims = append(e.Claims, r.str())
+		}
+	}
+	dl := r.uvarint()
+	if r.err == nil && (dl > MaxDataLen || dl > uint64(len(body)-r.off)) {
+		r.err = fmt.Errorf("data length %d", dl)
+	}
+	if r.err == nil {
+		d := body[r.off : r.off+int(dl)]
+		if copyData {
+			d = append([]byte(nil), d...)
+		}
+		e.Data = d
+		r.off += int(dl)
+	}
+	if r.err == nil && r.off != len(body) {
+		r.err = fmt.Errorf("%d trailing bytes", len(body)-r.off)
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, r.err)
+	}
+	return nil
+}
+
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b[r.off:])
+	if n <= 0 {
+		r.err = fmt.Errorf("bad varint at offset %d", r.off)
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *reader) str() string {
+	n := r.uvarint()
+	if r.err != nil {
+		return ""
+	}
+	if n > MaxStringLen || n > uint64(len(r.b)-r.off) {
+		r.err = fmt.Errorf("string length %d at offset %d", n, r.off)
+		return ""
+	}
+	s := string(r.b[r.off : r.off+int(n)])
+	r.off += int(n)
+	if !utf8.ValidString(s) {
+		r.err = fmt.Errorf("invalid UTF-8 at offset %d", r.off)
+	}
+	return s
+}
