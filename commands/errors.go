@@ -1,0 +1,83 @@
+package commands
+
+import (
+	"errors"
+	"strings"
+)
+
+// Business rejections: the command was understood and refused. The HTTP
+// adapter maps each to a status and a stable error code in one place.
+var (
+	// ErrValidation means the command's input is malformed; *ValidationError lists the fields.
+	ErrValidation = errors.New("invalid input")
+	// ErrNotFound means the aggregate does not exist (or belongs to another merchant).
+	ErrNotFound = errors.New("not found")
+	// ErrDuplicateExternalID means the merchant already has an invoice with this external_id.
+	ErrDuplicateExternalID = errors.New("external id already exists for this merchant")
+	// ErrDuplicatePaymentID means the merchant already has an e-invoice with this payment_id.
+	ErrDuplicatePaymentID = errors.New("transaction already exists")
+	// ErrCurrencyInvalid means the currency is unknown, has no rate, or is disabled.
+	ErrCurrencyInvalid = errors.New("currency not found or disabled")
+	// ErrMethodInvalid means the payment method is unknown or not enabled for the merchant.
+	ErrMethodInvalid = errors.New("payment method not found or disabled")
+	// ErrDealsDisabled means the merchant's invoicing switch is off.
+	ErrDealsDisabled = errors.New("deals system is disabled")
+	// ErrMerchantDisabled means the merchant account is suspended.
+	ErrMerchantDisabled = errors.New("merchant is disabled")
+	// ErrInvalidTransition means the aggregate's status does not allow the command.
+	ErrInvalidTransition = errors.New("invalid status transition")
+	// ErrInvoiceNotPayable means the invoice is not pending (paid, expired or cancelled) or past expires_at.
+	ErrInvoiceNotPayable = errors.New("invoice cannot be paid")
+	// ErrWidgetNotActive means the widget is disabled or expired.
+	ErrWidgetNotActive = errors.New("widget is not active")
+	// ErrDuplicateWidget means a widget with this external id already exists.
+	ErrDuplicateWidget = errors.New("widget already exists")
+	// ErrRateMissing means the operator has set no rate for the currency.
+	ErrRateMissing = errors.New("no conversion rate for currency")
+	// ErrKeyNotFound means the API key does not exist or is already revoked.
+	ErrKeyNotFound = errors.New("api key not found")
+	// ErrConflict means the aggregate changed concurrently too many times to apply the command; retry.
+	ErrConflict = errors.New("concurrent modification")
+)
+
+// FieldError is one bad field of a request.
+type FieldError struct {
+	Path    string `json:"path"`    // JSON path of the field, e.g. "amount" or "extra_fields.phone"
+	Type    string `json:"type"`    // machine-readable kind: missing, invalid, too_long, too_precise, ...
+	Message string `json:"message"` // human-readable explanation
+}
+
+// ValidationError lists every bad field of a command. It unwraps to ErrValidation.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid input: ")
+	for i, f := range e.Fields {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.Path)
+		b.WriteString(": ")
+		b.WriteString(f.Message)
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrValidation) true.
+func (e *ValidationError) Unwrap() error { return ErrValidation }
+
+// Add records a bad field.
+func (e *ValidationError) Add(path, typ, msg string) {
+	e.Fields = append(e.Fields, FieldError{Path: path, Type: typ, Message: msg})
+}
+
+// Err returns e if any field was added, else nil.
+func (e *ValidationError) Err() error {
+	if e == nil || len(e.Fields) == 0 {
+		return nil
+	}
+	return e
+}
