@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"time"
 	"unicode/utf8"
 )
@@ -117,19 +118,38 @@ func decode(b []byte, e *Event, copyData bool) error {
 	e.Version = binary.BigEndian.Uint64(b[25:])
 	e.Time = time.Unix(0, int64(binary.BigEndian.Uint64(b[33:]))).UTC()
 	copy(e.PrevHash[:], b[41:73])
+	_, err := parseBody(body, e, copyData)
+	return err
+}
+
+// parseBody checks the variable fields of a record body (the record without
+// its trailing hash): every length in range, every string UTF-8, every varint
+// in its shortest form (so one event has exactly one encoding), and no
+// trailing bytes. With e non-nil it also fills e's variable fields; with e nil
+// it allocates nothing. It returns the stream id, aliasing body.
+func parseBody(body []byte, e *Event, copyData bool) ([]byte, error) {
 	r := reader{b: body, off: fixedLen}
-	e.Stream = r.str()
-	e.Type = r.str()
-	e.Merchant = r.str()
-	e.Correlation = r.str()
-	n := r.uvarint()
-	if n > MaxClaims {
-		return fmt.Errorf("%w: %d claims", ErrCorrupt, n)
+	stream := r.bytes()
+	typ := r.bytes()
+	merchant := r.bytes()
+	correlation := r.bytes()
+	if e != nil && r.err == nil {
+		e.Stream = string(stream)
+		e.Type = string(typ)
+		e.Merchant = string(merchant)
+		e.Correlation = string(correlation)
 	}
-	if n > 0 && r.err == nil {
+	n := r.uvarint()
+	if r.err == nil && n > MaxClaims {
+		r.err = fmt.Errorf("%d claims", n)
+	}
+	if e != nil && n > 0 && r.err == nil {
 		e.Claims = make([]string, 0, n)
-		for i := uint64(0); i < n && r.err == nil; i++ {
-			e.Claims = append(e.Claims, r.str())
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		c := r.bytes()
+		if e != nil && r.err == nil {
+			e.Claims = append(e.Claims, string(c))
 		}
 	}
 	dl := r.uvarint()
@@ -138,19 +158,44 @@ func decode(b []byte, e *Event, copyData bool) error {
 	}
 	if r.err == nil {
 		d := body[r.off : r.off+int(dl)]
-		if copyData {
-			d = append([]byte(nil), d...)
+		if e != nil {
+			if copyData {
+				d = append([]byte(nil), d...)
+			}
+			e.Data = d
 		}
-		e.Data = d
 		r.off += int(dl)
 	}
 	if r.err == nil && r.off != len(body) {
 		r.err = fmt.Errorf("%d trailing bytes", len(body)-r.off)
 	}
 	if r.err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, r.err)
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, r.err)
 	}
-	return nil
+	return stream, nil
+}
+
+// RecordStream returns the stream id of an encoded record, aliasing b. It
+// checks only the record's layout up to the stream id, not its hash: call it
+// on records that CheckRecord or a Verifier has accepted.
+//
+// Errors: ErrUnsupportedVersion, ErrCorrupt.
+func RecordStream(b []byte) ([]byte, error) {
+	if len(b) < 1 {
+		return nil, fmt.Errorf("%w: empty record", ErrCorrupt)
+	}
+	if b[0] != FormatV1 {
+		return nil, fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
+	}
+	if len(b) < fixedLen+hashLen {
+		return nil, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
+	}
+	r := reader{b: b[:len(b)-hashLen], off: fixedLen}
+	s := r.bytes()
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, r.err)
+	}
+	return s, nil
 }
 
 type reader struct {
@@ -168,23 +213,29 @@ func (r *reader) uvarint() uint64 {
 		r.err = fmt.Errorf("bad varint at offset %d", r.off)
 		return 0
 	}
+	if n != (bits.Len64(v|1)+6)/7 {
+		r.err = fmt.Errorf("varint at offset %d not in shortest form", r.off)
+		return 0
+	}
 	r.off += n
 	return v
 }
 
-func (r *reader) str() string {
+// bytes reads a length-prefixed UTF-8 string, aliasing r.b.
+func (r *reader) bytes() []byte {
 	n := r.uvarint()
 	if r.err != nil {
-		return ""
+		return nil
 	}
 	if n > MaxStringLen || n > uint64(len(r.b)-r.off) {
 		r.err = fmt.Errorf("string length %d at offset %d", n, r.off)
-		return ""
+		return nil
 	}
-	s := string(r.b[r.off : r.off+int(n)])
-	r.off += int(n)
-	if !utf8.ValidString(s) {
+	s := r.b[r.off : r.off+int(n)]
+	if !utf8.Valid(s) {
 		r.err = fmt.Errorf("invalid UTF-8 at offset %d", r.off)
+		return nil
 	}
+	r.off += int(n)
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -14,12 +15,12 @@ import (
 type Verifier struct {
 	next     uint64
 	prev     Hash
-	versions map[string]uint64
+	versions map[string]*uint64 // a pointer, so updating a known stream does not allocate its key
 }
 
 // NewVerifier starts a verification at sequence 1.
 func NewVerifier() *Verifier {
-	return &Verifier{next: 1, versions: make(map[string]uint64)}
+	return &Verifier{next: 1, versions: make(map[string]*uint64)}
 }
 
 // Count is the number of records verified so far.
@@ -28,21 +29,32 @@ func (v *Verifier) Count() uint64 { return v.next - 1 }
 // Head is the last verified position.
 func (v *Verifier) Head() Head { return Head{Seq: v.next - 1, Hash: v.prev} }
 
-// CheckRaw verifies one encoded record. It returns a *VerifyError naming the
-// sequence it expected when anything is wrong.
+// CheckRaw verifies one encoded record: its format, hash and layout (every
+// field decodes), then its place in the chain. It returns a *VerifyError
+// naming the sequence it expected when anything is wrong. It does not
+// allocate, except for the first record of each stream.
 func (v *Verifier) CheckRaw(b []byte) error {
 	seq, version, prev, hash, err := CheckRecord(b)
 	if err != nil {
 		return &VerifyError{Seq: v.next, Reason: err.Error(), Err: unwrapClass(err)}
 	}
-	r := reader{b: b[:len(b)-hashLen], off: fixedLen}
-	n := r.uvarint()
-	if r.err != nil || n > MaxStringLen || n > uint64(len(r.b)-r.off) {
-		return &VerifyError{Seq: v.next, Reason: "bad stream field", Err: ErrCorrupt}
+	stream, err := parseBody(b[:len(b)-hashLen], nil, false)
+	if err != nil {
+		return &VerifyError{Seq: v.next, Reason: err.Error(), Err: ErrCorrupt}
 	}
-	stream := b[r.off : r.off+int(n)]
 	return v.check(seq, version, prev, hash, stream, nil)
 }
+
+// StreamVersion is the last verified version of a stream (0 if none).
+func (v *Verifier) StreamVersion(stream string) uint64 {
+	if p := v.versions[stream]; p != nil {
+		return *p
+	}
+	return 0
+}
+
+// Streams is the number of distinct streams verified so far.
+func (v *Verifier) Streams() int { return len(v.versions) }
 
 // Check verifies one decoded event (its hash is recomputed from its fields).
 func (v *Verifier) Check(e *Event) error {
@@ -63,19 +75,30 @@ func (v *Verifier) check(seq, version uint64, prev, hash Hash, streamB []byte, s
 	if prev != v.prev {
 		return &VerifyError{Seq: seq, Reason: "previous hash does not match the hash of the record before", Err: ErrChainBroken}
 	}
-	var last uint64
+	var p *uint64
 	if streamS != nil {
-		last = v.versions[*streamS]
+		p = v.versions[*streamS]
 	} else {
-		last = v.versions[string(streamB)]
+		p = v.versions[string(streamB)]
+	}
+	var last uint64
+	if p != nil {
+		last = *p
 	}
 	if version != last+1 {
 		return &VerifyError{Seq: seq, Reason: fmt.Sprintf("stream version %d follows %d", version, last), Err: ErrChainBroken}
 	}
-	if streamS != nil {
-		v.versions[*streamS] = version
-	} else {
-		v.versions[string(streamB)] = version
+	switch {
+	case p != nil:
+		*p = version
+	case streamS != nil:
+		p = new(uint64)
+		*p = version
+		v.versions[*streamS] = p
+	default:
+		p = new(uint64)
+		*p = version
+		v.versions[string(streamB)] = p
 	}
 	v.prev = hash
 	v.next++
@@ -100,6 +123,9 @@ func ValidateNew(stream string, e *NewEvent) error {
 		return fmt.Errorf("%w: %s: no event id", ErrInvalidEvent, e.Type)
 	case e.Time.IsZero():
 		return fmt.Errorf("%w: %s: no event time", ErrInvalidEvent, e.Type)
+	case !time.Unix(0, e.Time.UnixNano()).Equal(e.Time):
+		// The record stores Unix nanoseconds: years 1678 to 2262.
+		return fmt.Errorf("%w: %s: event time %s out of range", ErrInvalidEvent, e.Type, e.Time)
 	case len(e.Merchant) > MaxStringLen || !utf8.ValidString(e.Merchant):
 		return fmt.Errorf("%w: %s: merchant id too long or not UTF-8", ErrInvalidEvent, e.Type)
 	case len(e.Correlation) > MaxStringLen || !utf8.ValidString(e.Correlation):
