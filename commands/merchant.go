@@ -1,0 +1,484 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/ledger"
+)
+
+// DefaultInvoiceLifetime is how long an invoice stays payable unless the
+// merchant's setting says otherwise.
+const DefaultInvoiceLifetime = 20 * time.Minute
+
+// Merchant is the merchant aggregate, folded from its stream.
+type Merchant struct {
+	ID                string
+	Name              string
+	WebhookURL        string
+	CommissionPercent decimal.Decimal
+	InvoiceLifetime   time.Duration
+	InvoicingEnabled  bool
+	Methods           []string // enabled method codes; empty: all
+	Disabled          bool
+	Keys              map[string]bool // key id -> active
+	SecretVersion     int
+	Version           uint64
+}
+
+// MethodEnabled reports whether the merchant accepts a payment method.
+func (m *Merchant) MethodEnabled(code string) bool {
+	if len(m.Methods) == 0 {
+		return true
+	}
+	for _, c := range m.Methods {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Merchant) apply(e ledger.Event) error {
+	m.Version = e.Version
+	switch e.Type {
+	case TypeMerchantRegistered:
+		var d MerchantRegistered
+		if err := unmarshal(e, &d); err != nil {
+			return err
+		}
+		m.ID, m.Name, m.WebhookURL = d.MerchantID, d.Name, d.WebhookURL
+		m.CommissionPercent = d.CommissionPercent
+		m.InvoiceLifetime = time.Duration(d.InvoiceLifetime) * time.Second
+		m.InvoicingEnabled = d.InvoicingEnabled
+		m.Methods = d.Methods
+		m.Keys = map[string]bool{}
+	case TypeMerchantSettings:
+		var d MerchantSettingsChanged
+		if err := unmarshal(e, &d); err != nil {
+			return err
+		}
+		if d.Name != nil {
+			m.Name = *d.Name
+		}
+		if d.WebhookURL != nil {
+			m.WebhookURL = *d.WebhookURL
+		}
+		if d.CommissionPercent != nil {
+			m.CommissionPercent = *d.CommissionPercent
+		}
+		if d.InvoiceLifetime != nil {
+			m.InvoiceLifetime = time.Duration(*d.InvoiceLifetime) * time.Second
+		}
+		if d.InvoicingEnabled != nil {
+			m.InvoicingEnabled = *d.InvoicingEnabled
+		}
+		if d.Methods != nil {
+			m.Methods = *d.Methods
+		}
+		if d.Disabled != nil {
+			m.Disabled = *d.Disabled
+		}
+	case TypeAPIKeyIssued:
+		var d APIKeyIssued
+		if err := unmarshal(e, &d); err != nil {
+			return err
+		}
+		m.Keys[d.KeyID] = true
+	case TypeAPIKeyRevoked:
+		var d APIKeyRevoked
+		if err := unmarshal(e, &d); err != nil {
+			return err
+		}
+		m.Keys[d.KeyID] = false
+	case TypeSigningSecretRotated:
+		var d SigningSecretRotated
+		if err := unmarshal(e, &d); err != nil {
+			return err
+		}
+		m.SecretVersion = d.Version
+	}
+	return nil
+}
+
+// LoadMerchant folds a merchant's stream. It returns ErrNotFound for an
+// unknown merchant.
+func (s *Service) LoadMerchant(ctx context.Context, id string) (*Merchant, error) {
+	m := &Merchant{}
+	v, err := s.load(ctx, StreamID(StreamMerchant, id), m.apply)
+	if err != nil {
+		return nil, err
+	}
+	if v == 0 {
+		return nil, fmt.Errorf("merchant %s: %w", id, ErrNotFound)
+	}
+	return m, nil
+}
+
+// MerchantSettings are a merchant's settings; nil fields are left as they are
+// (on registration, nil means the default).
+type MerchantSettings struct {
+	Name              *string
+	WebhookURL        *string
+	CommissionPercent *string
+	InvoiceLifetime   *time.Duration
+	InvoicingEnabled  *bool
+	Methods           *[]string
+	Disabled          *bool
+}
+
+// RegisterMerchant is the operator's command to add a merchant with its first
+// API key and signing secret (both made by the adapter: only hashes come here).
+type RegisterMerchant struct {
+	Meta
+	MerchantID string
+	Settings   MerchantSettings
+	Key        APIKeyIssued   // the first key (hash only)
+	Secret     SecretMaterial // the first signing secret (hash only)
+}
+
+// SecretMaterial identifies a signing secret by its hash.
+type SecretMaterial struct {
+	SecretHash string
+}
+
+// RegisterMerchant creates the merchant's stream.
+//
+// Errors: *ValidationError, ErrConflict (the id exists), infrastructure errors.
+func (s *Service) RegisterMerchant(ctx context.Context, c RegisterMerchant) error {
+	if err := checkMeta(c.Meta); err != nil {
+		return err
+	}
+	v := &ValidationError{}
+	if c.MerchantID == "" || strings.ContainsAny(c.MerchantID, ".*> \t") {
+		v.Add("merchant_id", "invalid", "merchant id must be non-empty without spaces, '.', '*' or '>'")
+	}
+	if c.Settings.Name == nil || strings.TrimSpace(*c.Settings.Name) == "" {
+		v.Add("name", "missing", "name is required")
+	}
+	d := MerchantRegistered{
+		MerchantID:        c.MerchantID,
+		CommissionPercent: decimal.Zero,
+		InvoiceLifetime:   int64(DefaultInvoiceLifetime / time.Second),
+		InvoicingEnabled:  true,
+		RegisteredAt:      c.Time.UTC(),
+	}
+	ch := validateSettings(c.Settings, v)
+	if ch.Name != nil {
+		d.Name = *ch.Name
+	}
+	if ch.WebhookURL != nil {
+		d.WebhookURL = *ch.WebhookURL
+	}
+	if ch.CommissionPercent != nil {
+		d.CommissionPercent = *ch.CommissionPercent
+	}
+	if ch.InvoiceLifetime != nil {
+		d.InvoiceLifetime = *ch.InvoiceLifetime
+	}
+	if ch.InvoicingEnabled != nil {
+		d.InvoicingEnabled = *ch.InvoicingEnabled
+	}
+	if ch.Methods != nil {
+		d.Methods = *ch.Methods
+	}
+	if c.Key.KeyID == "" || len(c.Key.KeyHash) != 64 {
+		v.Add("api_key", "invalid", "an API key id and SHA-256 hash are required")
+	}
+	if len(c.Secret.SecretHash) != 64 {
+		v.Add("signing_secret", "invalid", "a signing secret hash is required")
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	ids := &eventIDs{meta: c.Meta}
+	key := c.Key
+	key.IssuedAt = c.Time.UTC()
+	events := []ledger.NewEvent{
+		ids.event(TypeMerchantRegistered, c.MerchantID, d),
+		ids.event(TypeAPIKeyIssued, c.MerchantID, key),
+		ids.event(TypeSigningSecretRotated, c.MerchantID, SigningSecretRotated{Version: 1, SecretHash: c.Secret.SecretHash, RotatedAt: c.Time.UTC()}),
+	}
+	_, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamMerchant, c.MerchantID), Expected: ledger.NoStream, Events: events})
+	if err != nil {
+		return fmt.Errorf("register merchant %s: %w", c.MerchantID, mapConflict(err))
+	}
+	return nil
+}
+
+// ChangeMerchantSettings is the operator's command to change settings.
+type ChangeMerchantSettings struct {
+	Meta
+	MerchantID string
+	Settings   MerchantSettings
+}
+
+// ChangeMerchantSettings records the settings that differ.
+//
+// Errors: ErrNotFound, *ValidationError, ErrConflict.
+func (s *Service) ChangeMerchantSettings(ctx context.Context, c ChangeMerchantSettings) error {
+	if err := checkMeta(c.Meta); err != nil {
+		return err
+	}
+	v := &ValidationError{}
+	ch := validateSettings(c.Settings, v)
+	if err := v.Err(); err != nil {
+		return err
+	}
+	ch.ChangedAt = c.Time.UTC()
+	_, err := s.run(ctx, func() (decision, error) {
+		m, err := s.LoadMerchant(ctx, c.MerchantID)
+		if err != nil {
+			return decision{}, err
+		}
+		ids := &eventIDs{meta: c.Meta}
+		return decision{writes: []ledger.Write{{
+			Stream: StreamID(StreamMerchant, m.ID), Expected: ledger.Exactly(m.Version),
+			Events: []ledger.NewEvent{ids.event(TypeMerchantSettings, m.ID, ch)},
+		}}}, nil
+	})
+	return err
+}
+
+func validateSettings(in MerchantSettings, v *ValidationError) MerchantSettingsChanged {
+	var out MerchantSettingsChanged
+	if in.Name != nil {
+		n := strings.TrimSpace(*in.Name)
+		if n == "" || utf8.RuneCountInString(n) > 200 {
+			v.Add("name", "invalid", "name must be 1 to 200 characters")
+		}
+		out.Name = &n
+	}
+	if in.WebhookURL != nil {
+		u := *in.WebhookURL
+		if u != "" {
+			if err := checkURL(u, false); err != "" {
+				v.Add("webhook_url", "invalid", "webhook_url "+err)
+			}
+		}
+		out.WebhookURL = &u
+	}
+	if in.CommissionPercent != nil {
+		d, err := decimal.NewFromString(*in.CommissionPercent)
+		switch {
+		case err != nil || !plainDecimal(*in.CommissionPercent):
+			v.Add("commission_percent", "invalid", "commission_percent must be a decimal string such as \"2\" or \"1.5\"")
+		case d.IsNegative() || d.GreaterThanOrEqual(decimal.NewFromInt(100)):
+			v.Add("commission_percent", "out_of_range", "commission_percent must be at least 0 and below 100")
+		case -d.Exponent() > 4:
+			v.Add("commission_percent", "too_precise", "commission_percent must have at most 4 decimal places")
+		}
+		out.CommissionPercent = &d
+	}
+	if in.InvoiceLifetime != nil {
+		secs := int64(*in.InvoiceLifetime / time.Second)
+		if secs < 60 || secs > 30*24*3600 {
+			v.Add("invoice_lifetime_seconds", "out_of_range", "invoice lifetime must be between 60 seconds and 30 days")
+		}
+		out.InvoiceLifetime = &secs
+	}
+	if in.InvoicingEnabled != nil {
+		b := *in.InvoicingEnabled
+		out.InvoicingEnabled = &b
+	}
+	if in.Methods != nil {
+		ms := append([]string{}, (*in.Methods)...)
+		for i, code := range ms {
+			if _, ok := LookupMethod(code); !ok {
+				v.Add(fmt.Sprintf("methods[%d]", i), "invalid", fmt.Sprintf("unknown payment method %q", code))
+			}
+		}
+		out.Methods = &ms
+	}
+	if in.Disabled != nil {
+		b := *in.Disabled
+		out.Disabled = &b
+	}
+	return out
+}
+
+// IssueAPIKey adds a key to a merchant (the adapter made the key; only its hash comes here).
+type IssueAPIKey struct {
+	Meta
+	MerchantID string
+	Key        APIKeyIssued
+}
+
+// IssueAPIKey records a new key.
+//
+// Errors: ErrNotFound, *ValidationError, ErrConflict.
+func (s *Service) IssueAPIKey(ctx context.Context, c IssueAPIKey) error {
+	if err := checkMeta(c.Meta); err != nil {
+		return err
+	}
+	if c.Key.KeyID == "" || len(c.Key.KeyHash) != 64 {
+		return &ValidationError{Fields: []FieldError{{Path: "api_key", Type: "invalid", Message: "an API key id and SHA-256 hash are required"}}}
+	}
+	key := c.Key
+	key.IssuedAt = c.Time.UTC()
+	return s.merchantEvent(ctx, c.Meta, c.MerchantID, func(m *Merchant) (string, any, error) {
+		if _, dup := m.Keys[key.KeyID]; dup {
+			return "", nil, fmt.Errorf("api key %s: %w", key.KeyID, ErrConflict)
+		}
+		return TypeAPIKeyIssued, key, nil
+	})
+}
+
+// RevokeAPIKey disables a key.
+type RevokeAPIKey struct {
+	Meta
+	MerchantID string
+	KeyID      string
+}
+
+// RevokeAPIKey records the revocation.
+//
+// Errors: ErrNotFound (merchant), ErrKeyNotFound, ErrConflict.
+func (s *Service) RevokeAPIKey(ctx context.Context, c RevokeAPIKey) error {
+	if err := checkMeta(c.Meta); err != nil {
+		return err
+	}
+	return s.merchantEvent(ctx, c.Meta, c.MerchantID, func(m *Merchant) (string, any, error) {
+		if active, ok := m.Keys[c.KeyID]; !ok || !active {
+			return "", nil, fmt.Errorf("api key %s: %w", c.KeyID, ErrKeyNotFound)
+		}
+		return TypeAPIKeyRevoked, APIKeyRevoked{KeyID: c.KeyID, RevokedAt: c.Time.UTC()}, nil
+	})
+}
+
+// RotateSigningSecret starts a new signing secret version; the previous one
+// keeps signing alongside it for Overlap.
+type RotateSigningSecret struct {
+	Meta
+	MerchantID string
+	Secret     SecretMaterial
+	Overlap    time.Duration
+}
+
+// RotateSigningSecret records the rotation and returns the new version.
+//
+// Errors: ErrNotFound, *ValidationError, ErrConflict.
+func (s *Service) RotateSigningSecret(ctx context.Context, c RotateSigningSecret) (int, error) {
+	if err := checkMeta(c.Meta); err != nil {
+		return 0, err
+	}
+	if len(c.Secret.SecretHash) != 64 {
+		return 0, &ValidationError{Fields: []FieldError{{Path: "signing_secret", Type: "invalid", Message: "a signing secret hash is required"}}}
+	}
+	version := 0
+	err := s.merchantEvent(ctx, c.Meta, c.MerchantID, func(m *Merchant) (string, any, error) {
+		version = m.SecretVersion + 1
+		d := SigningSecretRotated{Version: version, SecretHash: c.Secret.SecretHash, RotatedAt: c.Time.UTC()}
+		if c.Overlap > 0 {
+			d.PreviousValidUntil = c.Time.Add(c.Overlap).UTC()
+		}
+		return TypeSigningSecretRotated, d, nil
+	})
+	return version, err
+}
+
+// merchantEvent appends one event decided from the merchant's state.
+func (s *Service) merchantEvent(ctx context.Context, meta Meta, merchantID string, decide func(*Merchant) (string, any, error)) error {
+	_, err := s.run(ctx, func() (decision, error) {
+		m, err := s.LoadMerchant(ctx, merchantID)
+		if err != nil {
+			return decision{}, err
+		}
+		typ, data, err := decide(m)
+		if err != nil {
+			return decision{}, err
+		}
+		ids := &eventIDs{meta: meta}
+		return decision{writes: []ledger.Write{{
+			Stream: StreamID(StreamMerchant, m.ID), Expected: ledger.Exactly(m.Version),
+			Events: []ledger.NewEvent{ids.event(typ, m.ID, data)},
+		}}}, nil
+	})
+	return err
+}
+
+// SetRate is the operator's command to set a currency's rate per USDT.
+type SetRate struct {
+	Meta
+	Currency string
+	Rate     string
+}
+
+// SetRate records the rate.
+//
+// Errors: *ValidationError (unknown currency, bad rate).
+func (s *Service) SetRate(ctx context.Context, c SetRate) (decimal.Decimal, error) {
+	if err := checkMeta(c.Meta); err != nil {
+		return decimal.Decimal{}, err
+	}
+	v := &ValidationError{}
+	if _, ok := LookupCurrency(c.Currency); !ok || c.Currency == "USDT" {
+		v.Add("currency", "invalid", fmt.Sprintf("unknown currency %q", c.Currency))
+	}
+	rate, ferr := ParseRate("rate", c.Rate)
+	if ferr != nil {
+		v.Fields = append(v.Fields, *ferr)
+	}
+	if err := v.Err(); err != nil {
+		return decimal.Decimal{}, err
+	}
+	ids := &eventIDs{meta: c.Meta}
+	_, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamRates, Expected: ledger.Any,
+		Events: []ledger.NewEvent{ids.event(TypeRateSet, "", RateSet{Currency: c.Currency, Rate: rate, SetAt: c.Time.UTC()})}})
+	if err != nil {
+		return decimal.Decimal{}, fmt.Errorf("set rate %s: %w", c.Currency, err)
+	}
+	return rate, nil
+}
+
+// checkURL returns "" for an absolute http(s) URL (https only when httpsOnly),
+// else what is wrong with it.
+func checkURL(s string, httpsOnly bool) string {
+	if len(s) > 2048 {
+		return "must be at most 2048 characters"
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.User != nil {
+		return "must be an absolute URL with a host"
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if httpsOnly {
+			return "must use https"
+		}
+	default:
+		return "must use https"
+	}
+	return ""
+}
+
+func plainDecimal(s string) bool {
+	if s == "" {
+		return false
+	}
+	dot := false
+	for i, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '.' && !dot && i > 0 && i < len(s)-1:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func mapConflict(err error) error {
+	if err != nil && (isVersionConflict(err)) {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
+}

@@ -1,0 +1,361 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/ledger"
+)
+
+// Payment is the payment aggregate, folded from its stream.
+type Payment struct {
+	PaymentCreated
+	Status     string
+	Allocation string
+	Version    uint64
+}
+
+// Terminal reports whether no further transition is allowed.
+func (p *Payment) Terminal() bool {
+	switch p.Status {
+	case PaymentStatusProcessed, PaymentStatusRejected, PaymentStatusCancelled, PaymentStatusError:
+		return true
+	}
+	return false
+}
+
+func (p *Payment) apply(e ledger.Event) error {
+	p.Version = e.Version
+	switch e.Type {
+	case TypePaymentCreated:
+		if err := unmarshal(e, &p.PaymentCreated); err != nil {
+			return err
+		}
+		p.Status = PaymentStatusPending
+	case TypePaymentConfirmed, TypePaymentRejected, TypePaymentCancelled, TypePaymentFailed:
+		var d PaymentStatusChanged
+		if err := unmarshal(e, &d); err != nil {
+			return err
+		}
+		p.Status = d.Status
+	case TypePaymentProcessed:
+		var d PaymentProcessed
+		if err := unmarshal(e, &d); err != nil {
+			return err
+		}
+		p.Status, p.Allocation = PaymentStatusProcessed, d.Allocation
+	}
+	return nil
+}
+
+// LoadPayment folds a payment's stream (id: the ULID of its stream). A
+// merchantID other than "" must own it, else ErrNotFound.
+func (s *Service) LoadPayment(ctx context.Context, merchantID, paymentID string) (*Payment, error) {
+	p := &Payment{}
+	v, err := s.load(ctx, StreamID(StreamPayment, paymentID), p.apply)
+	if err != nil {
+		return nil, err
+	}
+	if v == 0 || (merchantID != "" && p.MerchantID != merchantID) {
+		return nil, fmt.Errorf("payment %s: %w", paymentID, ErrNotFound)
+	}
+	return p, nil
+}
+
+// CreatePayment is a customer's (or the merchant's) attempt to pay an invoice
+// with a method.
+type CreatePayment struct {
+	Meta
+	PaymentID  ulid.ULID
+	InvoiceID  string
+	MerchantID string // "" from the hosted page; else the invoice's owner
+	Method     string
+	// MethodRate is the method currency's rate per USDT, needed only when it
+	// differs from the invoice's currency (zero: none set).
+	MethodRate decimal.Decimal
+}
+
+// CreatePayment decides payment.created: the gateway for the method assigns
+// the payment details. The invoice must be pending and not past expires_at.
+//
+// Errors: *ValidationError, ErrNotFound, ErrInvoiceNotPayable,
+// ErrMethodInvalid, ErrCurrencyInvalid (no rate to convert), ErrConflict.
+func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment, uint64, error) {
+	if err := checkMeta(c.Meta); err != nil {
+		return nil, 0, err
+	}
+	if c.Method == "" {
+		return nil, 0, &ValidationError{Fields: []FieldError{{Path: "method", Type: "missing", Message: "method is required"}}}
+	}
+	method, ok := LookupMethod(c.Method)
+	if !ok {
+		return nil, 0, fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid)
+	}
+	var created PaymentCreated
+	evs, err := s.run(ctx, func() (decision, error) {
+		inv, err := s.LoadInvoice(ctx, c.MerchantID, c.InvoiceID)
+		if err != nil {
+			return decision{}, err
+		}
+		if inv.Status != InvoiceStatusPending || !c.Time.Before(inv.ExpiresAt) {
+			return decision{}, fmt.Errorf("invoice %s (%s): %w", inv.InvoiceID, inv.Status, ErrInvoiceNotPayable)
+		}
+		m, err := s.LoadMerchant(ctx, inv.MerchantID)
+		if err != nil {
+			return decision{}, err
+		}
+		if !m.MethodEnabled(method.Code) || (inv.Method != "" && inv.Method != method.Code) {
+			return decision{}, fmt.Errorf("method %q: %w", method.Code, ErrMethodInvalid)
+		}
+		cur, ok := LookupCurrency(method.Currency)
+		if !ok {
+			return decision{}, fmt.Errorf("method %q currency %q: %w", method.Code, method.Currency, ErrMethodInvalid)
+		}
+		amount := inv.Amount
+		if method.Currency != inv.Currency {
+			if !c.MethodRate.IsPositive() {
+				return decision{}, fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid)
+			}
+			amount = ConvertBetween(inv.Amount, inv.ConversionRate, c.MethodRate, cur)
+		}
+		gw, ok := s.gateways.For(method)
+		if !ok {
+			return decision{}, fmt.Errorf("no gateway for method %q: %w", method.Code, ErrMethodInvalid)
+		}
+		pid := c.PaymentID.String()
+		details, err := gw.Assign(AssignRequest{PaymentID: pid, InvoiceID: inv.InvoiceID, Method: method, Amount: amount, Currency: cur.Code})
+		if err != nil {
+			return decision{}, fmt.Errorf("gateway %s: assign details: %w", gw.ID(), err)
+		}
+		created = PaymentCreated{
+			PaymentID:           pid,
+			InvoiceID:           inv.InvoiceID,
+			MerchantID:          inv.MerchantID,
+			Method:              method.Code,
+			GatewayID:           gw.ID(),
+			Extra:               PaymentExtra(details),
+			PaymentCurrency:     cur.Code,
+			PaymentAmount:       amount,
+			DestinationCurrency: "USDT",
+			DestinationAmount:   inv.MerchantUSDT,
+			CreatedAt:           c.Time.UTC(),
+		}
+		ids := &eventIDs{meta: c.Meta}
+		return decision{writes: []ledger.Write{
+			{Stream: StreamID(StreamPayment, pid), Expected: ledger.NoStream,
+				Events: []ledger.NewEvent{ids.event(TypePaymentCreated, inv.MerchantID, created)}},
+			// The invoice must still be as read: cancelled or expired since, and
+			// the payment is refused on the retry.
+			{Stream: StreamID(StreamInvoice, inv.InvoiceID), Expected: ledger.Exactly(inv.Version)},
+		}}, nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return &Payment{PaymentCreated: created, Status: PaymentStatusPending, Version: evs[0].Version}, evs[0].Seq, nil
+}
+
+// PaymentTransition moves a payment to CONFIRMED, REJECTED, CANCELLED or
+// ERROR. MerchantID "" is the operator (or the gateway).
+type PaymentTransition struct {
+	Meta
+	MerchantID string
+	PaymentID  string
+	Status     string
+	Reason     string
+}
+
+// allowed lists the transitions of SPEC §3 other than to PROCESSED.
+var allowed = map[string]map[string]bool{
+	PaymentStatusPending:   {PaymentStatusConfirmed: true, PaymentStatusCancelled: true, PaymentStatusRejected: true, PaymentStatusError: true},
+	PaymentStatusConfirmed: {PaymentStatusRejected: true, PaymentStatusError: true},
+}
+
+var transitionType = map[string]string{
+	PaymentStatusConfirmed: TypePaymentConfirmed,
+	PaymentStatusRejected:  TypePaymentRejected,
+	PaymentStatusCancelled: TypePaymentCancelled,
+	PaymentStatusError:     TypePaymentFailed,
+}
+
+// TransitionPayment appends the status change.
+//
+// Errors: ErrNotFound, ErrInvalidTransition, *ValidationError (unknown
+// status), ErrConflict.
+func (s *Service) TransitionPayment(ctx context.Context, c PaymentTransition) (*Payment, error) {
+	if err := checkMeta(c.Meta); err != nil {
+		return nil, err
+	}
+	typ, ok := transitionType[c.Status]
+	if !ok {
+		return nil, &ValidationError{Fields: []FieldError{{Path: "status", Type: "invalid", Message: fmt.Sprintf("unknown target status %q", c.Status)}}}
+	}
+	if len(c.Reason) > maxPurposeLen {
+		return nil, &ValidationError{Fields: []FieldError{{Path: "reason", Type: "too_long", Message: "reason must be at most 1024 characters"}}}
+	}
+	var out *Payment
+	_, err := s.run(ctx, func() (decision, error) {
+		p, err := s.LoadPayment(ctx, c.MerchantID, c.PaymentID)
+		if err != nil {
+			return decision{}, err
+		}
+		if !allowed[p.Status][c.Status] {
+			return decision{}, fmt.Errorf("payment %s: %s -> %s: %w", p.PaymentID, p.Status, c.Status, ErrInvalidTransition)
+		}
+		ids := &eventIDs{meta: c.Meta}
+		out = p
+		return decision{writes: []ledger.Write{{
+			Stream: StreamID(StreamPayment, p.PaymentID), Expected: ledger.Exactly(p.Version),
+			Events: []ledger.NewEvent{ids.event(typ, p.MerchantID, PaymentStatusChanged{Status: c.Status, Reason: c.Reason, At: c.Time.UTC()})},
+		}}}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.Status = c.Status
+	out.Version++
+	return out, nil
+}
+
+// ProcessPayment records that the gateway received the money. PaidAmount ""
+// means exactly the expected amount.
+type ProcessPayment struct {
+	Meta
+	MerchantID string
+	PaymentID  string
+	PaidAmount string
+}
+
+// ProcessResult is what processing decided.
+type ProcessResult struct {
+	Payment     *Payment
+	Allocation  string
+	Late        bool
+	InvoicePaid bool
+}
+
+// ProcessPayment appends payment.processed with its postings and, when the
+// payment pays its invoice, invoice.paid, atomically and conditional on both
+// streams' versions, so an invoice is paid at most once whatever races.
+//
+// What happens to the money (docs/payments.md):
+//   - invoice pending, full amount: the invoice is paid (late if past expires_at);
+//     an excess is held as overpayment;
+//   - invoice expired, full amount: paid late (the expired invoice becomes success, flagged late);
+//   - less than expected: held in the merchant's suspense account, invoice unchanged;
+//   - invoice already paid (by another payment) or cancelled: held in suspense.
+//
+// Errors: ErrNotFound, ErrInvalidTransition (terminal payment),
+// *ValidationError (bad paid amount), ErrConflict.
+func (s *Service) ProcessPayment(ctx context.Context, c ProcessPayment) (*ProcessResult, error) {
+	if err := checkMeta(c.Meta); err != nil {
+		return nil, err
+	}
+	var res ProcessResult
+	_, err := s.run(ctx, func() (decision, error) {
+		p, err := s.LoadPayment(ctx, c.MerchantID, c.PaymentID)
+		if err != nil {
+			return decision{}, err
+		}
+		if p.Terminal() {
+			return decision{}, fmt.Errorf("payment %s: %s -> %s: %w", p.PaymentID, p.Status, PaymentStatusProcessed, ErrInvalidTransition)
+		}
+		inv, err := s.LoadInvoice(ctx, "", p.InvoiceID)
+		if err != nil {
+			return decision{}, err
+		}
+		cur, _ := LookupCurrency(p.PaymentCurrency)
+		paid := p.PaymentAmount
+		if c.PaidAmount != "" {
+			d, ferr := ParseAmount("paid_amount", c.PaidAmount, cur)
+			if ferr != nil {
+				return decision{}, &ValidationError{Fields: []FieldError{*ferr}}
+			}
+			paid = d
+		}
+		d := decideProcessing(p, inv, paid, c.Time)
+		ids := &eventIDs{meta: c.Meta}
+		writes := []ledger.Write{{
+			Stream: StreamID(StreamPayment, p.PaymentID), Expected: ledger.Exactly(p.Version),
+			Events: []ledger.NewEvent{ids.event(TypePaymentProcessed, p.MerchantID, d.processed)},
+		}, {
+			Stream: StreamID(StreamInvoice, inv.InvoiceID), Expected: ledger.Exactly(inv.Version),
+		}}
+		if d.paid != nil {
+			writes[1].Events = []ledger.NewEvent{ids.event(TypeInvoicePaid, inv.MerchantID, *d.paid)}
+		}
+		p.Status, p.Allocation = PaymentStatusProcessed, d.processed.Allocation
+		res = ProcessResult{Payment: p, Allocation: d.processed.Allocation, Late: d.processed.Late, InvoicePaid: d.paid != nil}
+		return decision{writes: writes}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Payment.Version++
+	return &res, nil
+}
+
+type processing struct {
+	processed PaymentProcessed
+	paid      *InvoicePaid
+}
+
+// decideProcessing is the pure allocation rule of ProcessPayment.
+func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Time) processing {
+	at = at.UTC()
+	m := inv.MerchantID
+	clearing := Posting{Account: AccountClearing + ":" + p.GatewayID, Currency: p.PaymentCurrency, Amount: paid}
+	out := processing{processed: PaymentProcessed{At: at, PaidAmount: paid}}
+	suspense := func(alloc string) processing {
+		out.processed.Allocation = alloc
+		out.processed.Postings = []Posting{clearing, {Account: AccountSuspense + ":" + m, Currency: p.PaymentCurrency, Amount: paid.Neg()}}
+		return out
+	}
+	switch {
+	case inv.Status == InvoiceStatusSuccess:
+		return suspense(AllocDuplicate)
+	case inv.Status == InvoiceStatusCancelled:
+		return suspense(AllocCancelled)
+	case paid.LessThan(p.PaymentAmount):
+		return suspense(AllocUnderpaid)
+	}
+	// Pending or expired, and at least the expected amount arrived: pay it.
+	late := inv.Status == InvoiceStatusExpired || !at.Before(inv.ExpiresAt)
+	over := paid.Sub(p.PaymentAmount)
+	postings := []Posting{
+		clearing,
+		{Account: AccountConversion, Currency: p.PaymentCurrency, Amount: p.PaymentAmount.Neg()},
+	}
+	if over.IsPositive() {
+		postings = append(postings, Posting{Account: AccountOverpayment + ":" + m, Currency: p.PaymentCurrency, Amount: over.Neg()})
+	}
+	postings = append(postings,
+		Posting{Account: AccountConversion, Currency: "USDT", Amount: inv.GrossUSDT},
+		Posting{Account: AccountAvailable + ":" + m, Currency: "USDT", Amount: inv.MerchantUSDT.Neg()},
+	)
+	if inv.FeeUSDT.IsPositive() {
+		postings = append(postings, Posting{Account: AccountFeeIncome, Currency: "USDT", Amount: inv.FeeUSDT.Neg()})
+	}
+	out.processed.Allocation = AllocInvoice
+	out.processed.Late = late
+	out.processed.Postings = postings
+	paidEv := InvoicePaid{PaymentID: StreamID(StreamPayment, p.PaymentID), PaidAt: at, Late: late, PaidAmount: paid}
+	if over.IsPositive() {
+		paidEv.Overpaid = over
+	}
+	out.paid = &paidEv
+	return out
+}
+
+// PostingsBalance sums postings per currency; every event's must be zero.
+func PostingsBalance(ps []Posting) map[string]decimal.Decimal {
+	sum := map[string]decimal.Decimal{}
+	for _, p := range ps {
+		sum[p.Currency] = sum[p.Currency].Add(p.Amount)
+	}
+	return sum
+}

@@ -1,0 +1,151 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Clock is the scheduler's time source; tests inject a manual one.
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now returns the current time.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// After is time.After.
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Due is an invoice or widget whose expiry time has come or will come.
+type Due struct {
+	Kind       string // "invoice" or "widget"
+	ID         string
+	MerchantID string
+	At         time.Time
+}
+
+// DueSource lists what is due, from a view kept from the log, so a restarted
+// scheduler catches up on everything overdue.
+type DueSource interface {
+	// Due returns up to limit items due at or before t, earliest first.
+	Due(t time.Time, limit int) ([]Due, error)
+	// NextDue returns the earliest due time, if any.
+	NextDue() (time.Time, bool)
+}
+
+// Scheduler expires invoices and widgets at their expiry time by issuing the
+// expire commands. It sleeps until the earliest due time or until Kick.
+type Scheduler struct {
+	svc   *Service
+	src   DueSource
+	clock Clock
+	log   *slog.Logger
+	kick  chan struct{}
+
+	mu      sync.Mutex
+	entropy ulid.MonotonicReader
+}
+
+// NewScheduler returns a scheduler; clock nil means the system clock.
+func NewScheduler(svc *Service, src DueSource, clock Clock, log *slog.Logger) *Scheduler {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Scheduler{svc: svc, src: src, clock: clock, log: log, kick: make(chan struct{}, 1),
+		entropy: ulid.Monotonic(ulid.DefaultEntropy(), 0)}
+}
+
+// Kick wakes the scheduler to look again (after an invoice was created with
+// an earlier expiry than it was waiting for).
+func (s *Scheduler) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// maxWait bounds a sleep, so a missed kick costs at most this long.
+const maxWait = time.Minute
+
+// Run expires what is due until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	for {
+		n, err := s.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("expiry scheduler", "err", err)
+		}
+		wait := maxWait
+		if next, ok := s.src.NextDue(); ok {
+			wait = min(max(next.Sub(s.clock.Now()), 0), maxWait)
+		}
+		if wait == 0 && (n == 0 || err != nil) {
+			// Something due could not be expired (an error, or a stale
+			// entry): back off instead of spinning.
+			wait = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		case <-s.clock.After(wait):
+		}
+	}
+}
+
+// RunOnce expires everything due now and returns how many it expired.
+func (s *Scheduler) RunOnce(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		now := s.clock.Now()
+		items, err := s.src.Due(now, 256)
+		if err != nil {
+			return n, err
+		}
+		if len(items) == 0 {
+			return n, nil
+		}
+		progressed := false
+		for _, it := range items {
+			meta := Meta{CommandID: s.newID(now), Time: now, Correlation: "scheduler"}
+			switch it.Kind {
+			case "invoice":
+				_, err = s.svc.ExpireInvoice(ctx, ExpireInvoice{Meta: meta, InvoiceID: it.ID})
+			case "widget":
+				_, err = s.svc.ChangeWidgetStatus(ctx, ChangeWidgetStatus{Meta: meta, WidgetID: it.ID, Status: WidgetStatusExpired})
+			default:
+				continue
+			}
+			switch {
+			case err == nil:
+				n++
+				progressed = true
+			case errors.Is(err, ErrInvalidTransition), errors.Is(err, ErrNotDue), errors.Is(err, ErrNotFound):
+				// Already settled or not due: the view will drop it.
+			default:
+				return n, err
+			}
+		}
+		if !progressed {
+			return n, nil
+		}
+	}
+}
+
+func (s *Scheduler) newID(t time.Time) ulid.ULID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ulid.MustNew(ulid.Timestamp(t), s.entropy)
+}

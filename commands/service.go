@@ -1,0 +1,191 @@
+// Package commands is payledger's domain: every command loads its aggregate
+// from the event log, validates, decides the events, and appends them with the
+// version it read (optimistic concurrency). Decisions are deterministic: the
+// time, the ids and the rates come in with the command, never from a clock,
+// a random source or the network, so the same command on the same history
+// decides the same events.
+//
+// The package depends only on the ledger's envelope types and declares the
+// store it needs (Store); the bbolt log satisfies it.
+package commands
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/ledger"
+)
+
+// Store is what the domain needs of the event log.
+type Store interface {
+	// AppendWrites appends to one or more streams atomically if each is at
+	// its expected version (ledger.ErrVersionConflict otherwise) and its
+	// claims are free (ledger.ErrClaimed otherwise).
+	AppendWrites(ctx context.Context, writes ...ledger.Write) ([]ledger.Event, error)
+	// ReadStream returns a stream's events from a version on.
+	ReadStream(ctx context.Context, stream string, from uint64) ([]ledger.Event, error)
+}
+
+// Meta is what every command carries besides its own fields: when it
+// happened, a unique id from which its events' ids are derived, and the
+// request id it came with.
+type Meta struct {
+	CommandID   ulid.ULID // unique per command; the adapter makes it
+	Time        time.Time // the command's time; the adapter reads its clock
+	Correlation string    // request id, recorded as the events' correlation id
+}
+
+// Config tunes a Service. The zero value is the default.
+type Config struct {
+	// Gateways are the payment gateways; default: the sandbox alone.
+	Gateways *Gateways
+	// MaxRetries bounds how often a command is re-decided after a version
+	// conflict. Default 64.
+	MaxRetries int
+}
+
+// Service executes commands against the log.
+type Service struct {
+	store    Store
+	gateways *Gateways
+	retries  int
+}
+
+// NewService returns a Service over store.
+func NewService(store Store, cfg Config) *Service {
+	s := &Service{store: store, gateways: cfg.Gateways, retries: cfg.MaxRetries}
+	if s.gateways == nil {
+		s.gateways = Default()
+	}
+	if s.retries <= 0 {
+		s.retries = 64
+	}
+	return s
+}
+
+// Gateways returns the service's gateway registry.
+func (s *Service) Gateways() *Gateways { return s.gateways }
+
+// decision is what a command decides: writes to append atomically.
+type decision struct {
+	writes []ledger.Write
+}
+
+// run decides and appends, re-deciding on a version conflict: decide reads
+// the aggregates afresh each time. A claim conflict is returned as is, for the
+// caller to map.
+func (s *Service) run(ctx context.Context, decide func() (decision, error)) ([]ledger.Event, error) {
+	for attempt := 0; ; attempt++ {
+		d, err := decide()
+		if err != nil {
+			return nil, err
+		}
+		evs, err := s.store.AppendWrites(ctx, d.writes...)
+		if err == nil {
+			return evs, nil
+		}
+		if !errors.Is(err, ledger.ErrVersionConflict) {
+			return nil, err
+		}
+		if attempt >= s.retries {
+			return nil, fmt.Errorf("%w: %w", ErrConflict, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// load reads a stream and folds it into state; it returns the version read.
+func (s *Service) load(ctx context.Context, stream string, apply func(ledger.Event) error) (uint64, error) {
+	evs, err := s.store.ReadStream(ctx, stream, 1)
+	if err != nil {
+		return 0, fmt.Errorf("load %s: %w", stream, err)
+	}
+	for _, e := range evs {
+		if err := apply(e); err != nil {
+			return 0, fmt.Errorf("load %s version %d: %w", stream, e.Version, err)
+		}
+	}
+	return uint64(len(evs)), nil
+}
+
+// eventIDs derives event ids from the command: the same command always gets
+// the same ids, so a retried decision is identical.
+type eventIDs struct {
+	meta Meta
+	n    uint32
+}
+
+func (g *eventIDs) next() ulid.ULID {
+	var buf [20]byte
+	copy(buf[:16], g.meta.CommandID[:])
+	binary.BigEndian.PutUint32(buf[16:], g.n)
+	g.n++
+	sum := sha256.Sum256(buf[:])
+	var id ulid.ULID
+	_ = id.SetTime(ulid.Timestamp(g.meta.Time))
+	copy(id[6:], sum[:10])
+	return id
+}
+
+// newEvent builds a NewEvent with data marshalled to JSON.
+func (g *eventIDs) event(typ, merchant string, data any, claims ...string) ledger.NewEvent {
+	b, err := json.Marshal(data)
+	if err != nil {
+		// Event data are plain structs of this package: a failure is a bug.
+		panic(fmt.Sprintf("commands: marshal %s: %v", typ, err))
+	}
+	return ledger.NewEvent{
+		ID:          g.next(),
+		Type:        typ,
+		Time:        g.meta.Time,
+		Merchant:    merchant,
+		Correlation: g.meta.Correlation,
+		Claims:      claims,
+		Data:        b,
+	}
+}
+
+func checkMeta(m Meta) error {
+	if m.CommandID == (ulid.ULID{}) || m.Time.IsZero() {
+		return errors.New("commands: command without id or time")
+	}
+	return nil
+}
+
+// StreamID is the stream of an aggregate.
+func StreamID(prefix, id string) string { return prefix + "-" + id }
+
+// UUID renders a ULID as UUID text (8-4-4-4-12 lower-case hex).
+func UUID(id ulid.ULID) string {
+	const hexd = "0123456789abcdef"
+	var b [36]byte
+	j := 0
+	for i, c := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j] = hexd[c>>4]
+		b[j+1] = hexd[c&0xf]
+		j += 2
+	}
+	return string(b[:])
+}
+
+func isVersionConflict(err error) bool { return errors.Is(err, ledger.ErrVersionConflict) }
+
+func unmarshal(e ledger.Event, v any) error {
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return fmt.Errorf("%s data: %w", e.Type, err)
+	}
+	return nil
+}
