@@ -1,0 +1,584 @@
+package commands_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger/boltlog"
+)
+
+var _ commands.Store = (*boltlog.Store)(nil)
+
+var t0 = time.Date(2026, 2, 25, 12, 0, 0, 0, time.UTC)
+
+// env is a real log and service with one merchant (2% commission) and the
+// UAH rate of seed 003.
+type env struct {
+	t     *testing.T
+	store *boltlog.Store
+	svc   *commands.Service
+	ctx   context.Context
+	m     string
+	now   time.Time
+	mu    sync.Mutex
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	store, err := boltlog.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, store: store, svc: commands.NewService(store, commands.Config{}), ctx: context.Background(), m: "m1", now: t0}
+	t.Cleanup(func() {
+		if _, err := store.Verify(context.Background()); err != nil {
+			t.Errorf("log does not verify: %v", err)
+		}
+		store.Close()
+	})
+	name, comm := "Shop", "2"
+	err = e.svc.RegisterMerchant(e.ctx, commands.RegisterMerchant{Meta: e.meta(), MerchantID: e.m,
+		Settings: commands.MerchantSettings{Name: &name, CommissionPercent: &comm},
+		Key:      commands.APIKeyIssued{KeyID: "k1", KeyHash: hex64('a'), Prefix: "pl_aaaa"},
+		Secret:   commands.SecretMaterial{SecretHash: hex64('b')}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func hex64(c byte) string {
+	b := make([]byte, 64)
+	for i := range b {
+		b[i] = c
+	}
+	return string(b)
+}
+
+func (e *env) meta() commands.Meta {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return commands.Meta{CommandID: ulid.Make(), Time: e.now, Correlation: "test"}
+}
+
+func (e *env) at(d time.Duration) commands.Meta {
+	m := e.meta()
+	m.Time = t0.Add(d)
+	return m
+}
+
+func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+func (e *env) invoice(ext string) *commands.Invoice {
+	e.t.Helper()
+	inv, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+		Amount: "1500.00", Currency: "UAH", ExternalID: ext, CustomerID: "user_12345", Purpose: "Premium",
+		CallbackURL: "https://shop.example/webhooks", Rate: dec("41.50")})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return inv
+}
+
+func (e *env) payment(inv *commands.Invoice) (*commands.Payment, uint64) {
+	e.t.Helper()
+	p, n, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: "visamaster.uah"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p, n
+}
+
+func TestCreateInvoiceSeed003(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice("order-2026-0001")
+	if got := commands.FormatRate(inv.ConversionRate); got != "41.50" {
+		t.Errorf("conversion_rate = %q, want 41.50", got)
+	}
+	if got := inv.MerchantUSDT.StringFixed(2); got != "35.42" {
+		t.Errorf("merchant_usdt = %q, want 35.42", got)
+	}
+	if !inv.ExpiresAt.Equal(t0.Add(20 * time.Minute)) {
+		t.Errorf("expires_at = %v, want created + 20 minutes", inv.ExpiresAt)
+	}
+	if !inv.GrossUSDT.Equal(inv.MerchantUSDT.Add(inv.FeeUSDT)) {
+		t.Errorf("gross %s != merchant %s + fee %s", inv.GrossUSDT, inv.MerchantUSDT, inv.FeeUSDT)
+	}
+	// Same external id again: refused, and nothing appended.
+	head := e.store.Head()
+	_, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+		Amount: "10.00", Currency: "UAH", ExternalID: "order-2026-0001", Rate: dec("41.50")})
+	if !errors.Is(err, commands.ErrDuplicateExternalID) {
+		t.Fatalf("duplicate external id: %v", err)
+	}
+	if e.store.Head() != head {
+		t.Fatal("a refused command appended events")
+	}
+}
+
+func TestCreateInvoiceRefusals(t *testing.T) {
+	e := newEnv(t)
+	base := func() commands.CreateInvoice {
+		return commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m, Amount: "10.00",
+			Currency: "UAH", ExternalID: "x-" + ulid.Make().String(), Rate: dec("41.50")}
+	}
+	cases := []struct {
+		name  string
+		edit  func(*commands.CreateInvoice)
+		want  error
+		field string
+	}{
+		{"negative", func(c *commands.CreateInvoice) { c.Amount = "-1.00" }, commands.ErrValidation, "amount"},
+		{"zero", func(c *commands.CreateInvoice) { c.Amount = "0" }, commands.ErrValidation, "amount"},
+		{"over-precise", func(c *commands.CreateInvoice) { c.Amount = "1.001" }, commands.ErrValidation, "amount"},
+		{"huge", func(c *commands.CreateInvoice) { c.Amount = "10000000000000000000" }, commands.ErrValidation, "amount"},
+		{"missing amount", func(c *commands.CreateInvoice) { c.Amount = "" }, commands.ErrValidation, "amount"},
+		{"bad currency form", func(c *commands.CreateInvoice) { c.Currency = "uah" }, commands.ErrValidation, "currency_code"},
+		{"unknown currency", func(c *commands.CreateInvoice) { c.Currency = "ZZZ" }, commands.ErrCurrencyInvalid, ""},
+		{"no rate", func(c *commands.CreateInvoice) { c.Rate = decimal.Zero }, commands.ErrCurrencyInvalid, ""},
+		{"http callback", func(c *commands.CreateInvoice) { c.CallbackURL = "http://shop.example/hook" }, commands.ErrValidation, "callback_url"},
+		{"javascript success url", func(c *commands.CreateInvoice) { c.SuccessURL = "javascript:alert(1)" }, commands.ErrValidation, "success_url"},
+		{"missing external id", func(c *commands.CreateInvoice) { c.ExternalID = "" }, commands.ErrValidation, "external_id"},
+		{"unknown merchant", func(c *commands.CreateInvoice) { c.MerchantID = "nobody" }, commands.ErrNotFound, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.edit(&c)
+			head := e.store.Head()
+			_, err := e.svc.CreateInvoice(e.ctx, c)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			var ve *commands.ValidationError
+			if tc.field != "" && (!errors.As(err, &ve) || ve.Fields[0].Path != tc.field) {
+				t.Fatalf("err = %v, want a detail for %s", err, tc.field)
+			}
+			if e.store.Head() != head {
+				t.Fatal("a refused command appended events")
+			}
+		})
+	}
+	off := false
+	if err := e.svc.ChangeMerchantSettings(e.ctx, commands.ChangeMerchantSettings{Meta: e.meta(), MerchantID: e.m, Settings: commands.MerchantSettings{InvoicingEnabled: &off}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateInvoice(e.ctx, base()); !errors.Is(err, commands.ErrDealsDisabled) {
+		t.Fatalf("invoicing off: %v", err)
+	}
+}
+
+// TestInvoiceTransitions: every allowed and refused invoice transition.
+func TestInvoiceTransitions(t *testing.T) {
+	type step func(e *env, inv *commands.Invoice) error
+	cancel := func(e *env, inv *commands.Invoice) error {
+		_, err := e.svc.CancelInvoice(e.ctx, commands.CancelInvoice{Meta: e.meta(), MerchantID: e.m, InvoiceID: inv.InvoiceID})
+		return err
+	}
+	expireAt := func(d time.Duration) step {
+		return func(e *env, inv *commands.Invoice) error {
+			_, err := e.svc.ExpireInvoice(e.ctx, commands.ExpireInvoice{Meta: e.at(d), InvoiceID: inv.InvoiceID})
+			return err
+		}
+	}
+	pay := func(e *env, inv *commands.Invoice) error {
+		p, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: "visamaster.uah"})
+		if err != nil {
+			return err
+		}
+		_, err = e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID})
+		return err
+	}
+	cases := []struct {
+		name   string
+		steps  []step
+		errs   []error
+		status string
+	}{
+		{"pending->cancelled", []step{cancel}, []error{nil}, commands.InvoiceStatusCancelled},
+		{"pending->expired", []step{expireAt(20 * time.Minute)}, []error{nil}, commands.InvoiceStatusExpired},
+		{"expire before due", []step{expireAt(19 * time.Minute)}, []error{commands.ErrNotDue}, commands.InvoiceStatusPending},
+		{"pending->success", []step{pay}, []error{nil}, commands.InvoiceStatusSuccess},
+		{"cancelled->cancelled", []step{cancel, cancel}, []error{nil, commands.ErrInvalidTransition}, commands.InvoiceStatusCancelled},
+		{"cancelled->expired", []step{cancel, expireAt(time.Hour)}, []error{nil, commands.ErrInvalidTransition}, commands.InvoiceStatusCancelled},
+		{"expired->cancelled", []step{expireAt(time.Hour), cancel}, []error{nil, commands.ErrInvalidTransition}, commands.InvoiceStatusExpired},
+		{"success->cancelled", []step{pay, cancel}, []error{nil, commands.ErrInvalidTransition}, commands.InvoiceStatusSuccess},
+		{"success->expired", []step{pay, expireAt(time.Hour)}, []error{nil, commands.ErrInvalidTransition}, commands.InvoiceStatusSuccess},
+		{"payment on cancelled", []step{cancel, pay}, []error{nil, commands.ErrInvoiceNotPayable}, commands.InvoiceStatusCancelled},
+		{"payment on paid", []step{pay, pay}, []error{nil, commands.ErrInvoiceNotPayable}, commands.InvoiceStatusSuccess},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			inv := e.invoice("o-1")
+			for i, s := range tc.steps {
+				if err := s(e, inv); !errors.Is(err, tc.errs[i]) {
+					t.Fatalf("step %d: err = %v, want %v", i, err, tc.errs[i])
+				}
+			}
+			got, err := e.svc.LoadInvoice(e.ctx, e.m, inv.InvoiceID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != tc.status {
+				t.Fatalf("status = %s, want %s", got.Status, tc.status)
+			}
+		})
+	}
+}
+
+// TestPaymentTransitions: every pair of (from, to) statuses, allowed or refused.
+func TestPaymentTransitions(t *testing.T) {
+	all := []string{commands.PaymentStatusConfirmed, commands.PaymentStatusProcessed, commands.PaymentStatusRejected, commands.PaymentStatusCancelled, commands.PaymentStatusError}
+	allowed := map[string]map[string]bool{
+		commands.PaymentStatusPending:   {commands.PaymentStatusConfirmed: true, commands.PaymentStatusProcessed: true, commands.PaymentStatusCancelled: true, commands.PaymentStatusRejected: true, commands.PaymentStatusError: true},
+		commands.PaymentStatusConfirmed: {commands.PaymentStatusProcessed: true, commands.PaymentStatusRejected: true, commands.PaymentStatusError: true},
+	}
+	move := func(e *env, id, to string) error {
+		if to == commands.PaymentStatusProcessed {
+			_, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: id})
+			return err
+		}
+		_, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(), PaymentID: id, Status: to})
+		return err
+	}
+	froms := append([]string{commands.PaymentStatusPending}, all...)
+	for _, from := range froms {
+		for _, to := range all {
+			t.Run(from+"->"+to, func(t *testing.T) {
+				e := newEnv(t)
+				p, _ := e.payment(e.invoice("o-1"))
+				if from != commands.PaymentStatusPending {
+					// Reach "from" by an allowed path.
+					if from != commands.PaymentStatusConfirmed && allowed[commands.PaymentStatusPending][from] {
+						if err := move(e, p.PaymentID, from); err != nil {
+							t.Fatal(err)
+						}
+					} else if err := move(e, p.PaymentID, from); err != nil {
+						t.Fatal(err)
+					}
+				}
+				err := move(e, p.PaymentID, to)
+				if allowed[from][to] {
+					if err != nil {
+						t.Fatalf("allowed transition refused: %v", err)
+					}
+				} else if !errors.Is(err, commands.ErrInvalidTransition) {
+					t.Fatalf("refused transition: err = %v, want ErrInvalidTransition", err)
+				}
+				got, err := e.svc.LoadPayment(e.ctx, "", p.PaymentID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := from
+				if allowed[from][to] {
+					want = to
+				}
+				if got.Status != want {
+					t.Fatalf("status = %s, want %s", got.Status, want)
+				}
+			})
+		}
+	}
+}
+
+func TestWidgetTransitions(t *testing.T) {
+	type tc struct {
+		name  string
+		steps []string // statuses to move to; "expired@+2h" style handled by at
+		errs  []error
+		final string
+	}
+	cases := []tc{
+		{"active->disabled", []string{commands.WidgetStatusDisabled}, []error{nil}, commands.WidgetStatusDisabled},
+		{"disabled->active", []string{commands.WidgetStatusDisabled, commands.WidgetStatusActive}, []error{nil, nil}, commands.WidgetStatusActive},
+		{"active->active", []string{commands.WidgetStatusActive}, []error{commands.ErrInvalidTransition}, commands.WidgetStatusActive},
+		{"active->expired", []string{commands.WidgetStatusExpired}, []error{nil}, commands.WidgetStatusExpired},
+		{"disabled->expired", []string{commands.WidgetStatusDisabled, commands.WidgetStatusExpired}, []error{nil, nil}, commands.WidgetStatusExpired},
+		{"expired->active", []string{commands.WidgetStatusExpired, commands.WidgetStatusActive}, []error{nil, commands.ErrInvalidTransition}, commands.WidgetStatusExpired},
+		{"expired->disabled", []string{commands.WidgetStatusExpired, commands.WidgetStatusDisabled}, []error{nil, commands.ErrInvalidTransition}, commands.WidgetStatusExpired},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			w, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(),
+				Kind: commands.WidgetSingle, FiatCurrency: "UAH", FiatAmount: "100.00", ExpiresAt: t0.Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, s := range c.steps {
+				meta := e.meta()
+				if s == commands.WidgetStatusExpired {
+					meta = e.at(2 * time.Hour)
+				}
+				if i > 0 && c.steps[i-1] == commands.WidgetStatusExpired {
+					meta = e.at(3 * time.Hour)
+				}
+				_, err := e.svc.ChangeWidgetStatus(e.ctx, commands.ChangeWidgetStatus{Meta: meta, MerchantID: e.m, WidgetID: w.WidgetID, Status: s})
+				if !errors.Is(err, c.errs[i]) {
+					t.Fatalf("step %d (%s): err = %v, want %v", i, s, err, c.errs[i])
+				}
+			}
+			got, err := e.svc.LoadWidget(e.ctx, e.m, w.WidgetID)
+			if err != nil || got.Status != c.final {
+				t.Fatalf("status = %v (%v), want %s", got, err, c.final)
+			}
+		})
+	}
+	t.Run("expire before due", func(t *testing.T) {
+		e := newEnv(t)
+		w, _ := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(), Kind: commands.WidgetUnlimited, ExpiresAt: t0.Add(time.Hour)})
+		_, err := e.svc.ChangeWidgetStatus(e.ctx, commands.ChangeWidgetStatus{Meta: e.at(time.Minute), WidgetID: w.WidgetID, Status: commands.WidgetStatusExpired})
+		if !errors.Is(err, commands.ErrNotDue) {
+			t.Fatalf("err = %v, want ErrNotDue", err)
+		}
+	})
+	t.Run("invoice from widget", func(t *testing.T) {
+		e := newEnv(t)
+		id := "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+		w, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, WidgetID: id, Kind: commands.WidgetUnlimited, MerchantExternalID: "shop-42"})
+		if err != nil || w.WidgetID != id {
+			t.Fatalf("client-supplied id: %v %v", w, err)
+		}
+		if _, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, WidgetID: id, Kind: commands.WidgetUnlimited}); !errors.Is(err, commands.ErrDuplicateWidget) {
+			t.Fatalf("duplicate widget id: %v", err)
+		}
+		inv, err := e.svc.CreateWidgetInvoice(e.ctx, commands.CreateWidgetInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), WidgetID: id, Amount: "250.00", Method: "visamaster.uah", Rate: dec("41.50")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inv.WidgetID != id || inv.MerchantExternalID != "shop-42" || inv.Currency != "UAH" || inv.Source != commands.SourceWidget {
+			t.Fatalf("widget invoice = %+v", inv.InvoiceCreated)
+		}
+		if _, err := e.svc.ChangeWidgetStatus(e.ctx, commands.ChangeWidgetStatus{Meta: e.meta(), MerchantID: e.m, WidgetID: id, Status: commands.WidgetStatusDisabled}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.svc.CreateWidgetInvoice(e.ctx, commands.CreateWidgetInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), WidgetID: id, Amount: "250.00", Method: "visamaster.uah", Rate: dec("41.50")})
+		if !errors.Is(err, commands.ErrWidgetNotActive) {
+			t.Fatalf("disabled widget: %v", err)
+		}
+	})
+}
+
+// TestProcessingAllocations covers late, partial, over- and duplicate payments.
+func TestProcessingAllocations(t *testing.T) {
+	t.Run("late after expiry is paid late", func(t *testing.T) {
+		e := newEnv(t)
+		inv := e.invoice("o")
+		p, _ := e.payment(inv)
+		if _, err := e.svc.ExpireInvoice(e.ctx, commands.ExpireInvoice{Meta: e.at(21 * time.Minute), InvoiceID: inv.InvoiceID}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.at(25 * time.Minute), PaymentID: p.PaymentID})
+		if err != nil || res.Allocation != commands.AllocInvoice || !res.Late || !res.InvoicePaid {
+			t.Fatalf("late payment: %+v %v", res, err)
+		}
+		got, _ := e.svc.LoadInvoice(e.ctx, e.m, inv.InvoiceID)
+		if got.Status != commands.InvoiceStatusSuccess || !got.Late {
+			t.Fatalf("invoice after late payment: %s late=%v", got.Status, got.Late)
+		}
+	})
+	t.Run("underpaid goes to suspense", func(t *testing.T) {
+		e := newEnv(t)
+		inv := e.invoice("o")
+		p, _ := e.payment(inv)
+		res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID, PaidAmount: "1000.00"})
+		if err != nil || res.Allocation != commands.AllocUnderpaid || res.InvoicePaid {
+			t.Fatalf("underpayment: %+v %v", res, err)
+		}
+		got, _ := e.svc.LoadInvoice(e.ctx, e.m, inv.InvoiceID)
+		if got.Status != commands.InvoiceStatusPending {
+			t.Fatalf("underpaid invoice status %s", got.Status)
+		}
+	})
+	t.Run("overpaid records the excess", func(t *testing.T) {
+		e := newEnv(t)
+		inv := e.invoice("o")
+		p, _ := e.payment(inv)
+		res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID, PaidAmount: "1600.00"})
+		if err != nil || res.Allocation != commands.AllocInvoice || !res.InvoicePaid {
+			t.Fatalf("overpayment: %+v %v", res, err)
+		}
+		evs, _ := e.store.ReadStream(e.ctx, commands.StreamID(commands.StreamInvoice, inv.InvoiceID), 1)
+		last := evs[len(evs)-1]
+		if last.Type != commands.TypeInvoicePaid || !strings.Contains(string(last.Data), `"overpaid":"100"`) {
+			t.Fatalf("invoice.paid = %s", last.Data)
+		}
+	})
+	t.Run("cancelled invoice goes to suspense", func(t *testing.T) {
+		e := newEnv(t)
+		inv := e.invoice("o")
+		p, _ := e.payment(inv)
+		if _, err := e.svc.CancelInvoice(e.ctx, commands.CancelInvoice{Meta: e.meta(), MerchantID: e.m, InvoiceID: inv.InvoiceID}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID})
+		if err != nil || res.Allocation != commands.AllocCancelled || res.InvoicePaid {
+			t.Fatalf("payment on cancelled invoice: %+v %v", res, err)
+		}
+	})
+}
+
+// TestConcurrentProcessingPaysOnce is the conservation test: 100 goroutines
+// process 100 payments of one invoice at once; exactly one pays it, the
+// merchant's available balance moves once, and the rest are held as duplicates.
+func TestConcurrentProcessingPaysOnce(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice("o")
+	const n = 100
+	ids := make([]string, n)
+	for i := range ids {
+		p, _ := e.payment(inv)
+		ids[i] = p.PaymentID
+	}
+	var paid, dup atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: id})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if res.InvoicePaid {
+				paid.Add(1)
+			} else if res.Allocation == commands.AllocDuplicate {
+				dup.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("process: %v", err)
+	}
+	if paid.Load() != 1 || dup.Load() != n-1 {
+		t.Fatalf("paid %d, duplicates %d; want 1 and %d", paid.Load(), dup.Load(), n-1)
+	}
+	// The available balance moved exactly once, and all postings balance.
+	avail, sums := decimal.Zero, map[string]decimal.Decimal{}
+	invoicePaid := 0
+	for ev, err := range e.store.Events(e.ctx, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == commands.TypeInvoicePaid {
+			invoicePaid++
+		}
+		if ev.Type != commands.TypePaymentProcessed {
+			continue
+		}
+		var d commands.PaymentProcessed
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.Postings {
+			sums[p.Currency] = sums[p.Currency].Add(p.Amount)
+			if p.Account == commands.AccountAvailable+":"+e.m {
+				avail = avail.Sub(p.Amount)
+			}
+		}
+	}
+	if invoicePaid != 1 {
+		t.Fatalf("invoice.paid appended %d times", invoicePaid)
+	}
+	if !avail.Equal(dec("35.42")) {
+		t.Fatalf("available balance %s, want 35.42", avail)
+	}
+	for cur, s := range sums {
+		if !s.IsZero() {
+			t.Fatalf("postings in %s sum to %s", cur, s)
+		}
+	}
+}
+
+// TestConcurrentProcessingOfOnePayment: many goroutines process the same
+// payment; one succeeds, the rest are refused as an invalid transition.
+func TestConcurrentProcessingOfOnePayment(t *testing.T) {
+	e := newEnv(t)
+	p, _ := e.payment(e.invoice("o"))
+	var ok, refused atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, commands.ErrInvalidTransition):
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || refused.Load() != 49 {
+		t.Fatalf("ok %d refused %d", ok.Load(), refused.Load())
+	}
+}
+
+func TestEInvoice(t *testing.T) {
+	e := newEnv(t)
+	c := commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m, PaymentID: "123", Method: "visamaster.uah",
+		Amount: "100.00", Description: "Some payment description", Sender: "4444111144441111",
+		StatusURL: "https://test.ua", Rate: dec("41.50")}
+	inv, err := e.svc.CreateEInvoice(e.ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Tracking) != 14 || inv.Tracking[4] != '-' || inv.Tracking[9] != '-' || inv.Currency != "UAH" || inv.Method != "visamaster.uah" {
+		t.Fatalf("e-invoice %+v", inv.InvoiceCreated)
+	}
+	c.Meta, c.InvoiceID = e.meta(), ulid.Make()
+	if _, err := e.svc.CreateEInvoice(e.ctx, c); !errors.Is(err, commands.ErrDuplicatePaymentID) {
+		t.Fatalf("duplicate payment_id: %v", err)
+	}
+	c.Meta, c.InvoiceID, c.PaymentID, c.Method = e.meta(), ulid.Make(), "124", "mtn-ci.xof"
+	_, err = e.svc.CreateEInvoice(e.ctx, c)
+	var ve *commands.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("mobile money without phone, and XOF with decimals: %v", err)
+	}
+	// A payment with another method than the e-invoice's is refused.
+	_, _, err = e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: "visamaster.usd"})
+	if !errors.Is(err, commands.ErrMethodInvalid) {
+		t.Fatalf("other method on e-invoice: %v", err)
+	}
+}
+
+func TestEventIDsAreDeterministic(t *testing.T) {
+	// The same command decided twice yields the same events: ids derive from
+	// the command id, time from the command.
+	a, b := newEnv(t), newEnv(t)
+	meta := commands.Meta{CommandID: ulid.Make(), Time: t0, Correlation: "r"}
+	id := ulid.Make()
+	for _, e := range []*env{a, b} {
+		if _, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: meta, InvoiceID: id, MerchantID: e.m, Amount: "5.00", Currency: "UAH", ExternalID: "same", Rate: dec("41.5")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream := commands.StreamID(commands.StreamInvoice, commands.UUID(id))
+	ea, _ := a.store.ReadStream(a.ctx, stream, 1)
+	eb, _ := b.store.ReadStream(b.ctx, stream, 1)
+	if ea[0].ID != eb[0].ID || string(ea[0].Data) != string(eb[0].Data) {
+		t.Fatal("same command decided different events")
+	}
+}
