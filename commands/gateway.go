@@ -1,0 +1,297 @@
+package commands
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/shopspring/decimal"
+)
+
+// PaymentDetails is what the customer pays to: seed 002's "extra".
+type PaymentDetails struct {
+	AccountNumber string `json:"accountNumber"`
+	AccountName   string `json:"accountName"`
+	BankName      string `json:"bankName"`
+}
+
+// AssignRequest asks a gateway for the payment details of one payment.
+type AssignRequest struct {
+	PaymentID string // stream-level payment id, a ULID string
+	InvoiceID string
+	Method    Method
+	Amount    decimal.Decimal
+	Currency  string
+}
+
+// Gateway is a connector to a payment provider, configured by the operator.
+type Gateway interface {
+	// ID is seed 002's gatewayId: an integer as a string. The sandbox is "1".
+	ID() string
+	// Name is the operator-facing name, e.g. "sandbox".
+	Name() string
+	// Supports reports whether the gateway can take payments by m.
+	Supports(m Method) bool
+	// Assign returns the payment details the customer pays to. It must be
+	// deterministic: the same request gives the same details (replays and
+	// retries depend on it), with no clock, randomness or network inside.
+	// Errors: ErrMethodInvalid when the gateway does not support the method,
+	// a *ValidationError when the request lacks an id.
+	Assign(req AssignRequest) (PaymentDetails, error)
+}
+
+// SandboxID is the gateway id of the built-in sandbox.
+const SandboxID = "1"
+
+// Sandbox is the built-in gateway: it supports every method and assigns
+// realistic-looking but fake payment details derived from the request, so the
+// whole payment flow runs with no outside service. The operator drives its
+// payments through the admin API (confirm, process, reject, fail).
+type Sandbox struct{}
+
+var _ Gateway = (*Sandbox)(nil)
+
+// NewSandbox returns the sandbox gateway.
+func NewSandbox() *Sandbox { return &Sandbox{} }
+
+// ID returns "1".
+func (*Sandbox) ID() string { return SandboxID }
+
+// Name returns "sandbox".
+func (*Sandbox) Name() string { return "sandbox" }
+
+// Supports reports true for every method with a code.
+func (*Sandbox) Supports(m Method) bool { return m.Code != "" }
+
+// sandboxNames are the account holders the sandbox makes up, one per region
+// of the catalogue, so pages and webhooks look like the real thing.
+var sandboxNames = []string{
+	"Olena Kovalenko",
+	"Ivan Petrenko",
+	"Amadou Diallo",
+	"Aïssata Traoré",
+	"Fatou Ndiaye",
+	"Koffi Mensah",
+	"Jean-Baptiste Mukendi",
+	"Chinedu Okafor",
+	"Ngozi Adeyemi",
+	"Priya Sharma",
+	"Rahul Verma",
+	"Hery Rakotomalala",
+}
+
+// sandboxCallingCodes gives mobile-money numbers their country's prefix.
+var sandboxCallingCodes = map[string]string{
+	"BF": "226", "BJ": "229", "CD": "243", "CI": "225", "GN": "224", "IN": "91",
+	"MG": "261", "ML": "223", "NG": "234", "SN": "221", "TG": "228", "UA": "380",
+}
+
+// cryptoNetworks names the network a crypto method settles on.
+var cryptoNetworks = map[string]string{
+	"bitcoin":      "Bitcoin",
+	"bitcoin_cash": "Bitcoin Cash",
+	"link":         "Ethereum (ERC20)",
+	"ethereum":     "Ethereum",
+	"litecoin":     "Litecoin",
+	"monero":       "Monero",
+	"usdt_erc20":   "Ethereum (ERC20)",
+	"usdt_trc20":   "Tron (TRC20)",
+	"tron":         "Tron",
+	"usdc_trc20":   "Tron (TRC20)",
+}
+
+// Assign derives the details from SHA-256 over the payment id, invoice id and
+// method code (NUL-separated, so no two inputs share a digest by
+// concatenation). Amount and currency do not enter: a payment's details
+// never change however its amount is corrected.
+//
+//   - card and bank methods: a 16-digit account number that passes the Luhn
+//     check, a holder from a fixed list, bank "Sandbox Bank";
+//   - mobile money: a phone number with the method's country calling code,
+//     a holder from the list, the operator's name as the bank;
+//   - UPI and wallets: a UPI address "sandbox.<hex>@sandbox", bank "Sandbox UPI";
+//   - crypto: an address "sandbox1" + 32 hex digits, "Sandbox wallet", and the
+//     network's name as the bank.
+//
+// Errors: a *ValidationError (ErrValidation) when PaymentID, InvoiceID or the
+// method code is empty.
+func (*Sandbox) Assign(req AssignRequest) (PaymentDetails, error) {
+	var v ValidationError
+	if req.PaymentID == "" {
+		v.Add("payment_id", "missing", "payment_id is required")
+	}
+	if req.InvoiceID == "" {
+		v.Add("invoice_id", "missing", "invoice_id is required")
+	}
+	if req.Method.Code == "" {
+		v.Add("method", "missing", "method is required")
+	}
+	if err := v.Err(); err != nil {
+		return PaymentDetails{}, fmt.Errorf("sandbox assign: %w", err)
+	}
+	h := sha256.Sum256([]byte(req.PaymentID + "\x00" + req.InvoiceID + "\x00" + req.Method.Code))
+	name := sandboxNames[binary.BigEndian.Uint64(h[8:16])%uint64(len(sandboxNames))]
+
+	switch req.Method.Kind {
+	case KindCrypto:
+		network := cryptoNetworks[req.Method.Code]
+		if network == "" {
+			network = req.Method.Name
+		}
+		return PaymentDetails{
+			AccountNumber: "sandbox1" + hex.EncodeToString(h[16:32]),
+			AccountName:   "Sandbox wallet",
+			BankName:      network,
+		}, nil
+	case KindMobileMoney:
+		cc := sandboxCallingCodes[req.Method.Country]
+		if cc == "" {
+			cc = "999" // ITU's reserved code: plainly not a real number
+		}
+		return PaymentDetails{
+			AccountNumber: "+" + cc + sandboxDigits(h[:], 9),
+			AccountName:   name,
+			BankName:      methodProvider(req.Method),
+		}, nil
+	case KindUPIWallet:
+		return PaymentDetails{
+			AccountNumber: "sandbox." + hex.EncodeToString(h[16:21]) + "@sandbox",
+			AccountName:   name,
+			BankName:      "Sandbox UPI",
+		}, nil
+	default: // cards, bank transfers and any kind added later
+		body := sandboxDigits(h[:], 15)
+		return PaymentDetails{
+			AccountNumber: body + string(rune('0'+luhnCheckDigit(body))),
+			AccountName:   name,
+			BankName:      "Sandbox Bank",
+		}, nil
+	}
+}
+
+// sandboxDigits turns the first n bytes of h into n decimal digits. The modulo
+// bias is irrelevant: these numbers only have to look real and be stable.
+func sandboxDigits(h []byte, n int) string {
+	b := make([]byte, n)
+	for i := range n {
+		b[i] = '0' + h[i]%10
+	}
+	return string(b)
+}
+
+// luhnCheckDigit returns the digit that, appended to body, makes it pass the
+// Luhn check.
+func luhnCheckDigit(body string) int {
+	sum := 0
+	// Walking from the right, the digit next to the check digit is doubled.
+	for i := len(body) - 1; i >= 0; i-- {
+		d := int(body[i] - '0')
+		if (len(body)-1-i)%2 == 0 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return (10 - sum%10) % 10
+}
+
+// methodProvider is the operator part of a method's name: "MTN" of "MTN, XOF CI".
+func methodProvider(m Method) string {
+	if i := strings.Index(m.Name, ","); i > 0 {
+		return m.Name[:i]
+	}
+	return m.Name
+}
+
+// Gateways is the registry of configured gateways, in registration order. It
+// is safe for concurrent use.
+type Gateways struct {
+	mu       sync.RWMutex
+	list     []Gateway
+	disabled map[string]bool
+}
+
+// NewGateways returns an empty registry.
+func NewGateways() *Gateways {
+	return &Gateways{disabled: map[string]bool{}}
+}
+
+// Default returns a registry holding only the sandbox gateway.
+func Default() *Gateways {
+	g := NewGateways()
+	g.Register(NewSandbox())
+	return g
+}
+
+// Register adds g, enabled. A gateway with the same ID is replaced in place,
+// keeping its position and its enabled state.
+func (r *Gateways) Register(g Gateway) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, old := range r.list {
+		if old.ID() == g.ID() {
+			r.list[i] = g
+			return
+		}
+	}
+	r.list = append(r.list, g)
+}
+
+// SetEnabled enables or disables the gateway with this id and reports
+// whether it exists. A disabled gateway is still found by Lookup (its
+// payments go on) but For no longer routes new payments to it.
+func (r *Gateways) SetEnabled(id string, enabled bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, g := range r.list {
+		if g.ID() == id {
+			if r.disabled == nil {
+				r.disabled = map[string]bool{}
+			}
+			if enabled {
+				delete(r.disabled, id)
+			} else {
+				r.disabled[id] = true
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// Lookup returns the gateway with this id, enabled or not.
+func (r *Gateways) Lookup(id string) (Gateway, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, g := range r.list {
+		if g.ID() == id {
+			return g, true
+		}
+	}
+	return nil, false
+}
+
+// For returns the first enabled gateway, in registration order, that
+// supports m.
+func (r *Gateways) For(m Method) (Gateway, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, g := range r.list {
+		if !r.disabled[g.ID()] && g.Supports(m) {
+			return g, true
+		}
+	}
+	return nil, false
+}
+
+// All returns the registered gateways in registration order.
+func (r *Gateways) All() []Gateway {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]Gateway(nil), r.list...)
+}
