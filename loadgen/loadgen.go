@@ -1,0 +1,197 @@
+// Package loadgen drives an HTTP endpoint with a fixed number of keep-alive
+// connections in a closed loop and reports throughput and latency
+// percentiles. It backs `payledger bench`.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Request makes the i-th request of worker w. It must be safe for concurrent
+// use by different workers.
+type Request func(w, i int) (*http.Request, error)
+
+// Config is one load run. The zero value of each optional field is the default.
+type Config struct {
+	Connections int           // concurrent keep-alive connections (workers); default 64
+	Duration    time.Duration // how long to drive load; default 10s
+	Warmup      time.Duration // load driven before measuring; default 1s
+	MaxRequests int64         // stop after this many measured requests (0: no limit)
+	// OK decides whether a response counts as a success; default: 2xx.
+	OK func(status int) bool
+}
+
+// Result is what a run measured.
+type Result struct {
+	Requests   int64
+	Errors     int64 // transport errors and non-OK statuses
+	Elapsed    time.Duration
+	Throughput float64 // successful requests per second
+	P50, P99   time.Duration
+	P999, Max  time.Duration
+	FirstError string
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("%d requests in %s: %.0f req/s, p50 %s, p99 %s, p99.9 %s, max %s, errors %d",
+		r.Requests, r.Elapsed.Round(time.Millisecond), r.Throughput, r.P50, r.P99, r.P999, r.Max, r.Errors)
+}
+
+// Run drives load until the duration passes, MaxRequests are measured, or
+// ctx ends.
+func Run(ctx context.Context, cfg Config, mk Request) (Result, error) {
+	if cfg.Connections <= 0 {
+		cfg.Connections = 64
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Warmup < 0 {
+		cfg.Warmup = 0
+	} else if cfg.Warmup == 0 {
+		cfg.Warmup = time.Second
+	}
+	if cfg.OK == nil {
+		cfg.OK = func(s int) bool { return s >= 200 && s < 300 }
+	}
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        cfg.Connections,
+		MaxIdleConnsPerHost: cfg.Connections,
+		MaxConnsPerHost:     cfg.Connections,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	var measuring atomic.Bool
+	var measured, errs atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	lat := make([][]time.Duration, cfg.Connections)
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.Connections; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]time.Duration, 0, 1<<14)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					lat[w] = buf
+					return
+				case <-ctx.Done():
+					lat[w] = buf
+					return
+				default:
+				}
+				req, err := mk(w, i)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err.Error())
+					errs.Add(1)
+					continue
+				}
+				start := time.Now()
+				resp, err := client.Do(req.WithContext(ctx))
+				ok := false
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					ok = cfg.OK(resp.StatusCode)
+					if !ok {
+						firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d from %s %s", resp.StatusCode, req.Method, req.URL.Path))
+					}
+				} else {
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+				d := time.Since(start)
+				if !measuring.Load() {
+					continue
+				}
+				if !ok {
+					errs.Add(1)
+					continue
+				}
+				buf = append(buf, d)
+				if n := measured.Add(1); cfg.MaxRequests > 0 && n >= cfg.MaxRequests {
+					select {
+					case <-stop:
+					default:
+						close(stop)
+					}
+				}
+			}
+		}()
+	}
+	timer := time.NewTimer(cfg.Warmup)
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	measuring.Store(true)
+	began := time.Now()
+	timer.Reset(cfg.Duration)
+	select {
+	case <-timer.C:
+		close(stop)
+	case <-stop:
+	case <-ctx.Done():
+	}
+	elapsed := time.Since(began)
+	measuring.Store(false)
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	res := Result{Requests: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed}
+	if v := firstErr.Load(); v != nil {
+		res.FirstError = v.(string)
+	}
+	if len(all) > 0 {
+		res.Throughput = float64(len(all)) / elapsed.Seconds()
+		res.P50, res.P99, res.P999 = pct(all, 0.50), pct(all, 0.99), pct(all, 0.999)
+		res.Max = all[len(all)-1]
+	}
+	return res, ctx.Err()
+}
+
+func pct(sorted []time.Duration, q float64) time.Duration {
+	i := int(float64(len(sorted))*q+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// CeilingHandler is the reference a run is compared against: a bare net/http
+// handler that reads the body and answers a fixed JSON body.
+func CeilingHandler(body []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+	})
+}
+
+// Post builds a POST request with a JSON body and headers.
+func Post(url string, body []byte, headers map[string]string) (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	return req, nil
+}

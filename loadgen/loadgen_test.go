@@ -1,0 +1,41 @@
+package loadgen
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRunCountsRequestsAndErrors(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if served.Add(1)%10 == 0 {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{Connections: 4, Duration: 5 * time.Second, Warmup: -1, MaxRequests: 500},
+		func(w, i int) (*http.Request, error) { return http.NewRequest(http.MethodGet, srv.URL, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests < 500 || res.Errors == 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P999 {
+		t.Fatalf("implausible result: %+v", res)
+	}
+	if res.FirstError == "" {
+		t.Fatal("first error not reported")
+	}
+}
+
+func TestCeilingHandler(t *testing.T) {
+	rec := httptest.NewRecorder()
+	CeilingHandler([]byte(`{"a":1}`)).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	if rec.Code != 200 || rec.Body.String() != `{"a":1}` || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %q", rec.Code, rec.Body.String())
+	}
+}
