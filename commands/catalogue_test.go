@@ -2,6 +2,8 @@ package commands
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -284,5 +286,32 @@ func TestValidateExtraOutsideCatalogue(t *testing.T) {
 	m.ValidateExtra(map[string]string{"ref": "abc", "broken": "x"}, &v)
 	if len(v.Fields) != 2 || v.Fields[0].Type != "invalid" || v.Fields[1].Type != "invalid" {
 		t.Fatalf("got %+v", v.Fields)
+	}
+}
+
+// TestMethodsDoc keeps docs/methods.md in step with the catalogue: every
+// method has its row, with its name, currency, kind and extra fields.
+func TestMethodsDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/methods.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range Methods() {
+		country := m.Country
+		if country == "" {
+			country = "-"
+		}
+		var fields []string
+		for _, f := range m.ExtraFields {
+			s := "`" + f.Name + "`"
+			if f.Required {
+				s += "*"
+			}
+			fields = append(fields, s)
+		}
+		row := fmt.Sprintf("| %d | `%s` | %s | %s | %s | %s | %s |", i+1, m.Code, m.Name, m.Currency, m.Kind, country, strings.Join(fields, ", "))
+		if !strings.Contains(string(doc), row+"\n") {
+			t.Errorf("docs/methods.md lacks the row %q", row)
+		}
 	}
 }
