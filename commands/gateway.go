@@ -221,8 +221,8 @@ func NewGateways() *Gateways {
 	return &Gateways{disabled: map[string]bool{}}
 }
 
-// Default returns a registry holding only the sandbox gateway.
-func Default() *Gateways {
+// DefaultGateways returns a registry holding only the sandbox gateway.
+func DefaultGateways() *Gateways {
 	g := NewGateways()
 	g.Register(NewSandbox())
 	return g

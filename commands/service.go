@@ -62,7 +62,7 @@ type Service struct {
 func NewService(store Store, cfg Config) *Service {
 	s := &Service{store: store, gateways: cfg.Gateways, retries: cfg.MaxRetries}
 	if s.gateways == nil {
-		s.gateways = Default()
+		s.gateways = DefaultGateways()
 	}
 	if s.retries <= 0 {
 		s.retries = 64
