@@ -170,12 +170,12 @@ func TestGateways(t *testing.T) {
 	btc, _ := LookupMethod("bitcoin")
 	card, _ := LookupMethod("visamaster.uah")
 
-	r := Default()
+	r := DefaultGateways()
 	if g, ok := r.Lookup("1"); !ok || g.Name() != "sandbox" {
-		t.Fatalf("Default().Lookup(1) = %v, %v", g, ok)
+		t.Fatalf("DefaultGateways().Lookup(1) = %v, %v", g, ok)
 	}
 	if g, ok := r.For(card); !ok || g.ID() != SandboxID {
-		t.Fatalf("Default().For(card) = %v, %v", g, ok)
+		t.Fatalf("DefaultGateways().For(card) = %v, %v", g, ok)
 	}
 	if _, ok := r.Lookup("2"); ok {
 		t.Fatal("Lookup(2) found a gateway")
