@@ -175,27 +175,28 @@ func parseBody(body []byte, e *Event, copyData bool) ([]byte, error) {
 	return stream, nil
 }
 
-// RecordStream returns the stream id of an encoded record, aliasing b. It
-// checks only the record's layout up to the stream id, not its hash: call it
-// on records that CheckRecord or a Verifier has accepted.
+// RecordPosition returns an encoded record's place in the log: its stream id
+// (aliasing b), stream version and global sequence. It checks only the layout
+// up to the stream id, not the hash: call it on records that CheckRecord or a
+// Verifier has accepted.
 //
 // Errors: ErrUnsupportedVersion, ErrCorrupt.
-func RecordStream(b []byte) ([]byte, error) {
+func RecordPosition(b []byte) (stream []byte, version, seq uint64, err error) {
 	if len(b) < 1 {
-		return nil, fmt.Errorf("%w: empty record", ErrCorrupt)
+		return nil, 0, 0, fmt.Errorf("%w: empty record", ErrCorrupt)
 	}
 	if b[0] != FormatV1 {
-		return nil, fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
+		return nil, 0, 0, fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
 	}
 	if len(b) < fixedLen+hashLen {
-		return nil, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
+		return nil, 0, 0, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
 	}
 	r := reader{b: b[:len(b)-hashLen], off: fixedLen}
-	s := r.bytes()
+	stream = r.bytes()
 	if r.err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, r.err)
+		return nil, 0, 0, fmt.Errorf("%w: %v", ErrCorrupt, r.err)
 	}
-	return s, nil
+	return stream, binary.BigEndian.Uint64(b[25:]), binary.BigEndian.Uint64(b[17:]), nil
 }
 
 type reader struct {

@@ -92,9 +92,9 @@ func TestCodecRoundTrip(t *testing.T) {
 			if err != nil || seq != d2.Seq || ver != d2.Version || prev != d2.PrevHash || hash != d2.Hash {
 				t.Fatalf("CheckRecord = %d %d %v %v %v", seq, ver, prev, hash, err)
 			}
-			s, err := ledger.RecordStream(rec)
-			if err != nil || string(s) != d2.Stream {
-				t.Fatalf("RecordStream = %q, %v", s, err)
+			s, ver, seq, err := ledger.RecordPosition(rec)
+			if err != nil || string(s) != d2.Stream || ver != d2.Version || seq != d2.Seq {
+				t.Fatalf("RecordPosition = %q %d %d, %v", s, ver, seq, err)
 			}
 		})
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/payledger/payledger/ledger"
 )
@@ -67,12 +68,19 @@ type Options struct {
 	// OnCommit, if set, is called after each commit with the number of events
 	// and appends it held and how long the commit took (for metrics).
 	OnCommit func(events, appends int, took time.Duration)
+	// ReadOnly opens an existing log for reading (verify, export) with a
+	// shared lock: it never creates or changes the file, runs no projectors,
+	// and refuses appends with ErrReadOnly. A damaged tail does not stop a
+	// read-only Open: Verify names it.
+	ReadOnly bool
 }
 
 // Store is the durable event log. It is safe for concurrent use.
 type Store struct {
 	db   *bbolt.DB
 	opts Options
+	// verifyMu lets one Verify at a time use the index digest.
+	verifyMu sync.Mutex
 
 	// closeMu guards closed and the send on reqs, so Close cannot close reqs
 	// under a sender.
@@ -96,9 +104,14 @@ type request struct {
 	done    chan struct{}
 }
 
-// Open opens (or creates) the log at path. It fails with
-// ledger.ErrUnsupportedVersion for a log written by a newer format and
-// ledger.ErrCorrupt when the stored head does not match the last record.
+// Open opens (or creates) the log at path.
+//
+// Errors: ErrLocked when another process holds the file past
+// Options.OpenTimeout; ledger.ErrUnsupportedVersion for a log written by a
+// newer format; ErrNotLog for a bbolt file that is not a log; ledger.ErrCorrupt
+// (as a *ledger.VerifyError naming the sequence) when the stored head does not
+// match an intact last record; a projector's Init or catch-up error; or the
+// file's I/O error.
 func Open(path string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
@@ -117,7 +130,11 @@ func Open(path string, opts *Options) (*Store, error) {
 		Timeout:         o.OpenTimeout,
 		FreelistType:    bbolt.FreelistMapType,
 		InitialMmapSize: o.InitialMmapSize,
+		ReadOnly:        o.ReadOnly,
 	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open log %s: %w (waited %s; is a payledger server using it?)", path, ErrLocked, o.OpenTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", path, err)
 	}
@@ -128,13 +145,57 @@ func Open(path string, opts *Options) (*Store, error) {
 		done:   make(chan struct{}),
 		notify: make(chan struct{}),
 	}
-	if err := s.init(); err != nil {
+	if o.ReadOnly {
+		err = s.db.View(s.initReadOnly)
+	} else {
+		err = s.init()
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open log %s: %w", path, err)
 	}
-	s.wg.Add(1)
-	go s.run()
+	if !o.ReadOnly {
+		s.wg.Add(1)
+		go s.run()
+	}
 	return s, nil
+}
+
+// initReadOnly checks the format and loads the head, changing nothing.
+func (s *Store) initReadOnly(tx *bbolt.Tx) error {
+	for _, name := range [][]byte{bucketLog, bucketStreams, bucketIndex, bucketClaims, bucketMeta} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: no %q bucket", ErrNotLog, name)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if err := checkFormat(meta.Get(keyFormat)); err != nil {
+		return err
+	}
+	h, err := readHead(meta)
+	s.head = h
+	return err
+}
+
+func checkFormat(f []byte) error {
+	if len(f) != 1 || f[0] != ledger.FormatV1 {
+		return fmt.Errorf("%w: log format %v (this build reads %d)", ledger.ErrUnsupportedVersion, f, ledger.FormatV1)
+	}
+	return nil
+}
+
+func readHead(meta *bbolt.Bucket) (ledger.Head, error) {
+	var h ledger.Head
+	b := meta.Get(keyHead)
+	if b == nil {
+		return h, nil
+	}
+	if len(b) != 40 {
+		return h, fmt.Errorf("%w: head record of %d bytes", ledger.ErrCorrupt, len(b))
+	}
+	h.Seq = binary.BigEndian.Uint64(b)
+	copy(h.Hash[:], b[8:])
+	return h, nil
 }
 
 func (s *Store) init() error {
@@ -145,33 +206,42 @@ func (s *Store) init() error {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		switch f := meta.Get(keyFormat); {
-		case f == nil:
-			if err := meta.Put(keyFormat, []byte{ledger.FormatV1}); err != nil {
+		f := meta.Get(keyFormat)
+		if f == nil {
+			if k, _ := tx.Bucket(bucketLog).Cursor().First(); k != nil {
+				return fmt.Errorf("%w: records but no format", ErrNotLog)
+			}
+			f = []byte{ledger.FormatV1}
+			if err := meta.Put(keyFormat, f); err != nil {
 				return err
 			}
-		case len(f) != 1 || f[0] != ledger.FormatV1:
-			return fmt.Errorf("%w: log format %v", ledger.ErrUnsupportedVersion, f)
 		}
-		if h := meta.Get(keyHead); h != nil {
-			if len(h) != 40 {
-				return fmt.Errorf("%w: head record of %d bytes", ledger.ErrCorrupt, len(h))
-			}
-			s.head.Seq = binary.BigEndian.Uint64(h)
-			copy(s.head.Hash[:], h[8:])
+		if err := checkFormat(f); err != nil {
+			return err
 		}
-		// The head must be the last record, and that record must be intact.
+		h, err := readHead(meta)
+		if err != nil {
+			return err
+		}
+		s.head = h
+		// The head must be the last record, and that record must be intact:
+		// appending after a damaged tail would chain onto a bad hash.
 		k, v := tx.Bucket(bucketLog).Cursor().Last()
 		switch {
 		case k == nil && s.head.Seq != 0:
-			return fmt.Errorf("%w: head at %d but the log is empty", ledger.ErrCorrupt, s.head.Seq)
+			return &ledger.VerifyError{Seq: 1, Reason: fmt.Sprintf("head at %d but the log is empty", s.head.Seq), Err: ledger.ErrCorrupt}
 		case k != nil:
+			key := binary.BigEndian.Uint64(k)
 			seq, _, _, hash, err := ledger.CheckRecord(v)
 			if err != nil {
-				return fmt.Errorf("last record: %w", err)
+				class := ledger.ErrCorrupt
+				if errors.Is(err, ledger.ErrUnsupportedVersion) {
+					class = ledger.ErrUnsupportedVersion
+				}
+				return &ledger.VerifyError{Seq: key, Reason: "last record: " + err.Error(), Err: class}
 			}
-			if seq != binary.BigEndian.Uint64(k) || seq != s.head.Seq || hash != s.head.Hash {
-				return fmt.Errorf("%w: head (%d) does not match the last record (%d)", ledger.ErrCorrupt, s.head.Seq, seq)
+			if seq != key || seq != s.head.Seq || hash != s.head.Hash {
+				return &ledger.VerifyError{Seq: min(key, s.head.Seq+1), Reason: fmt.Sprintf("head (%d) does not match the last record (%d under key %d)", s.head.Seq, seq, key), Err: ledger.ErrCorrupt}
 			}
 		}
 		for i, p := range s.opts.Projectors {
@@ -217,7 +287,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	close(s.reqs)
+	if !s.opts.ReadOnly {
+		close(s.reqs)
+	}
 	s.closeMu.Unlock()
 	s.wg.Wait()
 	close(s.done)
@@ -319,6 +391,12 @@ func (s *Store) Import(ctx context.Context, events []ledger.Event) error {
 }
 
 func (s *Store) submit(ctx context.Context, r *request) ([]ledger.Event, error) {
+	if s.opts.ReadOnly {
+		return nil, ErrReadOnly
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // select below would pick at random when both are ready
+	}
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
@@ -549,10 +627,8 @@ func (s *Store) write(tx *bbolt.Tx, writes []ledger.Write, head *ledger.Head, bu
 			}
 		}
 	}
-	for i, p := range s.opts.Projectors {
-		if err := p.Apply(tx, out); err != nil {
-			return buf, nil, &retryError{fmt.Errorf("projector %d: %w", i, err)}
-		}
+	if err := s.project(tx, out); err != nil {
+		return buf, nil, &retryError{err}
 	}
 	*head = pos
 	return buf, out, nil
@@ -564,6 +640,7 @@ func (s *Store) importEvents(tx *bbolt.Tx, events []ledger.Event, head *ledger.H
 	claims := tx.Bucket(bucketClaims)
 	pos := *head
 	local := make(map[string]uint64)
+	var claimed map[string]string // claims taken earlier in this import
 	for i := range events {
 		e := &events[i]
 		if e.Seq != pos.Seq+1 {
@@ -592,9 +669,19 @@ func (s *Store) importEvents(tx *bbolt.Tx, events []ledger.Event, head *ledger.H
 			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: "hash does not match the event's contents", Err: ledger.ErrCorrupt}
 		}
 		for _, c := range e.Claims {
-			if h := claims.Get([]byte(c)); h != nil && string(h) != e.Stream {
-				return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("claim %q already held by %q", c, h), Err: ledger.ErrChainBroken}
+			holder, ok := claimed[c]
+			if !ok {
+				if h := claims.Get([]byte(c)); h != nil {
+					holder, ok = string(h), true
+				}
 			}
+			if ok && holder != e.Stream {
+				return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("claim %q already held by %q", c, holder), Err: ledger.ErrChainBroken}
+			}
+			if claimed == nil {
+				claimed = make(map[string]string)
+			}
+			claimed[c] = e.Stream
 		}
 		pos = ledger.Head{Seq: e.Seq, Hash: e.Hash}
 	}
@@ -625,13 +712,33 @@ func (s *Store) importEvents(tx *bbolt.Tx, events []ledger.Event, head *ledger.H
 		}
 		out[i] = e
 	}
-	for i, p := range s.opts.Projectors {
-		if err := p.Apply(tx, out); err != nil {
-			return buf, nil, &retryError{fmt.Errorf("projector %d: %w", i, err)}
-		}
+	if err := s.project(tx, out); err != nil {
+		return buf, nil, &retryError{err}
 	}
 	*head = pos
 	return buf, out, nil
+}
+
+// project runs the projectors over one append's events. A panicking
+// projector fails that append like an error would, instead of killing the
+// writer goroutine and with it every other append.
+func (s *Store) project(tx *bbolt.Tx, events []ledger.Event) (err error) {
+	for i, p := range s.opts.Projectors {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("projector %d: panic: %v", i, r)
+				}
+			}()
+			if e := p.Apply(tx, events); e != nil {
+				err = fmt.Errorf("projector %d: %w", i, e)
+			}
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func seqKey(seq uint64) []byte {

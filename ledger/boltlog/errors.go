@@ -1,0 +1,14 @@
+package boltlog
+
+import "errors"
+
+var (
+	// ErrLocked means another process (a running server, say) holds the log
+	// file's lock, so it cannot be opened until that process stops.
+	ErrLocked = errors.New("boltlog: log file is locked by another process")
+	// ErrReadOnly means an append or import on a store opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("boltlog: log opened read-only")
+	// ErrNotLog means the file is a bbolt database but not a payledger log
+	// (its buckets are missing).
+	ErrNotLog = errors.New("boltlog: not a payledger log")
+)
