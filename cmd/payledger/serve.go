@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/payledger/payledger/node"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "run the node: HTTP API, hosted pages, log, NATS relay, webhooks", run: runServe})
+}
+
+// adminTokenFile holds the generated admin token when none is configured.
+const adminTokenFile = "admin.token"
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	var cfg node.Config
+	fs.StringVar(&cfg.Addr, "addr", envOr("PAYLEDGER_ADDR", "127.0.0.1:8080"), "HTTP listen address (env PAYLEDGER_ADDR)")
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory (env PAYLEDGER_DATA_DIR)")
+	fs.StringVar(&cfg.BaseURL, "base-url", envOr("PAYLEDGER_BASE_URL", ""), "public URL for payment links (env PAYLEDGER_BASE_URL; default http://<addr>)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", envOr("PAYLEDGER_ADMIN_TOKEN", ""), "admin API bearer token (env PAYLEDGER_ADMIN_TOKEN; default: generated into <data-dir>/admin.token)")
+	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", envBool("PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS"), "let webhooks reach loopback/private addresses over plain http (env PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS=1)")
+	noDemo := fs.Bool("no-demo", envBool("PAYLEDGER_NO_DEMO"), "do not create a demo merchant on an empty data dir")
+	fs.BoolVar(&cfg.NoNATS, "no-nats", envBool("PAYLEDGER_NO_NATS"), "do not publish events to NATS")
+	fs.StringVar(&cfg.NATS.URL, "nats-url", envOr("PAYLEDGER_NATS_URL", ""), "external NATS URL(s), comma separated (env PAYLEDGER_NATS_URL; default: embedded JetStream)")
+	fs.StringVar(&cfg.NATS.CredsFile, "nats-creds", envOr("PAYLEDGER_NATS_CREDS", ""), "NATS credentials file")
+	fs.StringVar(&cfg.NATS.User, "nats-user", envOr("PAYLEDGER_NATS_USER", ""), "NATS user")
+	fs.StringVar(&cfg.NATS.Password, "nats-password", envOr("PAYLEDGER_NATS_PASSWORD", ""), "NATS password")
+	fs.StringVar(&cfg.NATS.Token, "nats-token", envOr("PAYLEDGER_NATS_TOKEN", ""), "NATS token")
+	fs.StringVar(&cfg.NATS.TLSCAFile, "nats-tls-ca", envOr("PAYLEDGER_NATS_TLS_CA", ""), "PEM CA file for NATS TLS")
+	fs.StringVar(&cfg.NATS.TLSCertFile, "nats-tls-cert", envOr("PAYLEDGER_NATS_TLS_CERT", ""), "PEM client certificate for NATS TLS")
+	fs.StringVar(&cfg.NATS.TLSKeyFile, "nats-tls-key", envOr("PAYLEDGER_NATS_TLS_KEY", ""), "PEM client key for NATS TLS")
+	fs.StringVar(&cfg.NATS.Host, "nats-host", envOr("PAYLEDGER_NATS_HOST", "127.0.0.1"), "embedded NATS listen host")
+	natsPort := fs.Int("nats-port", envInt("PAYLEDGER_NATS_PORT", 4222), "embedded NATS client port (-1: random)")
+	replicas := fs.Int("nats-replicas", envInt("PAYLEDGER_NATS_REPLICAS", 1), "event stream replicas (3 on a cluster)")
+	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
+	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	cfg.NATS.Port = *natsPort
+	cfg.NATS.Replicas = *replicas
+	cfg.Demo = !*noDemo
+	cfg.Out = stdout
+	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	cfg.Logger = logger
+	if cfg.AdminToken == "" {
+		tok, created, err := loadOrCreateToken(filepath.Join(cfg.DataDir, adminTokenFile))
+		if err != nil {
+			return err
+		}
+		cfg.AdminToken = tok
+		if created {
+			fmt.Fprintf(stdout, "payledger: generated an admin token in %s\n", filepath.Join(cfg.DataDir, adminTokenFile))
+		}
+	}
+	n, err := node.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return n.Serve(ctx)
+}
+
+// loadOrCreateToken reads a token file, or writes a new random token to it.
+func loadOrCreateToken(path string) (tok string, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, err
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", false, err
+	}
+	tok = hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", false, err
+	}
+	return tok, true, nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func envBool(name string) bool {
+	v, err := strconv.ParseBool(os.Getenv(name))
+	return err == nil && v
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,89 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/keyring"
+)
+
+// DemoRates are the rates a fresh demo node starts with (units per USDT).
+var DemoRates = map[string]string{
+	"UAH": "41.50", "USD": "1.00", "EUR": "0.92", "NGN": "1550.00", "XOF": "605.00",
+	"INR": "84.00", "MGA": "4600.00", "CDF": "2850.00", "GNF": "8600.00",
+	"BTC": "0.000010", "ETH": "0.00030", "USDT": "1", "USDC": "1",
+}
+
+// Demo is the demo merchant made on an empty data dir.
+type Demo struct {
+	MerchantID    string
+	APIKey        string
+	SigningSecret string
+}
+
+func (n *Node) createDemo(ctx context.Context) error {
+	d, err := n.CreateMerchant(ctx, "Demo shop", "2")
+	if err != nil {
+		return err
+	}
+	for cur, rate := range DemoRates {
+		if cur == "USDT" {
+			continue
+		}
+		if _, err := n.Service.SetRate(ctx, commands.SetRate{Meta: n.meta(), Currency: cur, Rate: rate}); err != nil {
+			return fmt.Errorf("rate %s: %w", cur, err)
+		}
+	}
+	base := n.BaseURL()
+	fmt.Fprintf(n.cfg.Out, `
+payledger: created a demo merchant (shown once; only hashes are stored)
+  merchant_id:    %s
+  api_key:        %s
+  signing_secret: %s
+  rates:          UAH 41.50 per USDT, and others (POST /admin/v1/rates to change)
+
+Create an invoice:
+  curl -s -X POST %s/api/v1/create-invoice -H 'Content-Type: application/json' -H 'X-Api-Key: %s' -d '{"amount": "1500.00", "currency_code": "UAH", "customer_id": "user_12345", "external_id": "order-2026-0001", "purpose": "Payment for Premium subscription"}'
+
+`, d.MerchantID, d.APIKey, d.SigningSecret, base, d.APIKey)
+	return nil
+}
+
+// CreateMerchant registers a merchant with a fresh API key and signing secret.
+func (n *Node) CreateMerchant(ctx context.Context, name, commission string) (Demo, error) {
+	key, err := keyring.NewAPIKey()
+	if err != nil {
+		return Demo{}, err
+	}
+	id := commands.UUID(ulid.Make())
+	secret := n.Keyring.SigningSecret(id, 1)
+	err = n.Service.RegisterMerchant(ctx, commands.RegisterMerchant{
+		Meta:       n.meta(),
+		MerchantID: id,
+		Settings:   commands.MerchantSettings{Name: &name, CommissionPercent: &commission},
+		Key:        commands.APIKeyIssued{KeyID: key.ID, KeyHash: key.Hash, Prefix: key.Prefix, Label: "demo"},
+		Secret:     commands.SecretMaterial{SecretHash: keyring.SecretHash(secret)},
+	})
+	if err != nil {
+		return Demo{}, err
+	}
+	return Demo{MerchantID: id, APIKey: key.Key, SigningSecret: secret}, nil
+}
+
+func (n *Node) meta() commands.Meta {
+	return commands.Meta{CommandID: ulid.Make(), Time: n.cfg.Clock.Now(), Correlation: "node"}
+}
+
+// BaseURL is the node's public URL.
+func (n *Node) BaseURL() string {
+	if n.cfg.BaseURL != "" {
+		return n.cfg.BaseURL
+	}
+	if n.listener != nil {
+		return "http://" + n.listener.Addr().String()
+	}
+	return "http://" + n.cfg.Addr
+}

@@ -1,0 +1,219 @@
+// Package node assembles one payledger process: the bbolt log with its inline
+// projections, the domain service, the expiry scheduler, the NATS relay, the
+// webhook dispatcher and the HTTP server, started and stopped in the order
+// that loses nothing. `payledger serve` and the tests that run a whole node
+// use it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/keyring"
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/stream"
+)
+
+// File names inside the data directory.
+const (
+	LogFile       = "ledger.db"
+	MasterKeyFile = "master.key"
+	NATSDir       = "nats"
+)
+
+// Config configures a node. The zero value of each field is its default.
+type Config struct {
+	// DataDir holds the log, the master key and the embedded NATS store. Default ./data.
+	DataDir string
+	// Addr is the HTTP listen address. Default 127.0.0.1:8080.
+	Addr string
+	// BaseURL is the public URL of the node, used in payment links. Default http://<Addr>.
+	BaseURL string
+	// AdminToken is the admin API's bearer token. Empty: the admin API
+	// refuses every request.
+	AdminToken string
+	// NATS is where events are published (URL empty: an embedded JetStream
+	// server storing under DataDir/nats).
+	NATS stream.Config
+	// NoNATS runs without publishing events (tests, or a node whose stream
+	// is not wanted). The log stays the source of truth either way.
+	NoNATS bool
+	// AllowPrivateWebhooks lets webhooks and status_url calls reach loopback
+	// and private addresses over plain http (development and tests).
+	AllowPrivateWebhooks bool
+	// Demo creates a demo merchant on an empty data dir and prints its API key.
+	Demo bool
+	// Out receives the demo banner. Default os.Stdout.
+	Out io.Writer
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+	// Clock drives the expiry scheduler and command times. Default the system clock.
+	Clock commands.Clock
+	// ShutdownTimeout bounds a graceful shutdown. Default 30s.
+	ShutdownTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = commands.SystemClock{}
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.NATS.URL == "" && c.NATS.StoreDir == "" {
+		c.NATS.StoreDir = filepath.Join(c.DataDir, NATSDir)
+	}
+	if c.NATS.Logger == nil {
+		c.NATS.Logger = c.Logger.With("component", "nats")
+	}
+}
+
+// Node is a running payledger process.
+type Node struct {
+	cfg       Config
+	Log       *boltlog.Store
+	Views     *projections.Views
+	Service   *commands.Service
+	Keyring   *keyring.Keyring
+	Registry  *prometheus.Registry
+	Scheduler *commands.Scheduler
+	NATS      *stream.Node
+
+	metrics  *metrics
+	listener net.Listener
+	server   *http.Server
+	handler  http.Handler
+
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+	closers  []func(context.Context) error
+}
+
+// Open opens the data directory and starts every component but the HTTP
+// server (Serve starts it). On error nothing is left running.
+func Open(ctx context.Context, cfg Config) (n *Node, err error) {
+	cfg.defaults()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	n = &Node{cfg: cfg, Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			n.closeAll(context.Background())
+		}
+	}()
+	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.metrics = newMetrics(n.Registry)
+
+	if n.Keyring, err = keyring.Open(filepath.Join(cfg.DataDir, MasterKeyFile)); err != nil {
+		return nil, err
+	}
+	fresh := false
+	if _, statErr := os.Stat(filepath.Join(cfg.DataDir, LogFile)); errors.Is(statErr, os.ErrNotExist) {
+		fresh = true
+	}
+	n.Log, err = boltlog.Open(filepath.Join(cfg.DataDir, LogFile), &boltlog.Options{
+		Projectors: []boltlog.Projector{&projections.Projector{}},
+		OnCommit:   n.metrics.observeCommit,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, func(context.Context) error { return n.Log.Close() })
+	n.Views = projections.NewViews(n.Log.DB())
+	n.Service = commands.NewService(n.Log, commands.Config{})
+	n.Scheduler = commands.NewScheduler(n.Service, dueSource{n.Views}, cfg.Clock, cfg.Logger.With("component", "scheduler"))
+
+	if !cfg.NoNATS {
+		ncfg := cfg.NATS
+		ncfg.Relay.OnAck = n.metrics.observePublish
+		if n.NATS, err = stream.Start(ctx, ncfg, n.Log); err != nil {
+			return nil, fmt.Errorf("nats: %w", err)
+		}
+		// Stop the relay (flushing it) before the log closes; close the
+		// connection and the embedded server after.
+		nn := n.NATS
+		n.closers = append(n.closers[:len(n.closers)-1],
+			func(ctx context.Context) error { nn.Close(); return nil },
+			func(context.Context) error { return n.Log.Close() },
+			nn.StopRelay,
+		)
+	}
+	if n.listener, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	ln := n.listener
+	n.closers = append(n.closers, func(context.Context) error { ln.Close(); return nil })
+	if fresh && cfg.Demo {
+		if err := n.createDemo(ctx); err != nil {
+			return nil, fmt.Errorf("demo merchant: %w", err)
+		}
+	}
+	bgctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.bgCancel = cancel
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		_ = n.Scheduler.Run(bgctx)
+	}()
+	return n, nil
+}
+
+// closeAll runs the closers in reverse order of registration.
+func (n *Node) closeAll(ctx context.Context) error {
+	if n.bgCancel != nil {
+		n.bgCancel()
+		n.bg.Wait()
+	}
+	var errs []error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.closers = nil
+	return errors.Join(errs...)
+}
+
+// dueSource adapts the projections' due index to the scheduler.
+type dueSource struct{ v *projections.Views }
+
+func (d dueSource) Due(t time.Time, limit int) ([]commands.Due, error) {
+	items, err := d.v.Due(t, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]commands.Due, len(items))
+	for i, it := range items {
+		out[i] = commands.Due{Kind: it.Kind, ID: it.ID, MerchantID: it.MerchantID, At: it.At}
+	}
+	return out, nil
+}
+
+func (d dueSource) NextDue() (time.Time, bool) { return d.v.NextDue() }
