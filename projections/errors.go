@@ -1,0 +1,49 @@
+package projections
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrNotFound means the resource does not exist, or belongs to another merchant.
+	ErrNotFound = errors.New("projections: not found")
+	// ErrCorrupt means a stored view record does not decode.
+	ErrCorrupt = errors.New("projections: corrupt view record")
+	// ErrUnsupportedVersion means the views were written by a newer view format.
+	ErrUnsupportedVersion = errors.New("projections: unsupported view format version")
+	// ErrMalformedEvent means a known event type carries data that does not decode or is inconsistent with its stream.
+	ErrMalformedEvent = errors.New("projections: malformed event")
+	// ErrInconsistent means an event refers to an aggregate the views do not hold (or create one they already hold).
+	ErrInconsistent = errors.New("projections: event inconsistent with the views")
+	// ErrUnbalanced means an event's postings do not sum to zero in some currency.
+	ErrUnbalanced = errors.New("projections: postings do not balance")
+	// ErrSequenceGap means an event's sequence does not follow the views' checkpoint.
+	ErrSequenceGap = errors.New("projections: sequence gap")
+	// ErrMismatch means two sets of views differ; *DiffError says where.
+	ErrMismatch = errors.New("projections: views differ")
+)
+
+// DiffError names the first view key at which two databases differ. A nil A
+// or B means the key is missing on that side.
+type DiffError struct {
+	Bucket string
+	Key    []byte
+	A, B   []byte
+}
+
+func (e *DiffError) Error() string {
+	switch {
+	case e.Key == nil:
+		return fmt.Sprintf("projections: views differ: bucket %s present on one side only", e.Bucket)
+	case e.A == nil:
+		return fmt.Sprintf("projections: views differ: %s key %q missing in a (b has %q)", e.Bucket, e.Key, e.B)
+	case e.B == nil:
+		return fmt.Sprintf("projections: views differ: %s key %q missing in b (a has %q)", e.Bucket, e.Key, e.A)
+	default:
+		return fmt.Sprintf("projections: views differ: %s key %q: a %q, b %q", e.Bucket, e.Key, e.A, e.B)
+	}
+}
+
+// Unwrap makes errors.Is(err, ErrMismatch) true.
+func (e *DiffError) Unwrap() error { return ErrMismatch }

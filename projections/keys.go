@@ -1,0 +1,123 @@
+package projections
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// formatVersion is the layout of every v_ bucket below. Persisted: bump it
+// (never reuse a number) whenever a key or value layout changes; Init drops
+// and rebuilds views of an older format from the log, and refuses a newer one.
+const formatVersion byte = 1
+
+// viewPrefix marks the buckets this package owns.
+const viewPrefix = "v_"
+
+// Bucket names. Persisted: never rename. Keys join their parts with a 0x00
+// byte (ids never contain one); times are sortTime, 8 bytes big-endian.
+var (
+	bMeta            = []byte("v_meta")            // "format" -> 1 byte; "checkpoint" -> seq (8); "events" -> count (8)
+	bInvoices        = []byte("v_invoices")        // invoice id -> InvoiceView JSON
+	bPayments        = []byte("v_payments")        // payment stream id -> PaymentView JSON
+	bWidgets         = []byte("v_widgets")         // widget id -> WidgetView JSON
+	bMerchants       = []byte("v_merchants")       // merchant id -> MerchantView JSON
+	bAPIKeys         = []byte("v_api_keys")        // key hash -> APIKey JSON
+	bAPIKeyIDs       = []byte("v_api_key_ids")     // merchant 0 key id -> key hash
+	bRates           = []byte("v_rates")           // currency -> Rate JSON
+	bExternalIDs     = []byte("v_ix_external_id")  // merchant 0 external id -> invoice id
+	bPaymentIDs      = []byte("v_ix_payment_id")   // merchant 0 e-invoice payment_id -> invoice id
+	bTracking        = []byte("v_ix_tracking")     // tracking -> invoice id
+	bPaymentSeq      = []byte("v_ix_payment_seq")  // payment.created seq (8) -> payment stream id
+	bInvoicePayments = []byte("v_ix_inv_payments") // invoice id 0 seq (8) -> payment stream id
+	bInvByTime       = []byte("v_ix_inv_time")     // merchant 0 ^created (8) invoice id -> ""
+	bInvByStatus     = []byte("v_ix_inv_status")   // merchant 0 status 0 ^created (8) invoice id -> ""
+	bWidByTime       = []byte("v_ix_wid_time")     // merchant 0 ^created (8) widget id -> ""
+	bCounters        = []byte("v_counters")        // counter key -> count (8)
+	bDue             = []byte("v_due")             // at (8) kind (1) id -> merchant id
+	bBalances        = []byte("v_balances")        // merchant 0 account 0 currency -> decimal text
+	bMerchantTotals  = []byte("v_merchant_totals") // merchant 0 currency -> decimal text
+	bTotals          = []byte("v_posting_totals")  // currency -> decimal text
+
+	allBuckets = [][]byte{bMeta, bInvoices, bPayments, bWidgets, bMerchants, bAPIKeys, bAPIKeyIDs,
+		bRates, bExternalIDs, bPaymentIDs, bTracking, bPaymentSeq, bInvoicePayments, bInvByTime,
+		bInvByStatus, bWidByTime, bCounters, bDue, bBalances, bMerchantTotals, bTotals}
+
+	keyFormat     = []byte("format")
+	keyCheckpoint = []byte("checkpoint")
+	keyEvents     = []byte("events")
+)
+
+// Counter key prefixes (v_counters): each followed by the merchant id, and
+// for the per-status counters by 0 and the status.
+const (
+	ctrInvoices      = "inv\x00"   // invoices of a merchant
+	ctrInvoiceStatus = "inv_s\x00" // invoices of a merchant in a status
+	ctrPaymentStatus = "pay_s\x00" // payments of a merchant in a status
+	ctrWidgets       = "wid\x00"   // widgets of a merchant
+	ctrWidgetStatus  = "wid_s\x00" // widgets of a merchant in a status
+)
+
+// Due kinds (v_due).
+const (
+	dueInvoice byte = 'i'
+	dueWidget  byte = 'w'
+)
+
+// systemMerchant holds the balances of accounts that belong to no merchant.
+const systemMerchant = "_"
+
+// sortTime maps a time to an unsigned key that sorts like the time (the sign
+// bit of its Unix nanoseconds flipped).
+func sortTime(t time.Time) uint64 { return uint64(t.UnixNano()) ^ (1 << 63) }
+
+// fromSortTime inverts sortTime.
+func fromSortTime(u uint64) time.Time { return time.Unix(0, int64(u^(1<<63))).UTC() }
+
+func appendSep(dst []byte, parts ...string) []byte {
+	for i, p := range parts {
+		if i > 0 {
+			dst = append(dst, 0)
+		}
+		dst = append(dst, p...)
+	}
+	return dst
+}
+
+// key joins parts with 0x00 separators.
+func key(parts ...string) []byte { return appendSep(nil, parts...) }
+
+// prefixKey is key(parts...) followed by a 0x00: the prefix of every key
+// whose leading parts are parts.
+func prefixKey(parts ...string) []byte { return append(key(parts...), 0) }
+
+// newestKey is prefix, then the inverted creation time (newest first), then id.
+func newestKey(prefix []byte, created time.Time, id string) []byte {
+	k := make([]byte, 0, len(prefix)+8+len(id))
+	k = append(k, prefix...)
+	k = binary.BigEndian.AppendUint64(k, ^sortTime(created))
+	return append(k, id...)
+}
+
+func invTimeKey(merchant string, created time.Time, id string) []byte {
+	return newestKey(prefixKey(merchant), created, id)
+}
+
+func invStatusKey(merchant, status string, created time.Time, id string) []byte {
+	return newestKey(prefixKey(merchant, status), created, id)
+}
+
+func dueKey(at time.Time, kind byte, id string) []byte {
+	k := make([]byte, 0, 9+len(id))
+	k = binary.BigEndian.AppendUint64(k, sortTime(at))
+	k = append(k, kind)
+	return append(k, id...)
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+func u64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}

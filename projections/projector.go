@@ -1,0 +1,99 @@
+package projections
+
+import (
+	"bytes"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
+)
+
+// Projector maintains every view inside the log's write transaction
+// (boltlog.Options.Projectors). The zero value is ready to use.
+//
+// Apply is deterministic (it reads only the events and its own buckets),
+// idempotent (events at or below the checkpoint are skipped), and ignores
+// event types it does not know while still advancing the checkpoint. Known
+// types with data that do not decode, postings that do not balance, or events
+// on aggregates the views do not hold fail the append: the inline projection
+// is the last line of defence before a bad event is committed.
+type Projector struct{}
+
+var _ boltlog.Projector = (*Projector)(nil)
+
+// Init creates the view buckets and returns the checkpoint. Views written by
+// an older view format are dropped (the log then replays into them); a newer
+// format fails with ErrUnsupportedVersion.
+func (p *Projector) Init(tx *bbolt.Tx) (uint64, error) {
+	if meta := tx.Bucket(bMeta); meta != nil {
+		switch f := meta.Get(keyFormat); {
+		case len(f) == 1 && f[0] == formatVersion:
+		case len(f) == 1 && f[0] > formatVersion:
+			return 0, fmt.Errorf("%w: views format %d, this build reads %d", ErrUnsupportedVersion, f[0], formatVersion)
+		default:
+			if err := dropViews(tx); err != nil {
+				return 0, err
+			}
+		}
+	} else if err := dropViews(tx); err != nil {
+		// No meta: any stray v_ buckets are partial and must go.
+		return 0, err
+	}
+	if err := createViews(tx); err != nil {
+		return 0, err
+	}
+	return u64(tx.Bucket(bMeta).Get(keyCheckpoint)), nil
+}
+
+// Apply applies one append's events. Errors: ErrMalformedEvent,
+// ErrUnbalanced, ErrInconsistent, ErrSequenceGap, ErrCorrupt, or bbolt's.
+func (p *Projector) Apply(tx *bbolt.Tx, events []ledger.Event) error {
+	s, err := newState(tx)
+	if err != nil {
+		return err
+	}
+	for i := range events {
+		e := &events[i]
+		if e.Seq <= s.checkpoint {
+			continue
+		}
+		data, err := decodeData(e)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", e.Seq, err)
+		}
+		if err := s.apply(e, data); err != nil {
+			return err
+		}
+	}
+	return s.flush()
+}
+
+func createViews(tx *bbolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+	}
+	return tx.Bucket(bMeta).Put(keyFormat, []byte{formatVersion})
+}
+
+// dropViews deletes every bucket whose name starts with "v_".
+func dropViews(tx *bbolt.Tx) error {
+	var names [][]byte
+	if err := tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+		if bytes.HasPrefix(name, []byte(viewPrefix)) {
+			names = append(names, bytes.Clone(name))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := tx.DeleteBucket(n); err != nil {
+			return fmt.Errorf("drop %s: %w", n, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,458 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"go.etcd.io/bbolt"
+)
+
+// Views reads the views. It is safe for concurrent use; each call reads one
+// consistent bbolt snapshot, which includes every committed append.
+type Views struct {
+	db *bbolt.DB
+}
+
+// NewViews returns a reader of the views in db (the log's file, or a file
+// Rebuild wrote).
+func NewViews(db *bbolt.DB) *Views { return &Views{db: db} }
+
+// Page sizes.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 100
+)
+
+// clampPage returns page >= 1 and 1 <= size <= MaxPageSize (DefaultPageSize
+// for size <= 0).
+func clampPage(page, size int) (int, int) {
+	if page < 1 {
+		page = 1
+	}
+	if size <= 0 {
+		size = DefaultPageSize
+	}
+	if size > MaxPageSize {
+		size = MaxPageSize
+	}
+	return page, size
+}
+
+func (v *Views) view(fn func(tx *bbolt.Tx) error) error {
+	return v.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bMeta) == nil {
+			return fmt.Errorf("%w: no views in %s", ErrNotFound, v.db.Path())
+		}
+		return fn(tx)
+	})
+}
+
+func getJSON(tx *bbolt.Tx, bucket []byte, k []byte, dst any) error {
+	raw := tx.Bucket(bucket).Get(k)
+	if raw == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("%w: %s %q: %v", ErrCorrupt, bucket, k, err)
+	}
+	return nil
+}
+
+// Invoice returns a merchant's invoice.
+// Errors: ErrNotFound (no such invoice, or another merchant's), ErrCorrupt.
+func (v *Views) Invoice(merchantID, invoiceID string) (InvoiceView, error) {
+	inv, err := v.InvoicePublic(invoiceID)
+	if err == nil && inv.MerchantID != merchantID {
+		return InvoiceView{}, ErrNotFound
+	}
+	return inv, err
+}
+
+// InvoicePublic returns an invoice whoever owns it, for the hosted pages
+// (the invoice id is the capability).
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) InvoicePublic(invoiceID string) (InvoiceView, error) {
+	var inv InvoiceView
+	err := v.view(func(tx *bbolt.Tx) error {
+		return getJSON(tx, bInvoices, []byte(invoiceID), &inv)
+	})
+	return inv, err
+}
+
+func (v *Views) invoiceVia(index, k []byte, merchantID string) (InvoiceView, error) {
+	var inv InvoiceView
+	err := v.view(func(tx *bbolt.Tx) error {
+		id := tx.Bucket(index).Get(k)
+		if id == nil {
+			return ErrNotFound
+		}
+		return getJSON(tx, bInvoices, id, &inv)
+	})
+	if err == nil && merchantID != "" && inv.MerchantID != merchantID {
+		return InvoiceView{}, ErrNotFound
+	}
+	return inv, err
+}
+
+// InvoiceByExternalID returns the merchant's invoice with this external_id.
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) InvoiceByExternalID(merchantID, externalID string) (InvoiceView, error) {
+	return v.invoiceVia(bExternalIDs, key(merchantID, externalID), merchantID)
+}
+
+// InvoiceByPaymentID returns the merchant's e-invoice with this payment_id (seed 001).
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) InvoiceByPaymentID(merchantID, paymentID string) (InvoiceView, error) {
+	return v.invoiceVia(bPaymentIDs, key(merchantID, paymentID), merchantID)
+}
+
+// InvoiceByTracking returns the e-invoice with this tracking number, whoever
+// owns it; the caller checks the merchant when it matters.
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) InvoiceByTracking(tracking string) (InvoiceView, error) {
+	return v.invoiceVia(bTracking, []byte(tracking), "")
+}
+
+// ListInvoices returns a page of a merchant's invoices, newest first, all of
+// them (status "") or those in one status. page and size are clamped (page
+// >= 1, 1 <= size <= 100, default 20); a page past the end is empty.
+// Errors: ErrCorrupt.
+func (v *Views) ListInvoices(merchantID, status string, page, size int) (Page[InvoiceView], error) {
+	prefix, ctr := prefixKey(merchantID), ctrInvoices+merchantID
+	index := bInvByTime
+	if status != "" {
+		prefix, ctr = prefixKey(merchantID, status), ctrInvoiceStatus+merchantID+"\x00"+status
+		index = bInvByStatus
+	}
+	return listPage[InvoiceView](v, index, prefix, ctr, bInvoices, page, size)
+}
+
+// ListWidgets returns a page of a merchant's widgets, newest first, clamped
+// as ListInvoices.
+// Errors: ErrCorrupt.
+func (v *Views) ListWidgets(merchantID string, page, size int) (Page[WidgetView], error) {
+	return listPage[WidgetView](v, bWidByTime, prefixKey(merchantID), ctrWidgets+merchantID, bWidgets, page, size)
+}
+
+// listPage reads the total from a counter and the page's ids from an index
+// whose keys are prefix, 8 bytes of inverted time, then the id.
+func listPage[T any](v *Views, index, prefix []byte, counter string, views []byte, page, size int) (Page[T], error) {
+	page, size = clampPage(page, size)
+	out := Page[T]{Items: []T{}, Details: PageDetails{PageNumber: page, PageSize: size}}
+	err := v.view(func(tx *bbolt.Tx) error {
+		total := int(u64(tx.Bucket(bCounters).Get([]byte(counter))))
+		out.Details.TotalObjects = total
+		out.Details.TotalPages = (total + size - 1) / size
+		if (page-1)*size >= total {
+			return nil
+		}
+		skip := (page - 1) * size
+		c := tx.Bucket(index).Cursor()
+		vb := tx.Bucket(views)
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if skip > 0 {
+				skip--
+				continue
+			}
+			if len(k) < len(prefix)+8 {
+				return fmt.Errorf("%w: index key %q", ErrCorrupt, k)
+			}
+			id := k[len(prefix)+8:]
+			raw := vb.Get(id)
+			if raw == nil {
+				return fmt.Errorf("%w: index %s names missing %q", ErrCorrupt, index, id)
+			}
+			var item T
+			if err := json.Unmarshal(raw, &item); err != nil {
+				return fmt.Errorf("%w: %s %q: %v", ErrCorrupt, views, id, err)
+			}
+			out.Items = append(out.Items, item)
+			if len(out.Items) == size {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Payment returns a merchant's payment by its public integer id.
+// Errors: ErrNotFound (no such payment, or another merchant's), ErrCorrupt.
+func (v *Views) Payment(merchantID string, id uint64) (PaymentView, error) {
+	p, err := v.PaymentByNumber(id)
+	if err == nil && p.MerchantID != merchantID {
+		return PaymentView{}, ErrNotFound
+	}
+	return p, err
+}
+
+// PaymentByNumber returns a payment by its public integer id, whoever owns it.
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) PaymentByNumber(id uint64) (PaymentView, error) {
+	var p PaymentView
+	err := v.view(func(tx *bbolt.Tx) error {
+		stream := tx.Bucket(bPaymentSeq).Get(seqKey(id))
+		if stream == nil {
+			return ErrNotFound
+		}
+		return getJSON(tx, bPayments, stream, &p)
+	})
+	return p, err
+}
+
+// PaymentByStream returns a payment by its stream id ("payment-<ulid>").
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) PaymentByStream(streamID string) (PaymentView, error) {
+	var p PaymentView
+	err := v.view(func(tx *bbolt.Tx) error {
+		return getJSON(tx, bPayments, []byte(streamID), &p)
+	})
+	return p, err
+}
+
+// PaymentsForInvoice returns an invoice's payments in creation order (none:
+// an empty slice, whether or not the invoice exists).
+// Errors: ErrCorrupt.
+func (v *Views) PaymentsForInvoice(invoiceID string) ([]PaymentView, error) {
+	out := []PaymentView{}
+	err := v.view(func(tx *bbolt.Tx) error {
+		prefix := prefixKey(invoiceID)
+		c := tx.Bucket(bInvoicePayments).Cursor()
+		for k, stream := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, stream = c.Next() {
+			var p PaymentView
+			if err := getJSON(tx, bPayments, stream, &p); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("%w: invoice %q lists missing payment %q", ErrCorrupt, invoiceID, stream)
+				}
+				return err
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Widget returns a merchant's widget.
+// Errors: ErrNotFound (no such widget, or another merchant's), ErrCorrupt.
+func (v *Views) Widget(merchantID, id string) (WidgetView, error) {
+	w, err := v.WidgetPublic(id)
+	if err == nil && w.MerchantID != merchantID {
+		return WidgetView{}, ErrNotFound
+	}
+	return w, err
+}
+
+// WidgetPublic returns a widget whoever owns it, for the hosted widget page.
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) WidgetPublic(id string) (WidgetView, error) {
+	var w WidgetView
+	err := v.view(func(tx *bbolt.Tx) error {
+		return getJSON(tx, bWidgets, []byte(id), &w)
+	})
+	return w, err
+}
+
+// Merchant returns a merchant's settings and keys (never key hashes).
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) Merchant(id string) (MerchantView, error) {
+	var m MerchantView
+	err := v.view(func(tx *bbolt.Tx) error {
+		return getJSON(tx, bMerchants, []byte(id), &m)
+	})
+	return m, err
+}
+
+// Merchants returns every merchant, ordered by id.
+// Errors: ErrCorrupt.
+func (v *Views) Merchants() ([]MerchantView, error) {
+	out := []MerchantView{}
+	err := v.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bMerchants).ForEach(func(k, raw []byte) error {
+			var m MerchantView
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return fmt.Errorf("%w: merchant %q: %v", ErrCorrupt, k, err)
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// APIKey looks up an API key by its hash (hex SHA-256 of the whole key, as
+// commands.APIKeyIssued records it). A revoked key is returned with Revoked
+// set; the caller refuses it.
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) APIKey(hash string) (APIKey, error) {
+	var k APIKey
+	err := v.view(func(tx *bbolt.Tx) error {
+		return getJSON(tx, bAPIKeys, []byte(hash), &k)
+	})
+	return k, err
+}
+
+// Rate returns the operator's current rate for a currency.
+// Errors: ErrNotFound, ErrCorrupt.
+func (v *Views) Rate(currency string) (Rate, error) {
+	var r Rate
+	err := v.view(func(tx *bbolt.Tx) error {
+		return getJSON(tx, bRates, []byte(currency), &r)
+	})
+	return r, err
+}
+
+// Rates returns every rate, ordered by currency.
+// Errors: ErrCorrupt.
+func (v *Views) Rates() ([]Rate, error) {
+	out := []Rate{}
+	err := v.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bRates).ForEach(func(k, raw []byte) error {
+			var r Rate
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return fmt.Errorf("%w: rate %q: %v", ErrCorrupt, k, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Balances returns a merchant's balances ("_": the system accounts), by
+// account then currency. Account names drop the ":<merchant id>" suffix.
+// Errors: ErrCorrupt.
+func (v *Views) Balances(merchantID string) ([]Balance, error) {
+	out := []Balance{}
+	err := v.view(func(tx *bbolt.Tx) error {
+		var err error
+		out, err = balances(tx, merchantID)
+		return err
+	})
+	return out, err
+}
+
+func balances(tx *bbolt.Tx, merchantID string) ([]Balance, error) {
+	out := []Balance{}
+	prefix := prefixKey(merchantID)
+	c := tx.Bucket(bBalances).Cursor()
+	for k, raw := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, raw = c.Next() {
+		account, currency, ok := strings.Cut(string(k[len(prefix):]), "\x00")
+		d, err := decimal.NewFromString(string(raw))
+		if !ok || err != nil {
+			return nil, fmt.Errorf("%w: balance %q", ErrCorrupt, k)
+		}
+		out = append(out, Balance{Account: account, Currency: currency, Amount: d})
+	}
+	return out, nil
+}
+
+// MerchantTotals returns the sum of a merchant's balances per currency.
+// Errors: ErrCorrupt.
+func (v *Views) MerchantTotals(merchantID string) (map[string]decimal.Decimal, error) {
+	out := map[string]decimal.Decimal{}
+	err := v.view(func(tx *bbolt.Tx) error {
+		prefix := prefixKey(merchantID)
+		c := tx.Bucket(bMerchantTotals).Cursor()
+		for k, raw := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, raw = c.Next() {
+			d, err := decimal.NewFromString(string(raw))
+			if err != nil {
+				return fmt.Errorf("%w: total %q", ErrCorrupt, k)
+			}
+			out[string(k[len(prefix):])] = d
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PostingTotals returns the sum of every posting per currency. Every value
+// is zero in a sound ledger: double entry.
+// Errors: ErrCorrupt.
+func (v *Views) PostingTotals() (map[string]decimal.Decimal, error) {
+	out := map[string]decimal.Decimal{}
+	err := v.view(func(tx *bbolt.Tx) error {
+		var err error
+		out, err = postingTotals(tx)
+		return err
+	})
+	return out, err
+}
+
+func postingTotals(tx *bbolt.Tx) (map[string]decimal.Decimal, error) {
+	out := map[string]decimal.Decimal{}
+	err := tx.Bucket(bTotals).ForEach(func(k, raw []byte) error {
+		d, err := decimal.NewFromString(string(raw))
+		if err != nil {
+			return fmt.Errorf("%w: posting total %q", ErrCorrupt, k)
+		}
+		out[string(k)] = d
+		return nil
+	})
+	return out, err
+}
+
+// Due returns up to limit invoices and widgets whose expiry time is at or
+// before before, earliest first (limit <= 0: all). Pending invoices are due
+// at expires_at; active widgets at a non-zero expires_at.
+// Errors: ErrCorrupt.
+func (v *Views) Due(before time.Time, limit int) ([]Due, error) {
+	out := []Due{}
+	end := sortTime(before)
+	err := v.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bDue).Cursor()
+		for k, m := c.First(); k != nil; k, m = c.Next() {
+			if len(k) < 9 {
+				return fmt.Errorf("%w: due key %q", ErrCorrupt, k)
+			}
+			at := binary.BigEndian.Uint64(k)
+			if at > end || (limit > 0 && len(out) == limit) {
+				break
+			}
+			d := Due{ID: string(k[9:]), MerchantID: string(m), At: fromSortTime(at)}
+			switch k[8] {
+			case dueInvoice:
+				d.Kind = DueInvoice
+			case dueWidget:
+				d.Kind = DueWidget
+			default:
+				return fmt.Errorf("%w: due kind %q", ErrCorrupt, k[8])
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// NextDue returns the earliest expiry time in the due index; false when
+// nothing is due ever.
+// Errors: none beyond a missing view (false).
+func (v *Views) NextDue() (time.Time, bool) {
+	var at time.Time
+	var ok bool
+	_ = v.view(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket(bDue).Cursor().First(); len(k) >= 8 {
+			at, ok = fromSortTime(binary.BigEndian.Uint64(k)), true
+		}
+		return nil
+	})
+	return at, ok
+}
+
+// Checkpoint returns the sequence of the last event the views applied (0:
+// none, or no views in the file).
+func (v *Views) Checkpoint() uint64 {
+	var n uint64
+	_ = v.view(func(tx *bbolt.Tx) error {
+		n = u64(tx.Bucket(bMeta).Get(keyCheckpoint))
+		return nil
+	})
+	return n
+}

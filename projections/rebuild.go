@@ -1,0 +1,329 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"iter"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/ledger"
+)
+
+// Rebuild tuning. A transaction of rebuildTxEvents events keeps bbolt's
+// dirty pages in memory at a few hundred MB at most while amortizing the
+// commit; chunks are the unit handed between the pipeline's goroutines.
+const (
+	rebuildTxEvents = 250_000
+	rebuildChunk    = 1024
+)
+
+// Rebuild replays events into fresh views in dst: it drops dst's v_ buckets,
+// then applies the events in large transactions with the same code the
+// inline Projector runs, so the result equals the live views (Compare). With
+// a non-zero until it stops at the first event whose time is after until: a
+// prefix of the log, so the views are those the log had at that point.
+//
+// Decoding (the iterator's own, then each event's JSON) runs on other
+// goroutines than the bbolt writes. dst must be another file than the log
+// the events come from, and nothing else may use it during the rebuild: its
+// NoSync is set for the duration, and the file is synced once at the end.
+//
+// Errors: the iterator's error, ctx.Err(), the Projector's errors
+// (ErrMalformedEvent, ErrUnbalanced, ErrInconsistent, ErrSequenceGap), or bbolt's.
+func Rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bbolt.DB, until time.Time) (Summary, error) {
+	if err := dst.Update(func(tx *bbolt.Tx) error {
+		if err := dropViews(tx); err != nil {
+			return err
+		}
+		return createViews(tx)
+	}); err != nil {
+		return Summary{}, fmt.Errorf("rebuild: reset views: %w", err)
+	}
+	noSync := dst.NoSync
+	dst.NoSync = true
+	err := rebuild(ctx, events, dst, until)
+	dst.NoSync = noSync
+	if err != nil {
+		return Summary{}, fmt.Errorf("rebuild: %w", err)
+	}
+	if err := dst.Sync(); err != nil {
+		return Summary{}, fmt.Errorf("rebuild: sync: %w", err)
+	}
+	return Summarize(dst)
+}
+
+// chunk is a run of consecutive events on its way through the pipeline.
+type chunk struct {
+	events []ledger.Event
+	data   []any
+	err    error         // the iterator's or a decode error, after the good events
+	done   chan struct{} // closed once data is decoded
+}
+
+func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bbolt.DB, until time.Time) error {
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel: every goroutine sees ctx end
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Every chunk goes to the decoders first, then to the writer, so each
+	// chunk the writer receives will be decoded.
+	work := make(chan *chunk, 16)
+	ordered := make(chan *chunk, 16)
+
+	// Producer: reads the iterator into chunks, in order.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ordered)
+		defer close(work)
+		send := func(c *chunk) bool {
+			select {
+			case work <- c:
+			case <-ctx.Done():
+				return false
+			}
+			select {
+			case ordered <- c:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		c := &chunk{events: make([]ledger.Event, 0, rebuildChunk), done: make(chan struct{})}
+		for e, err := range events {
+			if err != nil {
+				c.err = err
+				break
+			}
+			if !until.IsZero() && e.Time.After(until) {
+				break
+			}
+			c.events = append(c.events, e)
+			if len(c.events) == rebuildChunk {
+				if !send(c) {
+					return
+				}
+				c = &chunk{events: make([]ledger.Event, 0, rebuildChunk), done: make(chan struct{})}
+			}
+		}
+		send(c)
+	}()
+
+	// Decoders: JSON data of each chunk, in parallel.
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				c.data = make([]any, len(c.events))
+				for i := range c.events {
+					d, err := decodeData(&c.events[i])
+					if err != nil {
+						c.err = fmt.Errorf("sequence %d: %w", c.events[i].Seq, err)
+						c.events = c.events[:i]
+						break
+					}
+					c.data[i] = d
+				}
+				close(c.done)
+			}
+		}()
+	}
+
+	// Writer: this goroutine, in log order.
+	var tx *bbolt.Tx
+	var s *state
+	defer func() {
+		if tx != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	inTx := 0
+	commit := func() error {
+		if err := s.flush(); err != nil {
+			return err
+		}
+		err := tx.Commit()
+		tx, s, inTx = nil, nil, 0
+		return err
+	}
+	for c := range ordered {
+		<-c.done
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for i := range c.events {
+			if tx == nil {
+				var err error
+				if tx, err = dst.Begin(true); err != nil {
+					return err
+				}
+				if s, err = newState(tx); err != nil {
+					return err
+				}
+			}
+			if err := s.apply(&c.events[i], c.data[i]); err != nil {
+				return err
+			}
+			if inTx++; inTx >= rebuildTxEvents {
+				if err := commit(); err != nil {
+					return err
+				}
+			}
+		}
+		if c.err != nil {
+			return c.err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if tx != nil {
+		return commit()
+	}
+	return nil
+}
+
+// Compare compares the views of two databases, bucket by bucket and key by
+// key (buckets not named "v_..." are ignored), and returns a *DiffError
+// (ErrMismatch) naming the first difference, or nil when they are equal.
+// Errors: *DiffError, or bbolt's.
+func Compare(a, b *bbolt.DB) error {
+	return a.View(func(ta *bbolt.Tx) error {
+		return b.View(func(tb *bbolt.Tx) error {
+			na, nb := viewBuckets(ta), viewBuckets(tb)
+			for i, j := 0, 0; i < len(na) || j < len(nb); {
+				switch {
+				case j == len(nb) || (i < len(na) && na[i] < nb[j]):
+					return &DiffError{Bucket: na[i]}
+				case i == len(na) || nb[j] < na[i]:
+					return &DiffError{Bucket: nb[j]}
+				}
+				if err := compareBucket(na[i], ta.Bucket([]byte(na[i])), tb.Bucket([]byte(nb[j]))); err != nil {
+					return err
+				}
+				i++
+				j++
+			}
+			return nil
+		})
+	})
+}
+
+func viewBuckets(tx *bbolt.Tx) []string {
+	var names []string
+	_ = tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+		if bytes.HasPrefix(name, []byte(viewPrefix)) {
+			names = append(names, string(name))
+		}
+		return nil
+	})
+	slices.Sort(names)
+	return names
+}
+
+func compareBucket(name string, a, b *bbolt.Bucket) error {
+	ca, cb := a.Cursor(), b.Cursor()
+	ka, va := ca.First()
+	kb, vb := cb.First()
+	for ka != nil || kb != nil {
+		switch c := compareKeys(ka, kb); {
+		case c < 0:
+			return &DiffError{Bucket: name, Key: bytes.Clone(ka), A: bytes.Clone(va)}
+		case c > 0:
+			return &DiffError{Bucket: name, Key: bytes.Clone(kb), B: bytes.Clone(vb)}
+		}
+		if !bytes.Equal(va, vb) {
+			return &DiffError{Bucket: name, Key: bytes.Clone(ka), A: nonNilBytes(va), B: nonNilBytes(vb)}
+		}
+		ka, va = ca.Next()
+		kb, vb = cb.Next()
+	}
+	return nil
+}
+
+// compareKeys orders keys with nil (the end of a bucket) last.
+func compareKeys(a, b []byte) int {
+	switch {
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	return bytes.Compare(a, b)
+}
+
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return bytes.Clone(b)
+}
+
+// Summarize describes the views in db: events applied, invoices, payments
+// and widgets by status, balances per merchant, and posting totals per
+// currency. It reads counters and sums, never every view.
+// Errors: ErrNotFound (no views in db), ErrCorrupt, or bbolt's.
+func Summarize(db *bbolt.DB) (Summary, error) {
+	s := Summary{
+		Invoices:      map[string]uint64{},
+		Payments:      map[string]uint64{},
+		Widgets:       map[string]uint64{},
+		Balances:      map[string][]Balance{},
+		PostingTotals: map[string]decimal.Decimal{},
+	}
+	err := db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil {
+			return fmt.Errorf("%w: no views in %s", ErrNotFound, db.Path())
+		}
+		s.Events = u64(meta.Get(keyEvents))
+		s.Checkpoint = u64(meta.Get(keyCheckpoint))
+		s.Merchants = tx.Bucket(bMerchants).Stats().KeyN
+		if err := tx.Bucket(bCounters).ForEach(func(k, v []byte) error {
+			var m map[string]uint64
+			switch {
+			case bytes.HasPrefix(k, []byte(ctrInvoiceStatus)):
+				m = s.Invoices
+			case bytes.HasPrefix(k, []byte(ctrPaymentStatus)):
+				m = s.Payments
+			case bytes.HasPrefix(k, []byte(ctrWidgetStatus)):
+				m = s.Widgets
+			default:
+				return nil
+			}
+			status := k[bytes.LastIndexByte(k, 0)+1:]
+			m[string(status)] += u64(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bBalances).ForEach(func(k, v []byte) error {
+			parts := strings.Split(string(k), "\x00")
+			d, err := decimal.NewFromString(string(v))
+			if len(parts) != 3 || err != nil {
+				return fmt.Errorf("%w: balance %q", ErrCorrupt, k)
+			}
+			s.Balances[parts[0]] = append(s.Balances[parts[0]], Balance{Account: parts[1], Currency: parts[2], Amount: d})
+			return nil
+		}); err != nil {
+			return err
+		}
+		var err error
+		s.PostingTotals, err = postingTotals(tx)
+		return err
+	})
+	if err != nil {
+		return Summary{}, err
+	}
+	return s, nil
+}
