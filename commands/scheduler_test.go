@@ -1,0 +1,182 @@
+package commands_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/projections"
+)
+
+// manualClock is a clock the test moves by hand.
+type manualClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []waiter
+}
+
+type waiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, waiter{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if !w.at.After(c.now) {
+			w.ch <- c.now
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	c.waiters = kept
+}
+
+type viewsDue struct{ v *projections.Views }
+
+func (d viewsDue) Due(t time.Time, limit int) ([]commands.Due, error) {
+	items, err := d.v.Due(t, limit)
+	out := make([]commands.Due, len(items))
+	for i, it := range items {
+		out[i] = commands.Due{Kind: it.Kind, ID: it.ID, MerchantID: it.MerchantID, At: it.At}
+	}
+	return out, err
+}
+func (d viewsDue) NextDue() (time.Time, bool) { return d.v.NextDue() }
+
+func openWithViews(t *testing.T, path string) (*boltlog.Store, *commands.Service, *projections.Views) {
+	t.Helper()
+	store, err := boltlog.Open(path, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, commands.NewService(store, commands.Config{}), projections.NewViews(store.DB())
+}
+
+func TestSchedulerExpiresAndCatchesUpAfterRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	store, svc, views := openWithViews(t, path)
+	ctx := context.Background()
+	clock := &manualClock{now: t0}
+	meta := func() commands.Meta { return commands.Meta{CommandID: ulid.Make(), Time: clock.Now()} }
+	name := "Shop"
+	if err := svc.RegisterMerchant(ctx, commands.RegisterMerchant{Meta: meta(), MerchantID: "m1", Settings: commands.MerchantSettings{Name: &name},
+		Key: commands.APIKeyIssued{KeyID: "k", KeyHash: hex64('a')}, Secret: commands.SecretMaterial{SecretHash: hex64('b')}}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 5 {
+		inv, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+			Currency: "UAH", ExternalID: "o-" + string(rune('a'+i)), Rate: dec("41.5")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, inv.InvoiceID)
+	}
+	w, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(), Kind: commands.WidgetUnlimited, ExpiresAt: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched := commands.NewScheduler(svc, viewsDue{views}, clock, nil)
+	clock.Advance(10 * time.Minute)
+	if n, err := sched.RunOnce(ctx); err != nil || n != 0 {
+		t.Fatalf("before expiry: expired %d (%v)", n, err)
+	}
+	// Pay one: it must not be expired.
+	p, _, err := svc.CreatePayment(ctx, commands.CreatePayment{Meta: meta(), PaymentID: ulid.Make(), InvoiceID: ids[0], Method: "visamaster.uah"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.ProcessPayment(ctx, commands.ProcessPayment{Meta: meta(), PaymentID: p.PaymentID}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The process "crashes" past the expiry: a restarted scheduler catches up.
+	store.Close()
+	clock.Advance(2 * time.Hour)
+	store, svc, views = openWithViews(t, path)
+	defer store.Close()
+	sched = commands.NewScheduler(svc, viewsDue{views}, clock, nil)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(runCtx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		all := true
+		for _, id := range ids[1:] {
+			inv, err := svc.LoadInvoice(ctx, "", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = all && inv.Status == commands.InvoiceStatusExpired
+		}
+		wg, _ := svc.LoadWidget(ctx, "", w.WidgetID)
+		if all && wg.Status == commands.WidgetStatusExpired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("scheduler did not catch up on overdue invoices and widgets")
+		}
+		sched.Kick()
+		time.Sleep(5 * time.Millisecond) // poll interval of a condition with a deadline
+	}
+	paid, _ := svc.LoadInvoice(ctx, "", ids[0])
+	if paid.Status != commands.InvoiceStatusSuccess {
+		t.Fatalf("paid invoice became %s", paid.Status)
+	}
+	if _, ok := views.NextDue(); ok {
+		t.Fatal("due index still holds settled items")
+	}
+
+	// A new invoice expires by itself when the clock reaches it.
+	inv, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+		Currency: "UAH", ExternalID: "late-one", Rate: dec("41.5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched.Kick()
+	clock.Advance(21 * time.Minute)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		got, _ := svc.LoadInvoice(ctx, "", inv.InvoiceID)
+		if got.Status == commands.InvoiceStatusExpired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("invoice did not expire when the clock passed expires_at")
+		}
+		clock.Advance(0)
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
