@@ -1,0 +1,178 @@
+package stream
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/payledger/payledger/ledger"
+)
+
+// Headers of an event message. Persisted in the stream: never rename.
+const (
+	HeaderSeq      = "Payledger-Seq"       // log sequence, decimal
+	HeaderHash     = "Payledger-Hash"      // the event's hash, 64 hex digits
+	HeaderPrevHash = "Payledger-Prev-Hash" // the previous event's hash
+	HeaderStream   = "Payledger-Stream"    // the event's stream id, escaped
+	HeaderVersion  = "Payledger-Version"   // the event's stream version, decimal
+	HeaderType     = "Payledger-Type"      // the event type, escaped
+)
+
+// Message builds the message that carries e: its subject, the body (the
+// event's JSON form, see AppendJSON) and the headers, Nats-Msg-Id = the
+// event id among them. The relay adds the expected-last-sequence headers.
+func Message(prefix string, e *ledger.Event) *nats.Msg {
+	seq := strconv.FormatUint(e.Seq, 10)
+	h := nats.Header{
+		jetstream.MsgIDHeader: {e.ID.String()},
+		HeaderSeq:             {seq},
+		HeaderHash:            {e.Hash.String()},
+		HeaderPrevHash:        {e.PrevHash.String()},
+		HeaderStream:          {headerValue(e.Stream)},
+		HeaderVersion:         {strconv.FormatUint(e.Version, 10)},
+		HeaderType:            {headerValue(e.Type)},
+	}
+	return &nats.Msg{
+		Subject: Subject(prefix, e.Merchant, e.Type),
+		Header:  h,
+		Data:    AppendJSON(make([]byte, 0, 256+len(e.Data)), e),
+	}
+}
+
+// headerValue escapes what a NATS header value cannot hold (control
+// characters) and '%' itself as %XX.
+func headerValue(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '%' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || c == '%' {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// AppendJSON appends the event's JSON form to dst: the form encoding/json
+// gives ledger.Event, except that data is copied byte for byte as the log
+// holds it (encoding/json would compact and re-escape it, and the hash
+// covers those bytes). json.Unmarshal into a ledger.Event gives back an
+// event whose hash checks, as long as data has no white space around it.
+func AppendJSON(dst []byte, e *ledger.Event) []byte {
+	dst = append(dst, `{"id":"`...)
+	dst = append(dst, e.ID.String()...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, e.Seq, 10)
+	dst = append(dst, `,"stream":`...)
+	dst = appendString(dst, e.Stream)
+	dst = append(dst, `,"version":`...)
+	dst = strconv.AppendUint(dst, e.Version, 10)
+	dst = append(dst, `,"type":`...)
+	dst = appendString(dst, e.Type)
+	dst = append(dst, `,"time":"`...)
+	dst = e.Time.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '"')
+	if e.Merchant != "" {
+		dst = append(dst, `,"merchant":`...)
+		dst = appendString(dst, e.Merchant)
+	}
+	if e.Correlation != "" {
+		dst = append(dst, `,"correlation":`...)
+		dst = appendString(dst, e.Correlation)
+	}
+	if len(e.Claims) > 0 {
+		dst = append(dst, `,"claims":[`...)
+		for i, c := range e.Claims {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, c)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"data":`...)
+	if len(e.Data) == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, e.Data...)
+	}
+	dst = append(dst, `,"prev_hash":"`...)
+	dst = append(dst, e.PrevHash.String()...)
+	dst = append(dst, `","hash":"`...)
+	dst = append(dst, e.Hash.String()...)
+	return append(dst, `"}`...)
+}
+
+// appendString appends s as a JSON string, escaped as encoding/json does.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// DecodeMessage parses a stream message into the event it carries and
+// checks it: the event's hash against its contents, and the Nats-Msg-Id,
+// Payledger-Seq, Payledger-Hash and Payledger-Prev-Hash headers against the
+// event. A non-zero streamSeq must equal the event's sequence. It does not
+// check the chain (the previous event); ledger.Verifier and
+// boltlog.Store.Import do.
+//
+// Errors: *MessageError (ErrBadMessage).
+func DecodeMessage(h nats.Header, data []byte, streamSeq uint64) (ledger.Event, error) {
+	bad := func(format string, a ...any) (ledger.Event, error) {
+		return ledger.Event{}, &MessageError{Seq: streamSeq, Reason: fmt.Sprintf(format, a...)}
+	}
+	var e ledger.Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return bad("body is not an event: %v", err)
+	}
+	if streamSeq != 0 && e.Seq != streamSeq {
+		return bad("carries log sequence %d", e.Seq)
+	}
+	if streamSeq == 0 {
+		streamSeq = e.Seq
+	}
+	var scratch [512]byte
+	c := e
+	ledger.Encode(scratch[:0], &c)
+	if c.Hash != e.Hash {
+		return bad("hash does not match the event's contents")
+	}
+	if got := h.Get(jetstream.MsgIDHeader); got != e.ID.String() {
+		return bad("%s %q is not the event id %s", jetstream.MsgIDHeader, got, e.ID)
+	}
+	if got := h.Get(HeaderSeq); got != strconv.FormatUint(e.Seq, 10) {
+		return bad("%s %q is not the event's sequence %d", HeaderSeq, got, e.Seq)
+	}
+	if got := h.Get(HeaderHash); got != e.Hash.String() {
+		return bad("%s %q is not the event's hash", HeaderHash, got)
+	}
+	if got := h.Get(HeaderPrevHash); got != e.PrevHash.String() {
+		return bad("%s %q is not the event's previous hash", HeaderPrevHash, got)
+	}
+	return e, nil
+}

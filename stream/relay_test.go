@@ -1,0 +1,219 @@
+package stream_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/stream"
+	"github.com/payledger/payledger/stream/natstest"
+)
+
+// The embedded server (Port -1), the stream, a relay from an existing log
+// and from appends made while it runs, and the lag hook.
+func TestStartEmbeddedRelaysLog(t *testing.T) {
+	log := openLog(t)
+	appendEvents(t, log, 0, 500, 50)
+
+	var mu sync.Mutex
+	var acked []uint64
+	cfg := stream.Config{
+		StoreDir: t.TempDir(),
+		Port:     -1,
+		Relay: stream.RelayConfig{OnAck: func(seq uint64, lag time.Duration) {
+			mu.Lock()
+			acked = append(acked, seq)
+			mu.Unlock()
+		}},
+	}
+	ctx := context.Background()
+	node, err := stream.Start(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if node.Conn().Server() == nil {
+		t.Fatal("no embedded server")
+	}
+	appendEvents(t, log, 500, 700, 7)
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := node.StopRelay(fctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := node.Relay().Position(); got != 1200 {
+		t.Fatalf("position %d after flush, want 1200", got)
+	}
+	requireStreamEqualsLog(t, node.Conn(), log)
+	mu.Lock()
+	for i, seq := range acked {
+		if seq != uint64(i+1) {
+			t.Fatalf("OnAck call %d for sequence %d", i, seq)
+		}
+	}
+	if len(acked) != 1200 {
+		t.Fatalf("OnAck called %d times", len(acked))
+	}
+	mu.Unlock()
+
+	// Analysts filter by merchant and resource.
+	s, err := node.Conn().Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for filter, want := range map[string]uint64{
+		"payledger.events.m-1.>":            400,
+		"payledger.events._.>":              400,
+		"payledger.events.*.invoice.>":      600,
+		"payledger.events.m-2.invoice.*":    200,
+		"payledger.events.*.rate.set":       300,
+		"payledger.events.m-1.rate.set":     100,
+		"payledger.events.*.payment.>":      300,
+		"payledger.events.m-2.payment.>":    100,
+		"payledger.events.m-2.invoice.paid": 100,
+	} {
+		info, err := s.Info(ctx, jetstreamSubjectFilter(filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		if n != want {
+			t.Errorf("%s: %d events, want %d", filter, n, want)
+		}
+	}
+}
+
+// NATS stopped and restarted (twice) while events are appended: the stream
+// ends up equal to the log, sequence by sequence and hash by hash.
+func TestRelayRidesOutNATSRestart(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	log := openLog(t)
+	conn := openConn(t, url, stream.Config{})
+	relay, stop := startRelay(t, conn, log, stream.RelayConfig{
+		MaxInFlight: 256, AckTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
+	})
+	app := startAppender(log, 20, time.Millisecond)
+	for round := range 2 {
+		waitPosition(t, relay, log.Head().Seq+200)
+		natstest.Shutdown(srv)
+		// Appends go on while NATS is away.
+		waitHead(t, log, relay.Position()+500)
+		srv = natstest.Restart(t, srv)
+		t.Logf("round %d: restarted NATS at log head %d, relay at %d", round, log.Head().Seq, relay.Position())
+	}
+	waitPosition(t, relay, log.Head().Seq+200)
+	app.stop(t)
+	flush(t, relay, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	requireStreamEqualsLog(t, conn, log)
+}
+
+// A relay stopped and started again resumes after the stream's last
+// message, with no duplicate.
+func TestRelayRestartResumes(t *testing.T) {
+	srv := natstest.RunServer(t)
+	log := openLog(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	appendEvents(t, log, 0, 300, 30)
+	r1, stop1 := startRelay(t, conn, log, stream.RelayConfig{})
+	flush(t, r1, 10*time.Second)
+	appendEvents(t, log, 300, 100, 10)
+	if err := stop1(); err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, log, 400, 100, 10)
+	r2, stop2 := startRelay(t, conn, log, stream.RelayConfig{})
+	flush(t, r2, 10*time.Second)
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	if r2.Position() != 500 {
+		t.Fatalf("position %d", r2.Position())
+	}
+	requireStreamEqualsLog(t, conn, log)
+}
+
+// The stream lacks the log's last events (as when JetStream loses unsynced
+// writes in a crash): the relay finds its last message and fills the gap.
+func TestRelayFillsGap(t *testing.T) {
+	srv := natstest.RunServer(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	log := openLog(t)
+	appendEvents(t, log, 0, 400, 40)
+
+	// Another log with only the first 330 events has published them.
+	short := openLog(t)
+	var evs []ledger.Event
+	for e, err := range log.Events(context.Background(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Seq <= 330 {
+			evs = append(evs, e)
+		}
+	}
+	if err := short.Import(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	r0, stop0 := startRelay(t, conn, short, stream.RelayConfig{})
+	flush(t, r0, 10*time.Second)
+	if err := stop0(); err != nil {
+		t.Fatal(err)
+	}
+
+	r, stop := startRelay(t, conn, log, stream.RelayConfig{})
+	flush(t, r, 10*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	requireStreamEqualsLog(t, conn, log)
+}
+
+// A stream that holds another log's events, or more events than the log,
+// stops the relay with ErrDiverged instead of publishing after it.
+func TestRelayRefusesDivergedStream(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		other, mine int
+	}{
+		{"different events", 50, 80},
+		{"stream ahead of log", 50, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := natstest.RunServer(t)
+			conn := openConn(t, srv.ClientURL(), stream.Config{})
+			other := openLog(t)
+			appendEvents(t, other, 0, tc.other, 10)
+			r0, stop0 := startRelay(t, conn, other, stream.RelayConfig{})
+			flush(t, r0, 10*time.Second)
+			if err := stop0(); err != nil {
+				t.Fatal(err)
+			}
+
+			mine := openLog(t)
+			if tc.mine > 0 {
+				appendEvents(t, mine, 0, tc.mine, 10)
+			}
+			r, err := stream.NewRelay(conn, mine, stream.RelayConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err = r.Run(ctx)
+			var de *stream.DivergedError
+			if !errors.Is(err, stream.ErrDiverged) || !errors.As(err, &de) || de.Seq != 50 {
+				t.Fatalf("Run = %v, want ErrDiverged at 50", err)
+			}
+		})
+	}
+}
