@@ -1,0 +1,5 @@
+//go:build !race
+
+package boltlog_test
+
+const raceEnabled = false
