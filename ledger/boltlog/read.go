@@ -251,11 +251,11 @@ func (s *Store) Verify(ctx context.Context) (ledger.Head, error) {
 	if v.Head().Seq != h.Seq {
 		return v.Head(), &ledger.VerifyError{Seq: v.Head().Seq + 1, Reason: fmt.Sprintf("log ends at %d but head says %d", v.Head().Seq, h.Seq), Err: ledger.ErrChainBroken}
 	}
-	if v.Head() != h {
-		return v.Head(), &ledger.VerifyError{Seq: h.Seq, Reason: "stored head hash does not match the last record", Err: ledger.ErrCorrupt}
-	}
 	if err := s.verifyTail(h); err != nil {
 		return v.Head(), err
+	}
+	if v.Head() != h {
+		return v.Head(), &ledger.VerifyError{Seq: h.Seq, Reason: "stored head hash does not match the last record", Err: ledger.ErrCorrupt}
 	}
 	if err := s.verifyIndex(ctx, v, h, seed, digest); err != nil {
 		return v.Head(), err

@@ -1,0 +1,249 @@
+package boltlog_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
+)
+
+// tamperLog writes a closed log of n events over three streams and returns
+// its path. The tests below damage it behind the store's back.
+func tamperLog(t *testing.T, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := boltlog.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := s.Append(ctx, fmt.Sprintf("s%d", i%3), ledger.Any, ev("t")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// edit changes the raw bbolt file with the store closed.
+func edit(t *testing.T, path string, fn func(tx *bbolt.Tx) error) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// setRecordByte changes one byte of a stored record (a copy: bbolt's values
+// live in a read-only memory map).
+func setRecordByte(seq uint64, off int, fn func(byte) byte) func(*bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("log"))
+		rec := append([]byte(nil), b.Get(seqKey(seq))...)
+		if off < 0 {
+			off += len(rec)
+		}
+		rec[off] = fn(rec[off])
+		return b.Put(seqKey(seq), rec)
+	}
+}
+
+func verifyRO(t *testing.T, path string) (ledger.Head, error) {
+	t.Helper()
+	s, err := boltlog.Open(path, &boltlog.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open: %v", err)
+	}
+	defer s.Close()
+	return s.Verify(ctx)
+}
+
+func wantVerifyError(t *testing.T, err error, seq uint64, class error) {
+	t.Helper()
+	var ve *ledger.VerifyError
+	if !errors.As(err, &ve) || ve.Seq != seq || !errors.Is(err, class) {
+		t.Fatalf("got %v, want a *VerifyError at sequence %d wrapping %v", err, seq, class)
+	}
+}
+
+// TestTamperedByteIsNamed changes one byte in each part of one stored record
+// and checks that Verify names that record's sequence.
+func TestTamperedByteIsNamed(t *testing.T) {
+	for name, off := range map[string]int{"format": 0, "id": 5, "seq": 20, "time": 40, "prev hash": 50, "stream": 74, "data": -40, "hash": -1} {
+		t.Run(name, func(t *testing.T) {
+			path := tamperLog(t, 30)
+			class := ledger.ErrCorrupt
+			if off == 0 {
+				class = ledger.ErrUnsupportedVersion
+			}
+			edit(t, path, setRecordByte(17, off, func(b byte) byte { return b ^ 0x20 }))
+			_, err := verifyRO(t, path)
+			wantVerifyError(t, err, 17, class)
+			// A writable open checks only the tail, and reads of other
+			// records still work; the damaged one fails closed.
+			s, err := boltlog.Open(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Get(16); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(17); !errors.Is(err, class) {
+				t.Fatalf("Get of the damaged record: %v", err)
+			}
+			_, err = s.Verify(ctx)
+			wantVerifyError(t, err, 17, class)
+		})
+	}
+}
+
+func TestUnknownRecordFormatFailsClosed(t *testing.T) {
+	path := tamperLog(t, 10)
+	edit(t, path, setRecordByte(4, 0, func(byte) byte { return 9 }))
+	s, err := boltlog.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Get(4); !errors.Is(err, ledger.ErrUnsupportedVersion) {
+		t.Fatalf("Get: %v", err)
+	}
+	if _, err := s.ReadStream(ctx, "s0", 1); !errors.Is(err, ledger.ErrUnsupportedVersion) {
+		t.Fatalf("ReadStream over it: %v", err)
+	}
+	n := 0
+	for e, err := range s.Events(ctx, 1) {
+		if err != nil {
+			if !errors.Is(err, ledger.ErrUnsupportedVersion) || n != 3 {
+				t.Fatalf("Events after %d: %v", n, err)
+			}
+			break
+		}
+		if e.Seq != uint64(n+1) {
+			t.Fatalf("Events gave %d", e.Seq)
+		}
+		n++
+	}
+	_, err = s.Verify(ctx)
+	wantVerifyError(t, err, 4, ledger.ErrUnsupportedVersion)
+}
+
+func TestNewerLogFormatRefused(t *testing.T) {
+	path := tamperLog(t, 3)
+	edit(t, path, func(tx *bbolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte{2}) })
+	for _, ro := range []bool{false, true} {
+		if _, err := boltlog.Open(path, &boltlog.Options{ReadOnly: ro}); !errors.Is(err, ledger.ErrUnsupportedVersion) {
+			t.Fatalf("open (read-only %v) of a format-2 log: %v", ro, err)
+		}
+	}
+}
+
+func TestDamagedTail(t *testing.T) {
+	path := tamperLog(t, 12)
+	edit(t, path, setRecordByte(12, -50, func(b byte) byte { return b + 1 }))
+	// Appending after a damaged record would chain onto it: refused.
+	_, err := boltlog.Open(path, nil)
+	wantVerifyError(t, err, 12, ledger.ErrCorrupt)
+	// An auditor can still open it read-only and be told where.
+	_, err = verifyRO(t, path)
+	wantVerifyError(t, err, 12, ledger.ErrCorrupt)
+}
+
+func TestStructuralDamage(t *testing.T) {
+	cases := []struct {
+		name   string
+		edit   func(tx *bbolt.Tx) error
+		seq    uint64
+		class  error
+		opened bool // a writable Open still succeeds
+	}{
+		{"record deleted", func(tx *bbolt.Tx) error { return tx.Bucket([]byte("log")).Delete(seqKey(9)) }, 9, ledger.ErrChainBroken, true},
+		{"records swapped", func(tx *bbolt.Tx) error {
+			b := tx.Bucket([]byte("log"))
+			r5, r6 := append([]byte(nil), b.Get(seqKey(5))...), append([]byte(nil), b.Get(seqKey(6))...)
+			if err := b.Put(seqKey(5), r6); err != nil {
+				return err
+			}
+			return b.Put(seqKey(6), r5)
+		}, 5, ledger.ErrChainBroken, true},
+		{"record beyond the head", func(tx *bbolt.Tx) error {
+			b := tx.Bucket([]byte("log"))
+			return b.Put(seqKey(21), append([]byte(nil), b.Get(seqKey(20))...))
+		}, 21, ledger.ErrChainBroken, false},
+		{"head moved back", func(tx *bbolt.Tx) error {
+			m := tx.Bucket([]byte("meta"))
+			h := append([]byte(nil), m.Get([]byte("head"))...)
+			binary.BigEndian.PutUint64(h, 15)
+			return m.Put([]byte("head"), h)
+		}, 16, ledger.ErrChainBroken, false},
+		{"head hash altered", func(tx *bbolt.Tx) error {
+			m := tx.Bucket([]byte("meta"))
+			h := append([]byte(nil), m.Get([]byte("head"))...)
+			h[20] ^= 1
+			return m.Put([]byte("head"), h)
+		}, 20, ledger.ErrCorrupt, false},
+		{"index entry repointed", func(tx *bbolt.Tx) error {
+			// s1's 3rd event is sequence 8; point it at sequence 11 (s1's 4th).
+			return tx.Bucket([]byte("index")).Put(append([]byte("s1\x00"), seqKey(3)...), seqKey(11))
+		}, 8, ledger.ErrCorrupt, true},
+		{"index entry deleted", func(tx *bbolt.Tx) error {
+			return tx.Bucket([]byte("index")).Delete(append([]byte("s2\x00"), seqKey(2)...))
+		}, 6, ledger.ErrCorrupt, true},
+		{"index entry added", func(tx *bbolt.Tx) error {
+			return tx.Bucket([]byte("index")).Put(append([]byte("s9\x00"), seqKey(1)...), seqKey(13))
+		}, 13, ledger.ErrCorrupt, true},
+		{"stream version rolled back", func(tx *bbolt.Tx) error {
+			return tx.Bucket([]byte("streams")).Put([]byte("s0"), seqKey(5))
+		}, 19, ledger.ErrCorrupt, true},
+		{"stream version ahead", func(tx *bbolt.Tx) error {
+			return tx.Bucket([]byte("streams")).Put([]byte("s0"), seqKey(9))
+		}, 19, ledger.ErrCorrupt, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := tamperLog(t, 20)
+			edit(t, path, c.edit)
+			_, err := verifyRO(t, path)
+			wantVerifyError(t, err, c.seq, c.class)
+			s, err := boltlog.Open(path, nil)
+			if c.opened != (err == nil) {
+				t.Fatalf("writable open: %v", err)
+			}
+			if err == nil {
+				s.Close()
+			}
+		})
+	}
+}
+
+func TestReadStreamRefusesBadIndex(t *testing.T) {
+	path := tamperLog(t, 9)
+	edit(t, path, func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("index")).Put(append([]byte("s1\x00"), seqKey(2)...), seqKey(3))
+	})
+	s, err := boltlog.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ReadStream(ctx, "s1", 1); !errors.Is(err, ledger.ErrCorrupt) {
+		t.Fatalf("ReadStream through a repointed index entry: %v", err)
+	}
+}
