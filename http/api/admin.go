@@ -1,0 +1,332 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/keyring"
+	"github.com/payledger/payledger/projections"
+)
+
+// merchantRequest is the body of POST and PATCH /admin/v1/merchants. Absent
+// fields keep their value (their default on creation).
+type merchantRequest struct {
+	Name                   *string   `json:"name"`
+	WebhookURL             *string   `json:"webhook_url"`
+	CommissionPercent      *string   `json:"commission_percent"`
+	InvoiceLifetimeSeconds *int64    `json:"invoice_lifetime_seconds"`
+	Methods                *[]string `json:"methods"`
+	InvoicingEnabled       *bool     `json:"invoicing_enabled"`
+}
+
+type merchantPatch struct {
+	merchantRequest
+	Disabled *bool `json:"disabled"`
+}
+
+func (m merchantRequest) settings() commands.MerchantSettings {
+	st := commands.MerchantSettings{
+		Name: m.Name, WebhookURL: m.WebhookURL, CommissionPercent: m.CommissionPercent,
+		InvoicingEnabled: m.InvoicingEnabled, Methods: m.Methods,
+	}
+	if m.InvoiceLifetimeSeconds != nil {
+		secs := *m.InvoiceLifetimeSeconds
+		d := time.Duration(secs) * time.Second
+		if secs < 0 || secs > 100*365*24*3600 {
+			d = -time.Second // out of range either way; the command names the field
+		}
+		st.InvoiceLifetime = &d
+	}
+	return st
+}
+
+// newMerchantResponse shows the API key and signing secret once.
+type newMerchantResponse struct {
+	MerchantID    string `json:"merchant_id"`
+	APIKey        string `json:"api_key"`
+	KeyID         string `json:"key_id"`
+	SigningSecret string `json:"signing_secret"`
+}
+
+type merchantList struct {
+	Merchants []projections.MerchantView `json:"merchants"`
+}
+
+// adminCreateMerchant is POST /admin/v1/merchants: 201 with the merchant's
+// first API key and signing secret, shown once.
+func (s *Server) adminCreateMerchant(c *call) (int, any, error) {
+	var req merchantRequest
+	if err := decode(c.body, &req, false); err != nil {
+		return 0, nil, err
+	}
+	id := commands.UUID(ulid.Make())
+	key, err := keyring.NewAPIKey()
+	if err != nil {
+		return 0, nil, err
+	}
+	secret := s.kr.SigningSecret(id, 1)
+	err = s.svc.RegisterMerchant(c.ctx, commands.RegisterMerchant{
+		Meta: c.meta, MerchantID: id, Settings: req.settings(),
+		Key:    commands.APIKeyIssued{KeyID: key.ID, KeyHash: key.Hash, Prefix: key.Prefix, Label: "default"},
+		Secret: commands.SecretMaterial{SecretHash: keyring.SecretHash(secret)},
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, newMerchantResponse{MerchantID: id, APIKey: key.Key, KeyID: key.ID, SigningSecret: secret}, nil
+}
+
+// adminListMerchants is GET /admin/v1/merchants.
+func (s *Server) adminListMerchants(c *call) (int, any, error) {
+	ms, err := s.views.Merchants()
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, merchantList{Merchants: ms}, nil
+}
+
+// adminGetMerchant is GET /admin/v1/merchants/{id}.
+func (s *Server) adminGetMerchant(c *call) (int, any, error) {
+	m, err := s.views.Merchant(c.r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, m, nil
+}
+
+// adminPatchMerchant is PATCH /admin/v1/merchants/{id}: change settings.
+func (s *Server) adminPatchMerchant(c *call) (int, any, error) {
+	var req merchantPatch
+	if err := decode(c.body, &req, false); err != nil {
+		return 0, nil, err
+	}
+	st := req.settings()
+	st.Disabled = req.Disabled
+	if st == (commands.MerchantSettings{}) {
+		return 0, nil, badBody("missing", "body must change at least one setting")
+	}
+	id := c.r.PathValue("id")
+	if err := s.svc.ChangeMerchantSettings(c.ctx, commands.ChangeMerchantSettings{Meta: c.meta, MerchantID: id, Settings: st}); err != nil {
+		return 0, nil, err
+	}
+	m, err := s.views.Merchant(id)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read merchant %s: %w", id, err)
+	}
+	return http.StatusOK, m, nil
+}
+
+type issueKeyRequest struct {
+	Label string `json:"label"`
+}
+
+type newKeyResponse struct {
+	MerchantID string `json:"merchant_id"`
+	KeyID      string `json:"key_id"`
+	APIKey     string `json:"api_key"`
+	Prefix     string `json:"prefix"`
+}
+
+// adminIssueKey is POST /admin/v1/merchants/{id}/keys: 201 with a new API
+// key, shown once.
+func (s *Server) adminIssueKey(c *call) (int, any, error) {
+	var req issueKeyRequest
+	if err := decode(c.body, &req, true); err != nil {
+		return 0, nil, err
+	}
+	if utf8.RuneCountInString(req.Label) > 100 || !utf8.ValidString(req.Label) {
+		return 0, nil, badField("label", "string_too_long", "label must be at most 100 characters")
+	}
+	id := c.r.PathValue("id")
+	key, err := keyring.NewAPIKey()
+	if err != nil {
+		return 0, nil, err
+	}
+	err = s.svc.IssueAPIKey(c.ctx, commands.IssueAPIKey{Meta: c.meta, MerchantID: id,
+		Key: commands.APIKeyIssued{KeyID: key.ID, KeyHash: key.Hash, Prefix: key.Prefix, Label: req.Label}})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, newKeyResponse{MerchantID: id, KeyID: key.ID, APIKey: key.Key, Prefix: key.Prefix}, nil
+}
+
+type revokedKeyResponse struct {
+	MerchantID string `json:"merchant_id"`
+	KeyID      string `json:"key_id"`
+	Revoked    bool   `json:"revoked"`
+}
+
+// adminRevokeKey is DELETE /admin/v1/merchants/{id}/keys/{key_id}.
+func (s *Server) adminRevokeKey(c *call) (int, any, error) {
+	id, keyID := c.r.PathValue("id"), c.r.PathValue("key_id")
+	if err := s.svc.RevokeAPIKey(c.ctx, commands.RevokeAPIKey{Meta: c.meta, MerchantID: id, KeyID: keyID}); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, revokedKeyResponse{MerchantID: id, KeyID: keyID, Revoked: true}, nil
+}
+
+type rotatedSecretResponse struct {
+	MerchantID         string    `json:"merchant_id"`
+	SigningSecret      string    `json:"signing_secret"`
+	Version            int       `json:"version"`
+	PreviousValidUntil time.Time `json:"previous_valid_until"`
+}
+
+// adminRotateSecret is POST /admin/v1/merchants/{id}/secret/rotate: the new
+// signing secret, shown once; the previous one stays valid for
+// Config.SecretOverlap.
+func (s *Server) adminRotateSecret(c *call) (int, any, error) {
+	if err := decode(c.body, &struct{}{}, true); err != nil {
+		return 0, nil, err
+	}
+	id := c.r.PathValue("id")
+	m, err := s.svc.LoadMerchant(c.ctx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	next := m.SecretVersion + 1
+	secret := s.kr.SigningSecret(id, next)
+	v, err := s.svc.RotateSigningSecret(c.ctx, commands.RotateSigningSecret{Meta: c.meta, MerchantID: id,
+		Secret: commands.SecretMaterial{SecretHash: keyring.SecretHash(secret)}, Overlap: s.cfg.SecretOverlap})
+	if err != nil {
+		return 0, nil, err
+	}
+	if v != next {
+		// A concurrent rotation took version next: the recorded hash is of
+		// the wrong version's secret, but the secret is derived, so the one
+		// shown is right for the version actually recorded.
+		s.log.WarnContext(c.ctx, "concurrent signing secret rotation", "request_id", c.meta.Correlation, "merchant_id", id, "version", v)
+		secret = s.kr.SigningSecret(id, v)
+	}
+	return http.StatusOK, rotatedSecretResponse{MerchantID: id, SigningSecret: secret, Version: v,
+		PreviousValidUntil: c.meta.Time.Add(s.cfg.SecretOverlap).UTC()}, nil
+}
+
+type rateRequest struct {
+	Currency string `json:"currency"`
+	Rate     string `json:"rate"`
+}
+
+type rateList struct {
+	Rates []projections.Rate `json:"rates"`
+}
+
+// adminSetRate is POST /admin/v1/rates: units of currency per 1 USDT.
+func (s *Server) adminSetRate(c *call) (int, any, error) {
+	var req rateRequest
+	if err := decode(c.body, &req, false); err != nil {
+		return 0, nil, err
+	}
+	d, err := s.svc.SetRate(c.ctx, commands.SetRate{Meta: c.meta, Currency: req.Currency, Rate: req.Rate})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, projections.Rate{Currency: req.Currency, Rate: commands.FormatRate(d), SetAt: c.meta.Time.UTC()}, nil
+}
+
+// adminListRates is GET /admin/v1/rates.
+func (s *Server) adminListRates(c *call) (int, any, error) {
+	rs, err := s.views.Rates()
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, rateList{Rates: rs}, nil
+}
+
+// adminPaymentBody is seed 002's body plus what the operator needs.
+type adminPaymentBody struct {
+	projections.PaymentBody
+	InvoiceID  string `json:"invoice_id"`
+	MerchantID string `json:"merchant_id"`
+	Method     string `json:"method"`
+	Allocation string `json:"allocation,omitempty"`
+	PaidAmount string `json:"paid_amount,omitempty"`
+	Late       bool   `json:"late"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+func adminPayment(p projections.PaymentView) adminPaymentBody {
+	return adminPaymentBody{PaymentBody: p.Body(), InvoiceID: p.InvoiceID, MerchantID: p.MerchantID, Method: p.Method,
+		Allocation: p.Allocation, PaidAmount: p.PaidAmount, Late: p.Late, Reason: p.Reason}
+}
+
+func (s *Server) adminPaymentView(c *call) (projections.PaymentView, error) {
+	n, ok := paymentNumber(c.r.PathValue("id"))
+	if !ok {
+		return projections.PaymentView{}, projections.ErrNotFound
+	}
+	return s.views.PaymentByNumber(n)
+}
+
+// adminGetPayment is GET /admin/v1/payments/{id}: any merchant's payment.
+func (s *Server) adminGetPayment(c *call) (int, any, error) {
+	p, err := s.adminPaymentView(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, adminPayment(p), nil
+}
+
+type transitionRequest struct {
+	Reason string `json:"reason"`
+}
+
+// adminTransition drives a sandbox payment to CONFIRMED, REJECTED or ERROR.
+func (s *Server) adminTransition(status string) handler {
+	return func(c *call) (int, any, error) {
+		var req transitionRequest
+		if err := decode(c.body, &req, true); err != nil {
+			return 0, nil, err
+		}
+		p, err := s.adminPaymentView(c)
+		if err != nil {
+			return 0, nil, err
+		}
+		pid, err := paymentStream(p)
+		if err != nil {
+			return 0, nil, err
+		}
+		if _, err := s.svc.TransitionPayment(c.ctx, commands.PaymentTransition{Meta: c.meta, PaymentID: pid, Status: status, Reason: req.Reason}); err != nil {
+			return 0, nil, err
+		}
+		return s.adminPaymentAfter(p.Stream)
+	}
+}
+
+type processRequest struct {
+	PaidAmount string `json:"paid_amount"`
+}
+
+// adminProcess is POST /admin/v1/payments/{id}/process: the sandbox gateway
+// received paid_amount (default: exactly the amount due).
+func (s *Server) adminProcess(c *call) (int, any, error) {
+	var req processRequest
+	if err := decode(c.body, &req, true); err != nil {
+		return 0, nil, err
+	}
+	p, err := s.adminPaymentView(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	pid, err := paymentStream(p)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := s.svc.ProcessPayment(c.ctx, commands.ProcessPayment{Meta: c.meta, PaymentID: pid, PaidAmount: req.PaidAmount}); err != nil {
+		return 0, nil, err
+	}
+	return s.adminPaymentAfter(p.Stream)
+}
+
+func (s *Server) adminPaymentAfter(stream string) (int, any, error) {
+	p, err := s.views.PaymentByStream(stream)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read payment %s: %w", stream, err)
+	}
+	return http.StatusOK, adminPayment(p), nil
+}

@@ -1,0 +1,192 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/time/rate"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/keyring"
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/projections"
+)
+
+// Config configures a Server. Service, Views, Log and Keyring are required;
+// every other field's zero value means its default.
+type Config struct {
+	// Service executes the domain's commands.
+	Service *commands.Service
+	// Views reads the projections (run inline in the log's transaction, so a
+	// read right after a command reflects it).
+	Views *projections.Views
+	// Log is the event log: /readyz reads its head and database.
+	Log *boltlog.Store
+	// Keyring derives merchants' signing secrets (and the key that seals
+	// stored idempotent responses).
+	Keyring *keyring.Keyring
+
+	// AdminTokenHash is the hex SHA-256 of the operator's bearer token for
+	// /admin/v1/. Compared in constant time. Empty: every admin request is
+	// refused with 401 ADMIN_TOKEN_INVALID.
+	AdminTokenHash string
+	// BaseURL is the public origin of the hosted pages, without a trailing
+	// slash: payment_link = BaseURL + "/pay/" + invoice_id. Default
+	// "http://127.0.0.1:8080".
+	BaseURL string
+	// Pages serves the hosted payment and widget pages, mounted for GET and
+	// POST under "/pay/" and "/w/". nil: not mounted (404).
+	Pages http.Handler
+
+	// IdempotencyDB keeps Idempotency-Key records (its own bbolt file, apart
+	// from the log). nil: records are kept in memory and lost on restart.
+	IdempotencyDB *bbolt.DB
+	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
+	IdempotencyTTL time.Duration
+
+	// Now is the clock for commands, timestamps and limits. Default time.Now.
+	Now func() time.Time
+
+	// MaxBodyBytes bounds a request body; a larger one is refused with 413
+	// BODY_TOO_LARGE. Default 64 KiB.
+	MaxBodyBytes int64
+	// KeyRate is the sustained requests per second allowed per API key (and
+	// for the admin token). Default 20000; a negative value disables the limit.
+	KeyRate rate.Limit
+	// KeyBurst is the burst allowed per API key. Default 2 * KeyRate, at least 1.
+	KeyBurst int
+	// CustomerRate is the sustained invoices per second allowed per merchant
+	// and customer_id (seed 003: customer_id is "used for rate limiting").
+	// Default 5; a negative value disables the limit.
+	CustomerRate rate.Limit
+	// CustomerBurst is the burst allowed per customer_id. Default 20.
+	CustomerBurst int
+
+	// SignatureWindow is how far X-Timestamp (and seed 000's body timestamp)
+	// may be from the server's clock, either way. Default 3 minutes.
+	SignatureWindow time.Duration
+	// RequireSignatures refuses merchant requests without X-Signature (401
+	// SIGNATURE_REQUIRED). Default false: signatures are optional.
+	RequireSignatures bool
+	// SecretOverlap is how long a rotated-out signing secret stays valid.
+	// Default 24h.
+	SecretOverlap time.Duration
+
+	// Logger receives request logs (debug), failures (error) and recovered
+	// panics, each with the request id. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics holds the Prometheus collectors served at /metrics. Default
+	// NewMetrics(nil): a fresh registry.
+	Metrics *Metrics
+	// AllowPrivateWebhooks is passed through for the webhook and status_url
+	// senders; the API itself refuses nothing because of it.
+	AllowPrivateWebhooks bool
+	// OnInvoiceCreated is called after every committed invoice (create-invoice,
+	// e-invoice, widget invoice), e.g. to kick the expiry scheduler. It must
+	// not block. nil: nothing is called.
+	OnInvoiceCreated func()
+	// Ready is an extra readiness check for /readyz (NATS, relay lag...).
+	// nil: only the log and the idempotency store are checked.
+	Ready func(ctx context.Context) error
+}
+
+// Defaults.
+const (
+	DefaultBaseURL         = "http://127.0.0.1:8080"
+	DefaultMaxBodyBytes    = 64 << 10
+	DefaultKeyRate         = 20000
+	DefaultCustomerRate    = 5
+	DefaultCustomerBurst   = 20
+	DefaultSignatureWindow = 3 * time.Minute
+	DefaultIdempotencyTTL  = 24 * time.Hour
+	DefaultSecretOverlap   = 24 * time.Hour
+)
+
+func (c Config) withDefaults() Config {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	for len(c.BaseURL) > 0 && c.BaseURL[len(c.BaseURL)-1] == '/' {
+		c.BaseURL = c.BaseURL[:len(c.BaseURL)-1]
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.KeyRate == 0 {
+		c.KeyRate = DefaultKeyRate
+	}
+	if c.KeyRate < 0 {
+		c.KeyRate = rate.Inf
+	}
+	if c.KeyBurst <= 0 {
+		c.KeyBurst = int(2 * c.KeyRate)
+		if c.KeyRate == rate.Inf || c.KeyBurst < 1 {
+			c.KeyBurst = 1
+		}
+	}
+	if c.CustomerRate == 0 {
+		c.CustomerRate = DefaultCustomerRate
+	}
+	if c.CustomerRate < 0 {
+		c.CustomerRate = rate.Inf
+	}
+	if c.CustomerBurst <= 0 {
+		c.CustomerBurst = DefaultCustomerBurst
+	}
+	if c.SignatureWindow <= 0 {
+		c.SignatureWindow = DefaultSignatureWindow
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if c.SecretOverlap <= 0 {
+		c.SecretOverlap = DefaultSecretOverlap
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	return c
+}
+
+// Timeouts are the recommended net/http server timeouts for the API: short
+// enough that a slow client cannot hold a connection, long enough for a
+// durable append under load.
+type Timeouts struct {
+	ReadHeader time.Duration
+	Read       time.Duration
+	Write      time.Duration
+	Idle       time.Duration
+}
+
+// ServerTimeouts are the values HTTPServer uses.
+var ServerTimeouts = Timeouts{
+	ReadHeader: 5 * time.Second,
+	Read:       15 * time.Second,
+	Write:      30 * time.Second,
+	Idle:       120 * time.Second,
+}
+
+// HTTPServer returns an *http.Server for addr serving s with ServerTimeouts,
+// a 1 MiB header limit and the server's logger for net/http's own errors.
+// The caller runs ListenAndServe (or Serve) and Shutdown.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: ServerTimeouts.ReadHeader,
+		ReadTimeout:       ServerTimeouts.Read,
+		WriteTimeout:      ServerTimeouts.Write,
+		IdleTimeout:       ServerTimeouts.Idle,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}

@@ -1,0 +1,124 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/commands"
+)
+
+// einvoiceRequest is seed 001's body. payment_id and amount may each be a
+// JSON number or a string; both are kept as their raw JSON text so a number
+// is never read through float64.
+type einvoiceRequest struct {
+	PaymentID   json.RawMessage   `json:"payment_id"`
+	Currency    string            `json:"currency"` // a payment method code, e.g. "visamaster.uah"
+	Amount      json.RawMessage   `json:"amount"`
+	Description string            `json:"description"`
+	Account     string            `json:"account"`
+	Sender      string            `json:"sender"`
+	SuccessURL  string            `json:"success_url"`
+	FailURL     string            `json:"fail_url"`
+	StatusURL   string            `json:"status_url"`
+	ExtraFields map[string]string `json:"extra_fields"`
+}
+
+// einvoiceResponse is seed 001's success body, with the invoice id and its
+// payment link added (the customer pays there).
+type einvoiceResponse struct {
+	Tracking    string          `json:"tracking"`
+	PaymentID   json.RawMessage `json:"payment_id"` // echoed as given: number or string
+	InvoiceID   string          `json:"invoice_id"`
+	PaymentLink string          `json:"payment_link"`
+}
+
+// parsePaymentID reads payment_id from a JSON string or integer. It
+// returns the id's text and the JSON to echo.
+func parsePaymentID(raw json.RawMessage) (string, json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return "", json.RawMessage(`""`), nil
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", nil, badField("payment_id", "string_type", "payment_id must be a string or an integer")
+		}
+		echo, _ := json.Marshal(s)
+		return s, echo, nil
+	case isJSONInteger(raw):
+		return string(raw), append(json.RawMessage(nil), raw...), nil
+	}
+	return "", nil, badField("payment_id", "int_type", "payment_id must be a string or a whole number (no sign, fraction or exponent)")
+}
+
+// parseAmountText reads amount from a JSON string or number as its decimal
+// text; commands.ParseAmount then checks the text's form and precision.
+func parseAmountText(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return "", nil
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", badField("amount", "decimal_type", "amount must be a decimal string or number")
+		}
+		return s, nil
+	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
+		return string(raw), nil
+	}
+	return "", badField("amount", "decimal_type", "amount must be a decimal string or number such as 100.00")
+}
+
+func isJSONInteger(b []byte) bool {
+	if len(b) == 0 || len(b) > 64 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// createEInvoice is POST /api/einvoice/create (seed 001): 200 with the
+// tracking number.
+func (s *Server) createEInvoice(c *call) (int, any, error) {
+	var req einvoiceRequest
+	if err := decode(c.body, &req, false); err != nil {
+		return 0, nil, err
+	}
+	paymentID, echo, err := parsePaymentID(req.PaymentID)
+	if err != nil {
+		return 0, nil, err
+	}
+	amount, err := parseAmountText(req.Amount)
+	if err != nil {
+		return 0, nil, err
+	}
+	var rate decimal.Decimal
+	if m, ok := commands.LookupMethod(req.Currency); ok {
+		if rate, err = s.rateFor(m.Currency); err != nil {
+			return 0, nil, err
+		}
+	}
+	inv, err := s.svc.CreateEInvoice(c.ctx, commands.CreateEInvoice{
+		Meta: c.meta, InvoiceID: ulid.Make(), MerchantID: c.merchantID,
+		PaymentID: paymentID, Method: req.Currency, Amount: amount, Description: req.Description,
+		Account: req.Account, Sender: req.Sender, SuccessURL: req.SuccessURL, FailURL: req.FailURL,
+		StatusURL: req.StatusURL, ExtraFields: req.ExtraFields, Rate: rate,
+	})
+	if err != nil {
+		err = withField(err, commands.ErrMethodInvalid, "currency")
+		err = withField(err, commands.ErrCurrencyInvalid, "currency")
+		return 0, nil, withField(err, commands.ErrDuplicatePaymentID, "payment_id")
+	}
+	s.invoiceCreated()
+	return http.StatusOK, einvoiceResponse{Tracking: inv.Tracking, PaymentID: echo, InvoiceID: inv.InvoiceID, PaymentLink: s.paymentLink(inv.InvoiceID)}, nil
+}

@@ -1,0 +1,276 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
+)
+
+// Stable error codes of the merchant and admin APIs (seed 003's envelope).
+// Persisted in clients' code: add, never rename or reuse one.
+const (
+	CodeValidation           = "VALIDATION_ERROR"
+	CodeBodyTooLarge         = "BODY_TOO_LARGE"
+	CodeAPIKeyMissing        = "API_KEY_MISSING"
+	CodeAPIKeyInvalid        = "API_KEY_INVALID"
+	CodeAdminTokenMissing    = "ADMIN_TOKEN_MISSING"
+	CodeAdminTokenInvalid    = "ADMIN_TOKEN_INVALID"
+	CodeSignatureInvalid     = "SIGNATURE_INVALID"
+	CodeSignatureReplayed    = "SIGNATURE_REPLAYED"
+	CodeSignatureExpired     = "SIGNATURE_TIMESTAMP_INVALID"
+	CodeSignatureRequired    = "SIGNATURE_REQUIRED"
+	CodeTimestampInvalid     = "TIMESTAMP_INVALID"
+	CodeNotFound             = "NOT_FOUND"
+	CodeMethodNotAllowed     = "METHOD_NOT_ALLOWED"
+	CodeDuplicateExternalID  = "DUPLICATE_EXTERNAL_ID"
+	CodeDuplicatePaymentID   = "DUPLICATE_PAYMENT_ID"
+	CodeCurrencyInvalid      = "CURRENCY_INVALID"
+	CodeMethodInvalid        = "METHOD_INVALID"
+	CodeDealsDisabled        = "DEALS_SYSTEM_DISABLED"
+	CodeMerchantDisabled     = "MERCHANT_DISABLED"
+	CodeInvalidTransition    = "INVALID_STATUS_TRANSITION"
+	CodeInvoiceNotPayable    = "INVOICE_NOT_PAYABLE"
+	CodeWidgetNotActive      = "WIDGET_NOT_ACTIVE"
+	CodeDuplicateWidget      = "DUPLICATE_WIDGET"
+	CodeKeyNotFound          = "API_KEY_NOT_FOUND"
+	CodeNotDue               = "NOT_DUE"
+	CodeConflict             = "CONFLICT"
+	CodeIdempotencyReused    = "IDEMPOTENCY_KEY_REUSED"
+	CodeIdempotencyKeyBad    = "IDEMPOTENCY_KEY_INVALID"
+	CodeIdempotencyInFlight  = "IDEMPOTENCY_KEY_IN_PROGRESS"
+	CodeRateLimited          = "RATE_LIMITED"
+	CodeUnavailable          = "SERVICE_UNAVAILABLE"
+	CodeInternal             = "INTERNAL_ERROR"
+	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+)
+
+// E-invoice error codes (seed 001's {"error": {"code": N, "message"}}).
+// Persisted in clients' code: add, never renumber or reuse one. Code 0 is
+// seed 001's own "Transaction already exists".
+const (
+	EInvoiceDuplicate    = 0  // payment_id already used by this merchant
+	EInvoiceInvalid      = 1  // malformed request: a field is missing or bad (details name it)
+	EInvoiceAuth         = 2  // API key missing or invalid, bad or replayed signature
+	EInvoiceMethod       = 3  // currency (the payment method code) unknown or not enabled
+	EInvoiceRate         = 4  // no conversion rate for the method's currency
+	EInvoiceDisabled     = 5  // invoicing switched off, or merchant disabled
+	EInvoiceRateLimited  = 6  // too many requests
+	EInvoiceIdempotency  = 7  // Idempotency-Key reused with another body, or in progress
+	EInvoiceNotFound     = 8  // no such route or resource
+	EInvoiceTooLarge     = 9  // body over the size limit
+	EInvoiceUnavailable  = 10 // server shutting down or log unavailable; retry
+	EInvoiceInternal     = 99 // unexpected server error, logged with the request id
+	EInvoiceConflictCode = 11 // concurrent modification; retry
+)
+
+// Detail is one bad field of a request: seed 003's pydantic-style detail.
+type Detail struct {
+	Path    string `json:"path"`
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// apiError is an error already classified: status, stable code, message and
+// details. Handlers return one for refusals they decide themselves (auth,
+// decoding, limits); domain errors are classified by classify.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+	Details []Detail
+	// RetryAfter, in seconds, is sent as the Retry-After header when > 0.
+	RetryAfter int
+	// Allow is sent as the Allow header on 405.
+	Allow string
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func newError(status int, code, msg string, details ...Detail) *apiError {
+	return &apiError{Status: status, Code: code, Message: msg, Details: details}
+}
+
+// fieldError wraps a domain error with the request field it concerns, so a
+// CURRENCY_INVALID or METHOD_INVALID answer names the field in its details.
+type fieldError struct {
+	err  error
+	path string
+}
+
+func (e *fieldError) Error() string { return e.path + ": " + e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+// withField names the request field a domain error concerns when err is
+// (or wraps) target; any other error is returned as is.
+func withField(err, target error, path string) error {
+	if err == nil || !errors.Is(err, target) {
+		return err
+	}
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		return err
+	}
+	return &fieldError{err: err, path: path}
+}
+
+// domainErrors maps the domain's sentinels to status, code and message: the
+// one table of the package. Order matters only where one error wraps another.
+var domainErrors = []struct {
+	err     error
+	status  int
+	code    string
+	message string
+	einv    int
+}{
+	{commands.ErrDuplicateExternalID, http.StatusConflict, CodeDuplicateExternalID, "External ID for this merchant is already exists, try to generate another External ID", EInvoiceDuplicate},
+	{commands.ErrDuplicatePaymentID, http.StatusConflict, CodeDuplicatePaymentID, "Transaction already exists", EInvoiceDuplicate},
+	{commands.ErrCurrencyInvalid, http.StatusBadRequest, CodeCurrencyInvalid, "Currency not found or disabled", EInvoiceRate},
+	{commands.ErrRateMissing, http.StatusBadRequest, CodeCurrencyInvalid, "Currency not found or disabled", EInvoiceRate},
+	{commands.ErrMethodInvalid, http.StatusBadRequest, CodeMethodInvalid, "Payment method not found or disabled", EInvoiceMethod},
+	{commands.ErrDealsDisabled, http.StatusForbidden, CodeDealsDisabled, "Deals system is disabled", EInvoiceDisabled},
+	{commands.ErrMerchantDisabled, http.StatusForbidden, CodeMerchantDisabled, "Merchant account is disabled", EInvoiceDisabled},
+	{commands.ErrInvoiceNotPayable, http.StatusConflict, CodeInvoiceNotPayable, "Invoice cannot be paid: it is not pending or has expired", EInvoiceInvalid},
+	{commands.ErrWidgetNotActive, http.StatusConflict, CodeWidgetNotActive, "Payment widget is disabled or expired", EInvoiceInvalid},
+	{commands.ErrDuplicateWidget, http.StatusConflict, CodeDuplicateWidget, "A payment widget with this external_id already exists", EInvoiceInvalid},
+	{commands.ErrInvalidTransition, http.StatusConflict, CodeInvalidTransition, "The resource's status does not allow this action", EInvoiceInvalid},
+	{commands.ErrNotDue, http.StatusConflict, CodeNotDue, "Not due yet", EInvoiceInvalid},
+	{commands.ErrKeyNotFound, http.StatusNotFound, CodeKeyNotFound, "API key not found or already revoked", EInvoiceNotFound},
+	{commands.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
+	{projections.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
+	{commands.ErrConflict, http.StatusConflict, CodeConflict, "The resource changed concurrently; retry the request", EInvoiceConflictCode},
+	{ledger.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable, "The server is shutting down; retry the request", EInvoiceUnavailable},
+	{context.Canceled, http.StatusServiceUnavailable, CodeUnavailable, "The request was cancelled", EInvoiceUnavailable},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeUnavailable, "The request timed out; retry the request", EInvoiceUnavailable},
+}
+
+// classify turns any error into the answer the client gets. It reports
+// internal=true for errors it does not know: those are answered 500
+// INTERNAL_ERROR and logged once by the caller.
+func classify(err error) (e *apiError, internal bool) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae, false
+	}
+	var ve *commands.ValidationError
+	if errors.As(err, &ve) {
+		out := newError(http.StatusBadRequest, CodeValidation, "The request contains invalid parameters or malformed data")
+		for _, f := range ve.Fields {
+			out.Details = append(out.Details, Detail(f))
+		}
+		if len(out.Details) == 1 {
+			out.Message = out.Details[0].Message
+		}
+		return out, false
+	}
+	for _, m := range domainErrors {
+		if errors.Is(err, m.err) {
+			out := newError(m.status, m.code, m.message)
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				out.Details = []Detail{{Path: fe.path, Type: detailType(m.code), Message: m.message}}
+			}
+			return out, false
+		}
+	}
+	return newError(http.StatusInternalServerError, CodeInternal, "Internal server error; quote the request id to support"), true
+}
+
+// detailType is the detail type of a field-named domain refusal.
+func detailType(code string) string {
+	switch code {
+	case CodeCurrencyInvalid:
+		return "currency_invalid"
+	case CodeMethodInvalid:
+		return "method_invalid"
+	case CodeNotFound:
+		return "not_found"
+	default:
+		return "invalid"
+	}
+}
+
+// einvoiceCode is the numeric seed 001 code for a classified error.
+func einvoiceCode(code string) int {
+	for _, m := range domainErrors {
+		if m.code == code {
+			return m.einv
+		}
+	}
+	switch code {
+	case CodeValidation, CodeTimestampInvalid, CodeUnsupportedMediaType, CodeIdempotencyKeyBad:
+		return EInvoiceInvalid
+	case CodeAPIKeyMissing, CodeAPIKeyInvalid, CodeSignatureInvalid, CodeSignatureReplayed, CodeSignatureExpired, CodeSignatureRequired:
+		return EInvoiceAuth
+	case CodeRateLimited:
+		return EInvoiceRateLimited
+	case CodeIdempotencyReused, CodeIdempotencyInFlight:
+		return EInvoiceIdempotency
+	case CodeNotFound, CodeMethodNotAllowed:
+		return EInvoiceNotFound
+	case CodeBodyTooLarge:
+		return EInvoiceTooLarge
+	case CodeUnavailable:
+		return EInvoiceUnavailable
+	}
+	return EInvoiceInternal
+}
+
+// Error bodies.
+
+// errorBody is seed 003's error envelope.
+type errorBody struct {
+	Successful bool        `json:"successful"`
+	RequestID  string      `json:"request_id"`
+	Error      errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Details []Detail `json:"details"`
+}
+
+// einvoiceErrorBody is seed 001's error body, with details added for
+// validation errors.
+type einvoiceErrorBody struct {
+	Error einvoiceError `json:"error"`
+}
+
+type einvoiceError struct {
+	Code      int      `json:"code"`
+	Message   string   `json:"message"`
+	Details   []Detail `json:"details,omitempty"`
+	RequestID string   `json:"request_id,omitempty"`
+}
+
+// writeError answers err in the envelope of the request's API family, logs
+// unknown errors once with the request id, and counts nothing twice.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e, internal := classify(err)
+	rid := requestID(r.Context())
+	if internal {
+		s.log.ErrorContext(r.Context(), "request failed", "request_id", rid, "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(e.RetryAfter))
+	}
+	if e.Allow != "" {
+		w.Header().Set("Allow", e.Allow)
+	}
+	if familyOf(r.Context()) == familyEInvoice {
+		writeJSON(w, e.Status, einvoiceErrorBody{Error: einvoiceError{
+			Code: einvoiceCode(e.Code), Message: e.Message, Details: e.Details, RequestID: rid,
+		}})
+		return
+	}
+	details := e.Details
+	if details == nil {
+		details = []Detail{}
+	}
+	writeJSON(w, e.Status, errorBody{RequestID: rid, Error: errorDetail{Code: e.Code, Message: e.Message, Details: details}})
+}

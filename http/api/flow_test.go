@@ -1,0 +1,243 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSeed003Flow creates seed 003's invoice, pays it in the sandbox and
+// reads everything back.
+func TestSeed003Flow(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+
+	r := h.api(m, "POST", "/api/v1/create-invoice", seed003Request)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create-invoice: %d %s", r.Status, r.Body)
+	}
+	if r.Header.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id")
+	}
+	id, _ := r.JSON(t)["invoice_id"].(string)
+	if len(id) != 36 {
+		t.Fatalf("invoice_id %q is not UUID text", id)
+	}
+	want := `{
+"amount": "1500.00",
+"callback_url": "https://yoursite.com/webhooks/payment",
+"conversion_rate": "41.50",
+"created_at": "2026-02-25T12:00:00Z",
+"currency": "UAH",
+"customer_id": "user_12345",
+"expires_at": "2026-02-25T12:20:00Z",
+"external_id": "order-2026-0001",
+"fail_url": "https://yoursite.com/payment/failed",
+"invoice_id": "` + id + `",
+"merchant_usdt": "35.42",
+"payment_link": "https://pay.app.com/pay/` + id + `",
+"purpose": "Payment for Premium subscription",
+"status": "pending",
+"success_url": "https://yoursite.com/payment/success",
+"paid_at": null
+}`
+	jsonEqual(t, r.Body, want)
+
+	g := h.api(m, "GET", "/api/v1/invoices/"+id, "")
+	if g.Status != http.StatusOK {
+		t.Fatalf("get invoice: %d %s", g.Status, g.Body)
+	}
+	jsonEqual(t, g.Body, want)
+
+	// Pay: create a payment, the operator processes it.
+	h.clock.Advance(time.Minute)
+	p := h.api(m, "POST", "/api/v1/invoices/"+id+"/payments", `{"method": "visamaster.uah"}`)
+	if p.Status != http.StatusCreated {
+		t.Fatalf("create payment: %d %s", p.Status, p.Body)
+	}
+	var pay map[string]any
+	if err := json.Unmarshal(p.Body, &pay); err != nil {
+		t.Fatal(err)
+	}
+	wantKeys := []string{"id", "gatewayId", "status", "extra", "paymentCurrency", "paymentAmount", "destinationCurrency", "destinationAmount", "createdAt"}
+	if len(pay) != len(wantKeys) {
+		t.Errorf("payment body has %d fields, seed 002 has %d: %s", len(pay), len(wantKeys), p.Body)
+	}
+	for _, k := range wantKeys {
+		if _, ok := pay[k]; !ok {
+			t.Errorf("payment body lacks %q", k)
+		}
+	}
+	for k, v := range map[string]string{"gatewayId": "1", "status": "PENDING", "paymentCurrency": "UAH", "paymentAmount": "1500.00",
+		"destinationCurrency": "USDT", "destinationAmount": "35.42", "createdAt": "2026-02-25T12:01:00.000Z"} {
+		if pay[k] != v {
+			t.Errorf("payment %s = %v, want %q", k, pay[k], v)
+		}
+	}
+	pid, _ := pay["id"].(string)
+	if pid == "" || strings.Trim(pid, "0123456789") != "" {
+		t.Fatalf("payment id %q is not an integer string", pid)
+	}
+	extra, _ := pay["extra"].(map[string]any)
+	for _, k := range []string{"accountNumber", "accountName", "bankName"} {
+		if s, _ := extra[k].(string); s == "" {
+			t.Errorf("extra.%s empty: %s", k, p.Body)
+		}
+	}
+	gp := h.api(m, "GET", "/api/v1/payments/"+pid, "")
+	if gp.Status != http.StatusOK {
+		t.Fatalf("get payment: %d %s", gp.Status, gp.Body)
+	}
+	jsonEqual(t, gp.Body, string(p.Body))
+
+	lp := h.api(m, "GET", "/api/v1/invoices/"+id+"/payments", "")
+	if lp.Status != http.StatusOK || !strings.Contains(string(lp.Body), `"id":"`+pid+`"`) {
+		t.Errorf("invoice payments: %d %s", lp.Status, lp.Body)
+	}
+
+	h.clock.Advance(time.Minute)
+	pr := h.admin("POST", "/admin/v1/payments/"+pid+"/process", "")
+	if pr.Status != http.StatusOK {
+		t.Fatalf("process: %d %s", pr.Status, pr.Body)
+	}
+	if s := pr.JSON(t)["status"]; s != "PROCESSED" {
+		t.Errorf("processed payment status %v", s)
+	}
+
+	g = h.api(m, "GET", "/api/v1/invoices/"+id, "")
+	paid := strings.Replace(strings.Replace(want, `"status": "pending"`, `"status": "success"`, 1),
+		`"paid_at": null`, `"paid_at": "2026-02-25T12:02:00Z"`, 1)
+	jsonEqual(t, g.Body, paid)
+	gp = h.api(m, "GET", "/api/v1/payments/"+pid, "")
+	if s := gp.JSON(t)["status"]; s != "PROCESSED" {
+		t.Errorf("payment status %v, want PROCESSED", s)
+	}
+
+	b := h.api(m, "GET", "/api/v1/balance", "")
+	if b.Status != http.StatusOK {
+		t.Fatalf("balance: %d %s", b.Status, b.Body)
+	}
+	if got := b.JSON(t)["available_usdt"]; got != "35.42" {
+		t.Errorf("available_usdt = %v, want 35.42: %s", got, b.Body)
+	}
+
+	// Lists and status filter.
+	l := h.api(m, "GET", "/api/v1/invoices?status=success&page=1&page_size=10", "")
+	jsonEqual(t, l.Body, `{"items": [`+paid+`], "page_details": {"page_number": 1, "page_size": 10, "total_pages": 1, "total_objects": 1}}`)
+	l = h.api(m, "GET", "/api/v1/invoices?status=pending", "")
+	jsonEqual(t, l.Body, `{"items": [], "page_details": {"page_number": 1, "page_size": 20, "total_pages": 0, "total_objects": 0}}`)
+}
+
+func TestCancelInvoice(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	id, _ := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	r := h.api(m, "POST", "/api/v1/invoices/"+id+"/cancel", "")
+	if r.Status != http.StatusOK || r.JSON(t)["status"] != "cancelled" {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	r = h.api(m, "POST", "/api/v1/invoices/"+id+"/cancel", `{"reason": "again"}`)
+	if r.Status != http.StatusConflict || r.errCode(t) != CodeInvalidTransition {
+		t.Errorf("second cancel: %d %s", r.Status, r.Body)
+	}
+	r = h.api(m, "POST", "/api/v1/invoices/"+id+"/payments", `{"method": "visamaster.uah"}`)
+	if r.Status != http.StatusConflict || r.errCode(t) != CodeInvoiceNotPayable {
+		t.Errorf("pay cancelled invoice: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestAdminTransitions(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	newPayment := func(ext string) string {
+		t.Helper()
+		body := strings.Replace(seed003Request, "order-2026-0001", ext, 1)
+		id, _ := h.api(m, "POST", "/api/v1/create-invoice", body).JSON(t)["invoice_id"].(string)
+		p := h.api(m, "POST", "/api/v1/invoices/"+id+"/payments", `{"method": "visamaster.uah"}`)
+		if p.Status != http.StatusCreated {
+			t.Fatalf("payment: %d %s", p.Status, p.Body)
+		}
+		pid, _ := p.JSON(t)["id"].(string)
+		return pid
+	}
+	tests := []struct {
+		steps []string
+		want  []string // status after each step, or an error code
+	}{
+		{[]string{"confirm", "process"}, []string{"CONFIRMED", "PROCESSED"}},
+		{[]string{"reject", "process"}, []string{"REJECTED", CodeInvalidTransition}},
+		{[]string{"confirm", "fail"}, []string{"CONFIRMED", "ERROR"}},
+		{[]string{"fail", "confirm"}, []string{"ERROR", CodeInvalidTransition}},
+	}
+	for i, tc := range tests {
+		pid := newPayment("order-" + string(rune('a'+i)))
+		for j, step := range tc.steps {
+			r := h.admin("POST", "/admin/v1/payments/"+pid+"/"+step, "")
+			got, _ := r.JSON(t)["status"].(string)
+			if r.Status != http.StatusOK {
+				got = r.errCode(t)
+			}
+			if got != tc.want[j] {
+				t.Errorf("case %d step %s: got %s (%d %s), want %s", i, step, got, r.Status, r.Body, tc.want[j])
+			}
+		}
+	}
+	r := h.admin("POST", "/admin/v1/payments/999999/process", "")
+	if r.Status != http.StatusNotFound {
+		t.Errorf("unknown payment: %d %s", r.Status, r.Body)
+	}
+	r = h.admin("POST", "/admin/v1/payments/"+newPayment("order-partial")+"/process", `{"paid_amount": "100.00"}`)
+	if r.Status != http.StatusOK || r.JSON(t)["allocation"] != "underpaid" {
+		t.Errorf("partial payment: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	h := newHarness(t)
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
+		r := h.do(req{method: "GET", path: p})
+		if r.Status != http.StatusOK {
+			t.Errorf("%s: %d %s", p, r.Status, r.Body)
+		}
+	}
+	r := h.do(req{method: "GET", path: "/metrics"})
+	if !strings.Contains(string(r.Body), `payledger_http_request_duration_seconds_count{code="200",method="GET",route="GET /healthz"}`) {
+		t.Errorf("metrics lack the request histogram:\n%.2000s", r.Body)
+	}
+	r = h.do(req{method: "GET", path: "/nope"})
+	if r.Status != http.StatusNotFound || r.errCode(t) != CodeNotFound {
+		t.Errorf("unknown path: %d %s", r.Status, r.Body)
+	}
+	r = h.do(req{method: "DELETE", path: "/api/v1/create-invoice"})
+	if r.Status != http.StatusMethodNotAllowed || r.errCode(t) != CodeMethodNotAllowed || r.Header.Get("Allow") == "" {
+		t.Errorf("wrong method: %d %v %s", r.Status, r.Header, r.Body)
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	r := h.do(req{method: "POST", path: "/api/v1/create-invoice", body: seed003Request,
+		header: map[string]string{"X-Api-Key": m.Key, "X-Request-Id": "client-req-42"}})
+	if r.Status != http.StatusCreated || r.Header.Get("X-Request-Id") != "client-req-42" {
+		t.Fatalf("%d %v", r.Status, r.Header)
+	}
+	// The request id is the events' correlation id.
+	ev, err := h.store.Get(h.head())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Correlation != "client-req-42" {
+		t.Errorf("correlation %q, want client-req-42", ev.Correlation)
+	}
+	r = h.do(req{method: "GET", path: "/healthz", header: map[string]string{"X-Request-Id": "bad id with spaces"}})
+	if got := r.Header.Get("X-Request-Id"); got == "bad id with spaces" || len(got) != 26 {
+		t.Errorf("malformed client id not replaced by a ULID: %q", got)
+	}
+	e := h.do(req{method: "GET", path: "/api/v1/invoices", header: map[string]string{"X-Request-Id": "abc"}})
+	if e.JSON(t)["request_id"] != "abc" {
+		t.Errorf("error envelope request_id: %s", e.Body)
+	}
+}

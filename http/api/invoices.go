@@ -1,0 +1,179 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/projections"
+)
+
+// createInvoiceRequest is seed 003's create-invoice body.
+type createInvoiceRequest struct {
+	Amount       string `json:"amount"`
+	CurrencyCode string `json:"currency_code"`
+	CustomerID   string `json:"customer_id"`
+	ExternalID   string `json:"external_id"`
+	Purpose      string `json:"purpose"`
+	CallbackURL  string `json:"callback_url"`
+	SuccessURL   string `json:"success_url"`
+	FailURL      string `json:"fail_url"`
+}
+
+// invoiceList is a page of seed 003 bodies with seed 000's page details.
+type invoiceList struct {
+	Items       []projections.InvoiceBody `json:"items"`
+	PageDetails projections.PageDetails   `json:"page_details"`
+}
+
+// createInvoice is POST /api/v1/create-invoice: 201 with seed 003's body.
+func (s *Server) createInvoice(c *call) (int, any, error) {
+	var req createInvoiceRequest
+	if err := decode(c.body, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if err := s.limitCustomer(c, req.CustomerID); err != nil {
+		return 0, nil, err
+	}
+	rate, err := s.rateFor(req.CurrencyCode)
+	if err != nil {
+		return 0, nil, err
+	}
+	inv, err := s.svc.CreateInvoice(c.ctx, commands.CreateInvoice{
+		Meta: c.meta, InvoiceID: ulid.Make(), MerchantID: c.merchantID,
+		Amount: req.Amount, Currency: req.CurrencyCode, CustomerID: req.CustomerID, ExternalID: req.ExternalID,
+		Purpose: req.Purpose, CallbackURL: req.CallbackURL, SuccessURL: req.SuccessURL, FailURL: req.FailURL,
+		Rate: rate,
+	})
+	if err != nil {
+		err = withField(err, commands.ErrCurrencyInvalid, "currency_code")
+		return 0, nil, withField(err, commands.ErrDuplicateExternalID, "external_id")
+	}
+	s.invoiceCreated()
+	return s.invoiceBody(c, inv.InvoiceID, http.StatusCreated)
+}
+
+func (s *Server) invoiceCreated() {
+	if s.cfg.OnInvoiceCreated != nil {
+		s.cfg.OnInvoiceCreated()
+	}
+}
+
+// invoiceBody reads an invoice back from the views (read-your-writes).
+func (s *Server) invoiceBody(c *call, id string, status int) (int, any, error) {
+	v, err := s.views.Invoice(c.merchantID, id)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read invoice %s: %w", id, err)
+	}
+	return status, v.Body(s.paymentLink(id)), nil
+}
+
+func (s *Server) paymentLink(invoiceID string) string {
+	return s.cfg.BaseURL + "/pay/" + url.PathEscape(invoiceID)
+}
+
+// limitCustomer applies the per-customer_id rate limit (seed 003).
+func (s *Server) limitCustomer(c *call, customerID string) error {
+	if customerID == "" || len(customerID) > 256 {
+		return nil // absent, or refused by validation anyway
+	}
+	if wait, ok := s.custLimit.allow(c.merchantID+"\x00"+customerID, s.now()); !ok {
+		return rateLimited(wait, "Too many invoices for this customer_id")
+	}
+	return nil
+}
+
+// rateFor reads the operator's current rate for a currency (zero when none
+// is set, which the commands refuse as CURRENCY_INVALID).
+func (s *Server) rateFor(currency string) (decimal.Decimal, error) {
+	if currency == "" || len(currency) > 16 {
+		return decimal.Zero, nil
+	}
+	r, err := s.views.Rate(currency)
+	if errors.Is(err, projections.ErrNotFound) {
+		return decimal.Zero, nil
+	}
+	if err != nil {
+		return decimal.Zero, fmt.Errorf("read rate %s: %w", currency, err)
+	}
+	d, err := decimal.NewFromString(r.Rate)
+	if err != nil {
+		return decimal.Zero, fmt.Errorf("rate %s %q: %w", currency, r.Rate, projections.ErrCorrupt)
+	}
+	return d, nil
+}
+
+// getInvoice is GET /api/v1/invoices/{invoice_id}.
+func (s *Server) getInvoice(c *call) (int, any, error) {
+	return s.invoiceBody(c, c.r.PathValue("invoice_id"), http.StatusOK)
+}
+
+// listInvoices is GET /api/v1/invoices?status=&page=&page_size=.
+func (s *Server) listInvoices(c *call) (int, any, error) {
+	q := c.r.URL.Query()
+	status := q.Get("status")
+	switch status {
+	case "", commands.InvoiceStatusPending, commands.InvoiceStatusSuccess, commands.InvoiceStatusExpired, commands.InvoiceStatusCancelled:
+	default:
+		return 0, nil, badField("status", "enum", "status must be one of pending, success, expired, cancelled")
+	}
+	page, size, err := pageParams(q)
+	if err != nil {
+		return 0, nil, err
+	}
+	p, err := s.views.ListInvoices(c.merchantID, status, page, size)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := invoiceList{Items: make([]projections.InvoiceBody, 0, len(p.Items)), PageDetails: p.Details}
+	for i := range p.Items {
+		out.Items = append(out.Items, p.Items[i].Body(s.paymentLink(p.Items[i].InvoiceID)))
+	}
+	return http.StatusOK, out, nil
+}
+
+// pageParams reads page (default 1) and page_size (default 20, at most 100).
+func pageParams(q url.Values) (page, size int, err error) {
+	page, size = 1, projections.DefaultPageSize
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1_000_000 {
+			return 0, 0, badField("page", "int_parsing", "page must be a whole number from 1")
+		}
+		page = n
+	}
+	if v := q.Get("page_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > projections.MaxPageSize {
+			return 0, 0, badField("page_size", "int_parsing", fmt.Sprintf("page_size must be a whole number from 1 to %d", projections.MaxPageSize))
+		}
+		size = n
+	}
+	return page, size, nil
+}
+
+type cancelRequest struct {
+	Reason string `json:"reason"`
+}
+
+// cancelInvoice is POST /api/v1/invoices/{invoice_id}/cancel.
+func (s *Server) cancelInvoice(c *call) (int, any, error) {
+	var req cancelRequest
+	if err := decode(c.body, &req, true); err != nil {
+		return 0, nil, err
+	}
+	if len(req.Reason) > 1024 {
+		return 0, nil, badField("reason", "string_too_long", "reason must be at most 1024 characters")
+	}
+	id := c.r.PathValue("invoice_id")
+	if _, err := s.svc.CancelInvoice(c.ctx, commands.CancelInvoice{Meta: c.meta, MerchantID: c.merchantID, InvoiceID: id, Reason: req.Reason}); err != nil {
+		return 0, nil, err
+	}
+	return s.invoiceBody(c, id, http.StatusOK)
+}

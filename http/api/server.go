@@ -1,0 +1,164 @@
+// Package api is payledger's HTTP adapter for merchants and the operator: the
+// merchant API of the seed documents (create-invoice, invoices, payments,
+// widgets, e-invoices, methods, balance) behind X-Api-Key, the admin API
+// behind a bearer token, health and metrics endpoints, and the OpenAPI
+// description of all of them. It decodes and checks requests, turns them into
+// commands, and reads answers back from the projections; it never decides
+// anything the domain decides.
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/keyring"
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/projections"
+)
+
+// Server is the HTTP API. Build it with New; it is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	svc     *commands.Service
+	views   *projections.Views
+	store   *boltlog.Store
+	kr      *keyring.Keyring
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+
+	mux     *http.ServeMux
+	routes  []string
+	handler http.Handler
+
+	idem      idemStore
+	inflight  inflight
+	keyLimits *limiterSet
+	custLimit *limiterSet
+	replays   *replayCache
+}
+
+// auth says who may call a route.
+type auth int
+
+const (
+	authNone     auth = iota // health, metrics, OpenAPI, hosted pages
+	authMerchant             // X-Api-Key
+	authAdmin                // Authorization: Bearer
+)
+
+// handler is a JSON route: it returns the status and body of a success, or
+// an error that writeError classifies.
+type handler func(c *call) (status int, body any, err error)
+
+// New builds the server and its routes.
+//
+// Errors: a required Config field is nil; the idempotency database cannot be
+// prepared.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Service == nil:
+		return nil, errors.New("api: Config.Service is required")
+	case cfg.Views == nil:
+		return nil, errors.New("api: Config.Views is required")
+	case cfg.Log == nil:
+		return nil, errors.New("api: Config.Log is required")
+	case cfg.Keyring == nil:
+		return nil, errors.New("api: Config.Keyring is required")
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg: cfg, svc: cfg.Service, views: cfg.Views, store: cfg.Log, kr: cfg.Keyring,
+		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now,
+		mux:       http.NewServeMux(),
+		keyLimits: newLimiterSet(cfg.KeyRate, cfg.KeyBurst),
+		custLimit: newLimiterSet(cfg.CustomerRate, cfg.CustomerBurst),
+		replays:   newReplayCache(),
+	}
+	seal := newSealer(cfg.Keyring)
+	if cfg.IdempotencyDB != nil {
+		st, err := newBoltIdem(cfg.IdempotencyDB, seal)
+		if err != nil {
+			return nil, err
+		}
+		s.idem = st
+	} else {
+		s.idem = newMemIdem(seal)
+	}
+	s.register()
+	sort.Strings(s.routes)
+	s.handler = s.outer(s.mux)
+	return s, nil
+}
+
+// Handler is the server's root handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Routes lists every registered "METHOD pattern", sorted.
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
+
+// register declares every route: the one table of the API.
+func (s *Server) register() {
+	// Operations.
+	s.raw("GET /healthz", http.HandlerFunc(s.healthz))
+	s.raw("GET /readyz", http.HandlerFunc(s.readyz))
+	s.raw("GET /metrics", s.metrics.handler())
+	s.raw("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
+
+	// Merchant API (seeds 000, 002, 003).
+	s.json("POST /api/v1/create-invoice", authMerchant, s.createInvoice)
+	s.json("GET /api/v1/invoices", authMerchant, s.listInvoices)
+	s.json("GET /api/v1/invoices/{invoice_id}", authMerchant, s.getInvoice)
+	s.json("POST /api/v1/invoices/{invoice_id}/cancel", authMerchant, s.cancelInvoice)
+	s.json("POST /api/v1/invoices/{invoice_id}/payments", authMerchant, s.createPayment)
+	s.json("GET /api/v1/invoices/{invoice_id}/payments", authMerchant, s.listInvoicePayments)
+	s.json("GET /api/v1/payments/{id}", authMerchant, s.getPayment)
+	s.json("POST /api/v1/widgets", authMerchant, s.createWidget)
+	s.json("GET /api/v1/widgets", authMerchant, s.listWidgets)
+	s.json("GET /api/v1/widgets/{id}", authMerchant, s.getWidget)
+	s.json("POST /api/v1/widgets/{id}/status", authMerchant, s.changeWidgetStatus)
+	s.json("POST /api/v1/widgets/{id}/invoices", authMerchant, s.createWidgetInvoice)
+	s.json("GET /api/v1/methods", authMerchant, s.listMethods)
+	s.json("GET /api/v1/balance", authMerchant, s.balance)
+
+	// E-invoice API (seed 001).
+	s.json("POST /api/einvoice/create", authMerchant, s.createEInvoice)
+	s.json("GET /api/extrafields/list", authMerchant, s.extraFields)
+
+	// Admin API (SPEC §8).
+	s.json("POST /admin/v1/merchants", authAdmin, s.adminCreateMerchant)
+	s.json("GET /admin/v1/merchants", authAdmin, s.adminListMerchants)
+	s.json("GET /admin/v1/merchants/{id}", authAdmin, s.adminGetMerchant)
+	s.json("PATCH /admin/v1/merchants/{id}", authAdmin, s.adminPatchMerchant)
+	s.json("POST /admin/v1/merchants/{id}/keys", authAdmin, s.adminIssueKey)
+	s.json("DELETE /admin/v1/merchants/{id}/keys/{key_id}", authAdmin, s.adminRevokeKey)
+	s.json("POST /admin/v1/merchants/{id}/secret/rotate", authAdmin, s.adminRotateSecret)
+	s.json("POST /admin/v1/rates", authAdmin, s.adminSetRate)
+	s.json("GET /admin/v1/rates", authAdmin, s.adminListRates)
+	s.json("GET /admin/v1/payments/{id}", authAdmin, s.adminGetPayment)
+	s.json("POST /admin/v1/payments/{id}/confirm", authAdmin, s.adminTransition(commands.PaymentStatusConfirmed))
+	s.json("POST /admin/v1/payments/{id}/process", authAdmin, s.adminProcess)
+	s.json("POST /admin/v1/payments/{id}/reject", authAdmin, s.adminTransition(commands.PaymentStatusRejected))
+	s.json("POST /admin/v1/payments/{id}/fail", authAdmin, s.adminTransition(commands.PaymentStatusError))
+
+	// Hosted pages (http/pages), HTML.
+	if s.cfg.Pages != nil {
+		for _, p := range []string{"GET /pay/", "POST /pay/", "GET /w/", "POST /w/"} {
+			s.raw(p, s.cfg.Pages)
+		}
+	}
+}
+
+func (s *Server) raw(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.routes = append(s.routes, pattern)
+}
+
+func (s *Server) json(pattern string, a auth, h handler) {
+	s.mux.Handle(pattern, s.endpoint(a, h))
+	s.routes = append(s.routes, pattern)
+}
