@@ -196,6 +196,12 @@ func (c *Conn) Subject(merchant, eventType string) string {
 	return Subject(c.cfg.SubjectPrefix, merchant, eventType)
 }
 
+// Filter is the subject filter for a merchant and event type pattern (see
+// the package function Filter).
+func (c *Conn) Filter(merchant, types string) string {
+	return Filter(c.cfg.SubjectPrefix, merchant, types)
+}
+
 // AllSubjects is the filter that selects every event ("payledger.events.>").
 func (c *Conn) AllSubjects() string { return c.cfg.SubjectPrefix + ".>" }
 

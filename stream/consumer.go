@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/payledger/payledger/ledger"
@@ -29,7 +30,7 @@ type ConsumerConfig struct {
 	// name, and workers that share it share its events. Required.
 	Durable string
 	// FilterSubjects selects the events (subjects with wildcards, see
-	// Subject and MerchantFilter). Default: every event.
+	// Filter). Default: every event.
 	FilterSubjects []string
 	// StartSeq is the stream sequence (= log sequence) a new consumer
 	// starts at. Default: the first event. An existing consumer keeps its
@@ -45,6 +46,12 @@ type ConsumerConfig struct {
 	// handed again; it doubles from one to the other. Defaults 100ms, 30s.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+	// FetchWait is how long one pull request waits on the server for
+	// events. A pull is never abandoned early (events the server sent to an
+	// abandoned pull would come back only after AckWait, behind later
+	// ones), so it also bounds how long Run takes to return after ctx ends
+	// and to hand back events after a failure. Default 1s.
+	FetchWait time.Duration
 	// Logger receives failures. Default: the Conn's logger.
 	Logger *slog.Logger
 }
@@ -76,6 +83,9 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.FetchWait <= 0 {
+		cfg.FetchWait = time.Second
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -157,85 +167,112 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler) error {
 func (c *Consumer) run(ctx context.Context, handle func(context.Context, []ledger.Event) (int, error)) error {
 	log := c.cfg.Logger.With("consumer", c.cfg.Durable)
 	backoff := c.cfg.MinBackoff
-	wait := func() bool {
+	sleep := func() {
 		t := time.NewTimer(backoff)
 		defer t.Stop()
 		backoff = min(backoff*2, c.cfg.MaxBackoff)
 		select {
 		case <-t.C:
-			return true
 		case <-ctx.Done():
-			return false
 		}
 	}
-	var msgs []jetstream.Msg
-	var events []ledger.Event
+	msgs := make([]jetstream.Msg, 0, c.cfg.Batch)
+	events := make([]ledger.Event, 0, c.cfg.Batch)
 	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		batch, err := c.cons.Fetch(c.cfg.Batch, jetstream.FetchContext(fctx))
+		batch, err := c.cons.Fetch(c.cfg.Batch, jetstream.FetchMaxWait(c.cfg.FetchWait))
 		if err != nil {
-			cancel()
-			if ctx.Err() != nil {
-				return nil
-			}
 			log.Warn("fetch failed", "err", err)
-			if !wait() {
-				return nil
-			}
+			sleep()
 			continue
 		}
-		msgs, events = msgs[:0], events[:0]
-		for m := range batch.Messages() {
-			meta, err := m.Metadata()
-			if err != nil {
-				_ = m.Nak()
-				continue
-			}
-			seq := meta.Sequence.Stream
-			if seq <= c.last {
-				_ = m.Ack() // handled already: an acknowledgement was lost
-				continue
-			}
-			e, err := DecodeMessage(m.Headers(), m.Data(), seq)
-			if err != nil {
-				_ = m.Nak()
-				for _, later := range msgs {
-					_ = later.Nak()
+		// Hand over what has arrived as soon as it arrives; after a failure
+		// (or once ctx ends) hand the rest of this fetch back, in order.
+		var stop error // the failure, or errStopped
+		ch := batch.Messages()
+		for m := range ch {
+			msgs = append(msgs[:0], m)
+		more:
+			for len(msgs) < c.cfg.Batch {
+				select {
+				case m, ok := <-ch:
+					if !ok {
+						break more
+					}
+					msgs = append(msgs, m)
+				default:
+					break more
 				}
-				cancel()
-				return err
 			}
-			msgs, events = append(msgs, m), append(events, e)
+			if stop == nil && ctx.Err() != nil {
+				stop = errStopped
+			}
+			if stop != nil {
+				nakAll(msgs)
+				continue
+			}
+			stop = c.handle(ctx, msgs, events[:0], handle)
 		}
-		cancel()
-		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, jetstream.ErrNoMessages) {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 			log.Warn("fetch ended early", "err", err)
 		}
-		if len(events) == 0 {
-			continue
-		}
-		done, err := handle(ctx, events)
-		for _, m := range msgs[:done] {
-			_ = m.Ack()
-		}
-		if done > 0 {
-			c.last = events[done-1].Seq
-			backoff = c.cfg.MinBackoff
-		}
-		if err == nil {
-			continue
-		}
-		// Hand the failed event and every later one again, in order.
-		for _, m := range msgs[done:] {
-			_ = m.Nak()
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		log.Warn("handler failed; will redeliver", "seq", events[done].Seq, "err", err, "retry_in", backoff)
-		if !wait() {
-			return nil
+		var me *MessageError
+		switch {
+		case errors.As(stop, &me):
+			return stop
+		case stop == errStopped || stop == nil || ctx.Err() != nil:
+		default:
+			log.Warn("handler failed; redelivering", "err", stop, "retry_in", backoff)
+			sleep()
 		}
 	}
 	return nil
+}
+
+var errStopped = errors.New("stopped")
+
+// handle decodes msgs, hands the new events over, acknowledges the ones
+// handled and hands back the rest. It returns the handler's error or a
+// *MessageError.
+func (c *Consumer) handle(ctx context.Context, msgs []jetstream.Msg, events []ledger.Event, handle func(context.Context, []ledger.Event) (int, error)) error {
+	keep := msgs[:0]
+	for i, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			nakAll(msgs[i:])
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		if seq <= c.last {
+			_ = m.Ack() // handled already: its acknowledgement was lost
+			continue
+		}
+		e, err := DecodeMessage(m.Headers(), m.Data(), seq)
+		if err != nil {
+			nakAll(keep)
+			nakAll(msgs[i:])
+			return err
+		}
+		keep, events = append(keep, m), append(events, e)
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	done, err := handle(ctx, events)
+	for _, m := range keep[:done] {
+		_ = m.Ack()
+	}
+	if done > 0 {
+		c.last = events[done-1].Seq
+	}
+	if err != nil {
+		nakAll(keep[done:])
+		return fmt.Errorf("event %d: %w", events[done].Seq, err)
+	}
+	return nil
+}
+
+func nakAll(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		_ = m.Nak()
+	}
 }

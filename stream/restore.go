@@ -30,9 +30,14 @@ const importBatch = 2048
 // progress, if set, is called after each committed batch. It returns the
 // log's new head.
 //
+// Events are imported in batches of 2048. On a broken chain the batch that
+// holds the break is dropped whole: an altered event that was rehashed to
+// match itself is only given away by the next event's previous hash, so the
+// events just before a break are suspect too. (The stream's very last event
+// has no next event to vouch for it.)
+//
 // Errors: *ledger.VerifyError (ledger.ErrChainBroken or ledger.ErrCorrupt)
-// naming the first sequence that does not fit, after which nothing more is
-// imported; ErrLogAhead when the log already holds events past the stream;
+// naming the first sequence that does not fit; ErrLogAhead when the log already holds events past the stream;
 // *DivergedError when the stream's event at the log's head is another; the
 // log's and the JetStream API's errors.
 func Restore(ctx context.Context, conn *Conn, log Importer, progress func(ledger.Head)) (ledger.Head, error) {
@@ -102,7 +107,7 @@ func Restore(ctx context.Context, conn *Conn, log Importer, progress func(ledger
 		}
 		seq := meta.Sequence.Stream
 		if seq != prev.Seq+1 {
-			return head, errors.Join(flush(), &ledger.VerifyError{Seq: prev.Seq + 1, Reason: fmt.Sprintf("the stream has no message at %d (next is %d)", prev.Seq+1, seq), Err: ledger.ErrChainBroken})
+			return head, &ledger.VerifyError{Seq: prev.Seq + 1, Reason: fmt.Sprintf("the stream has no message at %d (next is %d)", prev.Seq+1, seq), Err: ledger.ErrChainBroken}
 		}
 		e, err := DecodeMessage(m.Headers(), m.Data(), seq)
 		if err != nil {
@@ -111,10 +116,10 @@ func Restore(ctx context.Context, conn *Conn, log Importer, progress func(ledger
 			if errors.As(err, &me) {
 				reason = me.Reason
 			}
-			return head, errors.Join(flush(), &ledger.VerifyError{Seq: seq, Reason: reason, Err: ledger.ErrCorrupt})
+			return head, &ledger.VerifyError{Seq: seq, Reason: reason, Err: ledger.ErrCorrupt}
 		}
 		if e.PrevHash != prev.Hash {
-			return head, errors.Join(flush(), &ledger.VerifyError{Seq: seq, Reason: "previous hash does not match the hash of the event before", Err: ledger.ErrChainBroken})
+			return head, &ledger.VerifyError{Seq: seq, Reason: "previous hash does not match the hash of the event before", Err: ledger.ErrChainBroken}
 		}
 		batch = append(batch, e)
 		prev = ledger.Head{Seq: e.Seq, Hash: e.Hash}

@@ -48,11 +48,41 @@ func Subject(prefix, merchant, eventType string) string {
 	return b.String()
 }
 
-// MerchantFilter returns the subject filter that selects every event of one
-// merchant ("<prefix>.<merchant>.>"), escaped as Subject escapes it.
-func MerchantFilter(prefix, merchant string) string {
-	s := Subject(prefix, merchant, "x")
-	return s[:len(s)-1] + ">"
+// Filter returns a subject filter under prefix (DefaultSubjectPrefix when
+// empty) for one merchant ("*" for every merchant, "" for events without
+// one) and an event type pattern whose "*" and ">" tokens are wildcards
+// ("" for every type). Other tokens are escaped as Subject escapes them:
+//
+//	Filter("", "m-1", "invoice.>")   payledger.events.m-1.invoice.>
+//	Filter("", "*", "payment.*")     payledger.events.*.payment.*
+//	Filter("", "m-1", "")            payledger.events.m-1.>
+func Filter(prefix, merchant, types string) string {
+	if prefix == "" {
+		prefix = DefaultSubjectPrefix
+	}
+	var b strings.Builder
+	b.WriteString(prefix)
+	b.WriteByte('.')
+	switch merchant {
+	case "*":
+		b.WriteByte('*')
+	case "":
+		b.WriteString(noMerchant)
+	default:
+		writeToken(&b, merchant)
+	}
+	if types == "" {
+		types = ">"
+	}
+	for tok := range strings.SplitSeq(types, ".") {
+		b.WriteByte('.')
+		if tok == "*" || tok == ">" {
+			b.WriteString(tok)
+		} else {
+			writeToken(&b, tok)
+		}
+	}
+	return b.String()
 }
 
 // Token escapes one subject token. It is injective: bytes that NATS does not

@@ -38,8 +38,16 @@ func TestSubject(t *testing.T) {
 	if got := stream.Token(long); len(got) != 33 || got[0] != '~' {
 		t.Errorf("Token(long) = %q, want ~ and 32 hex digits", got)
 	}
-	if got, want := stream.MerchantFilter("p.e", "a.b"), "p.e.a%2Eb.>"; got != want {
-		t.Errorf("MerchantFilter = %q, want %q", got, want)
+	for _, tt := range []struct{ merchant, types, want string }{
+		{"a.b", "", "payledger.events.a%2Eb.>"},
+		{"m-1", "invoice.>", "payledger.events.m-1.invoice.>"},
+		{"*", "payment.*", "payledger.events.*.payment.*"},
+		{"", "rate.set", "payledger.events._.rate.set"},
+		{"m", "a b.>", "payledger.events.m.a%20b.>"},
+	} {
+		if got := stream.Filter("", tt.merchant, tt.types); got != tt.want {
+			t.Errorf("Filter(%q, %q) = %q, want %q", tt.merchant, tt.types, got, tt.want)
+		}
 	}
 }
 

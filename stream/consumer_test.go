@@ -1,0 +1,196 @@
+package stream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/stream"
+	"github.com/payledger/payledger/stream/natstest"
+)
+
+// recorder is a handler that records what it handled and can fail.
+type recorder struct {
+	mu    sync.Mutex
+	seqs  []uint64
+	calls map[uint64]int
+	fail  func(seq uint64, call int) bool
+}
+
+func (r *recorder) handle(ctx context.Context, e ledger.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.calls == nil {
+		r.calls = map[uint64]int{}
+	}
+	r.calls[e.Seq]++
+	if r.fail != nil && r.fail(e.Seq, r.calls[e.Seq]) {
+		return errors.New("handler failed")
+	}
+	r.seqs = append(r.seqs, e.Seq)
+	return nil
+}
+
+func (r *recorder) handled() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.seqs...)
+}
+
+func (r *recorder) waitCount(t *testing.T, n int) {
+	t.Helper()
+	natstest.WaitFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if got := len(r.handled()); got < n {
+			return fmt.Errorf("handled %d of %d", got, n)
+		}
+		return nil
+	})
+}
+
+func runConsumer(t *testing.T, conn *stream.Conn, cfg stream.ConsumerConfig, h stream.Handler) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := stream.NewConsumer(ctx, conn, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, h) }()
+	stopped, runErr := false, error(nil)
+	stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			runErr = <-done
+		}
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+func TestConsumerInOrderWithRedelivery(t *testing.T) {
+	srv := natstest.RunServer(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	log := openLog(t)
+	appendEvents(t, log, 0, 1000, 50)
+	publishLog(t, conn, log)
+
+	rec := &recorder{fail: func(seq uint64, call int) bool { return (seq == 37 || seq == 700) && call <= 2 }}
+	stop := runConsumer(t, conn, stream.ConsumerConfig{Durable: "proj", Batch: 64, MinBackoff: time.Millisecond, FetchWait: 100 * time.Millisecond}, rec.handle)
+	rec.waitCount(t, 1000)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.handled()
+	for i, seq := range got {
+		if seq != uint64(i+1) {
+			t.Fatalf("handled[%d] = %d: out of order", i, seq)
+		}
+	}
+	if rec.calls[37] != 3 || rec.calls[700] != 3 {
+		t.Errorf("failing events handed %d and %d times, want 3", rec.calls[37], rec.calls[700])
+	}
+}
+
+// A durable consumer stopped and started again carries on where it was
+// (at least once: an event may come again, none is skipped).
+func TestConsumerResumesDurable(t *testing.T) {
+	srv := natstest.RunServer(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	log := openLog(t)
+	appendEvents(t, log, 0, 600, 50)
+	publishLog(t, conn, log)
+
+	first := &recorder{}
+	stop := runConsumer(t, conn, stream.ConsumerConfig{Durable: "w", Batch: 50, FetchWait: 100 * time.Millisecond}, func(ctx context.Context, e ledger.Event) error {
+		if e.Seq > 300 {
+			<-ctx.Done() // stop mid-stream
+			return ctx.Err()
+		}
+		return first.handle(ctx, e)
+	})
+	first.waitCount(t, 300)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	second := &recorder{}
+	stop = runConsumer(t, conn, stream.ConsumerConfig{Durable: "w", Batch: 50, FetchWait: 100 * time.Millisecond}, second.handle)
+	second.waitCount(t, 300)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := second.handled()
+	if got[0] > 301 || got[len(got)-1] != 600 {
+		t.Fatalf("second run handled %d..%d", got[0], got[len(got)-1])
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] != got[i-1]+1 {
+			t.Fatalf("second run: %d after %d", got[i], got[i-1])
+		}
+	}
+}
+
+func TestConsumerFilterAndBatch(t *testing.T) {
+	srv := natstest.RunServer(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	log := openLog(t)
+	appendEvents(t, log, 0, 300, 30)
+	publishLog(t, conn, log)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := stream.NewConsumer(ctx, conn, stream.ConsumerConfig{
+		Durable:        "m1-invoices",
+		FilterSubjects: []string{conn.Filter("m-1", "invoice.>")},
+		FetchWait:      100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []ledger.Event
+	done := make(chan error, 1)
+	go func() {
+		done <- c.RunBatch(ctx, func(ctx context.Context, events []ledger.Event) error {
+			mu.Lock()
+			got = append(got, events...)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	want := 0
+	for e, err := range log.Events(ctx, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Merchant == "m-1" && (e.Type == "invoice.created" || e.Type == "invoice.paid") {
+			want++
+		}
+	}
+	natstest.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) < want {
+			return fmt.Errorf("%d of %d", len(got), want)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range got {
+		if e.Merchant != "m-1" || (e.Type != "invoice.created" && e.Type != "invoice.paid") {
+			t.Fatalf("filtered consumer got %s %s", e.Merchant, e.Type)
+		}
+	}
+	if len(got) != want {
+		t.Fatalf("got %d events, want %d", len(got), want)
+	}
+}
