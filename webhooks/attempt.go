@@ -1,0 +1,384 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// maxResponse is how much of a response an attempt reads (and discards),
+// so the connection can be reused.
+const maxResponse = 64 << 10
+
+// result is the outcome of one attempt, for the result writer.
+type result struct {
+	key        dkey
+	noop       bool // not attempted: the delivery was no longer pending
+	dropped    bool // cut short by shutdown: nothing to record
+	start      time.Time
+	status     int
+	latency    time.Duration
+	err        string
+	retryAfter time.Duration
+	disabled   bool // not attempted: the target is disabled
+	refused    bool // not attempted: the URL breaks the SSRF policy for good
+	host       string
+	outcome    string // set when recorded: the delivery's status after it
+}
+
+// signer holds a merchant's signing keys as of the dispatcher's views.
+type signer struct {
+	cur       []byte
+	prev      []byte
+	prevUntil time.Time
+}
+
+func (d *Dispatcher) signer(merchant string) (*signer, error) {
+	d.signersMu.Lock()
+	s := d.signers[merchant]
+	d.signersMu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	var err error
+	s = &signer{}
+	err = d.db.View(func(tx *bbolt.Tx) error {
+		m, ok, err := merchantView(tx, merchant)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("merchant %q: %w", merchant, ErrNotFound)
+		}
+		s.cur = d.cfg.Keys.SigningKey(merchant, m.SecretVersion)
+		if m.PreviousSecretVersion != 0 && m.PreviousValidUntil != nil {
+			s.prev = d.cfg.Keys.SigningKey(merchant, m.PreviousSecretVersion)
+			s.prevUntil = *m.PreviousValidUntil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.signersMu.Lock()
+	d.signers[merchant] = s
+	d.signersMu.Unlock()
+	return s, nil
+}
+
+func (s *signer) keys(now time.Time) [][]byte {
+	if s.prev != nil && now.Before(s.prevUntil) {
+		return [][]byte{s.cur, s.prev}
+	}
+	return [][]byte{s.cur}
+}
+
+// attempt makes one attempt of a delivery.
+func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
+	res := result{key: k}
+	var r record
+	err := d.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bDeliveries).Get(k[:])
+		if raw == nil {
+			return ErrNotFound
+		}
+		return decodeRecord(raw, &r)
+	})
+	if err != nil || r.Status != StatusPending {
+		res.noop = true
+		return res
+	}
+	res.start = time.Now()
+	if d.isDisabled(r.MerchantID, r.URL) {
+		res.disabled = true
+		res.err = "target disabled: it answered 410 Gone; change the URL or redeliver to enable it"
+		return res
+	}
+	u, err := url.Parse(r.URL)
+	if err == nil {
+		err = checkScheme(u, d.cfg.AllowPrivate)
+	}
+	if err != nil {
+		res.refused = true
+		res.err = err.Error()
+		d.cfg.Logger.Warn("webhook target refused", "delivery", r.ID, "merchant", r.MerchantID, "err", err)
+		return res
+	}
+	sg, err := d.signer(r.MerchantID)
+	if err != nil {
+		res.err = "signing: " + err.Error()
+		return res
+	}
+	actx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
+	defer cancel()
+	var body io.Reader
+	if len(r.Body) > 0 && r.Method != http.MethodGet {
+		body = bytes.NewReader(r.Body)
+	}
+	req, err := http.NewRequestWithContext(actx, r.Method, r.URL, body)
+	if err != nil {
+		res.refused = true
+		res.err = err.Error()
+		return res
+	}
+	signed := r.Body
+	if r.Method == http.MethodGet {
+		signed = nil
+	} else {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", d.cfg.UserAgent)
+	req.Header.Set(HeaderID, r.WebhookID)
+	ts := res.start.Unix()
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, Sign(sg.keys(res.start), r.WebhookID, ts, signed))
+
+	resp, err := d.client.Do(req)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+		resp.Body.Close()
+		res.status = resp.StatusCode
+		if res.status == http.StatusTooManyRequests || res.status == http.StatusServiceUnavailable {
+			res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		if res.status < 200 || res.status > 299 {
+			res.err = "HTTP " + strconv.Itoa(res.status)
+		}
+	}
+	res.latency = time.Since(res.start)
+	if err != nil {
+		if ctx.Err() != nil {
+			res.dropped = true // shutdown, not the receiver's fault
+			return res
+		}
+		res.err = attemptError(err, d.cfg.AttemptTimeout)
+		if errors.Is(err, ErrRefused) {
+			d.cfg.Logger.Warn("webhook target refused", "delivery", r.ID, "merchant", r.MerchantID, "err", err)
+		}
+	}
+	if d.cfg.OnAttempt != nil {
+		d.cfg.OnAttempt(AttemptEvent{
+			DeliveryID: r.ID, MerchantID: r.MerchantID, Attempt: r.AttemptCount + 1,
+			Start: res.start, StatusCode: res.status, Latency: res.latency, Err: err,
+		})
+	}
+	return res
+}
+
+func attemptError(err error, timeout time.Duration) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("timeout after %s", timeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// "Post \"https://...\": dial tcp ...": keep the cause, the URL is on the delivery.
+		return strings.TrimPrefix(ue.Err.Error(), "webhooks: ")
+	}
+	return err.Error()
+}
+
+// parseRetryAfter reads Retry-After as seconds or an HTTP date; zero when
+// absent or unreadable.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		if n > int64(365*24*time.Hour/time.Second) {
+			n = int64(365 * 24 * time.Hour / time.Second)
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// writeResults records attempts in batches, one transaction each, until
+// results is closed and drained.
+func (d *Dispatcher) writeResults(results <-chan result) {
+	batch := make([]result, 0, 256)
+	for first := range results {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		d.commitResults(batch)
+	}
+}
+
+func (d *Dispatcher) commitResults(batch []result) {
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	var w *wtx
+	done := make([]dkey, len(batch))
+	for i := range batch {
+		done[i] = batch[i].key
+	}
+	err := d.db.Update(func(tx *bbolt.Tx) error {
+		w = newWtx(tx, &d.cfg, time.Now())
+		for i := range batch {
+			if err := d.recordResult(w, &batch[i]); err != nil {
+				return err
+			}
+		}
+		return w.flush()
+	})
+	if err != nil {
+		// Nothing was recorded: try these deliveries again later.
+		d.cfg.Logger.Error("record webhook attempts", "n", len(batch), "err", err)
+		w = &wtx{}
+		retry := time.Now().Add(d.cfg.BackoffBase)
+		for i := range batch {
+			w.ops = append(w.ops, memOp{key: batch[i].key, due: retry, host: batch[i].host})
+			batch[i].outcome = ""
+		}
+	}
+	for i := range batch {
+		d.stats.count(&batch[i])
+	}
+	d.afterCommit(w, done)
+}
+
+// recordResult records one attempt and decides what comes next: done,
+// failed, or the next attempt's time.
+func (d *Dispatcher) recordResult(w *wtx, res *result) error {
+	r, err := w.get(res.key)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	recorded := false
+	defer func() {
+		if recorded {
+			res.outcome = r.Status
+		}
+		// Whatever happened, say where this key stands: it was in flight,
+		// so earlier schedule changes to it were not applied.
+		if r.Status == StatusPending && r.Due != 0 {
+			w.ops = append(w.ops, memOp{key: res.key, due: time.Unix(0, r.Due), host: r.Host})
+		} else {
+			w.ops = append(w.ops, memOp{key: res.key})
+		}
+	}()
+	if res.noop || r.Status != StatusPending {
+		return nil
+	}
+	recorded = true
+	r.AttemptCount++
+	r.Round++
+	a := Attempt{
+		N: r.AttemptCount, At: res.start.UTC(), StatusCode: res.status,
+		LatencyMS: float64(res.latency.Microseconds()) / 1000, Error: res.err, Redelivery: r.Redeliv,
+	}
+	raw, err := encodeRecord(a)
+	if err != nil {
+		return err
+	}
+	if err := w.attempts.Put(attemptKey(res.key, r.AttemptCount), raw); err != nil {
+		return err
+	}
+	r.Redeliv = false
+	r.LastAttemptAt = timePtr(res.start)
+	r.LastStatus, r.LastError = res.status, res.err
+	w.touch(res.key, r)
+	switch {
+	case res.status >= 200 && res.status <= 299:
+		return w.finish(res.key, r, StatusDelivered, "")
+	case res.status == http.StatusGone:
+		if err := w.setDisabled(r.MerchantID, r.URL, disabledTarget{At: w.now, DeliveryID: r.ID}); err != nil {
+			return err
+		}
+		return w.finish(res.key, r, StatusFailed, ReasonTargetDisabled)
+	case res.disabled:
+		return w.finish(res.key, r, StatusFailed, ReasonTargetDisabled)
+	case res.refused:
+		return w.finish(res.key, r, StatusFailed, ReasonTargetRefused)
+	case r.Round >= d.cfg.MaxAttempts:
+		return w.finish(res.key, r, StatusFailed, ReasonGaveUp)
+	}
+	wait := d.cfg.jittered(d.cfg.Backoff(r.Round))
+	if ra := min(res.retryAfter, d.cfg.MaxRetryAfter); ra > wait {
+		wait = ra
+	}
+	next := w.now.Add(wait)
+	if r.Due != 0 {
+		return w.setDue(res.key, r, next)
+	}
+	r.NextAttemptAt = timePtr(next) // waits behind an earlier delivery
+	return nil
+}
+
+// Stats are counters since Open, for metrics.
+type Stats struct {
+	Checkpoint uint64 // last event sequence ingested
+	Attempts   uint64 // attempts made (not counting fast failures of disabled targets)
+	Delivered  uint64
+	Failed     uint64
+	InFlight   int // attempts under way (running only)
+	Due        int // deliveries scheduled or waiting for a host slot (running only)
+}
+
+type stats struct {
+	attempts, delivered, failed atomic.Uint64
+}
+
+func (s *stats) count(r *result) {
+	if r.noop || r.dropped {
+		return
+	}
+	if !r.disabled && !r.refused {
+		s.attempts.Add(1)
+	}
+	switch r.outcome {
+	case StatusDelivered:
+		s.delivered.Add(1)
+	case StatusFailed:
+		s.failed.Add(1)
+	}
+}
+
+// Stats returns the dispatcher's counters.
+func (d *Dispatcher) Stats() Stats {
+	st := Stats{
+		Checkpoint: d.checkpoint.Load(),
+		Attempts:   d.stats.attempts.Load(),
+		Delivered:  d.stats.delivered.Load(),
+		Failed:     d.stats.failed.Load(),
+	}
+	d.schedMu.Lock()
+	s := d.sched
+	d.schedMu.Unlock()
+	if s != nil {
+		st.InFlight, st.Due = s.counts()
+	}
+	return st
+}

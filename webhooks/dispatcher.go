@@ -1,0 +1,249 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
+)
+
+// FileName is the dispatcher's database in a data directory.
+const FileName = "webhooks.db"
+
+// Dispatcher records, signs, attempts and retries webhook deliveries, and
+// answers merchants' questions about them. Open it, Run it with a Source,
+// Close it. Its merchant operations work whether or not it is running.
+type Dispatcher struct {
+	cfg    Config
+	db     *bbolt.DB
+	proj   projections.Projector
+	client *http.Client
+
+	// writeMu orders write transactions with the schedule changes they
+	// imply, so memory follows the commits in their order.
+	writeMu    sync.Mutex
+	checkpoint atomic.Uint64
+	start      uint64 // the first sequence a source must send
+
+	running atomic.Bool
+	schedMu sync.Mutex
+	sched   *scheduler // nil unless running
+
+	signersMu sync.Mutex
+	signers   map[string]*signer
+
+	disabledMu sync.RWMutex
+	disabled   map[string]bool // merchant 0 url
+
+	stats stats
+}
+
+// Open opens (or creates) the dispatcher's database at path.
+//
+// Errors: ErrConfig; ErrUnsupportedVersion or ErrCorrupt for a database
+// this build cannot read; projections.ErrUnsupportedVersion; bbolt's (a
+// timeout when another process holds the file).
+func Open(path string, cfg Config) (*Dispatcher, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:         cfg.OpenTimeout,
+		FreelistType:    bbolt.FreelistMapType,
+		InitialMmapSize: 64 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open webhooks %s: %w", path, err)
+	}
+	d := &Dispatcher{
+		cfg: cfg, db: db, client: newClient(cfg),
+		signers:  make(map[string]*signer),
+		disabled: make(map[string]bool),
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		cp, err := initBuckets(tx)
+		if err != nil {
+			return err
+		}
+		projected, err := d.proj.Init(tx)
+		if err != nil {
+			return fmt.Errorf("views: %w", err)
+		}
+		if projected > cp {
+			return fmt.Errorf("%w: views at %d are ahead of the checkpoint %d", ErrCorrupt, projected, cp)
+		}
+		d.checkpoint.Store(cp)
+		d.start = projected + 1
+		return tx.Bucket(bDisabled).ForEach(func(k, _ []byte) error {
+			d.disabled[string(k)] = true
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open webhooks %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Close closes the database. Run must have returned.
+func (d *Dispatcher) Close() error {
+	if d.running.Load() {
+		return ErrRunning
+	}
+	return d.db.Close()
+}
+
+// Checkpoint is the last event sequence whose deliveries are recorded.
+func (d *Dispatcher) Checkpoint() uint64 { return d.checkpoint.Load() }
+
+// DB is the dispatcher's database, for inspection (payledger replay).
+func (d *Dispatcher) DB() *bbolt.DB { return d.db }
+
+// Ingest records the deliveries of committed events, in one transaction
+// with the checkpoint. Events at or below the checkpoint are skipped, so a
+// source may pass an event again. Sources call it; Run wires one up.
+//
+// Errors: ErrSequenceGap (an event past checkpoint+1), the projector's
+// (projections.ErrInconsistent and the like), bbolt's.
+func (d *Dispatcher) Ingest(events []ledger.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	var (
+		res ingestResult
+		w   *wtx
+	)
+	err := d.db.Update(func(tx *bbolt.Tx) error {
+		w = newWtx(tx, &d.cfg, time.Now())
+		var err error
+		res, err = d.ingestTx(w, events)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	d.checkpoint.Store(res.checkpoint)
+	if len(res.merchants) > 0 {
+		d.signersMu.Lock()
+		for m := range res.merchants {
+			delete(d.signers, m)
+		}
+		d.signersMu.Unlock()
+	}
+	d.afterCommit(w, nil)
+	return nil
+}
+
+// afterCommit applies a committed transaction's changes to memory: the
+// disabled targets and the schedule. done are the keys whose attempts the
+// transaction recorded.
+func (d *Dispatcher) afterCommit(w *wtx, done []dkey) {
+	if len(w.disabled) > 0 {
+		d.disabledMu.Lock()
+		for k, on := range w.disabled {
+			if on {
+				d.disabled[k] = true
+			} else {
+				delete(d.disabled, k)
+			}
+		}
+		d.disabledMu.Unlock()
+	}
+	d.schedMu.Lock()
+	s := d.sched
+	d.schedMu.Unlock()
+	if s != nil {
+		s.apply(w.ops, done)
+	}
+}
+
+func (d *Dispatcher) isDisabled(merchant, url string) bool {
+	d.disabledMu.RLock()
+	defer d.disabledMu.RUnlock()
+	return d.disabled[disabledKey(merchant, url)]
+}
+
+// Run follows src from the dispatcher's checkpoint, records deliveries and
+// attempts them, until ctx ends or src fails. On return no attempt is in
+// flight; deliveries whose attempt was cut short stay pending and are
+// attempted again by the next Run.
+//
+// Errors: ErrRunning; the source's or Ingest's error. nil when ctx ends.
+func (d *Dispatcher) Run(ctx context.Context, src Source) error {
+	if !d.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer d.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	results := make(chan result, 4096)
+	var attempts sync.WaitGroup
+	s := newScheduler(d.cfg.Concurrency, d.cfg.PerHostConcurrency, func(e *entry) {
+		attempts.Add(1)
+		go func() {
+			defer attempts.Done()
+			res := d.attempt(ctx, e.key)
+			res.host = e.host
+			d.schedMu.Lock()
+			sc := d.sched
+			d.schedMu.Unlock()
+			if sc != nil {
+				sc.done(e.host)
+			}
+			if res.dropped {
+				return
+			}
+			results <- res
+		}()
+	})
+	// Install the scheduler and load the due index under writeMu, so no
+	// commit falls between the load and the installation.
+	d.writeMu.Lock()
+	err := d.db.View(func(tx *bbolt.Tx) error { return s.load(tx) })
+	if err == nil {
+		d.schedMu.Lock()
+		d.sched = s
+		d.schedMu.Unlock()
+	}
+	d.writeMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("load schedule: %w", err)
+	}
+
+	var schedWG, writerWG sync.WaitGroup
+	schedWG.Add(1)
+	go func() { defer schedWG.Done(); s.run(ctx) }()
+	writerWG.Add(1)
+	go func() { defer writerWG.Done(); d.writeResults(results) }()
+
+	from := min(d.start, d.checkpoint.Load()+1)
+	err = src.Follow(ctx, from, d.Ingest)
+	// Stop launching, let attempts see the cancellation, record what
+	// finished, then detach the scheduler.
+	cancel()
+	s.stop()
+	schedWG.Wait()
+	attempts.Wait()
+	close(results)
+	writerWG.Wait()
+	d.schedMu.Lock()
+	d.sched = nil
+	d.schedMu.Unlock()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}

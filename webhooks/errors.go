@@ -1,0 +1,55 @@
+package webhooks
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrNotFound means no such delivery, or one of another merchant.
+	ErrNotFound = errors.New("webhooks: delivery not found")
+	// ErrInvalidQuery means a list or redelivery request with a bad
+	// parameter (an unknown status, a zero time).
+	ErrInvalidQuery = errors.New("webhooks: invalid query")
+	// ErrConfig means a Config that cannot work (no signing keys).
+	ErrConfig = errors.New("webhooks: invalid config")
+	// ErrClosed means the dispatcher has been closed.
+	ErrClosed = errors.New("webhooks: dispatcher closed")
+	// ErrRunning means Run was called while the dispatcher was already running.
+	ErrRunning = errors.New("webhooks: dispatcher already running")
+	// ErrSequenceGap means a source passed an event that does not follow
+	// the dispatcher's checkpoint: events were skipped.
+	ErrSequenceGap = errors.New("webhooks: sequence gap")
+	// ErrCorrupt means a stored record of webhooks.db does not decode.
+	ErrCorrupt = errors.New("webhooks: corrupt record")
+	// ErrUnsupportedVersion means webhooks.db was written by a newer format.
+	ErrUnsupportedVersion = errors.New("webhooks: unsupported format version")
+	// ErrRefused means a target the SSRF policy refuses: plain http, or an
+	// address that is loopback, private, link-local, CGNAT, multicast,
+	// unspecified or otherwise not public (without Config.AllowPrivate).
+	ErrRefused = errors.New("webhooks: target refused")
+
+	// ErrMissingHeader means a webhook without webhook-id,
+	// webhook-timestamp or webhook-signature.
+	ErrMissingHeader = errors.New("webhooks: missing signature header")
+	// ErrTimestamp means a webhook-timestamp that does not parse or lies
+	// outside the tolerance (a replay, or a badly set clock).
+	ErrTimestamp = errors.New("webhooks: timestamp outside tolerance")
+	// ErrSignature means no signature of the webhook matches the secret.
+	ErrSignature = errors.New("webhooks: no matching signature")
+	// ErrSecret means a signing secret that is not "whsec_" and base64.
+	ErrSecret = errors.New("webhooks: malformed signing secret")
+)
+
+// RefusedError says which target was refused and why.
+type RefusedError struct {
+	Target string // a URL or an address
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("webhooks: target %s refused: %s", e.Target, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrRefused) true.
+func (e *RefusedError) Unwrap() error { return ErrRefused }

@@ -1,0 +1,74 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/stream"
+)
+
+// DefaultDurable is the durable consumer name of FromStream.
+const DefaultDurable = "payledger-webhooks"
+
+// FromStream follows the JetStream event stream through a durable
+// consumer (cfg.Durable, default "payledger-webhooks"; Batch default 1024),
+// so a webhook worker can run in its own process against an external NATS
+// cluster. The dispatcher's checkpoint is the truth: a new consumer starts
+// after it; events the consumer hands again are skipped; and a consumer
+// ahead of the checkpoint (its webhooks.db replaced, say) is recreated at
+// the checkpoint rather than skip events.
+func FromStream(conn *stream.Conn, cfg stream.ConsumerConfig) Source {
+	if cfg.Durable == "" {
+		cfg.Durable = DefaultDurable
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultMaxBatch
+	}
+	return &streamSource{conn: conn, cfg: cfg}
+}
+
+type streamSource struct {
+	conn *stream.Conn
+	cfg  stream.ConsumerConfig
+}
+
+func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]ledger.Event) error) error {
+	next := max(from, 1)
+	for {
+		cfg := s.cfg
+		cfg.StartSeq = next
+		c, err := stream.NewConsumer(ctx, s.conn, cfg)
+		if err != nil {
+			return err
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		var gap error
+		err = c.RunBatch(rctx, func(_ context.Context, events []ledger.Event) error {
+			err := ingest(events)
+			switch {
+			case err == nil:
+				next = events[len(events)-1].Seq + 1
+			case errors.Is(err, ErrSequenceGap):
+				gap = err
+				cancel()
+			}
+			return err
+		})
+		cancel()
+		if err != nil {
+			return err
+		}
+		if gap == nil {
+			return ctx.Err()
+		}
+		// The consumer is past the checkpoint: start it again from there.
+		s.conn.Config().Logger.Warn("webhooks consumer ahead of the checkpoint; recreating it", "durable", cfg.Durable, "from", next, "err", gap)
+		if err := s.conn.JetStream().DeleteConsumer(ctx, s.conn.Config().Stream, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("recreate consumer %s: %w", cfg.Durable, err)
+		}
+	}
+}

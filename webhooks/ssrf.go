@@ -1,0 +1,135 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"syscall"
+	"time"
+)
+
+// nonPublic are the prefixes, besides what netip's predicates name, that a
+// webhook must never reach: they are not the public internet.
+var nonPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and broadcast
+	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64: an IPv4 address in disguise
+	netip.MustParsePrefix("64:ff9b:1::/48"),  // local NAT64
+	netip.MustParsePrefix("100::/64"),        // discard
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+	netip.MustParsePrefix("2002::/16"),       // 6to4: an IPv4 address in disguise
+	netip.MustParsePrefix("fec0::/10"),       // site-local (deprecated)
+}
+
+// CheckAddr returns nil for a public unicast address and a *RefusedError
+// (ErrRefused) for loopback, private, link-local, CGNAT, multicast,
+// unspecified and the other non-public ranges.
+func CheckAddr(a netip.Addr) error {
+	a = a.Unmap()
+	reason := ""
+	switch {
+	case !a.IsValid():
+		reason = "not an IP address"
+	case a.IsUnspecified():
+		reason = "unspecified address"
+	case a.IsLoopback():
+		reason = "loopback address"
+	case a.IsPrivate():
+		reason = "private address"
+	case a.IsLinkLocalUnicast():
+		reason = "link-local address"
+	case a.IsMulticast(), a.IsLinkLocalMulticast(), a.IsInterfaceLocalMulticast():
+		reason = "multicast address"
+	}
+	if reason == "" {
+		for _, p := range nonPublic {
+			if p.Contains(a) {
+				reason = "non-public address (" + p.String() + ")"
+				break
+			}
+		}
+	}
+	if reason == "" {
+		return nil
+	}
+	return &RefusedError{Target: a.String(), Reason: reason}
+}
+
+// dialControl refuses, at connect time, any address CheckAddr refuses:
+// after name resolution, for every connection, redirects included, so DNS
+// rebinding cannot slip a private address past a check made earlier.
+func dialControl(_ context.Context, network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return &RefusedError{Target: address, Reason: "unparsable address"}
+	}
+	return CheckAddr(ap.Addr())
+}
+
+// checkScheme refuses anything but https (and http with allowPrivate).
+func checkScheme(u *url.URL, allowPrivate bool) error {
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if allowPrivate {
+			return nil
+		}
+		return &RefusedError{Target: u.Redacted(), Reason: "plain http (https required)"}
+	default:
+		return &RefusedError{Target: u.Redacted(), Reason: "scheme " + u.Scheme}
+	}
+}
+
+// newClient is the HTTP client of attempts: no proxy (a proxy would make
+// the dial check see the proxy's address, not the target's), the dial
+// check unless AllowPrivate, and redirects limited and re-checked.
+func newClient(cfg Config) *http.Client {
+	if cfg.AllowPrivate {
+		return newClientControl(cfg, nil)
+	}
+	return newClientControl(cfg, dialControl)
+}
+
+func newClientControl(cfg Config, control func(ctx context.Context, network, address string, c syscall.RawConn) error) *http.Client {
+	dialer := &net.Dialer{Timeout: cfg.AttemptTimeout, KeepAlive: 30 * time.Second, ControlContext: control}
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       cfg.TLSConfig,
+		TLSHandshakeTimeout:   cfg.AttemptTimeout,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          cfg.Concurrency * 2,
+		MaxIdleConnsPerHost:   cfg.PerHostConcurrency,
+		MaxConnsPerHost:       cfg.PerHostConcurrency * 2,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: cfg.AttemptTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &http.Client{
+		Transport: tr,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) > cfg.MaxRedirects {
+				return fmt.Errorf("%w: more than %d redirects", errRedirect, cfg.MaxRedirects)
+			}
+			if req.Method != via[0].Method {
+				// 301, 302 and 303 turn a POST into a bodiless GET: the
+				// receiver would see no webhook and answer 2xx.
+				return fmt.Errorf("%w: %d would change %s into %s (use 307 or 308)", errRedirect, req.Response.StatusCode, via[0].Method, req.Method)
+			}
+			return checkScheme(req.URL, cfg.AllowPrivate)
+		},
+	}
+}
+
+var errRedirect = errors.New("redirect not followed")
