@@ -1,0 +1,285 @@
+package pages_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/payledger/payledger/commands"
+)
+
+// The browser tests drive the pages in headless Chromium: the customer's
+// whole journey, JavaScript included, against the real handler.
+
+var screenshotDir = flag.String("pages.screenshots", "",
+	"write phone-size (390x844) screenshots of each page to this directory (a development aid)")
+
+const chromiumMissing = "headless Chromium not found: install it with `apt-get install chromium` (Debian) or set PAYLEDGER_CHROMIUM"
+
+// chromium finds the browser: $PAYLEDGER_CHROMIUM, else Debian's
+// /usr/bin/chromium. Without one the test skips, except on CI (CI=true),
+// where a missing browser is a failure.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("PAYLEDGER_CHROMIUM"); p != "" {
+		exe, err := exec.LookPath(p)
+		if err != nil {
+			t.Fatalf("PAYLEDGER_CHROMIUM=%s: %v", p, err)
+		}
+		return exe
+	}
+	if st, err := os.Stat("/usr/bin/chromium"); err == nil && !st.IsDir() {
+		return "/usr/bin/chromium"
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(chromiumMissing)
+	}
+	t.Skip(chromiumMissing)
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile at a phone's
+// viewport and returns its context, bounded by a deadline for the test's
+// steps. The browser stops when the test ends.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	exe := chromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox, // tests may run as root
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		// The test server's certificate is httptest's own.
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(390, 844),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() {
+		chromedp.Cancel(ctx) // closes the browser and waits for it
+		cancel()
+		cancelAlloc()
+	})
+	// The first action starts the browser: no deadline on it (see chromedp.Run).
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2))); err != nil {
+		t.Fatalf("start %s: %v", exe, err)
+	}
+	tctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(tcancel)
+	return tctx
+}
+
+// screenshot saves the page when -pages.screenshots is set.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if *screenshotDir == "" {
+		return
+	}
+	b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(*screenshotDir, name+".png"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shopServer serves the pages and a pretend shop (success and fail pages,
+// a logo) on one TLS server, as payledger and a merchant would be.
+func shopServer(t *testing.T, e *env) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/pay/", e.h)
+	mux.Handle("/w/", e.h)
+	shopPage := func(id, text string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, `<!doctype html><html lang="en"><title>Shop</title><h1 id=%q>%s</h1></html>`, id, text)
+		}
+	}
+	mux.Handle("/shop/success", shopPage("shop-success", "Thank you for your order"))
+	mux.Handle("/shop/fail", shopPage("shop-fail", "Payment failed"))
+	mux.Handle("/shop/back", shopPage("shop-back", "The shop"))
+	logo := logoPNG(t)
+	mux.HandleFunc("/shop/logo.png", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(logo)
+	})
+	srv := httptest.NewTLSServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// logoPNG is a 100x24 logo, the size seed 000 recommends.
+func logoPNG(t *testing.T) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, 100, 24))
+	for x := 0; x < 100; x++ {
+		for y := 0; y < 24; y++ {
+			c := color.RGBA{0x17, 0x46, 0xc0, 0xff}
+			if (x/12+y/12)%2 == 1 {
+				c = color.RGBA{0xf5, 0x9e, 0x0b, 0xff}
+			}
+			img.Set(x, y, c)
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func text(t *testing.T, ctx context.Context, css string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", css, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// TestBrowserPaymentFlow: open the payment link, pick a method, see the
+// details, say "I have paid"; the operator processes the payment; the page
+// shows success without a reload and sends the customer to success_url.
+func TestBrowserPaymentFlow(t *testing.T) {
+	e := newRealtimeEnv(t)
+	srv := shopServer(t, e)
+	ctx := browser(t)
+	inv := e.invoice(invoiceOpts{amount: "15000", currency: "XOF",
+		success: srv.URL + "/shop/success", fail: srv.URL + "/shop/fail"})
+
+	do(t, ctx, "open the payment link",
+		chromedp.Navigate(srv.URL+"/pay/"+inv.InvoiceID),
+		chromedp.WaitVisible(chromedp.CSS(`input[value="orange_money-ci.xof"]`)))
+	if got := text(t, ctx, "h1 .amount"); got != "15000 XOF" {
+		t.Errorf("amount %q", got)
+	}
+	// The countdown runs: 20 minutes, minus the seconds the test took.
+	if got := text(t, ctx, "#countdown"); !regexp.MustCompile(`^(20:00|19:[0-5]\d)$`).MatchString(got) {
+		t.Errorf("countdown %q", got)
+	}
+	screenshot(t, ctx, "pay-choose")
+
+	do(t, ctx, "pick a method",
+		chromedp.Click(chromedp.CSS(`input[value="orange_money-ci.xof"]`)),
+		chromedp.Click(chromedp.CSS(`#pay form button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#details`)))
+	ps := e.payments(inv.InvoiceID)
+	if len(ps) != 1 {
+		t.Fatalf("%d payments, want 1", len(ps))
+	}
+	p := ps[0]
+	if got := text(t, ctx, "#account-number"); got != p.Extra.AccountNumber {
+		t.Errorf("account number on the page %q, want %q", got, p.Extra.AccountNumber)
+	}
+	if got := text(t, ctx, "#account-name"); got != p.Extra.AccountName {
+		t.Errorf("account name %q, want %q", got, p.Extra.AccountName)
+	}
+	if got := text(t, ctx, "#pay-amount"); got != "15000 XOF" {
+		t.Errorf("amount to pay %q", got)
+	}
+	screenshot(t, ctx, "pay-details")
+
+	do(t, ctx, "say I have paid",
+		chromedp.Click(chromedp.CSS(`#confirm`)),
+		chromedp.WaitVisible(chromedp.CSS(`#status.status-confirmed`)))
+	// A mark on this document: it survives only if the page never reloads.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.sameDocument = true`)); err != nil {
+		t.Fatal(err)
+	}
+
+	e.process(p) // the operator: the sandbox gateway received the money
+
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`window.sameDocument === true && document.querySelector("#status.status-success") !== null`,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("success without a reload: %v", err)
+	}
+	if got := text(t, ctx, "#status"); !strings.HasPrefix(got, "Payment received. Thank you!") {
+		t.Errorf("status %q", got)
+	}
+	screenshot(t, ctx, "pay-success")
+
+	do(t, ctx, "land on success_url", chromedp.WaitVisible(chromedp.CSS(`#shop-success`)))
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || loc != srv.URL+"/shop/success" {
+		t.Errorf("location %q (%v), want success_url", loc, err)
+	}
+}
+
+// TestBrowserWidgetFlow: open the widget page, pick a method, enter an
+// amount, land on the payment page with the details.
+func TestBrowserWidgetFlow(t *testing.T) {
+	e := newRealtimeEnv(t)
+	srv := shopServer(t, e)
+	ctx := browser(t)
+	w := e.widget(commands.CreateWidget{Kind: commands.WidgetUnlimited, Description: "Donations to the shelter",
+		LogoURL: srv.URL + "/shop/logo.png", ReturnURL: srv.URL + "/shop/back", SupportURL: srv.URL + "/shop/back"})
+
+	do(t, ctx, "open the widget",
+		chromedp.Navigate(srv.URL+"/w/"+w.WidgetID),
+		chromedp.WaitVisible(chromedp.CSS(`#method`)))
+	// The merchant's logo loads (CSP allows https images).
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector(".logo img").naturalWidth === 100`,
+		chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Errorf("logo not loaded: %v", err)
+	}
+	screenshot(t, ctx, "widget")
+
+	do(t, ctx, "pick a method",
+		chromedp.SetValue(chromedp.CSS(`#method`), "visamaster.uah"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.getElementById("method").dispatchEvent(new Event("change"))`)(ctx, tg)
+			return err
+		}))
+	if got := text(t, ctx, "#amount-currency"); got != "UAH" {
+		t.Errorf("currency beside the amount %q, want UAH", got)
+	}
+	do(t, ctx, "enter an amount and continue",
+		chromedp.SendKeys(chromedp.CSS(`#amount`), "250.50"),
+		chromedp.Click(chromedp.CSS(`#widget button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#details`)))
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	m := regexp.MustCompile(`/pay/([0-9a-f-]{36})#details$`).FindStringSubmatch(loc)
+	if err != nil || m == nil {
+		t.Fatalf("location %q (%v), want the payment page", loc, err)
+	}
+	if got := text(t, ctx, "h1 .amount"); got != "250.50 UAH" {
+		t.Errorf("amount %q", got)
+	}
+	p := e.payments(m[1])
+	if len(p) != 1 || text(t, ctx, "#account-number") != p[0].Extra.AccountNumber {
+		t.Errorf("payments %+v, page shows %q", p, text(t, ctx, "#account-number"))
+	}
+
+	if *screenshotDir != "" {
+		do(t, ctx, "open a wrong link", chromedp.Navigate(srv.URL+"/pay/no-such-invoice"), chromedp.WaitVisible(chromedp.CSS("h1")))
+		screenshot(t, ctx, "not-found")
+	}
+}

@@ -1,0 +1,277 @@
+// Package pages serves payledger's hosted pages: the payment page a
+// customer reaches by an invoice's payment_link, and the payment widget page.
+// Both are server-rendered with html/template and work without JavaScript; a
+// small embedded script adds the live status, the countdown and the redirect
+// back to the merchant. The invoice or widget id in the URL is the only
+// capability a page needs: there are no customer accounts.
+package pages
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/projections"
+)
+
+// Config configures the hosted pages. Service and Views are required; every
+// other zero field means its default.
+type Config struct {
+	// Service executes the customers' commands (payments, confirmations,
+	// widget invoices).
+	Service *commands.Service
+	// Views reads invoices, payments, widgets, merchants and rates. Pages
+	// rely on read-your-writes: a command's result is visible to the next read.
+	Views *projections.Views
+	// Now is the clock commands and expiry checks read. Default time.Now.
+	Now func() time.Time
+	// Logger receives one line per failure the customer sees as a 500.
+	// Default slog.Default().
+	Logger *slog.Logger
+	// CSRFKey signs the forms' anti-forgery tokens. Nodes behind one load
+	// balancer must share it. Default: a random key made by New, so forms
+	// rendered before a restart are refused once (the customer reloads).
+	CSRFKey []byte
+	// RedirectDelay is how long the payment page shows the final status
+	// before it sends the customer to success_url or fail_url. Default 3s.
+	RedirectDelay time.Duration
+}
+
+// Paths the handler serves. The surrounding router sends every path under
+// these prefixes to the handler.
+const (
+	PayPrefix    = "/pay/"
+	WidgetPrefix = "/w/"
+	// StaticPrefix serves the embedded CSS and JavaScript, under a content
+	// hash so that they can be cached for good.
+	StaticPrefix = "/pay/static/"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// handler is the hosted pages' http.Handler.
+type handler struct {
+	svc           *commands.Service
+	views         *projections.Views
+	now           func() time.Time
+	log           *slog.Logger
+	csrf          csrf
+	redirectDelay time.Duration
+	mux           *http.ServeMux
+	tmpl          map[string]*template.Template
+	static        map[string]staticFile
+	staticVersion string
+	// locks serialise the commands on one invoice, so that a double click on
+	// "Continue" makes one payment, not two. Striped: bounded memory, and
+	// rare false sharing costs only a short wait.
+	locks [64]sync.Mutex
+}
+
+type staticFile struct {
+	body        []byte
+	contentType string
+}
+
+// New returns the handler of the hosted pages:
+//
+//	GET  /pay/{invoice_id}          the payment page
+//	POST /pay/{invoice_id}/method   choose a method: creates the payment
+//	POST /pay/{invoice_id}/confirm  "I have paid": the payment becomes CONFIRMED
+//	POST /pay/{invoice_id}/cancel   "Choose another method": the payment becomes CANCELLED
+//	GET  /pay/{invoice_id}/status   the page's status as JSON, polled by its script
+//	GET  /w/{widget_id}             the widget page
+//	POST /w/{widget_id}             create an invoice from the widget, then 303 to its page
+//	GET  /pay/static/{version}/{file}  embedded CSS and JavaScript
+//
+// Errors: ErrConfig when Service or Views is missing, or the templates do
+// not parse (a build defect).
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Service == nil || cfg.Views == nil {
+		return nil, fmt.Errorf("%w: Service and Views are required", ErrConfig)
+	}
+	h := &handler{
+		svc:           cfg.Service,
+		views:         cfg.Views,
+		now:           cfg.Now,
+		log:           cfg.Logger,
+		redirectDelay: cfg.RedirectDelay,
+		mux:           http.NewServeMux(),
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.redirectDelay <= 0 {
+		h.redirectDelay = 3 * time.Second
+	}
+	key := cfg.CSRFKey
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("pages: csrf key: %w", err)
+		}
+	}
+	h.csrf = csrf{key: bytes.Clone(key)}
+	if err := h.loadStatic(); err != nil {
+		return nil, err
+	}
+	if err := h.parseTemplates(); err != nil {
+		return nil, err
+	}
+	h.routes()
+	return h, nil
+}
+
+func (h *handler) routes() {
+	h.route("/pay/{invoice_id}", map[string]http.HandlerFunc{http.MethodGet: h.payPage})
+	h.route("/pay/{invoice_id}/method", map[string]http.HandlerFunc{http.MethodPost: h.payMethod})
+	h.route("/pay/{invoice_id}/confirm", map[string]http.HandlerFunc{http.MethodPost: h.payConfirm})
+	h.route("/pay/{invoice_id}/cancel", map[string]http.HandlerFunc{http.MethodPost: h.payCancel})
+	h.route("/pay/{invoice_id}/status", map[string]http.HandlerFunc{http.MethodGet: h.payStatus})
+	h.route("/w/{widget_id}", map[string]http.HandlerFunc{http.MethodGet: h.widgetPage, http.MethodPost: h.widgetCreate})
+	// Four segments, so that it cannot collide with /pay/{invoice_id}/status.
+	h.route("/pay/static/{version}/{file}", map[string]http.HandlerFunc{http.MethodGet: h.serveStatic})
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { h.notFound(w, r) })
+}
+
+// route registers a path for some methods and a 405 with Allow for the others.
+func (h *handler) route(pattern string, byMethod map[string]http.HandlerFunc) {
+	var allow []string
+	for method, fn := range byMethod {
+		h.mux.HandleFunc(method+" "+pattern, fn)
+		allow = append(allow, method)
+		if method == http.MethodGet {
+			allow = append(allow, http.MethodHead)
+		}
+	}
+	slices.Sort(allow)
+	allowed := strings.Join(allow, ", ")
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allowed)
+		h.renderMessage(w, r, http.StatusMethodNotAllowed, "Not allowed",
+			"This address does not accept that kind of request.")
+	})
+}
+
+// ServeHTTP sets the headers every response carries, then routes.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	// No inline script or style: everything comes from /pay/static. Logos
+	// are merchants' https images.
+	hd.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' https:; "+
+		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	// The invoice id in the URL is a capability: never send it to the
+	// merchant's logo host or to the success page.
+	hd.Set("Referrer-Policy", "no-referrer")
+	h.mux.ServeHTTP(w, r)
+}
+
+// requestID is the request id of SPEC §4: the X-Request-Id the surrounding
+// middleware put on the response, else the client's, else a new one.
+func requestID(w http.ResponseWriter, r *http.Request) string {
+	if id := w.Header().Get("X-Request-Id"); id != "" {
+		return id
+	}
+	id := r.Header.Get("X-Request-Id")
+	if !plausibleRequestID(id) {
+		id = ulid.Make().String()
+	}
+	w.Header().Set("X-Request-Id", id)
+	return id
+}
+
+// plausibleRequestID accepts a client's request id of 1 to 64 safe characters.
+func plausibleRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || strings.ContainsRune("-_.:", c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// meta is a command's metadata for a request.
+func (h *handler) meta(w http.ResponseWriter, r *http.Request) commands.Meta {
+	return commands.Meta{CommandID: ulid.Make(), Time: h.now().UTC(), Correlation: requestID(w, r)}
+}
+
+// lock serialises commands on one aggregate id.
+func (h *handler) lock(id string) func() {
+	sum := sha256.Sum256([]byte(id))
+	m := &h.locks[int(sum[0])%len(h.locks)]
+	m.Lock()
+	return m.Unlock
+}
+
+func (h *handler) loadStatic() error {
+	h.static = map[string]staticFile{}
+	sum := sha256.New()
+	err := fs.WalkDir(staticFS, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := staticFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		ct := "application/octet-stream"
+		switch path.Ext(p) {
+		case ".css":
+			ct = "text/css; charset=utf-8"
+		case ".js":
+			ct = "text/javascript; charset=utf-8"
+		}
+		name := path.Base(p)
+		h.static[name] = staticFile{body: b, contentType: ct}
+		sum.Write([]byte(name))
+		sum.Write(b)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: static files: %v", ErrConfig, err)
+	}
+	h.staticVersion = hex.EncodeToString(sum.Sum(nil))[:12]
+	return nil
+}
+
+func (h *handler) serveStatic(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.static[r.PathValue("file")]
+	if !ok {
+		h.notFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", f.contentType)
+	if r.PathValue("version") == h.staticVersion {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		// A page from before a deploy: serve the current file, briefly cached.
+		w.Header().Set("Cache-Control", "public, max-age=60")
+	}
+	w.Write(f.body)
+}

@@ -1,0 +1,569 @@
+package pages_test
+
+import (
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/http/pages"
+	"github.com/payledger/payledger/ledger"
+)
+
+// client is a customer's browser without JavaScript: it keeps cookies and
+// shows redirects instead of following them.
+type client struct {
+	t   *testing.T
+	srv *httptest.Server
+	c   *http.Client
+}
+
+func (e *env) client() *client {
+	srv := httptest.NewServer(e.h)
+	e.t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	return &client{t: e.t, srv: srv, c: &http.Client{Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// response is a finished response with its body read.
+type response struct {
+	*http.Response
+	body string
+}
+
+func (c *client) do(method, path string, form url.Values) response {
+	c.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, c.srv.URL+path, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	res, err := c.c.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return response{res, string(b)}
+}
+
+func (c *client) get(path string) response { return c.do(http.MethodGet, path, nil) }
+
+func (c *client) post(path string, form url.Values) response {
+	return c.do(http.MethodPost, path, form)
+}
+
+// status reads the page's status JSON.
+func (c *client) status(invoiceID string) map[string]any {
+	c.t.Helper()
+	res := c.get("/pay/" + invoiceID + "/status")
+	if res.StatusCode != http.StatusOK {
+		c.t.Fatalf("status: %d %s", res.StatusCode, res.body)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(res.body), &m); err != nil {
+		c.t.Fatal(err)
+	}
+	return m
+}
+
+func wantStatus(t *testing.T, res response, code int) {
+	t.Helper()
+	if res.StatusCode != code {
+		t.Fatalf("%s %s: status %d, want %d\n%s", res.Request.Method, res.Request.URL.Path, res.StatusCode, code, res.body)
+	}
+}
+
+func wantContains(t *testing.T, res response, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(res.body, p) {
+			t.Errorf("%s %s: body lacks %q\n%s", res.Request.Method, res.Request.URL.Path, p, res.body)
+		}
+	}
+}
+
+func wantLacks(t *testing.T, res response, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if strings.Contains(res.body, p) {
+			t.Errorf("%s %s: body has %q", res.Request.Method, res.Request.URL.Path, p)
+		}
+	}
+}
+
+// esc is text as html/template writes it.
+func esc(s string) string {
+	return strings.ReplaceAll(template.HTMLEscapeString(s), "+", "&#43;")
+}
+
+func wantRedirect(t *testing.T, res response, to string) {
+	t.Helper()
+	wantStatus(t, res, http.StatusSeeOther)
+	if got := res.Header.Get("Location"); got != to {
+		t.Fatalf("Location %q, want %q", got, to)
+	}
+}
+
+// unchanged fails the test if the log grew since head.
+func (e *env) unchanged(head ledger.Head) {
+	e.t.Helper()
+	if got := e.store.Head(); got != head {
+		e.t.Errorf("log head moved from %+v to %+v: a refused request appended", head, got)
+	}
+}
+
+// chooseMethod opens the payment page and posts a method; it returns the
+// page's token.
+func (c *client) chooseMethod(invoiceID, method string) string {
+	c.t.Helper()
+	page := c.get("/pay/" + invoiceID)
+	wantStatus(c.t, page, http.StatusOK)
+	tok := formToken(c.t, page.body)
+	res := c.post("/pay/"+invoiceID+"/method", url.Values{"csrf_token": {tok}, "method": {method}})
+	wantRedirect(c.t, res, "/pay/"+invoiceID+"#details")
+	return tok
+}
+
+func TestNewRequiresServiceAndViews(t *testing.T) {
+	if _, err := pages.New(pages.Config{}); !errors.Is(err, pages.ErrConfig) {
+		t.Fatalf("New(zero Config) = %v, want ErrConfig", err)
+	}
+}
+
+func TestPayPageShowsInvoiceAndMethods(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{amount: "1500", currency: "XOF"})
+	c := e.client()
+	res := c.get("/pay/" + inv.InvoiceID)
+	wantStatus(t, res, http.StatusOK)
+	wantContains(t, res,
+		`<html lang="en">`, `name="viewport"`, `<main id="main"`,
+		"Demo Shop", "1500 XOF", "Payment for Premium subscription",
+		`role="status" aria-live="polite"`, `role="timer"`, "20:00",
+		`<legend>Choose a payment method</legend>`,
+		`value="orange_money-ci.xof"`, "Orange Money, XOF CI", `value="wave-senegal.xof"`,
+		`name="csrf_token"`, `/pay/static/`, `pay.js`)
+	wantLacks(t, res, "visamaster.uah", "<script>") // methods of other currencies; inline script
+	h := res.Header
+	for k, want := range map[string]string{
+		"Content-Type":    "text/html; charset=utf-8",
+		"Cache-Control":   "no-store",
+		"X-Frame-Options": "DENY",
+		"Referrer-Policy": "no-referrer",
+	} {
+		if got := h.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	csp := h.Get("Content-Security-Policy")
+	for _, d := range []string{"default-src 'self'", "frame-ancestors 'none'", "form-action 'self'"} {
+		if !strings.Contains(csp, d) {
+			t.Errorf("CSP %q lacks %q", csp, d)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("CSP allows inline code: %q", csp)
+	}
+	var ck *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "pl_csrf" {
+			ck = c
+		}
+	}
+	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
+		t.Errorf("anti-forgery cookie = %+v, want HttpOnly SameSite=Lax", ck)
+	}
+}
+
+func TestPayPageOffersOnlyTheMerchantsMethods(t *testing.T) {
+	e := newEnv(t)
+	m2 := e.registerMerchant("m2", "Narrow Shop", []string{"wave-ci.xof", "visamaster.uah"})
+	inv := e.invoice(invoiceOpts{merchant: m2, amount: "2500", currency: "XOF"})
+	c := e.client()
+	res := c.get("/pay/" + inv.InvoiceID)
+	wantStatus(t, res, http.StatusOK)
+	wantContains(t, res, "Narrow Shop", `value="wave-ci.xof"`)
+	wantLacks(t, res, `value="orange_money-ci.xof"`, `value="visamaster.uah"`)
+	// A method of the invoice's currency the merchant did not enable is refused.
+	head := e.store.Head()
+	tok := formToken(t, res.body)
+	bad := c.post("/pay/"+inv.InvoiceID+"/method", url.Values{"csrf_token": {tok}, "method": {"orange_money-ci.xof"}})
+	wantStatus(t, bad, http.StatusBadRequest)
+	wantContains(t, bad, `role="alert"`, "Choose one of the payment methods listed.")
+	e.unchanged(head)
+}
+
+func TestPayMethodThenDetailsThenConfirm(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{success: "https://shop.example/ok", fail: "https://shop.example/failed"})
+	c := e.client()
+	tok := c.chooseMethod(inv.InvoiceID, "visamaster.uah")
+
+	ps := e.payments(inv.InvoiceID)
+	if len(ps) != 1 || ps[0].Status != commands.PaymentStatusPending || ps[0].Method != "visamaster.uah" {
+		t.Fatalf("payments after choosing = %+v, want one PENDING visamaster.uah", ps)
+	}
+	p := ps[0]
+	page := c.get("/pay/" + inv.InvoiceID)
+	wantStatus(t, page, http.StatusOK)
+	wantContains(t, page, `id="details"`, "Payment details", "VisaMaster, UAH", "Card number",
+		p.Extra.AccountNumber, p.Extra.AccountName, p.Extra.BankName, p.PaymentAmount+" UAH",
+		`id="confirm"`, "I have paid", "Choose another method", "Payment reference: "+p.ID)
+	wantLacks(t, page, "<legend>")
+
+	st := c.status(inv.InvoiceID)
+	if st["phase"] != "pay" || st["payment_status"] != "PENDING" || st["payment_id"] != p.ID ||
+		st["invoice_status"] != "pending" || st["final"] != false || st["redirect_url"] != nil {
+		t.Errorf("status = %v", st)
+	}
+
+	// Posting the method again (a double click) keeps the one payment.
+	again := c.post("/pay/"+inv.InvoiceID+"/method", url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}})
+	wantRedirect(t, again, "/pay/"+inv.InvoiceID+"#details")
+	if n := len(e.payments(inv.InvoiceID)); n != 1 {
+		t.Fatalf("%d payments after a second post, want 1", n)
+	}
+
+	res := c.post("/pay/"+inv.InvoiceID+"/confirm", url.Values{"csrf_token": {tok}, "payment": {p.ID}})
+	wantRedirect(t, res, "/pay/"+inv.InvoiceID)
+	if got := e.payments(inv.InvoiceID)[0].Status; got != commands.PaymentStatusConfirmed {
+		t.Fatalf("payment status %s after confirm, want CONFIRMED", got)
+	}
+	page = c.get("/pay/" + inv.InvoiceID)
+	wantContains(t, page, "We are checking your payment", p.Extra.AccountNumber)
+	wantLacks(t, page, `id="confirm"`)
+	// Confirming twice is harmless.
+	res = c.post("/pay/"+inv.InvoiceID+"/confirm", url.Values{"csrf_token": {tok}, "payment": {p.ID}})
+	wantRedirect(t, res, "/pay/"+inv.InvoiceID)
+
+	// Past expires_at a confirmed payment still waits for the gateway.
+	e.advance(25 * time.Minute)
+	if st := c.status(inv.InvoiceID); st["phase"] != "confirmed" || st["final"] != false {
+		t.Errorf("confirmed past expiry: status = %v, want phase confirmed, not final", st)
+	}
+
+	// The operator processes it: success, and the way back to the shop.
+	e.process(p)
+	st = c.status(inv.InvoiceID)
+	if st["phase"] != "success" || st["invoice_status"] != "success" || st["payment_status"] != "PROCESSED" ||
+		st["final"] != true || st["redirect_url"] != "https://shop.example/ok" {
+		t.Errorf("status after processing = %v", st)
+	}
+	page = c.get("/pay/" + inv.InvoiceID)
+	wantContains(t, page, "Payment received. Thank you!", `href="https://shop.example/ok"`, "Return to the shop")
+	wantLacks(t, page, p.Extra.AccountNumber, `name="csrf_token"`)
+}
+
+func TestPayCancelThenChooseAgain(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{amount: "1500", currency: "XOF"})
+	c := e.client()
+	tok := c.chooseMethod(inv.InvoiceID, "mtn-ci.xof")
+	first := e.payments(inv.InvoiceID)[0]
+	page := c.get("/pay/" + inv.InvoiceID)
+	wantContains(t, page, "Phone number", "Operator", esc(first.Extra.AccountNumber))
+
+	res := c.post("/pay/"+inv.InvoiceID+"/cancel", url.Values{"csrf_token": {tok}, "payment": {first.ID}})
+	wantRedirect(t, res, "/pay/"+inv.InvoiceID)
+	page = c.get("/pay/" + inv.InvoiceID)
+	wantContains(t, page, "Choose a payment method")
+	wantLacks(t, page, esc(first.Extra.AccountNumber))
+
+	// A cancelled payment cannot be confirmed.
+	head := e.store.Head()
+	res = c.post("/pay/"+inv.InvoiceID+"/confirm", url.Values{"csrf_token": {tok}, "payment": {first.ID}})
+	wantStatus(t, res, http.StatusConflict)
+	wantContains(t, res, "This payment can no longer be confirmed.")
+	// Nor can a payment of another invoice.
+	res = c.post("/pay/"+inv.InvoiceID+"/confirm", url.Values{"csrf_token": {tok}, "payment": {"999999"}})
+	wantStatus(t, res, http.StatusBadRequest)
+	e.unchanged(head)
+
+	c.chooseMethod(inv.InvoiceID, "wave-ci.xof")
+	ps := e.payments(inv.InvoiceID)
+	if len(ps) != 2 || ps[0].Status != commands.PaymentStatusCancelled || ps[1].Method != "wave-ci.xof" {
+		t.Fatalf("payments = %+v, want the cancelled one and a new wave-ci.xof", ps)
+	}
+}
+
+func TestPayEInvoiceHasItsFixedMethod(t *testing.T) {
+	e := newEnv(t)
+	rate, _ := e.views.Rate("UAH")
+	inv, err := e.svc.CreateEInvoice(e.ctx, commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(),
+		MerchantID: e.merchant, PaymentID: "order-77", Method: "visamaster.uah", Amount: "990.00",
+		Description: "Gift card", Rate: dec(rate.Rate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.client()
+	res := c.get("/pay/" + inv.InvoiceID)
+	wantStatus(t, res, http.StatusOK)
+	wantContains(t, res, "<legend>Payment method</legend>", `value="visamaster.uah" required checked`, "990.00 UAH", "Gift card")
+	c.chooseMethod(inv.InvoiceID, "visamaster.uah")
+	page := c.get("/pay/" + inv.InvoiceID)
+	wantContains(t, page, "I have paid")
+	wantLacks(t, page, "Choose another method")
+}
+
+func TestPayExpiredInvoice(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{fail: "https://shop.example/failed"})
+	c := e.client()
+	page := c.get("/pay/" + inv.InvoiceID)
+	tok := formToken(t, page.body)
+
+	// Past expires_at, before the scheduler has run: the page says so and
+	// refuses a payment.
+	e.advance(21 * time.Minute)
+	head := e.store.Head()
+	res := c.post("/pay/"+inv.InvoiceID+"/method", url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}})
+	wantStatus(t, res, http.StatusConflict)
+	wantContains(t, res, "This invoice can no longer be paid.", "Time is up")
+	e.unchanged(head)
+	st := c.status(inv.InvoiceID)
+	if st["phase"] != "expired" || st["final"] != true || st["redirect_url"] != "https://shop.example/failed" {
+		t.Errorf("status = %v", st)
+	}
+
+	// After the scheduler's command, the same.
+	if _, err := e.svc.ExpireInvoice(e.ctx, commands.ExpireInvoice{Meta: e.meta(), InvoiceID: inv.InvoiceID}); err != nil {
+		t.Fatal(err)
+	}
+	page = c.get("/pay/" + inv.InvoiceID)
+	wantStatus(t, page, http.StatusOK)
+	wantContains(t, page, "Time is up", `href="https://shop.example/failed"`)
+	wantLacks(t, page, "Choose a payment method", `role="timer"`)
+	if st := c.status(inv.InvoiceID); st["invoice_status"] != "expired" || st["phase"] != "expired" {
+		t.Errorf("status = %v", st)
+	}
+}
+
+func TestPayFinalStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		name, phase, text string
+		act               func(e *env, inv *commands.Invoice, paymentID string)
+	}{
+		{"cancelled by the merchant", "cancelled", "cancelled by the shop", func(e *env, inv *commands.Invoice, _ string) {
+			if _, err := e.svc.CancelInvoice(e.ctx, commands.CancelInvoice{Meta: e.meta(), MerchantID: e.merchant, InvoiceID: inv.InvoiceID}); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{"rejected by the gateway", "failed", "did not go through", func(e *env, _ *commands.Invoice, pid string) {
+			if _, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(), PaymentID: pid, Status: commands.PaymentStatusRejected}); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{"gateway error", "failed", "did not go through", func(e *env, _ *commands.Invoice, pid string) {
+			if _, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(), PaymentID: pid, Status: commands.PaymentStatusError}); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{"underpaid", "underpaid", "less than the amount due", func(e *env, _ *commands.Invoice, pid string) {
+			if _, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: pid, PaidAmount: "100.00"}); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			inv := e.invoice(invoiceOpts{success: "https://shop.example/ok", fail: "https://shop.example/failed"})
+			c := e.client()
+			c.chooseMethod(inv.InvoiceID, "visamaster.uah")
+			p := e.payments(inv.InvoiceID)[0]
+			tc.act(e, inv, strings.TrimPrefix(p.Stream, "payment-"))
+			st := c.status(inv.InvoiceID)
+			if st["phase"] != tc.phase || st["final"] != true || st["redirect_url"] != "https://shop.example/failed" {
+				t.Errorf("status = %v, want phase %s, final, fail_url", st, tc.phase)
+			}
+			page := c.get("/pay/" + inv.InvoiceID)
+			wantContains(t, page, tc.text, `href="https://shop.example/failed"`)
+			wantLacks(t, page, "I have paid")
+		})
+	}
+}
+
+func TestPayFinalWithoutURLSaysSo(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	c := e.client()
+	c.chooseMethod(inv.InvoiceID, "visamaster.uah")
+	e.process(e.payments(inv.InvoiceID)[0])
+	if st := c.status(inv.InvoiceID); st["final"] != true || st["redirect_url"] != nil {
+		t.Errorf("status = %v, want final with a null redirect_url", st)
+	}
+	page := c.get("/pay/" + inv.InvoiceID)
+	wantContains(t, page, "Payment received", "You can close this page now.")
+	if strings.Contains(page.body, `<span id="close-note" hidden`) {
+		t.Error("the close note is hidden")
+	}
+}
+
+func TestPayRefusesBadTokens(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	other := e.invoice(invoiceOpts{})
+	c := e.client()
+	page := c.get("/pay/" + inv.InvoiceID)
+	tok := formToken(t, page.body)
+	otherTok := formToken(t, c.get("/pay/"+other.InvoiceID).body)
+	head := e.store.Head()
+	for name, form := range map[string]url.Values{
+		"no token":                {"method": {"visamaster.uah"}},
+		"forged token":            {"method": {"visamaster.uah"}, "csrf_token": {"AAAA" + tok[4:]}},
+		"another invoice's token": {"method": {"visamaster.uah"}, "csrf_token": {otherTok}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, action := range []string{"method", "confirm", "cancel"} {
+				res := c.post("/pay/"+inv.InvoiceID+"/"+action, form)
+				wantStatus(t, res, http.StatusForbidden)
+				wantContains(t, res, "Please try again")
+			}
+		})
+	}
+	// A token without its cookie (another browser) is refused too.
+	fresh := e.client()
+	res := fresh.post("/pay/"+inv.InvoiceID+"/method", url.Values{"method": {"visamaster.uah"}, "csrf_token": {tok}})
+	wantStatus(t, res, http.StatusForbidden)
+	e.unchanged(head)
+	if n := len(e.payments(inv.InvoiceID)); n != 0 {
+		t.Fatalf("%d payments after refused posts", n)
+	}
+}
+
+func TestPayUnknownMethod(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	c := e.client()
+	tok := formToken(t, c.get("/pay/"+inv.InvoiceID).body)
+	head := e.store.Head()
+	for _, m := range []string{"", "no-such-method", "wave-ci.xof" /* another currency */} {
+		res := c.post("/pay/"+inv.InvoiceID+"/method", url.Values{"csrf_token": {tok}, "method": {m}})
+		wantStatus(t, res, http.StatusBadRequest)
+		wantContains(t, res, `role="alert"`, "Choose one of the payment methods listed.", `name="method"`)
+	}
+	e.unchanged(head)
+}
+
+func TestPayNotFound(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	for _, p := range []string{
+		"/pay/00000000-0000-0000-0000-000000000000",
+		"/pay/" + strings.Repeat("a", 100),
+		"/pay/..%2f..%2fetc",
+		"/w/00000000-0000-0000-0000-000000000000",
+		"/pay/a/b/c/d",
+		"/elsewhere",
+	} {
+		res := c.get(p)
+		wantStatus(t, res, http.StatusNotFound)
+		wantContains(t, res, "Page not found", `<html lang="en">`)
+		if res.Header.Get("Content-Security-Policy") == "" {
+			t.Errorf("%s: 404 without CSP", p)
+		}
+	}
+	res := c.get("/pay/00000000-0000-0000-0000-000000000000/status")
+	wantStatus(t, res, http.StatusNotFound)
+	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("status 404 Content-Type %q", ct)
+	}
+}
+
+func TestPayMethodNotAllowed(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	c := e.client()
+	for path, allow := range map[string]string{
+		"/pay/" + inv.InvoiceID:             "GET, HEAD",
+		"/pay/" + inv.InvoiceID + "/method": "POST",
+		"/w/x":                              "GET, HEAD, POST",
+	} {
+		res := c.do(http.MethodPut, path, url.Values{})
+		wantStatus(t, res, http.StatusMethodNotAllowed)
+		if got := res.Header.Get("Allow"); got != allow {
+			t.Errorf("PUT %s: Allow %q, want %q", path, got, allow)
+		}
+	}
+}
+
+func TestPayPageEscapesMerchantText(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{purpose: `<script>alert("x")</script><img src=x onerror=alert(1)>`})
+	res := e.client().get("/pay/" + inv.InvoiceID)
+	wantStatus(t, res, http.StatusOK)
+	wantLacks(t, res, "<script>alert", "<img src=x")
+	wantContains(t, res, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;")
+}
+
+func TestStaticFiles(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	page := c.get("/pay/" + e.invoice(invoiceOpts{}).InvoiceID)
+	i := strings.Index(page.body, "/pay/static/")
+	j := strings.Index(page.body[i:], "/pages.css")
+	if i < 0 || j < 0 {
+		t.Fatalf("no stylesheet link in the page")
+	}
+	prefix := page.body[i : i+j]
+	for file, ct := range map[string]string{"pages.css": "text/css; charset=utf-8", "pay.js": "text/javascript; charset=utf-8", "widget.js": "text/javascript; charset=utf-8"} {
+		res := c.get(prefix + "/" + file)
+		wantStatus(t, res, http.StatusOK)
+		if got := res.Header.Get("Content-Type"); got != ct {
+			t.Errorf("%s: Content-Type %q, want %q", file, got, ct)
+		}
+		if got := res.Header.Get("Cache-Control"); !strings.Contains(got, "immutable") {
+			t.Errorf("%s: Cache-Control %q, want immutable", file, got)
+		}
+	}
+	if res := c.get("/pay/static/old/pages.css"); res.StatusCode != http.StatusOK || strings.Contains(res.Header.Get("Cache-Control"), "immutable") {
+		t.Errorf("an old version: %d %q, want 200 briefly cached", res.StatusCode, res.Header.Get("Cache-Control"))
+	}
+	wantStatus(t, c.get(prefix+"/nope.js"), http.StatusNotFound)
+}
+
+func TestRequestIDBecomesCorrelation(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	c := e.client()
+	tok := formToken(t, c.get("/pay/"+inv.InvoiceID).body)
+	req, _ := http.NewRequest(http.MethodPost, c.srv.URL+"/pay/"+inv.InvoiceID+"/method",
+		strings.NewReader(url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Request-Id", "req-from-the-edge")
+	res, err := c.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("X-Request-Id") != "req-from-the-edge" {
+		t.Fatalf("status %d, X-Request-Id %q", res.StatusCode, res.Header.Get("X-Request-Id"))
+	}
+	evs, err := e.store.ReadStream(e.ctx, e.payments(inv.InvoiceID)[0].Stream, 1)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("payment stream: %v", err)
+	}
+	if evs[0].Correlation != "req-from-the-edge" {
+		t.Errorf("payment.created correlation %q, want the request id", evs[0].Correlation)
+	}
+}

@@ -1,0 +1,121 @@
+// payledger payment page: live status, countdown and the redirect back to
+// the shop. The page works without this script; this only keeps it current.
+(function () {
+  "use strict";
+  var root = document.getElementById("pay");
+  if (!root) return;
+  var statusURL = root.dataset.statusUrl;
+  var phase = root.dataset.phase;
+  var isFinal = root.dataset.final === "true";
+  var expiresAt = Date.parse(root.dataset.expiresAt);
+  // The server's clock decides expiry; the offset corrects the device's.
+  var offset = Date.parse(root.dataset.now) - Date.now();
+  var delay = parseInt(root.dataset.redirectDelay, 10) || 3000;
+  var statusEl = document.getElementById("status");
+  var countdown = document.getElementById("countdown");
+  var ticker = null, poller = null, inflight = false;
+
+  if (navigator.clipboard) {
+    document.querySelectorAll("button[data-copy]").forEach(function (b) {
+      b.hidden = false;
+      b.addEventListener("click", function () {
+        navigator.clipboard.writeText(b.dataset.copy).then(function () {
+          var label = b.textContent;
+          b.textContent = "Copied";
+          setTimeout(function () { b.textContent = label; }, 1500);
+        });
+      });
+    });
+  }
+
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+  function format(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    var h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+    return (h > 0 ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
+  }
+  function tick() {
+    var left = expiresAt - (Date.now() + offset);
+    countdown.textContent = format(left);
+    if (left <= 0) {
+      clearInterval(ticker);
+      ticker = null;
+      poll();
+    }
+  }
+
+  function goSoon(url) {
+    setTimeout(function () { window.location.assign(url); }, delay);
+  }
+
+  function finish(s) {
+    isFinal = true;
+    clearInterval(poller);
+    clearInterval(ticker);
+    root.dataset.phase = s.phase;
+    root.dataset.final = "true";
+    document.querySelectorAll(".js-live").forEach(function (el) { el.hidden = true; });
+    statusEl.className = "status status-" + s.phase;
+    statusEl.textContent = s.message + (s.redirect_url ? " Taking you back to the shop\u2026" : "");
+    var link = document.getElementById("return-link");
+    var note = document.getElementById("close-note");
+    document.getElementById("final-actions").hidden = false;
+    if (s.redirect_url) {
+      link.href = s.redirect_url;
+      link.hidden = false;
+      note.hidden = true;
+      goSoon(s.redirect_url);
+    } else {
+      link.hidden = true;
+      note.hidden = false;
+    }
+  }
+
+  function apply(s) {
+    if (s.final) {
+      finish(s);
+      return;
+    }
+    if (s.phase !== phase) {
+      if (!(phase === "pay" && s.phase === "confirmed")) {
+        // Changed elsewhere (another tab): this page's forms are stale.
+        window.location.reload();
+        return;
+      }
+      phase = s.phase;
+      root.dataset.phase = phase;
+      document.querySelectorAll(".js-pay-only").forEach(function (el) { el.hidden = true; });
+      statusEl.className = "status status-" + phase;
+    }
+    if (statusEl.textContent !== s.message) statusEl.textContent = s.message;
+    expiresAt = Date.parse(s.expires_at);
+    offset = Date.parse(s.now) - Date.now();
+  }
+
+  function poll() {
+    if (inflight || isFinal) return;
+    inflight = true;
+    fetch(statusURL, { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        if (!r.ok) throw new Error("status " + r.status);
+        return r.json();
+      })
+      .then(apply)
+      .catch(function () { /* a network blip: the next poll tries again */ })
+      .then(function () { inflight = false; });
+  }
+
+  if (isFinal) {
+    var link = document.getElementById("return-link");
+    if (link && !link.hidden && link.getAttribute("href")) goSoon(link.href);
+    return;
+  }
+  if (countdown) {
+    tick();
+    ticker = setInterval(tick, 1000);
+  }
+  poller = setInterval(poll, 2000);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) poll();
+  });
+})();

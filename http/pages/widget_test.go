@@ -1,0 +1,207 @@
+package pages_test
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/commands"
+)
+
+func unlimitedWidget() commands.CreateWidget {
+	return commands.CreateWidget{
+		Kind:        commands.WidgetUnlimited,
+		Description: "Donations to the shelter",
+		LogoURL:     "https://shop.example/logo.png",
+		ReturnURL:   "https://shop.example/back",
+		SupportURL:  "https://shop.example/support",
+	}
+}
+
+var payLocationRE = regexp.MustCompile(`^/pay/([0-9a-f-]{36})#details$`)
+
+// widgetInvoice follows a widget POST's redirect to its invoice id.
+func widgetInvoice(t *testing.T, res response) string {
+	t.Helper()
+	wantStatus(t, res, http.StatusSeeOther)
+	m := payLocationRE.FindStringSubmatch(res.Header.Get("Location"))
+	if m == nil {
+		t.Fatalf("Location %q, want /pay/{invoice_id}#details", res.Header.Get("Location"))
+	}
+	return m[1]
+}
+
+func TestWidgetPageUnlimited(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	res := e.client().get("/w/" + w.WidgetID)
+	wantStatus(t, res, http.StatusOK)
+	wantContains(t, res,
+		`<html lang="en">`, `name="viewport"`, "Demo Shop",
+		`<img src="https://shop.example/logo.png" alt="Demo Shop"`,
+		"<h1>Donations to the shelter</h1>",
+		`<label for="method">Payment method</label>`, `<select id="method" name="method" required`,
+		`<optgroup label="UAH">`, `<optgroup label="XOF">`,
+		`value="visamaster.uah" data-currency="UAH"`, `value="wave-ci.xof" data-currency="XOF"`,
+		`<label for="amount">Amount</label>`, `id="amount" name="amount"`, `inputmode="decimal"`,
+		`href="https://shop.example/back"`, "Back to the shop",
+		`href="https://shop.example/support"`, "Contact support",
+		`aria-label="Shop links"`, "widget.js", `name="csrf_token"`)
+	// No rate for USD, NGN, BTC...: their methods are not offered.
+	wantLacks(t, res, `visamaster.usd`, `bitcoin`, `<optgroup label="NGN">`)
+	if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("headers %v", res.Header)
+	}
+}
+
+func TestWidgetUnlimitedCreatesInvoiceAndPayment(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	c := e.client()
+	tok := formToken(t, c.get("/w/"+w.WidgetID).body)
+	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}, "amount": {" 250,50 "}})
+	id := widgetInvoice(t, res)
+
+	inv, err := e.views.InvoicePublic(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Amount != "250.50" || inv.Currency != "UAH" || inv.WidgetID != w.WidgetID || inv.Method != "visamaster.uah" ||
+		inv.Source != commands.SourceWidget || inv.SuccessURL != "https://shop.example/back" {
+		t.Errorf("invoice = %+v", inv)
+	}
+	ps := e.payments(id)
+	if len(ps) != 1 || ps[0].Status != commands.PaymentStatusPending {
+		t.Fatalf("payments = %+v, want one PENDING", ps)
+	}
+	page := c.get("/pay/" + id)
+	wantContains(t, page, "250.50 UAH", "Donations to the shelter", "I have paid", esc(ps[0].Extra.AccountNumber))
+}
+
+func TestWidgetSingle(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(commands.CreateWidget{Kind: commands.WidgetSingle, FiatCurrency: "XOF", FiatAmount: "5000",
+		Description: "Concert ticket"})
+	c := e.client()
+	page := c.get("/w/" + w.WidgetID)
+	wantStatus(t, page, http.StatusOK)
+	wantContains(t, page, "Concert ticket", `<span class="amount">5000 XOF</span>`, `value="orange_money-ci.xof"`)
+	wantLacks(t, page, `id="amount"`, `<optgroup label="UAH">`, "<img", "Back to the shop")
+
+	// A single widget ignores any amount sent.
+	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {formToken(t, page.body)}, "method": {"wave-ci.xof"}, "amount": {"1"}})
+	id := widgetInvoice(t, res)
+	inv, err := e.views.InvoicePublic(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Amount != "5000" || inv.Currency != "XOF" || inv.Method != "wave-ci.xof" {
+		t.Errorf("invoice = %+v", inv)
+	}
+}
+
+func TestWidgetRefusesBadInput(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	c := e.client()
+	tok := formToken(t, c.get("/w/"+w.WidgetID).body)
+	head := e.store.Head()
+	for _, tc := range []struct {
+		name, method, amount string
+		status               int
+		want                 []string
+	}{
+		{"no amount", "visamaster.uah", "", http.StatusBadRequest, []string{"Enter the amount you want to pay.", `aria-invalid="true"`, `id="amount-error"`}},
+		{"not a number", "visamaster.uah", "ten", http.StatusBadRequest, []string{"Enter the amount as a number", `value="ten"`}},
+		{"negative", "visamaster.uah", "-5", http.StatusBadRequest, []string{"Enter an amount greater than zero."}},
+		{"zero", "visamaster.uah", "0", http.StatusBadRequest, []string{"Enter an amount greater than zero."}},
+		{"too precise", "visamaster.uah", "10.005", http.StatusBadRequest, []string{"Amount must have at most 2 decimal places for UAH."}},
+		{"too precise for XOF", "wave-ci.xof", "10.5", http.StatusBadRequest, []string{"whole number for XOF"}},
+		{"huge", "visamaster.uah", "99999999999999999999", http.StatusBadRequest, []string{`id="amount-error"`}},
+		{"no method", "", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed.", `id="method-error"`}},
+		{"unknown method", "no-such.method", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed."}},
+		{"method without a rate", "visamaster.usd", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed."}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {tc.method}, "amount": {tc.amount}})
+			wantStatus(t, res, tc.status)
+			wantContains(t, res, tc.want...)
+			wantContains(t, res, `name="csrf_token"`, "Donations to the shelter")
+		})
+	}
+	// The customer's choice survives the error.
+	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"wave-ci.xof"}, "amount": {"x"}})
+	wantContains(t, res, `value="wave-ci.xof" data-currency="XOF" selected`, `<span class="currency" id="amount-currency">XOF</span>`)
+	e.unchanged(head)
+}
+
+func TestWidgetRefusesBadTokens(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	w2 := e.widget(unlimitedWidget())
+	c := e.client()
+	tok := formToken(t, c.get("/w/"+w.WidgetID).body)
+	tok2 := formToken(t, c.get("/w/"+w2.WidgetID).body)
+	head := e.store.Head()
+	for name, form := range map[string]url.Values{
+		"no token":               {"method": {"visamaster.uah"}, "amount": {"10"}},
+		"another widget's token": {"method": {"visamaster.uah"}, "amount": {"10"}, "csrf_token": {tok2}},
+		"altered token":          {"method": {"visamaster.uah"}, "amount": {"10"}, "csrf_token": {strings.ToUpper(tok)}},
+	} {
+		res := c.post("/w/"+w.WidgetID, form)
+		if res.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: status %d, want 403", name, res.StatusCode)
+		}
+	}
+	// The right token from another browser (no cookie).
+	res := e.client().post("/w/"+w.WidgetID, url.Values{"method": {"visamaster.uah"}, "amount": {"10"}, "csrf_token": {tok}})
+	wantStatus(t, res, http.StatusForbidden)
+	e.unchanged(head)
+}
+
+func TestWidgetDisabledOrExpired(t *testing.T) {
+	e := newEnv(t)
+	disabled := e.widget(unlimitedWidget())
+	exp := unlimitedWidget()
+	exp.ExpiresAt = e.clock().Add(time.Hour)
+	expiring := e.widget(exp)
+	c := e.client()
+	tok := formToken(t, c.get("/w/"+disabled.WidgetID).body)
+	tokExp := formToken(t, c.get("/w/"+expiring.WidgetID).body)
+
+	if _, err := e.svc.ChangeWidgetStatus(e.ctx, commands.ChangeWidgetStatus{Meta: e.meta(), MerchantID: e.merchant,
+		WidgetID: disabled.WidgetID, Status: commands.WidgetStatusDisabled}); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(2 * time.Hour) // past the second widget's expiry; the scheduler has not run
+	head := e.store.Head()
+	for id, token := range map[string]string{disabled.WidgetID: tok, expiring.WidgetID: tokExp} {
+		page := c.get("/w/" + id)
+		wantStatus(t, page, http.StatusGone)
+		wantContains(t, page, "This payment page is not available", `href="https://shop.example/back"`, `href="https://shop.example/support"`)
+		wantLacks(t, page, `name="amount"`)
+		res := c.post("/w/"+id, url.Values{"csrf_token": {token}, "method": {"visamaster.uah"}, "amount": {"10"}})
+		wantStatus(t, res, http.StatusGone)
+	}
+	e.unchanged(head)
+}
+
+func TestWidgetMerchantNotInvoicing(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	c := e.client()
+	tok := formToken(t, c.get("/w/"+w.WidgetID).body)
+	off := false
+	if err := e.svc.ChangeMerchantSettings(e.ctx, commands.ChangeMerchantSettings{Meta: e.meta(), MerchantID: e.merchant,
+		Settings: commands.MerchantSettings{InvoicingEnabled: &off}}); err != nil {
+		t.Fatal(err)
+	}
+	head := e.store.Head()
+	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}, "amount": {"10"}})
+	wantStatus(t, res, http.StatusConflict)
+	wantContains(t, res, "not accepting payments right now", `role="alert"`)
+	e.unchanged(head)
+}
