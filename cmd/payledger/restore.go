@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/node"
+	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/stream"
+)
+
+func init() {
+	register(&command{name: "restore", summary: "rebuild a node's log from the NATS stream, checking the hash chain", run: runRestore})
+}
+
+func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("restore", stderr)
+	ncfg := natsClientFlags(fs)
+	dataDir := fs.String("data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory to restore into (env PAYLEDGER_DATA_DIR)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: payledger restore --nats-url URL --data-dir D")
+		fmt.Fprintln(stderr, "\nCopies the events of the NATS stream into the data dir's log, checking every")
+		fmt.Fprintln(stderr, "event's hash and the chain, and builds the projections as it goes. Into a data")
+		fmt.Fprintln(stderr, "dir without events it restores all or nothing; a log that has events is")
+		fmt.Fprintln(stderr, "continued from its head. A broken chain stops it, naming the sequence.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return err
+	}
+	conn, err := openNATS(ctx, ncfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	path := filepath.Join(*dataDir, node.LogFile)
+	last := time.Now()
+	progress := func(h ledger.Head) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(stderr, "payledger restore: at sequence %d\n", h.Seq)
+		}
+	}
+	if _, err := os.Stat(path); err == nil {
+		st, err := openReplicaLog(path)
+		if err != nil {
+			return err
+		}
+		if before := st.Head(); before.Seq > 0 {
+			head, err := stream.Restore(ctx, conn, st, progress)
+			if cerr := st.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("%w (the log keeps the verified events up to %d)", err, head.Seq)
+			}
+			fmt.Fprintf(stdout, "restored %d events into %s: head %d %s\n", head.Seq-before.Seq, path, head.Seq, head.Hash)
+			return nil
+		}
+		if err := st.Close(); err != nil {
+			return err
+		}
+	}
+
+	// An empty data dir: restore into a new file and move it into place
+	// only once the whole chain has checked out.
+	tmp := path + ".restore"
+	if err := boltlog.Remove(tmp); err != nil {
+		return err
+	}
+	st, err := openReplicaLog(tmp)
+	if err != nil {
+		return err
+	}
+	head, err := stream.Restore(ctx, conn, st, progress)
+	if err == nil {
+		_, err = st.Verify(ctx)
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = boltlog.Remove(tmp)
+		return fmt.Errorf("%w (nothing restored)", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if err := syncDir(*dataDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %d events into %s: head %d %s\n", head.Seq, path, head.Seq, head.Hash)
+	return nil
+}
+
+// openReplicaLog opens a log that takes events from the stream (restore,
+// worker projections), with the projections inline as serve has them.
+func openReplicaLog(path string) (*boltlog.Store, error) {
+	st, err := boltlog.Open(path, &boltlog.Options{
+		OpenTimeout: time.Second,
+		Projectors:  []boltlog.Projector{&projections.Projector{}},
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("%s is in use by another process: %w", path, err)
+	}
+	return st, err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	domain "github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/stream"
+	"github.com/payledger/payledger/stream/natstest"
+)
+
+// syncBuffer is an io.Writer safe for a command running in a goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// sourceLog is a write node's log in a temporary data dir, with the
+// projections inline.
+func sourceLog(t *testing.T) *boltlog.Store {
+	t.Helper()
+	st, err := openReplicaLog(filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// appendTestEvents appends n events: every 50th a rate set through the
+// commands (which the projections build a view of), the others of types the
+// projections ignore, across three merchants, in appends of up to 49.
+func appendTestEvents(t *testing.T, st *boltlog.Store, n int) {
+	t.Helper()
+	ctx := context.Background()
+	svc := domain.NewService(st, domain.Config{})
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	merchants := []string{"m-1", "m-2", ""}
+	var batch []ledger.NewEvent
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if _, err := st.Append(ctx, fmt.Sprintf("test-%d", st.Head().Seq%7), ledger.Any, batch...); err != nil {
+			t.Fatal(err)
+		}
+		batch = batch[:0]
+	}
+	for i := 0; i < n; i++ {
+		seq := st.Head().Seq + uint64(len(batch)) + 1
+		at := base.Add(time.Duration(seq) * time.Second)
+		if seq%50 == 0 {
+			flush()
+			if _, err := svc.SetRate(ctx, domain.SetRate{
+				Meta:     domain.Meta{CommandID: ulid.Make(), Time: at, Correlation: "req-rate"},
+				Currency: "UAH", Rate: fmt.Sprintf("41.%02d", seq%100),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		batch = append(batch, ledger.NewEvent{
+			ID: ulid.Make(), Type: []string{"test.noted", "test.checked"}[seq%2], Time: at,
+			Merchant: merchants[seq%3], Data: json.RawMessage(fmt.Sprintf(`{"i": %d}`, seq)),
+		})
+	}
+	flush()
+}
+
+// publishTo relays st to the NATS server at url until the stream has it all.
+func publishTo(t *testing.T, url string, st *boltlog.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := stream.Open(ctx, stream.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.EnsureStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := stream.NewRelay(conn, st, stream.RelayConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	ferr := r.Flush(ctx)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+}
+
+// run runs a payledger command and returns its exit code, stdout and stderr.
+func run(ctx context.Context, args ...string) (int, string, string) {
+	var out, errb syncBuffer
+	code := runMain(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// tailEvents parses tail's output.
+func tailEvents(t *testing.T, out string) []ledger.Event {
+	t.Helper()
+	var evs []ledger.Event
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var e ledger.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("tail printed %q: %v", line, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+func TestTailPrintsEvents(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	st := sourceLog(t)
+	appendTestEvents(t, st, 120)
+	publishTo(t, url, st)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Everything from the start: the same events as the log, in order.
+	code, out, errs := run(ctx, "tail", "--nats-url", url, "--from", "1", "--count", "120")
+	if code != 0 {
+		t.Fatalf("tail exit %d: %s", code, errs)
+	}
+	got := tailEvents(t, out)
+	if len(got) != 120 {
+		t.Fatalf("tail printed %d events", len(got))
+	}
+	for i, e := range got {
+		want, err := st.Get(uint64(i + 1))
+		if err != nil || e.Seq != want.Seq || e.Hash != want.Hash {
+			t.Fatalf("line %d: sequence %d hash %s, want %d %s", i, e.Seq, e.Hash, want.Seq, want.Hash)
+		}
+	}
+
+	// One merchant's events of one type, by --subject and by --merchant/--type.
+	for _, args := range [][]string{
+		{"--subject", "payledger.events.m-2.test.noted"},
+		{"--merchant", "m-2", "--type", "test.noted"},
+	} {
+		code, out, errs = run(ctx, append([]string{"tail", "--nats-url", url, "--from", "1", "--count", "19"}, args...)...)
+		if code != 0 {
+			t.Fatalf("tail %v exit %d: %s", args, code, errs)
+		}
+		for _, e := range tailEvents(t, out) {
+			if e.Merchant != "m-2" || e.Type != "test.noted" {
+				t.Fatalf("tail %v printed %s %s", args, e.Merchant, e.Type)
+			}
+		}
+	}
+
+	// Live: a tail waiting after the head prints events as they come.
+	var out2, err2 syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runMain(ctx, []string{"tail", "--nats-url", url, "--from", "121", "--count", "30"}, &out2, &err2)
+	}()
+	appendTestEvents(t, st, 30)
+	publishTo(t, url, st)
+	if code := <-done; code != 0 {
+		t.Fatalf("live tail exit %d: %s", code, err2.String())
+	}
+	live := tailEvents(t, out2.String())
+	if len(live) != 30 || live[0].Seq != 121 || live[29].Seq != 150 {
+		t.Fatalf("live tail printed %d events", len(live))
+	}
+
+	// --since: events at or after a time (event times are 1s apart).
+	since := got[99].Time.Format(time.RFC3339Nano)
+	code, out, errs = run(ctx, "tail", "--nats-url", url, "--since", since, "--count", "51")
+	if code != 0 {
+		t.Fatalf("tail --since exit %d: %s", code, errs)
+	}
+	if s := tailEvents(t, out); len(s) != 51 || s[0].Seq != 100 {
+		t.Fatalf("tail --since printed %d events from %d", len(s), s[0].Seq)
+	}
+
+	// Bad flags.
+	if code, _, _ := run(ctx, "tail", "--nats-url", url, "--from", "1", "--since", "1h"); code != 2 {
+		t.Errorf("--from with --since: exit %d", code)
+	}
+	if code, _, _ := run(ctx, "tail", "--nats-url", url, "--since", "yesterday"); code != 2 {
+		t.Errorf("bad --since: exit %d", code)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2025-03-01T11:00:00Z": now.Add(-time.Hour),
+		"15m":                  now.Add(-15 * time.Minute),
+		"1740826800":           time.Unix(1740826800, 0),
+	} {
+		got, err := parseSince(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/node"
+	"github.com/payledger/payledger/stream"
+)
+
+// worker is one kind of `payledger worker`: a process that consumes the
+// NATS stream with a durable consumer, so that a write node only appends.
+// A kind lives in its own file and adds itself from init with
+// registerWorker, as subcommands do with register.
+type worker struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var workers = map[string]*worker{}
+
+func registerWorker(w *worker) {
+	if _, dup := workers[w.name]; dup {
+		panic("payledger: worker registered twice: " + w.name)
+	}
+	workers[w.name] = w
+}
+
+func init() {
+	register(&command{name: "worker", summary: "consume the NATS stream in another process (projections, ...)", run: runWorker})
+	registerWorker(&worker{name: "projections", summary: "keep a local copy of the log and its projections (a read node)", run: runProjectionsWorker})
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		workerUsage(stderr)
+		if len(args) == 0 {
+			return &exitError{code: 2, err: errors.New("which worker?")}
+		}
+		return nil
+	}
+	w, ok := workers[args[0]]
+	if !ok {
+		workerUsage(stderr)
+		return &exitError{code: 2, err: fmt.Errorf("unknown worker %q", args[0])}
+	}
+	return w.run(ctx, args[1:], stdout, stderr)
+}
+
+func workerUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: payledger worker <kind> --nats-url URL [flags]")
+	fmt.Fprintln(w)
+	names := make([]string, 0, len(workers))
+	for n := range workers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, workers[n].summary)
+	}
+}
+
+// runProjectionsWorker imports the stream's events into a local log, whose
+// inline projections build the same views the write node has: a read node
+// fed by NATS. The local log's head is the checkpoint; the durable
+// consumer's position only spares the server a replay.
+func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("worker projections", stderr)
+	ncfg := natsClientFlags(fs)
+	dataDir := fs.String("data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory of the local copy (env PAYLEDGER_DATA_DIR)")
+	host, _ := os.Hostname()
+	durable := fs.String("durable", envOr("PAYLEDGER_WORKER_DURABLE", "projections-"+durableToken(host)), "durable consumer name: one per read node (env PAYLEDGER_WORKER_DURABLE)")
+	batch := fs.Int("batch", 1024, "events fetched and imported at once")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, "text", "info")
+	if err != nil {
+		return err
+	}
+	ncfg.Logger = logger
+	st, err := openReplicaLog(filepath.Join(*dataDir, node.LogFile))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	conn, err := openNATS(ctx, ncfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	head := st.Head()
+	// Catch up with an ordered read first: it checks the stream against
+	// the local head and is faster than a durable consumer.
+	if head, err = stream.Restore(ctx, conn, st, nil); err != nil {
+		return fmt.Errorf("catch up from the stream: %w", err)
+	}
+	fmt.Fprintf(stdout, "worker projections: local log at %d\n", head.Seq)
+
+	cons, err := startAfter(ctx, conn, stream.ConsumerConfig{Durable: *durable, Batch: *batch, Logger: logger}, head.Seq)
+	if err != nil {
+		return err
+	}
+	rctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	err = cons.RunBatch(rctx, func(ctx context.Context, events []ledger.Event) error {
+		h := st.Head()
+		for len(events) > 0 && events[0].Seq <= h.Seq {
+			events = events[1:] // imported already
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		if events[0].Seq != h.Seq+1 {
+			// Redelivered events overtaken by later ones: wait for them.
+			return fmt.Errorf("local log at %d, stream handed %d", h.Seq, events[0].Seq)
+		}
+		if err := st.Import(ctx, events); err != nil {
+			var ve *ledger.VerifyError
+			if errors.As(err, &ve) {
+				stop(err) // the stream breaks the chain: retrying will not help
+			}
+			return err
+		}
+		last := events[len(events)-1]
+		fmt.Fprintf(stdout, "worker projections: imported %d..%d\n", events[0].Seq, last.Seq)
+		return nil
+	})
+	if cause := context.Cause(rctx); err == nil && ctx.Err() == nil && cause != nil {
+		err = cause
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "worker projections: stopped, local log at %d\n", st.Head().Seq)
+	return nil
+}
+
+// startAfter takes up the durable consumer, or creates it, so that it hands
+// over the events after seq. A consumer whose acknowledged position is not
+// seq (the local copy was removed, or caught up faster by an ordered read)
+// is created anew: the local log is the checkpoint.
+func startAfter(ctx context.Context, conn *stream.Conn, cfg stream.ConsumerConfig, seq uint64) (*stream.Consumer, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cfg.StartSeq = seq + 1
+	cons, err := stream.NewConsumer(cctx, conn, cfg)
+	if err != nil {
+		return nil, err
+	}
+	info, err := cons.Info(cctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.AckFloor.Stream == seq {
+		return cons, nil
+	}
+	s, err := conn.Stream(cctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.DeleteConsumer(cctx, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return stream.NewConsumer(cctx, conn, cfg)
+}
+
+// durableToken makes a host name fit a consumer name.
+func durableToken(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '-'
+	}, s)
+	if s == "" {
+		return "local"
+	}
+	return s
+}
