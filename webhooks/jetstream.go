@@ -45,6 +45,18 @@ func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]le
 		if err != nil {
 			return err
 		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+		}
+		if info.AckFloor.Stream >= next {
+			// Acknowledged past the checkpoint (webhooks.db replaced or
+			// restored from a backup): those events would never come.
+			if err := s.recreate(ctx, cfg.Durable, next, fmt.Errorf("acknowledged up to %d", info.AckFloor.Stream)); err != nil {
+				return err
+			}
+			continue
+		}
 		rctx, cancel := context.WithCancel(ctx)
 		var gap error
 		err = c.RunBatch(rctx, func(_ context.Context, events []ledger.Event) error {
@@ -65,10 +77,18 @@ func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]le
 		if gap == nil {
 			return ctx.Err()
 		}
-		// The consumer is past the checkpoint: start it again from there.
-		s.conn.Config().Logger.Warn("webhooks consumer ahead of the checkpoint; recreating it", "durable", cfg.Durable, "from", next, "err", gap)
-		if err := s.conn.JetStream().DeleteConsumer(ctx, s.conn.Config().Stream, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("recreate consumer %s: %w", cfg.Durable, err)
+		if err := s.recreate(ctx, cfg.Durable, next, gap); err != nil {
+			return err
 		}
 	}
+}
+
+// recreate deletes a durable consumer that is past the checkpoint, so the
+// next round creates it again at the checkpoint.
+func (s *streamSource) recreate(ctx context.Context, durable string, from uint64, why error) error {
+	s.conn.Config().Logger.Warn("webhooks consumer ahead of the checkpoint; recreating it", "durable", durable, "from", from, "why", why)
+	if err := s.conn.JetStream().DeleteConsumer(ctx, s.conn.Config().Stream, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("recreate consumer %s: %w", durable, err)
+	}
+	return nil
 }
