@@ -64,7 +64,11 @@ func decodeError(err error, body []byte) error {
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 		name = strings.Trim(name, `"`)
-		return badField(name, "extra_forbidden", fmt.Sprintf("%s is not a field of this request", name))
+		path := name
+		if path == "" {
+			path = "body"
+		}
+		return badField(path, "extra_forbidden", fmt.Sprintf("%q is not a field of this request", name))
 	}
 	var fe *fieldDecodeError
 	if errors.As(err, &fe) {

@@ -254,6 +254,13 @@ func (h *harness) seedSetup() merchant {
 	return m
 }
 
+// on returns the harness reporting to t (a fuzz target's own T).
+func (h *harness) on(t testing.TB) *harness {
+	c := *h
+	c.t = t
+	return &c
+}
+
 func (h *harness) head() uint64 { return h.store.Head().Seq }
 
 func jsonEqual(t testing.TB, got []byte, want string) {

@@ -16,9 +16,11 @@ import (
 // accountStamp is what seed 000's requests carry besides their own fields:
 // the merchant account id and a millisecond timestamp. Both are optional
 // here (the API key already names the merchant); when given they are checked.
+// (Request structs repeat the two fields rather than embed this one, so
+// that decoding errors name "timestamp", not a Go type.)
 type accountStamp struct {
-	AccountID string `json:"account_id"`
-	Timestamp *int64 `json:"timestamp"`
+	AccountID string
+	Timestamp *int64
 }
 
 // checkStamp refuses an account_id other than the caller's (404, as for any
@@ -53,7 +55,8 @@ func queryStamp(q url.Values) (accountStamp, error) {
 }
 
 type createWidgetRequest struct {
-	accountStamp
+	AccountID          string   `json:"account_id"`
+	Timestamp          *int64   `json:"timestamp"`
 	ExternalID         string   `json:"external_id"`
 	Type               string   `json:"type"`
 	Currencies         []string `json:"currencies"`
@@ -122,7 +125,7 @@ func (s *Server) createWidget(c *call) (int, any, error) {
 	if err := decode(c.body, &req, false); err != nil {
 		return 0, nil, err
 	}
-	if err := s.checkStamp(c, req.accountStamp); err != nil {
+	if err := s.checkStamp(c, accountStamp{req.AccountID, req.Timestamp}); err != nil {
 		return 0, nil, err
 	}
 	var expires time.Time
@@ -184,8 +187,9 @@ func (s *Server) listWidgets(c *call) (int, any, error) {
 }
 
 type widgetStatusRequest struct {
-	accountStamp
-	Status string `json:"status"`
+	AccountID string `json:"account_id"`
+	Timestamp *int64 `json:"timestamp"`
+	Status    string `json:"status"`
 }
 
 // changeWidgetStatus is POST /api/v1/widgets/{id}/status: active or disabled.
@@ -194,7 +198,7 @@ func (s *Server) changeWidgetStatus(c *call) (int, any, error) {
 	if err := decode(c.body, &req, false); err != nil {
 		return 0, nil, err
 	}
-	if err := s.checkStamp(c, req.accountStamp); err != nil {
+	if err := s.checkStamp(c, accountStamp{req.AccountID, req.Timestamp}); err != nil {
 		return 0, nil, err
 	}
 	switch req.Status {
@@ -212,7 +216,8 @@ func (s *Server) changeWidgetStatus(c *call) (int, any, error) {
 }
 
 type widgetInvoiceRequest struct {
-	accountStamp
+	AccountID  string `json:"account_id"`
+	Timestamp  *int64 `json:"timestamp"`
 	Amount     string `json:"amount"`
 	Method     string `json:"method"`
 	CustomerID string `json:"customer_id"`
@@ -225,7 +230,7 @@ func (s *Server) createWidgetInvoice(c *call) (int, any, error) {
 	if err := decode(c.body, &req, true); err != nil {
 		return 0, nil, err
 	}
-	if err := s.checkStamp(c, req.accountStamp); err != nil {
+	if err := s.checkStamp(c, accountStamp{req.AccountID, req.Timestamp}); err != nil {
 		return 0, nil, err
 	}
 	id := c.r.PathValue("id")

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func init() {
+	register(&command{name: "admin", summary: "operator commands against a running server's admin API", run: runAdmin})
+}
+
+const adminUsage = `usage: payledger admin [--server URL] [--admin-token TOKEN] <command> [args] [flags]
+
+  merchant create --name NAME [--webhook-url URL] [--commission 2] [--lifetime SECONDS]
+                  [--methods a,b] [--invoicing true|false]
+  merchant list
+  merchant get ID
+  merchant update ID [--name] [--webhook-url] [--commission] [--lifetime] [--methods]
+                  [--invoicing true|false] [--disabled true|false]
+  key issue MERCHANT_ID [--label LABEL]
+  key revoke MERCHANT_ID KEY_ID
+  secret rotate MERCHANT_ID
+  rate set CURRENCY RATE          e.g. rate set UAH 41.50
+  rate list
+  payment get ID
+  payment confirm|reject|fail ID [--reason TEXT]
+  payment process ID [--paid-amount AMOUNT]
+
+The server is --server (env PAYLEDGER_SERVER, default http://127.0.0.1:8080).
+The token is --admin-token (env PAYLEDGER_ADMIN_TOKEN), else the admin.token
+file that 'payledger serve' wrote in --data-dir (env PAYLEDGER_DATA_DIR,
+default ./data). Answers are printed as JSON; a refusal exits 1.
+`
+
+// adminClient calls the admin API.
+type adminClient struct {
+	server string
+	token  string
+	http   *http.Client
+}
+
+// adminFlags are the flags every admin command takes, wherever they stand.
+type adminFlags struct {
+	server, token, dataDir string
+}
+
+func (a *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.server, "server", envOr("PAYLEDGER_SERVER", "http://127.0.0.1:8080"), "server URL (env PAYLEDGER_SERVER)")
+	fs.StringVar(&a.token, "admin-token", envOr("PAYLEDGER_ADMIN_TOKEN", ""), "admin token (env PAYLEDGER_ADMIN_TOKEN)")
+	fs.StringVar(&a.dataDir, "data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "where serve wrote admin.token, read when no token is given (env PAYLEDGER_DATA_DIR)")
+}
+
+// parseInterleaved parses flags that may stand before, between or after
+// the positional arguments, and returns the positionals. A negative number
+// ("-1") is a positional, so the server, not the flag parser, refuses it.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for len(args) > 0 {
+		a := args[0]
+		switch {
+		case a == "--":
+			return append(pos, args[1:]...), nil
+		case a == "-" || !strings.HasPrefix(a, "-") || isNumber(a[1:]):
+			pos = append(pos, a)
+			args = args[1:]
+			continue
+		}
+		n := 1
+		if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") {
+			if f := fs.Lookup(name); f != nil && !isBoolFlag(f) {
+				n = 2
+			}
+		}
+		n = min(n, len(args))
+		if err := fs.Parse(args[:n]); err != nil {
+			return nil, err
+		}
+		args = args[n:]
+	}
+	return pos, nil
+}
+
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && s != "" && s[0] >= '0' && s[0] <= '9'
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, adminUsage)
+		if len(args) == 0 {
+			return &exitError{code: 2, err: errors.New("no admin command given")}
+		}
+		return nil
+	}
+	fs := newFlagSet("admin", stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, adminUsage) }
+	var g adminFlags
+	g.register(fs)
+	// Command flags, all known up front so they can stand anywhere.
+	var (
+		name, webhook, commission, methods, label, reason, paid string
+		lifetime                                                int64
+		invoicing, disabled                                     optBool
+	)
+	fs.StringVar(&name, "name", "", "merchant name")
+	fs.StringVar(&webhook, "webhook-url", "", "merchant default webhook URL")
+	fs.StringVar(&commission, "commission", "", "commission percent, e.g. 2")
+	fs.Int64Var(&lifetime, "lifetime", 0, "invoice lifetime in seconds")
+	fs.StringVar(&methods, "methods", "", "enabled method codes, comma separated")
+	fs.Var(&invoicing, "invoicing", "invoicing switch: true or false")
+	fs.Var(&disabled, "disabled", "suspend the merchant: true or false")
+	fs.StringVar(&label, "label", "", "API key label")
+	fs.StringVar(&reason, "reason", "", "reason for a payment status change")
+	fs.StringVar(&paid, "paid-amount", "", "amount received (default: the amount due)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	token := g.token
+	if token == "" {
+		b, err := os.ReadFile(filepath.Join(g.dataDir, adminTokenFile))
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("no admin token: give --admin-token or PAYLEDGER_ADMIN_TOKEN (%v)", err)}
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	c := &adminClient{server: strings.TrimRight(g.server, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}
+
+	settings := func() map[string]any {
+		body := map[string]any{}
+		if set["name"] {
+			body["name"] = name
+		}
+		if set["webhook-url"] {
+			body["webhook_url"] = webhook
+		}
+		if set["commission"] {
+			body["commission_percent"] = commission
+		}
+		if set["lifetime"] {
+			body["invoice_lifetime_seconds"] = lifetime
+		}
+		if set["methods"] {
+			list := []string{}
+			for _, m := range strings.Split(methods, ",") {
+				if m = strings.TrimSpace(m); m != "" {
+					list = append(list, m)
+				}
+			}
+			body["methods"] = list
+		}
+		if invoicing.set {
+			body["invoicing_enabled"] = invoicing.v
+		}
+		return body
+	}
+	need := func(n int, usage string) error {
+		if len(pos) != n {
+			return &exitError{code: 2, err: fmt.Errorf("usage: payledger admin %s", usage)}
+		}
+		return nil
+	}
+	esc := url.PathEscape
+	cmd := strings.Join(pos[:min(2, len(pos))], " ")
+	switch cmd {
+	case "merchant create":
+		if err := need(2, "merchant create --name NAME [flags]"); err != nil {
+			return err
+		}
+		if !set["name"] {
+			return &exitError{code: 2, err: errors.New("merchant create needs --name")}
+		}
+		return c.call(ctx, stdout, "POST", "/admin/v1/merchants", settings())
+	case "merchant list":
+		if err := need(2, "merchant list"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "GET", "/admin/v1/merchants", nil)
+	case "merchant get":
+		if err := need(3, "merchant get ID"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "GET", "/admin/v1/merchants/"+esc(pos[2]), nil)
+	case "merchant update":
+		if err := need(3, "merchant update ID [flags]"); err != nil {
+			return err
+		}
+		body := settings()
+		if disabled.set {
+			body["disabled"] = disabled.v
+		}
+		return c.call(ctx, stdout, "PATCH", "/admin/v1/merchants/"+esc(pos[2]), body)
+	case "key issue":
+		if err := need(3, "key issue MERCHANT_ID [--label LABEL]"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "POST", "/admin/v1/merchants/"+esc(pos[2])+"/keys", map[string]any{"label": label})
+	case "key revoke":
+		if err := need(4, "key revoke MERCHANT_ID KEY_ID"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "DELETE", "/admin/v1/merchants/"+esc(pos[2])+"/keys/"+esc(pos[3]), nil)
+	case "secret rotate":
+		if err := need(3, "secret rotate MERCHANT_ID"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "POST", "/admin/v1/merchants/"+esc(pos[2])+"/secret/rotate", nil)
+	case "rate set":
+		if err := need(4, "rate set CURRENCY RATE"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "POST", "/admin/v1/rates", map[string]any{"currency": pos[2], "rate": pos[3]})
+	case "rate list":
+		if err := need(2, "rate list"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "GET", "/admin/v1/rates", nil)
+	case "payment get":
+		if err := need(3, "payment get ID"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "GET", "/admin/v1/payments/"+esc(pos[2]), nil)
+	case "payment confirm", "payment reject", "payment fail":
+		if err := need(3, pos[0]+" "+pos[1]+" ID [--reason TEXT]"); err != nil {
+			return err
+		}
+		var body map[string]any
+		if set["reason"] {
+			body = map[string]any{"reason": reason}
+		}
+		return c.call(ctx, stdout, "POST", "/admin/v1/payments/"+esc(pos[2])+"/"+pos[1], body)
+	case "payment process":
+		if err := need(3, "payment process ID [--paid-amount AMOUNT]"); err != nil {
+			return err
+		}
+		var body map[string]any
+		if set["paid-amount"] {
+			body = map[string]any{"paid_amount": paid}
+		}
+		return c.call(ctx, stdout, "POST", "/admin/v1/payments/"+esc(pos[2])+"/process", body)
+	}
+	fmt.Fprint(stderr, adminUsage)
+	return &exitError{code: 2, err: fmt.Errorf("unknown admin command %q", strings.Join(pos, " "))}
+}
+
+// call sends one request and prints the JSON answer; a non-2xx answer is an
+// error naming the server's code and message.
+func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path string, body map[string]any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if res.StatusCode/100 != 2 {
+		var e struct {
+			RequestID string `json:"request_id"`
+			Error     struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+				Details []struct {
+					Path    string `json:"path"`
+					Message string `json:"message"`
+				} `json:"details"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+			return fmt.Errorf("%s %s: %s: %s", method, path, res.Status, strings.TrimSpace(string(raw)))
+		}
+		msg := fmt.Sprintf("%s %s: %d %s: %s", method, path, res.StatusCode, e.Error.Code, e.Error.Message)
+		for _, d := range e.Error.Details {
+			msg += fmt.Sprintf("\n  %s: %s", d.Path, d.Message)
+		}
+		if e.RequestID != "" {
+			msg += " (request " + e.RequestID + ")"
+		}
+		return errors.New(msg)
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, raw, "", "  ") != nil {
+		_, err = stdout.Write(raw)
+		return err
+	}
+	pretty.WriteByte('\n')
+	_, err = stdout.Write(pretty.Bytes())
+	return err
+}
+
+// optBool is a boolean flag that records whether it was given.
+type optBool struct{ set, v bool }
+
+func (b *optBool) String() string {
+	if b == nil || !b.set {
+		return ""
+	}
+	return strconv.FormatBool(b.v)
+}
+
+func (b *optBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false")
+	}
+	b.set, b.v = true, v
+	return nil
+}

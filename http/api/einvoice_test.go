@@ -1,0 +1,201 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/payledger/payledger/commands"
+)
+
+var trackingRE = regexp.MustCompile(`^[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$`)
+
+// seed001Request is seed 001's example (extra_fields filled for the card method).
+const seed001Request = `{ "payment_id": 123, "currency": "visamaster.uah", "amount": 100.00,
+ "description": "Some payment description", "sender": "4444111144441111",
+ "success_url": "https://test.ua/success/123", "fail_url": "https://test.ua/fail/123",
+ "status_url": "https://test.ua", "extra_fields": { "card_holder": "Ivan Ivanov" } }`
+
+func TestEInvoice(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+
+	r := h.api(m, "POST", "/api/einvoice/create", seed001Request)
+	if r.Status != http.StatusOK {
+		t.Fatalf("number payment_id: %d %s", r.Status, r.Body)
+	}
+	var out struct {
+		Tracking    string          `json:"tracking"`
+		PaymentID   json.RawMessage `json:"payment_id"`
+		InvoiceID   string          `json:"invoice_id"`
+		PaymentLink string          `json:"payment_link"`
+	}
+	if err := json.Unmarshal(r.Body, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !trackingRE.MatchString(out.Tracking) || string(out.PaymentID) != "123" || out.PaymentLink != "https://pay.app.com/pay/"+out.InvoiceID {
+		t.Errorf("response %s", r.Body)
+	}
+	inv := h.api(m, "GET", "/api/v1/invoices/"+out.InvoiceID, "")
+	if b := inv.JSON(t); b["amount"] != "100.00" || b["currency"] != "UAH" || b["merchant_usdt"] != "2.36" {
+		t.Errorf("e-invoice as invoice: %s", inv.Body)
+	}
+
+	s := h.api(m, "POST", "/api/einvoice/create", strings.NewReplacer(`"payment_id": 123`, `"payment_id": "INV-77"`, `100.00`, `"250.50"`).Replace(seed001Request))
+	if s.Status != http.StatusOK || !strings.Contains(string(s.Body), `"payment_id":"INV-77"`) {
+		t.Errorf("string payment_id: %d %s", s.Status, s.Body)
+	}
+
+	head := h.head()
+	dup := h.api(m, "POST", "/api/einvoice/create", seed001Request)
+	if dup.Status != http.StatusConflict {
+		t.Errorf("duplicate status %d", dup.Status)
+	}
+	var e struct {
+		Error struct {
+			Code    *int   `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(dup.Body, &e); err != nil || e.Error.Code == nil || *e.Error.Code != EInvoiceDuplicate || e.Error.Message != "Transaction already exists" {
+		t.Errorf("duplicate body %s", dup.Body)
+	}
+	// The number 123 and the string "123" are one payment_id.
+	if r := h.api(m, "POST", "/api/einvoice/create", strings.Replace(seed001Request, `"payment_id": 123`, `"payment_id": "123"`, 1)); !strings.Contains(string(r.Body), "Transaction already exists") {
+		t.Errorf("string duplicate of a number: %s", r.Body)
+	}
+
+	bad := []struct {
+		name, body string
+		code       int
+		field      string
+	}{
+		{"fractional payment_id", strings.Replace(seed001Request, `"payment_id": 123`, `"payment_id": 1.5`, 1), EInvoiceInvalid, "payment_id"},
+		{"boolean payment_id", strings.Replace(seed001Request, `"payment_id": 123`, `"payment_id": true`, 1), EInvoiceInvalid, "payment_id"},
+		{"exponent amount", strings.Replace(seed001Request, `100.00`, `1e2`, 1), EInvoiceInvalid, "amount"},
+		{"over-precise amount", strings.Replace(seed001Request, `100.00`, `100.001`, 1), EInvoiceInvalid, "amount"},
+		{"negative amount", strings.Replace(seed001Request, `100.00`, `-100`, 1), EInvoiceInvalid, "amount"},
+		{"unknown method", strings.Replace(seed001Request, `visamaster.uah`, `visamaster.zzz`, 1), EInvoiceMethod, "currency"},
+		{"method without rate", strings.NewReplacer(`visamaster.uah`, `visamaster.ngn`, `"card_holder": "Ivan Ivanov"`, ``).Replace(seed001Request), EInvoiceRate, "currency"},
+		{"bad extra field", strings.Replace(seed001Request, `"card_holder"`, `"phone"`, 1), EInvoiceInvalid, "extra_fields.phone"},
+		{"unknown field", strings.Replace(seed001Request, `"sender"`, `"senderx"`, 1), EInvoiceInvalid, "senderx"},
+		{"malformed", `{"payment_id": `, EInvoiceInvalid, "body"},
+	}
+	for _, tc := range bad {
+		r := h.api(m, "POST", "/api/einvoice/create", strings.Replace(tc.body, "123", "999", 1))
+		var e struct {
+			Error struct {
+				Code    *int     `json:"code"`
+				Details []Detail `json:"details"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(r.Body, &e); err != nil || e.Error.Code == nil || *e.Error.Code != tc.code {
+			t.Errorf("%s: %d %s, want code %d", tc.name, r.Status, r.Body, tc.code)
+			continue
+		}
+		named := false
+		for _, d := range e.Error.Details {
+			named = named || d.Path == tc.field
+		}
+		if !named {
+			t.Errorf("%s: details do not name %s: %s", tc.name, tc.field, r.Body)
+		}
+	}
+	if h.head() != head {
+		t.Errorf("refused e-invoices appended: head %d -> %d", head, h.head())
+	}
+	if r := h.do(req{method: "POST", path: "/api/einvoice/create", body: seed001Request}); !strings.Contains(string(r.Body), `"code":2`) || r.Status != 401 {
+		t.Errorf("no key on e-invoice: %d %s", r.Status, r.Body)
+	}
+
+	x := h.api(m, "GET", "/api/extrafields/list", "")
+	var xl extraFieldsList
+	if err := json.Unmarshal(x.Body, &xl); err != nil || len(xl.Methods) != len(commands.Methods()) {
+		t.Fatalf("extra fields: %v %d methods", err, len(xl.Methods))
+	}
+	if xl.Methods[0].Currency != "airtel.mga" || len(xl.Methods[0].ExtraFields) == 0 || xl.Methods[0].ExtraFields[0].Name != "phone" {
+		t.Errorf("first method %+v", xl.Methods[0])
+	}
+}
+
+func TestMethodsAndWidgets(t *testing.T) {
+	h := newHarness(t)
+	m := h.newMerchant(`{"name": "w", "methods": ["visamaster.uah", "visamaster.usd"]}`)
+	h.setRate("UAH", "41.50")
+
+	r := h.api(m, "GET", "/api/v1/methods", "")
+	var ml methodsList
+	if err := json.Unmarshal(r.Body, &ml); err != nil || len(ml.Methods) != len(commands.Methods()) {
+		t.Fatalf("methods: %v %s", err, r.Body)
+	}
+	enabled := 0
+	for _, meth := range ml.Methods {
+		if meth.Enabled {
+			enabled++
+		}
+	}
+	if enabled != 2 {
+		t.Errorf("%d methods enabled, want 2", enabled)
+	}
+	for _, c := range ml.Currencies {
+		if c.Code == "UAH" && (c.Rate == nil || *c.Rate != "41.50" || !c.Invoiceable) {
+			t.Errorf("UAH: %+v", c)
+		}
+	}
+
+	single := h.api(m, "POST", "/api/v1/widgets", `{"account_id": "`+m.ID+`", "timestamp": `+jsonInt(h.clock.Now().UnixMilli())+`,
+		"external_id": "0b6d1b8e-62c3-4d49-9a43-1c4f6a0e2b11", "type": "single", "fiat_currency": "UAH", "fiat_amount": "250.00",
+		"description": "Coffee", "logo_url": "https://shop.example/logo.png", "return_url": "https://shop.example/",
+		"currencies": ["USDT"], "merchant_external_id": "shop-7"}`)
+	if single.Status != http.StatusCreated {
+		t.Fatalf("single widget: %d %s", single.Status, single.Body)
+	}
+	jsonEqual(t, single.Body, `{"external_id": "0b6d1b8e-62c3-4d49-9a43-1c4f6a0e2b11", "type": "single", "status": "active",
+		"currencies": ["USDT"], "description": "Coffee", "logo_url": "https://shop.example/logo.png",
+		"return_url": "https://shop.example/", "support_url": "", "merchant_external_id": "shop-7",
+		"fiat_currency": "UAH", "fiat_amount": "250.00",
+		"widget_link": "https://pay.app.com/w/0b6d1b8e-62c3-4d49-9a43-1c4f6a0e2b11",
+		"created_at": "2026-02-25T12:00:00Z", "expires_at": null}`)
+	wid := "0b6d1b8e-62c3-4d49-9a43-1c4f6a0e2b11"
+	if r := h.api(m, "POST", "/api/v1/widgets", `{"external_id": "`+wid+`", "type": "unlimited"}`); r.Status != http.StatusConflict || r.errCode(t) != CodeDuplicateWidget {
+		t.Errorf("duplicate widget: %d %s", r.Status, r.Body)
+	}
+	inv := h.api(m, "POST", "/api/v1/widgets/"+wid+"/invoices", `{"customer_id": "c-1"}`)
+	if inv.Status != http.StatusCreated || inv.JSON(t)["amount"] != "250.00" || inv.JSON(t)["external_id"] != "shop-7" {
+		t.Errorf("widget invoice: %d %s", inv.Status, inv.Body)
+	}
+	if r := h.api(m, "POST", "/api/v1/widgets/"+wid+"/status", `{"status": "disabled"}`); r.Status != http.StatusOK || r.JSON(t)["status"] != "disabled" {
+		t.Errorf("disable: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "POST", "/api/v1/widgets/"+wid+"/invoices", `{}`); r.Status != http.StatusConflict || r.errCode(t) != CodeWidgetNotActive {
+		t.Errorf("invoice from disabled widget: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "POST", "/api/v1/widgets/"+wid+"/status", `{"status": "expired"}`); r.Status != http.StatusBadRequest {
+		t.Errorf("merchant expiring a widget: %d %s", r.Status, r.Body)
+	}
+	unl := h.api(m, "POST", "/api/v1/widgets", `{"type": "unlimited"}`)
+	uid, _ := unl.JSON(t)["external_id"].(string)
+	if r := h.api(m, "POST", "/api/v1/widgets/"+uid+"/invoices", `{"amount": "99.99", "method": "visamaster.uah"}`); r.Status != http.StatusCreated || r.JSON(t)["currency"] != "UAH" {
+		t.Errorf("unlimited widget invoice: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "POST", "/api/v1/widgets/"+uid+"/invoices", `{"amount": "100", "method": "mtn-ci.xof"}`); r.Status != http.StatusBadRequest || r.errCode(t) != CodeMethodInvalid {
+		t.Errorf("disabled method: %d %s", r.Status, r.Body)
+	}
+	l := h.api(m, "GET", "/api/v1/widgets?page=1&page_size=1&account_id="+m.ID, "")
+	if l.Status != http.StatusOK || !strings.Contains(string(l.Body), `"page_details":{"page_number":1,"page_size":1,"total_pages":2,"total_objects":2}`) {
+		t.Errorf("widget list: %d %s", l.Status, l.Body)
+	}
+	if r := h.api(m, "GET", "/api/v1/widgets?page=0", ""); r.Status != http.StatusBadRequest || r.details(t)[0].Path != "page" {
+		t.Errorf("page 0: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "GET", "/api/v1/widgets/"+wid+"?account_id=someone-else", ""); r.Status != http.StatusNotFound {
+		t.Errorf("other account_id: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "GET", "/api/v1/invoices?status=paid", ""); r.Status != http.StatusBadRequest || r.details(t)[0].Path != "status" {
+		t.Errorf("bad status filter: %d %s", r.Status, r.Body)
+	}
+}
+
+func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }

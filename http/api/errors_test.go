@@ -1,0 +1,283 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestSeed003Errors answers every error of seed 003 in its envelope.
+func TestSeed003Errors(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+
+	check := func(name string, r resp, status int, code string) {
+		t.Helper()
+		if r.Status != status {
+			t.Errorf("%s: status %d, want %d: %s", name, r.Status, status, r.Body)
+		}
+		b := r.JSON(t)
+		if b["successful"] != false || b["request_id"] != r.Header.Get("X-Request-Id") {
+			t.Errorf("%s: not seed 003's envelope: %s", name, r.Body)
+		}
+		if got := r.errCode(t); got != code {
+			t.Errorf("%s: code %q, want %q: %s", name, got, code, r.Body)
+		}
+	}
+
+	check("no key", h.do(req{method: "POST", path: "/api/v1/create-invoice", body: seed003Request}), 401, "API_KEY_MISSING")
+	check("bad key", h.api(merchant{Key: "pl_nope"}, "POST", "/api/v1/create-invoice", seed003Request), 401, "API_KEY_INVALID")
+
+	if r := h.api(m, "POST", "/api/v1/create-invoice", seed003Request); r.Status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	dup := h.api(m, "POST", "/api/v1/create-invoice", seed003Request)
+	check("duplicate", dup, 409, "DUPLICATE_EXTERNAL_ID")
+	if d := dup.details(t); len(d) != 1 || d[0].Path != "external_id" {
+		t.Errorf("duplicate details: %+v", d)
+	}
+	if msg := dup.JSON(t)["error"].(map[string]any)["message"]; msg != "External ID for this merchant is already exists, try to generate another External ID" {
+		t.Errorf("duplicate message %q", msg)
+	}
+
+	for _, cur := range []string{"XYZ", "EUR"} { // unknown; known but no rate
+		body := strings.NewReplacer(`"UAH"`, `"`+cur+`"`, "order-2026-0001", "order-"+cur).Replace(seed003Request)
+		r := h.api(m, "POST", "/api/v1/create-invoice", body)
+		check("currency "+cur, r, 400, "CURRENCY_INVALID")
+		if d := r.details(t); len(d) != 1 || d[0].Path != "currency_code" {
+			t.Errorf("currency %s details: %+v", cur, d)
+		}
+	}
+
+	if r := h.admin("PATCH", "/admin/v1/merchants/"+m.ID, `{"invoicing_enabled": false}`); r.Status != http.StatusOK {
+		t.Fatalf("disable invoicing: %d %s", r.Status, r.Body)
+	}
+	check("deals disabled", h.api(m, "POST", "/api/v1/create-invoice", strings.Replace(seed003Request, "order-2026-0001", "order-x", 1)), 403, "DEALS_SYSTEM_DISABLED")
+
+	v := h.api(m, "POST", "/api/v1/create-invoice", `{"amount": "-1", "currency_code": "uah"}`)
+	check("validation", v, 400, "VALIDATION_ERROR")
+	paths := map[string]string{}
+	for _, d := range v.details(t) {
+		paths[d.Path] = d.Type
+		if d.Message == "" || d.Type == "" {
+			t.Errorf("detail without type or message: %+v", d)
+		}
+	}
+	for _, p := range []string{"amount", "currency_code", "external_id"} {
+		if _, ok := paths[p]; !ok {
+			t.Errorf("validation details lack %s: %s", p, v.Body)
+		}
+	}
+}
+
+// TestBadInputAppendsNothing sends bad requests of every kind: each is
+// answered 400 (413 for the body size) naming the field, and the log's head
+// does not move.
+func TestBadInputAppendsNothing(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxBodyBytes = 4096 })
+	m := h.seedSetup()
+	inv := h.api(m, "POST", "/api/v1/create-invoice", seed003Request)
+	id, _ := inv.JSON(t)["invoice_id"].(string)
+
+	with := func(field, value string) string {
+		// seed 003's request with one field's JSON value replaced.
+		lines := strings.Split(seed003Request, "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, `"`+field+`":`) {
+				comma := strings.HasSuffix(l, ",")
+				lines[i] = `"` + field + `": ` + value
+				if comma {
+					lines[i] += ","
+				}
+			}
+		}
+		return strings.Replace(strings.Join(lines, "\n"), "order-2026-0001", "order-new", 1)
+	}
+	without := func(field string) string {
+		var out []string
+		for _, l := range strings.Split(seed003Request, "\n") {
+			if !strings.HasPrefix(l, `"`+field+`":`) {
+				out = append(out, l)
+			}
+		}
+		s := strings.Join(out, "\n")
+		return strings.Replace(strings.Replace(s, "\",\n}", "\"\n}", 1), "order-2026-0001", "order-new", 1)
+	}
+	const ci = "/api/v1/create-invoice"
+	tests := []struct {
+		name, path, body string
+		status           int
+		field            string
+	}{
+		{"malformed JSON", ci, `{"amount": "1500.00",`, 400, "body"},
+		{"not an object", ci, `["amount"]`, 400, "body"},
+		{"two values", ci, seed003Request + ` {}`, 400, "body"},
+		{"empty body", ci, ``, 400, "body"},
+		{"amount as number", ci, with("amount", `1500.00`), 400, "amount"},
+		{"currency as number", ci, with("currency_code", `980`), 400, "currency_code"},
+		{"external_id as object", ci, with("external_id", `{}`), 400, "external_id"},
+		{"missing amount", ci, without("amount"), 400, "amount"},
+		{"missing currency", ci, without("currency_code"), 400, "currency_code"},
+		{"missing external_id", ci, without("external_id"), 400, "external_id"},
+		{"negative amount", ci, with("amount", `"-1500.00"`), 400, "amount"},
+		{"zero amount", ci, with("amount", `"0.00"`), 400, "amount"},
+		{"over-precise amount", ci, with("amount", `"1500.001"`), 400, "amount"},
+		{"huge amount", ci, with("amount", `"1`+strings.Repeat("0", 40)+`"`), 400, "amount"},
+		{"exponent amount", ci, with("amount", `"1e3"`), 400, "amount"},
+		{"unknown currency", ci, with("currency_code", `"XYZ"`), 400, "currency_code"},
+		{"lower-case currency", ci, with("currency_code", `"uah"`), 400, "currency_code"},
+		{"http callback_url", ci, with("callback_url", `"http://yoursite.com/hook"`), 400, "callback_url"},
+		{"relative success_url", ci, with("success_url", `"/ok"`), 400, "success_url"},
+		{"unknown field", ci, strings.Replace(seed003Request, `"amount"`, `"email": "x@y.z", "amount"`, 1), 400, "email"},
+		{"oversized body", ci, `{"purpose": "` + strings.Repeat("x", 5000) + `"}`, 413, "body"},
+		{"unknown method", "/api/v1/invoices/" + id + "/payments", `{"method": "visamaster.zzz"}`, 400, "method"},
+		{"missing method", "/api/v1/invoices/" + id + "/payments", `{}`, 400, "method"},
+		{"method as list", "/api/v1/invoices/" + id + "/payments", `{"method": ["visamaster.uah"]}`, 400, "method"},
+		{"widget bad type", "/api/v1/widgets", `{"type": "forever"}`, 400, "type"},
+		{"widget stale timestamp", "/api/v1/widgets", fmt.Sprintf(`{"type": "unlimited", "timestamp": %d}`, seedTime.UnixMilli()-4*60*1000), 400, "timestamp"},
+		{"widget timestamp string", "/api/v1/widgets", `{"type": "unlimited", "timestamp": "now"}`, 400, "timestamp"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := h.head()
+			r := h.api(m, "POST", tc.path, tc.body)
+			if r.Status != tc.status {
+				t.Errorf("status %d, want %d: %s", r.Status, tc.status, r.Body)
+			}
+			found := false
+			for _, d := range r.details(t) {
+				if d.Path == tc.field {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("details do not name %q: %s", tc.field, r.Body)
+			}
+			if after := h.head(); after != before {
+				t.Errorf("log head moved from %d to %d", before, after)
+			}
+		})
+	}
+}
+
+func TestCrossMerchant404(t *testing.T) {
+	h := newHarness(t)
+	a := h.seedSetup()
+	b := h.newMerchant(`{"name": "Other"}`)
+	inv := h.api(a, "POST", "/api/v1/create-invoice", seed003Request)
+	id, _ := inv.JSON(t)["invoice_id"].(string)
+	p := h.api(a, "POST", "/api/v1/invoices/"+id+"/payments", `{"method": "visamaster.uah"}`)
+	pid, _ := p.JSON(t)["id"].(string)
+	w := h.api(a, "POST", "/api/v1/widgets", `{"type": "unlimited"}`)
+	wid, _ := w.JSON(t)["external_id"].(string)
+
+	before := h.head()
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/invoices/" + id, ""},
+		{"POST", "/api/v1/invoices/" + id + "/cancel", ""},
+		{"POST", "/api/v1/invoices/" + id + "/payments", `{"method": "visamaster.uah"}`},
+		{"GET", "/api/v1/invoices/" + id + "/payments", ""},
+		{"GET", "/api/v1/payments/" + pid, ""},
+		{"GET", "/api/v1/widgets/" + wid, ""},
+		{"POST", "/api/v1/widgets/" + wid + "/status", `{"status": "disabled"}`},
+		{"POST", "/api/v1/widgets/" + wid + "/invoices", `{"amount": "10.00", "method": "visamaster.uah"}`},
+		{"GET", "/api/v1/widgets?account_id=" + a.ID, ""},
+	} {
+		r := h.api(b, tc.method, tc.path, tc.body)
+		if r.Status != http.StatusNotFound || r.errCode(t) != CodeNotFound {
+			t.Errorf("%s %s as another merchant: %d %s", tc.method, tc.path, r.Status, r.Body)
+		}
+	}
+	if h.head() != before {
+		t.Error("a refused cross-merchant request appended")
+	}
+	l := h.api(b, "GET", "/api/v1/invoices", "")
+	if !strings.Contains(string(l.Body), `"total_objects":0`) {
+		t.Errorf("other merchant lists a's invoices: %s", l.Body)
+	}
+}
+
+func TestAdminAuth(t *testing.T) {
+	h := newHarness(t)
+	for _, hdr := range []map[string]string{
+		nil,
+		{"Authorization": "Bearer wrong"},
+		{"Authorization": "Basic " + testAdminToken},
+		{"Authorization": "Bearer"},
+	} {
+		r := h.do(req{method: "POST", path: "/admin/v1/merchants", body: `{"name": "x"}`, header: hdr})
+		if r.Status != http.StatusUnauthorized || !strings.HasPrefix(r.errCode(t), "ADMIN_TOKEN_") || r.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("admin with %v: %d %s", hdr, r.Status, r.Body)
+		}
+	}
+	if h.head() != 0 {
+		t.Errorf("unauthorised admin calls appended %d events", h.head())
+	}
+	// A merchant key is no admin token.
+	m := h.newMerchant(`{"name": "m"}`)
+	r := h.do(req{method: "GET", path: "/admin/v1/merchants", header: map[string]string{"Authorization": "Bearer " + m.Key}})
+	if r.Status != http.StatusUnauthorized {
+		t.Errorf("merchant key on admin API: %d", r.Status)
+	}
+	// No token configured: everything refused.
+	h2 := newHarness(t, func(c *Config) { c.AdminTokenHash = "" })
+	r = h2.admin("GET", "/admin/v1/merchants", "")
+	if r.Status != http.StatusUnauthorized {
+		t.Errorf("no admin token configured: %d", r.Status)
+	}
+}
+
+func TestKeysRevokeAndRotate(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	k := h.admin("POST", "/admin/v1/merchants/"+m.ID+"/keys", `{"label": "ci"}`)
+	if k.Status != http.StatusCreated {
+		t.Fatalf("issue key: %d %s", k.Status, k.Body)
+	}
+	second := merchant{ID: m.ID, Key: k.JSON(t)["api_key"].(string)}
+	if r := h.api(second, "GET", "/api/v1/invoices", ""); r.Status != http.StatusOK {
+		t.Errorf("second key: %d %s", r.Status, r.Body)
+	}
+	if r := h.admin("DELETE", "/admin/v1/merchants/"+m.ID+"/keys/"+m.KeyID, ""); r.Status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "GET", "/api/v1/invoices", ""); r.Status != http.StatusUnauthorized || r.errCode(t) != CodeAPIKeyInvalid {
+		t.Errorf("revoked key: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(second, "GET", "/api/v1/invoices", ""); r.Status != http.StatusOK {
+		t.Errorf("other key after revoke: %d", r.Status)
+	}
+	if r := h.admin("DELETE", "/admin/v1/merchants/"+m.ID+"/keys/"+m.KeyID, ""); r.Status != http.StatusNotFound || r.errCode(t) != CodeKeyNotFound {
+		t.Errorf("revoke twice: %d %s", r.Status, r.Body)
+	}
+	rot := h.admin("POST", "/admin/v1/merchants/"+m.ID+"/secret/rotate", "")
+	if rot.Status != http.StatusOK || rot.JSON(t)["version"] != float64(2) {
+		t.Fatalf("rotate: %d %s", rot.Status, rot.Body)
+	}
+	if s := rot.JSON(t)["signing_secret"]; s == m.Secret || s != h.kr.SigningSecret(m.ID, 2) {
+		t.Errorf("rotated secret %v", s)
+	}
+	mv := h.admin("GET", "/admin/v1/merchants/"+m.ID, "")
+	if mv.Status != http.StatusOK || strings.Contains(string(mv.Body), second.Key) || strings.Contains(string(mv.Body), "key_hash") {
+		t.Errorf("merchant view: %d %s", mv.Status, mv.Body)
+	}
+	if r := h.admin("GET", "/admin/v1/merchants", ""); r.Status != http.StatusOK || !strings.Contains(string(r.Body), m.ID) {
+		t.Errorf("merchant list: %d %s", r.Status, r.Body)
+	}
+	if r := h.admin("GET", "/admin/v1/merchants/nope", ""); r.Status != http.StatusNotFound {
+		t.Errorf("unknown merchant: %d", r.Status)
+	}
+	if r := h.admin("PATCH", "/admin/v1/merchants/"+m.ID, `{}`); r.Status != http.StatusBadRequest {
+		t.Errorf("empty patch: %d", r.Status)
+	}
+	if r := h.admin("PATCH", "/admin/v1/merchants/"+m.ID, `{"commission_percent": "150"}`); r.Status != http.StatusBadRequest || r.details(t)[0].Path != "commission_percent" {
+		t.Errorf("bad commission: %d %s", r.Status, r.Body)
+	}
+	if r := h.admin("GET", "/admin/v1/rates", ""); !strings.Contains(string(r.Body), `"rate":"41.50"`) {
+		t.Errorf("rates: %s", r.Body)
+	}
+	if r := h.admin("POST", "/admin/v1/rates", `{"currency": "UAH", "rate": "-1"}`); r.Status != http.StatusBadRequest || r.details(t)[0].Path != "rate" {
+		t.Errorf("bad rate: %d %s", r.Status, r.Body)
+	}
+}

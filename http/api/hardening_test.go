@@ -1,0 +1,259 @@
+package api
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+func TestIdempotencyKey(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	send := func(key, body string) resp {
+		return h.do(req{method: "POST", path: "/api/v1/create-invoice", body: body,
+			header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": key}})
+	}
+	first := send("k-1", seed003Request)
+	if first.Status != http.StatusCreated || first.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first: %d %v %s", first.Status, first.Header, first.Body)
+	}
+	head := h.head()
+	again := send("k-1", seed003Request)
+	if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.Body, first.Body) {
+		t.Errorf("replay: %d %v\n%s\nwant %s", again.Status, again.Header, again.Body, first.Body)
+	}
+	if h.head() != head {
+		t.Error("replay appended")
+	}
+	other := send("k-1", strings.Replace(seed003Request, "order-2026-0001", "order-2", 1))
+	if other.Status != http.StatusConflict || other.errCode(t) != CodeIdempotencyReused {
+		t.Errorf("reuse with another body: %d %s", other.Status, other.Body)
+	}
+	// Without the key the natural key decides.
+	if r := h.api(m, "POST", "/api/v1/create-invoice", seed003Request); r.errCode(t) != CodeDuplicateExternalID {
+		t.Errorf("no key: %s", r.Body)
+	}
+	// Keys are per merchant: another merchant's same key is a new request.
+	m2 := h.newMerchant(`{"name": "two"}`)
+	r := h.do(req{method: "POST", path: "/api/v1/create-invoice", body: seed003Request,
+		header: map[string]string{"X-Api-Key": m2.Key, "Idempotency-Key": "k-1"}})
+	if r.Status != http.StatusCreated || r.Header.Get("Idempotent-Replayed") != "" {
+		t.Errorf("other merchant, same key: %d %s", r.Status, r.Body)
+	}
+	// Error answers are replayed too; a bad key is refused.
+	bad := send("k-bad", `{"amount": 5}`)
+	if bad.Status != 400 || send("k-bad", `{"amount": 5}`).Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("400 not replayed")
+	}
+	if r := send(strings.Repeat("x", 300), seed003Request); r.Status != 400 || r.details(t)[0].Path != "Idempotency-Key" {
+		t.Errorf("long key: %d %s", r.Status, r.Body)
+	}
+	// The record expires after the TTL.
+	h.clock.Advance(DefaultIdempotencyTTL + time.Minute)
+	exp := send("k-1", seed003Request)
+	if exp.Header.Get("Idempotent-Replayed") != "" || exp.errCode(t) != CodeDuplicateExternalID {
+		t.Errorf("after TTL: %d %v %s", exp.Status, exp.Header, exp.Body)
+	}
+}
+
+// TestIdempotencyConcurrent sends one key from many goroutines: one payment.
+func TestIdempotencyConcurrent(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	id, _ := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	const n = 8
+	bodies := make([][]byte, n)
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := h.do(req{method: "POST", path: "/api/v1/invoices/" + id + "/payments", body: `{"method": "visamaster.uah"}`,
+				header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": "pay-once"}})
+			bodies[i], statuses[i] = r.Body, r.Status
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if statuses[i] != http.StatusCreated || !bytes.Equal(bodies[i], bodies[0]) {
+			t.Errorf("request %d: %d %s (first %s)", i, statuses[i], bodies[i], bodies[0])
+		}
+	}
+	l := h.api(m, "GET", "/api/v1/invoices/"+id+"/payments", "")
+	if c := strings.Count(string(l.Body), `"gatewayId"`); c != 1 {
+		t.Errorf("%d payments made, want 1: %s", c, l.Body)
+	}
+}
+
+// TestIdempotencyPersists reopens the server on the same idempotency file.
+func TestIdempotencyPersists(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	hdr := map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": "persist"}
+	first := h.do(req{method: "POST", path: "/api/v1/create-invoice", body: seed003Request, header: hdr})
+	srv2, err := New(h.srv.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ts.Config.Handler = srv2.Handler()
+	again := h.do(req{method: "POST", path: "/api/v1/create-invoice", body: seed003Request, header: hdr})
+	if again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(first.Body, again.Body) {
+		t.Errorf("not replayed by a new server: %s", again.Body)
+	}
+	// Stored responses are sealed: the api key of an admin response never
+	// lies in the file in the clear.
+	ar := h.do(req{method: "POST", path: "/admin/v1/merchants", body: `{"name": "sealed"}`,
+		header: map[string]string{"Authorization": "Bearer " + testAdminToken, "Idempotency-Key": "m-1"}})
+	key, _ := ar.JSON(t)["api_key"].(string)
+	err = h.srv.cfg.IdempotencyDB.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketIdem).ForEach(func(k, v []byte) error {
+			if bytes.Contains(v, []byte(key)) || bytes.Contains(v, []byte("invoice_id")) {
+				t.Errorf("record %q holds the response in the clear", k)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	t.Run("per key", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.KeyRate, c.KeyBurst = 1, 3 })
+		m := h.newMerchant(`{"name": "limited"}`)
+		for i := range 3 {
+			if r := h.api(m, "GET", "/api/v1/invoices", ""); r.Status != http.StatusOK {
+				t.Fatalf("request %d: %d", i, r.Status)
+			}
+		}
+		r := h.api(m, "GET", "/api/v1/invoices", "")
+		if r.Status != http.StatusTooManyRequests || r.errCode(t) != CodeRateLimited {
+			t.Fatalf("4th request: %d %s", r.Status, r.Body)
+		}
+		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 {
+			t.Errorf("Retry-After %q", r.Header.Get("Retry-After"))
+		}
+		h.clock.Advance(2 * time.Second)
+		if r := h.api(m, "GET", "/api/v1/invoices", ""); r.Status != http.StatusOK {
+			t.Errorf("after waiting: %d", r.Status)
+		}
+	})
+	t.Run("per customer_id", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.CustomerRate, c.CustomerBurst = 0.5, 2 })
+		m := h.seedSetup()
+		create := func(i int, customer string) resp {
+			body := strings.NewReplacer("order-2026-0001", fmt.Sprintf("order-%d", i), "user_12345", customer).Replace(seed003Request)
+			return h.api(m, "POST", "/api/v1/create-invoice", body)
+		}
+		for i := range 2 {
+			if r := create(i, "user_1"); r.Status != http.StatusCreated {
+				t.Fatalf("invoice %d: %d %s", i, r.Status, r.Body)
+			}
+		}
+		head := h.head()
+		r := create(2, "user_1")
+		if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "2" {
+			t.Errorf("3rd invoice for one customer: %d %v %s", r.Status, r.Header.Get("Retry-After"), r.Body)
+		}
+		if h.head() != head {
+			t.Error("a rate-limited request appended")
+		}
+		if r := create(3, "user_2"); r.Status != http.StatusCreated {
+			t.Errorf("another customer: %d %s", r.Status, r.Body)
+		}
+	})
+}
+
+func TestSignedRequests(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	key := h.kr.SigningKey(m.ID, 1)
+	signed := func(ts int64, path, body, sig string) resp {
+		tss := strconv.FormatInt(ts, 10)
+		if sig == "" {
+			sig = Sign(key, tss, "POST", path, []byte(body))
+		}
+		return h.do(req{method: "POST", path: path, body: body, header: map[string]string{
+			"X-Api-Key": m.Key, "X-Timestamp": tss, "X-Signature": sig}})
+	}
+	now := h.clock.Now().UnixMilli()
+	const path = "/api/v1/widgets?x=1"
+	body := `{"type": "unlimited", "description": "signed"}`
+
+	ok := signed(now, path, body, "")
+	if ok.Status != http.StatusCreated {
+		t.Fatalf("valid signature: %d %s", ok.Status, ok.Body)
+	}
+	if r := signed(now, path, body, ""); r.Status != http.StatusUnauthorized || r.errCode(t) != CodeSignatureReplayed {
+		t.Errorf("replayed: %d %s", r.Status, r.Body)
+	}
+	if r := signed(now-4*60*1000, path, body, ""); r.Status != http.StatusUnauthorized || r.errCode(t) != CodeSignatureExpired {
+		t.Errorf("skewed past: %d %s", r.Status, r.Body)
+	}
+	if r := signed(now+4*60*1000, path, body, ""); r.Status != http.StatusUnauthorized || r.errCode(t) != CodeSignatureExpired {
+		t.Errorf("skewed future: %d %s", r.Status, r.Body)
+	}
+	if r := signed(now+1, path, body, strings.Repeat("ab", 32)); r.Status != http.StatusUnauthorized || r.errCode(t) != CodeSignatureInvalid {
+		t.Errorf("bad signature: %d %s", r.Status, r.Body)
+	}
+	// Signed for another body.
+	sig := Sign(key, strconv.FormatInt(now+2, 10), "POST", path, []byte(body))
+	if r := signed(now+2, path, `{"type": "unlimited", "description": "tampered"}`, sig); r.errCode(t) != CodeSignatureInvalid {
+		t.Errorf("tampered body: %s", r.Body)
+	}
+	if r := h.do(req{method: "GET", path: "/api/v1/widgets", header: map[string]string{"X-Api-Key": m.Key, "X-Signature": "00"}}); r.errCode(t) != CodeSignatureInvalid {
+		t.Errorf("signature without timestamp: %s", r.Body)
+	}
+	// After a rotation the previous key signs for the overlap, and the new one.
+	if r := h.admin("POST", "/admin/v1/merchants/"+m.ID+"/secret/rotate", ""); r.Status != http.StatusOK {
+		t.Fatal(r.Status)
+	}
+	if r := signed(now+3, "/api/v1/widgets", `{"type": "unlimited"}`, ""); r.Status != http.StatusCreated {
+		t.Errorf("previous secret during overlap: %d %s", r.Status, r.Body)
+	}
+	key = h.kr.SigningKey(m.ID, 2)
+	if r := signed(now+4, "/api/v1/widgets", `{"type": "unlimited"}`, ""); r.Status != http.StatusCreated {
+		t.Errorf("new secret: %d %s", r.Status, r.Body)
+	}
+	h.clock.Advance(DefaultSecretOverlap + time.Minute)
+	key = h.kr.SigningKey(m.ID, 1)
+	later := h.clock.Now().UnixMilli()
+	if r := signed(later, "/api/v1/widgets", `{"type": "unlimited"}`, ""); r.errCode(t) != CodeSignatureInvalid {
+		t.Errorf("previous secret after overlap: %d %s", r.Status, r.Body)
+	}
+	// Required signatures.
+	h2 := newHarness(t, func(c *Config) { c.RequireSignatures = true })
+	m2 := h2.newMerchant(`{"name": "strict"}`)
+	if r := h2.api(m2, "GET", "/api/v1/widgets", ""); r.Status != http.StatusUnauthorized || r.errCode(t) != CodeSignatureRequired {
+		t.Errorf("unsigned with RequireSignatures: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestPanicRecovered(t *testing.T) {
+	h := newHarness(t)
+	h.srv.mux.Handle("GET /panic", h.srv.endpoint(authNone, func(c *call) (int, any, error) { panic("boom") }))
+	r := h.do(req{method: "GET", path: "/panic"})
+	if r.Status != http.StatusInternalServerError || r.errCode(t) != CodeInternal {
+		t.Errorf("panic: %d %s", r.Status, r.Body)
+	}
+	if !strings.Contains(h.logs.String(), r.Header.Get("X-Request-Id")) {
+		t.Errorf("panic not logged with the request id: %s", h.logs.String())
+	}
+	h.srv.mux.Handle("GET /fail", h.srv.endpoint(authNone, func(c *call) (int, any, error) { return 0, nil, fmt.Errorf("disk on fire") }))
+	r = h.do(req{method: "GET", path: "/fail"})
+	if r.Status != http.StatusInternalServerError || strings.Contains(string(r.Body), "disk on fire") {
+		t.Errorf("unknown error: %d %s", r.Status, r.Body)
+	}
+	if strings.Count(h.logs.String(), r.Header.Get("X-Request-Id")) != 1 {
+		t.Errorf("unknown error not logged exactly once: %s", h.logs.String())
+	}
+}
