@@ -196,6 +196,7 @@ func TestAdminTransitions(t *testing.T) {
 
 func TestHealthReadyMetrics(t *testing.T) {
 	h := newHarness(t)
+	h.newMerchant(`{"name": "counted"}`)
 	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
 		r := h.do(req{method: "GET", path: p})
 		if r.Status != http.StatusOK {
@@ -206,6 +207,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if !strings.Contains(string(r.Body), `payledger_http_request_duration_seconds_count{code="200",method="GET",route="GET /healthz"}`) {
 		t.Errorf("metrics lack the request histogram:\n%.2000s", r.Body)
 	}
+	if !strings.Contains(string(r.Body), "payledger_log_events_appended_total 3") {
+		t.Errorf("metrics lack the log's events (3 for a merchant):\n%.3000s", r.Body)
+	}
 	r = h.do(req{method: "GET", path: "/nope"})
 	if r.Status != http.StatusNotFound || r.errCode(t) != CodeNotFound {
 		t.Errorf("unknown path: %d %s", r.Status, r.Body)
@@ -213,6 +217,20 @@ func TestHealthReadyMetrics(t *testing.T) {
 	r = h.do(req{method: "DELETE", path: "/api/v1/create-invoice"})
 	if r.Status != http.StatusMethodNotAllowed || r.errCode(t) != CodeMethodNotAllowed || r.Header.Get("Allow") == "" {
 		t.Errorf("wrong method: %d %v %s", r.Status, r.Header, r.Body)
+	}
+}
+
+func TestReadyzAfterClose(t *testing.T) {
+	h := newHarness(t)
+	if err := h.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do(req{method: "GET", path: "/readyz"})
+	if r.Status != http.StatusServiceUnavailable || r.errCode(t) != CodeUnavailable {
+		t.Errorf("readyz on a closed log: %d %s", r.Status, r.Body)
+	}
+	if r := h.do(req{method: "GET", path: "/healthz"}); r.Status != http.StatusOK {
+		t.Errorf("healthz: %d", r.Status)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/keyring"
@@ -62,7 +64,8 @@ type harness struct {
 
 func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	t.Helper()
-	store, path := boltlogtest.Open(t, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
+	metrics := NewMetrics(nil)
+	store, path := boltlogtest.Open(t, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}, OnCommit: metrics.OnCommit})
 	idb, err := bbolt.Open(filepath.Join(filepath.Dir(path), "idempotency.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +83,7 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 		AdminTokenHash: keyring.HashAPIKey(testAdminToken),
 		BaseURL:        "https://pay.app.com",
 		IdempotencyDB:  idb,
+		Metrics:        metrics,
 		Now:            h.clock.Now,
 		Logger:         slog.New(slog.NewTextHandler(&lockedWriter{w: h.logs}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
@@ -96,6 +100,9 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	// every posting balances per currency.
 	t.Cleanup(func() {
 		totals, err := h.views.PostingTotals()
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			return // the test closed the log itself
+		}
 		if err != nil {
 			t.Errorf("posting totals: %v", err)
 		}

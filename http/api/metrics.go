@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,13 +11,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Metrics are the Prometheus collectors of the API and the log, served at
-// /metrics. Make one with NewMetrics before opening the log, so its
-// OnCommit can be given to boltlog.Options.OnCommit; other components
-// register their own collectors on Registry().
+// Metrics are the Prometheus collectors of the API (and, if wanted, of the
+// log), served at /metrics. Make one with NewMetrics; other components
+// register their own collectors on Registry(). A wiring that has no log
+// metrics of its own gives OnCommit to boltlog.Options.OnCommit: the log's
+// collectors are registered on its first call, so a wiring that counts
+// commits itself gets no duplicates.
 type Metrics struct {
 	registry       *prometheus.Registry
 	requests       *prometheus.HistogramVec
+	logOnce        sync.Once
 	eventsAppended prometheus.Counter
 	appends        prometheus.Counter
 	commitLatency  prometheus.Histogram
@@ -56,7 +60,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
 	}
-	reg.MustRegister(m.requests, m.eventsAppended, m.appends, m.commitLatency, m.commitSize)
+	reg.MustRegister(m.requests)
 	return m
 }
 
@@ -66,6 +70,9 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 // OnCommit records one group commit of the log; its signature is
 // boltlog.Options.OnCommit's.
 func (m *Metrics) OnCommit(events, appends int, took time.Duration) {
+	m.logOnce.Do(func() {
+		m.registry.MustRegister(m.eventsAppended, m.appends, m.commitLatency, m.commitSize)
+	})
 	m.eventsAppended.Add(float64(events))
 	m.appends.Add(float64(appends))
 	m.commitLatency.Observe(took.Seconds())

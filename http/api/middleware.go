@@ -320,16 +320,12 @@ func (s *Server) authAdmin(w http.ResponseWriter, r *http.Request) error {
 
 // run calls the handler and writes its answer.
 func (s *Server) run(w http.ResponseWriter, c *call, h handler) {
-	status, body, err := s.invoke(c, h)
+	status, body, err := h(c)
 	if err != nil {
 		s.writeError(w, c.r, err)
 		return
 	}
 	writeJSON(w, status, body)
-}
-
-func (s *Server) invoke(c *call, h handler) (status int, body any, err error) {
-	return h(c)
 }
 
 // writeJSON writes v as the JSON body with status.
