@@ -42,7 +42,10 @@ func info(ctx context.Context) *reqInfo {
 	return &reqInfo{}
 }
 
-// requestID is the request's X-Request-Id.
+// RequestID returns the X-Request-Id the server gave a request (for the
+// hosted pages' logs and commands), or "" outside the server.
+func RequestID(ctx context.Context) string { return info(ctx).id }
+
 func requestID(ctx context.Context) string { return info(ctx).id }
 
 func familyOf(ctx context.Context) family { return info(ctx).family }
@@ -335,8 +338,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		// Bodies are plain structs of this package: a failure is a bug.
-		http.Error(w, `{"successful":false,"error":{"code":"INTERNAL_ERROR","message":"response encoding failed","details":[]}}`, http.StatusInternalServerError)
-		return
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"successful":false,"request_id":"","error":{"code":"INTERNAL_ERROR","message":"response encoding failed","details":[]}}`)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

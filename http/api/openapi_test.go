@@ -551,3 +551,89 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		t.Errorf("openapi.json describes %s, which the server does not serve", k)
 	}
 }
+
+// TestOpenAPISchemasMatchResponses checks real answers against the
+// document's schemas: every key described, every required key present
+// (top level and one level of nested objects and list items).
+func TestOpenAPISchemasMatchResponses(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	schemas := buildOpenAPI()["components"].(js)["schemas"].(js)
+	var check func(name string, schema js, v any)
+	check = func(name string, schema js, v any) {
+		if r, ok := schema["$ref"].(string); ok {
+			ref := strings.TrimPrefix(r, "#/components/schemas/")
+			check(ref, schemas[ref].(js), v)
+			return
+		}
+		switch val := v.(type) {
+		case map[string]any:
+			props, _ := schema["properties"].(js)
+			if props == nil {
+				return
+			}
+			for k, sub := range val {
+				p, ok := props[k].(js)
+				if !ok {
+					t.Errorf("%s: key %q is not described", name, k)
+					continue
+				}
+				check(name+"."+k, p, sub)
+			}
+			req, _ := schema["required"].([]string)
+			for _, k := range req {
+				if _, ok := val[k]; !ok {
+					t.Errorf("%s: required key %q missing", name, k)
+				}
+			}
+		case []any:
+			if items, ok := schema["items"].(js); ok {
+				for _, it := range val {
+					check(name+"[]", items, it)
+				}
+			}
+		}
+	}
+	shape := func(schema string, r resp) {
+		t.Helper()
+		if r.Status >= 300 {
+			t.Fatalf("%s: %d %s", schema, r.Status, r.Body)
+		}
+		var v any
+		if err := json.Unmarshal(r.Body, &v); err != nil {
+			t.Fatal(err)
+		}
+		check(schema, ref(schema), v)
+	}
+	inv := h.api(m, "POST", "/api/v1/create-invoice", seed003Request)
+	shape("Invoice", inv)
+	id, _ := inv.JSON(t)["invoice_id"].(string)
+	shape("InvoiceList", h.api(m, "GET", "/api/v1/invoices", ""))
+	p := h.api(m, "POST", "/api/v1/invoices/"+id+"/payments", `{"method": "visamaster.uah"}`)
+	shape("Payment", p)
+	shape("PaymentList", h.api(m, "GET", "/api/v1/invoices/"+id+"/payments", ""))
+	pid, _ := p.JSON(t)["id"].(string)
+	h.admin("POST", "/admin/v1/payments/"+pid+"/process", "")
+	shape("Widget", h.api(m, "POST", "/api/v1/widgets", `{"type": "single", "fiat_currency": "UAH", "fiat_amount": "10.00"}`))
+	shape("WidgetList", h.api(m, "GET", "/api/v1/widgets", ""))
+	shape("MethodsList", h.api(m, "GET", "/api/v1/methods", ""))
+	shape("Balance", h.api(m, "GET", "/api/v1/balance", ""))
+	shape("ExtraFieldsList", h.api(m, "GET", "/api/extrafields/list", ""))
+	shape("EInvoiceResponse", h.api(m, "POST", "/api/einvoice/create", seed001Request))
+	shape("NewMerchant", h.admin("POST", "/admin/v1/merchants", `{"name": "shape"}`))
+	shape("Merchant", h.admin("GET", "/admin/v1/merchants/"+m.ID, ""))
+	shape("MerchantList", h.admin("GET", "/admin/v1/merchants", ""))
+	shape("NewKey", h.admin("POST", "/admin/v1/merchants/"+m.ID+"/keys", ""))
+	shape("RotatedSecret", h.admin("POST", "/admin/v1/merchants/"+m.ID+"/secret/rotate", ""))
+	shape("RevokedKey", h.admin("DELETE", "/admin/v1/merchants/"+m.ID+"/keys/"+m.KeyID, ""))
+	shape("RateList", h.admin("GET", "/admin/v1/rates", ""))
+	shape("Rate", h.admin("POST", "/admin/v1/rates", `{"currency": "USD", "rate": "1.00"}`))
+	shape("Health", h.do(req{method: "GET", path: "/readyz"}))
+	e := h.api(m, "POST", "/api/v1/create-invoice", `{"amount": 1}`)
+	var ev any
+	_ = json.Unmarshal(e.Body, &ev)
+	check("Error", ref("Error"), ev)
+	e = h.api(m, "POST", "/api/einvoice/create", seed001Request)
+	_ = json.Unmarshal(e.Body, &ev)
+	check("EInvoiceError", ref("EInvoiceError"), ev)
+}
