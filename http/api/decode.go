@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 )
 
@@ -37,11 +36,11 @@ func decode(body []byte, v any, emptyOK bool) error {
 }
 
 func badBody(typ, msg string) error {
-	return newError(http.StatusBadRequest, CodeValidation, msg, Detail{Path: "body", Type: typ, Message: msg})
+	return newError(CodeValidation, msg, Detail{Path: "body", Type: typ, Message: msg})
 }
 
 func badField(path, typ, msg string) *apiError {
-	return newError(http.StatusBadRequest, CodeValidation, msg, Detail{Path: path, Type: typ, Message: msg})
+	return newError(CodeValidation, msg, Detail{Path: path, Type: typ, Message: msg})
 }
 
 // decodeError names the field of a json decoding error.

@@ -14,39 +14,37 @@ import (
 // Stable error codes of the merchant and admin APIs (seed 003's envelope).
 // Persisted in clients' code: add, never rename or reuse one.
 const (
-	CodeValidation           = "VALIDATION_ERROR"
-	CodeBodyTooLarge         = "BODY_TOO_LARGE"
-	CodeAPIKeyMissing        = "API_KEY_MISSING"
-	CodeAPIKeyInvalid        = "API_KEY_INVALID"
-	CodeAdminTokenMissing    = "ADMIN_TOKEN_MISSING"
-	CodeAdminTokenInvalid    = "ADMIN_TOKEN_INVALID"
-	CodeSignatureInvalid     = "SIGNATURE_INVALID"
-	CodeSignatureReplayed    = "SIGNATURE_REPLAYED"
-	CodeSignatureExpired     = "SIGNATURE_TIMESTAMP_INVALID"
-	CodeSignatureRequired    = "SIGNATURE_REQUIRED"
-	CodeTimestampInvalid     = "TIMESTAMP_INVALID"
-	CodeNotFound             = "NOT_FOUND"
-	CodeMethodNotAllowed     = "METHOD_NOT_ALLOWED"
-	CodeDuplicateExternalID  = "DUPLICATE_EXTERNAL_ID"
-	CodeDuplicatePaymentID   = "DUPLICATE_PAYMENT_ID"
-	CodeCurrencyInvalid      = "CURRENCY_INVALID"
-	CodeMethodInvalid        = "METHOD_INVALID"
-	CodeDealsDisabled        = "DEALS_SYSTEM_DISABLED"
-	CodeMerchantDisabled     = "MERCHANT_DISABLED"
-	CodeInvalidTransition    = "INVALID_STATUS_TRANSITION"
-	CodeInvoiceNotPayable    = "INVOICE_NOT_PAYABLE"
-	CodeWidgetNotActive      = "WIDGET_NOT_ACTIVE"
-	CodeDuplicateWidget      = "DUPLICATE_WIDGET"
-	CodeKeyNotFound          = "API_KEY_NOT_FOUND"
-	CodeNotDue               = "NOT_DUE"
-	CodeConflict             = "CONFLICT"
-	CodeIdempotencyReused    = "IDEMPOTENCY_KEY_REUSED"
-	CodeIdempotencyKeyBad    = "IDEMPOTENCY_KEY_INVALID"
-	CodeIdempotencyInFlight  = "IDEMPOTENCY_KEY_IN_PROGRESS"
-	CodeRateLimited          = "RATE_LIMITED"
-	CodeUnavailable          = "SERVICE_UNAVAILABLE"
-	CodeInternal             = "INTERNAL_ERROR"
-	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+	CodeValidation          = "VALIDATION_ERROR"
+	CodeBodyTooLarge        = "BODY_TOO_LARGE"
+	CodeAPIKeyMissing       = "API_KEY_MISSING"
+	CodeAPIKeyInvalid       = "API_KEY_INVALID"
+	CodeAdminTokenMissing   = "ADMIN_TOKEN_MISSING"
+	CodeAdminTokenInvalid   = "ADMIN_TOKEN_INVALID"
+	CodeSignatureInvalid    = "SIGNATURE_INVALID"
+	CodeSignatureReplayed   = "SIGNATURE_REPLAYED"
+	CodeSignatureExpired    = "SIGNATURE_TIMESTAMP_INVALID"
+	CodeSignatureRequired   = "SIGNATURE_REQUIRED"
+	CodeTimestampInvalid    = "TIMESTAMP_INVALID"
+	CodeNotFound            = "NOT_FOUND"
+	CodeMethodNotAllowed    = "METHOD_NOT_ALLOWED"
+	CodeDuplicateExternalID = "DUPLICATE_EXTERNAL_ID"
+	CodeDuplicatePaymentID  = "DUPLICATE_PAYMENT_ID"
+	CodeCurrencyInvalid     = "CURRENCY_INVALID"
+	CodeMethodInvalid       = "METHOD_INVALID"
+	CodeDealsDisabled       = "DEALS_SYSTEM_DISABLED"
+	CodeMerchantDisabled    = "MERCHANT_DISABLED"
+	CodeInvalidTransition   = "INVALID_STATUS_TRANSITION"
+	CodeInvoiceNotPayable   = "INVOICE_NOT_PAYABLE"
+	CodeWidgetNotActive     = "WIDGET_NOT_ACTIVE"
+	CodeDuplicateWidget     = "DUPLICATE_WIDGET"
+	CodeKeyNotFound         = "API_KEY_NOT_FOUND"
+	CodeNotDue              = "NOT_DUE"
+	CodeConflict            = "CONFLICT"
+	CodeIdempotencyReused   = "IDEMPOTENCY_KEY_REUSED"
+	CodeIdempotencyKeyBad   = "IDEMPOTENCY_KEY_INVALID"
+	CodeRateLimited         = "RATE_LIMITED"
+	CodeUnavailable         = "SERVICE_UNAVAILABLE"
+	CodeInternal            = "INTERNAL_ERROR"
 )
 
 // E-invoice error codes (seed 001's {"error": {"code": N, "message"}}).
@@ -60,7 +58,7 @@ const (
 	EInvoiceRate         = 4  // no conversion rate for the method's currency
 	EInvoiceDisabled     = 5  // invoicing switched off, or merchant disabled
 	EInvoiceRateLimited  = 6  // too many requests
-	EInvoiceIdempotency  = 7  // Idempotency-Key reused with another body, or in progress
+	EInvoiceIdempotency  = 7  // Idempotency-Key reused with another request
 	EInvoiceNotFound     = 8  // no such route or resource
 	EInvoiceTooLarge     = 9  // body over the size limit
 	EInvoiceUnavailable  = 10 // server shutting down or log unavailable; retry
@@ -91,7 +89,36 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
 
-func newError(status int, code, msg string, details ...Detail) *apiError {
+// codeStatus is the HTTP status of every code: the one table that maps the
+// adapter's own refusals (the domain's are in domainErrors below).
+var codeStatus = map[string]int{
+	CodeValidation:        http.StatusBadRequest,
+	CodeBodyTooLarge:      http.StatusRequestEntityTooLarge,
+	CodeAPIKeyMissing:     http.StatusUnauthorized,
+	CodeAPIKeyInvalid:     http.StatusUnauthorized,
+	CodeAdminTokenMissing: http.StatusUnauthorized,
+	CodeAdminTokenInvalid: http.StatusUnauthorized,
+	CodeSignatureInvalid:  http.StatusUnauthorized,
+	CodeSignatureReplayed: http.StatusUnauthorized,
+	CodeSignatureExpired:  http.StatusUnauthorized,
+	CodeSignatureRequired: http.StatusUnauthorized,
+	CodeTimestampInvalid:  http.StatusBadRequest,
+	CodeNotFound:          http.StatusNotFound,
+	CodeMethodNotAllowed:  http.StatusMethodNotAllowed,
+	CodeIdempotencyReused: http.StatusConflict,
+	CodeIdempotencyKeyBad: http.StatusBadRequest,
+	CodeRateLimited:       http.StatusTooManyRequests,
+	CodeUnavailable:       http.StatusServiceUnavailable,
+	CodeInternal:          http.StatusInternalServerError,
+}
+
+// newError is a refusal the adapter decides itself; its status comes from
+// codeStatus.
+func newError(code, msg string, details ...Detail) *apiError {
+	status, ok := codeStatus[code]
+	if !ok {
+		panic("api: no status for error code " + code) // a bug: every code is in the table
+	}
 	return &apiError{Status: status, Code: code, Message: msg, Details: details}
 }
 
@@ -158,7 +185,7 @@ func classify(err error) (e *apiError, internal bool) {
 	}
 	var ve *commands.ValidationError
 	if errors.As(err, &ve) {
-		out := newError(http.StatusBadRequest, CodeValidation, "The request contains invalid parameters or malformed data")
+		out := newError(CodeValidation, "The request contains invalid parameters or malformed data")
 		for _, f := range ve.Fields {
 			out.Details = append(out.Details, Detail(f))
 		}
@@ -169,7 +196,7 @@ func classify(err error) (e *apiError, internal bool) {
 	}
 	for _, m := range domainErrors {
 		if errors.Is(err, m.err) {
-			out := newError(m.status, m.code, m.message)
+			out := &apiError{Status: m.status, Code: m.code, Message: m.message}
 			var fe *fieldError
 			if errors.As(err, &fe) {
 				out.Details = []Detail{{Path: fe.path, Type: detailType(m.code), Message: m.message}}
@@ -177,7 +204,7 @@ func classify(err error) (e *apiError, internal bool) {
 			return out, false
 		}
 	}
-	return newError(http.StatusInternalServerError, CodeInternal, "Internal server error; quote the request id to support"), true
+	return newError(CodeInternal, "Internal server error; quote the request id to support"), true
 }
 
 // detailType is the detail type of a field-named domain refusal.
@@ -202,13 +229,13 @@ func einvoiceCode(code string) int {
 		}
 	}
 	switch code {
-	case CodeValidation, CodeTimestampInvalid, CodeUnsupportedMediaType, CodeIdempotencyKeyBad:
+	case CodeValidation, CodeTimestampInvalid, CodeIdempotencyKeyBad:
 		return EInvoiceInvalid
 	case CodeAPIKeyMissing, CodeAPIKeyInvalid, CodeSignatureInvalid, CodeSignatureReplayed, CodeSignatureExpired, CodeSignatureRequired:
 		return EInvoiceAuth
 	case CodeRateLimited:
 		return EInvoiceRateLimited
-	case CodeIdempotencyReused, CodeIdempotencyInFlight:
+	case CodeIdempotencyReused:
 		return EInvoiceIdempotency
 	case CodeNotFound, CodeMethodNotAllowed:
 		return EInvoiceNotFound

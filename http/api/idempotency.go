@@ -114,7 +114,8 @@ func (f *inflight) release(id string) {
 func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, h handler) {
 	r := c.r
 	if !validIdempotencyKey(key) {
-		s.writeError(w, r, badField("Idempotency-Key", "invalid", "Idempotency-Key must be 1 to 255 printable ASCII characters"))
+		const msg = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+		s.writeError(w, r, newError(CodeIdempotencyKeyBad, msg, Detail{Path: "Idempotency-Key", Type: "invalid", Message: msg}))
 		return
 	}
 	scope := "admin"
@@ -145,7 +146,7 @@ func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, h handle
 	}
 	if ok {
 		if rec.Fingerprint != fp {
-			s.writeError(w, r, newError(http.StatusConflict, CodeIdempotencyReused,
+			s.writeError(w, r, newError(CodeIdempotencyReused,
 				"Idempotency-Key was already used with another request; use a new key for a new request",
 				Detail{Path: "Idempotency-Key", Type: "reused", Message: "this key was used with a different method, path or body"}))
 			return

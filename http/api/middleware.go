@@ -149,7 +149,7 @@ func (s *Server) outer(next http.Handler) http.Handler {
 					"path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if !sw.wroteHeader {
 					sw.intercepted, sw.own = 0, true
-					s.writeError(sw, r, newError(http.StatusInternalServerError, CodeInternal, "Internal server error; quote the request id to support"))
+					s.writeError(sw, r, newError(CodeInternal, "Internal server error; quote the request id to support"))
 				}
 			}
 			route := r.Pattern
@@ -171,12 +171,12 @@ func (s *Server) outer(next http.Handler) http.Handler {
 			h := sw.Header()
 			h.Del("Content-Type")
 			if code == http.StatusMethodNotAllowed {
-				e := newError(code, CodeMethodNotAllowed, "Method "+r.Method+" is not allowed on "+r.URL.Path)
+				e := newError(CodeMethodNotAllowed, "Method "+r.Method+" is not allowed on "+r.URL.Path)
 				e.Allow = sw.allow
 				s.writeError(sw, r, e)
 				return
 			}
-			s.writeError(sw, r, newError(code, CodeNotFound, "No route for "+r.Method+" "+r.URL.Path))
+			s.writeError(sw, r, newError(CodeNotFound, "No route for "+r.Method+" "+r.URL.Path))
 		}
 	})
 }
@@ -253,14 +253,14 @@ func rateLimited(wait time.Duration, msg string) *apiError {
 	if secs < 1 {
 		secs = 1
 	}
-	e := newError(http.StatusTooManyRequests, CodeRateLimited, msg+"; retry after "+fmt.Sprint(secs)+"s")
+	e := newError(CodeRateLimited, msg+"; retry after "+fmt.Sprint(secs)+"s")
 	e.RetryAfter = secs
 	return e
 }
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	max := s.cfg.MaxBodyBytes
-	tooLarge := newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+	tooLarge := newError(CodeBodyTooLarge,
 		fmt.Sprintf("The request body is larger than %d bytes", max),
 		Detail{Path: "body", Type: "too_large", Message: fmt.Sprintf("body must be at most %d bytes", max)})
 	if r.ContentLength > max {
@@ -272,7 +272,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		if errors.As(err, &mbe) {
 			return nil, tooLarge
 		}
-		return nil, newError(http.StatusBadRequest, CodeValidation, "The request body could not be read",
+		return nil, newError(CodeValidation, "The request body could not be read",
 			Detail{Path: "body", Type: "body_unreadable", Message: "body could not be read: " + err.Error()})
 	}
 	return b, nil
@@ -283,9 +283,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 func (s *Server) authMerchant(c *call) error {
 	key := c.r.Header.Get("X-Api-Key")
 	if key == "" {
-		return newError(http.StatusUnauthorized, CodeAPIKeyMissing, "Missing X-Api-Key header")
+		return newError(CodeAPIKeyMissing, "Missing X-Api-Key header")
 	}
-	invalid := newError(http.StatusUnauthorized, CodeAPIKeyInvalid, "Invalid or inactive API key")
+	invalid := newError(CodeAPIKeyInvalid, "Invalid or inactive API key")
 	if len(key) > 256 {
 		return invalid
 	}
@@ -309,14 +309,14 @@ func (s *Server) authAdmin(w http.ResponseWriter, r *http.Request) error {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="payledger-admin"`)
-		return newError(http.StatusUnauthorized, CodeAdminTokenMissing, "Missing Authorization: Bearer <admin token> header")
+		return newError(CodeAdminTokenMissing, "Missing Authorization: Bearer <admin token> header")
 	}
 	scheme, token, _ := strings.Cut(h, " ")
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" || s.cfg.AdminTokenHash == "" ||
 		!keyring.EqualHash(keyring.HashAPIKey(token), strings.ToLower(s.cfg.AdminTokenHash)) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="payledger-admin", error="invalid_token"`)
-		return newError(http.StatusUnauthorized, CodeAdminTokenInvalid, "Invalid admin token")
+		return newError(CodeAdminTokenInvalid, "Invalid admin token")
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,25 +53,25 @@ func (s *Server) verifySignature(c *call) error {
 	ts, sig := r.Header.Get("X-Timestamp"), r.Header.Get("X-Signature")
 	if ts == "" && sig == "" {
 		if s.cfg.RequireSignatures {
-			return newError(http.StatusUnauthorized, CodeSignatureRequired, "This server requires signed requests: send X-Timestamp and X-Signature")
+			return newError(CodeSignatureRequired, "This server requires signed requests: send X-Timestamp and X-Signature")
 		}
 		return nil
 	}
 	if ts == "" || sig == "" {
-		return newError(http.StatusUnauthorized, CodeSignatureInvalid, "A signed request needs both X-Timestamp and X-Signature")
+		return newError(CodeSignatureInvalid, "A signed request needs both X-Timestamp and X-Signature")
 	}
 	now := s.now()
 	ms, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return newError(http.StatusUnauthorized, CodeSignatureExpired, "X-Timestamp must be Unix time in milliseconds")
+		return newError(CodeSignatureExpired, "X-Timestamp must be Unix time in milliseconds")
 	}
 	at := time.UnixMilli(ms)
 	if d := now.Sub(at); d > s.cfg.SignatureWindow || d < -s.cfg.SignatureWindow {
-		return newError(http.StatusUnauthorized, CodeSignatureExpired,
+		return newError(CodeSignatureExpired,
 			fmt.Sprintf("X-Timestamp is more than %s away from the server's time", s.cfg.SignatureWindow))
 	}
 	mac, err := hex.DecodeString(strings.ToLower(sig))
-	invalid := newError(http.StatusUnauthorized, CodeSignatureInvalid, "X-Signature does not match the request")
+	invalid := newError(CodeSignatureInvalid, "X-Signature does not match the request")
 	if err != nil || len(mac) != sha256.Size {
 		return invalid
 	}
@@ -97,7 +96,7 @@ func (s *Server) verifySignature(c *call) error {
 		return invalid
 	}
 	if !s.replays.first(c.merchantID+"/"+hex.EncodeToString(mac), at.Add(s.cfg.SignatureWindow), now) {
-		return newError(http.StatusUnauthorized, CodeSignatureReplayed, "This signature was already used; sign every request afresh")
+		return newError(CodeSignatureReplayed, "This signature was already used; sign every request afresh")
 	}
 	return nil
 }

@@ -27,14 +27,14 @@ type accountStamp struct {
 // other merchant's resource) and a timestamp off by more than the window.
 func (s *Server) checkStamp(c *call, st accountStamp) error {
 	if st.AccountID != "" && st.AccountID != c.merchantID {
-		return newError(http.StatusNotFound, CodeNotFound, "Account not found",
+		return newError(CodeNotFound, "Account not found",
 			Detail{Path: "account_id", Type: "not_found", Message: "account_id is not the account of this API key"})
 	}
 	if st.Timestamp != nil {
 		at := time.UnixMilli(*st.Timestamp)
 		if d := s.now().Sub(at); d > s.cfg.SignatureWindow || d < -s.cfg.SignatureWindow {
 			msg := fmt.Sprintf("timestamp must be the current Unix time in milliseconds, within %s of the server's time", s.cfg.SignatureWindow)
-			return newError(http.StatusBadRequest, CodeTimestampInvalid, msg, Detail{Path: "timestamp", Type: "timestamp_invalid", Message: msg})
+			return newError(CodeTimestampInvalid, msg, Detail{Path: "timestamp", Type: "timestamp_invalid", Message: msg})
 		}
 	}
 	return nil
@@ -46,7 +46,7 @@ func queryStamp(q url.Values) (accountStamp, error) {
 	if v := q.Get("timestamp"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return st, newError(http.StatusBadRequest, CodeTimestampInvalid, "timestamp must be Unix time in milliseconds",
+			return st, newError(CodeTimestampInvalid, "timestamp must be Unix time in milliseconds",
 				Detail{Path: "timestamp", Type: "int_parsing", Message: "timestamp must be Unix time in milliseconds"})
 		}
 		st.Timestamp = &n
