@@ -40,6 +40,13 @@ type Config struct {
 	// Pages serves the hosted payment and widget pages, mounted for GET and
 	// POST under "/pay/" and "/w/". nil: not mounted (404).
 	Pages http.Handler
+	// Webhooks serves the merchant's webhook delivery routes
+	// (webhooks.Dispatcher.Handler, with HandlerConfig.Merchant = MerchantID):
+	// GET /api/v1/webhooks/deliveries, GET .../deliveries/{id}, POST
+	// .../deliveries/{id}/redeliver and POST /api/v1/webhooks/redeliver,
+	// mounted behind X-Api-Key, the limits, signatures and Idempotency-Key.
+	// nil: not mounted (404).
+	Webhooks http.Handler
 
 	// IdempotencyDB keeps Idempotency-Key records (its own bbolt file, apart
 	// from the log). nil: records are kept in memory and lost on restart.

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -255,5 +256,44 @@ func TestPanicRecovered(t *testing.T) {
 	}
 	if strings.Count(h.logs.String(), r.Header.Get("X-Request-Id")) != 1 {
 		t.Errorf("unknown error not logged exactly once: %s", h.logs.String())
+	}
+}
+
+// TestWebhooksMount checks the delivery routes are served behind the
+// merchant's auth, with the merchant and the body handed over as they came.
+func TestWebhooksMount(t *testing.T) {
+	var calls int
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		id, ok := MerchantID(r)
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"merchant": %q, "ok": %v, "body": %q, "path": %q}`, id, ok, b, r.URL.Path)
+	})
+	h := newHarness(t, func(c *Config) { c.Webhooks = echo })
+	m := h.newMerchant(`{"name": "hooks"}`)
+	if r := h.do(req{method: "GET", path: "/api/v1/webhooks/deliveries"}); r.Status != http.StatusUnauthorized || calls != 0 {
+		t.Errorf("no key: %d, %d calls", r.Status, calls)
+	}
+	r := h.api(m, "GET", "/api/v1/webhooks/deliveries?status=failed", "")
+	if r.Status != http.StatusAccepted || r.JSON(t)["merchant"] != m.ID || r.JSON(t)["ok"] != true {
+		t.Errorf("list: %d %s", r.Status, r.Body)
+	}
+	body := `{"since": "2026-02-25T12:00:00Z"}`
+	send := func() resp {
+		return h.do(req{method: "POST", path: "/api/v1/webhooks/redeliver", body: body,
+			header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": "redeliver-1"}})
+	}
+	first := send()
+	if first.JSON(t)["body"] != body {
+		t.Errorf("body not handed over: %s", first.Body)
+	}
+	again := send()
+	if again.Header.Get("Idempotent-Replayed") != "true" || calls != 2 || !bytes.Equal(first.Body, again.Body) || again.Status != http.StatusAccepted {
+		t.Errorf("replay: %d %v %s, %d calls", again.Status, again.Header, again.Body, calls)
+	}
+	if r := h.api(m, "DELETE", "/api/v1/webhooks/deliveries", ""); r.Status != http.StatusMethodNotAllowed {
+		t.Errorf("wrong method: %d", r.Status)
 	}
 }

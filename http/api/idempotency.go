@@ -110,8 +110,8 @@ func (f *inflight) release(id string) {
 	}
 }
 
-// idempotent runs h once per key, replaying the stored response afterwards.
-func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, h handler) {
+// idempotent runs serve once per key, replaying the stored response afterwards.
+func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, serve func(http.ResponseWriter)) {
 	r := c.r
 	if !validIdempotencyKey(key) {
 		const msg = "Idempotency-Key must be 1 to 255 printable ASCII characters"
@@ -160,7 +160,10 @@ func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, h handle
 		return
 	}
 	rw := &capture{header: http.Header{}}
-	s.run(rw, c, h)
+	serve(rw)
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
 	for k, v := range rw.header {
 		w.Header()[k] = v
 	}

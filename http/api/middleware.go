@@ -204,11 +204,44 @@ func (s *Server) endpoint(a auth, h handler) http.Handler {
 		c.meta = commands.Meta{CommandID: ulid.Make(), Time: s.now(), Correlation: requestID(r.Context())}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if key := r.Header.Get("Idempotency-Key"); key != "" {
-				s.idempotent(w, c, key, h)
+				s.idempotent(w, c, key, func(w http.ResponseWriter) { s.run(w, c, h) })
 				return
 			}
 		}
 		s.run(w, c, h)
+	})
+}
+
+type merchantKey struct{}
+
+// MerchantID returns the merchant a request was authenticated as, for
+// handlers mounted behind the API's auth (Config.Webhooks).
+func MerchantID(r *http.Request) (string, bool) {
+	id, ok := r.Context().Value(merchantKey{}).(string)
+	return id, ok && id != ""
+}
+
+// merchantHandler mounts a plain handler behind the merchant API's auth,
+// limits, signature check and Idempotency-Key; it finds the merchant with
+// MerchantID and the body as it came.
+func (s *Server) merchantHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &call{s: s, r: r, ctx: r.Context()}
+		if err := s.admit(c, authMerchant, w); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), merchantKey{}, c.merchantID))
+		r.Body = io.NopCloser(bytes.NewReader(c.body))
+		r.ContentLength = int64(len(c.body))
+		serve := func(w http.ResponseWriter) { h.ServeHTTP(w, r) }
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if key := r.Header.Get("Idempotency-Key"); key != "" {
+				s.idempotent(w, c, key, serve)
+				return
+			}
+		}
+		serve(w)
 	})
 }
 

@@ -375,6 +375,13 @@ func operations() []operation {
 		{route: "POST /admin/v1/payments/{id}/reject", id: "adminRejectPayment", tag: "sandbox", summary: "Sandbox: reject the payment (REJECTED)", security: a, params: []js{pPayment}, body: "ReasonRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 		{route: "POST /admin/v1/payments/{id}/fail", id: "adminFailPayment", tag: "sandbox", summary: "Sandbox: the gateway failed (ERROR)", security: a, params: []js{pPayment}, body: "ReasonRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 
+		{route: "GET /api/v1/webhooks/deliveries", id: "listDeliveries", tag: "webhooks", summary: "List the merchant's webhook deliveries", security: m,
+			params: []js{queryParam("status", "Only deliveries in this status", js{"type": "string", "enum": []any{"pending", "delivered", "failed"}}), qPage, qSize},
+			status: 200, response: "DeliveryList", errors: []int{400, 401, 429}},
+		{route: "GET /api/v1/webhooks/deliveries/{id}", id: "getDelivery", tag: "webhooks", summary: "Get a delivery with its attempts", security: m, params: []js{pathParam("id", "Delivery id")}, status: 200, response: "Delivery", errors: []int{401, 404, 429}},
+		{route: "POST /api/v1/webhooks/deliveries/{id}/redeliver", id: "redeliverDelivery", tag: "webhooks", summary: "Deliver again (the same webhook-id)", security: m, params: []js{pathParam("id", "Delivery id")}, status: 202, response: "Delivery", errors: []int{401, 404, 409, 429}},
+		{route: "POST /api/v1/webhooks/redeliver", id: "redeliverSince", tag: "webhooks", summary: "Deliver again every delivery since a time", security: m, body: "RedeliverRequest", bodyReq: true, status: 202, response: "RedeliverResponse", errors: []int{400, 401, 409, 429}},
+
 		{route: "GET /pay/", id: "paymentPage", tag: "pages", summary: "Hosted payment page (HTML) at payment_link", params: []js{pInvoice}, status: 200},
 		{route: "POST /pay/", id: "paymentPageAction", tag: "pages", summary: "Hosted payment page form: the customer picks a method (HTML)", params: []js{pInvoice}, status: 200},
 		{route: "GET /w/", id: "widgetPage", tag: "pages", summary: "Hosted widget page (HTML)", params: []js{pathParam("widget_id", "Widget id")}, status: 200},
@@ -468,7 +475,7 @@ func buildOpenAPI() js {
 		"servers": []any{js{"url": "http://127.0.0.1:8080"}},
 		"tags": []any{
 			js{"name": "invoices"}, js{"name": "payments"}, js{"name": "widgets"}, js{"name": "catalogue"},
-			js{"name": "einvoice"}, js{"name": "admin"}, js{"name": "sandbox"}, js{"name": "pages"}, js{"name": "operations"},
+			js{"name": "einvoice"}, js{"name": "webhooks"}, js{"name": "admin"}, js{"name": "sandbox"}, js{"name": "pages"}, js{"name": "operations"},
 		},
 		"components": js{
 			"securitySchemes": js{
@@ -520,7 +527,7 @@ func TestOpenAPIDocument(t *testing.T) {
 // TestOpenAPIDescribesEveryRoute walks Server.Routes: every route is
 // described, and nothing described is missing from the server.
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Pages = http.NotFoundHandler() })
+	h := newHarness(t, func(c *Config) { c.Pages, c.Webhooks = http.NotFoundHandler(), http.NotFoundHandler() })
 	var doc struct {
 		OpenAPI string                    `json:"openapi"`
 		Paths   map[string]map[string]any `json:"paths"`

@@ -145,6 +145,19 @@ func (s *Server) register() {
 	s.json("POST /admin/v1/payments/{id}/reject", authAdmin, s.adminTransition(commands.PaymentStatusRejected))
 	s.json("POST /admin/v1/payments/{id}/fail", authAdmin, s.adminTransition(commands.PaymentStatusError))
 
+	// Webhook deliveries (webhooks.Dispatcher.Handler), behind merchant auth.
+	if s.cfg.Webhooks != nil {
+		h := s.merchantHandler(s.cfg.Webhooks)
+		for _, p := range []string{
+			"GET /api/v1/webhooks/deliveries",
+			"GET /api/v1/webhooks/deliveries/{id}",
+			"POST /api/v1/webhooks/deliveries/{id}/redeliver",
+			"POST /api/v1/webhooks/redeliver",
+		} {
+			s.raw(p, h)
+		}
+	}
+
 	// Hosted pages (http/pages), HTML.
 	if s.cfg.Pages != nil {
 		for _, p := range []string{"GET /pay/", "POST /pay/", "GET /w/", "POST /w/"} {
