@@ -48,8 +48,9 @@ type Config struct {
 	// nil: not mounted (404).
 	Webhooks http.Handler
 
-	// IdempotencyDB keeps Idempotency-Key records (its own bbolt file, apart
-	// from the log). nil: records are kept in memory and lost on restart.
+	// IdempotencyDB keeps Idempotency-Key records: its own bbolt file, apart
+	// from the log, opened and closed by the caller. New creates its buckets.
+	// nil: records are kept in memory and lost on restart.
 	IdempotencyDB *bbolt.DB
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
@@ -66,7 +67,8 @@ type Config struct {
 	// KeyBurst is the burst allowed per API key. Default 2 * KeyRate, at least 1.
 	KeyBurst int
 	// CustomerRate is the sustained invoices per second allowed per merchant
-	// and customer_id (seed 003: customer_id is "used for rate limiting").
+	// and customer_id (seed 003: customer_id is "used for rate limiting"; an
+	// e-invoice's account counts as its customer).
 	// Default 5; a negative value disables the limit.
 	CustomerRate rate.Limit
 	// CustomerBurst is the burst allowed per customer_id. Default 20.

@@ -102,6 +102,10 @@ func (s *Server) createEInvoice(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	// account is seed 001's customer: limited as create-invoice's customer_id.
+	if err := s.limitCustomer(c, req.Account); err != nil {
+		return 0, nil, err
+	}
 	var rate decimal.Decimal
 	if m, ok := commands.LookupMethod(req.Currency); ok {
 		if rate, err = s.rateFor(m.Currency); err != nil {
