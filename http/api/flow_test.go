@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -11,7 +12,8 @@ import (
 // TestSeed003Flow creates seed 003's invoice, pays it in the sandbox and
 // reads everything back.
 func TestSeed003Flow(t *testing.T) {
-	h := newHarness(t)
+	var kicks atomic.Int32
+	h := newHarness(t, func(c *Config) { c.OnInvoiceCreated = func() { kicks.Add(1) } })
 	m := h.seedSetup()
 
 	r := h.api(m, "POST", "/api/v1/create-invoice", seed003Request)
@@ -45,6 +47,9 @@ func TestSeed003Flow(t *testing.T) {
 }`
 	jsonEqual(t, r.Body, want)
 
+	if kicks.Load() != 1 {
+		t.Errorf("OnInvoiceCreated called %d times, want 1", kicks.Load())
+	}
 	g := h.api(m, "GET", "/api/v1/invoices/"+id, "")
 	if g.Status != http.StatusOK {
 		t.Fatalf("get invoice: %d %s", g.Status, g.Body)
@@ -257,5 +262,13 @@ func TestRequestID(t *testing.T) {
 	e := h.do(req{method: "GET", path: "/api/v1/invoices", header: map[string]string{"X-Request-Id": "abc"}})
 	if e.JSON(t)["request_id"] != "abc" {
 		t.Errorf("error envelope request_id: %s", e.Body)
+	}
+}
+
+func TestHTTPServerTimeouts(t *testing.T) {
+	h := newHarness(t)
+	hs := h.srv.HTTPServer("127.0.0.1:0")
+	if hs.ReadHeaderTimeout != ServerTimeouts.ReadHeader || hs.ReadTimeout == 0 || hs.WriteTimeout == 0 || hs.IdleTimeout == 0 || hs.Handler == nil {
+		t.Errorf("server %+v", hs)
 	}
 }
