@@ -11,6 +11,10 @@ import (
 	"github.com/payledger/payledger/projections"
 )
 
+// ErrIdempotencyRecord means a stored idempotency record does not decode
+// (unknown version, bad seal): it is treated as absent and overwritten.
+var ErrIdempotencyRecord = errors.New("api: malformed idempotency record")
+
 // Stable error codes of the merchant and admin APIs (seed 003's envelope).
 // Persisted in clients' code: add, never rename or reuse one.
 const (

@@ -39,10 +39,6 @@ import (
 // already exists"; a payment creation makes a second PENDING payment for the
 // invoice, which can never pay it twice (an invoice is paid at most once).
 
-// ErrIdempotencyRecord means a stored idempotency record does not decode
-// (unknown version, bad seal): it is treated as absent and overwritten.
-var ErrIdempotencyRecord = errors.New("api: malformed idempotency record")
-
 const idemRecordVersion byte = 1
 
 // idemRecord is a stored response.
