@@ -27,12 +27,12 @@ const (
 // event's JSON form, see AppendJSON) and the headers, Nats-Msg-Id = the
 // event id among them. The relay adds the expected-last-sequence headers.
 func Message(prefix string, e *ledger.Event) *nats.Msg {
-	seq := strconv.FormatUint(e.Seq, 10)
+	id, hash, prev := e.ID.String(), e.Hash.String(), e.PrevHash.String()
 	h := nats.Header{
-		jetstream.MsgIDHeader: {e.ID.String()},
-		HeaderSeq:             {seq},
-		HeaderHash:            {e.Hash.String()},
-		HeaderPrevHash:        {e.PrevHash.String()},
+		jetstream.MsgIDHeader: {id},
+		HeaderSeq:             {strconv.FormatUint(e.Seq, 10)},
+		HeaderHash:            {hash},
+		HeaderPrevHash:        {prev},
 		HeaderStream:          {headerValue(e.Stream)},
 		HeaderVersion:         {strconv.FormatUint(e.Version, 10)},
 		HeaderType:            {headerValue(e.Type)},
@@ -40,7 +40,7 @@ func Message(prefix string, e *ledger.Event) *nats.Msg {
 	return &nats.Msg{
 		Subject: Subject(prefix, e.Merchant, e.Type),
 		Header:  h,
-		Data:    AppendJSON(make([]byte, 0, 256+len(e.Data)), e),
+		Data:    appendJSON(make([]byte, 0, 320+len(e.Data)), e, id, hash, prev),
 	}
 }
 
@@ -76,8 +76,13 @@ func headerValue(s string) string {
 // covers those bytes). json.Unmarshal into a ledger.Event gives back an
 // event whose hash checks, as long as data has no white space around it.
 func AppendJSON(dst []byte, e *ledger.Event) []byte {
+	return appendJSON(dst, e, e.ID.String(), e.Hash.String(), e.PrevHash.String())
+}
+
+// appendJSON is AppendJSON with the id and hashes already rendered.
+func appendJSON(dst []byte, e *ledger.Event, id, hash, prev string) []byte {
 	dst = append(dst, `{"id":"`...)
-	dst = append(dst, e.ID.String()...)
+	dst = append(dst, id...)
 	dst = append(dst, `","seq":`...)
 	dst = strconv.AppendUint(dst, e.Seq, 10)
 	dst = append(dst, `,"stream":`...)
@@ -114,9 +119,9 @@ func AppendJSON(dst []byte, e *ledger.Event) []byte {
 		dst = append(dst, e.Data...)
 	}
 	dst = append(dst, `,"prev_hash":"`...)
-	dst = append(dst, e.PrevHash.String()...)
+	dst = append(dst, prev...)
 	dst = append(dst, `","hash":"`...)
-	dst = append(dst, e.Hash.String()...)
+	dst = append(dst, hash...)
 	return append(dst, `"}`...)
 }
 

@@ -30,7 +30,7 @@ type Log interface {
 var _ Log = (*boltlog.Store)(nil)
 
 // readChunk is how many events the relay reads in one log transaction.
-const readChunk = 512
+const readChunk = 4096
 
 // Relay publishes the committed log to the event stream, in order, each
 // event exactly once, with stream sequence = log sequence.
@@ -56,25 +56,11 @@ type Relay struct {
 	done    chan struct{}
 }
 
-type pending struct {
-	seq  uint64
-	fut  jetstream.PubAckFuture
-	seen time.Time
-}
-
 // NewRelay returns a relay from log to conn's event stream. Run starts it.
-//
-// Errors: the JetStream client's.
+// It returns no error today; the signature leaves room for checks.
 func NewRelay(conn *Conn, log Log, cfg RelayConfig) (*Relay, error) {
 	cfg = cfg.withDefaults(conn.cfg.Logger)
-	js, err := jetstream.New(conn.nc,
-		jetstream.WithPublishAsyncMaxPending(cfg.MaxInFlight+64),
-		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
-	}
-	return &Relay{conn: conn, log: log, cfg: cfg, js: js, done: make(chan struct{})}, nil
+	return &Relay{conn: conn, log: log, cfg: cfg, js: conn.js, done: make(chan struct{})}, nil
 }
 
 // Position is the last log sequence known to be in the stream: acknowledged
@@ -140,19 +126,16 @@ func (r *Relay) session(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	r.pos.reset(last)
-
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	inflight := make(chan pending, r.cfg.MaxInFlight)
-	ackErr := make(chan error, 1)
-	go func() { ackErr <- r.acks(inflight, cancel) }()
-	pubErr := r.publish(sctx, last+1, inflight)
-	close(inflight)
-	aerr := <-ackErr
+	w, err := r.newWindow(last + 1)
+	if err != nil {
+		return false, err
+	}
+	pubErr := r.publish(ctx, w)
+	werr := w.drain()
 	progressed = r.Position() > last
 	switch {
-	case aerr != nil:
-		return progressed, aerr
+	case werr != nil:
+		return progressed, werr
 	case ctx.Err() != nil:
 		return progressed, ctx.Err()
 	}
@@ -199,11 +182,11 @@ func (r *Relay) sync(ctx context.Context) (uint64, error) {
 	return last, nil
 }
 
-// publish reads the log from next on and publishes each event, waiting for
-// new commits, until ctx ends or a publish fails.
-func (r *Relay) publish(ctx context.Context, next uint64, inflight chan<- pending) error {
+// publish reads the log from w.next on and publishes each event, waiting
+// for new commits, until ctx ends or the window fails.
+func (r *Relay) publish(ctx context.Context, w *window) error {
 	msgs := make([]*nats.Msg, 0, readChunk)
-	stream := []string{r.conn.cfg.Stream}
+	next := w.next
 	for {
 		head := r.log.Head().Seq
 		if next > head {
@@ -220,19 +203,11 @@ func (r *Relay) publish(ctx context.Context, next uint64, inflight chan<- pendin
 			return err
 		}
 		for i, m := range msgs {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
 			seq := next + uint64(i)
 			m.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(seq-1, 10)}
-			m.Header[jetstream.ExpectedStreamHeader] = stream
-			fut, err := r.js.PublishMsgAsync(m)
-			if err != nil {
-				return fmt.Errorf("publish sequence %d: %w", seq, err)
+			if err := w.publish(ctx, seq, m, seen); err != nil {
+				return err
 			}
-			// Blocks while MaxInFlight acks are outstanding; the ack loop
-			// always drains (every future resolves within AckTimeout).
-			inflight <- pending{seq: seq, fut: fut, seen: seen}
 		}
 		next += uint64(len(msgs))
 	}
@@ -270,40 +245,6 @@ func (r *Relay) read(ctx context.Context, from, to uint64, msgs []*nats.Msg) ([]
 }
 
 var errStopScan = errors.New("stop scan")
-
-// acks waits for each publish's acknowledgement in order, advances the
-// position, and on the first failure cancels the publisher. It returns that
-// failure once every in-flight publish has resolved.
-func (r *Relay) acks(inflight <-chan pending, fail context.CancelCauseFunc) error {
-	var first error
-	stream := r.conn.cfg.Stream
-	for p := range inflight {
-		var ack *jetstream.PubAck
-		var err error
-		select {
-		case ack = <-p.fut.Ok():
-		case err = <-p.fut.Err():
-		}
-		if err == nil && (ack.Sequence != p.seq || ack.Stream != stream) {
-			err = &DivergedError{Seq: p.seq, Reason: fmt.Sprintf("JetStream stored the event at %s sequence %d", ack.Stream, ack.Sequence)}
-		}
-		if err != nil {
-			if first == nil || (errors.Is(err, ErrDiverged) && !errors.Is(first, ErrDiverged)) {
-				first = fmt.Errorf("publish sequence %d: %w", p.seq, err)
-				fail(first)
-			}
-			continue
-		}
-		// An acknowledgement at p.seq proves every earlier event is stored
-		// too (each was accepted only after its predecessor), even after a
-		// failure whose fate was unknown.
-		r.pos.set(p.seq)
-		if r.cfg.OnAck != nil {
-			r.cfg.OnAck(p.seq, time.Since(p.seen))
-		}
-	}
-	return first
-}
 
 // mark is a sequence that can be waited on.
 type mark struct {

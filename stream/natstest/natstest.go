@@ -141,7 +141,8 @@ type Cluster struct {
 }
 
 // RunCluster starts n JetStream servers, named S-1 ... S-n, routed to each
-// other on free loopback ports, and waits until JetStream has a meta leader.
+// other on free loopback ports, and waits until JetStream has a meta leader
+// that sees every server, so that a stream of up to n replicas can be placed.
 // Each shuts down when the test ends.
 func RunCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
@@ -193,8 +194,13 @@ func RunCluster(t testing.TB, n int) *Cluster {
 				return fmt.Errorf("%s has %d routes", s.Name(), s.NumRoutes())
 			}
 		}
-		if c.Leader() == nil {
+		l := c.Leader()
+		if l == nil {
 			return fmt.Errorf("no JetStream meta leader")
+		}
+		// Placement needs every peer online with current stats.
+		if peers := l.JetStreamClusterPeers(); len(peers) < n {
+			return fmt.Errorf("meta leader %s sees %d peers", l.Name(), len(peers))
 		}
 		return nil
 	})

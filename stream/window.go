@@ -1,0 +1,294 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// errAckTimeout means no acknowledgement came for AckTimeout.
+var errAckTimeout = errors.New("no publish acknowledgement in time")
+
+// window is one relay session's publishes awaiting their JetStream
+// acknowledgement: at most MaxInFlight, each sent with a reply subject
+// that names its sequence on an inbox of the session's own, so a late
+// acknowledgement from an earlier session is never taken for a new one.
+//
+// Acknowledgements come back in any order; the position advances over the
+// contiguous acknowledged prefix. (In practice JetStream acknowledges in
+// order.) The window fails on the first refusal, on a disconnection, or when
+// the oldest publish waits longer than AckTimeout; acknowledgements that
+// still come after a failure keep advancing the position.
+type window struct {
+	r      *Relay
+	nc     *nats.Conn
+	prefix string
+	sub    *nats.Subscription
+	status chan nats.Status
+	done   chan struct{}
+	wake   chan struct{} // progress or failure (capacity 1)
+	lags   []ackLag      // scratch of onAck
+
+	mu       sync.Mutex
+	base     uint64 // lowest sequence not yet acknowledged
+	next     uint64 // next sequence to publish
+	acked    []bool // by sequence modulo size
+	seen     []time.Time
+	progress time.Time // when base last moved, or the window last became busy
+	err      error
+	gone     bool // disconnected: the acks in flight will never come
+}
+
+type ackLag struct {
+	seq uint64
+	lag time.Duration
+}
+
+func (r *Relay) newWindow(next uint64) (*window, error) {
+	n := r.cfg.MaxInFlight
+	w := &window{
+		r:      r,
+		nc:     r.conn.nc,
+		prefix: r.conn.nc.NewRespInbox() + ".",
+		done:   make(chan struct{}),
+		wake:   make(chan struct{}, 1),
+		base:   next,
+		next:   next,
+		acked:  make([]bool, n),
+		seen:   make([]time.Time, n),
+	}
+	// Watch for disconnections before subscribing, so none goes unseen.
+	w.status = w.nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
+	sub, err := w.nc.Subscribe(w.prefix+"*", w.onAck)
+	if err != nil {
+		w.nc.RemoveStatusListener(w.status)
+		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1) // bounded by MaxInFlight
+	w.sub = sub
+	go w.watch()
+	return w, nil
+}
+
+// watch fails the window when the connection drops.
+func (w *window) watch() {
+	select {
+	case st := <-w.status:
+		w.mu.Lock()
+		w.gone = true
+		w.mu.Unlock()
+		w.fail(fmt.Errorf("nats connection %s", st))
+	case <-w.done:
+	}
+}
+
+func (w *window) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil || (errors.Is(err, ErrDiverged) && !errors.Is(w.err, ErrDiverged)) {
+		w.err = err
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *window) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// publish sends m as event seq once the window has room. seen is when the
+// relay found the event committed.
+func (w *window) publish(ctx context.Context, seq uint64, m *nats.Msg, seen time.Time) error {
+	size := uint64(len(w.acked))
+	for {
+		w.mu.Lock()
+		if w.err != nil {
+			err := w.err
+			w.mu.Unlock()
+			return err
+		}
+		if w.next-w.base < size {
+			break
+		}
+		deadline := w.progress.Add(w.r.cfg.AckTimeout)
+		w.mu.Unlock()
+		if err := w.waitUntil(ctx, deadline); err != nil {
+			return err
+		}
+	}
+	if w.next != seq {
+		w.mu.Unlock()
+		return fmt.Errorf("relay: publishing %d, window expects %d", seq, w.next)
+	}
+	if w.base == w.next {
+		w.progress = time.Now()
+	}
+	w.seen[seq%size] = seen
+	w.next++
+	w.mu.Unlock()
+	m.Reply = w.prefix + strconv.FormatUint(seq, 10)
+	if err := w.nc.PublishMsg(m); err != nil {
+		err = fmt.Errorf("publish sequence %d: %w", seq, err)
+		w.fail(err)
+		return err
+	}
+	return nil
+}
+
+// waitUntil waits for progress, a failure, ctx or the deadline; past the
+// deadline with the oldest publish still unacknowledged it fails the window.
+func (w *window) waitUntil(ctx context.Context, deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-w.wake:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		w.mu.Lock()
+		late := w.base < w.next && time.Since(w.progress) >= w.r.cfg.AckTimeout
+		base := w.base
+		w.mu.Unlock()
+		if late {
+			w.fail(fmt.Errorf("publish sequence %d: %w", base, errAckTimeout))
+		}
+		return nil
+	}
+}
+
+// drain waits until every publish is acknowledged, the window fails with
+// acknowledgements that cannot come (disconnected, or AckTimeout without
+// progress), and closes the window. It returns the window's failure.
+func (w *window) drain() error {
+	defer func() {
+		_ = w.sub.Unsubscribe()
+		w.nc.RemoveStatusListener(w.status)
+		close(w.done)
+	}()
+	for {
+		w.mu.Lock()
+		idle, gone, err := w.base == w.next, w.gone, w.err
+		deadline := w.progress.Add(w.r.cfg.AckTimeout)
+		w.mu.Unlock()
+		if idle || gone {
+			return err
+		}
+		if time.Now().After(deadline) {
+			w.fail(errAckTimeout)
+			w.mu.Lock()
+			err = w.err
+			w.mu.Unlock()
+			return err
+		}
+		_ = w.waitUntil(context.Background(), deadline)
+	}
+}
+
+// onAck handles JetStream's reply to one publish (on the subscription's
+// goroutine, so calls are serial and OnAck sees sequences in order).
+func (w *window) onAck(m *nats.Msg) {
+	seq, err := strconv.ParseUint(m.Subject[len(w.prefix):], 10, 64)
+	if err != nil {
+		return
+	}
+	stored, ackErr := parseAck(m, w.r.conn.cfg.Stream)
+	if ackErr == nil && stored != seq {
+		ackErr = &DivergedError{Seq: seq, Reason: fmt.Sprintf("JetStream stored the event at sequence %d", stored)}
+	}
+	now := time.Now()
+	size := uint64(len(w.acked))
+	w.mu.Lock()
+	if seq < w.base || seq >= w.next || w.acked[seq%size] {
+		w.mu.Unlock()
+		return // not in flight: a repeated reply
+	}
+	if ackErr != nil {
+		w.mu.Unlock()
+		w.fail(fmt.Errorf("publish sequence %d: %w", seq, ackErr))
+		return
+	}
+	w.acked[seq%size] = true
+	lags := w.lags[:0]
+	for w.base < w.next && w.acked[w.base%size] {
+		i := w.base % size
+		w.acked[i] = false
+		lags = append(lags, ackLag{w.base, now.Sub(w.seen[i])})
+		w.base++
+	}
+	if len(lags) > 0 {
+		w.progress = now
+	}
+	top := w.base - 1
+	w.mu.Unlock()
+	w.lags = lags
+	if len(lags) == 0 {
+		return
+	}
+	// An acknowledgement at a sequence proves every earlier event is stored
+	// too (each was accepted only after its predecessor).
+	w.r.pos.set(top)
+	if on := w.r.cfg.OnAck; on != nil {
+		for _, l := range lags {
+			on(l.seq, l.lag)
+		}
+	}
+	w.signal()
+}
+
+// parseAck reads a publish acknowledgement: the stream sequence the message
+// is stored at, or JetStream's refusal.
+func parseAck(m *nats.Msg, stream string) (uint64, error) {
+	if len(m.Data) == 0 {
+		if m.Header.Get("Status") == "503" {
+			return 0, nats.ErrNoResponders
+		}
+		return 0, fmt.Errorf("empty acknowledgement (status %q)", m.Header.Get("Status"))
+	}
+	// Fast path for {"stream":"NAME","seq":N} and its duplicate form.
+	d := m.Data
+	const seqKey = `"seq":`
+	if bytes.HasPrefix(d, []byte(`{"stream":"`)) && !bytes.Contains(d, []byte(`"error"`)) {
+		rest := d[len(`{"stream":"`):]
+		if bytes.HasPrefix(rest, []byte(stream)) && len(rest) > len(stream) && rest[len(stream)] == '"' {
+			if i := bytes.Index(rest, []byte(seqKey)); i >= 0 {
+				j := i + len(seqKey)
+				k := j
+				for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {
+					k++
+				}
+				if n, err := strconv.ParseUint(string(rest[j:k]), 10, 64); err == nil {
+					return n, nil
+				}
+			}
+		}
+	}
+	var ack struct {
+		Stream string `json:"stream"`
+		Seq    uint64 `json:"seq"`
+		Error  *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(d, &ack); err != nil {
+		return 0, fmt.Errorf("bad acknowledgement %q: %w", d, err)
+	}
+	switch {
+	case ack.Error != nil:
+		return 0, fmt.Errorf("jetstream: %s (code %d, error code %d)", ack.Error.Description, ack.Error.Code, ack.Error.ErrCode)
+	case ack.Stream != stream:
+		return 0, &DivergedError{Seq: ack.Seq, Reason: fmt.Sprintf("acknowledged by stream %q", ack.Stream)}
+	}
+	return ack.Seq, nil
+}
