@@ -124,3 +124,11 @@ func SecretHash(secret string) string {
 func SigningKeyFromSecret(secret string) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 }
+
+// Derive returns a 32-byte key for a named purpose (CSRF tokens, stored
+// idempotent responses), so every node sharing the master key agrees on it.
+func (k *Keyring) Derive(purpose string) []byte {
+	m := hmac.New(sha256.New, k.master[:])
+	m.Write([]byte("derive/" + purpose))
+	return m.Sum(nil)
+}

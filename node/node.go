@@ -20,8 +20,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/http/api"
+	"github.com/payledger/payledger/http/pages"
 	"github.com/payledger/payledger/keyring"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
@@ -30,9 +33,10 @@ import (
 
 // File names inside the data directory.
 const (
-	LogFile       = "ledger.db"
-	MasterKeyFile = "master.key"
-	NATSDir       = "nats"
+	LogFile         = "ledger.db"
+	MasterKeyFile   = "master.key"
+	NATSDir         = "nats"
+	IdempotencyFile = "idempotency.db"
 )
 
 // Config configures a node. The zero value of each field is its default.
@@ -90,7 +94,7 @@ func (c *Config) defaults() {
 		c.NATS.StoreDir = filepath.Join(c.DataDir, NATSDir)
 	}
 	if c.NATS.Logger == nil {
-		c.NATS.Logger = c.Logger.With("component", "nats")
+		c.NATS.Logger = c.Logger
 	}
 }
 
@@ -105,10 +109,13 @@ type Node struct {
 	Scheduler *commands.Scheduler
 	NATS      *stream.Node
 
-	metrics  *metrics
-	listener net.Listener
-	server   *http.Server
-	handler  http.Handler
+	API *api.Server
+
+	metrics        *metrics
+	webhookHandler http.Handler
+	listener       net.Listener
+	server         *http.Server
+	handler        http.Handler
 
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
@@ -170,6 +177,9 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	ln := n.listener
 	n.closers = append(n.closers, func(context.Context) error { ln.Close(); return nil })
+	if err := n.buildHTTP(); err != nil {
+		return nil, err
+	}
 	if fresh && cfg.Demo {
 		if err := n.createDemo(ctx); err != nil {
 			return nil, fmt.Errorf("demo merchant: %w", err)
@@ -183,6 +193,51 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 		_ = n.Scheduler.Run(bgctx)
 	}()
 	return n, nil
+}
+
+// buildHTTP assembles the API, the admin API and the hosted pages.
+func (n *Node) buildHTTP() error {
+	cfg := n.cfg
+	idem, err := bbolt.Open(filepath.Join(cfg.DataDir, IdempotencyFile), 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("idempotency store: %w", err)
+	}
+	n.closers = append(n.closers, func(context.Context) error { return idem.Close() })
+	pg, err := pages.New(pages.Config{
+		Service: n.Service, Views: n.Views, Now: cfg.Clock.Now,
+		Logger: cfg.Logger.With("component", "pages"), CSRFKey: n.Keyring.Derive("pages-csrf"),
+	})
+	if err != nil {
+		return err
+	}
+	adminHash := ""
+	if cfg.AdminToken != "" {
+		adminHash = keyring.HashAPIKey(cfg.AdminToken)
+	}
+	srv, err := api.New(api.Config{
+		Service: n.Service, Views: n.Views, Log: n.Log, Keyring: n.Keyring,
+		AdminTokenHash: adminHash, BaseURL: n.BaseURL(), Pages: pg, Webhooks: n.webhookHandler,
+		IdempotencyDB: idem, Now: cfg.Clock.Now, Logger: cfg.Logger.With("component", "http"),
+		Metrics: api.NewMetrics(n.Registry), AllowPrivateWebhooks: cfg.AllowPrivateWebhooks,
+		OnInvoiceCreated: n.Scheduler.Kick, Ready: n.ready,
+	})
+	if err != nil {
+		return err
+	}
+	n.API = srv
+	n.handler = srv.Handler()
+	return nil
+}
+
+// ready fails while the relay has stopped on its own (the stream diverged
+// from the log, or the log closed).
+func (n *Node) ready(context.Context) error {
+	if n.NATS != nil {
+		if err := n.NATS.Err(); err != nil {
+			return fmt.Errorf("relay stopped: %w", err)
+		}
+	}
+	return nil
 }
 
 // closeAll runs the closers in reverse order of registration.
