@@ -1,15 +1,17 @@
 package projections
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime"
 	"slices"
-	"strconv"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/shopspring/decimal"
 	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/commands"
@@ -35,17 +37,157 @@ type state struct {
 	merchants map[string]*merchantEntry
 
 	counters       map[string]int64
-	balances       map[string]decimal.Decimal // balance key -> delta
-	merchantTotals map[string]decimal.Decimal
-	totals         map[string]decimal.Decimal
+	balances       map[string]*sum // balance key -> delta
+	merchantTotals map[string]*sum
+	totals         map[string]*sum
 
-	key []byte // scratch
+	// ops are index puts and deletes, applied at flush in key order: bbolt
+	// splits nodes only at commit, so keys inserted out of order into a
+	// large transaction would move ever larger nodes.
+	ops [numIndexes][]op
+
+	slab []byte // keys and encoded views, carved off until commit (bbolt keeps the slices)
+	key  []byte // scratch
+}
+
+const slabSize = 1 << 20
+
+// nextSlab returns a fresh slab twice the size of the last, from 16 KiB up
+// to slabSize: an inline Apply of one event allocates little, a rebuild's
+// large transactions soon get megabyte slabs.
+func nextSlab(last []byte) []byte {
+	return make([]byte, 0, min(max(2*cap(last), 16<<10), slabSize))
+}
+
+// hold copies b into the slab: keys and values bbolt keeps until commit, at
+// the cost of one allocation per megabyte.
+func (s *state) hold(b []byte) []byte {
+	if cap(s.slab)-len(s.slab) < len(b) {
+		if len(b) > slabSize/8 {
+			return bytes.Clone(b)
+		}
+		s.slab = nextSlab(s.slab)
+	}
+	start := len(s.slab)
+	s.slab = append(s.slab, b...)
+	return s.slab[start:len(s.slab):len(s.slab)]
+}
+
+// encode encodes a view into the state's slab.
+func (s *state) encode(v any) ([]byte, error) {
+	e := encoder{slab: s.slab}
+	b, err := e.encode(v)
+	s.slab = e.slab
+	return b, err
+}
+
+// encoder encodes views into a slab of its own.
+type encoder struct{ slab []byte }
+
+// encode encodes a view into the slab and returns exactly its bytes.
+func (e *encoder) encode(v any) ([]byte, error) {
+	if cap(e.slab)-len(e.slab) < 4<<10 {
+		e.slab = nextSlab(e.slab)
+	}
+	start := len(e.slab)
+	b, err := encodeView(e.slab, v)
+	if err != nil {
+		return nil, err
+	}
+	if cap(b) != cap(e.slab) { // outgrew the slab: b is its own allocation
+		return b[start:], nil
+	}
+	e.slab = b
+	return b[start:len(b):len(b)], nil
+}
+
+type op struct {
+	key, val []byte
+	n        int // order of arrival: among equal keys the last one wins, as it would applied one by one
+	del      bool
+}
+
+// The index buckets written through ops.
+const (
+	ixExternalIDs = iota
+	ixPaymentIDs
+	ixTracking
+	ixPaymentSeq
+	ixInvoicePayments
+	ixInvByTime
+	ixInvByStatus
+	ixWidByTime
+	ixDue
+	numIndexes
+)
+
+func (s *state) index(ix int) *bbolt.Bucket {
+	switch ix {
+	case ixExternalIDs:
+		return s.b.externalIDs
+	case ixPaymentIDs:
+		return s.b.paymentIDs
+	case ixTracking:
+		return s.b.tracking
+	case ixPaymentSeq:
+		return s.b.paymentSeq
+	case ixInvoicePayments:
+		return s.b.invoicePayments
+	case ixInvByTime:
+		return s.b.invByTime
+	case ixInvByStatus:
+		return s.b.invByStatus
+	case ixWidByTime:
+		return s.b.widByTime
+	default:
+		return s.b.due
+	}
+}
+
+func (s *state) put(ix int, k, v []byte) {
+	s.ops[ix] = append(s.ops[ix], op{key: k, val: v, n: len(s.ops[ix])})
+}
+
+func (s *state) del(ix int, k []byte) {
+	s.ops[ix] = append(s.ops[ix], op{key: k, del: true, n: len(s.ops[ix])})
+}
+
+// flushOps applies the index operations, which encodeAndSort sorted.
+func (s *state) flushOps() error {
+	for ix, ops := range s.ops {
+		b := s.index(ix)
+		for _, o := range ops {
+			var err error
+			if o.del {
+				err = b.Delete(o.key)
+			} else {
+				err = b.Put(o.key, o.val)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		clear(ops) // drop the references to this transaction's keys
+		s.ops[ix] = ops[:0]
+	}
+	return nil
 }
 
 type buckets struct {
 	meta, invoices, payments, widgets, merchants, apiKeys, apiKeyIDs, rates,
 	externalIDs, paymentIDs, tracking, paymentSeq, invoicePayments, invByTime,
 	invByStatus, widByTime, counters, due, balances, merchantTotals, totals *bbolt.Bucket
+}
+
+// packPages makes bbolt fill pages to 95% instead of 50% when it splits
+// nodes at commit. A rebuild writes every key in order, so half-empty pages
+// would only double what it writes.
+func (b *buckets) packPages() {
+	for _, bk := range []*bbolt.Bucket{b.meta, b.invoices, b.payments, b.widgets, b.merchants, b.apiKeys,
+		b.apiKeyIDs, b.rates, b.externalIDs, b.paymentIDs, b.tracking, b.paymentSeq, b.invoicePayments,
+		b.invByTime, b.invByStatus, b.widByTime, b.counters, b.due, b.balances, b.merchantTotals, b.totals} {
+		bk.FillPercent = 0.95
+	}
 }
 
 func openBuckets(tx *bbolt.Tx) (buckets, error) {
@@ -65,7 +207,7 @@ func openBuckets(tx *bbolt.Tx) (buckets, error) {
 }
 
 type invoiceEntry struct {
-	v          InvoiceView
+	v          *InvoiceView
 	stored     bool // in the bucket before this batch
 	origStatus string
 	origDue    time.Time // zero: not in the due index
@@ -73,14 +215,14 @@ type invoiceEntry struct {
 }
 
 type paymentEntry struct {
-	v          PaymentView
+	v          *PaymentView
 	stored     bool
 	origStatus string
 	dirty      bool
 }
 
 type widgetEntry struct {
-	v          WidgetView
+	v          *WidgetView
 	stored     bool
 	origStatus string
 	origDue    time.Time
@@ -93,38 +235,58 @@ type merchantEntry struct {
 }
 
 func newState(tx *bbolt.Tx) (*state, error) {
-	b, err := openBuckets(tx)
-	if err != nil {
-		return nil, err
-	}
-	return &state{
-		tx:             tx,
-		b:              b,
-		checkpoint:     u64(b.meta.Get(keyCheckpoint)),
-		events:         u64(b.meta.Get(keyEvents)),
+	s := &state{
 		invoices:       make(map[string]*invoiceEntry),
 		payments:       make(map[string]*paymentEntry),
 		widgets:        make(map[string]*widgetEntry),
 		merchants:      make(map[string]*merchantEntry),
 		counters:       make(map[string]int64),
-		balances:       make(map[string]decimal.Decimal),
-		merchantTotals: make(map[string]decimal.Decimal),
-		totals:         make(map[string]decimal.Decimal),
-	}, nil
+		balances:       make(map[string]*sum),
+		merchantTotals: make(map[string]*sum),
+		totals:         make(map[string]*sum),
+	}
+	return s, s.reset(tx)
 }
 
-// apply applies one event whose data decodeData returned (nil: an unknown
-// type, skipped). Events at or below the checkpoint are skipped; an event
-// that does not follow the checkpoint is ErrSequenceGap.
-func (s *state) apply(e *ledger.Event, data any) error {
+// reset starts the state on a new transaction, keeping its maps' and
+// slices' memory (a rebuild runs one transaction after another). The views
+// cached so far are dropped: flush wrote them.
+func (s *state) reset(tx *bbolt.Tx) error {
+	b, err := openBuckets(tx)
+	if err != nil {
+		return err
+	}
+	s.tx, s.b = tx, b
+	s.checkpoint = u64(b.meta.Get(keyCheckpoint))
+	s.events = u64(b.meta.Get(keyEvents))
+	clear(s.invoices)
+	clear(s.payments)
+	clear(s.widgets)
+	clear(s.merchants)
+	clear(s.counters)
+	clear(s.balances)
+	clear(s.merchantTotals)
+	clear(s.totals)
+	for ix := range s.ops {
+		clear(s.ops[ix])
+		s.ops[ix] = s.ops[ix][:0]
+	}
+	s.slab = nil
+	return nil
+}
+
+// apply merges one prepared event (nil: an unknown type, skipped) into the
+// views. Events at or below the checkpoint are skipped; an event that does
+// not follow the checkpoint is ErrSequenceGap.
+func (s *state) apply(e *ledger.Event, p any) error {
 	if e.Seq <= s.checkpoint {
 		return nil
 	}
 	if e.Seq != s.checkpoint+1 {
 		return fmt.Errorf("%w: sequence %d after checkpoint %d", ErrSequenceGap, e.Seq, s.checkpoint)
 	}
-	if data != nil {
-		if err := s.dispatch(e, data); err != nil {
+	if p != nil {
+		if err := s.dispatch(e, p); err != nil {
 			return fmt.Errorf("sequence %d (%s on %s): %w", e.Seq, e.Type, e.Stream, err)
 		}
 	}
@@ -133,52 +295,29 @@ func (s *state) apply(e *ledger.Event, data any) error {
 	return nil
 }
 
-func (s *state) dispatch(e *ledger.Event, data any) error {
-	switch d := data.(type) {
-	case *commands.MerchantRegistered:
-		return s.merchantRegistered(e, d)
-	case *commands.MerchantSettingsChanged:
-		return s.merchantSettings(e, d)
-	case *commands.APIKeyIssued:
-		return s.apiKeyIssued(e, d)
-	case *commands.APIKeyRevoked:
-		return s.apiKeyRevoked(e, d)
-	case *commands.SigningSecretRotated:
-		return s.secretRotated(e, d)
-	case *commands.RateSet:
-		return s.rateSet(e, d)
-	case *commands.InvoiceCreated:
-		return s.invoiceCreated(e, d)
-	case *commands.InvoiceCancelled:
-		return s.invoiceEnded(e, commands.InvoiceStatusCancelled, func(v *InvoiceView) { v.CancelReason = d.Reason })
-	case *commands.InvoiceExpired:
-		return s.invoiceEnded(e, commands.InvoiceStatusExpired, nil)
-	case *commands.InvoicePaid:
-		return s.invoicePaid(e, d)
-	case *commands.PaymentCreated:
-		return s.paymentCreated(e, d)
-	case *commands.PaymentStatusChanged:
-		return s.paymentStatus(e, d)
-	case *commands.PaymentProcessed:
-		return s.paymentProcessed(e, d)
-	case *commands.WidgetCreated:
-		return s.widgetCreated(e, d)
-	case *commands.WidgetStatusChanged:
-		return s.widgetStatus(e, d)
+func (s *state) dispatch(e *ledger.Event, p any) error {
+	switch p := p.(type) {
+	case *pMerchant:
+		return s.merchantEvent(e, p)
+	case *pRate:
+		return s.b.rates.Put([]byte(p.currency), p.rec)
+	case *pInvoiceCreated:
+		return s.invoiceCreated(p)
+	case *pInvoiceUpdate:
+		return s.invoiceUpdate(e, p)
+	case *pPaymentCreated:
+		return s.paymentCreated(e, p)
+	case *pPaymentUpdate:
+		return s.paymentUpdate(e, p)
+	case *pWidgetCreated:
+		return s.widgetCreated(p)
+	case *pWidgetUpdate:
+		return s.widgetUpdate(e, p)
 	}
-	return fmt.Errorf("projections: no handler for %T", data)
+	return fmt.Errorf("projections: no handler for %T", p)
 }
 
-// streamID returns the id part of a "<prefix>-<id>" stream.
-func streamID(e *ledger.Event, prefix string) (string, error) {
-	id, ok := strings.CutPrefix(e.Stream, prefix+"-")
-	if !ok || id == "" {
-		return "", fmt.Errorf("%w: %s event on stream %q", ErrMalformedEvent, e.Type, e.Stream)
-	}
-	return id, nil
-}
-
-// ---- merchants, keys, rates ----
+// ---- merchants and keys ----
 
 func (s *state) merchant(id string) (*merchantEntry, error) {
 	if m, ok := s.merchants[id]; ok {
@@ -196,33 +335,6 @@ func (s *state) merchant(id string) (*merchantEntry, error) {
 	return m, nil
 }
 
-func (s *state) merchantRegistered(e *ledger.Event, d *commands.MerchantRegistered) error {
-	id, err := streamID(e, commands.StreamMerchant)
-	if err != nil {
-		return err
-	}
-	if d.MerchantID != id {
-		return fmt.Errorf("%w: merchant_id %q on stream %q", ErrMalformedEvent, d.MerchantID, e.Stream)
-	}
-	if _, ok := s.merchants[id]; ok || s.b.merchants.Get([]byte(id)) != nil {
-		return fmt.Errorf("%w: merchant %q registered twice", ErrInconsistent, id)
-	}
-	s.merchants[id] = &merchantEntry{dirty: true, v: MerchantView{
-		ID:                     id,
-		Name:                   d.Name,
-		WebhookURL:             d.WebhookURL,
-		CommissionPercent:      d.CommissionPercent.String(),
-		InvoiceLifetimeSeconds: d.InvoiceLifetime,
-		InvoicingEnabled:       d.InvoicingEnabled,
-		Methods:                nonNil(d.Methods),
-		APIKeys:                []APIKeyInfo{},
-		RegisteredAt:           utc(d.RegisteredAt),
-		UpdatedAt:              utc(e.Time),
-		Version:                e.Version,
-	}}
-	return nil
-}
-
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -230,115 +342,95 @@ func nonNil(s []string) []string {
 	return slices.Clone(s)
 }
 
-// touch loads the merchant of a merchant-stream event and stamps it.
-func (s *state) touchMerchant(e *ledger.Event) (*MerchantView, error) {
-	id, err := streamID(e, commands.StreamMerchant)
-	if err != nil {
-		return nil, err
+func (s *state) merchantEvent(e *ledger.Event, p *pMerchant) error {
+	if d, ok := p.data.(*commands.MerchantRegistered); ok {
+		if _, ok := s.merchants[p.id]; ok || s.b.merchants.Get([]byte(p.id)) != nil {
+			return fmt.Errorf("%w: merchant %q registered twice", ErrInconsistent, p.id)
+		}
+		s.merchants[p.id] = &merchantEntry{dirty: true, v: MerchantView{
+			ID:                     p.id,
+			Name:                   d.Name,
+			WebhookURL:             d.WebhookURL,
+			CommissionPercent:      d.CommissionPercent.String(),
+			InvoiceLifetimeSeconds: d.InvoiceLifetime,
+			InvoicingEnabled:       d.InvoicingEnabled,
+			Methods:                nonNil(d.Methods),
+			APIKeys:                []APIKeyInfo{},
+			RegisteredAt:           utc(d.RegisteredAt),
+			UpdatedAt:              utc(e.Time),
+			Version:                e.Version,
+		}}
+		return nil
 	}
-	m, err := s.merchant(id)
+	m, err := s.merchant(p.id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m.dirty = true
-	m.v.Version = e.Version
-	m.v.UpdatedAt = utc(e.Time)
-	return &m.v, nil
-}
-
-func (s *state) merchantSettings(e *ledger.Event, d *commands.MerchantSettingsChanged) error {
-	v, err := s.touchMerchant(e)
-	if err != nil {
-		return err
-	}
-	if d.Name != nil {
-		v.Name = *d.Name
-	}
-	if d.WebhookURL != nil {
-		v.WebhookURL = *d.WebhookURL
-	}
-	if d.CommissionPercent != nil {
-		v.CommissionPercent = d.CommissionPercent.String()
-	}
-	if d.InvoiceLifetime != nil {
-		v.InvoiceLifetimeSeconds = *d.InvoiceLifetime
-	}
-	if d.InvoicingEnabled != nil {
-		v.InvoicingEnabled = *d.InvoicingEnabled
-	}
-	if d.Methods != nil {
-		v.Methods = nonNil(*d.Methods)
-	}
-	if d.Disabled != nil {
-		v.Disabled = *d.Disabled
-	}
-	return nil
-}
-
-func (s *state) apiKeyIssued(e *ledger.Event, d *commands.APIKeyIssued) error {
-	if d.KeyID == "" || d.KeyHash == "" {
-		return fmt.Errorf("%w: api key without id or hash", ErrMalformedEvent)
-	}
-	v, err := s.touchMerchant(e)
-	if err != nil {
-		return err
-	}
-	if s.b.apiKeys.Get([]byte(d.KeyHash)) != nil {
-		return fmt.Errorf("%w: api key hash issued twice", ErrInconsistent)
-	}
-	v.APIKeys = append(v.APIKeys, APIKeyInfo{KeyID: d.KeyID, Prefix: d.Prefix, Label: d.Label, IssuedAt: utc(d.IssuedAt)})
-	rec, _ := json.Marshal(APIKey{MerchantID: v.ID, KeyID: d.KeyID})
-	if err := s.b.apiKeys.Put([]byte(d.KeyHash), rec); err != nil {
-		return err
-	}
-	return s.b.apiKeyIDs.Put(key(v.ID, d.KeyID), []byte(d.KeyHash))
-}
-
-func (s *state) apiKeyRevoked(e *ledger.Event, d *commands.APIKeyRevoked) error {
-	v, err := s.touchMerchant(e)
-	if err != nil {
-		return err
-	}
-	found := false
-	for i := range v.APIKeys {
-		if v.APIKeys[i].KeyID == d.KeyID {
-			v.APIKeys[i].RevokedAt = timePtr(d.RevokedAt)
-			found = true
+	v := &m.v
+	v.Version = e.Version
+	v.UpdatedAt = utc(e.Time)
+	switch d := p.data.(type) {
+	case *commands.MerchantSettingsChanged:
+		if d.Name != nil {
+			v.Name = *d.Name
+		}
+		if d.WebhookURL != nil {
+			v.WebhookURL = *d.WebhookURL
+		}
+		if d.CommissionPercent != nil {
+			v.CommissionPercent = d.CommissionPercent.String()
+		}
+		if d.InvoiceLifetime != nil {
+			v.InvoiceLifetimeSeconds = *d.InvoiceLifetime
+		}
+		if d.InvoicingEnabled != nil {
+			v.InvoicingEnabled = *d.InvoicingEnabled
+		}
+		if d.Methods != nil {
+			v.Methods = nonNil(*d.Methods)
+		}
+		if d.Disabled != nil {
+			v.Disabled = *d.Disabled
+		}
+	case *commands.APIKeyIssued:
+		if d.KeyID == "" || d.KeyHash == "" {
+			return fmt.Errorf("%w: api key without id or hash", ErrMalformedEvent)
+		}
+		if s.b.apiKeys.Get([]byte(d.KeyHash)) != nil || s.b.apiKeyIDs.Get(key(v.ID, d.KeyID)) != nil {
+			return fmt.Errorf("%w: api key issued twice", ErrInconsistent)
+		}
+		v.APIKeys = append(v.APIKeys, APIKeyInfo{KeyID: d.KeyID, Prefix: d.Prefix, Label: d.Label, IssuedAt: utc(d.IssuedAt)})
+		rec, _ := json.Marshal(APIKey{MerchantID: v.ID, KeyID: d.KeyID})
+		if err := s.b.apiKeys.Put([]byte(d.KeyHash), rec); err != nil {
+			return err
+		}
+		return s.b.apiKeyIDs.Put(key(v.ID, d.KeyID), []byte(d.KeyHash))
+	case *commands.APIKeyRevoked:
+		found := false
+		for i := range v.APIKeys {
+			if v.APIKeys[i].KeyID == d.KeyID {
+				v.APIKeys[i].RevokedAt = timePtr(d.RevokedAt)
+				found = true
+			}
+		}
+		hash := s.b.apiKeyIDs.Get(key(v.ID, d.KeyID))
+		if !found || hash == nil {
+			return fmt.Errorf("%w: merchant %q has no api key %q", ErrInconsistent, v.ID, d.KeyID)
+		}
+		rec, _ := json.Marshal(APIKey{MerchantID: v.ID, KeyID: d.KeyID, Revoked: true})
+		return s.b.apiKeys.Put(slices.Clone(hash), rec)
+	case *commands.SigningSecretRotated:
+		if v.SecretVersion != 0 {
+			v.PreviousSecretVersion = v.SecretVersion
+		}
+		v.SecretVersion = d.Version
+		v.PreviousValidUntil = nil
+		if !d.PreviousValidUntil.IsZero() {
+			v.PreviousValidUntil = timePtr(d.PreviousValidUntil)
 		}
 	}
-	hash := s.b.apiKeyIDs.Get(key(v.ID, d.KeyID))
-	if !found || hash == nil {
-		return fmt.Errorf("%w: merchant %q has no api key %q", ErrInconsistent, v.ID, d.KeyID)
-	}
-	rec, _ := json.Marshal(APIKey{MerchantID: v.ID, KeyID: d.KeyID, Revoked: true})
-	return s.b.apiKeys.Put(slices.Clone(hash), rec)
-}
-
-func (s *state) secretRotated(e *ledger.Event, d *commands.SigningSecretRotated) error {
-	v, err := s.touchMerchant(e)
-	if err != nil {
-		return err
-	}
-	if v.SecretVersion != 0 {
-		v.PreviousSecretVersion = v.SecretVersion
-	}
-	v.SecretVersion = d.Version
-	v.PreviousValidUntil = nil
-	if !d.PreviousValidUntil.IsZero() {
-		v.PreviousValidUntil = timePtr(d.PreviousValidUntil)
-	}
 	return nil
-}
-
-func (s *state) rateSet(e *ledger.Event, d *commands.RateSet) error {
-	if d.Currency == "" {
-		return fmt.Errorf("%w: rate without currency", ErrMalformedEvent)
-	}
-	rec, err := json.Marshal(Rate{Currency: d.Currency, Rate: commands.FormatRate(d.Rate), SetAt: utc(d.SetAt)})
-	if err != nil {
-		return err
-	}
-	return s.b.rates.Put([]byte(d.Currency), rec)
 }
 
 // ---- invoices ----
@@ -358,128 +450,60 @@ func (s *state) invoice(id string) (*invoiceEntry, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("%w: invoice %q not created", ErrInconsistent, id)
 	}
-	en := &invoiceEntry{stored: true}
-	if err := json.Unmarshal(raw, &en.v); err != nil {
+	en := &invoiceEntry{stored: true, v: new(InvoiceView)}
+	if err := json.Unmarshal(raw, en.v); err != nil {
 		return nil, fmt.Errorf("%w: invoice %q: %v", ErrCorrupt, id, err)
 	}
 	en.origStatus = en.v.Status
-	en.origDue = invoiceDue(&en.v)
+	en.origDue = invoiceDue(en.v)
 	s.invoices[id] = en
 	return en, nil
 }
 
-func (s *state) invoiceCreated(e *ledger.Event, d *commands.InvoiceCreated) error {
-	id, err := streamID(e, commands.StreamInvoice)
-	if err != nil {
-		return err
-	}
-	if d.InvoiceID != id || d.MerchantID == "" {
-		return fmt.Errorf("%w: invoice_id %q, merchant_id %q on stream %q", ErrMalformedEvent, d.InvoiceID, d.MerchantID, e.Stream)
-	}
+func (s *state) invoiceCreated(p *pInvoiceCreated) error {
+	v := &p.v
+	id := v.InvoiceID
 	if _, ok := s.invoices[id]; ok || s.b.invoices.Get([]byte(id)) != nil {
 		return fmt.Errorf("%w: invoice %q created twice", ErrInconsistent, id)
 	}
-	v := InvoiceView{
-		InvoiceID:          id,
-		ExternalID:         d.ExternalID,
-		Amount:             fiatAmount(d.Amount, d.Currency),
-		Currency:           d.Currency,
-		ConversionRate:     commands.FormatRate(d.ConversionRate),
-		MerchantUSDT:       usdt(d.MerchantUSDT),
-		Status:             commands.InvoiceStatusPending,
-		CustomerID:         d.CustomerID,
-		Purpose:            d.Purpose,
-		CallbackURL:        d.CallbackURL,
-		SuccessURL:         d.SuccessURL,
-		FailURL:            d.FailURL,
-		CreatedAt:          utc(d.CreatedAt),
-		ExpiresAt:          utc(d.ExpiresAt),
-		MerchantID:         d.MerchantID,
-		Source:             d.Source,
-		Version:            e.Version,
-		Method:             d.Method,
-		Tracking:           d.Tracking,
-		PaymentID:          d.PaymentID,
-		StatusURL:          d.StatusURL,
-		Account:            d.Account,
-		Sender:             d.Sender,
-		ExtraFields:        d.ExtraFields,
-		WidgetID:           d.WidgetID,
-		MerchantExternalID: d.MerchantExternalID,
-		CommissionPercent:  d.CommissionPercent.String(),
-		GrossUSDT:          usdt(d.GrossUSDT),
-		FeeUSDT:            usdt(d.FeeUSDT),
-		UpdatedAt:          utc(e.Time),
-	}
 	s.invoices[id] = &invoiceEntry{v: v, dirty: true}
 	// Write-once indexes.
-	idb := []byte(id)
-	if d.ExternalID != "" {
-		if err := s.b.externalIDs.Put(key(d.MerchantID, d.ExternalID), idb); err != nil {
-			return err
-		}
+	idb := s.hold([]byte(id))
+	if v.ExternalID != "" {
+		s.put(ixExternalIDs, s.hold(appendSep(s.key[:0], v.MerchantID, v.ExternalID)), idb)
 	}
-	if d.PaymentID != "" {
-		if err := s.b.paymentIDs.Put(key(d.MerchantID, d.PaymentID), idb); err != nil {
-			return err
-		}
+	if v.PaymentID != "" {
+		s.put(ixPaymentIDs, s.hold(appendSep(s.key[:0], v.MerchantID, v.PaymentID)), idb)
 	}
-	if d.Tracking != "" {
-		if err := s.b.tracking.Put([]byte(d.Tracking), idb); err != nil {
-			return err
-		}
+	if v.Tracking != "" {
+		s.put(ixTracking, s.hold([]byte(v.Tracking)), idb)
 	}
-	if err := s.b.invByTime.Put(invTimeKey(d.MerchantID, v.CreatedAt, id), nil); err != nil {
-		return err
-	}
-	s.counters[ctrInvoices+d.MerchantID]++
+	s.key = appendCreatedKey(s.key[:0], v.MerchantID, v.CreatedAt, id)
+	s.put(ixInvByTime, s.hold(s.key), []byte{})
+	s.counters[ctrInvoices+v.MerchantID]++
 	return nil
 }
 
-// touchInvoice loads the invoice of an invoice-stream event and stamps it.
-func (s *state) touchInvoice(e *ledger.Event) (*InvoiceView, error) {
-	id, err := streamID(e, commands.StreamInvoice)
+func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
+	en, err := s.invoice(p.id)
 	if err != nil {
-		return nil, err
-	}
-	en, err := s.invoice(id)
-	if err != nil {
-		return nil, err
+		return err
 	}
 	en.dirty = true
-	en.v.Version = e.Version
-	en.v.UpdatedAt = utc(e.Time)
-	return &en.v, nil
-}
-
-func (s *state) invoiceEnded(e *ledger.Event, status string, f func(*InvoiceView)) error {
-	v, err := s.touchInvoice(e)
-	if err != nil {
-		return err
+	v := en.v
+	v.Version = e.Version
+	v.UpdatedAt = utc(e.Time)
+	v.Status = p.status
+	if p.status == commands.InvoiceStatusCancelled {
+		v.CancelReason = p.reason
 	}
-	v.Status = status
-	if f != nil {
-		f(v)
-	}
-	return nil
-}
-
-func (s *state) invoicePaid(e *ledger.Event, d *commands.InvoicePaid) error {
-	v, err := s.touchInvoice(e)
-	if err != nil {
-		return err
-	}
-	v.Status = commands.InvoiceStatusSuccess
-	v.PaidAt = timePtr(d.PaidAt)
-	v.Late = d.Late
-	v.PaidBy = d.PaymentID
-	v.PaidAmount = ""
-	if !d.PaidAmount.IsZero() {
-		v.PaidAmount = d.PaidAmount.String()
-	}
-	v.Overpaid = ""
-	if !d.Overpaid.IsZero() {
-		v.Overpaid = d.Overpaid.String()
+	if pd := p.paid; pd != nil {
+		at := pd.at
+		v.PaidAt = &at
+		v.Late = pd.late
+		v.PaidBy = pd.by
+		v.PaidAmount = pd.amount
+		v.Overpaid = pd.excess
 	}
 	return nil
 }
@@ -494,8 +518,8 @@ func (s *state) payment(stream string) (*paymentEntry, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("%w: payment %q not created", ErrInconsistent, stream)
 	}
-	en := &paymentEntry{stored: true}
-	if err := json.Unmarshal(raw, &en.v); err != nil {
+	en := &paymentEntry{stored: true, v: new(PaymentView)}
+	if err := json.Unmarshal(raw, en.v); err != nil {
 		return nil, fmt.Errorf("%w: payment %q: %v", ErrCorrupt, stream, err)
 	}
 	en.origStatus = en.v.Status
@@ -503,136 +527,40 @@ func (s *state) payment(stream string) (*paymentEntry, error) {
 	return en, nil
 }
 
-func (s *state) paymentCreated(e *ledger.Event, d *commands.PaymentCreated) error {
-	id, err := streamID(e, commands.StreamPayment)
-	if err != nil {
-		return err
-	}
-	if d.PaymentID != id || d.InvoiceID == "" || d.MerchantID == "" {
-		return fmt.Errorf("%w: payment_id %q, invoice_id %q, merchant_id %q on stream %q",
-			ErrMalformedEvent, d.PaymentID, d.InvoiceID, d.MerchantID, e.Stream)
-	}
+func (s *state) paymentCreated(e *ledger.Event, p *pPaymentCreated) error {
 	if _, ok := s.payments[e.Stream]; ok || s.b.payments.Get([]byte(e.Stream)) != nil {
 		return fmt.Errorf("%w: payment %q created twice", ErrInconsistent, e.Stream)
 	}
-	s.payments[e.Stream] = &paymentEntry{dirty: true, v: PaymentView{
-		ID:                  strconv.FormatUint(e.Seq, 10),
-		GatewayID:           d.GatewayID,
-		Status:              commands.PaymentStatusPending,
-		Extra:               PaymentExtra(d.Extra),
-		PaymentCurrency:     d.PaymentCurrency,
-		PaymentAmount:       fiatAmount(d.PaymentAmount, d.PaymentCurrency),
-		DestinationCurrency: d.DestinationCurrency,
-		DestinationAmount:   usdt(d.DestinationAmount),
-		CreatedAt:           utc(d.CreatedAt),
-		Stream:              e.Stream,
-		InvoiceID:           d.InvoiceID,
-		MerchantID:          d.MerchantID,
-		Method:              d.Method,
-		UpdatedAt:           utc(e.Time),
-		Version:             e.Version,
-	}}
-	sk := seqKey(e.Seq)
-	if err := s.b.paymentSeq.Put(sk, []byte(e.Stream)); err != nil {
-		return err
-	}
-	k := append(prefixKey(d.InvoiceID), sk...)
-	return s.b.invoicePayments.Put(k, []byte(e.Stream))
-}
-
-func (s *state) touchPayment(e *ledger.Event) (*PaymentView, error) {
-	if _, err := streamID(e, commands.StreamPayment); err != nil {
-		return nil, err
-	}
-	en, err := s.payment(e.Stream)
-	if err != nil {
-		return nil, err
-	}
-	en.dirty = true
-	en.v.Version = e.Version
-	en.v.UpdatedAt = utc(e.Time)
-	return &en.v, nil
-}
-
-// paymentTypeStatus is the status each status-change event type records.
-var paymentTypeStatus = map[string]string{
-	commands.TypePaymentConfirmed: commands.PaymentStatusConfirmed,
-	commands.TypePaymentRejected:  commands.PaymentStatusRejected,
-	commands.TypePaymentCancelled: commands.PaymentStatusCancelled,
-	commands.TypePaymentFailed:    commands.PaymentStatusError,
-}
-
-func (s *state) paymentStatus(e *ledger.Event, d *commands.PaymentStatusChanged) error {
-	status := paymentTypeStatus[e.Type]
-	if d.Status != "" && d.Status != status {
-		return fmt.Errorf("%w: status %q in a %s event", ErrMalformedEvent, d.Status, e.Type)
-	}
-	v, err := s.touchPayment(e)
-	if err != nil {
-		return err
-	}
-	v.Status = status
-	v.Reason = d.Reason
+	s.payments[e.Stream] = &paymentEntry{v: &p.v, dirty: true}
+	stream := s.hold([]byte(e.Stream))
+	s.key = binary.BigEndian.AppendUint64(s.key[:0], e.Seq)
+	s.put(ixPaymentSeq, s.hold(s.key), stream)
+	s.key = binary.BigEndian.AppendUint64(append(append(s.key[:0], p.v.InvoiceID...), 0), e.Seq)
+	s.put(ixInvoicePayments, s.hold(s.key), stream)
 	return nil
 }
 
-func (s *state) paymentProcessed(e *ledger.Event, d *commands.PaymentProcessed) error {
-	v, err := s.touchPayment(e)
+func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
+	en, err := s.payment(e.Stream)
 	if err != nil {
 		return err
 	}
-	v.Status = commands.PaymentStatusProcessed
-	v.Allocation = d.Allocation
-	v.Late = d.Late
-	v.PaidAmount = fiatAmount(d.PaidAmount, v.PaymentCurrency)
-	v.Reason = ""
-	return s.post(d.Postings)
-}
-
-// ---- balances ----
-
-// accountOwner splits a posting account into the merchant it belongs to and
-// the account's name: "merchant_available:m1" is m1's "merchant_available".
-// Only merchant_* accounts carry a merchant suffix (gateway_clearing's
-// suffix is a gateway id); every other account is a system account, kept
-// whole under systemMerchant.
-func accountOwner(account string) (merchant, name string) {
-	if strings.HasPrefix(account, "merchant_") {
-		if n, m, ok := strings.Cut(account, ":"); ok && m != "" {
-			return m, n
+	en.dirty = true
+	v := en.v
+	v.Version = e.Version
+	v.UpdatedAt = utc(e.Time)
+	v.Status = p.status
+	v.Reason = p.reason
+	if pr := p.processed; pr != nil {
+		v.Allocation = pr.allocation
+		v.Late = pr.late
+		v.PaidAmount = fiatAmount(pr.paid, v.PaymentCurrency)
+		for i := range pr.postings {
+			ps := &pr.postings[i]
+			addTo(s.balances, ps.balanceKey, ps.amount)
+			addTo(s.merchantTotals, ps.merchantTotal, ps.amount)
+			addTo(s.totals, ps.currency, ps.amount)
 		}
-	}
-	return systemMerchant, account
-}
-
-// post adds an event's postings to the balances, after checking that they
-// sum to zero in every currency.
-func (s *state) post(ps []commands.Posting) error {
-	if len(ps) == 0 {
-		return nil
-	}
-	var sums map[string]decimal.Decimal
-	for _, p := range ps {
-		if p.Account == "" || p.Currency == "" {
-			return fmt.Errorf("%w: posting without account or currency", ErrMalformedEvent)
-		}
-		if sums == nil {
-			sums = make(map[string]decimal.Decimal, 2)
-		}
-		sums[p.Currency] = sums[p.Currency].Add(p.Amount)
-	}
-	for cur, sum := range sums {
-		if !sum.IsZero() {
-			return fmt.Errorf("%w: %s postings sum to %s", ErrUnbalanced, cur, sum)
-		}
-	}
-	for _, p := range ps {
-		m, name := accountOwner(p.Account)
-		bk := string(appendSep(s.key[:0], m, name, p.Currency))
-		s.balances[bk] = s.balances[bk].Add(p.Amount)
-		mk := string(appendSep(s.key[:0], m, p.Currency))
-		s.merchantTotals[mk] = s.merchantTotals[mk].Add(p.Amount)
-		s.totals[p.Currency] = s.totals[p.Currency].Add(p.Amount)
 	}
 	return nil
 }
@@ -654,86 +582,37 @@ func (s *state) widget(id string) (*widgetEntry, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("%w: widget %q not created", ErrInconsistent, id)
 	}
-	en := &widgetEntry{stored: true}
-	if err := json.Unmarshal(raw, &en.v); err != nil {
+	en := &widgetEntry{stored: true, v: new(WidgetView)}
+	if err := json.Unmarshal(raw, en.v); err != nil {
 		return nil, fmt.Errorf("%w: widget %q: %v", ErrCorrupt, id, err)
 	}
 	en.origStatus = en.v.Status
-	en.origDue = widgetDue(&en.v)
+	en.origDue = widgetDue(en.v)
 	s.widgets[id] = en
 	return en, nil
 }
 
-func (s *state) widgetCreated(e *ledger.Event, d *commands.WidgetCreated) error {
-	id, err := streamID(e, commands.StreamWidget)
-	if err != nil {
-		return err
+func (s *state) widgetCreated(p *pWidgetCreated) error {
+	v := &p.v
+	if _, ok := s.widgets[v.ID]; ok || s.b.widgets.Get([]byte(v.ID)) != nil {
+		return fmt.Errorf("%w: widget %q created twice", ErrInconsistent, v.ID)
 	}
-	if d.WidgetID != id || d.MerchantID == "" {
-		return fmt.Errorf("%w: widget_id %q, merchant_id %q on stream %q", ErrMalformedEvent, d.WidgetID, d.MerchantID, e.Stream)
-	}
-	if _, ok := s.widgets[id]; ok || s.b.widgets.Get([]byte(id)) != nil {
-		return fmt.Errorf("%w: widget %q created twice", ErrInconsistent, id)
-	}
-	v := WidgetView{
-		ID:                 id,
-		Type:               d.Kind,
-		Status:             commands.WidgetStatusActive,
-		Currencies:         nonNil(d.Currencies),
-		Description:        d.Description,
-		LogoURL:            d.LogoURL,
-		ReturnURL:          d.ReturnURL,
-		SupportURL:         d.SupportURL,
-		MerchantExternalID: d.MerchantExternalID,
-		FiatCurrency:       d.FiatCurrency,
-		CreatedAt:          utc(d.CreatedAt),
-		MerchantID:         d.MerchantID,
-		Version:            e.Version,
-		UpdatedAt:          utc(e.Time),
-	}
-	if d.FiatCurrency != "" || !d.FiatAmount.IsZero() {
-		v.FiatAmount = fiatAmount(d.FiatAmount, d.FiatCurrency)
-	}
-	if !d.ExpiresAt.IsZero() {
-		v.ExpiresAt = timePtr(d.ExpiresAt)
-	}
-	s.widgets[id] = &widgetEntry{v: v, dirty: true}
-	if err := s.b.widByTime.Put(invTimeKey(d.MerchantID, v.CreatedAt, id), nil); err != nil {
-		return err
-	}
-	s.counters[ctrWidgets+d.MerchantID]++
+	s.widgets[v.ID] = &widgetEntry{v: v, dirty: true}
+	s.key = appendCreatedKey(s.key[:0], v.MerchantID, v.CreatedAt, v.ID)
+	s.put(ixWidByTime, s.hold(s.key), []byte{})
+	s.counters[ctrWidgets+v.MerchantID]++
 	return nil
 }
 
-var widgetStatuses = map[string]bool{
-	commands.WidgetStatusActive:   true,
-	commands.WidgetStatusDisabled: true,
-	commands.WidgetStatusExpired:  true,
-}
-
-func (s *state) widgetStatus(e *ledger.Event, d *commands.WidgetStatusChanged) error {
-	status := d.Status
-	if e.Type == commands.TypeWidgetExpired {
-		if status != "" && status != commands.WidgetStatusExpired {
-			return fmt.Errorf("%w: status %q in a %s event", ErrMalformedEvent, status, e.Type)
-		}
-		status = commands.WidgetStatusExpired
-	}
-	if !widgetStatuses[status] {
-		return fmt.Errorf("%w: widget status %q", ErrMalformedEvent, status)
-	}
-	id, err := streamID(e, commands.StreamWidget)
-	if err != nil {
-		return err
-	}
-	en, err := s.widget(id)
+func (s *state) widgetUpdate(e *ledger.Event, p *pWidgetUpdate) error {
+	en, err := s.widget(p.id)
 	if err != nil {
 		return err
 	}
 	en.dirty = true
 	en.v.Version = e.Version
 	en.v.UpdatedAt = utc(e.Time)
-	en.v.Status = status
+	en.v.Status = p.status
 	return nil
 }
 
@@ -741,7 +620,9 @@ func (s *state) widgetStatus(e *ledger.Event, d *commands.WidgetStatusChanged) e
 
 // flush writes every changed view, its index moves and counter changes, the
 // balance deltas and the checkpoint. Keys are written in sorted order, which
-// keeps bbolt's page accesses local.
+// keeps bbolt's page accesses local. When there is much to write, the views
+// are encoded and the index operations sorted on several goroutines, which
+// a rebuild's decoders leave idle while the writer flushes.
 func (s *state) flush() error {
 	for _, id := range sortedDirty(s.merchants, func(m *merchantEntry) bool { return m.dirty }) {
 		m := s.merchants[id]
@@ -750,16 +631,14 @@ func (s *state) flush() error {
 		}
 		m.dirty = false
 	}
+	var puts []viewPut
 	for _, id := range sortedDirty(s.invoices, func(en *invoiceEntry) bool { return en.dirty }) {
-		if err := s.flushInvoice(id, s.invoices[id]); err != nil {
-			return err
-		}
+		en := s.invoices[id]
+		s.moveInvoice(id, en)
+		puts = append(puts, viewPut{b: s.b.invoices, key: id, v: en.v})
 	}
 	for _, id := range sortedDirty(s.payments, func(en *paymentEntry) bool { return en.dirty }) {
 		en := s.payments[id]
-		if err := putJSON(s.b.payments, []byte(id), &en.v); err != nil {
-			return err
-		}
 		if !en.stored || en.origStatus != en.v.Status {
 			if en.stored {
 				s.counters[ctrPaymentStatus+en.v.MerchantID+"\x00"+en.origStatus]--
@@ -767,20 +646,32 @@ func (s *state) flush() error {
 			s.counters[ctrPaymentStatus+en.v.MerchantID+"\x00"+en.v.Status]++
 		}
 		en.stored, en.origStatus, en.dirty = true, en.v.Status, false
+		puts = append(puts, viewPut{b: s.b.payments, key: id, v: en.v})
 	}
 	for _, id := range sortedDirty(s.widgets, func(en *widgetEntry) bool { return en.dirty }) {
-		if err := s.flushWidget(id, s.widgets[id]); err != nil {
+		en := s.widgets[id]
+		s.moveWidget(id, en)
+		puts = append(puts, viewPut{b: s.b.widgets, key: id, v: en.v})
+	}
+	if err := s.encodeAndSort(puts); err != nil {
+		return err
+	}
+	for _, p := range puts {
+		if err := p.b.Put([]byte(p.key), p.val); err != nil {
 			return err
 		}
+	}
+	if err := s.flushOps(); err != nil {
+		return err
 	}
 	if err := flushCounters(s.b.counters, s.counters); err != nil {
 		return err
 	}
 	for _, m := range []struct {
 		b *bbolt.Bucket
-		d map[string]decimal.Decimal
+		d map[string]*sum
 	}{{s.b.balances, s.balances}, {s.b.merchantTotals, s.merchantTotals}, {s.b.totals, s.totals}} {
-		if err := flushDecimals(m.b, m.d); err != nil {
+		if err := flushSums(m.b, m.d); err != nil {
 			return err
 		}
 	}
@@ -793,38 +684,105 @@ func (s *state) flush() error {
 	return s.b.meta.Put(keyEvents, n[:])
 }
 
-func (s *state) flushInvoice(id string, en *invoiceEntry) error {
-	v := &en.v
-	if err := putJSON(s.b.invoices, []byte(id), v); err != nil {
-		return err
+// viewPut is a changed view, to encode into val and put.
+type viewPut struct {
+	b   *bbolt.Bucket
+	key string
+	v   any
+	val []byte
+}
+
+// parallelMin is how many views a flush must encode before it uses more
+// than one goroutine: an inline append's handful is not worth a goroutine.
+const parallelMin = 2048
+
+// encodeAndSort encodes the views into their vals and sorts the index
+// operations of every bucket by key (see flushOps).
+func (s *state) encodeAndSort(puts []viewPut) error {
+	sortOps := func(ops []op) {
+		slices.SortFunc(ops, func(x, y op) int {
+			if c := bytes.Compare(x.key, y.key); c != 0 {
+				return c
+			}
+			return x.n - y.n
+		})
 	}
-	if !en.stored || en.origStatus != v.Status {
-		if en.stored {
-			if err := s.b.invByStatus.Delete(invStatusKey(v.MerchantID, en.origStatus, v.CreatedAt, id)); err != nil {
+	workers := runtime.GOMAXPROCS(0)
+	if len(puts) < parallelMin || workers < 2 {
+		for i := range puts {
+			var err error
+			if puts[i].val, err = s.encode(puts[i].v); err != nil {
 				return err
 			}
+		}
+		for _, ops := range s.ops {
+			sortOps(ops)
+		}
+		return nil
+	}
+	// Tasks: the views in ranges of parallelMin, then one sort per bucket.
+	var tasks []func(w *encoder) error
+	for lo := 0; lo < len(puts); lo += parallelMin {
+		part := puts[lo:min(lo+parallelMin, len(puts))]
+		tasks = append(tasks, func(w *encoder) error {
+			for i := range part {
+				var err error
+				if part[i].val, err = w.encode(part[i].v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for _, ops := range s.ops {
+		tasks = append(tasks, func(*encoder) error { sortOps(ops); return nil })
+	}
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make([]error, workers)
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			enc := &encoder{}
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(tasks) || errs[w] != nil {
+					return
+				}
+				errs[w] = tasks[i](enc)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// moveInvoice records the index moves and counter changes of a changed invoice.
+func (s *state) moveInvoice(id string, en *invoiceEntry) {
+	v := en.v
+	if !en.stored || en.origStatus != v.Status {
+		if en.stored {
+			s.key = appendStatusKey(s.key[:0], v.MerchantID, en.origStatus, v.CreatedAt, id)
+			s.del(ixInvByStatus, s.hold(s.key))
 			s.counters[ctrInvoiceStatus+v.MerchantID+"\x00"+en.origStatus]--
 		}
-		if err := s.b.invByStatus.Put(invStatusKey(v.MerchantID, v.Status, v.CreatedAt, id), nil); err != nil {
-			return err
-		}
+		s.key = appendStatusKey(s.key[:0], v.MerchantID, v.Status, v.CreatedAt, id)
+		s.put(ixInvByStatus, s.hold(s.key), []byte{})
 		s.counters[ctrInvoiceStatus+v.MerchantID+"\x00"+v.Status]++
 	}
 	if due := invoiceDue(v); !due.Equal(en.origDue) {
-		if err := moveDue(s.b.due, dueInvoice, id, v.MerchantID, en.origDue, due); err != nil {
-			return err
-		}
+		s.moveDue(dueInvoice, id, v.MerchantID, en.origDue, due)
 		en.origDue = due
 	}
 	en.stored, en.origStatus, en.dirty = true, v.Status, false
-	return nil
 }
 
-func (s *state) flushWidget(id string, en *widgetEntry) error {
-	v := &en.v
-	if err := putJSON(s.b.widgets, []byte(id), v); err != nil {
-		return err
-	}
+// moveWidget records the index moves and counter changes of a changed widget.
+func (s *state) moveWidget(id string, en *widgetEntry) {
+	v := en.v
 	if !en.stored || en.origStatus != v.Status {
 		if en.stored {
 			s.counters[ctrWidgetStatus+v.MerchantID+"\x00"+en.origStatus]--
@@ -832,25 +790,21 @@ func (s *state) flushWidget(id string, en *widgetEntry) error {
 		s.counters[ctrWidgetStatus+v.MerchantID+"\x00"+v.Status]++
 	}
 	if due := widgetDue(v); !due.Equal(en.origDue) {
-		if err := moveDue(s.b.due, dueWidget, id, v.MerchantID, en.origDue, due); err != nil {
-			return err
-		}
+		s.moveDue(dueWidget, id, v.MerchantID, en.origDue, due)
 		en.origDue = due
 	}
 	en.stored, en.origStatus, en.dirty = true, v.Status, false
-	return nil
 }
 
-func moveDue(b *bbolt.Bucket, kind byte, id, merchant string, from, to time.Time) error {
+func (s *state) moveDue(kind byte, id, merchant string, from, to time.Time) {
 	if !from.IsZero() {
-		if err := b.Delete(dueKey(from, kind, id)); err != nil {
-			return err
-		}
+		s.key = appendDueKey(s.key[:0], from, kind, id)
+		s.del(ixDue, s.hold(s.key))
 	}
 	if !to.IsZero() {
-		return b.Put(dueKey(to, kind, id), []byte(merchant))
+		s.key = appendDueKey(s.key[:0], to, kind, id)
+		s.put(ixDue, s.hold(s.key), s.hold([]byte(merchant)))
 	}
-	return nil
 }
 
 func sortedDirty[E any](m map[string]E, dirty func(E) bool) []string {
@@ -894,32 +848,6 @@ func flushCounters(b *bbolt.Bucket, deltas map[string]int64) error {
 			err = b.Put([]byte(k), binary.BigEndian.AppendUint64(nil, uint64(n)))
 		}
 		if err != nil {
-			return err
-		}
-	}
-	clear(deltas)
-	return nil
-}
-
-// flushDecimals adds decimal deltas to stored sums, kept as canonical
-// decimal text (decimal.String: no trailing zeros), so that equal sums are
-// equal bytes whatever path produced them.
-func flushDecimals(b *bbolt.Bucket, deltas map[string]decimal.Decimal) error {
-	keys := make([]string, 0, len(deltas))
-	for k := range deltas {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		sum := deltas[k]
-		if old := b.Get([]byte(k)); old != nil {
-			d, err := decimal.NewFromString(string(old))
-			if err != nil {
-				return fmt.Errorf("%w: sum %q: %v", ErrCorrupt, k, err)
-			}
-			sum = sum.Add(d)
-		}
-		if err := b.Put([]byte(k), []byte(sum.String())); err != nil {
 			return err
 		}
 	}
