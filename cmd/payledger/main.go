@@ -22,14 +22,14 @@ type command struct {
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = map[string]*command{}
+var subcommands = map[string]*command{}
 
 // register adds a subcommand; each subcommand's file calls it from init.
 func register(c *command) {
-	if _, dup := commands[c.name]; dup {
+	if _, dup := subcommands[c.name]; dup {
 		panic("payledger: subcommand registered twice: " + c.name)
 	}
-	commands[c.name] = c
+	subcommands[c.name] = c
 }
 
 // exitError carries an exit code other than 1.
@@ -56,7 +56,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	c, ok := commands[args[0]]
+	c, ok := subcommands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "payledger: unknown command %q\n\n", args[0])
 		usage(stderr)
@@ -80,13 +80,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: payledger <command> [flags]")
 	fmt.Fprintln(w)
-	names := make([]string, 0, len(commands))
-	for n := range commands {
+	names := make([]string, 0, len(subcommands))
+	for n := range subcommands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, subcommands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'payledger <command> -h' for the flags of one command.")
 }

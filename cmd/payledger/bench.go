@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/loadgen"
+	"github.com/payledger/payledger/node"
+	"github.com/payledger/payledger/stream"
+)
+
+func init() {
+	register(&command{name: "bench", summary: "load-test create-invoice and get-invoice against a server, with a bare net/http ceiling", run: runBench})
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", stderr)
+	server := fs.String("server", envOr("PAYLEDGER_SERVER", ""), "server URL; empty: start a node in this process on a temporary data dir")
+	apiKey := fs.String("api-key", envOr("PAYLEDGER_API_KEY", ""), "merchant API key (needed with --server)")
+	conns := fs.Int("connections", 64, "concurrent keep-alive connections")
+	duration := fs.Duration("duration", 10*time.Second, "measured duration of each run")
+	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring")
+	mode := fs.String("mode", "create,get", "runs, comma separated: create, get")
+	dataDir := fs.String("data-dir", "", "data dir for the in-process node (default: a temporary dir, removed after)")
+	noNATS := fs.Bool("no-nats", false, "in-process node without the embedded NATS relay")
+	noCeiling := fs.Bool("no-ceiling", false, "skip the bare net/http ceiling run")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (client and in-process node) to the file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	base, key := strings.TrimRight(*server, "/"), *apiKey
+	if base == "" {
+		dir := *dataDir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "payledger-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			dir = tmp
+		}
+		nctx, cancel := context.WithCancel(ctx)
+		n, err := node.Open(nctx, node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: *noNATS, Out: io.Discard,
+			Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			NATS:   stream.Config{Port: -1}})
+		if err != nil {
+			cancel()
+			return err
+		}
+		served := make(chan error, 1)
+		go func() { served <- n.Serve(nctx) }()
+		defer func() { cancel(); <-served }()
+		if _, err := n.Service.SetRate(ctx, benchRate()); err != nil {
+			return err
+		}
+		m, err := n.CreateMerchant(ctx, "Bench shop", "2")
+		if err != nil {
+			return err
+		}
+		base, key = n.BaseURL(), m.APIKey
+		fmt.Fprintf(stdout, "in-process node at %s (data dir %s, NATS relay %v)\n", base, dir, !*noNATS)
+	} else if key == "" {
+		return &exitError{code: 2, err: fmt.Errorf("--api-key is required with --server")}
+	}
+	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	createBody := func(w, i int) []byte {
+		return fmt.Appendf(nil, `{"amount":"1500.00","currency_code":"UAH","customer_id":"c-%d-%d","external_id":"bench-%s-%d-%d","purpose":"bench"}`, w, i, run, w, i)
+	}
+	headers := map[string]string{"X-Api-Key": key}
+	cfg := loadgen.Config{Connections: *conns, Duration: *duration, Warmup: *warmup}
+
+	// One invoice to size the ceiling's body and to read in the get run.
+	req, _ := loadgen.Post(base+"/api/v1/create-invoice", createBody(-1, 0), headers)
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	sample, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("create-invoice answered %d: %s", resp.StatusCode, sample)
+	}
+	var inv struct {
+		ID string `json:"invoice_id"`
+	}
+	if err := json.Unmarshal(sample, &inv); err != nil {
+		return err
+	}
+
+	var ceiling loadgen.Result
+	if !*noCeiling {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: loadgen.CeilingHandler(sample), ReadHeaderTimeout: 5 * time.Second}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = srv.Serve(ln) }()
+		url := "http://" + ln.Addr().String() + "/"
+		ceiling, err = loadgen.Run(ctx, cfg, func(w, i int) (*http.Request, error) { return loadgen.Post(url, createBody(w, i), headers) })
+		_ = srv.Close()
+		wg.Wait()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "ceiling (bare net/http, %d-byte JSON body, %d connections): %s\n", len(sample), *conns, ceiling)
+	}
+	for _, m := range strings.Split(*mode, ",") {
+		var mk loadgen.Request
+		switch strings.TrimSpace(m) {
+		case "create":
+			mk = func(w, i int) (*http.Request, error) {
+				return loadgen.Post(base+"/api/v1/create-invoice", createBody(w, i), headers)
+			}
+		case "get":
+			mk = func(w, i int) (*http.Request, error) {
+				r, err := http.NewRequest(http.MethodGet, base+"/api/v1/invoices/"+inv.ID, nil)
+				if err == nil {
+					r.Header.Set("X-Api-Key", key)
+				}
+				return r, err
+			}
+		default:
+			return &exitError{code: 2, err: fmt.Errorf("unknown mode %q", m)}
+		}
+		res, err := loadgen.Run(ctx, cfg, mk)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s (durable, %d connections): %s", m, *conns, res)
+		if ceiling.Throughput > 0 {
+			fmt.Fprintf(stdout, "; %.2f of the ceiling", res.Throughput/ceiling.Throughput)
+		}
+		fmt.Fprintln(stdout)
+		if res.FirstError != "" {
+			fmt.Fprintf(stdout, "  first error: %s\n", res.FirstError)
+		}
+	}
+	return nil
+}
+
+func benchRate() commands.SetRate {
+	return commands.SetRate{Meta: commands.Meta{CommandID: ulid.Make(), Time: time.Now(), Correlation: "bench"}, Currency: "UAH", Rate: "41.50"}
+}
