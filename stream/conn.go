@@ -31,6 +31,12 @@ type Conn struct {
 // Errors: ErrConfig for an invalid config, or the server's or the
 // connection's error.
 func Open(ctx context.Context, cfg Config) (*Conn, error) {
+	return open(ctx, cfg, false)
+}
+
+// open is Open; with retry, an external server that cannot be reached yet
+// does not fail it: the connection keeps trying in the background.
+func open(ctx context.Context, cfg Config, retry bool) (*Conn, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -44,7 +50,7 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 		}
 		target = c.srv.ClientURL()
 	}
-	c.nc, err = connect(ctx, target, cfg)
+	c.nc, err = connect(ctx, target, cfg, retry && c.srv == nil)
 	if err != nil {
 		c.shutdownServer()
 		return nil, err
@@ -99,7 +105,7 @@ func StartServer(cfg Config) (*server.Server, error) {
 	return srv, nil
 }
 
-func connect(ctx context.Context, urls string, cfg Config) (*nats.Conn, error) {
+func connect(ctx context.Context, urls string, cfg Config, retry bool) (*nats.Conn, error) {
 	log := cfg.Logger
 	opts := []nats.Option{
 		nats.Name(cfg.ConnName),
@@ -108,7 +114,7 @@ func connect(ctx context.Context, urls string, cfg Config) (*nats.Conn, error) {
 		// Fail publishes while disconnected instead of buffering them: the
 		// relay retries from the log, which is a better buffer.
 		nats.ReconnectBufSize(-1),
-		nats.RetryOnFailedConnect(false),
+		nats.RetryOnFailedConnect(retry),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats disconnected", "err", err)
@@ -116,6 +122,9 @@ func connect(ctx context.Context, urls string, cfg Config) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
 		}),
 	}
 	if cfg.CredsFile != "" {

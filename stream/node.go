@@ -25,14 +25,21 @@ type Node struct {
 // cfg.Relay in its own goroutine until StopRelay. ctx bounds only the
 // start.
 //
-// Errors: ErrConfig, and the server's, connection's and JetStream API's
-// errors. On error nothing is left running.
+// An external server that cannot be reached does not stop the node: appends
+// never wait for NATS. The connection keeps trying, and the relay creates
+// the stream and catches up once it gets through.
+//
+// Errors: ErrConfig, and the embedded server's and JetStream API's errors
+// (a stream that cannot be created on a reachable server). On error
+// nothing is left running.
 func Start(ctx context.Context, cfg Config, log Log) (*Node, error) {
-	conn, err := Open(ctx, cfg)
+	conn, err := open(ctx, cfg, true)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.EnsureStream(ctx); err != nil {
+	if !conn.nc.IsConnected() {
+		conn.cfg.Logger.Warn("nats unreachable; the relay will publish once it connects", "url", redact(conn.cfg.URL))
+	} else if _, err := conn.EnsureStream(ctx); err != nil {
 		conn.Close()
 		return nil, err
 	}

@@ -217,3 +217,27 @@ func TestRelayRefusesDivergedStream(t *testing.T) {
 		})
 	}
 }
+
+// A node whose external NATS is down when it starts starts anyway, and its
+// relay publishes everything once NATS comes up.
+func TestStartWithNATSDown(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	natstest.Shutdown(srv)
+
+	log := openLog(t)
+	appendEvents(t, log, 0, 200, 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	node, err := stream.Start(ctx, stream.Config{URL: url, Relay: stream.RelayConfig{MaxBackoff: 100 * time.Millisecond}}, log)
+	if err != nil {
+		t.Fatalf("Start with NATS down: %v", err)
+	}
+	defer node.Close()
+	appendEvents(t, log, 200, 100, 10)
+	natstest.Restart(t, srv)
+	if err := node.StopRelay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	requireStreamEqualsLog(t, openConn(t, url, stream.Config{}), log)
+}
