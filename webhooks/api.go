@@ -59,7 +59,7 @@ func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections
 			return nil
 		}
 		c := tx.Bucket(index).Cursor()
-		deliveries := tx.Bucket(bDeliveries)
+		deliveries, bodies := tx.Bucket(bDeliveries), tx.Bucket(bBodies)
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out.Items) < size; k, _ = c.Next() {
 			if len(k) != len(prefix)+8+9 {
 				continue
@@ -69,9 +69,11 @@ func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections
 				continue
 			}
 			var r record
-			if err := decodeRecord(deliveries.Get(k[len(prefix)+8:]), &r); err != nil {
+			dk := k[len(prefix)+8:]
+			if err := decodeDelivery(deliveries.Get(dk), &r); err != nil {
 				return err
 			}
+			r.Body = bytes.Clone(bodies.Get(dk))
 			out.Items = append(out.Items, r.Delivery)
 		}
 		return nil
@@ -110,13 +112,14 @@ func (d *Dispatcher) Delivery(merchantID, id string) (Delivery, error) {
 			return ErrNotFound
 		}
 		var r record
-		if err := decodeRecord(raw, &r); err != nil {
+		if err := decodeDelivery(raw, &r); err != nil {
 			return err
 		}
 		if r.MerchantID != merchantID {
 			return ErrNotFound
 		}
 		out = r.Delivery
+		out.Body = bytes.Clone(tx.Bucket(bBodies).Get(k[:]))
 		out.Attempts = []Attempt{}
 		c := tx.Bucket(bAttempts).Cursor()
 		for ak, v := c.Seek(k[:]); ak != nil && bytes.HasPrefix(ak, k[:]); ak, v = c.Next() {
@@ -155,6 +158,7 @@ func (d *Dispatcher) Redeliver(merchantID, id string) (Delivery, error) {
 			return err
 		}
 		out = r.Delivery
+		out.Body = bytes.Clone(w.bodies.Get(k[:]))
 		return nil
 	})
 	return out, err
@@ -194,7 +198,7 @@ func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status s
 			copy(dk[:], k[len(prefix)+8:])
 			if status != "" {
 				var r record
-				if err := decodeRecord(deliveries.Get(dk[:]), &r); err != nil {
+				if err := decodeDelivery(deliveries.Get(dk[:]), &r); err != nil {
 					return err
 				}
 				if r.Status != status {

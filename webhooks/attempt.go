@@ -92,7 +92,11 @@ func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 		if raw == nil {
 			return ErrNotFound
 		}
-		return decodeRecord(raw, &r)
+		if err := decodeDelivery(raw, &r); err != nil {
+			return err
+		}
+		r.Body = append([]byte(nil), tx.Bucket(bBodies).Get(k[:])...)
+		return nil
 	})
 	if err != nil || r.Status != StatusPending {
 		res.noop = true

@@ -411,3 +411,5 @@ func hdr(id, ts, sig string) http.Header {
 	}
 	return h
 }
+
+type commandsDecimal = decimal.Decimal

@@ -7,8 +7,6 @@ import (
 	"net/url"
 	"strings"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/ledger"
 )
@@ -121,6 +119,7 @@ func (d *Dispatcher) enqueue(w *wtx, e *ledger.Event, res *ingestResult) error {
 		return d.enqueuePayment(w, e)
 	case strings.HasPrefix(e.Stream, merchantStreamPrefix):
 		id := strings.TrimPrefix(e.Stream, merchantStreamPrefix)
+		delete(w.merchantURL, id)
 		if res.merchants == nil {
 			res.merchants = make(map[string]bool)
 		}
@@ -139,14 +138,21 @@ func (d *Dispatcher) enqueue(w *wtx, e *ledger.Event, res *ingestResult) error {
 	return nil
 }
 
-func (d *Dispatcher) target(tx *bbolt.Tx, callbackURL, merchantID string) (string, error) {
+func (d *Dispatcher) target(w *wtx, callbackURL, merchantID string) (string, error) {
 	if callbackURL != "" {
 		return callbackURL, nil
 	}
-	m, ok, err := merchantView(tx, merchantID)
+	if u, ok := w.merchantURL[merchantID]; ok {
+		return u, nil
+	}
+	m, ok, err := merchantView(w.tx, merchantID)
 	if err != nil || !ok {
 		return "", err
 	}
+	if w.merchantURL == nil {
+		w.merchantURL = make(map[string]string)
+	}
+	w.merchantURL[merchantID] = m.WebhookURL
 	return m.WebhookURL, nil
 }
 
@@ -156,7 +162,7 @@ func (d *Dispatcher) enqueueInvoice(w *wtx, e *ledger.Event) error {
 	if err != nil || !ok || !d.inShard(inv.MerchantID) {
 		return err
 	}
-	target, err := d.target(w.tx, inv.CallbackURL, inv.MerchantID)
+	target, err := d.target(w, inv.CallbackURL, inv.MerchantID)
 	if err != nil {
 		return err
 	}
@@ -201,7 +207,7 @@ func (d *Dispatcher) enqueuePayment(w *wtx, e *ledger.Event) error {
 	} else if ok {
 		callback = inv.CallbackURL
 	}
-	target, err := d.target(w.tx, callback, p.MerchantID)
+	target, err := d.target(w, callback, p.MerchantID)
 	if err != nil || target == "" {
 		return err
 	}

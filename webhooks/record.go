@@ -76,7 +76,9 @@ type record struct {
 	Redeliv bool   `json:"redeliv"` // the next attempt is the first of a redelivery
 }
 
-// Record format: a version byte, then JSON. Persisted: bump, never reuse.
+// Attempt and disabled-target records (w_attempts, w_disabled): a version
+// byte, then JSON. Persisted: bump, never reuse. Delivery records are
+// binary (codec.go).
 const recordV1 byte = 1
 
 func encodeRecord(v any) ([]byte, error) {

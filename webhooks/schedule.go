@@ -95,8 +95,37 @@ func (s *scheduler) apply(ops []memOp, done []dkey) {
 			s.upsert(op.key, op.due, op.host)
 		}
 	}
+	// Start what is due now from here, sparing a hop through run's
+	// goroutine: the commit-to-attempt latency is mostly such hops.
+	var start []*entry
+	if !s.closed {
+		start = s.popDue(time.Now(), nil)
+	}
 	s.mu.Unlock()
+	for _, e := range start {
+		s.launch(e)
+	}
 	s.signal()
+}
+
+// popDue takes the entries due at now off the heap: those a slot is free
+// for are begun and returned, the others wait in their host's queue.
+// s.mu must be held.
+func (s *scheduler) popDue(now time.Time, start []*entry) []*entry {
+	for len(s.h) > 0 && !s.h[0].due.After(now) {
+		e := heap.Pop(&s.h).(*entry)
+		q := s.hostQ(e.host)
+		if q.active < s.perHost && s.active < s.maxActive {
+			s.begin(e, q)
+			start = append(start, e)
+			continue
+		}
+		q.waiting = append(q.waiting, e)
+		if q.active < s.perHost {
+			s.starved[e.host] = true
+		}
+	}
+	return start
 }
 
 func (s *scheduler) remove(k dkey) {
@@ -156,20 +185,7 @@ func (s *scheduler) run(ctx context.Context) {
 			return
 		}
 		now := time.Now()
-		for len(s.h) > 0 && !s.h[0].due.After(now) {
-			e := heap.Pop(&s.h).(*entry)
-			q := s.hostQ(e.host)
-			switch {
-			case q.active < s.perHost && s.active < s.maxActive:
-				s.begin(e, q)
-				start = append(start, e)
-			default:
-				q.waiting = append(q.waiting, e)
-				if q.active < s.perHost {
-					s.starved[e.host] = true
-				}
-			}
-		}
+		start = s.popDue(now, start)
 		wait := time.Hour
 		if len(s.h) > 0 {
 			wait = s.h[0].due.Sub(now)

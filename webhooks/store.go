@@ -17,7 +17,8 @@ const formatVersion byte = 1
 // URLs never contain one); a dkey is 9 bytes (event sequence, kind).
 var (
 	bMeta       = []byte("w_meta")       // "format" -> 1 byte; "checkpoint" -> seq (8)
-	bDeliveries = []byte("w_deliveries") // dkey -> record
+	bDeliveries = []byte("w_deliveries") // dkey -> record (without its body)
+	bBodies     = []byte("w_bodies")     // dkey -> body bytes, as sent
 	bIDs        = []byte("w_ids")        // event id (ULID text) -> seq (8)
 	bAttempts   = []byte("w_attempts")   // dkey n (4) -> Attempt
 	bQueue      = []byte("w_queue")      // resource key 0 dkey -> "": pending deliveries in event order
@@ -28,7 +29,7 @@ var (
 	bCounters   = []byte("w_counters")   // "t" 0 merchant | "s" 0 merchant 0 status -> count (8)
 	bDisabled   = []byte("w_disabled")   // merchant 0 url -> disabledTarget
 
-	allBuckets = [][]byte{bMeta, bDeliveries, bIDs, bAttempts, bQueue, bHead, bDue, bByTime, bByStatus, bCounters, bDisabled}
+	allBuckets = [][]byte{bMeta, bDeliveries, bBodies, bIDs, bAttempts, bQueue, bHead, bDue, bByTime, bByStatus, bCounters, bDisabled}
 
 	keyFormat     = []byte("format")
 	keyCheckpoint = []byte("checkpoint")
@@ -126,7 +127,9 @@ type wtx struct {
 	disabled map[string]bool // target key -> now disabled (true) or enabled (false)
 	counters map[string]int64
 
-	deliveries, ids, attempts, queue, head, due, byTime, byStatus, ctrs, disabledB *bbolt.Bucket
+	deliveries, bodies, ids, attempts, queue, head, due, byTime, byStatus, ctrs, disabledB *bbolt.Bucket
+	// merchantURL caches merchants' webhook URLs within one ingest.
+	merchantURL map[string]string
 }
 
 func newWtx(tx *bbolt.Tx, cfg *Config, now time.Time) *wtx {
@@ -135,7 +138,7 @@ func newWtx(tx *bbolt.Tx, cfg *Config, now time.Time) *wtx {
 		recs:       make(map[dkey]*record),
 		isDirty:    make(map[dkey]bool),
 		counters:   make(map[string]int64),
-		deliveries: tx.Bucket(bDeliveries), ids: tx.Bucket(bIDs), attempts: tx.Bucket(bAttempts),
+		deliveries: tx.Bucket(bDeliveries), bodies: tx.Bucket(bBodies), ids: tx.Bucket(bIDs), attempts: tx.Bucket(bAttempts),
 		queue: tx.Bucket(bQueue), head: tx.Bucket(bHead), due: tx.Bucket(bDue),
 		byTime: tx.Bucket(bByTime), byStatus: tx.Bucket(bByStatus), ctrs: tx.Bucket(bCounters),
 		disabledB: tx.Bucket(bDisabled),
@@ -151,7 +154,7 @@ func (w *wtx) get(k dkey) (*record, error) {
 		return nil, ErrNotFound
 	}
 	r := &record{}
-	if err := decodeRecord(raw, r); err != nil {
+	if err := decodeDelivery(raw, r); err != nil {
 		return nil, fmt.Errorf("delivery %x: %w", k, err)
 	}
 	w.recs[k] = r
@@ -169,10 +172,7 @@ func (w *wtx) touch(k dkey, r *record) {
 // flush writes the touched records and the counter changes.
 func (w *wtx) flush() error {
 	for _, k := range w.dirty {
-		raw, err := encodeRecord(w.recs[k])
-		if err != nil {
-			return err
-		}
+		raw := appendRecord(make([]byte, 0, 256), w.recs[k])
 		if err := w.deliveries.Put(append([]byte(nil), k[:]...), raw); err != nil {
 			return err
 		}
@@ -208,6 +208,13 @@ func (w *wtx) insert(k dkey, r *record, eventID string) error {
 	}
 	r.Status = StatusPending
 	r.NextAttemptAt = timePtr(w.now)
+	if len(r.Body) > 0 {
+		// Kept apart: attempts send it as is and never decode it.
+		if err := w.bodies.Put(append([]byte(nil), k[:]...), r.Body); err != nil {
+			return err
+		}
+		r.Body = nil
+	}
 	w.touch(k, r)
 	if err := w.ids.Put([]byte(eventID), be64(k.seq())); err != nil {
 		return err

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	domain "github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/keyring"
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
+	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/stream"
+	"github.com/payledger/payledger/stream/natstest"
+	"github.com/payledger/payledger/webhooks"
+)
+
+// childArgsEnv carries the arguments of a `payledger` run in a child
+// process (the test binary re-executed), so a test can SIGKILL it.
+const childArgsEnv = "PAYLEDGER_TEST_CHILD_ARGS"
+
+// TestWebhooksWorkerChild is the child process: it runs payledger with
+// the arguments in its environment and exits with its code.
+func TestWebhooksWorkerChild(t *testing.T) {
+	args := os.Getenv(childArgsEnv)
+	if args == "" {
+		t.Skip("runs only as a child process of TestWebhooksWorkerKilledMidRetry")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	code := runMain(ctx, strings.Split(args, "\x1f"), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// A webhook worker in its own process, fed by the NATS stream, SIGKILLed
+// while it retries and started again on the same data dir: every event's
+// webhook arrives, signed, and the database shows each delivered once.
+func TestWebhooksWorkerKilledMidRetry(t *testing.T) {
+	if os.Getenv(childArgsEnv) != "" {
+		t.Skip("child process")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := natstest.RunServer(t)
+	dir := t.TempDir()
+	kr, err := keyring.Open(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, _ := boltlogtest.Open(t, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
+	conn, err := stream.Open(ctx, stream.Config{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.EnsureStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := stream.NewRelay(conn, store, stream.RelayConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(ctx) }()
+	defer func() { cancel(); <-relayDone }()
+
+	// The receiver fails everything until told otherwise.
+	var (
+		failing  atomic.Bool
+		mu       sync.Mutex
+		attempts = map[string]int{}
+		accepted = map[string]bool{}
+		badSig   []string
+	)
+	failing.Store(true)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		id := r.Header.Get(webhooks.HeaderID)
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[id]++
+		if err := webhooks.Verify(kr.SigningSecret("m1", 1), r.Header, body, time.Minute); err != nil {
+			badSig = append(badSig, id+": "+err.Error())
+		}
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		accepted[id] = true
+	}))
+	defer rcv.Close()
+
+	svc := domain.NewService(store, domain.Config{})
+	meta := func() domain.Meta { return domain.Meta{CommandID: ulid.Make(), Time: time.Now()} }
+	rate, err := svc.SetRate(ctx, domain.SetRate{Meta: meta(), Currency: "UAH", Rate: "41.50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, hook := "shop", rcv.URL+"/hook"
+	if err := svc.RegisterMerchant(ctx, domain.RegisterMerchant{Meta: meta(), MerchantID: "m1",
+		Settings: domain.MerchantSettings{Name: &name, WebhookURL: &hook},
+		Key:      domain.APIKeyIssued{KeyID: ulid.Make().String(), KeyHash: keyring.HashAPIKey("k"), Prefix: "pl_k"},
+		Secret:   domain.SecretMaterial{SecretHash: keyring.SecretHash(kr.SigningSecret("m1", 1))},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	invoice := func() {
+		id := ulid.Make()
+		if _, err := svc.CreateInvoice(ctx, domain.CreateInvoice{Meta: meta(), InvoiceID: id, MerchantID: "m1",
+			Amount: "100.00", Currency: "UAH", ExternalID: id.String(), Rate: rate}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.CancelInvoice(ctx, domain.CancelInvoice{Meta: meta(), MerchantID: "m1", InvoiceID: domain.UUID(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	invoice()
+
+	child := func() (*exec.Cmd, *syncBuffer) {
+		args := []string{"worker", "webhooks", "--nats-url", srv.ClientURL(), "--data-dir", dir, "--allow-private-webhooks",
+			"--retry-base", "20ms", "--retry-max", "100ms", "--max-attempts", "1000", "--attempt-timeout", "2s"}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWebhooksWorkerChild$")
+		cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, out
+	}
+	cmd, out := child()
+	natstest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range attempts {
+			if n >= 3 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no webhook retried 3 times yet (%v); worker: %s", attempts, out.String())
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	// Events while no worker runs; then the receiver recovers.
+	invoice()
+	failing.Store(false)
+	cmd, out = child()
+	want := map[string]bool{}
+	for e, err := range store.Events(ctx, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(e.Type, "invoice.") {
+			want[e.ID.String()] = true
+		}
+	}
+	natstest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for id := range want {
+			if !accepted[id] {
+				return fmt.Errorf("webhook %s not accepted yet; worker: %s", id, out.String())
+			}
+		}
+		return nil
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("worker exit: %v\n%s", err, out.String())
+	}
+	mu.Lock()
+	if len(badSig) > 0 {
+		t.Errorf("bad signatures: %v", badSig)
+	}
+	mu.Unlock()
+
+	kr2 := keyring.New([32]byte{})
+	d, err := webhooks.Open(filepath.Join(dir, webhooks.FileName), webhooks.Config{Keys: kr2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	p, err := d.ListDeliveries("m1", webhooks.ListQuery{PageSize: webhooks.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Details.TotalObjects != len(want) {
+		t.Fatalf("%d deliveries recorded, want %d", p.Details.TotalObjects, len(want))
+	}
+	for _, del := range p.Items {
+		if del.Status != webhooks.StatusDelivered || !want[del.WebhookID] {
+			t.Errorf("delivery %+v", del)
+		}
+	}
+	if !strings.Contains(out.String(), "worker webhooks: stopped at checkpoint") {
+		t.Errorf("worker output: %s", out.String())
+	}
+}
+
+func TestParseShard(t *testing.T) {
+	for in, ok := range map[string]bool{"": true, "0/1": true, "2/3": true, "3/3": false, "-1/2": false, "1": false, "a/b": false} {
+		if _, _, err := parseShard(in); (err == nil) != ok {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
+}
