@@ -13,14 +13,14 @@ import (
 // significant places, at least two ("0.00123", "36.144578").
 func fiatAmount(d decimal.Decimal, currency string) string {
 	if cur, ok := commands.LookupCurrency(currency); ok && !cur.Crypto {
-		return commands.FormatAmount(d, cur)
+		return fixedString(d, cur.MinorUnits)
 	}
-	return commands.FormatRate(d)
+	return rateString(d)
 }
 
 // usdt renders a USDT amount with its significant places, at least two
 // ("35.42", "36.144578"): the commands decide the precision.
-func usdt(d decimal.Decimal) string { return commands.FormatRate(d) }
+func usdt(d decimal.Decimal) string { return rateString(d) }
 
 // utc normalizes a time for a view: UTC, so JSON always ends in "Z".
 func utc(t time.Time) time.Time { return t.UTC() }

@@ -90,27 +90,28 @@ func key(parts ...string) []byte { return appendSep(nil, parts...) }
 // whose leading parts are parts.
 func prefixKey(parts ...string) []byte { return append(key(parts...), 0) }
 
-// newestKey is prefix, then the inverted creation time (newest first), then id.
-func newestKey(prefix []byte, created time.Time, id string) []byte {
-	k := make([]byte, 0, len(prefix)+8+len(id))
-	k = append(k, prefix...)
-	k = binary.BigEndian.AppendUint64(k, ^sortTime(created))
-	return append(k, id...)
+// Index keys: prefix parts, then the creation time, then the id. Lists read
+// them backwards, newest first. (Ascending times, not inverted ones, because
+// new keys then land at the end of a merchant's range: bbolt splits a node
+// only at commit, and inserting at the front of a range that a large
+// transaction keeps growing would move the whole range on every insert.)
+
+func appendCreatedKey(dst []byte, merchant string, created time.Time, id string) []byte {
+	dst = append(append(dst, merchant...), 0)
+	dst = binary.BigEndian.AppendUint64(dst, sortTime(created))
+	return append(dst, id...)
 }
 
-func invTimeKey(merchant string, created time.Time, id string) []byte {
-	return newestKey(prefixKey(merchant), created, id)
+func appendStatusKey(dst []byte, merchant, status string, created time.Time, id string) []byte {
+	dst = append(append(append(append(dst, merchant...), 0), status...), 0)
+	dst = binary.BigEndian.AppendUint64(dst, sortTime(created))
+	return append(dst, id...)
 }
 
-func invStatusKey(merchant, status string, created time.Time, id string) []byte {
-	return newestKey(prefixKey(merchant, status), created, id)
-}
-
-func dueKey(at time.Time, kind byte, id string) []byte {
-	k := make([]byte, 0, 9+len(id))
-	k = binary.BigEndian.AppendUint64(k, sortTime(at))
-	k = append(k, kind)
-	return append(k, id...)
+func appendDueKey(dst []byte, at time.Time, kind byte, id string) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, sortTime(at))
+	dst = append(dst, kind)
+	return append(dst, id...)
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

@@ -59,9 +59,9 @@ func (p *Projector) Apply(tx *bbolt.Tx, events []ledger.Event) error {
 		if e.Seq <= s.checkpoint {
 			continue
 		}
-		data, err := decodeData(e)
+		data, err := prepare(e)
 		if err != nil {
-			return fmt.Errorf("sequence %d: %w", e.Seq, err)
+			return err
 		}
 		if err := s.apply(e, data); err != nil {
 			return err

@@ -141,7 +141,7 @@ func (v *Views) ListWidgets(merchantID string, page, size int) (Page[WidgetView]
 }
 
 // listPage reads the total from a counter and the page's ids from an index
-// whose keys are prefix, 8 bytes of inverted time, then the id.
+// whose keys are prefix, 8 bytes of creation time, then the id.
 func listPage[T any](v *Views, index, prefix []byte, counter string, views []byte, page, size int) (Page[T], error) {
 	page, size = clampPage(page, size)
 	out := Page[T]{Items: []T{}, Details: PageDetails{PageNumber: page, PageSize: size}}
@@ -155,7 +155,16 @@ func listPage[T any](v *Views, index, prefix []byte, counter string, views []byt
 		skip := (page - 1) * size
 		c := tx.Bucket(index).Cursor()
 		vb := tx.Bucket(views)
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		// Newest first: from the last key under prefix, backwards.
+		end := bytes.Clone(prefix)
+		end[len(end)-1]++ // prefix ends in the 0x00 separator
+		k, _ := c.Seek(end)
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
 			if skip > 0 {
 				skip--
 				continue

@@ -21,7 +21,7 @@ import (
 // dirty pages in memory at a few hundred MB at most while amortizing the
 // commit; chunks are the unit handed between the pipeline's goroutines.
 const (
-	rebuildTxEvents = 250_000
+	rebuildTxEvents = 64_000 // TXSIZE
 	rebuildChunk    = 1024
 )
 
@@ -78,6 +78,17 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 	// chunk the writer receives will be decoded.
 	work := make(chan *chunk, 16)
 	ordered := make(chan *chunk, 16)
+	free := make(chan *chunk, 40) // chunks the writer is done with, for reuse
+	newChunk := func() *chunk {
+		select {
+		case c := <-free:
+			c.events, c.data, c.err = c.events[:0], c.data[:0], nil
+			c.done = make(chan struct{})
+			return c
+		default:
+			return &chunk{events: make([]ledger.Event, 0, rebuildChunk), done: make(chan struct{})}
+		}
+	}
 
 	// Producer: reads the iterator into chunks, in order.
 	wg.Add(1)
@@ -98,7 +109,7 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 				return false
 			}
 		}
-		c := &chunk{events: make([]ledger.Event, 0, rebuildChunk), done: make(chan struct{})}
+		c := newChunk()
 		for e, err := range events {
 			if err != nil {
 				c.err = err
@@ -112,7 +123,7 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 				if !send(c) {
 					return
 				}
-				c = &chunk{events: make([]ledger.Event, 0, rebuildChunk), done: make(chan struct{})}
+				c = newChunk()
 			}
 		}
 		send(c)
@@ -124,11 +135,11 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				c.data = make([]any, len(c.events))
+				c.data = slices.Grow(c.data[:0], len(c.events))[:len(c.events)]
 				for i := range c.events {
-					d, err := decodeData(&c.events[i])
+					d, err := prepare(&c.events[i])
 					if err != nil {
-						c.err = fmt.Errorf("sequence %d: %w", c.events[i].Seq, err)
+						c.err = err
 						c.events = c.events[:i]
 						break
 					}
@@ -153,7 +164,7 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 			return err
 		}
 		err := tx.Commit()
-		tx, s, inTx = nil, nil, 0
+		tx, inTx = nil, 0
 		return err
 	}
 	for c := range ordered {
@@ -167,9 +178,15 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 				if tx, err = dst.Begin(true); err != nil {
 					return err
 				}
-				if s, err = newState(tx); err != nil {
+				if s == nil {
+					s, err = newState(tx)
+				} else {
+					err = s.reset(tx)
+				}
+				if err != nil {
 					return err
 				}
+				s.b.packPages()
 			}
 			if err := s.apply(&c.events[i], c.data[i]); err != nil {
 				return err
@@ -182,6 +199,12 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 		}
 		if c.err != nil {
 			return c.err
+		}
+		clear(c.events)
+		clear(c.data)
+		select {
+		case free <- c:
+		default:
 		}
 	}
 	if err := ctx.Err(); err != nil {
