@@ -77,7 +77,7 @@ func TestCommitGroupIsolatesFailures(t *testing.T) {
 	stolen := req("d", ledger.NoStream, newEv("ok", "key"))                              // okA took the key earlier in the group
 	badImport := &request{imports: []ledger.Event{{Seq: 99}}, done: make(chan struct{})} // does not continue the chain
 	batch := []*request{okA, dupA, poisonC, afterC, okB, stolen, badImport}
-	s.commit(batch, nil)
+	s.commit(batch, &arena{})
 	for i, r := range batch {
 		select {
 		case <-r.done:

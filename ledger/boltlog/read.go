@@ -25,9 +25,7 @@ const (
 func (s *Store) StreamVersion(stream string) (uint64, error) {
 	var v uint64
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket(bucketStreams).Get([]byte(stream)); b != nil {
-			v = binary.BigEndian.Uint64(b)
-		}
+		v = streamVersion(tx.Bucket(bucketIndex).Cursor(), stream, &arena{})
 		return nil
 	})
 	return v, err
@@ -217,8 +215,9 @@ func (s *Store) Events(ctx context.Context, from uint64) iter.Seq2[ledger.Event,
 
 // Verify walks the whole log: every record's format, hash and layout,
 // sequence continuity from 1, the previous-hash chain, per-stream versions,
-// that the stream index and the stream versions agree with the records, and
-// that the stored head is the last record. It checks the head as it was when
+// that the stream index (which also gives each stream's current version)
+// holds exactly one entry per record, and that the stored head is the last
+// record. It checks the head as it was when
 // Verify began; appends may go on meanwhile. It does not check the claims
 // bucket against the records.
 //
@@ -258,9 +257,6 @@ func (s *Store) Verify(ctx context.Context) (ledger.Head, error) {
 		return v.Head(), &ledger.VerifyError{Seq: h.Seq, Reason: "stored head hash does not match the last record", Err: ledger.ErrCorrupt}
 	}
 	if err := s.verifyIndex(ctx, v, h, seed, digest); err != nil {
-		return v.Head(), err
-	}
-	if err := s.verifyStreams(ctx, v, h); err != nil {
 		return v.Head(), err
 	}
 	return v.Head(), nil
@@ -380,52 +376,6 @@ func (s *Store) findIndexError(ctx context.Context, h ledger.Head) error {
 		first, reason = h.Seq+1, "stream index does not match the records"
 	}
 	return &ledger.VerifyError{Seq: first, Reason: reason, Err: ledger.ErrCorrupt}
-}
-
-// verifyStreams checks each stream's stored version against the records.
-// Appends since Verify began may have moved versions on; the check is exact
-// only if the head has not moved.
-func (s *Store) verifyStreams(ctx context.Context, v *ledger.Verifier, h ledger.Head) error {
-	var n int
-	var bad []byte
-	var badVersion uint64
-	err := s.scanBucket(ctx, bucketStreams, func(k, val []byte) error {
-		if len(val) != 8 {
-			bad, badVersion = append([]byte(nil), k...), 0
-			return errStop
-		}
-		stored, logged := binary.BigEndian.Uint64(val), v.StreamVersion(string(k))
-		if logged != 0 {
-			n++
-		}
-		if stored < logged || (stored > logged && s.Head() == h) {
-			bad, badVersion = append([]byte(nil), k...), stored
-			return errStop
-		}
-		return nil
-	})
-	if err != nil && err != errStop {
-		return err
-	}
-	if bad == nil && n == v.Streams() {
-		return nil
-	}
-	if bad == nil {
-		return &ledger.VerifyError{Seq: h.Seq + 1, Reason: fmt.Sprintf("%d streams in the records have no stored version", v.Streams()-n), Err: ledger.ErrCorrupt}
-	}
-	// Name the stream's last event: the next append to it would go wrong.
-	logged := v.StreamVersion(string(bad))
-	seq := h.Seq + 1
-	if logged > 0 {
-		_ = s.db.View(func(tx *bbolt.Tx) error {
-			ik := indexEntry(nil, bad, logged, 0)
-			if got := tx.Bucket(bucketIndex).Get(ik[:len(ik)-8]); len(got) == 8 {
-				seq = binary.BigEndian.Uint64(got)
-			}
-			return nil
-		})
-	}
-	return &ledger.VerifyError{Seq: seq, Reason: fmt.Sprintf("stream %q: stored version %d, records reach version %d", bad, badVersion, logged), Err: ledger.ErrCorrupt}
 }
 
 // scanBucket calls fn with every key and value of a bucket, in chunks of

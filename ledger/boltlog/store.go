@@ -10,7 +10,6 @@
 package boltlog
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -27,11 +26,10 @@ import (
 
 // Bucket names of the log. Persisted: never rename.
 var (
-	bucketLog     = []byte("log")     // seq (8, BE) -> record
-	bucketStreams = []byte("streams") // stream -> version (8, BE)
-	bucketIndex   = []byte("index")   // stream 0x00 version (8, BE) -> seq (8, BE)
-	bucketClaims  = []byte("claims")  // claim key -> stream
-	bucketMeta    = []byte("meta")    // "format" -> 1 byte; "head" -> seq (8) + hash (32)
+	bucketLog    = []byte("log")    // seq (8, BE) -> record
+	bucketIndex  = []byte("index")  // stream 0x00 version (8, BE) -> seq (8, BE)
+	bucketClaims = []byte("claims") // claim key -> stream
+	bucketMeta   = []byte("meta")   // "format" -> 1 byte; "head" -> seq (8) + hash (32)
 
 	keyFormat = []byte("format")
 	keyHead   = []byte("head")
@@ -163,7 +161,7 @@ func Open(path string, opts *Options) (*Store, error) {
 
 // initReadOnly checks the format and loads the head, changing nothing.
 func (s *Store) initReadOnly(tx *bbolt.Tx) error {
-	for _, name := range [][]byte{bucketLog, bucketStreams, bucketIndex, bucketClaims, bucketMeta} {
+	for _, name := range [][]byte{bucketLog, bucketIndex, bucketClaims, bucketMeta} {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("%w: no %q bucket", ErrNotLog, name)
 		}
@@ -200,7 +198,7 @@ func readHead(meta *bbolt.Bucket) (ledger.Head, error) {
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketLog, bucketStreams, bucketIndex, bucketClaims, bucketMeta} {
+		for _, name := range [][]byte{bucketLog, bucketIndex, bucketClaims, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -418,23 +416,29 @@ func (s *Store) submit(ctx context.Context, r *request) ([]ledger.Event, error) 
 func (s *Store) run() {
 	defer s.wg.Done()
 	batch := make([]*request, 0, 256)
-	buf := make([]byte, 0, 1<<16)
+	a := &arena{}
 	for first := range s.reqs {
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case r, ok := <-s.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		buf = s.commit(batch, buf)
+		batch = s.takeQueued(append(batch[:0], first))
+		batch = s.commit(batch, a)
+		clear(batch) // let the answered requests go
 	}
+}
+
+// takeQueued adds to batch whatever appends are queued now, without waiting.
+// (If the queue has been closed, the run loop sees that itself.)
+func (s *Store) takeQueued(batch []*request) []*request {
+	for len(batch) < s.opts.MaxBatch {
+		select {
+		case r, ok := <-s.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // errRetry marks a request whose failure was found after it had started
@@ -443,7 +447,7 @@ type retryError struct{ err error }
 
 func (e *retryError) Error() string { return e.err.Error() }
 
-func (s *Store) commit(batch []*request, buf []byte) []byte {
+func (s *Store) commit(batch []*request, a *arena) []*request {
 	start := time.Now()
 	for {
 		live := 0
@@ -456,41 +460,44 @@ func (s *Store) commit(batch []*request, buf []byte) []byte {
 			for _, r := range batch {
 				close(r.done)
 			}
-			return buf
+			return batch
 		}
 		tx, err := s.db.Begin(true)
 		if err != nil {
 			s.failAll(batch, fmt.Errorf("begin append transaction: %w", err))
-			return buf
+			return batch
 		}
 		head := s.Head()
 		redo := false
 		nEvents, nAppends := 0, 0
-		for _, r := range batch {
-			if r.err != nil {
-				continue
+		for i := 0; i < len(batch) && !redo; i++ {
+			r := batch[i]
+			if r.err == nil {
+				var evs []ledger.Event
+				if r.imports != nil {
+					evs, err = s.importEvents(tx, r.imports, &head, a)
+				} else {
+					evs, err = s.write(tx, r.writes, &head, a)
+				}
+				var retry *retryError
+				switch {
+				case errors.As(err, &retry):
+					r.err = retry.err
+					r.dropped = true
+					redo = true
+				case err != nil:
+					r.err = err // refused before anything was written
+				default:
+					r.events = evs
+					nEvents += len(evs)
+					nAppends++
+				}
 			}
-			var evs []ledger.Event
-			if r.imports != nil {
-				buf, evs, err = s.importEvents(tx, r.imports, &head, buf)
-			} else {
-				buf, evs, err = s.write(tx, r.writes, &head, buf)
-			}
-			var retry *retryError
-			switch {
-			case errors.As(err, &retry):
-				r.err = retry.err
-				r.dropped = true
-				redo = true
-			case err != nil:
-				r.err = err // refused before anything was written
-			default:
-				r.events = evs
-				nEvents += len(evs)
-				nAppends++
-			}
-			if redo {
-				break
+			if i == len(batch)-1 && !redo {
+				// Before paying for the fsync, take in the appends that
+				// arrived while this transaction was being written: no
+				// timer, just no commit with work left in the queue.
+				batch = s.takeQueued(batch)
 			}
 		}
 		if redo {
@@ -510,7 +517,7 @@ func (s *Store) commit(batch []*request, buf []byte) []byte {
 			for _, r := range batch {
 				close(r.done)
 			}
-			return buf
+			return batch
 		}
 		var hk [40]byte
 		binary.BigEndian.PutUint64(hk[:], head.Seq)
@@ -518,11 +525,11 @@ func (s *Store) commit(batch []*request, buf []byte) []byte {
 		if err := tx.Bucket(bucketMeta).Put(keyHead, hk[:]); err != nil {
 			_ = tx.Rollback()
 			s.failAll(batch, fmt.Errorf("append: %w", err))
-			return buf
+			return batch
 		}
 		if err := tx.Commit(); err != nil {
 			s.failAll(batch, fmt.Errorf("commit append: %w", err))
-			return buf
+			return batch
 		}
 		s.headMu.Lock()
 		s.head = head
@@ -535,7 +542,7 @@ func (s *Store) commit(batch []*request, buf []byte) []byte {
 		for _, r := range batch {
 			close(r.done)
 		}
-		return buf
+		return batch
 	}
 }
 
@@ -552,30 +559,29 @@ func (s *Store) failAll(batch []*request, err error) {
 // write checks one append against the transaction and, if it holds, writes
 // it. A refusal found before any write returns the error itself; a failure
 // after writing began returns *retryError.
-func (s *Store) write(tx *bbolt.Tx, writes []ledger.Write, head *ledger.Head, buf []byte) ([]byte, []ledger.Event, error) {
-	streams := tx.Bucket(bucketStreams)
+func (s *Store) write(tx *bbolt.Tx, writes []ledger.Write, head *ledger.Head, a *arena) ([]ledger.Event, error) {
+	index := tx.Bucket(bucketIndex)
 	claims := tx.Bucket(bucketClaims)
-	versions := make([]uint64, len(writes))
+	ic := index.Cursor()
+	var small [4]uint64
+	versions := small[:0]
 	var claimed map[string]string
-	for i, w := range writes {
-		var cur uint64
-		if v := streams.Get([]byte(w.Stream)); v != nil {
-			cur = binary.BigEndian.Uint64(v)
-		}
+	for _, w := range writes {
+		cur := streamVersion(ic, w.Stream, a)
 		if w.Expected != ledger.Any && uint64(w.Expected) != cur {
-			return buf, nil, &ledger.ConflictError{Stream: w.Stream, Expected: w.Expected, Actual: cur}
+			return nil, &ledger.ConflictError{Stream: w.Stream, Expected: w.Expected, Actual: cur}
 		}
-		versions[i] = cur
+		versions = append(versions, cur)
 		for _, e := range w.Events {
 			for _, c := range e.Claims {
 				holder := ""
-				if h := claims.Get([]byte(c)); h != nil {
-					holder = string(h)
-				} else if h, ok := claimed[c]; ok {
+				if h, ok := claimed[c]; ok {
 					holder = h
+				} else if h := claims.Get(a.key(c)); h != nil {
+					holder = string(h)
 				}
 				if holder != "" && holder != w.Stream {
-					return buf, nil, &ledger.ClaimError{Key: c, Holder: holder}
+					return nil, &ledger.ClaimError{Key: c, Holder: holder}
 				}
 				if claimed == nil {
 					claimed = make(map[string]string)
@@ -587,96 +593,153 @@ func (s *Store) write(tx *bbolt.Tx, writes []ledger.Write, head *ledger.Head, bu
 	// Checked: from here on a failure must undo the transaction.
 	logB := tx.Bucket(bucketLog)
 	logB.FillPercent = 1.0 // keys only ever grow
-	index := tx.Bucket(bucketIndex)
-	var out []ledger.Event
-	if len(writes) == 1 {
-		out = make([]ledger.Event, 0, len(writes[0].Events))
+	n := 0
+	for _, w := range writes {
+		n += len(w.Events)
 	}
+	out := make([]ledger.Event, 0, n)
 	pos := *head
-	var key [8]byte
-	var ikey []byte
 	for i, w := range writes {
 		v := versions[i]
 		for j := range w.Events {
 			pos.Seq++
 			v++
 			var e ledger.Event
-			buf, e = ledger.Seal(buf[:0], w.Stream, pos.Seq, v, pos.Hash, &w.Events[j])
+			a.scratch, e = ledger.Seal(a.scratch[:0], w.Stream, pos.Seq, v, pos.Hash, &w.Events[j])
 			pos.Hash = e.Hash
-			binary.BigEndian.PutUint64(key[:], pos.Seq)
-			if err := logB.Put(key[:], bytes.Clone(buf)); err != nil {
-				return buf, nil, &retryError{fmt.Errorf("store sequence %d: %w", pos.Seq, err)}
-			}
-			ikey = append(append(append(ikey[:0], w.Stream...), 0), key[:]...)
-			binary.BigEndian.PutUint64(ikey[len(w.Stream)+1:], v)
-			if err := index.Put(bytes.Clone(ikey), bytes.Clone(key[:])); err != nil {
-				return buf, nil, &retryError{fmt.Errorf("index sequence %d: %w", pos.Seq, err)}
-			}
-			for _, c := range e.Claims {
-				if err := claims.Put([]byte(c), []byte(w.Stream)); err != nil {
-					return buf, nil, &retryError{fmt.Errorf("claim %q: %w", c, err)}
-				}
+			if err := s.putEvent(logB, index, claims, &e, a); err != nil {
+				return nil, &retryError{err}
 			}
 			out = append(out, e)
 		}
-		if len(w.Events) > 0 {
-			var vb [8]byte
-			binary.BigEndian.PutUint64(vb[:], v)
-			if err := streams.Put([]byte(w.Stream), vb[:]); err != nil {
-				return buf, nil, &retryError{fmt.Errorf("stream %q version: %w", w.Stream, err)}
-			}
-		}
 	}
 	if err := s.project(tx, out); err != nil {
-		return buf, nil, &retryError{err}
+		return nil, &retryError{err}
 	}
 	*head = pos
-	return buf, out, nil
+	return out, nil
+}
+
+// putEvent stores one sealed event (its encoding in a.scratch): the record,
+// its index entry and its claims. Values go into the arena, as bbolt keeps
+// them until the commit.
+func (s *Store) putEvent(logB, index, claims *bbolt.Bucket, e *ledger.Event, a *arena) error {
+	seq := a.copy(binary.BigEndian.AppendUint64(a.tmp[:0], e.Seq))
+	if err := logB.Put(seq, a.copy(a.scratch)); err != nil {
+		return fmt.Errorf("store sequence %d: %w", e.Seq, err)
+	}
+	if err := index.Put(indexKey(a, e.Stream, e.Version), seq); err != nil {
+		return fmt.Errorf("index sequence %d: %w", e.Seq, err)
+	}
+	for _, c := range e.Claims {
+		if err := claims.Put(a.key(c), a.copyString(e.Stream)); err != nil {
+			return fmt.Errorf("claim %q: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// indexKey is stream 0x00 version(8), in the arena's scratch key (bbolt
+// copies keys).
+func indexKey(a *arena, stream string, version uint64) []byte {
+	a.tmp = append(append(a.tmp[:0], stream...), 0)
+	a.tmp = binary.BigEndian.AppendUint64(a.tmp, version)
+	return a.tmp
+}
+
+// streamVersion is the stream's version in the transaction: the version of
+// its last index entry (0 if none). Stream ids hold no NUL, so the stream's
+// entries are exactly the keys from "stream\x00" up to "stream\x01".
+func streamVersion(c *bbolt.Cursor, stream string, a *arena) uint64 {
+	a.tmp = append(append(a.tmp[:0], stream...), 1)
+	k, _ := c.Seek(a.tmp)
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if len(k) == len(stream)+9 && k[len(stream)] == 0 && string(k[:len(stream)]) == stream {
+		return binary.BigEndian.Uint64(k[len(stream)+1:])
+	}
+	return 0
+}
+
+// arena hands out the bytes the writer stores in one commit group: bbolt
+// keeps value slices until the commit, so each needs memory of its own, and
+// one large allocation beats one per value.
+type arena struct {
+	buf     []byte
+	scratch []byte // the record being sealed
+	tmp     []byte // a key being built (bbolt copies keys)
+}
+
+const arenaChunk = 256 << 10
+
+// copy returns a copy of p that stays valid after the arena moves on.
+func (a *arena) copy(p []byte) []byte {
+	if len(p) > cap(a.buf)-len(a.buf) {
+		a.buf = make([]byte, 0, max(arenaChunk, len(p)))
+	}
+	a.buf = append(a.buf, p...)
+	return a.buf[len(a.buf)-len(p) : len(a.buf) : len(a.buf)]
+}
+
+func (a *arena) copyString(s string) []byte {
+	if len(s) > cap(a.buf)-len(a.buf) {
+		a.buf = make([]byte, 0, max(arenaChunk, len(s)))
+	}
+	a.buf = append(a.buf, s...)
+	return a.buf[len(a.buf)-len(s) : len(a.buf) : len(a.buf)]
+}
+
+// key returns s as bytes for a lookup or a key (bbolt copies keys).
+func (a *arena) key(s string) []byte {
+	a.tmp = append(a.tmp[:0], s...)
+	return a.tmp
 }
 
 // importEvents checks committed events against the chain and stores them.
-func (s *Store) importEvents(tx *bbolt.Tx, events []ledger.Event, head *ledger.Head, buf []byte) ([]byte, []ledger.Event, error) {
-	streams := tx.Bucket(bucketStreams)
+func (s *Store) importEvents(tx *bbolt.Tx, events []ledger.Event, head *ledger.Head, a *arena) ([]ledger.Event, error) {
+	index := tx.Bucket(bucketIndex)
 	claims := tx.Bucket(bucketClaims)
+	ic := index.Cursor()
 	pos := *head
 	local := make(map[string]uint64)
 	var claimed map[string]string // claims taken earlier in this import
 	for i := range events {
 		e := &events[i]
 		if e.Seq != pos.Seq+1 {
-			return buf, nil, &ledger.VerifyError{Seq: pos.Seq + 1, Reason: fmt.Sprintf("import found sequence %d", e.Seq), Err: ledger.ErrChainBroken}
+			return nil, &ledger.VerifyError{Seq: pos.Seq + 1, Reason: fmt.Sprintf("import found sequence %d", e.Seq), Err: ledger.ErrChainBroken}
 		}
 		if e.PrevHash != pos.Hash {
-			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: "previous hash does not match the log's head", Err: ledger.ErrChainBroken}
+			return nil, &ledger.VerifyError{Seq: e.Seq, Reason: "previous hash does not match the log's head", Err: ledger.ErrChainBroken}
 		}
 		cur, ok := local[e.Stream]
 		if !ok {
-			if v := streams.Get([]byte(e.Stream)); v != nil {
-				cur = binary.BigEndian.Uint64(v)
-			}
+			cur = streamVersion(ic, e.Stream, a)
 		}
 		if e.Version != cur+1 {
-			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("stream %q version %d follows %d", e.Stream, e.Version, cur), Err: ledger.ErrChainBroken}
+			return nil, &ledger.VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("stream %q version %d follows %d", e.Stream, e.Version, cur), Err: ledger.ErrChainBroken}
 		}
 		local[e.Stream] = e.Version
 		n := ledger.NewEvent{ID: e.ID, Type: e.Type, Time: e.Time, Merchant: e.Merchant, Correlation: e.Correlation, Claims: e.Claims, Data: e.Data}
 		if err := ledger.ValidateNew(e.Stream, &n); err != nil {
-			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: err.Error(), Err: ledger.ErrCorrupt}
+			return nil, &ledger.VerifyError{Seq: e.Seq, Reason: err.Error(), Err: ledger.ErrCorrupt}
 		}
 		var sealed ledger.Event
-		buf, sealed = ledger.Seal(buf[:0], e.Stream, e.Seq, e.Version, e.PrevHash, &n)
+		a.scratch, sealed = ledger.Seal(a.scratch[:0], e.Stream, e.Seq, e.Version, e.PrevHash, &n)
 		if sealed.Hash != e.Hash {
-			return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: "hash does not match the event's contents", Err: ledger.ErrCorrupt}
+			return nil, &ledger.VerifyError{Seq: e.Seq, Reason: "hash does not match the event's contents", Err: ledger.ErrCorrupt}
 		}
 		for _, c := range e.Claims {
 			holder, ok := claimed[c]
 			if !ok {
-				if h := claims.Get([]byte(c)); h != nil {
+				if h := claims.Get(a.key(c)); h != nil {
 					holder, ok = string(h), true
 				}
 			}
 			if ok && holder != e.Stream {
-				return buf, nil, &ledger.VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("claim %q already held by %q", c, holder), Err: ledger.ErrChainBroken}
+				return nil, &ledger.VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("claim %q already held by %q", c, holder), Err: ledger.ErrChainBroken}
 			}
 			if claimed == nil {
 				claimed = make(map[string]string)
@@ -688,35 +751,21 @@ func (s *Store) importEvents(tx *bbolt.Tx, events []ledger.Event, head *ledger.H
 	// Checked: write.
 	logB := tx.Bucket(bucketLog)
 	logB.FillPercent = 1.0
-	index := tx.Bucket(bucketIndex)
 	out := make([]ledger.Event, len(events))
 	for i := range events {
 		e := events[i]
-		e.Time = e.Time.UTC()
 		n := ledger.NewEvent{ID: e.ID, Type: e.Type, Time: e.Time, Merchant: e.Merchant, Correlation: e.Correlation, Claims: e.Claims, Data: e.Data}
-		buf, e = ledger.Seal(buf[:0], e.Stream, e.Seq, e.Version, e.PrevHash, &n)
-		if err := logB.Put(seqKey(e.Seq), bytes.Clone(buf)); err != nil {
-			return buf, nil, &retryError{fmt.Errorf("store sequence %d: %w", e.Seq, err)}
-		}
-		ikey := binary.BigEndian.AppendUint64(append([]byte(e.Stream), 0), e.Version)
-		if err := index.Put(ikey, seqKey(e.Seq)); err != nil {
-			return buf, nil, &retryError{fmt.Errorf("index sequence %d: %w", e.Seq, err)}
-		}
-		if err := streams.Put([]byte(e.Stream), binary.BigEndian.AppendUint64(nil, e.Version)); err != nil {
-			return buf, nil, &retryError{fmt.Errorf("stream %q version: %w", e.Stream, err)}
-		}
-		for _, c := range e.Claims {
-			if err := claims.Put([]byte(c), []byte(e.Stream)); err != nil {
-				return buf, nil, &retryError{fmt.Errorf("claim %q: %w", c, err)}
-			}
+		a.scratch, e = ledger.Seal(a.scratch[:0], e.Stream, e.Seq, e.Version, e.PrevHash, &n)
+		if err := s.putEvent(logB, index, claims, &e, a); err != nil {
+			return nil, &retryError{err}
 		}
 		out[i] = e
 	}
 	if err := s.project(tx, out); err != nil {
-		return buf, nil, &retryError{err}
+		return nil, &retryError{err}
 	}
 	*head = pos
-	return buf, out, nil
+	return out, nil
 }
 
 // project runs the projectors over one append's events. A panicking

@@ -209,11 +209,10 @@ func TestStructuralDamage(t *testing.T) {
 		{"index entry added", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("index")).Put(append([]byte("s9\x00"), seqKey(1)...), seqKey(13))
 		}, 13, ledger.ErrCorrupt, true},
-		{"stream version rolled back", func(tx *bbolt.Tx) error {
-			return tx.Bucket([]byte("streams")).Put([]byte("s0"), seqKey(5))
-		}, 19, ledger.ErrCorrupt, true},
-		{"stream version ahead", func(tx *bbolt.Tx) error {
-			return tx.Bucket([]byte("streams")).Put([]byte("s0"), seqKey(9))
+		{"last index entry of a stream deleted", func(tx *bbolt.Tx) error {
+			// s0's last event is version 7, sequence 19: without its entry
+			// the next append to s0 would reuse version 7.
+			return tx.Bucket([]byte("index")).Delete(append([]byte("s0\x00"), seqKey(7)...))
 		}, 19, ledger.ErrCorrupt, true},
 	}
 	for _, c := range cases {
