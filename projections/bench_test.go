@@ -1,0 +1,90 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/projections"
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchInvoices sizes the benchmark's log: about 4.3 events per invoice.
+// PAYLEDGER_BENCH_INVOICES overrides it for a longer, quiet run.
+func benchInvoices() int {
+	if n, err := strconv.Atoi(os.Getenv("PAYLEDGER_BENCH_INVOICES")); err == nil && n > 0 {
+		return n
+	}
+	return 50_000
+}
+
+// BenchmarkRebuild replays a log of realistic invoice and payment events
+// (workload: 20 merchants, appends of 500 writes as group commit makes them)
+// into a fresh views file, and reports events/s. The log is read through
+// boltlog's iterator, so record decoding and hash checks are included.
+func BenchmarkRebuild(b *testing.B) {
+	dir := b.TempDir()
+	st := openLog(b, filepath.Join(dir, "ledger.db"), nil)
+	defer st.Close()
+	merchants := make([]string, 20)
+	for i := range merchants {
+		merchants[i] = fmt.Sprintf("m%02d", i)
+	}
+	appendAll(b, st, workload(newGen(), rand.New(rand.NewPCG(1, 1)), merchants, benchInvoices(), 500))
+	events := st.Head().Seq
+
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	i := 0
+	for b.Loop() {
+		i++
+		db, err := bbolt.Open(filepath.Join(dir, fmt.Sprintf("views-%d.db", i)), 0o600, &bbolt.Options{
+			InitialMmapSize: 1 << 30, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true, PageSize: benchPageSize(),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum, err := projections.Rebuild(context.Background(), st.Events(context.Background(), 1), db, time.Time{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if sum.Events != events {
+			b.Fatalf("rebuilt %d events of %d", sum.Events, events)
+		}
+		b.StopTimer()
+		if i == 1 {
+			if fi, err := os.Stat(db.Path()); err == nil {
+				b.ReportMetric(float64(fi.Size())/float64(events), "file-bytes/event")
+			}
+		}
+		db.Close()
+		os.Remove(db.Path())
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	// CPU time (user and system, all threads) per event: what a busy machine
+	// does not distort as much as wall time. The timer excludes only the
+	// file cleanup, which costs little CPU.
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(events)/float64(b.N), "cpu-ns/event")
+	b.ReportMetric(float64(events), "events/op")
+}
+
+func benchPageSize() int {
+	n, _ := strconv.Atoi(os.Getenv("PAYLEDGER_BENCH_PAGESIZE"))
+	return n
+}

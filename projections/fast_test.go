@@ -1,0 +1,235 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/commands"
+)
+
+// Strings that exercise escaping and encoding/json's corner cases.
+var oddStrings = []string{"", "plain", "Иванов Иван", "a\"b", `back\slash`, "<&>", "tab\there", "nl\n", "\x01ctl",
+	"\u2028sep\u2029", "bad\xffutf8", "emoji 💸", "/slash", "\u007f"}
+
+// fill sets every field of the value v points to, recursively, from rng:
+// strings sometimes odd, times sometimes with nanoseconds, slices and maps
+// sometimes nil.
+func fill(rng *rand.Rand, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.Type().Elem() == reflect.TypeFor[time.Time]() && rng.IntN(4) == 0 {
+			v.SetZero()
+			return
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(rng, v.Elem())
+	case reflect.Struct:
+		switch v.Type() {
+		case reflect.TypeFor[time.Time]():
+			t := time.Date(2000+rng.IntN(60), time.Month(1+rng.IntN(12)), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), 0, time.UTC)
+			if rng.IntN(2) == 0 {
+				t = t.Add(time.Duration(rng.IntN(1e9)))
+			}
+			if rng.IntN(5) == 0 {
+				t = time.Time{}
+			}
+			v.Set(reflect.ValueOf(t))
+			return
+		case reflect.TypeFor[decimal.Decimal]():
+			d := decimal.New(rng.Int64N(1e12)-1e11, -int32(rng.IntN(9)))
+			if rng.IntN(5) == 0 {
+				d = decimal.Zero
+			}
+			v.Set(reflect.ValueOf(d))
+			return
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fill(rng, v.Field(i))
+			}
+		}
+	case reflect.String:
+		if rng.IntN(3) == 0 {
+			v.SetString(oddStrings[rng.IntN(len(oddStrings))])
+		} else {
+			v.SetString(fmt.Sprintf("s%d", rng.IntN(1000)))
+		}
+	case reflect.Bool:
+		v.SetBool(rng.IntN(2) == 0)
+	case reflect.Int, reflect.Int64:
+		v.SetInt(rng.Int64N(1<<40) - 1<<39)
+	case reflect.Uint64:
+		v.SetUint(rng.Uint64())
+	case reflect.Slice:
+		if rng.IntN(4) == 0 {
+			v.SetZero()
+			return
+		}
+		n := rng.IntN(4)
+		s := reflect.MakeSlice(v.Type(), n, n)
+		for i := range n {
+			fill(rng, s.Index(i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		if rng.IntN(3) == 0 {
+			v.SetZero()
+			return
+		}
+		m := reflect.MakeMap(v.Type())
+		for range rng.IntN(4) {
+			k := reflect.New(v.Type().Key()).Elem()
+			e := reflect.New(v.Type().Elem()).Elem()
+			fill(rng, k)
+			fill(rng, e)
+			m.SetMapIndex(k, e)
+		}
+		v.Set(m)
+	default:
+		panic("fill: " + v.Type().String())
+	}
+}
+
+// fastTypes are the event data structs with a fast decoder.
+var fastTypes = []any{
+	commands.InvoiceCreated{}, commands.InvoiceCancelled{}, commands.InvoiceExpired{}, commands.InvoicePaid{},
+	commands.PaymentCreated{}, commands.PaymentStatusChanged{}, commands.PaymentProcessed{},
+	commands.WidgetCreated{}, commands.WidgetStatusChanged{},
+}
+
+// checkSame decodes data with the fast path and with encoding/json into
+// fresh values of typ's type; where the fast path succeeds, encoding/json
+// must too, with the same result.
+func checkSame(t *testing.T, typ any, data []byte) (fast bool) {
+	t.Helper()
+	a := reflect.New(reflect.TypeOf(typ))
+	b := reflect.New(reflect.TypeOf(typ))
+	if !fastDecode(data, a.Interface()) {
+		return false
+	}
+	if err := json.Unmarshal(data, b.Interface()); err != nil {
+		t.Fatalf("%T: fast path accepted %q, encoding/json: %v", typ, data, err)
+	}
+	ja, _ := json.Marshal(a.Interface())
+	jb, _ := json.Marshal(b.Interface())
+	if !bytes.Equal(ja, jb) || !reflect.DeepEqual(a.Interface(), b.Interface()) {
+		t.Fatalf("%T from %q:\nfast %s\njson %s", typ, data, ja, jb)
+	}
+	return true
+}
+
+func TestFastDecodeMatchesJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, typ := range fastTypes {
+		fast := 0
+		for range 2000 {
+			v := reflect.New(reflect.TypeOf(typ))
+			fill(rng, v.Elem())
+			data, err := json.Marshal(v.Interface())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if checkSame(t, typ, data) {
+				fast++
+			}
+		}
+		// Most generated data must take the fast path, or it is not one.
+		if fast < 500 {
+			t.Errorf("%T: fast path taken %d times of 2000", typ, fast)
+		}
+	}
+	// Plain data, as the commands write it, always takes it.
+	for _, typ := range fastTypes {
+		v := reflect.New(reflect.TypeOf(typ))
+		data, _ := json.Marshal(v.Interface())
+		if !checkSame(t, typ, data) {
+			t.Errorf("%T: zero value %s not decoded by the fast path", typ, data)
+		}
+	}
+}
+
+func TestFastDecodeEdges(t *testing.T) {
+	for _, c := range []struct {
+		typ  any
+		data string
+		fast bool
+	}{
+		{commands.InvoicePaid{}, `null`, true},
+		{commands.InvoicePaid{}, ` {"payment_id":"p","late":true,"paid_amount":12.50,"overpaid":null} `, true},
+		{commands.InvoicePaid{}, `{"Payment_ID":"p"}`, false},        // case-folded key: encoding/json fills it
+		{commands.InvoicePaid{}, `{"payment_id":"a\u0041\n"}`, true}, // escapes: decoded by encoding/json, this string only
+		{commands.InvoicePaid{}, `{"payment\u005fid":"p"}`, false},   // escaped key
+		{commands.InvoicePaid{}, `{"payment_id":5}`, false},          // type mismatch
+		{commands.InvoicePaid{}, `{"payment_id":"p"} x`, false},      // trailing data
+		{commands.InvoicePaid{}, `{"payment_id":"p",}`, false},       // syntax
+		{commands.InvoicePaid{}, `{"paid_at":"2026-02-30T00:00:00Z"}`, false},
+		{commands.InvoicePaid{}, `{"unknown":{"a":[1,2,{"b":null}]},"late":false}`, true},
+		{commands.InvoicePaid{}, `{"unknown":[1,}`, false},
+		{commands.InvoicePaid{}, `{"paid_amount":"1e3"}`, true},
+		{commands.InvoicePaid{}, `{"paid_amount":""}`, false},
+		{commands.InvoicePaid{}, `{"paid_amount":true}`, false},
+		{commands.PaymentProcessed{}, `{"postings":[{"account":"a","currency":"X","amount":"1"}],"postings":[{"amount":"2"}]}`, false},
+		{commands.PaymentProcessed{}, `{"postings":null}`, true},
+		{commands.PaymentProcessed{}, `{"postings":[null,{"amount":"-1"}]}`, true},
+		{commands.PaymentCreated{}, `{"extra":{"bankName":"b"},"extra":{"accountName":"n"}}`, true},
+		{commands.WidgetCreated{}, `{"currencies":["a",null]}`, false},
+		{commands.WidgetCreated{}, `{"currencies":["a"],"currencies":[]}`, true},
+		{commands.InvoiceCreated{}, `{"extra_fields":{"a":"1"},"extra_fields":{"b":"2"}}`, true},
+		{commands.InvoiceCreated{}, "{\"purpose\":\"caf\xc3\xa9\"}", true},
+		{commands.InvoiceCreated{}, "{\"purpose\":\"bad\xff\"}", true},
+	} {
+		if got := checkSame(t, c.typ, []byte(c.data)); got != c.fast {
+			t.Errorf("%T %s: fast path %v, want %v", c.typ, c.data, got, c.fast)
+		}
+	}
+}
+
+func FuzzFastDecode(f *testing.F) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, typ := range fastTypes {
+		v := reflect.New(reflect.TypeOf(typ))
+		fill(rng, v.Elem())
+		data, _ := json.Marshal(v.Interface())
+		f.Add(data)
+	}
+	f.Add([]byte(`{"postings":[{"account":"a","currency":"X","amount":1e2}],"late":true}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, typ := range fastTypes {
+			checkSame(t, typ, data)
+		}
+	})
+}
+
+func TestEncodeViewMatchesJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, typ := range []any{InvoiceView{}, PaymentView{}, WidgetView{}} {
+		for range 3000 {
+			v := reflect.New(reflect.TypeOf(typ))
+			fill(rng, v.Elem())
+			want, err := json.Marshal(v.Interface())
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := []byte("junk")
+			got, err := encodeView(prefix, v.Interface())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got[4:], want) || string(got[:4]) != "junk" {
+				t.Fatalf("%T:\nfast %s\njson %s", typ, got[4:], want)
+			}
+		}
+	}
+	// Years json.Marshal refuses are refused.
+	v := &InvoiceView{CreatedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := encodeView(nil, v); err == nil {
+		t.Error("year 10000 encoded")
+	}
+}

@@ -1,0 +1,81 @@
+package projections
+
+import (
+	"math/big"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/commands"
+)
+
+func randDecimal(rng *rand.Rand) decimal.Decimal {
+	var m *big.Int
+	switch rng.IntN(4) {
+	case 0:
+		m = big.NewInt(rng.Int64N(1000) - 500)
+	case 1:
+		m = big.NewInt(rng.Int64() >> rng.IntN(63))
+	case 2: // around the 18-digit edge
+		m = new(big.Int).Add(big.NewInt(pow10[18]), big.NewInt(rng.Int64N(2001)-1000))
+	default: // beyond int64
+		m = new(big.Int).Mul(big.NewInt(rng.Int64()), big.NewInt(rng.Int64N(1e6)+1))
+	}
+	if rng.IntN(2) == 0 {
+		m.Neg(m)
+	}
+	if rng.IntN(4) == 0 { // trailing zeros
+		m.Mul(m, big.NewInt(pow10[rng.IntN(5)]))
+	}
+	return decimal.NewFromBigInt(m, int32(rng.IntN(26)-22))
+}
+
+func TestFastFormatMatches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for range 300_000 {
+		d := randDecimal(rng)
+		places := int32(rng.IntN(10))
+		if got, want := fixedString(d, places), commands.FormatAmount(d, commands.Currency{MinorUnits: places}); got != want {
+			t.Fatalf("fixedString(%s, %d) = %q, want %q", d, places, got, want)
+		}
+		if got, want := rateString(d), commands.FormatRate(d); got != want {
+			t.Fatalf("rateString(%s) = %q, want %q", d, got, want)
+		}
+		if got, want := plainString(d), d.String(); got != want {
+			t.Fatalf("plainString(%s) = %q, want %q", d, got, want)
+		}
+	}
+	for _, s := range []string{"0", "-0", "1500", "1500.00", "41.5", "0.0000105", "35.42", "-0.724578", "999999999999999999", "0.000000000000000001"} {
+		d := decimal.RequireFromString(s)
+		for _, cur := range []string{"UAH", "XOF", "KWD", "BTC", "USDT", "???"} {
+			c, _ := commands.LookupCurrency(cur)
+			want := commands.FormatRate(d)
+			if !c.Crypto && c.Code != "" {
+				want = commands.FormatAmount(d, c)
+			}
+			if got := fiatAmount(d, cur); got != want {
+				t.Errorf("fiatAmount(%s, %s) = %q, want %q", s, cur, got, want)
+			}
+		}
+	}
+}
+
+func TestSumMatchesDecimal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 2))
+	for range 20_000 {
+		var a sum
+		want := decimal.Zero
+		for range rng.IntN(30) {
+			d := randDecimal(rng)
+			if rng.IntN(3) > 0 { // mostly money-like
+				d = decimal.New(rng.Int64N(2e9)-1e9, -int32(rng.IntN(7)))
+			}
+			a.add(d)
+			want = want.Add(d)
+		}
+		if got := a.value(); !got.Equal(want) || plainString(got) != want.String() {
+			t.Fatalf("sum %s, want %s", got, want)
+		}
+	}
+}
