@@ -31,7 +31,9 @@ type Dispatcher struct {
 	// imply, so memory follows the commits in their order.
 	writeMu    sync.Mutex
 	checkpoint atomic.Uint64
-	start      uint64 // the first sequence a source must send
+	// start is the first sequence a source must send: past both the
+	// checkpoint and the views (rebuilt views start behind it).
+	start atomic.Uint64
 
 	running atomic.Bool
 	schedMu sync.Mutex
@@ -82,7 +84,7 @@ func Open(path string, cfg Config) (*Dispatcher, error) {
 			return fmt.Errorf("%w: views at %d are ahead of the checkpoint %d", ErrCorrupt, projected, cp)
 		}
 		d.checkpoint.Store(cp)
-		d.start = projected + 1
+		d.start.Store(projected + 1)
 		return tx.Bucket(bDisabled).ForEach(func(k, _ []byte) error {
 			d.disabled[string(k)] = true
 			return nil
@@ -135,6 +137,7 @@ func (d *Dispatcher) Ingest(events []ledger.Event) error {
 		return err
 	}
 	d.checkpoint.Store(res.checkpoint)
+	d.start.Store(max(d.start.Load(), res.checkpoint+1))
 	if len(res.merchants) > 0 {
 		d.signersMu.Lock()
 		for m := range res.merchants {
@@ -229,7 +232,7 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 	writerWG.Add(1)
 	go func() { defer writerWG.Done(); d.writeResults(results) }()
 
-	from := min(d.start, d.checkpoint.Load()+1)
+	from := min(d.start.Load(), d.checkpoint.Load()+1)
 	err = src.Follow(ctx, from, d.Ingest)
 	// Stop launching, let attempts see the cancellation, record what
 	// finished, then detach the scheduler.

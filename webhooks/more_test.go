@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -240,9 +241,6 @@ func TestSlowReceiverDoesNotBlockOthers(t *testing.T) {
 		e.invoice("slow", "")
 	}
 	waitFor(t, 5*time.Second, func() error {
-		if n := len(slow.requests()); n < 0 {
-			return errors.New("never")
-		}
 		if st := d.Stats(); st.InFlight < 2 {
 			return errors.New("slow receiver not yet holding its slots")
 		}
@@ -256,9 +254,14 @@ func TestSlowReceiverDoesNotBlockOthers(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("fast merchant took %v behind a hanging one", took)
 	}
-	if st := d.Stats(); st.InFlight > 2 {
-		t.Errorf("%d attempts in flight; the slow host may have only 2", st.InFlight)
-	}
+	// Once the fast merchant's attempts are recorded, the slow host still
+	// holds its 2 slots, and no more.
+	waitFor(t, 5*time.Second, func() error {
+		if st := d.Stats(); st.InFlight != 2 {
+			return fmt.Errorf("%d attempts in flight, want the slow host's 2", st.InFlight)
+		}
+		return nil
+	})
 	close(release)
 }
 
