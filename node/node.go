@@ -29,6 +29,7 @@ import (
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/stream"
+	"github.com/payledger/payledger/webhooks"
 )
 
 // File names inside the data directory.
@@ -37,6 +38,7 @@ const (
 	MasterKeyFile   = "master.key"
 	NATSDir         = "nats"
 	IdempotencyFile = "idempotency.db"
+	WebhooksFile    = "webhooks.db"
 )
 
 // Config configures a node. The zero value of each field is its default.
@@ -108,6 +110,7 @@ type Node struct {
 	Registry  *prometheus.Registry
 	Scheduler *commands.Scheduler
 	NATS      *stream.Node
+	Webhooks  *webhooks.Dispatcher
 
 	API *api.Server
 
@@ -177,6 +180,14 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	ln := n.listener
 	n.closers = append(n.closers, func(context.Context) error { ln.Close(); return nil })
+	if n.Webhooks, err = webhooks.Open(filepath.Join(cfg.DataDir, WebhooksFile), webhooks.Config{
+		Keys: n.Keyring, BaseURL: n.BaseURL(), AllowPrivate: cfg.AllowPrivateWebhooks,
+		Logger: cfg.Logger.With("component", "webhooks"),
+	}); err != nil {
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	n.closers = append(n.closers, func(context.Context) error { return n.Webhooks.Close() })
+	n.webhookHandler = n.Webhooks.Handler(webhooks.HandlerConfig{Merchant: api.MerchantID})
 	if err := n.buildHTTP(); err != nil {
 		return nil, err
 	}
@@ -187,10 +198,16 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	bgctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.bgCancel = cancel
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go func() {
 		defer n.bg.Done()
 		_ = n.Scheduler.Run(bgctx)
+	}()
+	go func() {
+		defer n.bg.Done()
+		if err := n.Webhooks.Run(bgctx, webhooks.FromLog(n.Log, 0)); err != nil && bgctx.Err() == nil {
+			cfg.Logger.Error("webhook dispatcher stopped", "err", err)
+		}
 	}()
 	return n, nil
 }
