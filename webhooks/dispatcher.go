@@ -98,6 +98,8 @@ func Open(path string, cfg Config) (*Dispatcher, error) {
 }
 
 // Close closes the database. Run must have returned.
+//
+// Errors: ErrRunning, or bbolt's.
 func (d *Dispatcher) Close() error {
 	if d.running.Load() {
 		return ErrRunning

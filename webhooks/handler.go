@@ -34,7 +34,12 @@ type HandlerConfig struct {
 // the bulk redelivery answers {"redelivered": n}.
 func (d *Dispatcher) Handler(cfg HandlerConfig) http.Handler {
 	if cfg.WriteError == nil {
-		cfg.WriteError = writeError
+		cfg.WriteError = func(w http.ResponseWriter, r *http.Request, err error) {
+			if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrInvalidQuery) && !errors.Is(err, errUnauthenticated) {
+				d.cfg.Logger.Error("webhooks API", "path", r.URL.Path, "request_id", w.Header().Get("X-Request-Id"), "err", err)
+			}
+			writeError(w, r, err)
+		}
 	}
 	mux := http.NewServeMux()
 	auth := func(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {

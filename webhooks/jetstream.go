@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -38,17 +39,30 @@ type streamSource struct {
 
 func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]ledger.Event) error) error {
 	next := max(from, 1)
+	backoff := 100 * time.Millisecond
 	for {
 		cfg := s.cfg
 		cfg.StartSeq = next
 		c, err := stream.NewConsumer(ctx, s.conn, cfg)
-		if err != nil {
-			return err
+		var info *jetstream.ConsumerInfo
+		if err == nil {
+			info, err = c.Info(ctx)
 		}
-		info, err := c.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+			// NATS unreachable or the stream not there yet: wait for it.
+			if errors.Is(err, stream.ErrConfig) || ctx.Err() != nil {
+				return err
+			}
+			s.conn.Config().Logger.Warn("webhooks consumer unavailable; retrying", "durable", cfg.Durable, "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
 		}
+		backoff = 100 * time.Millisecond
 		if info.AckFloor.Stream >= next {
 			// Acknowledged past the checkpoint (webhooks.db replaced or
 			// restored from a backup): those events would never come.
