@@ -230,6 +230,8 @@ func TestValidateNew(t *testing.T) {
 		{"time out of range", "s", func(e *ledger.NewEvent) { e.Time = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC) }, false},
 		{"bad json", "s", func(e *ledger.NewEvent) { e.Data = json.RawMessage(`{`) }, false},
 		{"no data", "s", func(e *ledger.NewEvent) { e.Data = nil }, false},
+		{"indented data", "s", func(e *ledger.NewEvent) { e.Data = json.RawMessage("{\n  \"a\": 1\n}") }, false},
+		{"spaced data", "s", func(e *ledger.NewEvent) { e.Data = json.RawMessage(`{"a": "x\ny"}`) }, true},
 		{"empty claim", "s", func(e *ledger.NewEvent) { e.Claims = []string{""} }, false},
 		{"too many claims", "s", func(e *ledger.NewEvent) { e.Claims = make([]string, ledger.MaxClaims+1) }, false},
 		{"merchant too long", "s", func(e *ledger.NewEvent) { e.Merchant = strings.Repeat("m", ledger.MaxStringLen+1) }, false},

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,6 +137,10 @@ func ValidateNew(stream string, e *NewEvent) error {
 		return fmt.Errorf("%w: %s: data over %d bytes", ErrInvalidEvent, e.Type, MaxDataLen)
 	case !json.Valid(e.Data):
 		return fmt.Errorf("%w: %s: data is not valid JSON", ErrInvalidEvent, e.Type)
+	case bytes.ContainsAny(e.Data, "\r\n"):
+		// Outside strings a line break is only white space; refusing it
+		// keeps every event one line of JSON Lines, byte for byte.
+		return fmt.Errorf("%w: %s: data holds a line break (marshal it compact)", ErrInvalidEvent, e.Type)
 	}
 	for _, c := range e.Claims {
 		if c == "" || len(c) > MaxStringLen || !utf8.ValidString(c) {
