@@ -27,21 +27,40 @@ const (
 // event's JSON form, see AppendJSON) and the headers, Nats-Msg-Id = the
 // event id among them. The relay adds the expected-last-sequence headers.
 func Message(prefix string, e *ledger.Event) *nats.Msg {
+	m := &nats.Msg{}
+	fillMessage(m, Subject(prefix, e.Merchant, e.Type), e)
+	return m
+}
+
+// fillMessage makes m the message of e on subject, reusing m's header map
+// and data buffer (the relay recycles its messages once published).
+func fillMessage(m *nats.Msg, subject string, e *ledger.Event) {
 	id, hash, prev := e.ID.String(), e.Hash.String(), e.PrevHash.String()
-	h := nats.Header{
-		jetstream.MsgIDHeader: {id},
-		HeaderSeq:             {strconv.FormatUint(e.Seq, 10)},
-		HeaderHash:            {hash},
-		HeaderPrevHash:        {prev},
-		HeaderStream:          {headerValue(e.Stream)},
-		HeaderVersion:         {strconv.FormatUint(e.Version, 10)},
-		HeaderType:            {headerValue(e.Type)},
+	h := m.Header
+	if h == nil {
+		h = make(nats.Header, 8)
+		m.Header = h
 	}
-	return &nats.Msg{
-		Subject: Subject(prefix, e.Merchant, e.Type),
-		Header:  h,
-		Data:    appendJSON(make([]byte, 0, 320+len(e.Data)), e, id, hash, prev),
+	set := func(k, v string) {
+		if vs := h[k]; len(vs) == 1 {
+			vs[0] = v
+			return
+		}
+		h[k] = []string{v}
 	}
+	set(jetstream.MsgIDHeader, id)
+	set(HeaderSeq, strconv.FormatUint(e.Seq, 10))
+	set(HeaderHash, hash)
+	set(HeaderPrevHash, prev)
+	set(HeaderStream, headerValue(e.Stream))
+	set(HeaderVersion, strconv.FormatUint(e.Version, 10))
+	set(HeaderType, headerValue(e.Type))
+	m.Subject = subject
+	m.Reply = ""
+	if m.Data == nil {
+		m.Data = make([]byte, 0, 320+len(e.Data))
+	}
+	m.Data = appendJSON(m.Data[:0], e, id, hash, prev)
 }
 
 // headerValue escapes what a NATS header value cannot hold (control

@@ -51,16 +51,17 @@ type Relay struct {
 	cfg  RelayConfig
 	js   jetstream.JetStream
 
-	pos     mark
-	runOnce sync.Once
-	done    chan struct{}
+	pos      mark
+	runOnce  sync.Once
+	subjects map[subjectKey]string // used by Run's goroutine only
+	done     chan struct{}
 }
 
 // NewRelay returns a relay from log to conn's event stream. Run starts it.
 // It returns no error today; the signature leaves room for checks.
 func NewRelay(conn *Conn, log Log, cfg RelayConfig) (*Relay, error) {
 	cfg = cfg.withDefaults(conn.cfg.Logger)
-	return &Relay{conn: conn, log: log, cfg: cfg, js: conn.js, done: make(chan struct{})}, nil
+	return &Relay{conn: conn, log: log, cfg: cfg, js: conn.js, done: make(chan struct{}), subjects: map[subjectKey]string{}}, nil
 }
 
 // Position is the last log sequence known to be in the stream: acknowledged
@@ -198,13 +199,18 @@ func (r *Relay) publish(ctx context.Context, w *window) error {
 		}
 		seen := time.Now()
 		var err error
-		msgs, err = r.read(ctx, next, min(head, next+readChunk-1), msgs[:0])
+		msgs, err = r.read(ctx, next, min(head, next+readChunk-1), msgs[:cap(msgs)])
 		if err != nil {
 			return err
 		}
 		for i, m := range msgs {
 			seq := next + uint64(i)
-			m.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(seq-1, 10)}
+			last := strconv.FormatUint(seq-1, 10)
+			if vs := m.Header[jetstream.ExpectedLastSeqHeader]; len(vs) == 1 {
+				vs[0] = last
+			} else {
+				m.Header[jetstream.ExpectedLastSeqHeader] = []string{last}
+			}
 			if err := w.publish(ctx, seq, m, seen); err != nil {
 				return err
 			}
@@ -213,10 +219,11 @@ func (r *Relay) publish(ctx context.Context, w *window) error {
 	}
 }
 
-// read builds the messages of the events from..to.
+// read builds the messages of the events from..to in msgs, reusing the
+// messages of the previous chunk (published by now).
 func (r *Relay) read(ctx context.Context, from, to uint64, msgs []*nats.Msg) ([]*nats.Msg, error) {
-	prefix := r.conn.cfg.SubjectPrefix
 	want := from
+	n := 0
 	err := r.log.ScanRaw(ctx, from, func(seq uint64, rec []byte) error {
 		if seq > to {
 			return errStopScan
@@ -228,7 +235,14 @@ func (r *Relay) read(ctx context.Context, from, to uint64, msgs []*nats.Msg) ([]
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", seq, err)
 		}
-		msgs = append(msgs, Message(prefix, &e))
+		switch {
+		case n == len(msgs):
+			msgs = append(msgs, &nats.Msg{})
+		case msgs[n] == nil:
+			msgs[n] = &nats.Msg{}
+		}
+		fillMessage(msgs[n], r.subject(e.Merchant, e.Type), &e)
+		n++
 		want++
 		return nil
 	})
@@ -241,8 +255,24 @@ func (r *Relay) read(ctx context.Context, from, to uint64, msgs []*nats.Msg) ([]
 	if want <= to {
 		return nil, fmt.Errorf("%w: log ends at %d, head says %d", errLogRead, want-1, to)
 	}
-	return msgs, nil
+	return msgs[:n], nil
 }
+
+// subject is Subject, remembered: a node has few merchants and types.
+func (r *Relay) subject(merchant, typ string) string {
+	k := subjectKey{merchant, typ}
+	if s, ok := r.subjects[k]; ok {
+		return s
+	}
+	if len(r.subjects) >= 4096 {
+		clear(r.subjects)
+	}
+	s := Subject(r.conn.cfg.SubjectPrefix, merchant, typ)
+	r.subjects[k] = s
+	return s
+}
+
+type subjectKey struct{ merchant, typ string }
 
 var errStopScan = errors.New("stop scan")
 
