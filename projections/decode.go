@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shopspring/decimal"
-
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/ledger"
 )
@@ -19,18 +17,21 @@ import (
 // into the views in log order. It returns nil, nil for an unknown event type
 // (ignored, for forward compatibility), and ErrMalformedEvent or
 // ErrUnbalanced for a known type whose data are wrong.
-func prepare(e *ledger.Event) (any, error) {
-	v := newData(e.Type)
-	if v == nil {
-		return nil, nil
-	}
-	if !fastDecode(e.Data, v) {
+//
+// c (nil: none) is the calling goroutine's cache.
+func prepare(e *ledger.Event, c *cache) (any, error) {
+	v := newFast(e.Type)
+	if v == nil || !fastDecode(e.Data, v, c) {
 		v = newData(e.Type)
+		if v == nil {
+			return nil, nil
+		}
 		if err := json.Unmarshal(e.Data, v); err != nil {
 			return nil, fmt.Errorf("sequence %d (%s on %s): %w: %v", e.Seq, e.Type, e.Stream, ErrMalformedEvent, err)
 		}
+		v = mirror(v)
 	}
-	p, err := build(e, v)
+	p, err := build(e, v, c)
 	if err != nil {
 		return nil, fmt.Errorf("sequence %d (%s on %s): %w", e.Seq, e.Type, e.Stream, err)
 	}
@@ -106,7 +107,7 @@ type (
 	pProcessed struct {
 		allocation string
 		late       bool
-		paid       decimal.Decimal
+		paid       num
 		postings   []posting
 	}
 	// posting is a commands.Posting with its view keys worked out.
@@ -114,7 +115,7 @@ type (
 		currency      string
 		balanceKey    string // merchant 0 account 0 currency
 		merchantTotal string // merchant 0 currency
-		amount        decimal.Decimal
+		amount        num
 	}
 	pWidgetCreated struct{ v WidgetView }
 	pWidgetUpdate  struct{ id, status string }
@@ -143,7 +144,7 @@ var widgetStatuses = map[string]bool{
 	commands.WidgetStatusExpired:  true,
 }
 
-func build(e *ledger.Event, data any) (any, error) {
+func build(e *ledger.Event, data any, c *cache) (any, error) {
 	switch d := data.(type) {
 	case *commands.MerchantRegistered, *commands.MerchantSettingsChanged, *commands.APIKeyIssued,
 		*commands.APIKeyRevoked, *commands.SigningSecretRotated:
@@ -159,9 +160,9 @@ func build(e *ledger.Event, data any) (any, error) {
 		if d.Currency == "" {
 			return nil, fmt.Errorf("%w: rate without currency", ErrMalformedEvent)
 		}
-		rec, err := json.Marshal(Rate{Currency: d.Currency, Rate: rateString(d.Rate), SetAt: utc(d.SetAt)})
+		rec, err := json.Marshal(Rate{Currency: d.Currency, Rate: numOf(d.Rate).rate(), SetAt: utc(d.SetAt)})
 		return &pRate{currency: d.Currency, rec: rec}, err
-	case *commands.InvoiceCreated:
+	case *mInvoiceCreated:
 		return buildInvoice(e, d)
 	case *commands.InvoiceCancelled:
 		id, err := streamID(e, commands.StreamInvoice)
@@ -169,17 +170,17 @@ func build(e *ledger.Event, data any) (any, error) {
 	case *commands.InvoiceExpired:
 		id, err := streamID(e, commands.StreamInvoice)
 		return &pInvoiceUpdate{id: id, status: commands.InvoiceStatusExpired}, err
-	case *commands.InvoicePaid:
+	case *mInvoicePaid:
 		id, err := streamID(e, commands.StreamInvoice)
 		p := &pInvoicePaid{at: utc(d.PaidAt), late: d.Late, by: d.PaymentID}
-		if !d.PaidAmount.IsZero() {
-			p.amount = plainString(d.PaidAmount)
+		if !d.PaidAmount.isZero() {
+			p.amount = d.PaidAmount.plain()
 		}
-		if !d.Overpaid.IsZero() {
-			p.excess = plainString(d.Overpaid)
+		if !d.Overpaid.isZero() {
+			p.excess = d.Overpaid.plain()
 		}
 		return &pInvoiceUpdate{id: id, status: commands.InvoiceStatusSuccess, paid: p}, err
-	case *commands.PaymentCreated:
+	case *mPaymentCreated:
 		return buildPayment(e, d)
 	case *commands.PaymentStatusChanged:
 		if _, err := streamID(e, commands.StreamPayment); err != nil {
@@ -190,18 +191,18 @@ func build(e *ledger.Event, data any) (any, error) {
 			return nil, fmt.Errorf("%w: status %q in a %s event", ErrMalformedEvent, d.Status, e.Type)
 		}
 		return &pPaymentUpdate{status: status, reason: d.Reason}, nil
-	case *commands.PaymentProcessed:
+	case *mPaymentProcessed:
 		if _, err := streamID(e, commands.StreamPayment); err != nil {
 			return nil, err
 		}
-		ps, err := buildPostings(d.Postings)
+		ps, err := buildPostings(d.Postings, c)
 		if err != nil {
 			return nil, err
 		}
 		return &pPaymentUpdate{status: commands.PaymentStatusProcessed, processed: &pProcessed{
 			allocation: d.Allocation, late: d.Late, paid: d.PaidAmount, postings: ps,
 		}}, nil
-	case *commands.WidgetCreated:
+	case *mWidgetCreated:
 		return buildWidget(e, d)
 	case *commands.WidgetStatusChanged:
 		status := d.Status
@@ -220,7 +221,7 @@ func build(e *ledger.Event, data any) (any, error) {
 	return nil, fmt.Errorf("projections: no builder for %T", data)
 }
 
-func buildInvoice(e *ledger.Event, d *commands.InvoiceCreated) (any, error) {
+func buildInvoice(e *ledger.Event, d *mInvoiceCreated) (any, error) {
 	id, err := streamID(e, commands.StreamInvoice)
 	if err != nil {
 		return nil, err
@@ -233,8 +234,8 @@ func buildInvoice(e *ledger.Event, d *commands.InvoiceCreated) (any, error) {
 		ExternalID:         d.ExternalID,
 		Amount:             fiatAmount(d.Amount, d.Currency),
 		Currency:           d.Currency,
-		ConversionRate:     rateString(d.ConversionRate),
-		MerchantUSDT:       usdt(d.MerchantUSDT),
+		ConversionRate:     d.ConversionRate.rate(),
+		MerchantUSDT:       d.MerchantUSDT.rate(),
 		Status:             commands.InvoiceStatusPending,
 		CustomerID:         d.CustomerID,
 		Purpose:            d.Purpose,
@@ -255,14 +256,14 @@ func buildInvoice(e *ledger.Event, d *commands.InvoiceCreated) (any, error) {
 		ExtraFields:        d.ExtraFields,
 		WidgetID:           d.WidgetID,
 		MerchantExternalID: d.MerchantExternalID,
-		CommissionPercent:  plainString(d.CommissionPercent),
-		GrossUSDT:          usdt(d.GrossUSDT),
-		FeeUSDT:            usdt(d.FeeUSDT),
+		CommissionPercent:  d.CommissionPercent.plain(),
+		GrossUSDT:          d.GrossUSDT.rate(),
+		FeeUSDT:            d.FeeUSDT.rate(),
 		UpdatedAt:          utc(e.Time),
 	}}, nil
 }
 
-func buildPayment(e *ledger.Event, d *commands.PaymentCreated) (any, error) {
+func buildPayment(e *ledger.Event, d *mPaymentCreated) (any, error) {
 	id, err := streamID(e, commands.StreamPayment)
 	if err != nil {
 		return nil, err
@@ -279,7 +280,7 @@ func buildPayment(e *ledger.Event, d *commands.PaymentCreated) (any, error) {
 		PaymentCurrency:     d.PaymentCurrency,
 		PaymentAmount:       fiatAmount(d.PaymentAmount, d.PaymentCurrency),
 		DestinationCurrency: d.DestinationCurrency,
-		DestinationAmount:   usdt(d.DestinationAmount),
+		DestinationAmount:   d.DestinationAmount.rate(),
 		CreatedAt:           utc(d.CreatedAt),
 		Stream:              e.Stream,
 		InvoiceID:           d.InvoiceID,
@@ -290,7 +291,7 @@ func buildPayment(e *ledger.Event, d *commands.PaymentCreated) (any, error) {
 	}}, nil
 }
 
-func buildWidget(e *ledger.Event, d *commands.WidgetCreated) (any, error) {
+func buildWidget(e *ledger.Event, d *mWidgetCreated) (any, error) {
 	id, err := streamID(e, commands.StreamWidget)
 	if err != nil {
 		return nil, err
@@ -314,7 +315,7 @@ func buildWidget(e *ledger.Event, d *commands.WidgetCreated) (any, error) {
 		Version:            e.Version,
 		UpdatedAt:          utc(e.Time),
 	}
-	if d.FiatCurrency != "" || !d.FiatAmount.IsZero() {
+	if d.FiatCurrency != "" || !d.FiatAmount.isZero() {
 		v.FiatAmount = fiatAmount(d.FiatAmount, d.FiatCurrency)
 	}
 	if !d.ExpiresAt.IsZero() {
@@ -339,53 +340,49 @@ func accountOwner(account string) (merchant, name string) {
 
 // buildPostings checks that an event's postings sum to zero in every
 // currency and works out their keys.
-func buildPostings(ps []commands.Posting) ([]posting, error) {
+func buildPostings(ps []mPosting, c *cache) ([]posting, error) {
 	if len(ps) == 0 {
 		return nil, nil
 	}
 	out := make([]posting, len(ps))
 	var sums [4]struct {
 		cur string
-		sum decimal.Decimal
+		sum sum
 	}
-	var more map[string]decimal.Decimal // past four currencies
+	var more map[string]*sum // past four currencies
 	n := 0
 	for i, p := range ps {
 		if p.Account == "" || p.Currency == "" || strings.IndexByte(p.Account, 0) >= 0 || strings.IndexByte(p.Currency, 0) >= 0 {
 			return nil, fmt.Errorf("%w: posting without account or currency", ErrMalformedEvent)
 		}
-		m, name := accountOwner(p.Account)
-		out[i] = posting{
-			currency:      p.Currency,
-			balanceKey:    m + "\x00" + name + "\x00" + p.Currency,
-			merchantTotal: m + "\x00" + p.Currency,
-			amount:        p.Amount,
-		}
+		k := c.postingKeys(p.Account, p.Currency)
+		out[i] = posting{currency: p.Currency, balanceKey: k.balance, merchantTotal: k.merchantTotal, amount: p.Amount}
 		j := 0
 		for j < n && sums[j].cur != p.Currency {
 			j++
 		}
 		switch {
 		case j < n:
-			sums[j].sum = sums[j].sum.Add(p.Amount)
+			sums[j].sum.addNum(p.Amount)
 		case n < len(sums):
-			sums[n].cur, sums[n].sum = p.Currency, p.Amount
+			sums[n].cur = p.Currency
+			sums[n].sum.addNum(p.Amount)
 			n++
 		default:
 			if more == nil {
-				more = map[string]decimal.Decimal{}
+				more = map[string]*sum{}
 			}
-			more[p.Currency] = more[p.Currency].Add(p.Amount)
+			addTo(more, p.Currency, p.Amount)
 		}
 	}
-	for _, s := range sums[:n] {
-		if !s.sum.IsZero() {
-			return nil, fmt.Errorf("%w: %s postings sum to %s", ErrUnbalanced, s.cur, s.sum)
+	for i := range sums[:n] {
+		if v := sums[i].sum.value(); !v.IsZero() {
+			return nil, fmt.Errorf("%w: %s postings sum to %s", ErrUnbalanced, sums[i].cur, v)
 		}
 	}
-	for cur, sum := range more {
-		if !sum.IsZero() {
-			return nil, fmt.Errorf("%w: %s postings sum to %s", ErrUnbalanced, cur, sum)
+	for cur, a := range more {
+		if v := a.value(); !v.IsZero() {
+			return nil, fmt.Errorf("%w: %s postings sum to %s", ErrUnbalanced, cur, v)
 		}
 	}
 	return out, nil

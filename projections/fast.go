@@ -3,6 +3,7 @@ package projections
 import (
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/payledger/payledger/commands"
 )
@@ -45,46 +46,169 @@ var (
 	namesWidgetStatus    = jsonNames(commands.WidgetStatusChanged{})
 )
 
-// fastDecode decodes data into v (a pointer to one of the structs above)
-// and reports whether it managed to.
-func fastDecode(data []byte, v any) bool {
-	l := newLexer(data)
+// Mirrors of the event structs that carry decimals, with num for
+// decimal.Decimal: what the hot path decodes into, sparing a big.Int per
+// amount. mirror converts the commands struct that encoding/json decoded.
+type (
+	mInvoiceCreated struct {
+		InvoiceID, MerchantID, Source, ExternalID                           string
+		Amount                                                              num
+		Currency, CustomerID, Purpose, CallbackURL, SuccessURL, FailURL     string
+		ConversionRate, CommissionPercent, GrossUSDT, FeeUSDT, MerchantUSDT num
+		CreatedAt, ExpiresAt                                                time.Time
+		PaymentID, Tracking, Method, Account, Sender, StatusURL             string
+		ExtraFields                                                         map[string]string
+		WidgetID, MerchantExternalID                                        string
+	}
+	mInvoicePaid struct {
+		PaymentID            string
+		PaidAt               time.Time
+		Late                 bool
+		PaidAmount, Overpaid num
+	}
+	mPaymentCreated struct {
+		PaymentID, InvoiceID, MerchantID, Method, GatewayID string
+		Extra                                               commands.PaymentExtra
+		PaymentCurrency                                     string
+		PaymentAmount                                       num
+		DestinationCurrency                                 string
+		DestinationAmount                                   num
+		CreatedAt                                           time.Time
+	}
+	mPaymentProcessed struct {
+		At         time.Time
+		PaidAmount num
+		Allocation string
+		Late       bool
+		Postings   []mPosting
+	}
+	mPosting struct {
+		Account, Currency string
+		Amount            num
+	}
+	mWidgetCreated struct {
+		WidgetID, MerchantID, Kind                                      string
+		Currencies                                                      []string
+		Description, LogoURL, ReturnURL, SupportURL, MerchantExternalID string
+		FiatCurrency                                                    string
+		FiatAmount                                                      num
+		CreatedAt, ExpiresAt                                            time.Time
+	}
+)
+
+// newFast returns what the fast path decodes an event type into: a mirror
+// or, for structs without decimals, the commands struct itself.
+func newFast(typ string) any {
+	switch typ {
+	case commands.TypeInvoiceCreated:
+		return new(mInvoiceCreated)
+	case commands.TypeInvoicePaid:
+		return new(mInvoicePaid)
+	case commands.TypePaymentCreated:
+		return new(mPaymentCreated)
+	case commands.TypePaymentProcessed:
+		return new(mPaymentProcessed)
+	case commands.TypeWidgetCreated:
+		return new(mWidgetCreated)
+	case commands.TypeInvoiceCancelled:
+		return new(commands.InvoiceCancelled)
+	case commands.TypeInvoiceExpired:
+		return new(commands.InvoiceExpired)
+	case commands.TypePaymentConfirmed, commands.TypePaymentRejected,
+		commands.TypePaymentCancelled, commands.TypePaymentFailed:
+		return new(commands.PaymentStatusChanged)
+	case commands.TypeWidgetStatusChanged, commands.TypeWidgetExpired:
+		return new(commands.WidgetStatusChanged)
+	}
+	return nil
+}
+
+// mirror converts a commands struct encoding/json decoded into what the
+// fast path would have decoded (the struct itself when it has no mirror).
+func mirror(v any) any {
 	switch d := v.(type) {
 	case *commands.InvoiceCreated:
+		return &mInvoiceCreated{
+			InvoiceID: d.InvoiceID, MerchantID: d.MerchantID, Source: d.Source, ExternalID: d.ExternalID,
+			Amount: numOf(d.Amount), Currency: d.Currency, CustomerID: d.CustomerID, Purpose: d.Purpose,
+			CallbackURL: d.CallbackURL, SuccessURL: d.SuccessURL, FailURL: d.FailURL,
+			ConversionRate: numOf(d.ConversionRate), CommissionPercent: numOf(d.CommissionPercent),
+			GrossUSDT: numOf(d.GrossUSDT), FeeUSDT: numOf(d.FeeUSDT), MerchantUSDT: numOf(d.MerchantUSDT),
+			CreatedAt: d.CreatedAt, ExpiresAt: d.ExpiresAt, PaymentID: d.PaymentID, Tracking: d.Tracking,
+			Method: d.Method, Account: d.Account, Sender: d.Sender, StatusURL: d.StatusURL,
+			ExtraFields: d.ExtraFields, WidgetID: d.WidgetID, MerchantExternalID: d.MerchantExternalID,
+		}
+	case *commands.InvoicePaid:
+		return &mInvoicePaid{PaymentID: d.PaymentID, PaidAt: d.PaidAt, Late: d.Late,
+			PaidAmount: numOf(d.PaidAmount), Overpaid: numOf(d.Overpaid)}
+	case *commands.PaymentCreated:
+		return &mPaymentCreated{
+			PaymentID: d.PaymentID, InvoiceID: d.InvoiceID, MerchantID: d.MerchantID, Method: d.Method,
+			GatewayID: d.GatewayID, Extra: d.Extra, PaymentCurrency: d.PaymentCurrency,
+			PaymentAmount: numOf(d.PaymentAmount), DestinationCurrency: d.DestinationCurrency,
+			DestinationAmount: numOf(d.DestinationAmount), CreatedAt: d.CreatedAt,
+		}
+	case *commands.PaymentProcessed:
+		m := &mPaymentProcessed{At: d.At, PaidAmount: numOf(d.PaidAmount), Allocation: d.Allocation, Late: d.Late}
+		if d.Postings != nil {
+			m.Postings = make([]mPosting, len(d.Postings))
+			for i, p := range d.Postings {
+				m.Postings[i] = mPosting{Account: p.Account, Currency: p.Currency, Amount: numOf(p.Amount)}
+			}
+		}
+		return m
+	case *commands.WidgetCreated:
+		return &mWidgetCreated{
+			WidgetID: d.WidgetID, MerchantID: d.MerchantID, Kind: d.Kind, Currencies: d.Currencies,
+			Description: d.Description, LogoURL: d.LogoURL, ReturnURL: d.ReturnURL, SupportURL: d.SupportURL,
+			MerchantExternalID: d.MerchantExternalID, FiatCurrency: d.FiatCurrency,
+			FiatAmount: numOf(d.FiatAmount), CreatedAt: d.CreatedAt, ExpiresAt: d.ExpiresAt,
+		}
+	}
+	return v
+}
+
+// fastDecode decodes data into v (from newFast) and reports whether it
+// managed to; c (nil: none) interns repeated strings.
+func fastDecode(data []byte, v any, c *cache) bool {
+	l := newLexer(data)
+	l.c = c
+	switch d := v.(type) {
+	case *mInvoiceCreated:
 		l.object(func(k []byte) bool {
 			switch string(k) {
 			case "invoice_id":
 				return l.str(&d.InvoiceID)
 			case "merchant_id":
-				return l.str(&d.MerchantID)
+				return l.istr(&d.MerchantID)
 			case "source":
-				return l.str(&d.Source)
+				return l.istr(&d.Source)
 			case "external_id":
 				return l.str(&d.ExternalID)
 			case "amount":
-				return l.dec(&d.Amount)
+				return l.num(&d.Amount)
 			case "currency":
-				return l.str(&d.Currency)
+				return l.istr(&d.Currency)
 			case "customer_id":
 				return l.str(&d.CustomerID)
 			case "purpose":
-				return l.str(&d.Purpose)
+				return l.istr(&d.Purpose)
 			case "callback_url":
-				return l.str(&d.CallbackURL)
+				return l.istr(&d.CallbackURL)
 			case "success_url":
-				return l.str(&d.SuccessURL)
+				return l.istr(&d.SuccessURL)
 			case "fail_url":
-				return l.str(&d.FailURL)
+				return l.istr(&d.FailURL)
 			case "conversion_rate":
-				return l.dec(&d.ConversionRate)
+				return l.num(&d.ConversionRate)
 			case "commission_percent":
-				return l.dec(&d.CommissionPercent)
+				return l.num(&d.CommissionPercent)
 			case "gross_usdt":
-				return l.dec(&d.GrossUSDT)
+				return l.num(&d.GrossUSDT)
 			case "fee_usdt":
-				return l.dec(&d.FeeUSDT)
+				return l.num(&d.FeeUSDT)
 			case "merchant_usdt":
-				return l.dec(&d.MerchantUSDT)
+				return l.num(&d.MerchantUSDT)
 			case "created_at":
 				return l.tm(&d.CreatedAt)
 			case "expires_at":
@@ -94,19 +218,19 @@ func fastDecode(data []byte, v any) bool {
 			case "tracking":
 				return l.str(&d.Tracking)
 			case "method":
-				return l.str(&d.Method)
+				return l.istr(&d.Method)
 			case "account":
 				return l.str(&d.Account)
 			case "sender":
 				return l.str(&d.Sender)
 			case "status_url":
-				return l.str(&d.StatusURL)
+				return l.istr(&d.StatusURL)
 			case "extra_fields":
 				return l.stringMap(&d.ExtraFields)
 			case "widget_id":
 				return l.str(&d.WidgetID)
 			case "merchant_external_id":
-				return l.str(&d.MerchantExternalID)
+				return l.istr(&d.MerchantExternalID)
 			}
 			return l.unknown(k, namesInvoiceCreated)
 		})
@@ -114,7 +238,7 @@ func fastDecode(data []byte, v any) bool {
 		l.object(func(k []byte) bool {
 			switch string(k) {
 			case "reason":
-				return l.str(&d.Reason)
+				return l.istr(&d.Reason)
 			case "cancelled_at":
 				return l.tm(&d.CancelledAt)
 			}
@@ -127,7 +251,7 @@ func fastDecode(data []byte, v any) bool {
 			}
 			return l.unknown(k, namesInvoiceExpired)
 		})
-	case *commands.InvoicePaid:
+	case *mInvoicePaid:
 		l.object(func(k []byte) bool {
 			switch string(k) {
 			case "payment_id":
@@ -137,13 +261,13 @@ func fastDecode(data []byte, v any) bool {
 			case "late":
 				return l.boolean(&d.Late)
 			case "paid_amount":
-				return l.dec(&d.PaidAmount)
+				return l.num(&d.PaidAmount)
 			case "overpaid":
-				return l.dec(&d.Overpaid)
+				return l.num(&d.Overpaid)
 			}
 			return l.unknown(k, namesInvoicePaid)
 		})
-	case *commands.PaymentCreated:
+	case *mPaymentCreated:
 		l.object(func(k []byte) bool {
 			switch string(k) {
 			case "payment_id":
@@ -151,32 +275,32 @@ func fastDecode(data []byte, v any) bool {
 			case "invoice_id":
 				return l.str(&d.InvoiceID)
 			case "merchant_id":
-				return l.str(&d.MerchantID)
+				return l.istr(&d.MerchantID)
 			case "method":
-				return l.str(&d.Method)
+				return l.istr(&d.Method)
 			case "gateway_id":
-				return l.str(&d.GatewayID)
+				return l.istr(&d.GatewayID)
 			case "extra":
 				// A repeated object merges, as encoding/json does.
 				return l.object(func(k []byte) bool {
 					switch string(k) {
 					case "accountNumber":
-						return l.str(&d.Extra.AccountNumber)
+						return l.istr(&d.Extra.AccountNumber)
 					case "accountName":
-						return l.str(&d.Extra.AccountName)
+						return l.istr(&d.Extra.AccountName)
 					case "bankName":
-						return l.str(&d.Extra.BankName)
+						return l.istr(&d.Extra.BankName)
 					}
 					return l.unknown(k, namesPaymentExtra)
 				})
 			case "payment_currency":
-				return l.str(&d.PaymentCurrency)
+				return l.istr(&d.PaymentCurrency)
 			case "payment_amount":
-				return l.dec(&d.PaymentAmount)
+				return l.num(&d.PaymentAmount)
 			case "destination_currency":
-				return l.str(&d.DestinationCurrency)
+				return l.istr(&d.DestinationCurrency)
 			case "destination_amount":
-				return l.dec(&d.DestinationAmount)
+				return l.num(&d.DestinationAmount)
 			case "created_at":
 				return l.tm(&d.CreatedAt)
 			}
@@ -186,24 +310,24 @@ func fastDecode(data []byte, v any) bool {
 		l.object(func(k []byte) bool {
 			switch string(k) {
 			case "status":
-				return l.str(&d.Status)
+				return l.istr(&d.Status)
 			case "reason":
-				return l.str(&d.Reason)
+				return l.istr(&d.Reason)
 			case "at":
 				return l.tm(&d.At)
 			}
 			return l.unknown(k, namesPaymentStatus)
 		})
-	case *commands.PaymentProcessed:
+	case *mPaymentProcessed:
 		seenPostings := false
 		l.object(func(k []byte) bool {
 			switch string(k) {
 			case "at":
 				return l.tm(&d.At)
 			case "paid_amount":
-				return l.dec(&d.PaidAmount)
+				return l.num(&d.PaidAmount)
 			case "allocation":
-				return l.str(&d.Allocation)
+				return l.istr(&d.Allocation)
 			case "late":
 				return l.boolean(&d.Late)
 			case "postings":
@@ -213,17 +337,17 @@ func fastDecode(data []byte, v any) bool {
 					return l.fail()
 				}
 				seenPostings = true
-				ps := []commands.Posting{}
+				ps := make([]mPosting, 0, 8)
 				null := l.array(func() bool {
-					var p commands.Posting
+					var p mPosting
 					ok := l.object(func(k []byte) bool {
 						switch string(k) {
 						case "account":
-							return l.str(&p.Account)
+							return l.istr(&p.Account)
 						case "currency":
-							return l.str(&p.Currency)
+							return l.istr(&p.Currency)
 						case "amount":
-							return l.dec(&p.Amount)
+							return l.num(&p.Amount)
 						}
 						return l.unknown(k, namesPosting)
 					})
@@ -238,31 +362,31 @@ func fastDecode(data []byte, v any) bool {
 			}
 			return l.unknown(k, namesPaymentProc)
 		})
-	case *commands.WidgetCreated:
+	case *mWidgetCreated:
 		l.object(func(k []byte) bool {
 			switch string(k) {
 			case "widget_id":
 				return l.str(&d.WidgetID)
 			case "merchant_id":
-				return l.str(&d.MerchantID)
+				return l.istr(&d.MerchantID)
 			case "kind":
-				return l.str(&d.Kind)
+				return l.istr(&d.Kind)
 			case "currencies":
 				return l.strings(&d.Currencies)
 			case "description":
-				return l.str(&d.Description)
+				return l.istr(&d.Description)
 			case "logo_url":
-				return l.str(&d.LogoURL)
+				return l.istr(&d.LogoURL)
 			case "return_url":
-				return l.str(&d.ReturnURL)
+				return l.istr(&d.ReturnURL)
 			case "support_url":
-				return l.str(&d.SupportURL)
+				return l.istr(&d.SupportURL)
 			case "merchant_external_id":
-				return l.str(&d.MerchantExternalID)
+				return l.istr(&d.MerchantExternalID)
 			case "fiat_currency":
-				return l.str(&d.FiatCurrency)
+				return l.istr(&d.FiatCurrency)
 			case "fiat_amount":
-				return l.dec(&d.FiatAmount)
+				return l.num(&d.FiatAmount)
 			case "created_at":
 				return l.tm(&d.CreatedAt)
 			case "expires_at":
@@ -274,7 +398,7 @@ func fastDecode(data []byte, v any) bool {
 		l.object(func(k []byte) bool {
 			switch string(k) {
 			case "status":
-				return l.str(&d.Status)
+				return l.istr(&d.Status)
 			case "at":
 				return l.tm(&d.At)
 			}

@@ -54,7 +54,7 @@ func TestFastFormatMatches(t *testing.T) {
 			if !c.Crypto && c.Code != "" {
 				want = commands.FormatAmount(d, c)
 			}
-			if got := fiatAmount(d, cur); got != want {
+			if got := fiatAmount(numOf(d), cur); got != want {
 				t.Errorf("fiatAmount(%s, %s) = %q, want %q", s, cur, got, want)
 			}
 		}
@@ -76,6 +76,30 @@ func TestSumMatchesDecimal(t *testing.T) {
 		}
 		if got := a.value(); !got.Equal(want) || plainString(got) != want.String() {
 			t.Fatalf("sum %s, want %s", got, want)
+		}
+	}
+}
+
+// TestNumMatches: a decimal's JSON text parsed by parseNum formats as the
+// decimal does.
+func TestNumMatches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 1))
+	for range 200_000 {
+		d := randDecimal(rng)
+		tok, _ := d.MarshalJSON()
+		n, ok := parseNum(tok)
+		if !ok {
+			t.Fatalf("parseNum(%s) failed", tok)
+		}
+		ref := decimal.RequireFromString(d.String())
+		places := int32(rng.IntN(10))
+		if n.fixed(places) != ref.StringFixed(places) || n.rate() != commands.FormatRate(ref) ||
+			n.plain() != ref.String() || n.isZero() != ref.IsZero() || !n.decimal().Equal(ref) {
+			t.Fatalf("%s: fixed %q rate %q plain %q", tok, n.fixed(places), n.rate(), n.plain())
+		}
+		n2 := numOf(d)
+		if n2.plain() != d.String() {
+			t.Fatalf("numOf(%s).plain() = %q", d, n2.plain())
 		}
 	}
 }

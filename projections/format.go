@@ -3,24 +3,18 @@ package projections
 import (
 	"time"
 
-	"github.com/shopspring/decimal"
-
 	"github.com/payledger/payledger/commands"
 )
 
 // fiatAmount renders an amount of a fiat currency at its minor units
 // ("1500.00" UAH, "1500" XOF); crypto and unknown currencies keep their
 // significant places, at least two ("0.00123", "36.144578").
-func fiatAmount(d decimal.Decimal, currency string) string {
+func fiatAmount(n num, currency string) string {
 	if cur, ok := commands.LookupCurrency(currency); ok && !cur.Crypto {
-		return fixedString(d, cur.MinorUnits)
+		return n.fixed(cur.MinorUnits)
 	}
-	return rateString(d)
+	return n.rate()
 }
-
-// usdt renders a USDT amount with its significant places, at least two
-// ("35.42", "36.144578"): the commands decide the precision.
-func usdt(d decimal.Decimal) string { return rateString(d) }
 
 // utc normalizes a time for a view: UTC, so JSON always ends in "Z".
 func utc(t time.Time) time.Time { return t.UTC() }

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
-
-	"github.com/shopspring/decimal"
 )
 
 // lexer is a strict JSON reader for the fast path of event decoding. It
@@ -22,7 +20,8 @@ import (
 type lexer struct {
 	b  []byte
 	i  int
-	ok bool // false once the lexer gave up
+	ok bool   // false once the lexer gave up
+	c  *cache // nil: no interning
 }
 
 func newLexer(b []byte) *lexer { return &lexer{b: b, ok: true} }
@@ -54,7 +53,8 @@ func (l *lexer) peek() byte {
 
 // end checks that only whitespace is left.
 func (l *lexer) end() bool {
-	if l.peek() != 0 {
+	l.ws()
+	if l.i != len(l.b) {
 		return l.fail()
 	}
 	return l.ok
@@ -235,9 +235,29 @@ func (l *lexer) str(s *string) bool {
 	return true
 }
 
-// dec decodes a decimal exactly as decimal.Decimal.UnmarshalJSON does (a
-// string or a number; null leaves it as is).
-func (l *lexer) dec(d *decimal.Decimal) bool {
+// istr is str for a field whose values repeat (merchant ids, currencies,
+// URLs): with a cache, equal values share one string.
+func (l *lexer) istr(s *string) bool {
+	if l.c == nil || l.peek() != '"' {
+		return l.str(s)
+	}
+	tok, plain := l.rawString()
+	if !l.ok {
+		return false
+	}
+	if !plain {
+		if err := json.Unmarshal(tok, s); err != nil {
+			return l.fail()
+		}
+		return true
+	}
+	*s = l.c.intern(tok[1 : len(tok)-1])
+	return true
+}
+
+// num decodes a decimal exactly as decimal.Decimal.UnmarshalJSON does (a
+// string or a number; null leaves it as is), into a num.
+func (l *lexer) num(n *num) bool {
 	var tok []byte
 	switch l.peek() {
 	case 'n':
@@ -247,9 +267,14 @@ func (l *lexer) dec(d *decimal.Decimal) bool {
 	default:
 		tok = l.number()
 	}
-	if !l.ok || d.UnmarshalJSON(tok) != nil {
+	if !l.ok {
+		return false
+	}
+	v, ok := parseNum(tok)
+	if !ok {
 		return l.fail()
 	}
+	*n = v
 	return true
 }
 

@@ -669,7 +669,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	st := newLog(t)
 	g := newGen()
 	rng := rand.New(rand.NewPCG(7, 7))
-	appends := workload(g, rng, []string{"m1", "m2", "m3"}, 600, 37)
+	appends := workload(g, rng, []string{"m1", "m2", "m3"}, 1500, 37) // > parallelMin views: the rebuild encodes in parallel
 	// Some appends one write at a time, some grouped: batching must not matter.
 	for i, ws := range appends {
 		if i%2 == 0 {
@@ -691,7 +691,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	for _, c := range sum.Invoices {
 		n += c
 	}
-	if n != 600 {
+	if n != 1500 {
 		t.Errorf("invoices by status %v sum to %d", sum.Invoices, n)
 	}
 	for cur, d := range sum.PostingTotals {

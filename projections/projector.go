@@ -59,7 +59,7 @@ func (p *Projector) Apply(tx *bbolt.Tx, events []ledger.Event) error {
 		if e.Seq <= s.checkpoint {
 			continue
 		}
-		data, err := prepare(e)
+		data, err := prepare(e, nil)
 		if err != nil {
 			return err
 		}

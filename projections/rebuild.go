@@ -134,10 +134,11 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			cache := newCache()
 			for c := range work {
 				c.data = slices.Grow(c.data[:0], len(c.events))[:len(c.events)]
 				for i := range c.events {
-					d, err := prepare(&c.events[i])
+					d, err := prepare(&c.events[i], cache)
 					if err != nil {
 						c.err = err
 						c.events = c.events[:i]
