@@ -133,6 +133,8 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 }
 
 // Info is the consumer's state on the server.
+//
+// Errors: the JetStream API's.
 func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 	return c.cons.Info(ctx)
 }

@@ -81,11 +81,19 @@ func (n *Node) Err() error {
 
 // StopRelay flushes the relay (publishes everything committed, until ctx
 // ends), stops it, and waits for the acknowledgements in flight. Call it
-// after the last append and before closing the log.
+// after the last append and before closing the log. With NATS unreachable
+// it does not wait for a flush that cannot happen: the events stay in the
+// log, and the next start publishes them.
 //
 // Errors: the flush's (ctx.Err() if it did not finish) or the relay's own.
 func (n *Node) StopRelay(ctx context.Context) error {
-	ferr := n.relay.Flush(ctx)
+	var ferr error
+	if n.conn.nc.IsConnected() {
+		ferr = n.relay.Flush(ctx)
+	} else {
+		n.conn.cfg.Logger.Warn("nats unreachable at shutdown; the next start publishes the rest",
+			"position", n.relay.Position())
+	}
 	n.cancel()
 	<-n.done
 	if n.err != nil {

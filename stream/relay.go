@@ -58,8 +58,12 @@ type Relay struct {
 }
 
 // NewRelay returns a relay from log to conn's event stream. Run starts it.
-// It returns no error today; the signature leaves room for checks.
+//
+// Errors: ErrConfig without a connection or a log.
 func NewRelay(conn *Conn, log Log, cfg RelayConfig) (*Relay, error) {
+	if conn == nil || log == nil {
+		return nil, fmt.Errorf("%w: a relay needs a connection and a log", ErrConfig)
+	}
 	cfg = cfg.withDefaults(conn.cfg.Logger)
 	return &Relay{conn: conn, log: log, cfg: cfg, js: conn.js, done: make(chan struct{}), subjects: map[subjectKey]string{}}, nil
 }

@@ -236,8 +236,53 @@ func TestStartWithNATSDown(t *testing.T) {
 	defer node.Close()
 	appendEvents(t, log, 200, 100, 10)
 	natstest.Restart(t, srv)
+	waitPosition(t, node.Relay(), 300)
 	if err := node.StopRelay(ctx); err != nil {
 		t.Fatal(err)
 	}
 	requireStreamEqualsLog(t, openConn(t, url, stream.Config{}), log)
+}
+
+// Shutting down while NATS is away does not wait for a flush that cannot
+// happen; the next start publishes the rest.
+func TestStopRelayWithNATSDown(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	log := openLog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	node, err := stream.Start(ctx, stream.Config{URL: url}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, log, 0, 100, 10)
+	waitPosition(t, node.Relay(), 100)
+	natstest.Shutdown(srv)
+	appendEvents(t, log, 100, 100, 10)
+	natstest.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if node.Conn().NATS().IsConnected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	start := time.Now()
+	if err := node.StopRelay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node.Close()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("StopRelay took %v with NATS down", d)
+	}
+
+	// The next start publishes the rest.
+	natstest.Restart(t, srv)
+	node, err = stream.Start(ctx, stream.Config{URL: url}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if err := node.StopRelay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	requireStreamEqualsLog(t, node.Conn(), log)
 }
