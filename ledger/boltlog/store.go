@@ -349,12 +349,23 @@ func (s *Store) Append(ctx context.Context, stream string, expected ledger.Expec
 // Errors: as Append.
 func (s *Store) AppendWrites(ctx context.Context, writes ...ledger.Write) ([]ledger.Event, error) {
 	n := 0
-	seen := make(map[string]struct{}, len(writes))
-	for _, w := range writes {
-		if _, dup := seen[w.Stream]; dup {
+	var seen map[string]struct{} // only for appends to many streams
+	if len(writes) > 8 {
+		seen = make(map[string]struct{}, len(writes))
+	}
+	for i, w := range writes {
+		dup := false
+		if seen != nil {
+			_, dup = seen[w.Stream]
+			seen[w.Stream] = struct{}{}
+		} else {
+			for _, earlier := range writes[:i] {
+				dup = dup || earlier.Stream == w.Stream
+			}
+		}
+		if dup {
 			return nil, fmt.Errorf("%w: stream %q written twice in one append", ledger.ErrInvalidEvent, w.Stream)
 		}
-		seen[w.Stream] = struct{}{}
 		if w.Expected < ledger.Any {
 			return nil, fmt.Errorf("%w: expected version %d", ledger.ErrInvalidEvent, w.Expected)
 		}
