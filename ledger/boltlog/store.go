@@ -77,8 +77,6 @@ type Options struct {
 type Store struct {
 	db   *bbolt.DB
 	opts Options
-	// verifyMu lets one Verify at a time use the index digest.
-	verifyMu sync.Mutex
 
 	// closeMu guards closed and the send on reqs, so Close cannot close reqs
 	// under a sender.
