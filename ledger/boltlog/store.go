@@ -450,7 +450,7 @@ func (s *Store) takeQueued(batch []*request) []*request {
 	return batch
 }
 
-// errRetry marks a request whose failure was found after it had started
+// retryError marks a request whose failure was found after it had started
 // writing into the transaction: the transaction must be redone without it.
 type retryError struct{ err error }
 
