@@ -127,3 +127,47 @@ func TestCloseRacingAppends(t *testing.T) {
 	}
 	t.Logf("%d of %d appends beat Close", committed, n)
 }
+
+// TestVerifyWhileAppending verifies a live log while appends go on: the
+// check covers the head as it was when Verify began and must not mistake
+// newer records, index entries or stream versions for damage.
+func TestVerifyWhileAppending(t *testing.T) {
+	s, _ := boltlogtest.Open(t, nil)
+	for i := range 50 {
+		if _, err := s.Append(ctx, fmt.Sprintf("s%d", i), ledger.NoStream, evs("t", 400)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	appendErr := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				appendErr <- nil
+				return
+			default:
+			}
+			if _, err := s.Append(ctx, fmt.Sprintf("s%d", i%50), ledger.Any, evs("t", 20)...); err != nil {
+				appendErr <- err
+				return
+			}
+		}
+	}()
+	moved := 0
+	for range 5 {
+		h, err := s.Verify(ctx)
+		if err != nil {
+			close(stop)
+			t.Fatalf("verify of a live log: %v", err)
+		}
+		if s.Head().Seq > h.Seq {
+			moved++
+		}
+	}
+	close(stop)
+	t.Logf("the head moved during %d of 5 verifications", moved)
+	if err := <-appendErr; err != nil {
+		t.Fatal(err)
+	}
+}
