@@ -25,6 +25,21 @@ const (
 	rebuildChunk    = 1024
 )
 
+// ScratchOptions are the bbolt options for a new file that Rebuild writes
+// and nothing else uses while it does (payledger replay's scratch file):
+// 32 KiB pages, because a rebuild writes every page of the file and the
+// write system call per page costs more than the page, and no freelist
+// sync, because the file is written once.
+func ScratchOptions() *bbolt.Options {
+	return &bbolt.Options{
+		Timeout:         time.Second,
+		PageSize:        32 << 10,
+		InitialMmapSize: 1 << 30, // address space, not memory: no remapping while the file grows
+		FreelistType:    bbolt.FreelistMapType,
+		NoFreelistSync:  true,
+	}
+}
+
 // Rebuild replays events into fresh views in dst: it drops dst's v_ buckets,
 // then applies the events in large transactions with the same code the
 // inline Projector runs, so the result equals the live views (Compare). With

@@ -78,12 +78,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		f.Close()
 		defer os.Remove(target)
 	}
-	db, err := bbolt.Open(target, 0o600, &bbolt.Options{
-		Timeout:         time.Second,
-		InitialMmapSize: 1 << 30, // address space, not memory: no remapping while the file grows
-		FreelistType:    bbolt.FreelistMapType,
-		NoFreelistSync:  true,
-	})
+	db, err := bbolt.Open(target, 0o600, projections.ScratchOptions())
 	if err != nil {
 		return fmt.Errorf("open %s: %w", target, err)
 	}
