@@ -16,7 +16,8 @@ import (
 // Handler handles one event. It may be called more than once for the same
 // event (after a failure, a crash, or an acknowledgement lost on the way),
 // so it must be idempotent by event id or sequence. Returning an error
-// hands the same event again after a backoff; events after it wait.
+// hands the same event again after a backoff; events after it wait. The
+// context ends when Run's does.
 type Handler func(ctx context.Context, e ledger.Event) error
 
 // BatchHandler handles events in order, all of them or none: an error hands
@@ -43,7 +44,8 @@ type ConsumerConfig struct {
 	// redelivers (to this or another worker). Default 30s.
 	AckWait time.Duration
 	// MinBackoff and MaxBackoff bound the wait before a failed event is
-	// handed again; it doubles from one to the other. Defaults 100ms, 30s.
+	// handed again; it doubles from one to the other. Defaults 100ms, and
+	// 30s or a third of AckWait, whichever is less.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 	// FetchWait is how long one pull request waits on the server for
@@ -59,10 +61,15 @@ type ConsumerConfig struct {
 // Consumer is a durable pull consumer of the event stream with explicit
 // acknowledgement. It hands decoded, verified events to a handler in
 // stream order and acknowledges each after the handler returns nil. A
-// failed event is negatively acknowledged together with every later one it
-// fetched, so JetStream redelivers them in order. With one worker per
-// durable name the order is strict; several workers sharing a name split
-// the events and only each worker's share is in order.
+// failed event is handed again after a backoff, the later ones waiting
+// behind it, and JetStream is told they are in progress meanwhile; if the
+// process dies, JetStream redelivers what it had not acknowledged after
+// AckWait. Within a run the order is strict. After a crash, events that
+// were in flight come back after AckWait, possibly behind later ones; and
+// several workers sharing a durable name split the events, each share in
+// order. Handlers that need every event in sequence (a log copy) check the
+// sequence and, like `payledger worker projections`, start a consumer of
+// their own from their checkpoint.
 type Consumer struct {
 	conn *Conn
 	cfg  ConsumerConfig
@@ -90,9 +97,12 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
 	}
-	if cfg.MaxBackoff < cfg.MinBackoff {
-		cfg.MaxBackoff = max(30*time.Second, cfg.MinBackoff)
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
 	}
+	// Waits between attempts stay well inside AckWait: each renews the
+	// events' lease.
+	cfg.MaxBackoff = max(min(cfg.MaxBackoff, cfg.AckWait/3), cfg.MinBackoff)
 	if cfg.Logger == nil {
 		cfg.Logger = conn.cfg.Logger
 	}
@@ -168,28 +178,21 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler) error {
 
 func (c *Consumer) run(ctx context.Context, handle func(context.Context, []ledger.Event) (int, error)) error {
 	log := c.cfg.Logger.With("consumer", c.cfg.Durable)
-	backoff := c.cfg.MinBackoff
-	sleep := func() {
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		backoff = min(backoff*2, c.cfg.MaxBackoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
 	msgs := make([]jetstream.Msg, 0, c.cfg.Batch)
 	events := make([]ledger.Event, 0, c.cfg.Batch)
+	fetchBackoff := c.cfg.MinBackoff
 	for ctx.Err() == nil {
 		batch, err := c.cons.Fetch(c.cfg.Batch, jetstream.FetchMaxWait(c.cfg.FetchWait))
 		if err != nil {
-			log.Warn("fetch failed", "err", err)
-			sleep()
+			log.Warn("fetch failed", "err", err, "retry_in", fetchBackoff)
+			sleepCtx(ctx, fetchBackoff)
+			fetchBackoff = min(fetchBackoff*2, c.cfg.MaxBackoff)
 			continue
 		}
-		// Hand over what has arrived as soon as it arrives; after a failure
-		// (or once ctx ends) hand the rest of this fetch back, in order.
-		var stop error // the failure, or errStopped
+		fetchBackoff = c.cfg.MinBackoff
+		// Hand over what has arrived as soon as it arrives. Once ctx ends,
+		// hand the rest of this fetch back (a fetch is never abandoned).
+		var bad error
 		ch := batch.Messages()
 		for m := range ch {
 			msgs = append(msgs[:0], m)
@@ -205,47 +208,42 @@ func (c *Consumer) run(ctx context.Context, handle func(context.Context, []ledge
 					break more
 				}
 			}
-			if stop == nil && ctx.Err() != nil {
-				stop = errStopped
-			}
-			if stop != nil {
+			if bad != nil || ctx.Err() != nil {
 				nakAll(msgs)
 				continue
 			}
-			stop = c.handle(ctx, msgs, events[:0], handle)
+			bad = c.handle(ctx, log, msgs, events[:0], handle)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 			log.Warn("fetch ended early", "err", err)
 		}
-		var me *MessageError
-		switch {
-		case errors.As(stop, &me):
-			return stop
-		case stop == errStopped || stop == nil || ctx.Err() != nil:
-		default:
-			log.Warn("handler failed; redelivering", "err", stop, "retry_in", backoff)
-			sleep()
+		if bad != nil {
+			return bad
 		}
 	}
 	return nil
 }
 
-var errStopped = errors.New("stopped")
-
-// handle decodes msgs, hands the new events over, acknowledges the ones
-// handled and hands back the rest. It returns the handler's error or a
-// *MessageError.
-func (c *Consumer) handle(ctx context.Context, msgs []jetstream.Msg, events []ledger.Event, handle func(context.Context, []ledger.Event) (int, error)) error {
+// handle decodes msgs and hands the new events over until all are handled
+// or ctx ends: a failed event is handed again after a backoff, in this
+// process, with the events after it waiting, and JetStream is told they
+// are in progress so that it does not redeliver them meanwhile. (Handing
+// them back with a negative acknowledgement would race the next fetch,
+// which could then deliver later events first.) Handled events are
+// acknowledged; once ctx ends, the rest are handed back. It returns a
+// *MessageError for a message that is not an event.
+func (c *Consumer) handle(ctx context.Context, log *slog.Logger, msgs []jetstream.Msg, events []ledger.Event, handle func(context.Context, []ledger.Event) (int, error)) error {
 	keep := msgs[:0]
 	for i, m := range msgs {
 		meta, err := m.Metadata()
 		if err != nil {
+			nakAll(keep)
 			nakAll(msgs[i:])
-			return fmt.Errorf("message metadata: %w", err)
+			return &MessageError{Reason: fmt.Sprintf("no JetStream metadata: %v", err)}
 		}
 		seq := meta.Sequence.Stream
 		if seq <= c.last {
-			_ = m.Ack() // handled already: its acknowledgement was lost
+			_ = m.Ack() // handled already: a redelivery
 			continue
 		}
 		e, err := DecodeMessage(m.Headers(), m.Data(), seq)
@@ -256,21 +254,41 @@ func (c *Consumer) handle(ctx context.Context, msgs []jetstream.Msg, events []le
 		}
 		keep, events = append(keep, m), append(events, e)
 	}
-	if len(events) == 0 {
-		return nil
-	}
-	done, err := handle(ctx, events)
-	for _, m := range keep[:done] {
-		_ = m.Ack()
-	}
-	if done > 0 {
-		c.last = events[done-1].Seq
-	}
-	if err != nil {
-		nakAll(keep[done:])
-		return fmt.Errorf("event %d: %w", events[done].Seq, err)
+	backoff := c.cfg.MinBackoff
+	for len(events) > 0 {
+		done, err := handle(ctx, events)
+		for _, m := range keep[:done] {
+			_ = m.Ack()
+		}
+		if done > 0 {
+			c.last = events[done-1].Seq
+			backoff = c.cfg.MinBackoff
+		}
+		keep, events = keep[done:], events[done:]
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			nakAll(keep)
+			return nil
+		}
+		log.Warn("handler failed; handing the event again", "seq", events[0].Seq, "err", err, "retry_in", backoff)
+		for _, m := range keep {
+			_ = m.InProgress()
+		}
+		sleepCtx(ctx, backoff)
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
 	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func nakAll(msgs []jetstream.Msg) {

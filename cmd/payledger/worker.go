@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
 )
@@ -111,11 +112,41 @@ func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.
 	// Catch up with an ordered read first: it checks the stream against
 	// the local head and is faster than a durable consumer.
 	if head, err = stream.Restore(ctx, conn, st, nil); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("catch up from the stream: %w", err)
 	}
 	fmt.Fprintf(stdout, "worker projections: local log at %d\n", head.Seq)
 
-	cons, err := startAfter(ctx, conn, stream.ConsumerConfig{Durable: *durable, Batch: *batch, Logger: logger}, head.Seq)
+	ccfg := stream.ConsumerConfig{Durable: *durable, Batch: *batch, Logger: logger}
+	for ctx.Err() == nil {
+		err := followStream(ctx, conn, st, ccfg, stdout)
+		if ctx.Err() != nil {
+			break // stopped: whatever it was doing, nothing is lost
+		}
+		if errors.Is(err, errGap) {
+			// Start a consumer afresh from the local log's head.
+			logger.Warn("worker projections: restarting the consumer", "err", err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	fmt.Fprintf(stdout, "worker projections: stopped, local log at %d\n", st.Head().Seq)
+	return nil
+}
+
+// errGap means the consumer handed an event past the one the local log
+// needs next (events in flight at a crash come back only after AckWait).
+var errGap = errors.New("the stream skipped ahead of the local log")
+
+// followStream imports the events a durable consumer hands over until ctx
+// ends, the chain breaks (a *ledger.VerifyError), or a gap (errGap).
+func followStream(ctx context.Context, conn *stream.Conn, st *boltlog.Store, cfg stream.ConsumerConfig, stdout io.Writer) error {
+	cons, err := startAfter(ctx, conn, cfg, st.Head().Seq)
 	if err != nil {
 		return err
 	}
@@ -130,8 +161,9 @@ func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.
 			return nil
 		}
 		if events[0].Seq != h.Seq+1 {
-			// Redelivered events overtaken by later ones: wait for them.
-			return fmt.Errorf("local log at %d, stream handed %d", h.Seq, events[0].Seq)
+			err := fmt.Errorf("%w: local log at %d, stream handed %d", errGap, h.Seq, events[0].Seq)
+			stop(err)
+			return err
 		}
 		if err := st.Import(ctx, events); err != nil {
 			var ve *ledger.VerifyError
@@ -140,24 +172,23 @@ func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.
 			}
 			return err
 		}
-		last := events[len(events)-1]
-		fmt.Fprintf(stdout, "worker projections: imported %d..%d\n", events[0].Seq, last.Seq)
+		fmt.Fprintf(stdout, "worker projections: imported %d..%d\n", events[0].Seq, events[len(events)-1].Seq)
 		return nil
 	})
-	if cause := context.Cause(rctx); err == nil && ctx.Err() == nil && cause != nil {
-		err = cause
-	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "worker projections: stopped, local log at %d\n", st.Head().Seq)
+	if cause := context.Cause(rctx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
 	return nil
 }
 
 // startAfter takes up the durable consumer, or creates it, so that it hands
 // over the events after seq. A consumer whose acknowledged position is not
-// seq (the local copy was removed, or caught up faster by an ordered read)
-// is created anew: the local log is the checkpoint.
+// seq (the local copy was removed, or caught up faster by an ordered read),
+// or that still waits for acknowledgements (a previous run died), is
+// created anew: the local log is the checkpoint.
 func startAfter(ctx context.Context, conn *stream.Conn, cfg stream.ConsumerConfig, seq uint64) (*stream.Consumer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -170,7 +201,7 @@ func startAfter(ctx context.Context, conn *stream.Conn, cfg stream.ConsumerConfi
 	if err != nil {
 		return nil, err
 	}
-	if info.AckFloor.Stream == seq {
+	if info.AckFloor.Stream == seq && info.NumAckPending == 0 {
 		return cons, nil
 	}
 	s, err := conn.Stream(cctx)
