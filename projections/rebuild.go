@@ -49,7 +49,8 @@ func ScratchOptions() *bbolt.Options {
 // Decoding (the iterator's own, then each event's JSON) runs on other
 // goroutines than the bbolt writes. dst must be another file than the log
 // the events come from, and nothing else may use it during the rebuild: its
-// NoSync is set for the duration, and the file is synced once at the end.
+// NoSync and NoGrowSync are set for the duration (a rebuild cut short is
+// thrown away, not recovered), and the file is synced once at the end.
 //
 // Errors: the iterator's error, ctx.Err(), the Projector's errors
 // (ErrMalformedEvent, ErrUnbalanced, ErrInconsistent, ErrSequenceGap), or bbolt's.
@@ -62,10 +63,10 @@ func Rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 	}); err != nil {
 		return Summary{}, fmt.Errorf("rebuild: reset views: %w", err)
 	}
-	noSync := dst.NoSync
-	dst.NoSync = true
+	noSync, noGrowSync := dst.NoSync, dst.NoGrowSync
+	dst.NoSync, dst.NoGrowSync = true, true
 	err := rebuild(ctx, events, dst, until)
-	dst.NoSync = noSync
+	dst.NoSync, dst.NoGrowSync = noSync, noGrowSync
 	if err != nil {
 		return Summary{}, fmt.Errorf("rebuild: %w", err)
 	}
