@@ -271,7 +271,8 @@ func (s *state) reset(tx *bbolt.Tx) error {
 		clear(s.ops[ix])
 		s.ops[ix] = s.ops[ix][:0]
 	}
-	s.slab = nil
+	// The slab is kept: what was carved from it is never written again, so
+	// bbolt's references into it stay valid, and the rest is free to use.
 	return nil
 }
 

@@ -3,6 +3,7 @@ package projections
 import (
 	"bytes"
 	"fmt"
+	"sync"
 
 	"go.etcd.io/bbolt"
 
@@ -22,6 +23,10 @@ import (
 type Projector struct{}
 
 var _ boltlog.Projector = (*Projector)(nil)
+
+// states keeps Apply's state (its maps and slices) from one append to the
+// next; reset clears it.
+var states sync.Pool
 
 // Init creates the view buckets and returns the checkpoint. Views written by
 // an older view format are dropped (the log then replays into them); a newer
@@ -50,10 +55,20 @@ func (p *Projector) Init(tx *bbolt.Tx) (uint64, error) {
 // Apply applies one append's events. Errors: ErrMalformedEvent,
 // ErrUnbalanced, ErrInconsistent, ErrSequenceGap, ErrCorrupt, or bbolt's.
 func (p *Projector) Apply(tx *bbolt.Tx, events []ledger.Event) error {
-	s, err := newState(tx)
+	s, _ := states.Get().(*state)
+	var err error
+	if s == nil {
+		s, err = newState(tx)
+	} else {
+		err = s.reset(tx)
+	}
 	if err != nil {
 		return err
 	}
+	defer func() {
+		s.tx, s.b = nil, buckets{}
+		states.Put(s)
+	}()
 	for i := range events {
 		e := &events[i]
 		if e.Seq <= s.checkpoint {
