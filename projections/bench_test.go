@@ -13,6 +13,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -91,4 +92,29 @@ func BenchmarkRebuild(b *testing.B) {
 func benchPageSize() int {
 	n, _ := strconv.Atoi(os.Getenv("PAYLEDGER_BENCH_PAGESIZE"))
 	return n
+}
+
+// BenchmarkApplyInline is the projector's share of one append: a single
+// invoice.created applied inside a write transaction of a log that already
+// holds 10,000 invoices, rolled back so every iteration sees the same views.
+func BenchmarkApplyInline(b *testing.B) {
+	st := openLog(b, filepath.Join(b.TempDir(), "ledger.db"), &projections.Projector{})
+	defer st.Close()
+	g := newGen()
+	appendAll(b, st, workload(g, rand.New(rand.NewPCG(2, 2)), []string{"m1", "m2", "m3"}, 10_000, 500))
+	head := st.Head()
+	_, w := g.invoice("m1", "bench", "1500.00", "UAH", "41.50", "2")
+	e := ledger.Event{Seq: head.Seq + 1, Stream: w.Stream, Version: 1, Type: w.Events[0].Type,
+		Time: w.Events[0].Time, Merchant: "m1", Data: w.Events[0].Data}
+	p := &projections.Projector{}
+	for b.Loop() {
+		tx, err := st.DB().Begin(true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Apply(tx, []ledger.Event{e}); err != nil {
+			b.Fatal(err)
+		}
+		_ = tx.Rollback()
+	}
 }
