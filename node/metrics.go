@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/payledger/payledger/webhooks"
 )
 
 // metrics are the node's own Prometheus collectors; the HTTP layer registers
@@ -49,4 +51,22 @@ func (m *metrics) observeCommit(events, appends int, took time.Duration) {
 func (m *metrics) observePublish(seq uint64, lag time.Duration) {
 	m.publishLag.Observe(lag.Seconds())
 	m.lastPublished.Set(float64(seq))
+}
+
+// registerWebhookMetrics exposes the dispatcher's counters.
+func registerWebhookMetrics(reg *prometheus.Registry, stats func() webhooks.Stats) {
+	counter := func(name, help string, f func(webhooks.Stats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(stats()) })
+	}
+	gauge := func(name, help string, f func(webhooks.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(stats()) })
+	}
+	reg.MustRegister(
+		counter("payledger_webhook_attempts_total", "Webhook delivery attempts made.", func(s webhooks.Stats) float64 { return float64(s.Attempts) }),
+		counter("payledger_webhook_delivered_total", "Webhook deliveries answered 2xx.", func(s webhooks.Stats) float64 { return float64(s.Delivered) }),
+		counter("payledger_webhook_failed_total", "Webhook deliveries given up (retries exhausted or target disabled).", func(s webhooks.Stats) float64 { return float64(s.Failed) }),
+		gauge("payledger_webhook_in_flight", "Webhook attempts under way.", func(s webhooks.Stats) float64 { return float64(s.InFlight) }),
+		gauge("payledger_webhook_due", "Webhook deliveries scheduled or waiting for a host slot.", func(s webhooks.Stats) float64 { return float64(s.Due) }),
+		gauge("payledger_webhook_checkpoint", "Last log sequence the webhook dispatcher ingested.", func(s webhooks.Stats) float64 { return float64(s.Checkpoint) }),
+	)
 }

@@ -187,6 +187,7 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Webhooks.Close() })
+	registerWebhookMetrics(n.Registry, n.Webhooks.Stats)
 	n.webhookHandler = n.Webhooks.Handler(webhooks.HandlerConfig{Merchant: api.MerchantID})
 	if err := n.buildHTTP(); err != nil {
 		return nil, err

@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
+	"github.com/payledger/payledger/webhooks"
 )
 
 // TestNodeEndToEnd runs a whole node (log, projections, embedded JetStream,
@@ -25,7 +28,7 @@ func TestNodeEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n, err := node.Open(ctx, node.Config{DataDir: dir, Addr: "127.0.0.1:0", AdminToken: "admin-secret", Demo: true, Out: &out,
-		NATS: stream.Config{Port: -1, StoreDir: t.TempDir()}})
+		AllowPrivateWebhooks: true, NATS: stream.Config{Port: -1, StoreDir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +66,28 @@ func TestNodeEndToEnd(t *testing.T) {
 		}
 		return m
 	}
-	inv := call("POST", "/api/v1/create-invoice", key[1], `{"amount": "1500.00", "currency_code": "UAH", "customer_id": "user_12345", "external_id": "order-2026-0001", "purpose": "Payment for Premium subscription", "callback_url": "https://yoursite.com/webhooks/payment"}`)
+	// The merchant's webhook receiver.
+	secret := regexp.MustCompile(`signing_secret:\s+(\S+)`).FindStringSubmatch(out.String())[1]
+	merchant := regexp.MustCompile(`merchant_id:\s+(\S+)`).FindStringSubmatch(out.String())[1]
+	var mu sync.Mutex
+	var hooks []string // "webhook-id status"
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := webhooks.Verify(secret, r.Header, body, 5*time.Minute); err != nil {
+			t.Errorf("webhook signature: %v", err)
+			http.Error(w, "bad signature", http.StatusBadRequest)
+			return
+		}
+		var b struct{ Status string }
+		_ = json.Unmarshal(body, &b)
+		mu.Lock()
+		hooks = append(hooks, r.Header.Get("webhook-id")+" "+b.Status)
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	call("PATCH", "/admin/v1/merchants/"+merchant, "Bearer admin-secret", `{"webhook_url": "`+recv.URL+`"}`)
+
+	inv := call("POST", "/api/v1/create-invoice", key[1], `{"amount": "1500.00", "currency_code": "UAH", "customer_id": "user_12345", "external_id": "order-2026-0001", "purpose": "Payment for Premium subscription"}`)
 	if inv["conversion_rate"] != "41.50" || inv["merchant_usdt"] != "35.42" || inv["status"] != "pending" {
 		t.Fatalf("invoice = %v", inv)
 	}
@@ -79,9 +103,33 @@ func TestNodeEndToEnd(t *testing.T) {
 		t.Fatalf("payment = %v", p)
 	}
 
+	// Webhooks: the invoice's pending and success, the payment's PENDING and
+	// PROCESSED, each signed, the final status last for each resource.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		got := append([]string(nil), hooks...)
+		mu.Unlock()
+		if len(got) >= 4 {
+			last := map[bool]string{}
+			for _, h := range got {
+				st := strings.Fields(h)[1]
+				last[st == strings.ToUpper(st)] = st
+			}
+			if last[false] != "success" || last[true] != "PROCESSED" {
+				t.Fatalf("final statuses did not arrive last: %v", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhooks received: %v; deliveries: %v; stats %+v", got, call("GET", "/api/v1/webhooks/deliveries", key[1], ""), n.Webhooks.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
 	// The relay publishes the whole log.
 	head := n.Log.Head().Seq
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for n.NATS.Relay().Position() < head {
 		if time.Now().After(deadline) {
 			t.Fatalf("relay at %d, log at %d", n.NATS.Relay().Position(), head)
