@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/stream/natstest"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeGracefulShutdown runs `payledger serve` as a child process under
+// create-invoice load and sends it SIGTERM: it exits 0, and every invoice
+// whose create was acknowledged (2xx) is in the log and its views.
+func TestServeGracefulShutdown(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	args := []string{"serve", "--addr", addr, "--data-dir", dir, "--nats-port", "-1", "--admin-token", "t0ken", "--no-demo"}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWebhooksWorkerChild$")
+	cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	base := "http://" + addr
+	natstest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	post := func(path, auth, body string) (int, []byte, error) {
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if strings.HasPrefix(auth, "Bearer ") {
+			req.Header.Set("Authorization", auth)
+		} else {
+			req.Header.Set("X-Api-Key", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	if code, b, err := post("/admin/v1/rates", "Bearer t0ken", `{"currency": "UAH", "rate": "41.50"}`); err != nil || code >= 300 {
+		t.Fatalf("set rate: %d %s %v", code, b, err)
+	}
+	code, b, err := post("/admin/v1/merchants", "Bearer t0ken", `{"name": "Shop", "commission_percent": "2"}`)
+	if err != nil || code >= 300 {
+		t.Fatalf("create merchant: %d %s %v", code, b, err)
+	}
+	var m struct {
+		MerchantID string `json:"merchant_id"`
+		APIKey     string `json:"api_key"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"amount": "10.00", "currency_code": "UAH", "customer_id": "c%d-%d", "external_id": "o-%d-%d"}`, w, i, w, i)
+				code, b, err := post("/api/v1/create-invoice", m.APIKey, body)
+				if err != nil {
+					return // the server has gone
+				}
+				if code == http.StatusCreated || code == http.StatusOK {
+					var inv struct {
+						ID string `json:"invoice_id"`
+					}
+					if json.Unmarshal(b, &inv) == nil {
+						mu.Lock()
+						acked = append(acked, inv.ID)
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+	natstest.WaitFor(t, 30*time.Second, time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) < 200 {
+			return fmt.Errorf("%d acknowledged", len(acked))
+		}
+		return nil
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM:\n%s", err, out.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("serve did not stop within 60s of SIGTERM:\n%s", out.String())
+	}
+	close(stop)
+	wg.Wait()
+
+	store, err := boltlog.Open(filepath.Join(dir, "ledger.db"), &boltlog.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	views := projections.NewViews(store.DB())
+	for _, id := range acked {
+		if _, err := views.Invoice(m.MerchantID, id); err != nil {
+			t.Fatalf("acknowledged invoice %s lost: %v", id, err)
+		}
+	}
+	if !bytes.Contains([]byte(out.String()), []byte("shutting down")) {
+		t.Fatalf("no graceful shutdown in the log:\n%s", out.String())
+	}
+	t.Logf("%d acknowledged invoices, all present after SIGTERM", len(acked))
+}
