@@ -109,16 +109,50 @@ func (m *Merchant) apply(e ledger.Event) error {
 
 // LoadMerchant folds a merchant's stream. It returns ErrNotFound for an
 // unknown merchant.
+//
+// Every invoice reads its merchant, so the folded state is cached by stream
+// version: a load reads only the events after the cached version (usually
+// none) and returns a copy, so the result is exactly what folding the whole
+// stream would give.
 func (s *Service) LoadMerchant(ctx context.Context, id string) (*Merchant, error) {
-	m := &Merchant{}
-	v, err := s.load(ctx, StreamID(StreamMerchant, id), m.apply)
-	if err != nil {
-		return nil, err
+	stream := StreamID(StreamMerchant, id)
+	s.merchantsMu.Lock()
+	cached := s.merchants[id]
+	s.merchantsMu.Unlock()
+	m, from := &Merchant{}, uint64(1)
+	if cached != nil {
+		m, from = cached.clone(), cached.Version+1
 	}
-	if v == 0 {
+	evs, err := s.store.ReadStream(ctx, stream, from)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", stream, err)
+	}
+	for _, e := range evs {
+		if err := m.apply(e); err != nil {
+			return nil, fmt.Errorf("load %s version %d: %w", stream, e.Version, err)
+		}
+	}
+	if m.Version == 0 {
 		return nil, fmt.Errorf("merchant %s: %w", id, ErrNotFound)
 	}
+	if len(evs) > 0 {
+		s.merchantsMu.Lock()
+		if c := s.merchants[id]; c == nil || c.Version < m.Version {
+			s.merchants[id] = m.clone()
+		}
+		s.merchantsMu.Unlock()
+	}
 	return m, nil
+}
+
+func (m *Merchant) clone() *Merchant {
+	c := *m
+	c.Methods = append([]string(nil), m.Methods...)
+	c.Keys = make(map[string]bool, len(m.Keys))
+	for k, v := range m.Keys {
+		c.Keys[k] = v
+	}
+	return &c
 }
 
 // MerchantSettings are a merchant's settings; nil fields are left as they are

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -56,11 +57,14 @@ type Service struct {
 	store    Store
 	gateways *Gateways
 	retries  int
+
+	merchantsMu sync.Mutex
+	merchants   map[string]*Merchant // folded merchant streams, by id (see LoadMerchant)
 }
 
 // NewService returns a Service over store.
 func NewService(store Store, cfg Config) *Service {
-	s := &Service{store: store, gateways: cfg.Gateways, retries: cfg.MaxRetries}
+	s := &Service{store: store, gateways: cfg.Gateways, retries: cfg.MaxRetries, merchants: map[string]*Merchant{}}
 	if s.gateways == nil {
 		s.gateways = DefaultGateways()
 	}
