@@ -27,13 +27,14 @@ const (
 
 // ScratchOptions are the bbolt options for a new file that Rebuild writes
 // and nothing else uses while it does (payledger replay's scratch file):
-// 32 KiB pages, because a rebuild writes every page of the file and the
-// write system call per page costs more than the page, and no freelist
-// sync, because the file is written once.
+// 16 KiB pages, because a rebuild writes every page of the file and a write
+// system call per 4 KiB page costs more than the page (larger pages cost
+// more again once the tree is big: a key changed in an old page rewrites the
+// whole page), and no freelist sync, because the file is written once.
 func ScratchOptions() *bbolt.Options {
 	return &bbolt.Options{
 		Timeout:         time.Second,
-		PageSize:        32 << 10,
+		PageSize:        16 << 10,
 		InitialMmapSize: 1 << 30, // address space, not memory: no remapping while the file grows
 		FreelistType:    bbolt.FreelistMapType,
 		NoFreelistSync:  true,
