@@ -22,8 +22,9 @@ import (
 // cache: the mutable views an event touches are loaded once, changed in
 // memory, and written (with their index moves and counter changes) by flush.
 // An invoice created and paid within one batch is thus encoded once, and
-// never re-read from the JSON just written. Write-once indexes are put
-// directly.
+// never re-read from the JSON just written. Index writes are queued (ops)
+// and applied at flush in key order. API keys and rates, rare, are written
+// at once.
 type state struct {
 	tx *bbolt.Tx
 	b  buckets

@@ -89,26 +89,6 @@ func significant(m int64, e int32) int32 {
 	return -e
 }
 
-// fixedString is d.StringFixed(places), which commands.FormatAmount is.
-func fixedString(d decimal.Decimal, places int32) string {
-	if m, e, ok := small(d); ok {
-		if s, ok := fixed(m, e, places); ok {
-			return s
-		}
-	}
-	return d.StringFixed(places)
-}
-
-// rateString is commands.FormatRate(d): significant places, at least two.
-func rateString(d decimal.Decimal) string {
-	if m, e, ok := small(d); ok {
-		if s, ok := fixed(m, e, max(2, significant(m, e))); ok {
-			return s
-		}
-	}
-	return commands.FormatRate(d)
-}
-
 // plainString is d.String().
 func plainString(d decimal.Decimal) string {
 	if decimal.TrimTrailingZeros && !decimal.UseScientificNotation {

@@ -36,11 +36,11 @@ func TestFastFormatMatches(t *testing.T) {
 	for range 300_000 {
 		d := randDecimal(rng)
 		places := int32(rng.IntN(10))
-		if got, want := fixedString(d, places), commands.FormatAmount(d, commands.Currency{MinorUnits: places}); got != want {
-			t.Fatalf("fixedString(%s, %d) = %q, want %q", d, places, got, want)
+		if got, want := numOf(d).fixed(places), commands.FormatAmount(d, commands.Currency{MinorUnits: places}); got != want {
+			t.Fatalf("fixed(%s, %d) = %q, want %q", d, places, got, want)
 		}
-		if got, want := rateString(d), commands.FormatRate(d); got != want {
-			t.Fatalf("rateString(%s) = %q, want %q", d, got, want)
+		if got, want := numOf(d).rate(), commands.FormatRate(d); got != want {
+			t.Fatalf("rate(%s) = %q, want %q", d, got, want)
 		}
 		if got, want := plainString(d), d.String(); got != want {
 			t.Fatalf("plainString(%s) = %q, want %q", d, got, want)
