@@ -16,12 +16,12 @@ const (
 	TypeSigningSecretRotated = "merchant.secret_rotated"   // SigningSecretRotated
 	TypeRateSet              = "rate.set"                  // RateSet
 	TypeInvoiceCreated       = "invoice.created"           // InvoiceCreated
-	TypeInvoiceCancelled     = "invoice.cancelled"         // InvoiceStatusCancelled
-	TypeInvoiceExpired       = "invoice.expired"           // InvoiceStatusExpired
+	TypeInvoiceCancelled     = "invoice.cancelled"         // InvoiceCancelled
+	TypeInvoiceExpired       = "invoice.expired"           // InvoiceExpired
 	TypeInvoicePaid          = "invoice.paid"              // InvoicePaid
 	TypePaymentCreated       = "payment.created"           // PaymentCreated
 	TypePaymentConfirmed     = "payment.confirmed"         // PaymentStatusChanged
-	TypePaymentProcessed     = "payment.processed"         // PaymentStatusProcessed
+	TypePaymentProcessed     = "payment.processed"         // PaymentProcessed
 	TypePaymentRejected      = "payment.rejected"          // PaymentStatusChanged
 	TypePaymentCancelled     = "payment.cancelled"         // PaymentStatusChanged
 	TypePaymentFailed        = "payment.failed"            // PaymentStatusChanged (status ERROR)
