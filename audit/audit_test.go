@@ -1,0 +1,406 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/stream"
+)
+
+func run(t *testing.T, s *boltlog.Store, keys ...ed25519.PublicKey) (Report, error) {
+	t.Helper()
+	return Run(context.Background(), s, Options{PublicKeys: keys, ScratchDir: t.TempDir()})
+}
+
+// wantFault checks err is a *Fault of check at seq (0: any) naming stream
+// ("": any), whose reason holds each of reason.
+func wantFault(t *testing.T, err error, check string, seq uint64, stream string, reason ...string) *Fault {
+	t.Helper()
+	var f *Fault
+	if !errors.As(err, &f) {
+		t.Fatalf("want a %s fault, got %v", check, err)
+	}
+	if f.Check != check || (seq != 0 && f.Seq != seq) || (stream != "" && f.Stream != stream) {
+		t.Fatalf("want a %s fault at sequence %d on %q, got %v", check, seq, stream, f)
+	}
+	for _, r := range reason {
+		if !strings.Contains(f.Reason, r) {
+			t.Fatalf("fault %q does not say %q", f.Reason, r)
+		}
+	}
+	if !errors.Is(err, checkErr[check]) {
+		t.Fatalf("errors.Is(%v, %v) is false", err, checkErr[check])
+	}
+	return f
+}
+
+func TestRunVerifiesAServersLog(t *testing.T) {
+	b := newBuilder(t, true)
+	b.history()
+	head := b.s.Head()
+	r, err := run(t, b.readOnly(), testKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if r.Head != head || r.Events != head.Seq || r.Views != "compared" {
+		t.Fatalf("report head %+v events %d views %q, log head %+v", r.Head, r.Events, r.Views, head)
+	}
+	want := map[string]uint64{"success": 3, "cancelled": 1, "pending": 1}
+	for st, n := range want {
+		if r.Invoices[st] != n {
+			t.Errorf("invoices %s = %d, want %d (%v)", st, r.Invoices[st], n, r.Invoices)
+		}
+	}
+	if r.PostingEvents != 3 || !r.Totals["UAH"].Debits.Equal(amount.Mul(decimalOf(3))) || !r.Totals["USDT"].Net().IsZero() {
+		t.Errorf("postings %d, totals %+v", r.PostingEvents, r.Totals)
+	}
+	if len(r.Merchants) != 2 || !r.Merchants["m2"]["UAH"].Net().IsZero() {
+		t.Errorf("merchants %+v", r.Merchants)
+	}
+	if r.Checkpoints != 2 || r.LastCheckpoint == nil || r.LastCheckpoint.EventSeq != head.Seq || r.Uncovered != 1 ||
+		len(r.Keys) != 1 || r.Keys[0] != PublicKeyHex(testKey.Public().(ed25519.PublicKey)) {
+		t.Errorf("checkpoints %d, last %+v, uncovered %d, keys %v", r.Checkpoints, r.LastCheckpoint, r.Uncovered, r.Keys)
+	}
+	if r.Streams != 12 { // 2 merchants, rates, 5 invoices, 3 payments, checkpoints
+		t.Errorf("streams = %d", r.Streams)
+	}
+}
+
+func TestRunNamesTamperedRecord(t *testing.T) {
+	b := newBuilder(t, true)
+	b.history()
+	b.s.Close()
+	editBolt(t, b.path, func(tx *bbolt.Tx) error {
+		bk := tx.Bucket([]byte("log"))
+		k := binary.BigEndian.AppendUint64(nil, 7)
+		rec := bytes.Clone(bk.Get(k))
+		rec[len(rec)-40] ^= 1
+		return bk.Put(k, rec)
+	})
+	_, err := run(t, b.readOnly())
+	f := wantFault(t, err, CheckChain, 7, "")
+	var ve *ledger.VerifyError
+	if !errors.As(f, &ve) {
+		t.Fatalf("chain fault without its *ledger.VerifyError: %v", f)
+	}
+}
+
+// TestRunPostingsFaults crafts events the projections would refuse (so the
+// log has no projector) and events they accept but the audit does not.
+func TestRunPostingsFaults(t *testing.T) {
+	unbalanced := postings("m1")
+	unbalanced[3].Amount = unbalanced[3].Amount.Add(decimalOf(1)) // the merchant credited 34.42: USDT is 1 over
+	otherMerchant := postings("m1")
+	otherMerchant[3].Account = "merchant_available:m2" // balanced, but m2's money in m1's event
+	number := postings("m1")
+	for _, tc := range []struct {
+		name      string
+		projected bool
+		ps        []commands.Posting
+		raw       string // replaces the postings' JSON when set
+		reason    string
+	}{
+		{"unbalanced", false, unbalanced, "", "USDT postings sum to 1, not zero"},
+		{"another merchant's account", true, otherMerchant, "", `an account of merchant "m2", in an event of merchant "m1"`},
+		{"amount as a JSON number", false, number, `[{"account":"gateway_clearing:1","currency":"UAH","amount":1500},{"account":"conversion","currency":"UAH","amount":"-1500"}]`, "decimal string amount"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t, tc.projected)
+			b.merchant("m1")
+			b.merchant("m2")
+			inv := b.invoice("m1", "o1")
+			pay := b.payment("m1", inv)
+			ev := b.processedEv("m1", tc.ps, false)
+			if tc.raw != "" {
+				var m map[string]json.RawMessage
+				_ = json.Unmarshal(ev.Data, &m)
+				m["postings"] = json.RawMessage(tc.raw)
+				ev.Data, _ = json.Marshal(m)
+			}
+			evs := b.app(w(pay, ev), w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv("m1", pay, false)))
+			_, err := run(t, b.readOnly())
+			wantFault(t, err, CheckPostings, evs[0].Seq, pay, tc.reason)
+		})
+	}
+}
+
+// TestRunInvoiceLifecycleFaults: invoice streams that break
+// docs/payments.md's lifecycle, each named at the first bad event.
+func TestRunInvoiceLifecycleFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		build  func(b *builder) (seq uint64, stream string)
+		check  string
+		reason string
+	}{
+		{"cancelled after paid", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			b.pay("m1", inv, b.payment("m1", inv), false)
+			b.cancel("m1", inv)
+			return b.s.Head().Seq, commands.StreamID(commands.StreamInvoice, inv)
+		}, CheckInvoices, "of a success invoice"},
+		{"paid twice", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			p1, p2 := b.payment("m1", inv), b.payment("m1", inv)
+			b.pay("m1", inv, p1, false)
+			evs := b.pay("m1", inv, p2, false)
+			return evs[1].Seq, evs[1].Stream
+		}, CheckInvoices, "paid once"},
+		{"paid without its payment.processed", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			p := b.payment("m1", inv)
+			evs := b.app(w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv("m1", p, false)))
+			return evs[0].Seq, evs[0].Stream
+		}, CheckInvoices, "not appended with that payment's payment.processed"},
+		{"paid by another invoice's payment", func(b *builder) (uint64, string) {
+			inv, other := b.invoice("m1", "o1"), b.invoice("m1", "o2")
+			p := b.payment("m1", other)
+			evs := b.app(w(p, b.processedEv("m1", postings("m1"), false)),
+				w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv("m1", p, false)))
+			return evs[0].Seq, evs[0].Stream
+		}, CheckInvoices, "is not its invoice.paid"},
+		{"processed without invoice.paid", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			p := b.payment("m1", inv)
+			evs := b.app(w(p, b.processedEv("m1", postings("m1"), false)))
+			return evs[0].Seq, p
+		}, CheckInvoices, "log ends before its invoice.paid"},
+		{"expired, paid, not late", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			p := b.payment("m1", inv)
+			b.expire("m1", inv)
+			evs := b.pay("m1", inv, p, false)
+			return evs[1].Seq, evs[1].Stream
+		}, CheckInvoices, "not flagged late"},
+		{"payment of a cancelled invoice", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			b.cancel("m1", inv)
+			p := b.payment("m1", inv)
+			return b.s.Head().Seq, p
+		}, CheckInvoices, "only a pending invoice takes payments"},
+		{"an event that is not an invoice's", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			s := commands.StreamID(commands.StreamInvoice, inv)
+			evs := b.app(w(s, b.ev("invoice.refunded", "m1", map[string]string{})))
+			return evs[0].Seq, s
+		}, CheckInvoices, "invoice.refunded is not an invoice event"},
+		{"a stream without its creation event", func(b *builder) (uint64, string) {
+			evs := b.app(w(commands.StreamID(commands.StreamInvoice, "nope"), b.ev(commands.TypeInvoiceCancelled, "m1", commands.InvoiceCancelled{CancelledAt: b.at})))
+			return evs[0].Seq, evs[0].Stream
+		}, CheckStreams, "starts with invoice.cancelled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t, false)
+			b.merchant("m1")
+			seq, stream := tc.build(b)
+			_, err := run(t, b.readOnly())
+			wantFault(t, err, tc.check, seq, stream, tc.reason)
+		})
+	}
+}
+
+// TestRunInvoiceViewEditedBehindTheLog: a view written into v_invoices
+// directly, not by the projector, is named by its invoice.
+func TestRunInvoiceViewEditedBehindTheLog(t *testing.T) {
+	b := newBuilder(t, true)
+	ids := b.history()
+	b.s.Close()
+	id := ids["pending"]
+	editBolt(t, b.path, func(tx *bbolt.Tx) error {
+		bk := tx.Bucket([]byte("v_invoices"))
+		var v map[string]any
+		if err := json.Unmarshal(bk.Get([]byte(id)), &v); err != nil {
+			return err
+		}
+		v["status"] = "success"
+		raw, _ := json.Marshal(v)
+		return bk.Put([]byte(id), raw)
+	})
+	_, err := run(t, b.readOnly())
+	wantFault(t, err, CheckInvoices, 0, "invoice-"+id, "says success, its events say pending")
+}
+
+// TestRunViewsDifferFromRebuild: a view the invoice check does not read
+// (a rate) edited behind the log: the rebuild comparison names it.
+func TestRunViewsDifferFromRebuild(t *testing.T) {
+	b := newBuilder(t, true)
+	b.history()
+	b.s.Close()
+	editBolt(t, b.path, func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("v_rates")).Put([]byte("UAH"), []byte(`{"currency":"UAH","rate":"1.00"}`))
+	})
+	_, err := run(t, b.readOnly())
+	wantFault(t, err, CheckProjections, 0, "", "v_rates")
+	var de *projections.DiffError
+	if !errors.As(err, &de) {
+		t.Fatalf("projections fault without its *projections.DiffError: %v", err)
+	}
+}
+
+func TestRunCheckpointFaults(t *testing.T) {
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	for _, tc := range []struct {
+		name    string
+		mutate  func(cp *CheckpointSigned)
+		trusted []ed25519.PublicKey
+		reason  string
+	}{
+		{"forged signature", func(cp *CheckpointSigned) {
+			sig := []byte(cp.Signature)
+			sig[10] ^= 1 // still hex, another signature
+			cp.Signature = string(sig)
+		}, nil, "forged or damaged signature"},
+		{"signature of another key", func(cp *CheckpointSigned) {
+			cp.PublicKey = PublicKeyHex(other.Public().(ed25519.PublicKey))
+		}, nil, "forged or damaged signature"},
+		{"hash not the chain's", func(cp *CheckpointSigned) {
+			cp.Hash[0] ^= 1
+			*cp = SignCheckpoint(testKey, ledger.Head{Seq: cp.Seq, Hash: cp.Hash}, cp.SignedAt) // validly signed, wrong hash
+		}, nil, "but the chain has"},
+		{"untrusted key", func(cp *CheckpointSigned) {
+			*cp = SignCheckpoint(other, ledger.Head{Seq: cp.Seq, Hash: cp.Hash}, cp.SignedAt)
+		}, []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}, "not by a trusted key"},
+		{"seq past itself", func(cp *CheckpointSigned) {
+			*cp = SignCheckpoint(testKey, ledger.Head{Seq: cp.Seq + 1, Hash: cp.Hash}, cp.SignedAt)
+		}, nil, "not before its own"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t, true)
+			b.merchant("m1")
+			b.invoice("m1", "o1")
+			cp := SignCheckpoint(testKey, b.s.Head(), b.at)
+			tc.mutate(&cp)
+			evs := b.app(w(StreamCheckpoints, b.ev(TypeCheckpointSigned, "", cp)))
+			_, err := run(t, b.readOnly(), tc.trusted...)
+			wantFault(t, err, CheckCheckpoints, evs[0].Seq, StreamCheckpoints, tc.reason)
+		})
+	}
+}
+
+func TestRunTrustedKeyNeedsACheckpoint(t *testing.T) {
+	b := newBuilder(t, true)
+	b.merchant("m1")
+	_, err := run(t, b.readOnly(), testKey.Public().(ed25519.PublicKey))
+	wantFault(t, err, CheckCheckpoints, 0, "", "no checkpoint signed by the trusted key")
+}
+
+// TestCheckpointFarBack: a checkpoint further back than the checker's
+// ring of recent hashes is checked at the end, from the log and from an
+// export alike.
+func TestCheckpointFarBack(t *testing.T) {
+	for _, good := range []bool{true, false} {
+		b := newBuilder(t, false)
+		b.merchant("m1")
+		signed := b.s.Head()
+		if !good {
+			signed.Hash[5] ^= 1
+		}
+		cp := SignCheckpoint(testKey, signed, b.at)
+		noise := make([]ledger.NewEvent, ringSize+10)
+		for i := range noise {
+			noise[i] = b.ev("test.noise", "", map[string]int{"i": i})
+		}
+		b.app(w("noise", noise...))
+		evs := b.app(w(StreamCheckpoints, b.ev(TypeCheckpointSigned, "", cp)))
+		s := b.readOnly()
+		pub := testKey.Public().(ed25519.PublicKey)
+		_, err := Run(context.Background(), s, Options{PublicKeys: []ed25519.PublicKey{pub}, SkipRebuild: true})
+		_, xerr := VerifyExport(context.Background(), bytes.NewReader(exportOf(t, s)), Options{PublicKeys: []ed25519.PublicKey{pub}})
+		if good {
+			if err != nil || xerr != nil {
+				t.Fatalf("log: %v; export: %v", err, xerr)
+			}
+			continue
+		}
+		wantFault(t, err, CheckCheckpoints, evs[0].Seq, "", "but the chain has")
+		wantFault(t, xerr, CheckCheckpoints, evs[0].Seq, "", "but the chain has")
+	}
+}
+
+// exportOf is what payledger export writes for the log.
+func exportOf(t testing.TB, s *boltlog.Store) []byte {
+	t.Helper()
+	var out []byte
+	for e, err := range s.Events(context.Background(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(stream.AppendJSON(out, &e), '\n')
+	}
+	return out
+}
+
+// TestVerifyExportWithThePublicKeyOnly: a third party with an export and
+// the public key, nothing else.
+func TestVerifyExportWithThePublicKeyOnly(t *testing.T) {
+	b := newBuilder(t, true)
+	b.history()
+	s := b.readOnly()
+	exp := exportOf(t, s)
+	pub, err := ParsePublicKey(PublicKeyHex(testKey.Public().(ed25519.PublicKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := VerifyExport(context.Background(), bytes.NewReader(exp), Options{PublicKeys: []ed25519.PublicKey{pub}})
+	if err != nil {
+		t.Fatalf("VerifyExport: %v", err)
+	}
+	if r.Head != s.Head() || r.Checkpoints != 2 || r.Invoices["success"] != 3 || r.Uncovered != 1 {
+		t.Fatalf("report %+v", r)
+	}
+
+	lines := bytes.SplitAfter(exp, []byte("\n"))
+	// An amount changed in one line: its hash no longer matches.
+	tampered := bytes.Clone(exp)
+	i := bytes.Index(tampered, []byte(`"amount":"1500"`))
+	tampered[i+len(`"amount":"1`)] = '9'
+	seq := uint64(bytes.Count(tampered[:i], []byte("\n")) + 1)
+	_, err = VerifyExport(context.Background(), bytes.NewReader(tampered), Options{PublicKeys: []ed25519.PublicKey{pub}})
+	wantFault(t, err, CheckChain, seq, "", "hash does not match")
+
+	// A line re-encoded (a space added): not the export's form.
+	spaced := bytes.Join([][]byte{bytes.Join(lines[:4], nil), bytes.Replace(lines[4], []byte(`,"seq"`), []byte(`, "seq"`), 1), bytes.Join(lines[5:], nil)}, nil)
+	_, err = VerifyExport(context.Background(), bytes.NewReader(spaced), Options{})
+	f := wantFault(t, err, CheckChain, 5, "", "export line 5 (sequence 5)")
+	if !errors.Is(f, ErrBadExport) {
+		t.Fatalf("not ErrBadExport: %v", f)
+	}
+
+	// A line dropped: the chain breaks at its sequence.
+	dropped := bytes.Join(append(append([][]byte{}, lines[:6]...), lines[7:]...), nil)
+	_, err = VerifyExport(context.Background(), bytes.NewReader(dropped), Options{})
+	wantFault(t, err, CheckChain, 7, "", "found sequence 8")
+
+	// An export from the middle cannot be verified alone.
+	_, err = VerifyExport(context.Background(), bytes.NewReader(bytes.Join(lines[3:], nil)), Options{})
+	wantFault(t, err, CheckChain, 1, "", "starts at sequence 4")
+
+	// Another key than the signer's.
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
+	_, err = VerifyExport(context.Background(), bytes.NewReader(exp), Options{PublicKeys: []ed25519.PublicKey{other.Public().(ed25519.PublicKey)}})
+	wantFault(t, err, CheckCheckpoints, 0, "", "not by a trusted key")
+}
+
+func editBolt(t *testing.T, path string, fn func(tx *bbolt.Tx) error) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}

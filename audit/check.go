@@ -1,0 +1,492 @@
+package audit
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger"
+)
+
+// checker makes the checks that need every event in sequence order but no
+// storage: postings, invoice lifecycles, stream creation events and
+// checkpoints. It keeps a few dozen bytes per invoice and per payment.
+type checker struct {
+	trusted []ed25519.PublicKey
+
+	events, streams uint64
+	last            uint64 // the last sequence seen
+	types           map[string]uint64
+
+	invoices map[idKey]invoiceState
+	payments map[idKey]idKey // payment -> its invoice
+	expect   *expectPaid     // a payment.processed that paid its invoice, awaiting invoice.paid
+
+	postingEvents uint64
+	totals        map[string]*Flow
+	merchants     map[string]map[string]*Flow
+	sums          []curSum // scratch: one event's sums
+
+	// Checkpoints: the hashes of the last ringSize events, to check a
+	// checkpoint's hash as soon as it is seen; older ones wait in deferred.
+	ring        []ledger.Hash
+	deferred    []pendingCheckpoint
+	checkpoints uint64
+	lastCP      CheckpointInfo
+	keys        map[string]uint64
+}
+
+const ringSize = 1 << 14
+
+type invoiceState struct {
+	lastSeq uint64
+	version uint64
+	paidBy  idKey
+	status  uint8
+	late    bool
+}
+
+// Invoice statuses of the fold (docs/payments.md).
+const (
+	stPending uint8 = 1 + iota
+	stSuccess
+	stExpired
+	stCancelled
+)
+
+var statusNames = [...]string{
+	stPending:   commands.InvoiceStatusPending,
+	stSuccess:   commands.InvoiceStatusSuccess,
+	stExpired:   commands.InvoiceStatusExpired,
+	stCancelled: commands.InvoiceStatusCancelled,
+}
+
+type expectPaid struct {
+	seq     uint64 // of the payment.processed
+	payment string // its stream
+	invoice idKey
+	stream  string // the invoice's stream
+}
+
+type pendingCheckpoint struct {
+	eventSeq uint64
+	seq      uint64
+	hash     ledger.Hash
+}
+
+type curSum struct {
+	cur string
+	sum decimal.Decimal
+}
+
+// Flow is what moved through a set of accounts in one currency: the sum of
+// the debits (positive) and of the credits (negative). Net = Debits + Credits.
+type Flow struct {
+	Debits  decimal.Decimal `json:"debits"`
+	Credits decimal.Decimal `json:"credits"`
+}
+
+// Net is Debits + Credits: zero wherever double entry holds.
+func (f Flow) Net() decimal.Decimal { return f.Debits.Add(f.Credits) }
+
+func (f *Flow) add(d decimal.Decimal) {
+	if d.IsNegative() {
+		f.Credits = f.Credits.Add(d)
+	} else {
+		f.Debits = f.Debits.Add(d)
+	}
+}
+
+// CheckpointInfo describes a verified checkpoint.
+type CheckpointInfo struct {
+	EventSeq  uint64      `json:"event_seq"` // where the checkpoint.signed event is
+	Seq       uint64      `json:"seq"`       // the head it signed
+	Hash      ledger.Hash `json:"hash"`
+	PublicKey string      `json:"public_key"`
+}
+
+func newChecker(trusted []ed25519.PublicKey) *checker {
+	return &checker{
+		trusted:   trusted,
+		types:     map[string]uint64{},
+		invoices:  map[idKey]invoiceState{},
+		payments:  map[idKey]idKey{},
+		totals:    map[string]*Flow{},
+		merchants: map[string]map[string]*Flow{},
+		ring:      make([]ledger.Hash, ringSize),
+		keys:      map[string]uint64{},
+	}
+}
+
+// idKey is an aggregate id as a map key: its 16 bytes when it is a ULID in
+// its canonical text (UUID text for invoices, base32 for payments), else
+// the text itself.
+type idKey struct {
+	b [16]byte
+	s string
+}
+
+func uuidKey(id string) idKey {
+	if len(id) == 36 && id[8] == '-' && id[13] == '-' && id[18] == '-' && id[23] == '-' {
+		var b [16]byte
+		h := id[:8] + id[9:13] + id[14:18] + id[19:23] + id[24:]
+		if _, err := hex.Decode(b[:], []byte(h)); err == nil && commands.UUID(b) == id {
+			return idKey{b: b}
+		}
+	}
+	return idKey{s: id}
+}
+
+func (k idKey) uuid() string {
+	if k.s != "" {
+		return k.s
+	}
+	return commands.UUID(k.b)
+}
+
+func ulidKey(id string) idKey {
+	if u, err := ulid.ParseStrict(id); err == nil && u.String() == id {
+		return idKey{b: u}
+	}
+	return idKey{s: id}
+}
+
+func (k idKey) ulid() string {
+	if k.s != "" {
+		return k.s
+	}
+	return ulid.ULID(k.b).String()
+}
+
+// creationTypes is the first event of each kind of stream (docs/events.md,
+// invariant 2), by stream prefix.
+var creationTypes = map[string]string{
+	commands.StreamMerchant: commands.TypeMerchantRegistered,
+	commands.StreamInvoice:  commands.TypeInvoiceCreated,
+	commands.StreamPayment:  commands.TypePaymentCreated,
+	commands.StreamWidget:   commands.TypeWidgetCreated,
+}
+
+var creationPrefix = map[string]string{}
+
+func init() {
+	for p, t := range creationTypes {
+		creationPrefix[t] = p
+	}
+}
+
+// event checks one event; events come in sequence order with the chain
+// already checked (or being checked alongside). It returns the first
+// *Fault it finds.
+func (c *checker) event(e *ledger.Event) *Fault {
+	c.events++
+	c.last = e.Seq
+	if e.Version == 1 {
+		c.streams++
+	}
+	c.types[e.Type]++
+	c.ring[e.Seq%ringSize] = e.Hash
+
+	if x := c.expect; x != nil && (e.Type != commands.TypeInvoicePaid || e.Stream != x.stream) {
+		return fault(CheckInvoices, x.seq, x.payment, "payment.processed paid invoice %s but the next event is not its invoice.paid (they are one append)", x.invoice.uuid())
+	}
+	if f := c.creation(e); f != nil {
+		return f
+	}
+	switch {
+	case e.Stream == StreamCheckpoints || e.Type == TypeCheckpointSigned:
+		return c.checkpoint(e)
+	case strings.HasPrefix(e.Stream, commands.StreamInvoice+"-"):
+		return c.invoice(e)
+	case e.Type == commands.TypePaymentCreated:
+		return c.paymentCreated(e)
+	case e.Type == commands.TypePaymentProcessed:
+		return c.paymentProcessed(e)
+	}
+	return nil
+}
+
+// creation checks invariant 2: a stream of a known kind starts with its
+// creation event and has only one; a creation event is on a stream of its kind.
+func (c *checker) creation(e *ledger.Event) *Fault {
+	prefix, _, ok := strings.Cut(e.Stream, "-")
+	want, known := creationTypes[prefix]
+	switch {
+	case !ok || !known:
+		if p, isCreation := creationPrefix[e.Type]; isCreation {
+			return fault(CheckStreams, e.Seq, e.Stream, "%s on a stream that is not %s-<id>", e.Type, p)
+		}
+	case e.Version == 1 && e.Type != want:
+		return fault(CheckStreams, e.Seq, e.Stream, "the stream starts with %s, not %s", e.Type, want)
+	case e.Version > 1 && e.Type == want:
+		return fault(CheckStreams, e.Seq, e.Stream, "a second %s (version %d)", want, e.Version)
+	}
+	if e.Stream == StreamCheckpoints && e.Type != TypeCheckpointSigned || e.Type == TypeCheckpointSigned && e.Stream != StreamCheckpoints {
+		return fault(CheckStreams, e.Seq, e.Stream, "%s on stream %s: stream %s holds %s and nothing else", e.Type, e.Stream, StreamCheckpoints, TypeCheckpointSigned)
+	}
+	return nil
+}
+
+func decode(e *ledger.Event, check string, v any) *Fault {
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return fault(check, e.Seq, e.Stream, "%s data does not decode: %v", e.Type, err)
+	}
+	return nil
+}
+
+// invoice folds an invoice stream's events with the lifecycle of
+// docs/payments.md: pending -> success | expired | cancelled, and
+// expired -> success for a late payment, paid at most once, and paid only
+// by the payment.processed appended with it.
+func (c *checker) invoice(e *ledger.Event) *Fault {
+	id := strings.TrimPrefix(e.Stream, commands.StreamInvoice+"-")
+	k := uuidKey(id)
+	st := c.invoices[k]
+	switch e.Type {
+	case commands.TypeInvoiceCreated:
+		var d struct {
+			InvoiceID  string `json:"invoice_id"`
+			MerchantID string `json:"merchant_id"`
+		}
+		if f := decode(e, CheckInvoices, &d); f != nil {
+			return f
+		}
+		if d.InvoiceID != id || d.MerchantID == "" || d.MerchantID != e.Merchant {
+			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.created names invoice %q of merchant %q (envelope merchant %q)", d.InvoiceID, d.MerchantID, e.Merchant)
+		}
+		st = invoiceState{status: stPending}
+	case commands.TypeInvoiceCancelled, commands.TypeInvoiceExpired:
+		if st.status != stPending {
+			return fault(CheckInvoices, e.Seq, e.Stream, "%s of a %s invoice: only a pending invoice is cancelled or expires", e.Type, statusNames[st.status])
+		}
+		st.status = stCancelled
+		if e.Type == commands.TypeInvoiceExpired {
+			st.status = stExpired
+		}
+	case commands.TypeInvoicePaid:
+		var d struct {
+			PaymentID string `json:"payment_id"`
+			Late      bool   `json:"late"`
+		}
+		if f := decode(e, CheckInvoices, &d); f != nil {
+			return f
+		}
+		if st.status != stPending && st.status != stExpired {
+			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid of a %s invoice: an invoice is paid once, and only while pending or expired", statusNames[st.status])
+		}
+		x := c.expect
+		if x == nil || x.seq != e.Seq-1 || x.invoice != k || x.payment != d.PaymentID {
+			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid by %q is not appended with that payment's payment.processed (allocation invoice) for this invoice", d.PaymentID)
+		}
+		c.expect = nil
+		if st.status == stExpired && !d.Late {
+			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid of an expired invoice is not flagged late")
+		}
+		st.status, st.late = stSuccess, d.Late
+		st.paidBy = ulidKey(strings.TrimPrefix(d.PaymentID, commands.StreamPayment+"-"))
+	default:
+		return fault(CheckInvoices, e.Seq, e.Stream, "%s is not an invoice event", e.Type)
+	}
+	st.version, st.lastSeq = e.Version, e.Seq
+	c.invoices[k] = st
+	return nil
+}
+
+func (c *checker) paymentCreated(e *ledger.Event) *Fault {
+	var d struct {
+		PaymentID  string `json:"payment_id"`
+		InvoiceID  string `json:"invoice_id"`
+		MerchantID string `json:"merchant_id"`
+	}
+	if f := decode(e, CheckInvoices, &d); f != nil {
+		return f
+	}
+	if e.Stream != commands.StreamID(commands.StreamPayment, d.PaymentID) || d.MerchantID == "" || d.MerchantID != e.Merchant {
+		return fault(CheckInvoices, e.Seq, e.Stream, "payment.created names payment %q of merchant %q (envelope merchant %q)", d.PaymentID, d.MerchantID, e.Merchant)
+	}
+	ik := uuidKey(d.InvoiceID)
+	inv, ok := c.invoices[ik]
+	switch {
+	case !ok:
+		return fault(CheckInvoices, e.Seq, e.Stream, "payment for invoice %s, which does not exist", d.InvoiceID)
+	case inv.status != stPending:
+		return fault(CheckInvoices, e.Seq, e.Stream, "payment created for a %s invoice %s: only a pending invoice takes payments", statusNames[inv.status], d.InvoiceID)
+	}
+	c.payments[ulidKey(d.PaymentID)] = ik
+	return nil
+}
+
+// plainDecimal is money as the log writes it: a decimal string, no exponent.
+var plainDecimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
+
+// paymentProcessed checks the postings: each event's sum to zero in every
+// currency, and every merchant account in them is the event's merchant's,
+// so that one event never moves another merchant's money. It notes a
+// payment that paid its invoice, whose invoice.paid must come next.
+func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
+	var d struct {
+		Allocation string `json:"allocation"`
+		Postings   []struct {
+			Account  string          `json:"account"`
+			Currency string          `json:"currency"`
+			Amount   json.RawMessage `json:"amount"`
+		} `json:"postings"`
+	}
+	if f := decode(e, CheckPostings, &d); f != nil {
+		return f
+	}
+	pk := ulidKey(strings.TrimPrefix(e.Stream, commands.StreamPayment+"-"))
+	inv, ok := c.payments[pk]
+	if !ok {
+		return fault(CheckInvoices, e.Seq, e.Stream, "payment.processed of a payment that was never created")
+	}
+	if len(d.Postings) > 0 && e.Merchant == "" {
+		return fault(CheckPostings, e.Seq, e.Stream, "postings on an event without a merchant")
+	}
+	c.sums = c.sums[:0]
+	for i, p := range d.Postings {
+		var s string
+		if p.Account == "" || p.Currency == "" || json.Unmarshal(p.Amount, &s) != nil || !plainDecimal.MatchString(s) {
+			return fault(CheckPostings, e.Seq, e.Stream, "posting %d: want an account, a currency and a decimal string amount, got %q %q %s", i+1, p.Account, p.Currency, p.Amount)
+		}
+		amount, err := decimal.NewFromString(s)
+		if err != nil {
+			return fault(CheckPostings, e.Seq, e.Stream, "posting %d: amount %q: %v", i+1, s, err)
+		}
+		if name, owner, ok := strings.Cut(p.Account, ":"); ok && strings.HasPrefix(name, "merchant_") && owner != e.Merchant {
+			return fault(CheckPostings, e.Seq, e.Stream, "posting %d moves %s %s on %s, an account of merchant %q, in an event of merchant %q", i+1, amount, p.Currency, p.Account, owner, e.Merchant)
+		}
+		j := slices.IndexFunc(c.sums, func(cs curSum) bool { return cs.cur == p.Currency })
+		if j < 0 {
+			c.sums = append(c.sums, curSum{cur: p.Currency})
+			j = len(c.sums) - 1
+		}
+		c.sums[j].sum = c.sums[j].sum.Add(amount)
+		flow(c.totals, p.Currency).add(amount)
+		m := c.merchants[e.Merchant]
+		if m == nil {
+			m = map[string]*Flow{}
+			c.merchants[e.Merchant] = m
+		}
+		flow(m, p.Currency).add(amount)
+	}
+	for _, cs := range c.sums {
+		if !cs.sum.IsZero() {
+			return fault(CheckPostings, e.Seq, e.Stream, "%s postings sum to %s, not zero", cs.cur, cs.sum)
+		}
+	}
+	if len(d.Postings) > 0 {
+		c.postingEvents++
+	}
+	if d.Allocation == commands.AllocInvoice {
+		c.expect = &expectPaid{seq: e.Seq, payment: e.Stream, invoice: inv,
+			stream: commands.StreamID(commands.StreamInvoice, inv.uuid())}
+	}
+	return nil
+}
+
+func flow(m map[string]*Flow, cur string) *Flow {
+	f := m[cur]
+	if f == nil {
+		f = &Flow{}
+		m[cur] = f
+	}
+	return f
+}
+
+// checkpoint checks a checkpoint.signed event: its data, that it signs a
+// sequence before its own, its signature (with a trusted key, when some
+// are given), and the chain's hash at that sequence (now, or at the end
+// when it is further back than the ring remembers).
+func (c *checker) checkpoint(e *ledger.Event) *Fault {
+	cp, err := DecodeCheckpoint(e.Data)
+	if err != nil {
+		return &Fault{Seq: e.Seq, Stream: e.Stream, Check: CheckCheckpoints, Reason: err.Error(), Cause: err}
+	}
+	if cp.Seq == 0 || cp.Seq >= e.Seq {
+		return fault(CheckCheckpoints, e.Seq, e.Stream, "checkpoint signs sequence %d, which is not before its own", cp.Seq)
+	}
+	pub, _ := cp.Key() // DecodeCheckpoint checked it
+	if len(c.trusted) > 0 && !slices.ContainsFunc(c.trusted, func(k ed25519.PublicKey) bool { return sameKey(k, pub) }) {
+		return fault(CheckCheckpoints, e.Seq, e.Stream, "checkpoint of sequence %d is signed by key %s, not by a trusted key", cp.Seq, cp.PublicKey)
+	}
+	if err := cp.Verify(pub); err != nil {
+		return &Fault{Seq: e.Seq, Stream: e.Stream, Check: CheckCheckpoints, Cause: err,
+			Reason: fmt.Sprintf("checkpoint of sequence %d: forged or damaged signature: %v", cp.Seq, err)}
+	}
+	if e.Seq-cp.Seq < ringSize {
+		if h := c.ring[cp.Seq%ringSize]; h != cp.Hash {
+			return hashFault(e.Seq, cp.Seq, cp.Hash, h)
+		}
+	} else {
+		c.deferred = append(c.deferred, pendingCheckpoint{eventSeq: e.Seq, seq: cp.Seq, hash: cp.Hash})
+	}
+	c.checkpoints++
+	c.keys[cp.PublicKey]++
+	c.lastCP = CheckpointInfo{EventSeq: e.Seq, Seq: cp.Seq, Hash: cp.Hash, PublicKey: cp.PublicKey}
+	return nil
+}
+
+func hashFault(eventSeq, seq uint64, signed, chain ledger.Hash) *Fault {
+	return fault(CheckCheckpoints, eventSeq, StreamCheckpoints,
+		"checkpoint signs hash %s at sequence %d, but the chain has %s there", signed, seq, chain)
+}
+
+// finish makes the checks that need the whole log: an invoice.paid still
+// awaited, the deferred checkpoint hashes (hashAt gives the chain's hash at
+// each sequence asked, in increasing order), the totals, and a checkpoint
+// by a trusted key.
+func (c *checker) finish(hashAt func(seqs []uint64) (map[uint64]ledger.Hash, error)) error {
+	if x := c.expect; x != nil {
+		return fault(CheckInvoices, x.seq, x.payment, "payment.processed paid invoice %s but the log ends before its invoice.paid", x.invoice.uuid())
+	}
+	if len(c.deferred) > 0 {
+		seqs := make([]uint64, len(c.deferred))
+		for i, d := range c.deferred {
+			seqs[i] = d.seq
+		}
+		slices.Sort(seqs)
+		hashes, err := hashAt(slices.Compact(seqs))
+		if err != nil {
+			return err
+		}
+		for _, d := range c.deferred {
+			if h := hashes[d.seq]; h != d.hash {
+				return hashFault(d.eventSeq, d.seq, d.hash, h)
+			}
+		}
+	}
+	for _, m := range sortedKeys(c.merchants) {
+		for _, cur := range sortedKeys(c.merchants[m]) {
+			if n := c.merchants[m][cur].Net(); !n.IsZero() {
+				return fault(CheckPostings, 0, "", "merchant %q: %s postings sum to %s, not zero", m, cur, n)
+			}
+		}
+	}
+	for _, cur := range sortedKeys(c.totals) {
+		if n := c.totals[cur].Net(); !n.IsZero() {
+			return fault(CheckPostings, 0, "", "%s postings sum to %s in total, not zero", cur, n)
+		}
+	}
+	if len(c.trusted) > 0 && c.checkpoints == 0 {
+		return fault(CheckCheckpoints, 0, StreamCheckpoints, "no checkpoint signed by the trusted key in %d events: nothing anchors the log to it", c.events)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

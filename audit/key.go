@@ -1,0 +1,117 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// keyPrefix starts a checkpoint key file, naming the algorithm: the file is
+// "ed25519:" and the 32-byte private key seed in 64 hex digits. Another
+// algorithm would get another prefix; an unknown one is refused.
+const keyPrefix = "ed25519:"
+
+// LoadKey reads a checkpoint signing key file.
+// Errors: ErrBadKey, or the I/O error.
+func LoadKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseKeyFile(path, b)
+}
+
+func parseKeyFile(path string, b []byte) (ed25519.PrivateKey, error) {
+	s, ok := strings.CutPrefix(strings.TrimSpace(string(b)), keyPrefix)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s does not start with %q", ErrBadKey, path, keyPrefix)
+	}
+	seed, err := hex.DecodeString(s)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%w: %s: want %d hex digits after %q", ErrBadKey, path, 2*ed25519.SeedSize, keyPrefix)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// LoadOrCreateKey reads the checkpoint signing key at path, or makes a new
+// one there (mode 0600) if there is none, and reports whether it did. Two
+// processes creating it at once end up with the same key: the file is
+// linked into place only if absent.
+// Errors: ErrBadKey, or the I/O error.
+func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err error) {
+	key, err = LoadKey(path)
+	if !errors.Is(err, os.ErrNotExist) {
+		return key, false, err
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, false, fmt.Errorf("checkpoint key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, fmt.Errorf("checkpoint key: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return nil, false, fmt.Errorf("checkpoint key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(keyPrefix + hex.EncodeToString(seed) + "\n")
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("checkpoint key: write %s: %w", tmp.Name(), err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) { // made meanwhile by another process
+			key, err = LoadKey(path)
+			return key, false, err
+		}
+		return nil, false, fmt.Errorf("checkpoint key: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return ed25519.NewKeyFromSeed(seed), true, nil
+}
+
+// PublicKeyHex is a public key as checkpoints and payledger keygen write it.
+func PublicKeyHex(pub ed25519.PublicKey) string { return hex.EncodeToString(pub) }
+
+// ParsePublicKey parses an Ed25519 public key written as 64 hex digits or
+// as base64 (standard or URL alphabet, padded or not) of its 32 bytes.
+// Errors: ErrBadKey.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, keyPrefix) {
+		return nil, fmt.Errorf("%w: this is a private key; give the public key (payledger keygen prints it)", ErrBadKey)
+	}
+	if len(s) == 2*ed25519.PublicKeySize {
+		if b, err := hex.DecodeString(s); err == nil {
+			return ed25519.PublicKey(b), nil
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == ed25519.PublicKeySize {
+			return ed25519.PublicKey(b), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: an Ed25519 public key is 64 hex digits or 44 characters of base64", ErrBadKey)
+}
+
+// sameKey reports whether two public keys are equal.
+func sameKey(a, b ed25519.PublicKey) bool { return bytes.Equal(a, b) }
