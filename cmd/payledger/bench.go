@@ -53,6 +53,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile()
 	}
 	base, key := strings.TrimRight(*server, "/"), *apiKey
+	logStats := func() string { return "" }
 	if base == "" {
 		dir := *dataDir
 		if dir == "" {
@@ -82,6 +83,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		base, key = n.BaseURL(), m.APIKey
+		logStats = func() string { return commitStats(n) }
 		fmt.Fprintf(stdout, "in-process node at %s (data dir %s, NATS relay %v)\n", base, dir, !*noNATS)
 	} else if key == "" {
 		return &exitError{code: 2, err: fmt.Errorf("--api-key is required with --server")}
@@ -148,9 +150,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		default:
 			return &exitError{code: 2, err: fmt.Errorf("unknown mode %q", m)}
 		}
+		before := logStats()
 		res, err := loadgen.Run(ctx, cfg, mk)
 		if err != nil {
 			return err
+		}
+		if after := logStats(); after != "" && after != before {
+			fmt.Fprintf(stdout, "  log since start: %s\n", after)
 		}
 		fmt.Fprintf(stdout, "%s (durable, %d connections): %s", m, *conns, res)
 		if ceiling.Throughput > 0 {
@@ -166,4 +172,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func benchRate() commands.SetRate {
 	return commands.SetRate{Meta: commands.Meta{CommandID: ulid.Make(), Time: time.Now(), Correlation: "bench"}, Currency: "UAH", Rate: "41.50"}
+}
+
+// commitStats summarises the in-process node's group commits from its metrics.
+func commitStats(n *node.Node) string {
+	mfs, err := n.Registry.Gather()
+	if err != nil {
+		return ""
+	}
+	var commits, events, seconds float64
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "payledger_log_commits_total":
+				commits = m.GetCounter().GetValue()
+			case "payledger_events_appended_total":
+				events = m.GetCounter().GetValue()
+			case "payledger_append_commit_seconds":
+				seconds = m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	if commits == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f events in %.0f group commits (%.1f events a commit), mean commit %.2f ms",
+		events, commits, events/commits, 1000*seconds/commits)
 }
