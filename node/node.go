@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.etcd.io/bbolt"
 
+	"github.com/payledger/payledger/audit"
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/http/api"
 	"github.com/payledger/payledger/http/pages"
@@ -71,6 +72,8 @@ type Config struct {
 	Clock commands.Clock
 	// ShutdownTimeout bounds a graceful shutdown. Default 30s.
 	ShutdownTimeout time.Duration
+	// Checkpoints configures the signed checkpoints of the log (checkpoint.go).
+	Checkpoints CheckpointConfig
 }
 
 func (c *Config) defaults() {
@@ -111,6 +114,8 @@ type Node struct {
 	Scheduler *commands.Scheduler
 	NATS      *stream.Node
 	Webhooks  *webhooks.Dispatcher
+	// Checkpoints signs the log's head (nil when Config.Checkpoints.Disabled).
+	Checkpoints *audit.Checkpointer
 
 	API *api.Server
 
@@ -210,6 +215,9 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 			cfg.Logger.Error("webhook dispatcher stopped", "err", err)
 		}
 	}()
+	if err := n.startCheckpoints(bgctx); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
