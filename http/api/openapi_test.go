@@ -374,6 +374,9 @@ func operations() []operation {
 		{route: "POST /admin/v1/payments/{id}/process", id: "adminProcessPayment", tag: "sandbox", summary: "Sandbox: the money arrived (PROCESSED); pays the invoice", security: a, params: []js{pPayment}, body: "ProcessRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 		{route: "POST /admin/v1/payments/{id}/reject", id: "adminRejectPayment", tag: "sandbox", summary: "Sandbox: reject the payment (REJECTED)", security: a, params: []js{pPayment}, body: "ReasonRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 		{route: "POST /admin/v1/payments/{id}/fail", id: "adminFailPayment", tag: "sandbox", summary: "Sandbox: the gateway failed (ERROR)", security: a, params: []js{pPayment}, body: "ReasonRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
+		{route: "GET /admin/v1/backup", id: "adminBackup", tag: "admin", summary: "A consistent snapshot of the log's bbolt file (ledger.db), taken while serving",
+			desc:     "The log and its views as one read transaction saw them, while appends go on: a file payledger serve opens as its ledger.db (docs/operations.md, backup and restore). Content-Disposition names the head sequence (ledger-<seq>.db); Payledger-Head-Seq and Payledger-Head-Hash give the head. One backup runs at a time; a second waits.",
+			security: a, status: 200, errors: []int{401, 429}},
 
 		{route: "GET /api/v1/webhooks/deliveries", id: "listDeliveries", tag: "webhooks", summary: "List the merchant's webhook deliveries", security: m,
 			params: []js{queryParam("status", "Only deliveries in this status", js{"type": "string", "enum": []any{"pending", "delivered", "failed"}}), qPage, qSize},
@@ -446,6 +449,13 @@ func buildOpenAPI() js {
 			ok["content"] = js{"text/plain": js{"schema": js{"type": "string"}}}
 		case pattern == "/openapi.json":
 			ok["content"] = js{"application/json": js{"schema": js{"type": "object"}}}
+		case pattern == "/admin/v1/backup":
+			ok["content"] = js{"application/octet-stream": js{"schema": js{"type": "string", "format": "binary"}}}
+			ok["headers"] = js{
+				"Content-Disposition": js{"description": `attachment; filename="ledger-<head seq>.db"`, "schema": js{"type": "string"}},
+				"Payledger-Head-Seq":  js{"description": "The snapshot's last sequence", "schema": js{"type": "integer"}},
+				"Payledger-Head-Hash": js{"description": "The hash of the event at that sequence, 64 hex digits", "schema": js{"type": "string"}},
+			}
 		}
 		rs[itoa(o.status)] = ok
 		errSchema := "Error"
