@@ -231,6 +231,8 @@ func TestValidateNew(t *testing.T) {
 		{"bad json", "s", func(e *ledger.NewEvent) { e.Data = json.RawMessage(`{`) }, false},
 		{"no data", "s", func(e *ledger.NewEvent) { e.Data = nil }, false},
 		{"indented data", "s", func(e *ledger.NewEvent) { e.Data = json.RawMessage("{\n  \"a\": 1\n}") }, false},
+		{"data with leading space", "s", func(e *ledger.NewEvent) { e.Data = json.RawMessage(` {"a": 1}`) }, false},
+		{"data with trailing tab", "s", func(e *ledger.NewEvent) { e.Data = json.RawMessage("{\"a\": 1}\t") }, false},
 		{"spaced data", "s", func(e *ledger.NewEvent) { e.Data = json.RawMessage(`{"a": "x\ny"}`) }, true},
 		{"empty claim", "s", func(e *ledger.NewEvent) { e.Claims = []string{""} }, false},
 		{"too many claims", "s", func(e *ledger.NewEvent) { e.Claims = make([]string, ledger.MaxClaims+1) }, false},

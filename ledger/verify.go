@@ -113,6 +113,8 @@ func unwrapClass(err error) error {
 	return ErrCorrupt
 }
 
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
 // ValidateNew checks an event proposed for stream before it is appended.
 func ValidateNew(stream string, e *NewEvent) error {
 	switch {
@@ -141,6 +143,10 @@ func ValidateNew(stream string, e *NewEvent) error {
 		// Outside strings a line break is only white space; refusing it
 		// keeps every event one line of JSON Lines, byte for byte.
 		return fmt.Errorf("%w: %s: data holds a line break (marshal it compact)", ErrInvalidEvent, e.Type)
+	case isJSONSpace(e.Data[0]) || isJSONSpace(e.Data[len(e.Data)-1]):
+		// A JSON parser drops white space around a value, so data carried
+		// inside JSON (export, the stream) would no longer hash the same.
+		return fmt.Errorf("%w: %s: data starts or ends with white space", ErrInvalidEvent, e.Type)
 	}
 	for _, c := range e.Claims {
 		if c == "" || len(c) > MaxStringLen || !utf8.ValidString(c) {
