@@ -53,12 +53,8 @@ func (inv *Invoice) apply(e ledger.Event) error {
 // ErrNotFound.
 func (s *Service) LoadInvoice(ctx context.Context, merchantID, invoiceID string) (*Invoice, error) {
 	inv := &Invoice{}
-	v, err := s.load(ctx, StreamID(StreamInvoice, invoiceID), inv.apply)
-	if err != nil {
+	if err := s.loadOwned(ctx, StreamInvoice, invoiceID, merchantID, inv.apply, func() string { return inv.MerchantID }); err != nil {
 		return nil, err
-	}
-	if v == 0 || (merchantID != "" && inv.MerchantID != merchantID) {
-		return nil, fmt.Errorf("invoice %s: %w", invoiceID, ErrNotFound)
 	}
 	return inv, nil
 }

@@ -56,12 +56,8 @@ func (p *Payment) apply(e ledger.Event) error {
 // merchantID other than "" must own it, else ErrNotFound.
 func (s *Service) LoadPayment(ctx context.Context, merchantID, paymentID string) (*Payment, error) {
 	p := &Payment{}
-	v, err := s.load(ctx, StreamID(StreamPayment, paymentID), p.apply)
-	if err != nil {
+	if err := s.loadOwned(ctx, StreamPayment, paymentID, merchantID, p.apply, func() string { return p.MerchantID }); err != nil {
 		return nil, err
-	}
-	if v == 0 || (merchantID != "" && p.MerchantID != merchantID) {
-		return nil, fmt.Errorf("payment %s: %w", paymentID, ErrNotFound)
 	}
 	return p, nil
 }

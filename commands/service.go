@@ -121,6 +121,20 @@ func (s *Service) load(ctx context.Context, stream string, apply func(ledger.Eve
 	return uint64(len(evs)), nil
 }
 
+// loadOwned folds the stream prefix-id with apply. It fails with ErrNotFound
+// when the stream is empty, or when merchantID is not "" and is not the
+// aggregate's owner: a merchant never learns another's aggregates exist.
+func (s *Service) loadOwned(ctx context.Context, prefix, id, merchantID string, apply func(ledger.Event) error, owner func() string) error {
+	v, err := s.load(ctx, StreamID(prefix, id), apply)
+	if err != nil {
+		return err
+	}
+	if v == 0 || (merchantID != "" && owner() != merchantID) {
+		return fmt.Errorf("%s %s: %w", prefix, id, ErrNotFound)
+	}
+	return nil
+}
+
 // eventIDs derives event ids from the command: the same command always gets
 // the same ids, so a retried decision is identical.
 type eventIDs struct {

@@ -42,12 +42,8 @@ func (w *Widget) apply(e ledger.Event) error {
 // LoadWidget folds a widget's stream; merchantID "" loads any merchant's.
 func (s *Service) LoadWidget(ctx context.Context, merchantID, widgetID string) (*Widget, error) {
 	w := &Widget{}
-	v, err := s.load(ctx, StreamID(StreamWidget, widgetID), w.apply)
-	if err != nil {
+	if err := s.loadOwned(ctx, StreamWidget, widgetID, merchantID, w.apply, func() string { return w.MerchantID }); err != nil {
 		return nil, err
-	}
-	if v == 0 || (merchantID != "" && w.MerchantID != merchantID) {
-		return nil, fmt.Errorf("widget %s: %w", widgetID, ErrNotFound)
 	}
 	return w, nil
 }
