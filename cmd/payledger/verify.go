@@ -2,29 +2,86 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
+	"github.com/payledger/payledger/audit"
 	"github.com/payledger/payledger/ledger"
 )
 
 func init() {
-	register(&command{name: "verify", summary: "verify the event log's hash chain, sequence, stream versions and index", run: runVerify})
+	register(&command{name: "verify", summary: "verify the event log (or an export): hash chain, postings, invoice statuses, projections, signed checkpoints", run: runVerify})
 }
 
-// runVerify walks the whole log read-only. Exit status: 0 when it verifies,
-// 1 when it does not (the error names the first bad sequence) or cannot be
-// opened, 2 on bad usage.
+// keyList is a repeatable --public-key.
+type keyList []ed25519.PublicKey
+
+func (k *keyList) String() string { return fmt.Sprint(len(*k), " keys") }
+
+func (k *keyList) Set(s string) error {
+	pub, err := readPublicKey(s)
+	if err != nil {
+		return err
+	}
+	*k = append(*k, pub)
+	return nil
+}
+
+// readPublicKey takes a public key as hex or base64, or a file holding one
+// (such as payledger keygen's output).
+func readPublicKey(arg string) (ed25519.PublicKey, error) {
+	pub, err := audit.ParsePublicKey(arg)
+	if err == nil {
+		return pub, nil
+	}
+	b, ferr := os.ReadFile(arg)
+	if errors.Is(ferr, fs.ErrNotExist) || (ferr == nil && len(b) > 4096) {
+		return nil, err
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	pub, err = audit.ParsePublicKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", arg, err)
+	}
+	return pub, nil
+}
+
+// runVerify checks a log read-only (or an export), in order: the hash
+// chain, sequence continuity, stream versions, index and head; that every
+// stream starts with its creation event; postings per currency and per
+// merchant; that every invoice's status follows from its events and its
+// view says so; the signed checkpoints; and that the views equal a rebuild.
+// It prints what it found and stops at the first fault. Exit status: 0
+// when everything verifies, 1 at a fault (the error names the first bad
+// sequence) or when the log cannot be opened, 2 on bad usage.
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verify", stderr)
 	dataDir := dataDirFlag(fs)
+	export := fs.String("export", "", "verify this export file (payledger export's JSON Lines, from sequence 1) instead of a log")
+	var keys keyList
+	fs.Var(&keys, "public-key", "trusted checkpoint key: hex or base64 Ed25519 public key, or a file holding one (payledger keygen prints it); repeat for several. Every checkpoint must be signed by one, and there must be one")
+	skipRebuild := fs.Bool("skip-rebuild", false, "leave out the slowest check: rebuilding every view and comparing it with the live one")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: payledger verify [--data-dir D]")
-		fmt.Fprintln(stderr, "\nRecomputes every record's hash and the chain, and checks sequence continuity,")
-		fmt.Fprintln(stderr, "per-stream versions, the stream index and the head. Exits 1 naming the first bad")
-		fmt.Fprintln(stderr, "sequence. The log must not be open in a running server.")
+		fmt.Fprintln(stderr, "usage: payledger verify [--data-dir D | --export FILE] [--public-key K]... [--skip-rebuild]")
+		fmt.Fprintln(stderr, "\nChecks, in order, and stops at the first fault, naming its sequence and stream:")
+		fmt.Fprintln(stderr, "  chain        every record's hash, the chain, sequence continuity, stream versions, index, head")
+		fmt.Fprintln(stderr, "  streams      every stream starts with its creation event, and has one")
+		fmt.Fprintln(stderr, "  postings     every event's postings sum to zero per currency and touch only its merchant's")
+		fmt.Fprintln(stderr, "               accounts; each merchant's and all postings sum to zero")
+		fmt.Fprintln(stderr, "  invoices     every invoice's events follow its lifecycle, and its view says what they say")
+		fmt.Fprintln(stderr, "  checkpoints  each signature, over the exact (sequence, hash) it names, and the chain's hash there")
+		fmt.Fprintln(stderr, "  projections  the views equal a rebuild from the log (not for an export)")
+		fmt.Fprintln(stderr, "\nThe log is opened read-only and must not be open in a running server (back it up")
+		fmt.Fprintln(stderr, "with payledger backup and verify the copy). An export needs only the public key.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -34,28 +91,109 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	s, path, err := openLogReadOnly(*dataDir)
-	if err != nil {
-		return err
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["export"] && set["data-dir"] {
+		return &exitError{code: 2, err: errors.New("give --data-dir or --export, not both")}
 	}
-	defer s.Close()
+	opts := audit.Options{PublicKeys: keys, SkipRebuild: *skipRebuild}
+
+	var (
+		path string
+		rep  audit.Report
+		err  error
+	)
 	start := time.Now()
-	h, err := s.Verify(ctx)
-	took := time.Since(start)
-	var ve *ledger.VerifyError
-	if errors.As(err, &ve) {
-		fmt.Fprintf(stdout, "%s: FAILED at sequence %d: %s\n", path, ve.Seq, ve.Reason)
-		fmt.Fprintf(stdout, "the %d events before it verify; last good head %d %s\n", h.Seq, h.Seq, h.Hash)
-		return fmt.Errorf("%s: first bad sequence %d: %w", path, ve.Seq, err)
+	if *export != "" {
+		path = *export
+		f, ferr := os.Open(path)
+		if ferr != nil {
+			return ferr
+		}
+		defer f.Close()
+		rep, err = audit.VerifyExport(ctx, f, opts)
+	} else {
+		s, p, oerr := openLogReadOnly(*dataDir)
+		if oerr != nil {
+			return oerr
+		}
+		defer s.Close()
+		path = p
+		rep, err = audit.Run(ctx, s, opts)
 	}
-	if err != nil {
+	took := time.Since(start)
+
+	var f *audit.Fault
+	isFault := errors.As(err, &f)
+	if isFault && f.Check == audit.CheckChain {
+		reason := f.Reason
+		var ve *ledger.VerifyError
+		if errors.As(err, &ve) {
+			reason = ve.Reason
+		}
+		fmt.Fprintf(stdout, "%s: FAILED at sequence %d: %s\n", path, f.Seq, reason)
+		fmt.Fprintf(stdout, "the %d events before it verify; last good head %d %s\n", rep.Head.Seq, rep.Head.Seq, rep.Head.Hash)
+		return fmt.Errorf("%s: first bad sequence %d: %w", path, f.Seq, err)
+	}
+	if err != nil && !isFault {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	rate := ""
-	if s := took.Seconds(); s > 0 && h.Seq > 0 {
-		rate = fmt.Sprintf(", %.0f events/s", float64(h.Seq)/s)
+	chainTook := rep.Took.Chain
+	if *export != "" {
+		chainTook = took
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d events verified in %s%s\n", path, h.Seq, took.Round(time.Millisecond), rate)
-	fmt.Fprintf(stdout, "head: seq %d hash %s\n", h.Seq, h.Hash)
+	rate := ""
+	if s := chainTook.Seconds(); s > 0 && rep.Head.Seq > 0 {
+		rate = fmt.Sprintf(", %.0f events/s", float64(rep.Head.Seq)/s)
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d events verified in %s%s\n", path, rep.Head.Seq, chainTook.Round(time.Millisecond), rate)
+	fmt.Fprintf(stdout, "head: seq %d hash %s\n", rep.Head.Seq, rep.Head.Hash)
+	printAudit(stdout, rep, isFault)
+	if isFault {
+		fmt.Fprintf(stdout, "%s: FAILED: %s\n", path, strings.TrimPrefix(f.Error(), "audit: "))
+		if f.Seq != 0 {
+			return fmt.Errorf("%s: first bad sequence %d: %w", path, f.Seq, err)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "%s: ok: every check passed in %s\n", path, took.Round(time.Millisecond))
 	return nil
+}
+
+// printAudit prints what the checks after the chain found; partial is a
+// report cut short by a fault.
+func printAudit(w io.Writer, r audit.Report, partial bool) {
+	if partial {
+		fmt.Fprintf(w, "checked up to the fault: %d events\n", r.Events)
+	}
+	fmt.Fprintf(w, "streams: %d\n", r.Streams)
+	printCounts(w, "invoices", r.Invoices, invoiceStatusOrder)
+	fmt.Fprintf(w, "postings: %d events", r.PostingEvents)
+	if !partial {
+		fmt.Fprint(w, ", each balanced per currency and per merchant")
+	}
+	fmt.Fprintln(w)
+	for _, cur := range sortedKeys(r.Totals) {
+		t := r.Totals[cur]
+		fmt.Fprintf(w, "  %-6s debits %s  credits %s  net %s\n", cur, t.Debits, t.Credits, t.Net())
+	}
+	for _, m := range sortedKeys(r.Merchants) {
+		fmt.Fprintf(w, "  merchant %s:", m)
+		for _, cur := range sortedKeys(r.Merchants[m]) {
+			t := r.Merchants[m][cur]
+			fmt.Fprintf(w, " %s debits %s credits %s;", cur, t.Debits, t.Credits)
+		}
+		fmt.Fprintln(w)
+	}
+	switch {
+	case r.Checkpoints == 0:
+		fmt.Fprintf(w, "checkpoints: none (%d events not covered by a signature)\n", r.Uncovered)
+	default:
+		lc := r.LastCheckpoint
+		fmt.Fprintf(w, "checkpoints: %d verified, signed by %s; the last (at sequence %d) signs sequence %d hash %s; events after it: %d\n",
+			r.Checkpoints, strings.Join(r.Keys, ", "), lc.EventSeq, lc.Seq, lc.Hash, r.Uncovered)
+	}
+	if r.Views != "" {
+		fmt.Fprintf(w, "views: %s\n", r.Views)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +15,12 @@ import (
 	"github.com/oklog/ulid/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/payledger/payledger/audit"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
+	"github.com/payledger/payledger/node"
+	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/stream"
 )
 
 func TestVerifyCommand(t *testing.T) {
@@ -75,6 +80,8 @@ func TestVerifyCommandErrors(t *testing.T) {
 
 // auditLog writes a closed log of n events (streams s0..s3, some claims,
 // data with characters JSON escapes) in a new data dir and returns the dir.
+// Their type is none the domain knows, so the checks after the chain
+// (postings, invoices, projections) pass over them.
 func auditLog(t *testing.T, n int) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -85,7 +92,7 @@ func auditLog(t *testing.T, n int) string {
 	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	for i := range n {
 		e := ledger.NewEvent{
-			ID: ulid.Make(), Type: "invoice.created", Time: t0.Add(time.Duration(i) * time.Millisecond),
+			ID: ulid.Make(), Type: "test.event", Time: t0.Add(time.Duration(i) * time.Millisecond),
 			Merchant: "m-1", Correlation: fmt.Sprintf("req-%d", i),
 			Data: json.RawMessage(fmt.Sprintf(`{"i": %d, "note": "<a & b>\u00e9"}`, i)),
 		}
@@ -127,5 +134,179 @@ func tamper(t *testing.T, dir string, seq uint64) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// signCheckpoint appends a checkpoint of the head of dir's log, signed with
+// the data dir's checkpoint key (made if absent) at time at, and returns
+// the public key in hex.
+func signCheckpoint(t *testing.T, dir string, at time.Time) string {
+	t.Helper()
+	s, err := boltlog.Open(filepath.Join(dir, logFileName), &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	key, _, err := audit.LoadOrCreateKey(filepath.Join(dir, node.CheckpointKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := audit.NewCheckpointer(s, key, audit.CheckpointConfig{Now: func() time.Time { return at }})
+	if _, ok, err := c.Checkpoint(context.Background()); !ok || err != nil {
+		t.Fatalf("checkpoint: %v %v", ok, err)
+	}
+	return audit.PublicKeyHex(c.PublicKey())
+}
+
+func TestVerifyCommandReportsTheLedger(t *testing.T) {
+	dir := replayLog(t)
+	code, out, errs := runCmd(t, "verify", "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("verify = %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{
+		"ok: 14 events verified",
+		"head: seq 14 ",
+		"streams: 9",
+		"invoices: 4  pending 1  success 2  expired 0  cancelled 1",
+		"postings: 2 events, each balanced per currency and per merchant",
+		"  UAH    debits 3000  credits -3000  net 0",
+		"  merchant m2: UAH debits 1500 credits -1500; USDT debits 36.144578 credits -36.144578;",
+		"checkpoints: none (14 events not covered by a signature)",
+		"views: compared",
+		"ok: every check passed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestVerifyCommandNamesInvoiceViewFault: the view of an invoice edited in
+// the file, behind the log: verify names the invoice and its last event.
+func TestVerifyCommandNamesInvoiceViewFault(t *testing.T) {
+	dir := replayLog(t)
+	db, err := bbolt.Open(filepath.Join(dir, logFileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := projections.NewViews(db).InvoiceByExternalID("m1", "o3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv.Status = "success"
+	raw, _ := json.Marshal(inv)
+	if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("v_invoices")).Put([]byte(inv.InvoiceID), raw) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	code, out, errs := runCmd(t, "verify", "--data-dir", dir)
+	want := "FAILED: invoices at sequence 5 (stream invoice-" + inv.InvoiceID + "): the view of invoice " + inv.InvoiceID + " says success, its events say pending"
+	if code != 1 || !strings.Contains(out, want) || !strings.Contains(errs, "first bad sequence 5") {
+		t.Fatalf("verify = %d, want %q\n%s%s", code, want, out, errs)
+	}
+	if !strings.Contains(out, "ok: 14 events verified") {
+		t.Fatalf("verify did not report the chain as good:\n%s", out)
+	}
+}
+
+// TestVerifyCommandCheckpoints: a log and its export verified against the
+// public key alone; another key, and a forged signature (with the chain
+// re-hashed around it), refused.
+func TestVerifyCommandCheckpoints(t *testing.T) {
+	dir := replayLog(t)
+	pub := signCheckpoint(t, dir, replayT0.Add(time.Hour))
+	code, out, errs := runCmd(t, "verify", "--data-dir", dir, "--public-key", pub)
+	if code != 0 || !strings.Contains(out, "checkpoints: 1 verified, signed by "+pub+"; the last (at sequence 15) signs sequence 14") || !strings.Contains(out, "events after it: 1") {
+		t.Fatalf("verify --public-key = %d\n%s%s", code, out, errs)
+	}
+	keyFile := filepath.Join(t.TempDir(), "payledger.pub")
+	_, kout, _ := runCmd(t, "keygen", "--data-dir", dir)
+	if strings.TrimSpace(kout) != pub {
+		t.Fatalf("keygen printed %q, the checkpoint names %s", kout, pub)
+	}
+	if err := os.WriteFile(keyFile, []byte(kout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runCmd(t, "verify", "--data-dir", dir, "--public-key", keyFile); code != 0 {
+		t.Fatalf("verify --public-key FILE = %d\n%s%s", code, out, errs)
+	}
+	other := strings.Repeat("ab", 32)
+	if code, out, _ := runCmd(t, "verify", "--data-dir", dir, "--public-key", other); code != 1 || !strings.Contains(out, "FAILED: checkpoints at sequence 15") || !strings.Contains(out, "not by a trusted key") {
+		t.Fatalf("verify with another key = %d\n%s", code, out)
+	}
+	if code, _, errs := runCmd(t, "verify", "--data-dir", dir, "--public-key", "nonsense"); code != 2 || !strings.Contains(errs, "Ed25519 public key") {
+		t.Fatalf("verify with a bad key = %d: %s", code, errs)
+	}
+	if code, _, _ := runCmd(t, "verify", "--data-dir", dir, "--export", "x.jsonl"); code != 2 {
+		t.Fatalf("verify with --data-dir and --export = %d", code)
+	}
+
+	// The export, with the public key only.
+	_, exp, _ := runCmd(t, "export", "--data-dir", dir)
+	expFile := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := os.WriteFile(expFile, []byte(exp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd(t, "verify", "--export", expFile, "--public-key", pub)
+	if code != 0 || !strings.Contains(out, expFile+": ok: 15 events verified") || !strings.Contains(out, "checkpoints: 1 verified") ||
+		!strings.Contains(out, "views: none (an export)") || !strings.Contains(out, "invoices: 4  pending 1  success 2") {
+		t.Fatalf("verify --export = %d\n%s%s", code, out, errs)
+	}
+
+	// A forged signature, the chain re-hashed from it so that only the
+	// signature can tell.
+	evs := exportLines(t, exp)
+	cp := &evs[14]
+	var data map[string]any
+	_ = json.Unmarshal(cp.Data, &data)
+	sig := []byte(data["signature"].(string))
+	sig[0] ^= 1
+	data["signature"] = string(sig)
+	cp.Data, _ = json.Marshal(data)
+	var forged []byte
+	for i := range evs {
+		e := &evs[i]
+		if i > 0 {
+			e.PrevHash = evs[i-1].Hash
+		}
+		ledger.Encode(nil, e)
+		forged = append(stream.AppendJSON(forged, e), '\n')
+	}
+	if err := os.WriteFile(expFile, forged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd(t, "verify", "--export", expFile, "--public-key", pub)
+	if code != 1 || !strings.Contains(out, "FAILED: checkpoints at sequence 15 (stream checkpoints): checkpoint of sequence 14: forged or damaged signature") ||
+		!strings.Contains(errs, "first bad sequence 15") {
+		t.Fatalf("verify of a forged checkpoint = %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestReplayUntilWithCheckpoints: checkpoint events are applied (counted)
+// by a replay and change no view; --until cuts before or after them.
+func TestReplayUntilWithCheckpoints(t *testing.T) {
+	dir := replayLog(t)
+	signCheckpoint(t, dir, replayT0.Add(20*time.Minute))
+	code, out, errs := runCmd(t, "replay", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "events: 15 applied (log head 15)") || !strings.Contains(out, "live views: identical to the replay") {
+		t.Fatalf("replay = %d\n%s%s", code, out, errs)
+	}
+	for _, tc := range []struct {
+		until  time.Duration
+		events string
+	}{
+		{15 * time.Minute, "events: 14 applied"},
+		{25 * time.Minute, "events: 15 applied"},
+	} {
+		code, out, errs := runCmd(t, "replay", "--data-dir", dir, "--until", replayT0.Add(tc.until).Format(time.RFC3339))
+		if code != 0 || !strings.Contains(out, tc.events) || !strings.Contains(out, "invoices: 4  pending 1  success 2  expired 0  cancelled 1") ||
+			!strings.Contains(out, "posting totals: UAH 0 USDT 0") {
+			t.Fatalf("replay --until +%s = %d\n%s%s", tc.until, code, out, errs)
+		}
+	}
+	code, out, _ = runCmd(t, "replay", "--data-dir", dir, "--until", replayT0.Add(150*time.Second).Format(time.RFC3339))
+	if code != 0 || !strings.Contains(out, "events: 8 applied") || !strings.Contains(out, "invoices: 3  pending 2  success 1") {
+		t.Fatalf("replay --until +2m30s = %d\n%s", code, out)
 	}
 }

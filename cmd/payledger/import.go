@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/payledger/payledger/audit"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
+)
+
+func init() {
+	register(&command{name: "import", summary: "re-import payledger export output into a log, checking every hash and the chain", run: runImport})
+}
+
+// Import batches: one Store.Import (one commit) each, so memory stays
+// bounded however long the export.
+const (
+	importBatch      = 4096
+	importBatchBytes = 4 << 20
+)
+
+// runImport reads an export (JSON Lines) and appends its events with their
+// ids, positions and hashes (boltlog.Store.Import), with the projections
+// inline as serve runs them, so the result is the same log: exporting it
+// again gives the same bytes. Every line must be in export form and every
+// event must continue the chain; the first that does not stops the import,
+// named by its sequence. Into a data dir without events it imports all or
+// nothing (into ledger.db.import, renamed into place once the whole log
+// verifies); a log with events is continued from its head, the export's
+// events up to the head being skipped once the one at the head matches.
+func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("import", stderr)
+	dataDir := dataDirFlag(fs)
+	from := fs.String("from", "", `the export file ("-": standard input)`)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: payledger import --data-dir D --from FILE")
+		fmt.Fprintln(stderr, "\nRe-imports the output of payledger export into <data-dir>/ledger.db, checking every")
+		fmt.Fprintln(stderr, "line's hash and the chain, and builds the projections as it goes. Into a data dir")
+		fmt.Fprintln(stderr, "without events it imports all or nothing; a log with events is continued from its")
+		fmt.Fprintln(stderr, "head. A tampered line stops it, naming its sequence. The node must be stopped.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageError(err)
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if *from == "" {
+		return &exitError{code: 2, err: errors.New("--from FILE is required")}
+	}
+	var in io.Reader = os.Stdin
+	if *from != "-" {
+		f, err := os.Open(*from)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(*dataDir, logFileName)
+
+	if _, err := os.Stat(path); err == nil {
+		st, err := openReplicaLog(path)
+		if err != nil {
+			return err
+		}
+		if before := st.Head(); before.Seq > 0 {
+			head, n, err := importInto(ctx, st, in, stderr)
+			if cerr := st.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("%w (the log keeps the events up to %d)", err, head.Seq)
+			}
+			fmt.Fprintf(stdout, "imported %d events into %s: head %d %s\n", n, path, head.Seq, head.Hash)
+			return nil
+		}
+		if err := st.Close(); err != nil {
+			return err
+		}
+	}
+
+	tmp := path + ".import"
+	if err := boltlog.Remove(tmp); err != nil {
+		return err
+	}
+	st, err := openReplicaLog(tmp)
+	if err != nil {
+		return err
+	}
+	head, n, err := importInto(ctx, st, in, stderr)
+	if err == nil {
+		_, err = st.Verify(ctx)
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = boltlog.Remove(tmp)
+		return fmt.Errorf("%w (nothing imported)", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if err := syncDir(*dataDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %d events into %s: head %d %s\n", n, path, head.Seq, head.Hash)
+	return nil
+}
+
+// importInto appends the export's events past st's head, in batches. It
+// returns the log's head and how many events it imported.
+func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.Writer) (ledger.Head, int, error) {
+	start := st.Head()
+	batch := make([]ledger.Event, 0, importBatch)
+	size, n := 0, 0
+	last := time.Now()
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := st.Import(ctx, batch); err != nil {
+			var ve *ledger.VerifyError
+			if errors.As(err, &ve) {
+				return fmt.Errorf("refused at sequence %d: %w", ve.Seq, err)
+			}
+			return err
+		}
+		n += len(batch)
+		clear(batch)
+		batch, size = batch[:0], 0
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(stderr, "payledger import: at sequence %d\n", st.Head().Seq)
+		}
+		return nil
+	}
+	for e, err := range audit.ReadExport(in) {
+		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return st.Head(), n, ferr
+			}
+			var ee *audit.ExportError
+			if errors.As(err, &ee) && ee.Seq != 0 {
+				return st.Head(), n, fmt.Errorf("refused at sequence %d: %w", ee.Seq, err)
+			}
+			return st.Head(), n, err
+		}
+		if e.Seq <= start.Seq {
+			// Already in the log: the export must agree at the head.
+			if e.Seq == start.Seq && e.Hash != start.Hash {
+				return st.Head(), n, fmt.Errorf("refused at sequence %d: the export's event is not the log's head %s", e.Seq, start.Hash)
+			}
+			continue
+		}
+		batch = append(batch, e)
+		size += len(e.Data) + 512
+		if len(batch) == importBatch || size >= importBatchBytes {
+			if err := flush(); err != nil {
+				return st.Head(), n, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return st.Head(), n, err
+	}
+	return st.Head(), n, nil
+}
