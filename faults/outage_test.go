@@ -1,0 +1,182 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/payledger/payledger/node"
+	"github.com/payledger/payledger/stream"
+)
+
+// TestNATSAndReceiverOutage runs a node in this process against an external
+// NATS server (a JetStream server the test starts on a fixed port and
+// store directory) and a webhook receiver on a fixed address, under
+// create-invoice load. Each round takes NATS away, then the receiver,
+// brings NATS back, then the receiver, with acknowledged creates between
+// every step. Then: the relay catches up and the stream equals the log
+// sequence by sequence and hash by hash (nothing lost, nothing doubled),
+// every acknowledged invoice is there, and every webhook arrives signed,
+// with no delivery left failed or pending.
+func TestNATSAndReceiverOutage(t *testing.T) {
+	t.Parallel()
+	natsCfg := stream.Config{StoreDir: t.TempDir(), Port: freePort(t)}
+	startNATS := func() *server.Server {
+		srv, err := stream.StartServer(natsCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	var natsMu sync.Mutex
+	srv := startNATS()
+	stopNATS := func() {
+		natsMu.Lock()
+		defer natsMu.Unlock()
+		if srv != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			srv = nil
+		}
+	}
+	t.Cleanup(stopNATS)
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsCfg.Port)
+	recv := newReceiver(t)
+
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n, err := node.Open(ctx, node.Config{
+		DataDir: t.TempDir(), Addr: "127.0.0.1:0", AdminToken: adminToken,
+		NATS:                 stream.Config{URL: natsURL},
+		AllowPrivateWebhooks: true, Out: io.Discard,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- n.Serve(ctx) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-served
+		}
+		if t.Failed() {
+			t.Logf("node log:\n%s", logs.String())
+		}
+	}()
+
+	a := newClient(n.BaseURL())
+	m := setupMerchant(t, a, recv.url())
+	recv.setSecret(m.Secret)
+	a.key = m.APIKey
+	bk := newBook()
+	lctx, stopLoad := context.WithCancel(context.Background())
+	wait := load(lctx, a, prof.Loaders, "o", bk)
+	step := func(what string) {
+		t.Helper()
+		want := bk.nAcked.Load() + int64(prof.OutageAcks)
+		err := poll(2*time.Minute, func() error {
+			if got := bk.nAcked.Load(); got < want {
+				return fmt.Errorf("%d of %d creates acknowledged", got, want)
+			}
+			return nil
+		})
+		if err != nil {
+			stopLoad()
+			wait()
+			t.Fatalf("before %s: %v", what, err)
+		}
+	}
+	var failedAttempts uint64
+	for round := range prof.OutageRounds {
+		step("NATS goes away")
+		stopNATS()
+		counts.add("NATS outages", 1)
+		step("the receiver goes away")
+		recv.close()
+		counts.add("webhook receiver outages", 1)
+		step("NATS comes back")
+		if lag := n.Log.Head().Seq - n.NATS.Relay().Position(); lag == 0 {
+			t.Errorf("round %d: NATS was away and the relay is not behind the log: the outage did not bite", round+1)
+		} else {
+			t.Logf("round %d: the relay is %d events behind while NATS is away", round+1, lag)
+		}
+		natsMu.Lock()
+		srv = startNATS()
+		natsMu.Unlock()
+		step("the receiver comes back")
+		if st := n.Webhooks.Stats(); st.Attempts == st.Delivered {
+			t.Errorf("round %d: the receiver was away and no attempt failed: the outage did not bite", round+1)
+		} else {
+			failedAttempts = st.Attempts - st.Delivered
+		}
+		recv.open()
+		t.Logf("round %d: NATS and the receiver were away and are back; %d creates acknowledged so far", round+1, bk.nAcked.Load())
+	}
+	step("the load stops")
+	stopLoad()
+	wait()
+	if refused := bk.nRefused.Load(); refused > 0 {
+		t.Errorf("%d creates refused while NATS or the receiver was away (appends must not wait for either): %s", refused, bk.statusSummary())
+	}
+	committed := resolveAmbiguous(t, a, bk)
+
+	// Nothing lost, nothing doubled: the stream is the log.
+	head := n.Log.Head()
+	waitFor(t, time.Minute, "the relay to catch up", func() error {
+		if p := n.NATS.Relay().Position(); p != head.Seq {
+			return fmt.Errorf("relay at %d, log at %d", p, head.Seq)
+		}
+		return nil
+	})
+	compareStreamWithLog(t, natsURL, n.Log.Events(context.Background(), 1), head)
+	counts.add("stream checks (stream caught up with the log head)", 1)
+
+	acked := bk.ackedSnapshot()
+	checkAcked(t, a, acked)
+	counts.add("invoices acknowledged (2xx)", int64(len(acked)))
+
+	// Every webhook arrives, retried after the outage (the first retry
+	// comes 10 s after a failed attempt, +-20%).
+	recv.waitAll(t, 2*time.Minute, append(keys(acked), committed...))
+	noDeliveriesLeft(t, a)
+	recv.record(t)
+
+	cancel()
+	stopped = true
+	if err := <-served; err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	counts.add("graceful stops", 1)
+	counts.add("webhook attempts that failed while the receiver was away", int64(failedAttempts))
+	t.Logf("%d rounds; %d invoices acknowledged, %d creates refused; %d events, stream = log; %d attempts failed while the receiver was away, all delivered since",
+		prof.OutageRounds, len(acked), bk.nRefused.Load(), head.Seq, failedAttempts)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (a node's logger).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
