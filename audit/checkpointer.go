@@ -52,6 +52,7 @@ type Checkpointer struct {
 	mu     sync.Mutex
 	loaded bool
 	base   uint64 // sequence of the last checkpoint event (0: none)
+	signed uint64 // the sequence it signed
 }
 
 // NewCheckpointer returns a checkpointer for log signing with key.
@@ -89,7 +90,12 @@ func (c *Checkpointer) load(ctx context.Context) error {
 			return err
 		}
 		if len(evs) > 0 {
-			c.base = evs[len(evs)-1].Seq
+			last := evs[len(evs)-1]
+			cp, err := DecodeCheckpoint(last.Data)
+			if err != nil {
+				return fmt.Errorf("sequence %d: %w", last.Seq, err)
+			}
+			c.base, c.signed = last.Seq, cp.Seq
 		}
 	}
 	c.loaded = true
@@ -108,7 +114,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (ledger.Event, bool, erro
 		return ledger.Event{}, false, fmt.Errorf("checkpoint: find the last one: %w", err)
 	}
 	head := c.log.Head()
-	if head.Seq <= c.base {
+	if !c.uncovered(head.Seq) {
 		return ledger.Event{}, false, nil
 	}
 	now := c.cfg.Now().UTC()
@@ -124,14 +130,24 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (ledger.Event, bool, erro
 	if err != nil {
 		return ledger.Event{}, false, fmt.Errorf("checkpoint of sequence %d: %w", head.Seq, err)
 	}
-	c.base = evs[0].Seq
+	c.base, c.signed = evs[0].Seq, head.Seq
 	return evs[0], true, nil
 }
 
-func (c *Checkpointer) last() uint64 {
+// uncovered reports whether the log up to head holds events no checkpoint
+// covers, besides the last checkpoint event itself: events appended after
+// it, or events that were committed between the head it signed and its
+// own append.
+func (c *Checkpointer) uncovered(head uint64) bool {
+	return head > c.base || (c.base > 0 && c.base > c.signed+1)
+}
+
+// pending reports, under the lock, whether a checkpoint is due now, and
+// the sequence the log must pass for one to be due.
+func (c *Checkpointer) pending() (bool, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.base
+	return c.uncovered(c.log.Head().Seq), c.base
 }
 
 // Run signs checkpoints until ctx ends, then signs a last one if anything
@@ -148,18 +164,20 @@ func (c *Checkpointer) Run(ctx context.Context) error {
 	}
 	lastAt := time.Now()
 	for {
+		_, base := c.pending()
 		wctx, cancel := context.WithDeadline(ctx, lastAt.Add(c.cfg.Interval))
-		_, err := c.log.Wait(wctx, c.last()+c.cfg.Every-1)
+		_, err := c.log.Wait(wctx, base+c.cfg.Every-1)
 		cancel()
+		due, base := c.pending()
 		switch {
 		case ctx.Err() != nil:
 			return c.final()
 		case errors.Is(err, ledger.ErrClosed):
 			return nil
-		case errors.Is(err, context.DeadlineExceeded) && c.log.Head().Seq <= c.last():
+		case errors.Is(err, context.DeadlineExceeded) && !due:
 			// The interval passed with nothing new: sign as soon as
 			// something is appended.
-			_, err = c.log.Wait(ctx, c.last())
+			_, err = c.log.Wait(ctx, base)
 			if ctx.Err() != nil {
 				return c.final()
 			}
