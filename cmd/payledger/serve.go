@@ -44,6 +44,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.NATS.Host, "nats-host", envOr("PAYLEDGER_NATS_HOST", "127.0.0.1"), "embedded NATS listen host")
 	natsPort := fs.Int("nats-port", envInt("PAYLEDGER_NATS_PORT", 4222), "embedded NATS client port (-1: random)")
 	replicas := fs.Int("nats-replicas", envInt("PAYLEDGER_NATS_REPLICAS", 1), "event stream replicas (3 on a cluster)")
+	fs.BoolVar(&cfg.Checkpoints.Disabled, "no-checkpoints", envBool("PAYLEDGER_NO_CHECKPOINTS"), "do not sign checkpoints of the log")
+	checkpointEvery := fs.Int("checkpoint-every", envInt("PAYLEDGER_CHECKPOINT_EVERY", 10000), "sign a checkpoint after this many events")
+	fs.DurationVar(&cfg.Checkpoints.Interval, "checkpoint-interval", envDuration("PAYLEDGER_CHECKPOINT_INTERVAL", time.Minute), "sign a checkpoint this long after the last, if anything was appended")
+	fs.StringVar(&cfg.Checkpoints.KeyFile, "checkpoint-key", envOr("PAYLEDGER_CHECKPOINT_KEY", ""), "Ed25519 checkpoint signing key file (default <data-dir>/checkpoint.key)")
 	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -52,6 +56,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
+	if *checkpointEvery <= 0 {
+		return &exitError{code: 2, err: fmt.Errorf("--checkpoint-every must be positive")}
+	}
+	cfg.Checkpoints.Every = uint64(*checkpointEvery)
 	cfg.NATS.Port = *natsPort
 	cfg.NATS.Replicas = *replicas
 	cfg.Demo = !*noDemo
@@ -119,6 +127,13 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 func envBool(name string) bool {
 	v, err := strconv.ParseBool(os.Getenv(name))
 	return err == nil && v
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
 }
 
 func envInt(name string, def int) int {
