@@ -103,6 +103,10 @@ func (c *Config) defaults() {
 	}
 }
 
+// ErrAhead means a store kept beside the log has seen more of the log than
+// the log holds.
+var ErrAhead = errors.New("node: a store is ahead of the log")
+
 // Node is a running payledger process.
 type Node struct {
 	cfg       Config
@@ -132,12 +136,12 @@ type Node struct {
 
 // Open opens the data directory and starts every component but the HTTP
 // server (Serve starts it). On error nothing is left running.
-func Open(ctx context.Context, cfg Config) (n *Node, err error) {
+func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.defaults()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	n = &Node{cfg: cfg, Registry: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			n.closeAll(context.Background())
@@ -192,6 +196,12 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Webhooks.Close() })
+	if cp, head := n.Webhooks.Checkpoint(), n.Log.Head().Seq; cp > head {
+		// The log was restored from an older backup: the dispatcher would
+		// take new events at reused sequences for ones it already handled.
+		return nil, fmt.Errorf("%w: %s has handled events up to %d but the log ends at %d (restored from an older backup? move %s aside, see docs/operations.md)",
+			ErrAhead, WebhooksFile, cp, head, WebhooksFile)
+	}
 	registerWebhookMetrics(n.Registry, n.Webhooks.Stats)
 	n.webhookHandler = n.Webhooks.Handler(webhooks.HandlerConfig{Merchant: api.MerchantID})
 	if err := n.buildHTTP(); err != nil {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -139,5 +142,37 @@ func TestNodeEndToEnd(t *testing.T) {
 	cancel()
 	if err := <-served; err != nil {
 		t.Fatalf("graceful shutdown: %v", err)
+	}
+}
+
+// TestNodeRefusesWebhookStoreAheadOfLog: after restoring an older log backup,
+// the webhook store has seen sequences the log no longer holds; the node
+// refuses to start instead of skipping the new events at those sequences.
+func TestNodeRefusesWebhookStoreAheadOfLog(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	open := func() (*node.Node, error) {
+		return node.Open(ctx, node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: true, Demo: true, Out: io.Discard})
+	}
+	n, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Webhooks.Checkpoint() < n.Log.Head().Seq {
+		if time.Now().After(deadline) {
+			t.Fatal("dispatcher did not catch up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An "older backup": a log with nothing in it.
+	if err := os.Remove(filepath.Join(dir, node.LogFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Open(ctx, node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: true, Out: io.Discard}); !errors.Is(err, node.ErrAhead) {
+		t.Fatalf("open with the webhook store ahead of the log: %v", err)
 	}
 }
