@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
 )
@@ -53,8 +55,9 @@ func TestNATSAndReceiverOutage(t *testing.T) {
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	dataDir := t.TempDir()
 	n, err := node.Open(ctx, node.Config{
-		DataDir: t.TempDir(), Addr: "127.0.0.1:0", AdminToken: adminToken,
+		DataDir: dataDir, Addr: "127.0.0.1:0", AdminToken: adminToken,
 		NATS:                 stream.Config{URL: natsURL},
 		AllowPrivateWebhooks: true, Out: io.Discard,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -131,15 +134,13 @@ func TestNATSAndReceiverOutage(t *testing.T) {
 	}
 	committed := resolveAmbiguous(t, a, bk)
 
-	// Nothing lost, nothing doubled: the stream is the log.
-	head := n.Log.Head()
+	// The relay catches up with the log while the node runs.
 	waitFor(t, time.Minute, "the relay to catch up", func() error {
-		if p := n.NATS.Relay().Position(); p != head.Seq {
-			return fmt.Errorf("relay at %d, log at %d", p, head.Seq)
+		if p, h := n.NATS.Relay().Position(), n.Log.Head().Seq; p != h {
+			return fmt.Errorf("relay at %d, log at %d", p, h)
 		}
 		return nil
 	})
-	compareStreamWithLog(t, natsURL, n.Log.Events(context.Background(), 1), head)
 	counts.add("stream checks (stream caught up with the log head)", 1)
 
 	acked := bk.ackedSnapshot()
@@ -158,6 +159,19 @@ func TestNATSAndReceiverOutage(t *testing.T) {
 		t.Fatalf("graceful shutdown: %v", err)
 	}
 	counts.add("graceful stops", 1)
+
+	// Nothing lost, nothing doubled: stopped, the log verifies and the
+	// stream (its server still up) is the log, sequence by sequence.
+	st, err := boltlog.Open(filepath.Join(dataDir, node.LogFile), &boltlog.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	head, err := st.Verify(context.Background())
+	if err != nil {
+		t.Fatalf("verify after the outages: %v", err)
+	}
+	compareStreamWithLog(t, natsURL, st.Events(context.Background(), 1), head)
 	counts.add("webhook attempts that failed while the receiver was away", int64(failedAttempts))
 	t.Logf("%d rounds; %d invoices acknowledged, %d creates refused; %d events, stream = log; %d attempts failed while the receiver was away, all delivered since",
 		prof.OutageRounds, len(acked), bk.nRefused.Load(), head.Seq, failedAttempts)

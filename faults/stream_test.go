@@ -123,6 +123,39 @@ func (f *follower) checkTo(t *testing.T, seq uint64, each func(ledger.Event)) {
 	}
 }
 
+// catchUp waits until the stream of a running node ends at the log head
+// /readyz reports (the node may append on its own, signed checkpoints say,
+// so the two are read until they agree), checks every message it has not
+// checked yet, and that the stream holds, at its sequence, the head that a
+// killed (or stopped) process had committed.
+func (f *follower) catchUp(t *testing.T, base string, killed ledger.Head) {
+	t.Helper()
+	if f.head.Seq >= killed.Seq && killed.Seq > 0 {
+		t.Fatalf("stream checked up to %d before the fault, at or beyond the log's head %d then", f.head.Seq, killed.Seq)
+	}
+	waitFor(t, time.Minute, "the stream to catch up with the log", func() error {
+		head, err := readyHead(base)
+		if err != nil {
+			return err
+		}
+		return f.caughtUp(head)
+	})
+	head, err := readyHead(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var atKilled ledger.Hash
+	f.checkTo(t, max(head, killed.Seq), func(e ledger.Event) {
+		if e.Seq == killed.Seq {
+			atKilled = e.Hash
+		}
+	})
+	if atKilled != killed.Hash {
+		t.Fatalf("stream sequence %d has hash %s; the log's head before the fault was %s", killed.Seq, atKilled, killed.Hash)
+	}
+	counts.add("stream checks (stream caught up with the log head)", 1)
+}
+
 // compareStreamWithLog reads the whole stream from 1 and the log's events
 // side by side: the same events, sequence by sequence and hash by hash,
 // and no message beyond the log's head. It returns how many it compared.
