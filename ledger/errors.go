@@ -19,6 +19,10 @@ var (
 	// ErrChainBroken means verification found a record out of sequence, a wrong
 	// previous hash, or a stream version out of order.
 	ErrChainBroken = errors.New("ledger: hash chain broken")
+	// ErrStorageFull means a commit failed because the disk (or quota) is
+	// full: nothing of the failed appends was written, and appends succeed
+	// again once space returns.
+	ErrStorageFull = errors.New("ledger: storage full")
 	// ErrNotFound means no event is stored at a sequence.
 	ErrNotFound = errors.New("ledger: not found")
 	// ErrClosed means the log has been closed.

@@ -123,6 +123,9 @@ type Node struct {
 
 	API *api.Server
 
+	relayStall   stall
+	webhookStall stall
+
 	metrics        *metrics
 	webhookHandler http.Handler
 	listener       net.Listener
@@ -221,9 +224,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}()
 	go func() {
 		defer n.bg.Done()
-		if err := n.Webhooks.Run(bgctx, webhooks.FromLog(n.Log, 0)); err != nil && bgctx.Err() == nil {
-			cfg.Logger.Error("webhook dispatcher stopped", "err", err)
-		}
+		n.superviseWebhooks(bgctx)
 	}()
 	if err := n.startCheckpoints(bgctx); err != nil {
 		return nil, err
@@ -265,13 +266,73 @@ func (n *Node) buildHTTP() error {
 	return nil
 }
 
+// superviseWebhooks runs the dispatcher until ctx ends, starting it again
+// with backoff when it stops on an error (a full disk, say): it resumes from
+// its checkpoint, so a restart loses and duplicates nothing.
+func (n *Node) superviseWebhooks(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := n.Webhooks.Run(ctx, webhooks.FromLog(n.Log, 0))
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			backoff = 100 * time.Millisecond
+		}
+		n.cfg.Logger.Error("webhook dispatcher stopped; restarting", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// stallLimit is how long a follower of the log (relay, webhook dispatcher)
+// may lag behind the head without progress before the node says it is not
+// ready.
+const stallLimit = 30 * time.Second
+
 // ready fails while the relay has stopped on its own (the stream diverged
-// from the log, or the log closed).
+// from the log, or the log closed), or while the relay or the webhook
+// dispatcher has been behind the log without progress for stallLimit (a
+// JetStream store that hit a write error, say): an orchestrator restarts the
+// node, which resumes both from their checkpoints.
 func (n *Node) ready(context.Context) error {
+	head := n.Log.Head().Seq
 	if n.NATS != nil {
 		if err := n.NATS.Err(); err != nil {
 			return fmt.Errorf("relay stopped: %w", err)
 		}
+		if err := n.relayStall.check(n.NATS.Relay().Position(), head); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+	}
+	if err := n.webhookStall.check(n.Webhooks.Checkpoint(), head); err != nil {
+		return fmt.Errorf("webhook dispatcher: %w", err)
+	}
+	return nil
+}
+
+// stall remembers when a follower's position last moved.
+type stall struct {
+	mu    sync.Mutex
+	pos   uint64
+	since time.Time
+}
+
+func (s *stall) check(pos, head uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if pos != s.pos || s.since.IsZero() || pos >= head {
+		s.pos, s.since = pos, now
+		return nil
+	}
+	if lag := now.Sub(s.since); lag > stallLimit {
+		return fmt.Errorf("at %d, %d events behind the log, no progress for %s", pos, head-pos, lag.Round(time.Second))
 	}
 	return nil
 }

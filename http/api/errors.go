@@ -48,6 +48,7 @@ const (
 	CodeIdempotencyKeyBad   = "IDEMPOTENCY_KEY_INVALID"
 	CodeRateLimited         = "RATE_LIMITED"
 	CodeUnavailable         = "SERVICE_UNAVAILABLE"
+	CodeStorageFull         = "STORAGE_FULL"
 	CodeInternal            = "INTERNAL_ERROR"
 )
 
@@ -149,6 +150,9 @@ func withField(err, target error, path string) error {
 	return &fieldError{err: err, path: path}
 }
 
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503.
+const unavailableRetryAfter = 5
+
 // domainErrors maps the domain's sentinels to status, code and message: the
 // one table of the package. Order matters only where one error wraps another.
 var domainErrors = []struct {
@@ -174,6 +178,7 @@ var domainErrors = []struct {
 	{commands.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
 	{projections.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
 	{commands.ErrConflict, http.StatusConflict, CodeConflict, "The resource changed concurrently; retry the request", EInvoiceConflictCode},
+	{ledger.ErrStorageFull, http.StatusServiceUnavailable, CodeStorageFull, "The server cannot store anything right now; nothing was recorded, retry later", EInvoiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable, "The server is shutting down; retry the request", EInvoiceUnavailable},
 	{context.Canceled, http.StatusServiceUnavailable, CodeUnavailable, "The request was cancelled", EInvoiceUnavailable},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeUnavailable, "The request timed out; retry the request", EInvoiceUnavailable},
@@ -201,6 +206,9 @@ func classify(err error) (e *apiError, internal bool) {
 	for _, m := range domainErrors {
 		if errors.Is(err, m.err) {
 			out := &apiError{Status: m.status, Code: m.code, Message: m.message}
+			if m.status == http.StatusServiceUnavailable {
+				out.RetryAfter = unavailableRetryAfter
+			}
 			var fe *fieldError
 			if errors.As(err, &fe) {
 				out.Details = []Detail{{Path: fe.path, Type: detailType(m.code), Message: m.message}}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -556,6 +557,10 @@ func (s *Store) commit(batch []*request, a *arena) []*request {
 }
 
 func (s *Store) failAll(batch []*request, err error) {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// Name it, so callers can answer "try later" rather than "bug".
+		err = fmt.Errorf("%w: %w", ledger.ErrStorageFull, err)
+	}
 	for _, r := range batch {
 		if r.err == nil {
 			r.err = err
