@@ -206,7 +206,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			ErrAhead, WebhooksFile, cp, head, WebhooksFile)
 	}
 	registerWebhookMetrics(n.Registry, n.Webhooks.Stats)
-	n.webhookHandler = n.Webhooks.Handler(webhooks.HandlerConfig{Merchant: api.MerchantID})
+	n.webhookHandler = n.Webhooks.Handler(webhooks.HandlerConfig{
+		Merchant: api.MerchantID,
+		// One error envelope for every merchant route (n.API is built next).
+		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { n.API.WriteError(w, r, err) },
+	})
 	if err := n.buildHTTP(); err != nil {
 		return nil, err
 	}

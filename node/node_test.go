@@ -176,3 +176,32 @@ func TestNodeRefusesWebhookStoreAheadOfLog(t *testing.T) {
 		t.Fatalf("open with the webhook store ahead of the log: %v", err)
 	}
 }
+
+// The webhook delivery routes answer errors in seed 003's envelope, like
+// every other merchant route.
+func TestWebhookRoutesUseTheAPIEnvelope(t *testing.T) {
+	var out bytes.Buffer
+	n, err := node.Open(context.Background(), node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", NoNATS: true, Demo: true, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	key := regexp.MustCompile(`api_key:\s+(\S+)`).FindStringSubmatch(out.String())[1]
+	for path, want := range map[string]int{
+		"/api/v1/webhooks/deliveries/nope":           http.StatusNotFound,
+		"/api/v1/webhooks/deliveries?status=unknown": http.StatusBadRequest,
+	} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("X-Api-Key", key)
+		rec := httptest.NewRecorder()
+		n.Handler().ServeHTTP(rec, req)
+		var env struct {
+			Successful *bool  `json:"successful"`
+			RequestID  string `json:"request_id"`
+			Error      struct{ Code string }
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil || rec.Code != want || env.Successful == nil || *env.Successful || env.RequestID == "" || env.Error.Code == "" {
+			t.Errorf("GET %s: %d %s", path, rec.Code, rec.Body.String())
+		}
+	}
+}

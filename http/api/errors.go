@@ -9,6 +9,7 @@ import (
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/webhooks"
 )
 
 // ErrIdempotencyRecord means a stored idempotency record does not decode
@@ -177,6 +178,8 @@ var domainErrors = []struct {
 	{commands.ErrKeyNotFound, http.StatusNotFound, CodeKeyNotFound, "API key not found or already revoked", EInvoiceNotFound},
 	{commands.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
 	{projections.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
+	{webhooks.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
+	{webhooks.ErrInvalidQuery, http.StatusBadRequest, CodeValidation, "The request contains invalid parameters or malformed data", EInvoiceInvalid},
 	{commands.ErrConflict, http.StatusConflict, CodeConflict, "The resource changed concurrently; retry the request", EInvoiceConflictCode},
 	{ledger.ErrStorageFull, http.StatusServiceUnavailable, CodeStorageFull, "The server cannot store anything right now; nothing was recorded, retry later", EInvoiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable, "The server is shutting down; retry the request", EInvoiceUnavailable},
@@ -289,6 +292,13 @@ type einvoiceError struct {
 
 // writeError answers err in the envelope of the request's API family, logs
 // unknown errors once with the request id, and counts nothing twice.
+// WriteError answers err in seed 003's envelope with the status and code of
+// the one error table, for handlers mounted beside the API (the webhook
+// delivery routes).
+func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	s.writeError(w, r, err)
+}
+
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, internal := classify(err)
 	rid := requestID(r.Context())
