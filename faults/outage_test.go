@@ -109,7 +109,7 @@ func TestNATSAndReceiverOutage(t *testing.T) {
 		recv.close()
 		counts.add("webhook receiver outages", 1)
 		step("NATS comes back")
-		if lag := n.Log.Head().Seq - n.NATS.Relay().Position(); lag == 0 {
+		if lag := n.Log.Head().Seq - n.Stream().Relay().Position(); lag == 0 {
 			t.Errorf("round %d: NATS was away and the relay is not behind the log: the outage did not bite", round+1)
 		} else {
 			t.Logf("round %d: the relay is %d events behind while NATS is away", round+1, lag)
@@ -136,7 +136,7 @@ func TestNATSAndReceiverOutage(t *testing.T) {
 
 	// The relay catches up with the log while the node runs.
 	waitFor(t, time.Minute, "the relay to catch up", func() error {
-		if p, h := n.NATS.Relay().Position(), n.Log.Head().Seq; p != h {
+		if p, h := n.Stream().Relay().Position(), n.Log.Head().Seq; p != h {
 			return fmt.Errorf("relay at %d, log at %d", p, h)
 		}
 		return nil

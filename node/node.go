@@ -116,12 +116,15 @@ type Node struct {
 	Keyring   *keyring.Keyring
 	Registry  *prometheus.Registry
 	Scheduler *commands.Scheduler
-	NATS      *stream.Node
 	Webhooks  *webhooks.Dispatcher
 	// Checkpoints signs the log's head (nil when Config.Checkpoints.Disabled).
 	Checkpoints *audit.Checkpointer
 
 	API *api.Server
+
+	natsMu  sync.Mutex
+	nats    *stream.Node // nil while an embedded server is being restarted
+	natsCfg stream.Config
 
 	relayStall   stall
 	webhookStall stall
@@ -173,18 +176,29 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.Scheduler = commands.NewScheduler(n.Service, dueSource{n.Views}, cfg.Clock, cfg.Logger.With("component", "scheduler"))
 
 	if !cfg.NoNATS {
-		ncfg := cfg.NATS
-		ncfg.Relay.OnAck = n.metrics.observePublish
-		if n.NATS, err = stream.Start(ctx, ncfg, n.Log); err != nil {
+		n.natsCfg = cfg.NATS
+		n.natsCfg.Relay.OnAck = n.metrics.observePublish
+		sn, err := stream.Start(ctx, n.natsCfg, n.Log)
+		if err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
+		n.setStream(sn)
 		// Stop the relay (flushing it) before the log closes; close the
 		// connection and the embedded server after.
-		nn := n.NATS
 		n.closers = append(n.closers[:len(n.closers)-1],
-			func(ctx context.Context) error { nn.Close(); return nil },
+			func(context.Context) error {
+				if sn := n.Stream(); sn != nil {
+					sn.Close()
+				}
+				return nil
+			},
 			func(context.Context) error { return n.Log.Close() },
-			nn.StopRelay,
+			func(ctx context.Context) error {
+				if sn := n.Stream(); sn != nil {
+					return sn.StopRelay(ctx)
+				}
+				return nil
+			},
 		)
 	}
 	if n.listener, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -221,6 +235,13 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	bgctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.bgCancel = cancel
+	if !cfg.NoNATS && cfg.NATS.URL == "" {
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			n.watchEmbeddedNATS(bgctx)
+		}()
+	}
 	n.bg.Add(2)
 	go func() {
 		defer n.bg.Done()
@@ -294,6 +315,63 @@ func (n *Node) superviseWebhooks(ctx context.Context) {
 	}
 }
 
+// Stream is the node's NATS connection, event stream and relay (nil with
+// Config.NoNATS, or for a moment while an embedded server restarts).
+func (n *Node) Stream() *stream.Node {
+	n.natsMu.Lock()
+	defer n.natsMu.Unlock()
+	return n.nats
+}
+
+func (n *Node) setStream(sn *stream.Node) {
+	n.natsMu.Lock()
+	n.nats = sn
+	n.natsMu.Unlock()
+}
+
+// restartAfter is how long the relay may make no progress behind the log
+// before the node restarts its embedded NATS server.
+const restartAfter = 5 * time.Second
+
+// watchEmbeddedNATS restarts the embedded NATS server when the relay has
+// been stuck behind the log for restartAfter: a JetStream store that hit a
+// write error (a full disk) refuses every write until its server restarts.
+// The relay of the new server resumes from the stream's last message, so a
+// restart loses and duplicates nothing. An external cluster is not ours to
+// restart: there /readyz reports the stall.
+func (n *Node) watchEmbeddedNATS(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var watch stall
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sn := n.Stream()
+		if sn != nil {
+			pos, head := sn.Relay().Position(), n.Log.Head().Seq
+			if watch.stalledFor(pos, head) < restartAfter && sn.Err() == nil {
+				continue
+			}
+			n.cfg.Logger.Warn("relay stuck behind the log: restarting the embedded NATS server", "position", pos, "head", head)
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = sn.StopRelay(sctx) // it cannot publish: do not wait long for it
+			cancel()
+			n.setStream(nil)
+			sn.Close()
+		}
+		started, err := stream.Start(ctx, n.natsCfg, n.Log)
+		if err != nil {
+			n.cfg.Logger.Error("restart the embedded NATS server", "err", err)
+			continue // try again at the next tick
+		}
+		n.setStream(started)
+		watch = stall{}
+	}
+}
+
 // stallLimit is how long a follower of the log (relay, webhook dispatcher)
 // may lag behind the head without progress before the node says it is not
 // ready.
@@ -306,11 +384,15 @@ const stallLimit = 30 * time.Second
 // node, which resumes both from their checkpoints.
 func (n *Node) ready(context.Context) error {
 	head := n.Log.Head().Seq
-	if n.NATS != nil {
-		if err := n.NATS.Err(); err != nil {
+	if !n.cfg.NoNATS {
+		sn := n.Stream()
+		if sn == nil {
+			return errors.New("relay: the embedded NATS server is restarting")
+		}
+		if err := sn.Err(); err != nil {
 			return fmt.Errorf("relay stopped: %w", err)
 		}
-		if err := n.relayStall.check(n.NATS.Relay().Position(), head); err != nil {
+		if err := n.relayStall.check(sn.Relay().Position(), head); err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}
 	}
@@ -327,16 +409,22 @@ type stall struct {
 	since time.Time
 }
 
-func (s *stall) check(pos, head uint64) error {
+// stalledFor records a position and says how long it has been behind head
+// without moving.
+func (s *stall) stalledFor(pos, head uint64) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	if pos != s.pos || s.since.IsZero() || pos >= head {
 		s.pos, s.since = pos, now
-		return nil
+		return 0
 	}
-	if lag := now.Sub(s.since); lag > stallLimit {
-		return fmt.Errorf("at %d, %d events behind the log, no progress for %s", pos, head-pos, lag.Round(time.Second))
+	return now.Sub(s.since)
+}
+
+func (s *stall) check(pos, head uint64) error {
+	if d := s.stalledFor(pos, head); d > stallLimit {
+		return fmt.Errorf("at %d, %d events behind the log, no progress for %s", pos, head-pos, d.Round(time.Second))
 	}
 	return nil
 }

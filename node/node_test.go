@@ -133,9 +133,9 @@ func TestNodeEndToEnd(t *testing.T) {
 	// The relay publishes the whole log.
 	head := n.Log.Head().Seq
 	deadline = time.Now().Add(10 * time.Second)
-	for n.NATS.Relay().Position() < head {
+	for n.Stream().Relay().Position() < head {
 		if time.Now().After(deadline) {
-			t.Fatalf("relay at %d, log at %d", n.NATS.Relay().Position(), head)
+			t.Fatalf("relay at %d, log at %d", n.Stream().Relay().Position(), head)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
