@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"iter"
+	"sync"
 
 	"go.etcd.io/bbolt"
 
@@ -99,6 +100,16 @@ func (s *Store) ClaimHolder(key string) (stream string, ok bool, err error) {
 	return stream, ok, err
 }
 
+// scanBuffer holds one ScanRaw chunk: the records' bytes, their sequences
+// and where each ends in buf.
+type scanBuffer struct {
+	buf  []byte
+	seqs []uint64
+	ends []int
+}
+
+var scanBuffers = sync.Pool{New: func() any { return new(scanBuffer) }}
+
 // ScanRaw calls fn with every stored record from sequence from to the head as
 // it was when the scan began, in order, in constant memory. rec is a copy
 // valid only during the call. fn runs outside any transaction, so it may
@@ -109,11 +120,13 @@ func (s *Store) ClaimHolder(key string) (stream string, ok bool, err error) {
 func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, rec []byte) error) error {
 	end := s.Head().Seq
 	next := max(from, 1)
-	var (
-		buf  []byte
-		seqs []uint64
-		ends []int
-	)
+	// The chunk buffers are reused across calls: followers (the relay, the
+	// webhook dispatcher) call ScanRaw once per chunk, and growing a fresh
+	// buffer to a chunk's size each time cost the relay a tenth of its CPU.
+	sb := scanBuffers.Get().(*scanBuffer)
+	defer scanBuffers.Put(sb)
+	buf, seqs, ends := sb.buf, sb.seqs, sb.ends
+	defer func() { sb.buf, sb.seqs, sb.ends = buf[:0], seqs[:0], ends[:0] }()
 	for next <= end {
 		if err := ctx.Err(); err != nil {
 			return err
