@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/node"
 )
@@ -48,4 +50,60 @@ func usageError(err error) error {
 		return err
 	}
 	return &exitError{code: 2, err: err}
+}
+
+// fillLog appends events to <dataDir>/ledger.db with fill, as restore and
+// import both do. A log that already has events is continued from its head:
+// what fill appended before it failed stays, since it continued a verified
+// chain. A missing or empty log is filled in <log>.<name> and moved into
+// place only once fill and a full verification succeed: all or nothing. done
+// names the outcome in errors ("imported", "restored"). It returns the log's
+// path and its head before and after.
+func fillLog(ctx context.Context, dataDir, name, done string, fill func(*boltlog.Store) (ledger.Head, error)) (path string, before, head ledger.Head, err error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", before, head, err
+	}
+	path = filepath.Join(dataDir, logFileName)
+	if _, err := os.Stat(path); err == nil {
+		st, err := openReplicaLog(path)
+		if err != nil {
+			return path, before, head, err
+		}
+		if before = st.Head(); before.Seq > 0 {
+			head, err = fill(st)
+			if cerr := st.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return path, before, head, fmt.Errorf("%w (the log keeps the verified events up to %d)", err, head.Seq)
+			}
+			return path, before, head, nil
+		}
+		if err := st.Close(); err != nil {
+			return path, before, head, err
+		}
+	}
+	tmp := path + "." + name
+	if err := boltlog.Remove(tmp); err != nil {
+		return path, before, head, err
+	}
+	st, err := openReplicaLog(tmp)
+	if err != nil {
+		return path, before, head, err
+	}
+	head, err = fill(st)
+	if err == nil {
+		_, err = st.Verify(ctx)
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = boltlog.Remove(tmp)
+		return path, before, head, fmt.Errorf("%w (nothing %s)", err, done)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return path, before, head, err
+	}
+	return path, before, head, syncDir(dataDir)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/payledger/payledger/audit"
@@ -65,67 +64,22 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer f.Close()
 		in = f
 	}
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-		return err
-	}
-	path := filepath.Join(*dataDir, logFileName)
-
-	if _, err := os.Stat(path); err == nil {
-		st, err := openReplicaLog(path)
-		if err != nil {
-			return err
-		}
-		if before := st.Head(); before.Seq > 0 {
-			head, n, err := importInto(ctx, st, in, stderr)
-			if cerr := st.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("%w (the log keeps the events up to %d)", err, head.Seq)
-			}
-			fmt.Fprintf(stdout, "imported %d events into %s: head %d %s\n", n, path, head.Seq, head.Hash)
-			return nil
-		}
-		if err := st.Close(); err != nil {
-			return err
-		}
-	}
-
-	tmp := path + ".import"
-	if err := boltlog.Remove(tmp); err != nil {
-		return err
-	}
-	st, err := openReplicaLog(tmp)
+	path, before, head, err := fillLog(ctx, *dataDir, "import", "imported", func(st *boltlog.Store) (ledger.Head, error) {
+		return importInto(ctx, st, in, stderr)
+	})
 	if err != nil {
 		return err
 	}
-	head, n, err := importInto(ctx, st, in, stderr)
-	if err == nil {
-		_, err = st.Verify(ctx)
-	}
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = boltlog.Remove(tmp)
-		return fmt.Errorf("%w (nothing imported)", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if err := syncDir(*dataDir); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "imported %d events into %s: head %d %s\n", n, path, head.Seq, head.Hash)
+	fmt.Fprintf(stdout, "imported %d events into %s: head %d %s\n", head.Seq-before.Seq, path, head.Seq, head.Hash)
 	return nil
 }
 
-// importInto appends the export's events past st's head, in batches. It
-// returns the log's head and how many events it imported.
-func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.Writer) (ledger.Head, int, error) {
+// importInto appends the export's events past st's head, in batches, and
+// returns the log's head.
+func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.Writer) (ledger.Head, error) {
 	start := st.Head()
 	batch := make([]ledger.Event, 0, importBatch)
-	size, n := 0, 0
+	size := 0
 	last := time.Now()
 	flush := func() error {
 		if len(batch) == 0 {
@@ -138,7 +92,6 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 			}
 			return err
 		}
-		n += len(batch)
 		clear(batch)
 		batch, size = batch[:0], 0
 		if time.Since(last) >= time.Second {
@@ -150,18 +103,18 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 	for e, err := range audit.ReadExport(in) {
 		if err != nil {
 			if ferr := flush(); ferr != nil {
-				return st.Head(), n, ferr
+				return st.Head(), ferr
 			}
 			var ee *audit.ExportError
 			if errors.As(err, &ee) && ee.Seq != 0 {
-				return st.Head(), n, fmt.Errorf("refused at sequence %d: %w", ee.Seq, err)
+				return st.Head(), fmt.Errorf("refused at sequence %d: %w", ee.Seq, err)
 			}
-			return st.Head(), n, err
+			return st.Head(), err
 		}
 		if e.Seq <= start.Seq {
 			// Already in the log: the export must agree at the head.
 			if e.Seq == start.Seq && e.Hash != start.Hash {
-				return st.Head(), n, fmt.Errorf("refused at sequence %d: the export's event is not the log's head %s", e.Seq, start.Hash)
+				return st.Head(), fmt.Errorf("refused at sequence %d: the export's event is not the log's head %s", e.Seq, start.Hash)
 			}
 			continue
 		}
@@ -169,12 +122,12 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 		size += len(e.Data) + 512
 		if len(batch) == importBatch || size >= importBatchBytes {
 			if err := flush(); err != nil {
-				return st.Head(), n, err
+				return st.Head(), err
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return st.Head(), n, err
+		return st.Head(), err
 	}
-	return st.Head(), n, nil
+	return st.Head(), nil
 }

@@ -40,16 +40,12 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-		return err
-	}
 	conn, err := openNATS(ctx, ncfg)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 
-	path := filepath.Join(*dataDir, node.LogFile)
 	last := time.Now()
 	progress := func(h ledger.Head) {
 		if time.Since(last) >= time.Second {
@@ -57,55 +53,13 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(stderr, "payledger restore: at sequence %d\n", h.Seq)
 		}
 	}
-	if _, err := os.Stat(path); err == nil {
-		st, err := openReplicaLog(path)
-		if err != nil {
-			return err
-		}
-		if before := st.Head(); before.Seq > 0 {
-			head, err := stream.Restore(ctx, conn, st, progress)
-			if cerr := st.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("%w (the log keeps the verified events up to %d)", err, head.Seq)
-			}
-			fmt.Fprintf(stdout, "restored %d events into %s: head %d %s\n", head.Seq-before.Seq, path, head.Seq, head.Hash)
-			return nil
-		}
-		if err := st.Close(); err != nil {
-			return err
-		}
-	}
-
-	// An empty data dir: restore into a new file and move it into place
-	// only once the whole chain has checked out.
-	tmp := path + ".restore"
-	if err := boltlog.Remove(tmp); err != nil {
-		return err
-	}
-	st, err := openReplicaLog(tmp)
+	path, before, head, err := fillLog(ctx, *dataDir, "restore", "restored", func(st *boltlog.Store) (ledger.Head, error) {
+		return stream.Restore(ctx, conn, st, progress)
+	})
 	if err != nil {
 		return err
 	}
-	head, err := stream.Restore(ctx, conn, st, progress)
-	if err == nil {
-		_, err = st.Verify(ctx)
-	}
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = boltlog.Remove(tmp)
-		return fmt.Errorf("%w (nothing restored)", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if err := syncDir(*dataDir); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "restored %d events into %s: head %d %s\n", head.Seq, path, head.Seq, head.Hash)
+	fmt.Fprintf(stdout, "restored %d events into %s: head %d %s\n", head.Seq-before.Seq, path, head.Seq, head.Hash)
 	return nil
 }
 
