@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
-	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/stream"
 )
