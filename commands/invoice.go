@@ -286,7 +286,7 @@ func (s *Service) ExpireInvoice(ctx context.Context, c ExpireInvoice) (*Invoice,
 
 func (s *Service) invoiceEvent(ctx context.Context, meta Meta, merchantID, invoiceID string, decide func(*Invoice) (string, any, error)) (*Invoice, error) {
 	var out *Invoice
-	_, err := s.run(ctx, func() (decision, error) {
+	evs, err := s.run(ctx, func() (decision, error) {
 		inv, err := s.LoadInvoice(ctx, merchantID, invoiceID)
 		if err != nil {
 			return decision{}, err
@@ -295,18 +295,17 @@ func (s *Service) invoiceEvent(ctx context.Context, meta Meta, merchantID, invoi
 		if err != nil {
 			return decision{}, err
 		}
-		ids := &eventIDs{meta: meta}
-		ev := ids.event(typ, inv.MerchantID, data)
 		out = inv
-		return decision{writes: []ledger.Write{{
-			Stream: StreamID(StreamInvoice, inv.InvoiceID), Expected: ledger.Exactly(inv.Version),
-			Events: []ledger.NewEvent{ev},
-		}}}, nil
+		return single(meta, StreamID(StreamInvoice, inv.InvoiceID), inv.MerchantID, inv.Version, typ, data), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return s.LoadInvoice(ctx, merchantID, out.InvoiceID)
+	// Fold the appended event rather than read the stream again.
+	if err := out.apply(evs[0]); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // CreateEInvoice is seed 001's e-invoice request, after JSON decoding.

@@ -271,11 +271,7 @@ func (s *Service) ChangeMerchantSettings(ctx context.Context, c ChangeMerchantSe
 		if err != nil {
 			return decision{}, err
 		}
-		ids := &eventIDs{meta: c.Meta}
-		return decision{writes: []ledger.Write{{
-			Stream: StreamID(StreamMerchant, m.ID), Expected: ledger.Exactly(m.Version),
-			Events: []ledger.NewEvent{ids.event(TypeMerchantSettings, m.ID, ch)},
-		}}}, nil
+		return single(c.Meta, StreamID(StreamMerchant, m.ID), m.ID, m.Version, TypeMerchantSettings, ch), nil
 	})
 	return err
 }
@@ -428,11 +424,7 @@ func (s *Service) merchantEvent(ctx context.Context, meta Meta, merchantID strin
 		if err != nil {
 			return decision{}, err
 		}
-		ids := &eventIDs{meta: meta}
-		return decision{writes: []ledger.Write{{
-			Stream: StreamID(StreamMerchant, m.ID), Expected: ledger.Exactly(m.Version),
-			Events: []ledger.NewEvent{ids.event(typ, m.ID, data)},
-		}}}, nil
+		return single(meta, StreamID(StreamMerchant, m.ID), m.ID, m.Version, typ, data), nil
 	})
 	return err
 }

@@ -194,7 +194,7 @@ func (s *Service) TransitionPayment(ctx context.Context, c PaymentTransition) (*
 		return nil, &ValidationError{Fields: []FieldError{{Path: "reason", Type: "too_long", Message: "reason must be at most 1024 characters"}}}
 	}
 	var out *Payment
-	_, err := s.run(ctx, func() (decision, error) {
+	evs, err := s.run(ctx, func() (decision, error) {
 		p, err := s.LoadPayment(ctx, c.MerchantID, c.PaymentID)
 		if err != nil {
 			return decision{}, err
@@ -202,18 +202,16 @@ func (s *Service) TransitionPayment(ctx context.Context, c PaymentTransition) (*
 		if !allowed[p.Status][c.Status] {
 			return decision{}, fmt.Errorf("payment %s: %s -> %s: %w", p.PaymentID, p.Status, c.Status, ErrInvalidTransition)
 		}
-		ids := &eventIDs{meta: c.Meta}
 		out = p
-		return decision{writes: []ledger.Write{{
-			Stream: StreamID(StreamPayment, p.PaymentID), Expected: ledger.Exactly(p.Version),
-			Events: []ledger.NewEvent{ids.event(typ, p.MerchantID, PaymentStatusChanged{Status: c.Status, Reason: c.Reason, At: c.Time.UTC()})},
-		}}}, nil
+		return single(c.Meta, StreamID(StreamPayment, p.PaymentID), p.MerchantID, p.Version, typ,
+			PaymentStatusChanged{Status: c.Status, Reason: c.Reason, At: c.Time.UTC()}), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	out.Status = c.Status
-	out.Version++
+	if err := out.apply(evs[0]); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

@@ -135,6 +135,15 @@ func (s *Service) loadOwned(ctx context.Context, prefix, id, merchantID string, 
 	return nil
 }
 
+// single decides one event on one stream at the version the decision read.
+func single(meta Meta, stream, merchant string, version uint64, typ string, data any) decision {
+	ids := &eventIDs{meta: meta}
+	return decision{writes: []ledger.Write{{
+		Stream: stream, Expected: ledger.Exactly(version),
+		Events: []ledger.NewEvent{ids.event(typ, merchant, data)},
+	}}}
+}
+
 // eventIDs derives event ids from the command: the same command always gets
 // the same ids, so a retried decision is identical.
 type eventIDs struct {

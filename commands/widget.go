@@ -174,7 +174,7 @@ func (s *Service) ChangeWidgetStatus(ctx context.Context, c ChangeWidgetStatus) 
 		return nil, &ValidationError{Fields: []FieldError{{Path: "status", Type: "invalid", Message: "status must be active or disabled"}}}
 	}
 	var out *Widget
-	_, err := s.run(ctx, func() (decision, error) {
+	evs, err := s.run(ctx, func() (decision, error) {
 		w, err := s.LoadWidget(ctx, c.MerchantID, c.WidgetID)
 		if err != nil {
 			return decision{}, err
@@ -187,18 +187,16 @@ func (s *Service) ChangeWidgetStatus(ctx context.Context, c ChangeWidgetStatus) 
 		case c.Status == WidgetStatusExpired && (w.ExpiresAt.IsZero() || c.Time.Before(w.ExpiresAt)):
 			return decision{}, fmt.Errorf("widget %s: %w", w.WidgetID, ErrNotDue)
 		}
-		ids := &eventIDs{meta: c.Meta}
 		out = w
-		return decision{writes: []ledger.Write{{
-			Stream: StreamID(StreamWidget, w.WidgetID), Expected: ledger.Exactly(w.Version),
-			Events: []ledger.NewEvent{ids.event(typ, w.MerchantID, WidgetStatusChanged{Status: c.Status, At: c.Time.UTC()})},
-		}}}, nil
+		return single(c.Meta, StreamID(StreamWidget, w.WidgetID), w.MerchantID, w.Version, typ,
+			WidgetStatusChanged{Status: c.Status, At: c.Time.UTC()}), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	out.Status = c.Status
-	out.Version++
+	if err := out.apply(evs[0]); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
