@@ -352,7 +352,7 @@ func (n *Node) watchEmbeddedNATS(ctx context.Context) {
 		sn := n.Stream()
 		if sn != nil {
 			pos, head := sn.Relay().Position(), n.Log.Head().Seq
-			if watch.stalledFor(pos, head) < restartAfter && sn.Err() == nil {
+			if watch.stalledFor(pos, head, time.Now()) < restartAfter && sn.Err() == nil {
 				continue
 			}
 			n.cfg.Logger.Warn("relay stuck behind the log: restarting the embedded NATS server", "position", pos, "head", head)
@@ -411,10 +411,9 @@ type stall struct {
 
 // stalledFor records a position and says how long it has been behind head
 // without moving.
-func (s *stall) stalledFor(pos, head uint64) time.Duration {
+func (s *stall) stalledFor(pos, head uint64, now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
 	if pos != s.pos || s.since.IsZero() || pos >= head {
 		s.pos, s.since = pos, now
 		return 0
@@ -423,7 +422,7 @@ func (s *stall) stalledFor(pos, head uint64) time.Duration {
 }
 
 func (s *stall) check(pos, head uint64) error {
-	if d := s.stalledFor(pos, head); d > stallLimit {
+	if d := s.stalledFor(pos, head, time.Now()); d > stallLimit {
 		return fmt.Errorf("at %d, %d events behind the log, no progress for %s", pos, head-pos, d.Round(time.Second))
 	}
 	return nil
