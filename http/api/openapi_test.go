@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -400,7 +401,7 @@ var errorText = map[int]string{
 	409: "DUPLICATE_EXTERNAL_ID, DUPLICATE_PAYMENT_ID, DUPLICATE_WIDGET, INVALID_STATUS_TRANSITION, INVOICE_NOT_PAYABLE, WIDGET_NOT_ACTIVE, IDEMPOTENCY_KEY_REUSED, CONFLICT",
 	413: "BODY_TOO_LARGE: the body is over the size limit (64 KiB by default)",
 	429: "RATE_LIMITED: per API key or per customer_id; see Retry-After",
-	503: "SERVICE_UNAVAILABLE",
+	503: "SERVICE_UNAVAILABLE (shutting down, not ready) or STORAGE_FULL (the disk is full: nothing was recorded); see Retry-After",
 }
 
 func buildOpenAPI() js {
@@ -462,9 +463,13 @@ func buildOpenAPI() js {
 		if strings.HasPrefix(pattern, "/api/einvoice/") || strings.HasPrefix(pattern, "/api/extrafields/") {
 			errSchema = "EInvoiceError"
 		}
-		for _, code := range o.errors {
+		errs := o.errors
+		if method != "GET" && (strings.HasPrefix(pattern, "/api/") || strings.HasPrefix(pattern, "/admin/")) && !slices.Contains(errs, 503) {
+			errs = append(slices.Clone(errs), 503) // anything that appends can meet a full disk
+		}
+		for _, code := range errs {
 			e := js{"description": errorText[code], "content": js{"application/json": js{"schema": ref(errSchema)}}}
-			if code == 429 {
+			if code == 429 || code == 503 {
 				e["headers"] = js{"Retry-After": js{"description": "Seconds to wait", "schema": js{"type": "integer"}}}
 			}
 			rs[itoa(code)] = e
