@@ -297,7 +297,7 @@ func validateSettings(in MerchantSettings, v *ValidationError) MerchantSettingsC
 	if in.CommissionPercent != nil {
 		d, err := decimal.NewFromString(*in.CommissionPercent)
 		switch {
-		case err != nil || !plainDecimal(*in.CommissionPercent):
+		case err != nil || !isPlainDecimal(*in.CommissionPercent):
 			v.Add("commission_percent", "invalid", "commission_percent must be a decimal string such as \"2\" or \"1.5\"")
 		case d.IsNegative() || d.GreaterThanOrEqual(decimal.NewFromInt(100)):
 			v.Add("commission_percent", "out_of_range", "commission_percent must be at least 0 and below 100")
@@ -485,21 +485,11 @@ func checkURL(s string, httpsOnly bool) string {
 	return ""
 }
 
-func plainDecimal(s string) bool {
-	if s == "" {
-		return false
-	}
-	dot := false
-	for i, c := range s {
-		switch {
-		case c >= '0' && c <= '9':
-		case c == '.' && !dot && i > 0 && i < len(s)-1:
-			dot = true
-		default:
-			return false
-		}
-	}
-	return true
+// isPlainDecimal reports whether s is a plain decimal ("2", "1.5"), in the
+// form money amounts take (money.go's scanDecimal).
+func isPlainDecimal(s string) bool {
+	_, _, ok := scanDecimal(s)
+	return ok
 }
 
 func mapConflict(err error) error {
