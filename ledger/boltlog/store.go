@@ -254,25 +254,42 @@ func (s *Store) init() error {
 	})
 }
 
-// catchUp applies the events after applied to p, one event at a time (the
-// grouping of the original appends is not recorded).
+// catchUpBatch is how many events one Apply of a catch-up gets.
+const catchUpBatch = 1024
+
+// catchUp applies the events after applied to p in batches of catchUpBatch
+// (the grouping of the original appends is not recorded, and a projector's
+// result does not depend on it: Rebuild applies large batches too).
 func catchUp(tx *bbolt.Tx, p Projector, applied, head uint64) error {
 	if applied >= head {
 		return nil
 	}
 	c := tx.Bucket(bucketLog).Cursor()
-	var one [1]ledger.Event
+	batch := make([]ledger.Event, 0, catchUpBatch)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := p.Apply(tx, batch); err != nil {
+			return fmt.Errorf("sequences %d-%d: %w", batch[0].Seq, batch[len(batch)-1].Seq, err)
+		}
+		clear(batch)
+		batch = batch[:0]
+		return nil
+	}
 	for k, v := c.Seek(seqKey(applied + 1)); k != nil; k, v = c.Next() {
 		e, err := ledger.Decode(v)
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", binary.BigEndian.Uint64(k), err)
 		}
-		one[0] = e
-		if err := p.Apply(tx, one[:]); err != nil {
-			return fmt.Errorf("sequence %d: %w", e.Seq, err)
+		batch = append(batch, e)
+		if len(batch) == catchUpBatch {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return flush()
 }
 
 // Close stops accepting appends, commits the ones already queued, and closes
