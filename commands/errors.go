@@ -2,6 +2,7 @@ package commands
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -38,7 +39,23 @@ var (
 	ErrKeyNotFound = errors.New("api key not found")
 	// ErrConflict means the aggregate changed concurrently too many times to apply the command; retry.
 	ErrConflict = errors.New("concurrent modification")
+	// ErrRepeated means a command carried the request key of a command
+	// already applied: it is a retry, and decided nothing (see RepeatedError).
+	ErrRepeated = errors.New("request already applied")
 )
+
+// RepeatedError names the stream the first command with a request key
+// created. It unwraps to ErrRepeated.
+type RepeatedError struct {
+	Stream string
+}
+
+func (e *RepeatedError) Error() string {
+	return fmt.Sprintf("request already applied: it made %s", e.Stream)
+}
+
+// Unwrap makes errors.Is(err, ErrRepeated) true.
+func (e *RepeatedError) Unwrap() error { return ErrRepeated }
 
 // FieldError is one bad field of a request.
 type FieldError struct {

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -73,16 +74,46 @@ type CreatePayment struct {
 	// MethodRate is the method currency's rate per USDT, needed only when it
 	// differs from the invoice's currency (zero: none set).
 	MethodRate decimal.Decimal
+	// RequestKey, with MerchantID, identifies the request this command
+	// comes from (the HTTP adapter derives it from the Idempotency-Key
+	// header and the request's fingerprint). The payment.created event
+	// claims it, so a retry of the request, even one whose idempotency
+	// record a crash lost, makes no second payment: it fails with a
+	// *RepeatedError naming the first one's stream. "" for none.
+	RequestKey string
+}
+
+// RequestClaim is the unique key a command with a request key claims.
+func RequestClaim(merchantID, requestKey string) string {
+	return "request/" + merchantID + "/" + requestKey
 }
 
 // CreatePayment decides payment.created: the gateway for the method assigns
 // the payment details. The invoice must be pending and not past expires_at.
 //
 // Errors: *ValidationError, ErrNotFound, ErrInvoiceNotPayable,
-// ErrMethodInvalid, ErrCurrencyInvalid (no rate to convert), ErrConflict.
+// ErrMethodInvalid, ErrCurrencyInvalid (no rate to convert), ErrConflict,
+// *RepeatedError (ErrRepeated).
 func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment, uint64, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, 0, err
+	}
+	var claims []string
+	if c.RequestKey != "" {
+		if c.MerchantID == "" {
+			return nil, 0, &ValidationError{Fields: []FieldError{{Path: "merchant_id", Type: "missing", Message: "a request key needs the merchant"}}}
+		}
+		// A retry finds the first payment before anything else is
+		// decided: the invoice may be paid or expired by now.
+		claim := RequestClaim(c.MerchantID, c.RequestKey)
+		holder, ok, err := s.store.ClaimHolder(claim)
+		if err != nil {
+			return nil, 0, fmt.Errorf("create payment: request key: %w", err)
+		}
+		if ok {
+			return nil, 0, &RepeatedError{Stream: holder}
+		}
+		claims = []string{claim}
 	}
 	if c.Method == "" {
 		return nil, 0, &ValidationError{Fields: []FieldError{{Path: "method", Type: "missing", Message: "method is required"}}}
@@ -143,12 +174,16 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		ids := &eventIDs{meta: c.Meta}
 		return decision{writes: []ledger.Write{
 			{Stream: StreamID(StreamPayment, pid), Expected: ledger.NoStream,
-				Events: []ledger.NewEvent{ids.event(TypePaymentCreated, inv.MerchantID, created)}},
+				Events: []ledger.NewEvent{ids.event(TypePaymentCreated, inv.MerchantID, created, claims...)}},
 			// The invoice must still be as read: cancelled or expired since, and
 			// the payment is refused on the retry.
 			{Stream: StreamID(StreamInvoice, inv.InvoiceID), Expected: ledger.Exactly(inv.Version)},
 		}}, nil
 	})
+	var ce *ledger.ClaimError
+	if errors.As(err, &ce) && len(claims) > 0 && ce.Key == claims[0] {
+		return nil, 0, &RepeatedError{Stream: ce.Holder} // a concurrent retry won
+	}
 	if err != nil {
 		return nil, 0, err
 	}

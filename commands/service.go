@@ -32,6 +32,8 @@ type Store interface {
 	AppendWrites(ctx context.Context, writes ...ledger.Write) ([]ledger.Event, error)
 	// ReadStream returns a stream's events from a version on.
 	ReadStream(ctx context.Context, stream string, from uint64) ([]ledger.Event, error)
+	// ClaimHolder returns the stream that holds a unique key, if any.
+	ClaimHolder(key string) (stream string, ok bool, err error)
 }
 
 // Meta is what every command carries besides its own fields: when it

@@ -535,6 +535,59 @@ func TestConcurrentProcessingOfOnePayment(t *testing.T) {
 	}
 }
 
+// TestCreatePaymentRequestKey: many creations with one request key make one
+// payment; every other one is a *RepeatedError naming it and appends
+// nothing, and the key is the merchant's own.
+func TestCreatePaymentRequestKey(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice("o")
+	const n = 20
+	var made atomic.Int32
+	streams := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(),
+				InvoiceID: inv.InvoiceID, MerchantID: e.m, Method: "visamaster.uah", RequestKey: "k1"})
+			var rep *commands.RepeatedError
+			switch {
+			case err == nil:
+				made.Add(1)
+				streams[i] = commands.StreamID(commands.StreamPayment, p.PaymentID)
+			case errors.As(err, &rep) && errors.Is(err, commands.ErrRepeated):
+				streams[i] = rep.Stream
+			default:
+				t.Errorf("creation %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if made.Load() != 1 {
+		t.Fatalf("%d payments made with one request key, want 1", made.Load())
+	}
+	for i := range streams {
+		if streams[i] != streams[0] {
+			t.Errorf("creation %d names %s, the first %s", i, streams[i], streams[0])
+		}
+	}
+	head := e.store.Head()
+	// Another key is another request; the operator (no merchant) cannot use one.
+	if _, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(),
+		InvoiceID: inv.InvoiceID, MerchantID: e.m, Method: "visamaster.uah", RequestKey: "k2"}); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	var ve *commands.ValidationError
+	if _, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(),
+		InvoiceID: inv.InvoiceID, Method: "visamaster.uah", RequestKey: "k3"}); !errors.As(err, &ve) {
+		t.Fatalf("request key without merchant: %v", err)
+	}
+	if got := e.store.Head().Seq; got != head.Seq+1 {
+		t.Errorf("head %d, want %d: only the second key appends", got, head.Seq+1)
+	}
+}
+
 func TestEInvoice(t *testing.T) {
 	e := newEnv(t)
 	c := commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m, PaymentID: "123", Method: "visamaster.uah",

@@ -180,6 +180,7 @@ var domainErrors = []struct {
 	{projections.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
 	{webhooks.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
 	{webhooks.ErrInvalidQuery, http.StatusBadRequest, CodeValidation, "The request contains invalid parameters or malformed data", EInvoiceInvalid},
+	{commands.ErrRepeated, http.StatusConflict, CodeIdempotencyReused, "This request was already applied; read the resource it made", EInvoiceIdempotency},
 	{commands.ErrConflict, http.StatusConflict, CodeConflict, "The resource changed concurrently; retry the request", EInvoiceConflictCode},
 	{ledger.ErrStorageFull, http.StatusServiceUnavailable, CodeStorageFull, "The server cannot store anything right now; nothing was recorded, retry later", EInvoiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable, "The server is shutting down; retry the request", EInvoiceUnavailable},

@@ -94,6 +94,82 @@ func TestIdempotencyConcurrent(t *testing.T) {
 	}
 }
 
+// TestIdempotencyLostRecordPayment is the crash window between a payment's
+// commit and its idempotency record's save: with the record gone, a retry
+// with the same key and body answers the payment the first attempt made
+// (claimed in the log by its request key) and appends nothing, even once
+// the invoice is paid. Another body under the key is another request.
+func TestIdempotencyLostRecordPayment(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	id, _ := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	path := "/api/v1/invoices/" + id + "/payments"
+	pay := func(key, body string) resp {
+		return h.do(req{method: "POST", path: path, body: body,
+			header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": key}})
+	}
+	loseRecords := func() {
+		t.Helper()
+		if err := h.srv.cfg.IdempotencyDB.Update(func(tx *bbolt.Tx) error {
+			for _, b := range [][]byte{bucketIdem, bucketIdemExp} {
+				if err := tx.DeleteBucket(b); err != nil {
+					return err
+				}
+				if _, err := tx.CreateBucket(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := pay("pay-1", `{"method": "visamaster.uah"}`)
+	if first.Status != http.StatusCreated {
+		t.Fatalf("first: %d %s", first.Status, first.Body)
+	}
+	pid, _ := first.JSON(t)["id"].(string)
+
+	loseRecords()
+	head := h.head()
+	again := pay("pay-1", `{"method": "visamaster.uah"}`)
+	if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry after a lost record: %d %v %s", again.Status, again.Header, again.Body)
+	}
+	jsonEqual(t, again.Body, string(first.Body))
+	if h.head() != head {
+		t.Errorf("retry appended: head %d -> %d", head, h.head())
+	}
+	// The answer is stored again: a third try replays it from the record.
+	if r := pay("pay-1", `{"method": "visamaster.uah"}`); r.Status != http.StatusCreated || !bytes.Equal(r.Body, again.Body) {
+		t.Errorf("replay of the recovered answer: %d %s", r.Status, r.Body)
+	}
+
+	// Paid since: the retry still finds its payment rather than
+	// INVOICE_NOT_PAYABLE.
+	h.clock.Advance(time.Minute)
+	if r := h.admin("POST", "/admin/v1/payments/"+pid+"/process", ""); r.Status != http.StatusOK {
+		t.Fatalf("process: %d %s", r.Status, r.Body)
+	}
+	loseRecords()
+	late := pay("pay-1", `{"method": "visamaster.uah"}`)
+	if late.Status != http.StatusCreated || late.JSON(t)["id"] != pid || late.JSON(t)["status"] != "PROCESSED" {
+		t.Errorf("retry after payment: %d %s", late.Status, late.Body)
+	}
+	if l := h.api(m, "GET", path, ""); strings.Count(string(l.Body), `"gatewayId"`) != 1 {
+		t.Errorf("want 1 payment: %s", l.Body)
+	}
+
+	// The key is scoped to the merchant: another merchant's request with the
+	// same key and body is its own (here: not found, the invoice is m's).
+	m2 := h.newMerchant(`{"name": "two"}`)
+	r := h.do(req{method: "POST", path: path, body: `{"method": "visamaster.uah"}`,
+		header: map[string]string{"X-Api-Key": m2.Key, "Idempotency-Key": "pay-1"}})
+	if r.Status != http.StatusNotFound {
+		t.Errorf("other merchant, same key: %d %s", r.Status, r.Body)
+	}
+}
+
 // TestIdempotencyPersists reopens the server on the same idempotency file.
 func TestIdempotencyPersists(t *testing.T) {
 	h := newHarness(t)

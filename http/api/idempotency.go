@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -34,10 +35,12 @@ import (
 // API), which must never lie in a file in the clear.
 //
 // A crash between the command's commit and the record's save loses the
-// record: the retry runs the command again. Natural keys then decide:
-// create-invoice answers DUPLICATE_EXTERNAL_ID, an e-invoice "Transaction
-// already exists"; a payment creation makes a second PENDING payment for the
-// invoice, which can never pay it twice (an invoice is paid at most once).
+// record: the retry runs the command again. A payment creation carries a
+// request key (requestKey) that its event claims in the log, so the retry
+// answers 201 with the payment the first attempt made. Elsewhere natural
+// keys decide: create-invoice answers DUPLICATE_EXTERNAL_ID, an e-invoice
+// "Transaction already exists", a widget with an external_id
+// DUPLICATE_WIDGET.
 
 const idemRecordVersion byte = 1
 
@@ -173,6 +176,23 @@ func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, serve fu
 		s.log.ErrorContext(c.ctx, "idempotency record not saved; a retry will run the request again",
 			"request_id", requestID(c.ctx), "err", err)
 	}
+}
+
+// requestKey identifies a request with an Idempotency-Key for a command to
+// claim in the log (commands.CreatePayment.RequestKey): the key and the
+// request's fingerprint, hashed, so the key itself never enters the log.
+// The command scopes it to the merchant. "" without a valid key.
+func requestKey(c *call) string {
+	key := c.r.Header.Get("Idempotency-Key")
+	if !validIdempotencyKey(key) {
+		return ""
+	}
+	fp := fingerprint(c.r, c.body)
+	h := sha256.New()
+	h.Write([]byte(key))
+	h.Write([]byte{0})
+	h.Write(fp[:])
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func fingerprint(r *http.Request, body []byte) [32]byte {

@@ -190,6 +190,7 @@ type call struct {
 	keyID      string
 	body       []byte
 	meta       commands.Meta
+	replayed   bool // the handler answered a retry from what the first attempt made
 }
 
 // endpoint runs a JSON route: auth, per-key rate limit, body limit,
@@ -360,6 +361,9 @@ func (s *Server) run(w http.ResponseWriter, c *call, h handler) {
 	if err != nil {
 		s.writeError(w, c.r, err)
 		return
+	}
+	if c.replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, status, body)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -42,8 +43,19 @@ func (s *Server) createPayment(c *call) (int, any, error) {
 	}
 	_, seq, err := s.svc.CreatePayment(c.ctx, commands.CreatePayment{
 		Meta: c.meta, PaymentID: ulid.Make(), InvoiceID: id, MerchantID: c.merchantID,
-		Method: req.Method, MethodRate: methodRate,
+		Method: req.Method, MethodRate: methodRate, RequestKey: requestKey(c),
 	})
+	var rep *commands.RepeatedError
+	if errors.As(err, &rep) {
+		// A retry whose idempotency record was lost (see idempotency.go):
+		// the payment the first attempt made, as it is now.
+		p, err := s.views.PaymentByStream(rep.Stream)
+		if err != nil || p.MerchantID != c.merchantID {
+			return 0, nil, fmt.Errorf("payment of a repeated request %s: %w", rep.Stream, errors.Join(err, projections.ErrNotFound))
+		}
+		c.replayed = true
+		return http.StatusCreated, p.Body(), nil
+	}
 	if err != nil {
 		err = withField(err, commands.ErrMethodInvalid, "method")
 		return 0, nil, withField(err, commands.ErrCurrencyInvalid, "method")
