@@ -221,6 +221,23 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 	return nil, fmt.Errorf("projections: no builder for %T", data)
 }
 
+// CreatedInvoiceView is the view the projector stores for a new invoice,
+// made from what the create command decided (version: its stream version,
+// 1; at: the event's time, the command's): the API answers a creation with
+// it instead of reading back the view the same append just wrote.
+// TestCreatedInvoiceView checks it equals the stored view.
+//
+// Errors: ErrMalformedEvent for data no invoice.created could carry.
+func CreatedInvoiceView(d *commands.InvoiceCreated, version uint64, at time.Time) (InvoiceView, error) {
+	e := ledger.Event{Stream: commands.StreamID(commands.StreamInvoice, d.InvoiceID), Version: version,
+		Type: commands.TypeInvoiceCreated, Time: at}
+	p, err := buildInvoice(&e, mirror(d).(*mInvoiceCreated))
+	if err != nil {
+		return InvoiceView{}, err
+	}
+	return p.(*pInvoiceCreated).v, nil
+}
+
 func buildInvoice(e *ledger.Event, d *mInvoiceCreated) (any, error) {
 	id, err := streamID(e, commands.StreamInvoice)
 	if err != nil {

@@ -114,6 +114,21 @@ type pay struct {
 	version    uint64
 }
 
+// einvoice is an e-invoice of merchant's (XOF, payment_id "tx-1", tracking
+// "79DF-60B0-17F6", an extra field "phone"): its id and its creation.
+func (g *gen) einvoice(merchant string) (string, ledger.Write) {
+	id := commands.UUID(g.ulid())
+	return id, write(commands.StreamID(commands.StreamInvoice, id), ledger.NoStream,
+		g.ev(commands.TypeInvoiceCreated, merchant, commands.InvoiceCreated{
+			InvoiceID: id, MerchantID: merchant, Source: commands.SourceEInvoice, Amount: dec("100"),
+			Currency: "XOF", ConversionRate: dec("600"), CommissionPercent: dec("2"),
+			GrossUSDT: dec("0.166666"), FeeUSDT: dec("0.006666"), MerchantUSDT: dec("0.16"),
+			CreatedAt: g.now, ExpiresAt: g.now.Add(time.Hour), PaymentID: "tx-1", Tracking: "79DF-60B0-17F6",
+			Method: "mtn-ci.xof", Account: "acc", Sender: "snd", StatusURL: "https://s.example/status",
+			ExtraFields: map[string]string{"phone": "+2250000"},
+		}))
+}
+
 func (g *gen) payment(in *inv) (*pay, ledger.Write) {
 	id := g.ulid().String()
 	p := &pay{id: id, stream: commands.StreamID(commands.StreamPayment, id), in: in, version: 1}

@@ -114,16 +114,8 @@ func TestEInvoiceIndexes(t *testing.T) {
 	st := newLog(t)
 	g := newGen()
 	mustAppend(t, st, g.merchant("m1", "2"), g.merchant("m2", "2"))
-	id := commands.UUID(g.ulid())
-	mustAppend(t, st, write(commands.StreamID(commands.StreamInvoice, id), ledger.NoStream,
-		g.ev(commands.TypeInvoiceCreated, "m1", commands.InvoiceCreated{
-			InvoiceID: id, MerchantID: "m1", Source: commands.SourceEInvoice, Amount: dec("100"),
-			Currency: "XOF", ConversionRate: dec("600"), CommissionPercent: dec("2"),
-			GrossUSDT: dec("0.166666"), FeeUSDT: dec("0.006666"), MerchantUSDT: dec("0.16"),
-			CreatedAt: g.now, ExpiresAt: g.now.Add(time.Hour), PaymentID: "tx-1", Tracking: "79DF-60B0-17F6",
-			Method: "mtn-ci.xof", Account: "acc", Sender: "snd", StatusURL: "https://s.example/status",
-			ExtraFields: map[string]string{"phone": "+2250000"},
-		})))
+	id, w := g.einvoice("m1")
+	mustAppend(t, st, w)
 	v := projections.NewViews(st.DB())
 	x, err := v.InvoiceByPaymentID("m1", "tx-1")
 	if err != nil || x.InvoiceID != id || x.Amount != "100" || x.ConversionRate != "600.00" || x.Method != "mtn-ci.xof" {

@@ -55,8 +55,19 @@ func (s *Server) createInvoice(c *call) (int, any, error) {
 		err = withField(err, commands.ErrCurrencyInvalid, "currency_code")
 		return 0, nil, withField(err, commands.ErrDuplicateExternalID, "external_id")
 	}
+	return s.createdInvoice(c, inv)
+}
+
+// createdInvoice answers an invoice creation (201, seed 003's body) from
+// what the command decided: the view the same append stored, built again
+// rather than read back and decoded.
+func (s *Server) createdInvoice(c *call, inv *commands.Invoice) (int, any, error) {
 	s.invoiceCreated()
-	return s.invoiceBody(c, inv.InvoiceID, http.StatusCreated)
+	v, err := projections.CreatedInvoiceView(&inv.InvoiceCreated, inv.Version, c.meta.Time)
+	if err != nil {
+		return 0, nil, fmt.Errorf("invoice %s: %w", inv.InvoiceID, err)
+	}
+	return http.StatusCreated, v.Body(s.paymentLink(inv.InvoiceID)), nil
 }
 
 func (s *Server) invoiceCreated() {

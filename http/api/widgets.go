@@ -256,6 +256,5 @@ func (s *Server) createWidgetInvoice(c *call) (int, any, error) {
 		}
 		return 0, nil, err
 	}
-	s.invoiceCreated()
-	return s.invoiceBody(c, inv.InvoiceID, http.StatusCreated)
+	return s.createdInvoice(c, inv)
 }
