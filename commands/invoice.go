@@ -86,13 +86,15 @@ type CreateInvoice struct {
 	// Rate is the currency's current rate per USDT, read by the adapter from
 	// the rates view (zero: no rate set, so the currency is refused).
 	Rate decimal.Decimal
+	// RequestKey: see Service.requestClaim.
+	RequestKey string
 }
 
 // CreateInvoice decides and appends invoice.created.
 //
 // Errors: *ValidationError, ErrNotFound (merchant), ErrMerchantDisabled,
-// ErrDealsDisabled, ErrCurrencyInvalid, ErrDuplicateExternalID, and
-// infrastructure errors.
+// ErrDealsDisabled, ErrCurrencyInvalid, ErrDuplicateExternalID,
+// *RepeatedError (ErrRepeated), and infrastructure errors.
 func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
@@ -114,6 +116,10 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	claims, err := s.requestClaim(c.MerchantID, c.RequestKey)
+	if err != nil {
+		return nil, err
+	}
 	m, err := s.payableMerchant(ctx, c.MerchantID)
 	if err != nil {
 		return nil, err
@@ -126,9 +132,12 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 	d.ExternalID, d.CustomerID, d.Purpose = c.ExternalID, c.CustomerID, c.Purpose
 	d.CallbackURL, d.SuccessURL, d.FailURL = c.CallbackURL, c.SuccessURL, c.FailURL
 	ids := &eventIDs{meta: c.Meta}
-	ev := ids.event(TypeInvoiceCreated, m.ID, d, ExternalIDClaim(m.ID, c.ExternalID))
+	ev := ids.event(TypeInvoiceCreated, m.ID, d, append(claims, ExternalIDClaim(m.ID, c.ExternalID))...)
 	evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}})
-	if err != nil {
+	if err = repeated(err, claims); err != nil {
+		if errors.Is(err, ErrRepeated) {
+			return nil, err
+		}
 		if errors.Is(err, ledger.ErrClaimed) {
 			return nil, fmt.Errorf("external_id %q: %w", c.ExternalID, ErrDuplicateExternalID)
 		}
@@ -325,6 +334,8 @@ type CreateEInvoice struct {
 	ExtraFields map[string]string
 	// Rate is the method currency's current rate per USDT (zero: none set).
 	Rate decimal.Decimal
+	// RequestKey: see Service.requestClaim.
+	RequestKey string
 }
 
 var senderRE = regexp.MustCompile(`^[0-9A-Za-z]{1,64}$`)
@@ -334,7 +345,7 @@ var senderRE = regexp.MustCompile(`^[0-9A-Za-z]{1,64}$`)
 //
 // Errors: *ValidationError, ErrNotFound (merchant), ErrMerchantDisabled,
 // ErrDealsDisabled, ErrMethodInvalid, ErrCurrencyInvalid,
-// ErrDuplicatePaymentID.
+// ErrDuplicatePaymentID, *RepeatedError (ErrRepeated).
 func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoice, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
@@ -367,6 +378,10 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	claims, err := s.requestClaim(c.MerchantID, c.RequestKey)
+	if err != nil {
+		return nil, err
+	}
 	m, err := s.payableMerchant(ctx, c.MerchantID)
 	if err != nil {
 		return nil, err
@@ -386,12 +401,15 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 	for attempt := 0; ; attempt++ {
 		d.Tracking = Tracking(c.InvoiceID, attempt)
 		ids.n = 0
-		ev := ids.event(TypeInvoiceCreated, m.ID, d, PaymentIDClaim(m.ID, c.PaymentID), TrackingClaim(d.Tracking))
+		ev := ids.event(TypeInvoiceCreated, m.ID, d, append(claims[:len(claims):len(claims)], PaymentIDClaim(m.ID, c.PaymentID), TrackingClaim(d.Tracking))...)
 		evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}})
+		err = repeated(err, claims)
 		var ce *ledger.ClaimError
 		switch {
 		case err == nil:
 			return &Invoice{InvoiceCreated: d, Status: InvoiceStatusPending, Version: evs[0].Version}, nil
+		case errors.Is(err, ErrRepeated):
+			return nil, err
 		case errors.As(err, &ce) && strings.HasPrefix(ce.Key, "tracking/") && attempt < 8:
 			continue // a tracking number collision (1 in 2^48): derive the next
 		case errors.As(err, &ce):

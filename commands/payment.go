@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -74,18 +73,9 @@ type CreatePayment struct {
 	// MethodRate is the method currency's rate per USDT, needed only when it
 	// differs from the invoice's currency (zero: none set).
 	MethodRate decimal.Decimal
-	// RequestKey, with MerchantID, identifies the request this command
-	// comes from (the HTTP adapter derives it from the Idempotency-Key
-	// header and the request's fingerprint). The payment.created event
-	// claims it, so a retry of the request, even one whose idempotency
-	// record a crash lost, makes no second payment: it fails with a
-	// *RepeatedError naming the first one's stream. "" for none.
+	// RequestKey: see Service.requestClaim. The payment.created event claims
+	// it, so a retried request makes no second payment.
 	RequestKey string
-}
-
-// RequestClaim is the unique key a command with a request key claims.
-func RequestClaim(merchantID, requestKey string) string {
-	return "request/" + merchantID + "/" + requestKey
 }
 
 // CreatePayment decides payment.created: the gateway for the method assigns
@@ -98,22 +88,11 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, 0, err
 	}
-	var claims []string
-	if c.RequestKey != "" {
-		if c.MerchantID == "" {
-			return nil, 0, &ValidationError{Fields: []FieldError{{Path: "merchant_id", Type: "missing", Message: "a request key needs the merchant"}}}
-		}
-		// A retry finds the first payment before anything else is
-		// decided: the invoice may be paid or expired by now.
-		claim := RequestClaim(c.MerchantID, c.RequestKey)
-		holder, ok, err := s.store.ClaimHolder(claim)
-		if err != nil {
-			return nil, 0, fmt.Errorf("create payment: request key: %w", err)
-		}
-		if ok {
-			return nil, 0, &RepeatedError{Stream: holder}
-		}
-		claims = []string{claim}
+	// A retry finds the first payment before anything else is decided: the
+	// invoice may be paid or expired by now.
+	claims, err := s.requestClaim(c.MerchantID, c.RequestKey)
+	if err != nil {
+		return nil, 0, err
 	}
 	if c.Method == "" {
 		return nil, 0, &ValidationError{Fields: []FieldError{{Path: "method", Type: "missing", Message: "method is required"}}}
@@ -180,12 +159,8 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 			{Stream: StreamID(StreamInvoice, inv.InvoiceID), Expected: ledger.Exactly(inv.Version)},
 		}}, nil
 	})
-	var ce *ledger.ClaimError
-	if errors.As(err, &ce) && len(claims) > 0 && ce.Key == claims[0] {
-		return nil, 0, &RepeatedError{Stream: ce.Holder} // a concurrent retry won
-	}
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, repeated(err, claims)
 	}
 	return &Payment{PaymentCreated: created, Status: PaymentStatusPending, Version: evs[0].Version}, evs[0].Seq, nil
 }

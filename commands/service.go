@@ -109,6 +109,50 @@ func (s *Service) run(ctx context.Context, decide func() (decision, error)) ([]l
 	}
 }
 
+// requestClaim returns what a creation with a request key claims in the
+// log. A request key, with the merchant, identifies the request a command
+// comes from (the HTTP adapter derives it from the Idempotency-Key header
+// and the request's fingerprint), so a retry of the request, even one whose
+// idempotency record a crash lost, creates nothing: when an earlier command
+// with the key made a stream, requestClaim fails with a *RepeatedError
+// naming it. No key: no claim.
+func (s *Service) requestClaim(merchantID, key string) ([]string, error) {
+	if key == "" {
+		return nil, nil
+	}
+	if merchantID == "" {
+		return nil, &ValidationError{Fields: []FieldError{{Path: "merchant_id", Type: "missing", Message: "a request key needs the merchant"}}}
+	}
+	claim := RequestClaim(merchantID, key)
+	holder, ok, err := s.store.ClaimHolder(claim)
+	if err != nil {
+		return nil, fmt.Errorf("request key: %w", err)
+	}
+	if ok {
+		return nil, &RepeatedError{Stream: holder}
+	}
+	return []string{claim}, nil
+}
+
+// RequestClaim is the unique key a command with a request key claims.
+func RequestClaim(merchantID, requestKey string) string {
+	return "request/" + merchantID + "/" + requestKey
+}
+
+// repeated turns a lost race for a request claim (claims from
+// requestClaim, which an event lists before its other claims) into the
+// *RepeatedError it means: a concurrent retry made the stream. The log
+// reports the first taken claim in the event's order, so the request
+// claim, taken by that retry too, is the one named. Other errors pass
+// through.
+func repeated(err error, claims []string) error {
+	var ce *ledger.ClaimError
+	if len(claims) > 0 && errors.As(err, &ce) && ce.Key == claims[0] {
+		return &RepeatedError{Stream: ce.Holder}
+	}
+	return err
+}
+
 // load reads a stream and folds it into state; it returns the version read.
 func (s *Service) load(ctx context.Context, stream string, apply func(ledger.Event) error) (uint64, error) {
 	evs, err := s.store.ReadStream(ctx, stream, 1)

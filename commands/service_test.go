@@ -588,6 +588,56 @@ func TestCreatePaymentRequestKey(t *testing.T) {
 	}
 }
 
+// TestCreateInvoiceRequestKey: concurrent creations of one request (same
+// request key, same external id or payment_id) make one invoice; the others
+// are *RepeatedError naming it, whichever of the event's claims the log
+// reports as taken.
+func TestCreateInvoiceRequestKey(t *testing.T) {
+	e := newEnv(t)
+	create := map[string]func() (*commands.Invoice, error){
+		"invoice": func() (*commands.Invoice, error) {
+			return e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+				Amount: "5.00", Currency: "UAH", ExternalID: "ext-1", Rate: dec("41.5"), RequestKey: "r-inv"})
+		},
+		"e-invoice": func() (*commands.Invoice, error) {
+			return e.svc.CreateEInvoice(e.ctx, commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+				PaymentID: "123", Method: "visamaster.uah", Amount: "100.00", Rate: dec("41.5"), RequestKey: "r-einv"})
+		},
+	}
+	for name, fn := range create {
+		const n = 16
+		streams := make([]string, n)
+		var made atomic.Int32
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				inv, err := fn()
+				var rep *commands.RepeatedError
+				switch {
+				case err == nil:
+					made.Add(1)
+					streams[i] = commands.StreamID(commands.StreamInvoice, inv.InvoiceID)
+				case errors.As(err, &rep):
+					streams[i] = rep.Stream
+				default:
+					t.Errorf("%s %d: %v", name, i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if made.Load() != 1 {
+			t.Errorf("%s: %d made, want 1", name, made.Load())
+		}
+		for i := range streams {
+			if streams[i] != streams[0] {
+				t.Errorf("%s %d names %s, the first %s", name, i, streams[i], streams[0])
+			}
+		}
+	}
+}
+
 func TestEInvoice(t *testing.T) {
 	e := newEnv(t)
 	c := commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m, PaymentID: "123", Method: "visamaster.uah",

@@ -63,7 +63,8 @@ type Event struct {
 // ID and Time come from the caller, so a command decides them deterministically.
 // Claims are unique keys (an external id per merchant, say) that this event takes
 // for its stream; an append whose claim another stream already holds fails with
-// ErrClaimed and writes nothing.
+// ErrClaimed and writes nothing. Its *ClaimError names the first held claim in
+// the append's order (writes, events, then each event's claims).
 type NewEvent struct {
 	ID          ulid.ULID
 	Type        string

@@ -116,8 +116,14 @@ func (s *Server) createEInvoice(c *call) (int, any, error) {
 		Meta: c.meta, InvoiceID: ulid.Make(), MerchantID: c.merchantID,
 		PaymentID: paymentID, Method: req.Currency, Amount: amount, Description: req.Description,
 		Account: req.Account, Sender: req.Sender, SuccessURL: req.SuccessURL, FailURL: req.FailURL,
-		StatusURL: req.StatusURL, ExtraFields: req.ExtraFields, Rate: rate,
+		StatusURL: req.StatusURL, ExtraFields: req.ExtraFields, Rate: rate, RequestKey: requestKey(c),
 	})
+	if v, ok, rerr := s.repeatedInvoice(c, err); ok || rerr != nil {
+		if rerr != nil {
+			return 0, nil, rerr
+		}
+		return http.StatusOK, einvoiceResponse{Tracking: v.Tracking, PaymentID: echo, InvoiceID: v.InvoiceID, PaymentLink: s.paymentLink(v.InvoiceID)}, nil
+	}
 	if err != nil {
 		err = withField(err, commands.ErrMethodInvalid, "currency")
 		err = withField(err, commands.ErrCurrencyInvalid, "currency")

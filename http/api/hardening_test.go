@@ -56,10 +56,16 @@ func TestIdempotencyKey(t *testing.T) {
 	if r := send(strings.Repeat("x", 300), seed003Request); r.Status != 400 || r.details(t)[0].Path != "Idempotency-Key" {
 		t.Errorf("long key: %d %s", r.Status, r.Body)
 	}
-	// The record expires after the TTL.
+	// The record expires after the TTL, but the request key its invoice
+	// claimed in the log does not: the same request still gets its invoice
+	// (as it is now); another request under the key is new.
+	h.clock.Advance(DefaultIdempotencyTTL + time.Minute)
+	if r := send("k-1", strings.Replace(seed003Request, "order-2026-0001", "order-3", 1)); r.Status != http.StatusCreated || r.Header.Get("Idempotent-Replayed") != "" {
+		t.Errorf("after TTL, another request: %d %v %s", r.Status, r.Header, r.Body)
+	}
 	h.clock.Advance(DefaultIdempotencyTTL + time.Minute)
 	exp := send("k-1", seed003Request)
-	if exp.Header.Get("Idempotent-Replayed") != "" || exp.errCode(t) != CodeDuplicateExternalID {
+	if exp.Status != http.StatusCreated || exp.Header.Get("Idempotent-Replayed") != "true" || exp.JSON(t)["invoice_id"] != first.JSON(t)["invoice_id"] {
 		t.Errorf("after TTL: %d %v %s", exp.Status, exp.Header, exp.Body)
 	}
 }
@@ -108,29 +114,13 @@ func TestIdempotencyLostRecordPayment(t *testing.T) {
 		return h.do(req{method: "POST", path: path, body: body,
 			header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": key}})
 	}
-	loseRecords := func() {
-		t.Helper()
-		if err := h.srv.cfg.IdempotencyDB.Update(func(tx *bbolt.Tx) error {
-			for _, b := range [][]byte{bucketIdem, bucketIdemExp} {
-				if err := tx.DeleteBucket(b); err != nil {
-					return err
-				}
-				if _, err := tx.CreateBucket(b); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	first := pay("pay-1", `{"method": "visamaster.uah"}`)
 	if first.Status != http.StatusCreated {
 		t.Fatalf("first: %d %s", first.Status, first.Body)
 	}
 	pid, _ := first.JSON(t)["id"].(string)
 
-	loseRecords()
+	h.loseIdempotencyRecords(t)
 	head := h.head()
 	again := pay("pay-1", `{"method": "visamaster.uah"}`)
 	if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" {
@@ -151,7 +141,7 @@ func TestIdempotencyLostRecordPayment(t *testing.T) {
 	if r := h.admin("POST", "/admin/v1/payments/"+pid+"/process", ""); r.Status != http.StatusOK {
 		t.Fatalf("process: %d %s", r.Status, r.Body)
 	}
-	loseRecords()
+	h.loseIdempotencyRecords(t)
 	late := pay("pay-1", `{"method": "visamaster.uah"}`)
 	if late.Status != http.StatusCreated || late.JSON(t)["id"] != pid || late.JSON(t)["status"] != "PROCESSED" {
 		t.Errorf("retry after payment: %d %s", late.Status, late.Body)
@@ -167,6 +157,60 @@ func TestIdempotencyLostRecordPayment(t *testing.T) {
 		header: map[string]string{"X-Api-Key": m2.Key, "Idempotency-Key": "pay-1"}})
 	if r.Status != http.StatusNotFound {
 		t.Errorf("other merchant, same key: %d %s", r.Status, r.Body)
+	}
+}
+
+// loseIdempotencyRecords empties the idempotency store: what a crash
+// between a command's commit and its record's save leaves.
+func (h *harness) loseIdempotencyRecords(t *testing.T) {
+	t.Helper()
+	if err := h.srv.cfg.IdempotencyDB.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketIdem, bucketIdemExp} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIdempotencyLostRecordInvoice: with the record lost, a retried
+// create-invoice or e-invoice gets the invoice the first attempt made, not
+// DUPLICATE_EXTERNAL_ID or "Transaction already exists", and appends nothing.
+func TestIdempotencyLostRecordInvoice(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	for _, tc := range []struct{ path, body, key string }{
+		{"/api/v1/create-invoice", seed003Request, "inv-1"},
+		{"/api/einvoice/create", seed001Request, "einv-1"},
+	} {
+		send := func() resp {
+			return h.do(req{method: "POST", path: tc.path, body: tc.body,
+				header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": tc.key}})
+		}
+		first := send()
+		if first.Status >= 300 {
+			t.Fatalf("%s: %d %s", tc.path, first.Status, first.Body)
+		}
+		h.loseIdempotencyRecords(t)
+		head := h.head()
+		again := send()
+		if again.Status != first.Status || again.Header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("%s retry: %d %v %s", tc.path, again.Status, again.Header, again.Body)
+		}
+		jsonEqual(t, again.Body, string(first.Body))
+		if h.head() != head {
+			t.Errorf("%s retry appended", tc.path)
+		}
+		// Without the key, the natural key still refuses a duplicate.
+		if r := h.api(m, "POST", tc.path, tc.body); r.Status != http.StatusConflict {
+			t.Errorf("%s without the key: %d %s", tc.path, r.Status, r.Body)
+		}
 	}
 }
 

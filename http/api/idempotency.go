@@ -35,12 +35,10 @@ import (
 // API), which must never lie in a file in the clear.
 //
 // A crash between the command's commit and the record's save loses the
-// record: the retry runs the command again. A payment creation carries a
-// request key (requestKey) that its event claims in the log, so the retry
-// answers 201 with the payment the first attempt made. Elsewhere natural
-// keys decide: create-invoice answers DUPLICATE_EXTERNAL_ID, an e-invoice
-// "Transaction already exists", a widget with an external_id
-// DUPLICATE_WIDGET.
+// record: the retry runs the command again. Invoice, e-invoice and payment
+// creations carry a request key (requestKey) that their event claims in the
+// log, so the retry answers with what the first attempt made. A widget with
+// a client-supplied id is refused DUPLICATE_WIDGET instead.
 
 const idemRecordVersion byte = 1
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
@@ -49,8 +50,14 @@ func (s *Server) createInvoice(c *call) (int, any, error) {
 		Meta: c.meta, InvoiceID: ulid.Make(), MerchantID: c.merchantID,
 		Amount: req.Amount, Currency: req.CurrencyCode, CustomerID: req.CustomerID, ExternalID: req.ExternalID,
 		Purpose: req.Purpose, CallbackURL: req.CallbackURL, SuccessURL: req.SuccessURL, FailURL: req.FailURL,
-		Rate: rate,
+		Rate: rate, RequestKey: requestKey(c),
 	})
+	if v, ok, rerr := s.repeatedInvoice(c, err); ok || rerr != nil {
+		if rerr != nil {
+			return 0, nil, rerr
+		}
+		return http.StatusCreated, v.Body(s.paymentLink(v.InvoiceID)), nil
+	}
 	if err != nil {
 		err = withField(err, commands.ErrCurrencyInvalid, "currency_code")
 		return 0, nil, withField(err, commands.ErrDuplicateExternalID, "external_id")
@@ -68,6 +75,25 @@ func (s *Server) createdInvoice(c *call, inv *commands.Invoice) (int, any, error
 		return 0, nil, fmt.Errorf("invoice %s: %w", inv.InvoiceID, err)
 	}
 	return http.StatusCreated, v.Body(s.paymentLink(inv.InvoiceID)), nil
+}
+
+// repeatedInvoice answers a creation the log says is a retry
+// (commands.RepeatedError, see idempotency.go): the invoice the first attempt
+// made, as it is now. ok is false when err is not a retry.
+func (s *Server) repeatedInvoice(c *call, err error) (v projections.InvoiceView, ok bool, _ error) {
+	var rep *commands.RepeatedError
+	if !errors.As(err, &rep) {
+		return v, false, nil
+	}
+	id, found := strings.CutPrefix(rep.Stream, commands.StreamInvoice+"-")
+	if !found {
+		return v, false, fmt.Errorf("repeated request made %s, not an invoice: %w", rep.Stream, projections.ErrCorrupt)
+	}
+	if v, err = s.views.Invoice(c.merchantID, id); err != nil {
+		return v, false, fmt.Errorf("invoice of a repeated request %s: %w", id, err)
+	}
+	c.replayed = true
+	return v, true, nil
 }
 
 func (s *Server) invoiceCreated() {

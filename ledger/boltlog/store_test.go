@@ -124,6 +124,14 @@ func TestClaims(t *testing.T) {
 	if _, ok, _ := s.ClaimHolder("m-1/ext/7"); ok {
 		t.Fatal("refused append's other claim was taken")
 	}
+	// With several claims held, the first in the event's order is named.
+	if _, err := s.Append(ctx, "inv-c", ledger.NoStream, ev("invoice.created", "m-1/ext/8", "m-1/ext/9")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, "inv-d", ledger.NoStream, ev("invoice.created", "m-1/ext/new", "m-1/ext/9", "m-1/ext/8"))
+	if !errors.As(err, &ce) || ce.Key != "m-1/ext/9" || ce.Holder != "inv-c" {
+		t.Fatalf("two held claims = %v, want the first (m-1/ext/9)", err)
+	}
 	// The holder may claim its key again.
 	if _, err := s.Append(ctx, "inv-a", ledger.Exactly(1), ev("invoice.updated", "m-1/ext/42")); err != nil {
 		t.Fatalf("re-claim by the holder: %v", err)
