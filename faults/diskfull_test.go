@@ -38,13 +38,8 @@ func TestDiskFull(t *testing.T) {
 	r := rng(t)
 	mnt := mountTmpfs(t, "64m")
 	dir := filepath.Join(mnt, "data")
-	recv := newReceiver(t)
-	sv := newServe(t, dir)
-	sv.start()
-	a := newClient(sv.base())
-	m := setupMerchant(t, a, recv.url())
-	recv.setSecret(m.Secret)
-	a.key = m.APIKey
+	sh := startShop(t, dir)
+	sv, a, recv := sh.sv, sh.a, sh.recv
 	bk := newBook()
 	f := &follower{url: fmt.Sprintf("nats://127.0.0.1:%d", sv.natsPort)}
 	var unanswered []string

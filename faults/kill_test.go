@@ -32,14 +32,9 @@ import (
 func TestKillServeUnderLoad(t *testing.T) {
 	t.Parallel()
 	r := rng(t)
-	recv := newReceiver(t)
 	dir := t.TempDir()
-	sv := newServe(t, dir)
-	sv.start()
-	a := newClient(sv.base())
-	m := setupMerchant(t, a, recv.url())
-	recv.setSecret(m.Secret)
-	a.key = m.APIKey
+	sh := startShop(t, dir)
+	sv, a, recv := sh.sv, sh.a, sh.recv
 	bk := newBook()
 	var unanswered []string // committed creates whose answer the kill cut off
 	f := &follower{url: fmt.Sprintf("nats://127.0.0.1:%d", sv.natsPort)}

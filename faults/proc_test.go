@@ -394,6 +394,28 @@ type merchant struct {
 	Secret string
 }
 
+// shop is a serve child with a merchant whose webhooks go to a receiver
+// that checks their signatures: what most fault tests start from.
+type shop struct {
+	sv   *serveProc
+	a    *client // with the merchant's API key
+	recv *receiver
+	m    merchant
+}
+
+// startShop starts serve on dataDir and registers the merchant.
+func startShop(t *testing.T, dataDir string) shop {
+	t.Helper()
+	recv := newReceiver(t)
+	sv := newServe(t, dataDir)
+	sv.start()
+	a := newClient(sv.base())
+	m := setupMerchant(t, a, recv.url())
+	recv.setSecret(m.Secret)
+	a.key = m.APIKey
+	return shop{sv: sv, a: a, recv: recv, m: m}
+}
+
 // setupMerchant sets the UAH rate and registers a merchant whose webhooks
 // go to hookURL.
 func setupMerchant(t *testing.T, a *client, hookURL string) merchant {

@@ -20,13 +20,8 @@ import (
 // cache) a replayed create is still refused, by its external_id.
 func TestSignedRequestsSkewAndReplay(t *testing.T) {
 	t.Parallel()
-	recv := newReceiver(t)
-	sv := newServe(t, t.TempDir())
-	sv.start()
-	a := newClient(sv.base())
-	m := setupMerchant(t, a, recv.url())
-	recv.setSecret(m.Secret)
-	a.key = m.APIKey
+	sh := startShop(t, t.TempDir())
+	sv, a, m, recv := sh.sv, sh.a, sh.m, sh.recv
 	key, err := keyring.SigningKeyFromSecret(m.Secret)
 	if err != nil {
 		t.Fatal(err)
