@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.etcd.io/bbolt"
+	"golang.org/x/time/rate"
 
 	"github.com/payledger/payledger/audit"
 	"github.com/payledger/payledger/commands"
@@ -62,6 +63,11 @@ type Config struct {
 	// AllowPrivateWebhooks lets webhooks and status_url calls reach loopback
 	// and private addresses over plain http (development and tests).
 	AllowPrivateWebhooks bool
+	// KeyRate and CustomerRate are the API's rate limits: requests per
+	// second per API key, and invoices per second per merchant and
+	// customer_id. Zero: api.DefaultKeyRate and api.DefaultCustomerRate;
+	// negative: no limit.
+	KeyRate, CustomerRate rate.Limit
 	// Demo creates a demo merchant on an empty data dir and prints its API key.
 	Demo bool
 	// Out receives the demo banner. Default os.Stdout.
@@ -282,6 +288,7 @@ func (n *Node) buildHTTP() error {
 		IdempotencyDB: idem, Now: cfg.Clock.Now, Logger: cfg.Logger.With("component", "http"),
 		Metrics: api.NewMetrics(n.Registry), AllowPrivateWebhooks: cfg.AllowPrivateWebhooks,
 		OnInvoiceCreated: n.Scheduler.Kick, Ready: n.ready,
+		KeyRate: cfg.KeyRate, CustomerRate: cfg.CustomerRate,
 	})
 	if err != nil {
 		return err

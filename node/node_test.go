@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
 	"github.com/payledger/payledger/webhooks"
@@ -203,5 +205,38 @@ func TestWebhookRoutesUseTheAPIEnvelope(t *testing.T) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil || rec.Code != want || env.Successful == nil || *env.Successful || env.RequestID == "" || env.Error.Code == "" {
 			t.Errorf("GET %s: %d %s", path, rec.Code, rec.Body.String())
 		}
+	}
+}
+
+// TestNodeRateLimits: Config.KeyRate reaches the API (serve's --key-rate):
+// at 1 request/s (burst 2) the third quick request is 429 with Retry-After;
+// a negative rate is no limit.
+func TestNodeRateLimits(t *testing.T) {
+	for _, tc := range []struct {
+		rate    rate.Limit
+		limited bool
+	}{{1, true}, {-1, false}} {
+		var out bytes.Buffer
+		n, err := node.Open(context.Background(), node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", NoNATS: true, Demo: true, Out: &out, KeyRate: tc.rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := regexp.MustCompile(`api_key:\s+(\S+)`).FindStringSubmatch(out.String())[1]
+		limited := false
+		for range 5 {
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/balance", nil)
+			req.Header.Set("X-Api-Key", key)
+			rec := httptest.NewRecorder()
+			n.Handler().ServeHTTP(rec, req)
+			if rec.Code == http.StatusTooManyRequests && rec.Header().Get("Retry-After") != "" {
+				limited = true
+			} else if rec.Code != http.StatusOK {
+				t.Errorf("rate %v: %d %s", tc.rate, rec.Code, rec.Body.String())
+			}
+		}
+		if limited != tc.limited {
+			t.Errorf("rate %v: limited %v, want %v", tc.rate, limited, tc.limited)
+		}
+		n.Close()
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/payledger/payledger/node"
 )
 
@@ -49,6 +51,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	checkpointEvery := fs.Int("checkpoint-every", envInt("PAYLEDGER_CHECKPOINT_EVERY", 10000), "sign a checkpoint after this many events")
 	fs.DurationVar(&cfg.Checkpoints.Interval, "checkpoint-interval", envDuration("PAYLEDGER_CHECKPOINT_INTERVAL", time.Minute), "sign a checkpoint this long after the last, if anything was appended")
 	fs.StringVar(&cfg.Checkpoints.KeyFile, "checkpoint-key", envOr("PAYLEDGER_CHECKPOINT_KEY", ""), "Ed25519 checkpoint signing key file (default <data-dir>/checkpoint.key)")
+	keyRate := fs.Float64("key-rate", envFloat("PAYLEDGER_KEY_RATE", 0), "requests per second allowed per API key (env PAYLEDGER_KEY_RATE; 0: 20000; negative: no limit)")
+	customerRate := fs.Float64("customer-rate", envFloat("PAYLEDGER_CUSTOMER_RATE", 0), "invoices per second allowed per merchant and customer_id (env PAYLEDGER_CUSTOMER_RATE; 0: 5; negative: no limit)")
 	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -63,6 +67,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.Checkpoints.Every = uint64(*checkpointEvery)
 	cfg.NATS.Port = *natsPort
 	cfg.NATS.Replicas = *replicas
+	cfg.KeyRate, cfg.CustomerRate = rate.Limit(*keyRate), rate.Limit(*customerRate)
 	cfg.Demo = !*noDemo
 	cfg.Out = stdout
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
@@ -132,6 +137,13 @@ func envBool(name string) bool {
 
 func envDuration(name string, def time.Duration) time.Duration {
 	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
 		return v
 	}
 	return def
