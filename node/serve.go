@@ -37,6 +37,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          nil,
 	}
+	n.server.RegisterOnShutdown(n.API.Stopping) // the event feed's long polls end
 	errc := make(chan error, 1)
 	go func() { errc <- n.server.Serve(n.listener) }()
 	n.cfg.Logger.Info("serving", "addr", n.Addr(), "base_url", n.BaseURL(), "data_dir", n.cfg.DataDir)

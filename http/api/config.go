@@ -73,6 +73,10 @@ type Config struct {
 	CustomerRate rate.Limit
 	// CustomerBurst is the burst allowed per customer_id. Default 20.
 	CustomerBurst int
+	// FeedRate is the sustained event-feed requests per second allowed per
+	// merchant (burst 2 * FeedRate): a request may read 10,000 log records,
+	// so the feed gets a limit of its own. Default 20; negative: no limit.
+	FeedRate rate.Limit
 
 	// SignatureWindow is how far X-Timestamp (and seed 000's body timestamp)
 	// may be from the server's clock, either way. Default 3 minutes.
@@ -109,6 +113,7 @@ const (
 	DefaultKeyRate         = 20000
 	DefaultCustomerRate    = 5
 	DefaultCustomerBurst   = 20
+	DefaultFeedRate        = 20
 	DefaultSignatureWindow = 3 * time.Minute
 	DefaultIdempotencyTTL  = 24 * time.Hour
 	DefaultSecretOverlap   = 24 * time.Hour
@@ -147,6 +152,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CustomerBurst <= 0 {
 		c.CustomerBurst = DefaultCustomerBurst
+	}
+	if c.FeedRate == 0 {
+		c.FeedRate = DefaultFeedRate
+	}
+	if c.FeedRate < 0 {
+		c.FeedRate = rate.Inf
 	}
 	if c.SignatureWindow <= 0 {
 		c.SignatureWindow = DefaultSignatureWindow
@@ -188,7 +199,7 @@ var ServerTimeouts = Timeouts{
 // a 1 MiB header limit and the server's logger for net/http's own errors.
 // The caller runs ListenAndServe (or Serve) and Shutdown.
 func (s *Server) HTTPServer(addr string) *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Addr:              addr,
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: ServerTimeouts.ReadHeader,
@@ -198,4 +209,6 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(s.Stopping)
+	return srv
 }

@@ -290,6 +290,19 @@ func schemas() js {
 		"ReasonRequest":   obj(nil, js{"reason": str("Reason (optional)")}),
 		"ProcessRequest":  obj(nil, js{"paid_amount": money("Amount received, in the payment currency (default: the amount due)", "1500.00")}),
 		"Health":          obj([]string{"status"}, js{"status": str("ok or ready"), "head": integer("The log's last sequence")}),
+		"Event": obj([]string{"id", "seq", "stream", "version", "type", "time", "data", "prev_hash", "hash"}, js{
+			"id": str("Event id (ULID): the webhook-id of the webhooks it causes"), "seq": integer("Global sequence in the log (and the stream)"),
+			"stream": str("Aggregate stream: invoice-<id>, payment-<id> or widget-<id>"), "version": integer("Version within the stream, from 1"),
+			"type": strEx("Event type (docs/events.md)", "invoice.created"), "time": js{"type": "string", "format": "date-time", "description": "When it was decided"},
+			"merchant": str("The merchant"), "correlation": str("X-Request-Id of the request that caused it"),
+			"data":      js{"type": "object", "description": "The event's fields (docs/events.md)"},
+			"prev_hash": str("SHA-256 of the previous record, hex"), "hash": str("SHA-256 of this record, hex (docs/format.md)"),
+		}),
+		"EventFeed": obj([]string{"items", "next_after", "head"}, js{
+			"items":      arr(ref("Event"), "The merchant's events after `after`, in log order"),
+			"next_after": integer("Poll again with after set to this: the last sequence read"),
+			"head":       integer("The log's last sequence when the request began"),
+		}),
 	}
 }
 
@@ -356,6 +369,12 @@ func operations() []operation {
 		{route: "GET /api/v1/methods", id: "listMethods", tag: "catalogue", summary: "Payment methods and currencies, with the merchant's enabled methods and the rates", security: m, status: 200, response: "MethodsList", errors: []int{401, 429}},
 		{route: "GET /api/v1/balance", id: "getBalance", tag: "catalogue", summary: "The merchant's balances", security: m, status: 200, response: "Balance", errors: []int{401, 429}},
 
+		{route: "GET /api/v1/events", id: "listEvents", tag: "events", summary: "The merchant's own events from the log, from any sequence",
+			desc:     "Invoice, payment and widget events of the key's merchant, in log order, as the stream and payledger export carry them. A request scans at most 10,000 log records: poll with after=next_after to read every event once. With wait, a request that finds nothing new waits up to that many seconds for the next append (a long poll).",
+			security: m, params: []js{queryParam("after", "Return events after this sequence (default 0)", js{"type": "integer", "minimum": 0}),
+				queryParam("limit", "At most this many events, 1 to 500 (default 100)", js{"type": "integer", "minimum": 1, "maximum": 500}),
+				queryParam("wait", "Seconds to wait for a new event when none is found, 0 to 20 (default 0)", js{"type": "integer", "minimum": 0, "maximum": 20})},
+			status: 200, response: "EventFeed", errors: []int{400, 401, 429}},
 		{route: "POST /api/einvoice/create", id: "createEInvoice", tag: "einvoice", summary: "Create an e-invoice (seed 001)",
 			desc:     "payment_id and amount may be JSON numbers or strings. Errors are seed 001's {\"error\": {\"code\": N, \"message\"}}; a duplicate payment_id is code 0, \"Transaction already exists\".",
 			security: m, body: "EInvoiceRequest", bodyReq: true, status: 200, response: "EInvoiceResponse", errors: []int{400, 401, 403, 409, 413, 429}},
@@ -490,7 +509,7 @@ func buildOpenAPI() js {
 		"servers": []any{js{"url": "http://127.0.0.1:8080"}},
 		"tags": []any{
 			js{"name": "invoices"}, js{"name": "payments"}, js{"name": "widgets"}, js{"name": "catalogue"},
-			js{"name": "einvoice"}, js{"name": "webhooks"}, js{"name": "admin"}, js{"name": "sandbox"}, js{"name": "pages"}, js{"name": "operations"},
+			js{"name": "einvoice"}, js{"name": "events"}, js{"name": "webhooks"}, js{"name": "admin"}, js{"name": "sandbox"}, js{"name": "pages"}, js{"name": "operations"},
 		},
 		"components": js{
 			"securitySchemes": js{
@@ -640,6 +659,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	shape("WidgetList", h.api(m, "GET", "/api/v1/widgets", ""))
 	shape("MethodsList", h.api(m, "GET", "/api/v1/methods", ""))
 	shape("Balance", h.api(m, "GET", "/api/v1/balance", ""))
+	shape("EventFeed", h.api(m, "GET", "/api/v1/events", ""))
 	shape("ExtraFieldsList", h.api(m, "GET", "/api/extrafields/list", ""))
 	shape("EInvoiceResponse", h.api(m, "POST", "/api/einvoice/create", seed001Request))
 	shape("NewMerchant", h.admin("POST", "/admin/v1/merchants", `{"name": "shape"}`))

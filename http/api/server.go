@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/payledger/payledger/commands"
@@ -37,8 +38,11 @@ type Server struct {
 
 	idem      idemStore
 	inflight  inflight
+	stopping  chan struct{} // closed by Stopping: long polls answer at once
+	stopOnce  sync.Once
 	keyLimits *limiterSet
 	custLimit *limiterSet
+	feedLimit *limiterSet
 	replays   *replayCache
 }
 
@@ -77,7 +81,9 @@ func New(cfg Config) (*Server, error) {
 		mux:       http.NewServeMux(),
 		keyLimits: newLimiterSet(cfg.KeyRate, cfg.KeyBurst),
 		custLimit: newLimiterSet(cfg.CustomerRate, cfg.CustomerBurst),
+		feedLimit: newLimiterSet(cfg.FeedRate, max(1, int(2*cfg.FeedRate))),
 		replays:   newReplayCache(),
+		stopping:  make(chan struct{}),
 	}
 	seal := newSealer(cfg.Keyring)
 	if cfg.IdempotencyDB != nil {
@@ -93,6 +99,13 @@ func New(cfg Config) (*Server, error) {
 	sort.Strings(s.routes)
 	s.handler = s.outer(s.mux)
 	return s, nil
+}
+
+// Stopping tells the server that its HTTP server is shutting down: waiting
+// requests (the event feed's long polls) answer at once instead of holding
+// the shutdown. Register it with http.Server.RegisterOnShutdown.
+func (s *Server) Stopping() {
+	s.stopOnce.Do(func() { close(s.stopping) })
 }
 
 // Handler is the server's root handler.
@@ -124,6 +137,7 @@ func (s *Server) register() {
 	s.json("POST /api/v1/widgets/{id}/invoices", authMerchant, s.createWidgetInvoice)
 	s.json("GET /api/v1/methods", authMerchant, s.listMethods)
 	s.json("GET /api/v1/balance", authMerchant, s.balance)
+	s.json("GET /api/v1/events", authMerchant, s.listEvents)
 
 	// E-invoice API (seed 001).
 	s.json("POST /api/einvoice/create", authMerchant, s.createEInvoice)
