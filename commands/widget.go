@@ -66,12 +66,14 @@ type CreateWidget struct {
 	FiatCurrency       string // single
 	FiatAmount         string // single
 	ExpiresAt          time.Time
+	// RequestKey: see Service.requestClaim.
+	RequestKey string
 }
 
 // CreateWidget appends widget.created.
 //
 // Errors: *ValidationError, ErrNotFound (merchant), ErrMerchantDisabled,
-// ErrDuplicateWidget, ErrCurrencyInvalid.
+// ErrDuplicateWidget, ErrCurrencyInvalid, *RepeatedError (ErrRepeated).
 func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
@@ -129,6 +131,10 @@ func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, er
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	claims, err := s.requestClaim(c.MerchantID, c.RequestKey)
+	if err != nil {
+		return nil, err
+	}
 	m, err := s.LoadMerchant(ctx, c.MerchantID)
 	if err != nil {
 		return nil, err
@@ -138,9 +144,19 @@ func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, er
 	}
 	ids := &eventIDs{meta: c.Meta}
 	evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamWidget, id), Expected: ledger.NoStream,
-		Events: []ledger.NewEvent{ids.event(TypeWidgetCreated, m.ID, d)}})
-	if err != nil {
+		Events: []ledger.NewEvent{ids.event(TypeWidgetCreated, m.ID, d, claims...)}})
+	if err = repeated(err, claims); err != nil {
+		if errors.Is(err, ErrRepeated) {
+			return nil, err
+		}
 		if errors.Is(err, ledger.ErrVersionConflict) {
+			// The log checks versions before claims: a concurrent retry with
+			// the same id shows up as the stream taken.
+			if len(claims) > 0 {
+				if holder, ok, _ := s.store.ClaimHolder(claims[0]); ok {
+					return nil, &RepeatedError{Stream: holder}
+				}
+			}
 			return nil, fmt.Errorf("widget %s: %w", id, ErrDuplicateWidget)
 		}
 		return nil, fmt.Errorf("create widget: %w", err)
@@ -212,6 +228,10 @@ type CreateWidgetInvoice struct {
 	CustomerID string
 	// Rate is the invoice currency's rate per USDT (zero: none set).
 	Rate decimal.Decimal
+	// MerchantID is "" from the hosted page; else the widget must be its.
+	MerchantID string
+	// RequestKey: see Service.requestClaim (it needs MerchantID).
+	RequestKey string
 }
 
 // WidgetInvoiceCurrency says which currency a widget invoice will be in, so
@@ -230,14 +250,19 @@ func WidgetInvoiceCurrency(w *Widget, method string) string {
 // merchant external id, conditional on the widget still being as read.
 //
 // Errors: *ValidationError, ErrNotFound, ErrWidgetNotActive,
-// ErrDealsDisabled, ErrMethodInvalid, ErrCurrencyInvalid, ErrConflict.
+// ErrDealsDisabled, ErrMethodInvalid, ErrCurrencyInvalid, ErrConflict,
+// *RepeatedError (ErrRepeated).
 func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice) (*Invoice, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
 	}
+	claims, err := s.requestClaim(c.MerchantID, c.RequestKey)
+	if err != nil {
+		return nil, err
+	}
 	var out InvoiceCreated
-	_, err := s.run(ctx, func() (decision, error) {
-		w, err := s.LoadWidget(ctx, "", c.WidgetID)
+	_, err = s.run(ctx, func() (decision, error) {
+		w, err := s.LoadWidget(ctx, c.MerchantID, c.WidgetID)
 		if err != nil {
 			return decision{}, err
 		}
@@ -294,12 +319,12 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 		ids := &eventIDs{meta: c.Meta}
 		return decision{writes: []ledger.Write{
 			{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream,
-				Events: []ledger.NewEvent{ids.event(TypeInvoiceCreated, m.ID, d)}},
+				Events: []ledger.NewEvent{ids.event(TypeInvoiceCreated, m.ID, d, claims...)}},
 			{Stream: StreamID(StreamWidget, w.WidgetID), Expected: ledger.Exactly(w.Version)},
 		}}, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, repeated(err, claims)
 	}
 	return &Invoice{InvoiceCreated: out, Status: InvoiceStatusPending, Version: 1}, nil
 }

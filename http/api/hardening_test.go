@@ -179,15 +179,25 @@ func (h *harness) loseIdempotencyRecords(t *testing.T) {
 	}
 }
 
-// TestIdempotencyLostRecordInvoice: with the record lost, a retried
-// create-invoice or e-invoice gets the invoice the first attempt made, not
-// DUPLICATE_EXTERNAL_ID or "Transaction already exists", and appends nothing.
-func TestIdempotencyLostRecordInvoice(t *testing.T) {
+// TestIdempotencyLostRecordCreations: with the record lost, a retried
+// create-invoice, e-invoice, widget or widget invoice gets what the first
+// attempt made (not DUPLICATE_EXTERNAL_ID, "Transaction already exists" or a
+// second widget or invoice), and appends nothing.
+func TestIdempotencyLostRecordCreations(t *testing.T) {
 	h := newHarness(t)
 	m := h.seedSetup()
-	for _, tc := range []struct{ path, body, key string }{
-		{"/api/v1/create-invoice", seed003Request, "inv-1"},
-		{"/api/einvoice/create", seed001Request, "einv-1"},
+	wid, _ := h.api(m, "POST", "/api/v1/widgets", `{"type": "single", "fiat_currency": "UAH", "fiat_amount": "10.00"}`).JSON(t)["external_id"].(string)
+	if wid == "" {
+		t.Fatal("no widget")
+	}
+	for _, tc := range []struct {
+		path, body, key string
+		dupWithoutKey   bool // without the key, a natural key refuses the retry (409)
+	}{
+		{"/api/v1/create-invoice", seed003Request, "inv-1", true},
+		{"/api/einvoice/create", seed001Request, "einv-1", true},
+		{"/api/v1/widgets", `{"type": "single", "fiat_currency": "UAH", "fiat_amount": "25.00"}`, "wid-1", false},
+		{"/api/v1/widgets/" + wid + "/invoices", `{"customer_id": "c-1"}`, "winv-1", false},
 	} {
 		send := func() resp {
 			return h.do(req{method: "POST", path: tc.path, body: tc.body,
@@ -207,9 +217,10 @@ func TestIdempotencyLostRecordInvoice(t *testing.T) {
 		if h.head() != head {
 			t.Errorf("%s retry appended", tc.path)
 		}
-		// Without the key, the natural key still refuses a duplicate.
-		if r := h.api(m, "POST", tc.path, tc.body); r.Status != http.StatusConflict {
-			t.Errorf("%s without the key: %d %s", tc.path, r.Status, r.Body)
+		if tc.dupWithoutKey {
+			if r := h.api(m, "POST", tc.path, tc.body); r.Status != http.StatusConflict {
+				t.Errorf("%s without the key: %d %s", tc.path, r.Status, r.Body)
+			}
 		}
 	}
 }

@@ -35,10 +35,10 @@ import (
 // API), which must never lie in a file in the clear.
 //
 // A crash between the command's commit and the record's save loses the
-// record: the retry runs the command again. Invoice, e-invoice and payment
-// creations carry a request key (requestKey) that their event claims in the
-// log, so the retry answers with what the first attempt made. A widget with
-// a client-supplied id is refused DUPLICATE_WIDGET instead.
+// record: the retry runs the command again. Every creation (invoice,
+// e-invoice, widget, widget invoice, payment) carries a request key
+// (requestKey) that its event claims in the log, so the retry answers with
+// what the first attempt made.
 
 const idemRecordVersion byte = 1
 

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -141,8 +143,18 @@ func (s *Server) createWidget(c *call) (int, any, error) {
 		Kind: req.Type, Currencies: req.Currencies, Description: req.Description,
 		LogoURL: req.LogoURL, ReturnURL: req.ReturnURL, SupportURL: req.SupportURL,
 		MerchantExternalID: req.MerchantExternalID, FiatCurrency: req.FiatCurrency, FiatAmount: req.FiatAmount,
-		ExpiresAt: expires,
+		ExpiresAt: expires, RequestKey: requestKey(c),
 	})
+	var rep *commands.RepeatedError
+	if errors.As(err, &rep) {
+		// A retry whose idempotency record was lost: the widget it made.
+		id, ok := strings.CutPrefix(rep.Stream, commands.StreamWidget+"-")
+		if !ok {
+			return 0, nil, fmt.Errorf("repeated request made %s, not a widget: %w", rep.Stream, projections.ErrCorrupt)
+		}
+		c.replayed = true
+		return s.readWidget(c, id, http.StatusCreated)
+	}
 	if err != nil {
 		return 0, nil, withField(err, commands.ErrDuplicateWidget, "external_id")
 	}
@@ -248,7 +260,14 @@ func (s *Server) createWidgetInvoice(c *call) (int, any, error) {
 	inv, err := s.svc.CreateWidgetInvoice(c.ctx, commands.CreateWidgetInvoice{
 		Meta: c.meta, InvoiceID: ulid.Make(), WidgetID: w.WidgetID,
 		Amount: req.Amount, Method: req.Method, CustomerID: req.CustomerID, Rate: rate,
+		MerchantID: c.merchantID, RequestKey: requestKey(c),
 	})
+	if v, ok, rerr := s.repeatedInvoice(c, err); ok || rerr != nil {
+		if rerr != nil {
+			return 0, nil, rerr
+		}
+		return http.StatusCreated, v.Body(s.paymentLink(v.InvoiceID)), nil
+	}
 	if err != nil {
 		err = withField(err, commands.ErrMethodInvalid, "method")
 		if w.Kind == commands.WidgetUnlimited {
