@@ -85,7 +85,7 @@ type chunk struct {
 	done   chan struct{} // closed once data is decoded
 }
 
-func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bbolt.DB, until time.Time) error {
+func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bbolt.DB, until time.Time) (err error) {
 	var wg sync.WaitGroup
 	defer wg.Wait() // runs after cancel: every goroutine sees ctx end
 	ctx, cancel := context.WithCancel(ctx)
@@ -162,6 +162,9 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 						break
 					}
 					c.data[i] = d
+					// The writer needs the envelope, not the JSON: let the
+					// data go now rather than when the chunk is reused.
+					c.events[i].Data = nil
 				}
 				close(c.done)
 			}
@@ -177,13 +180,43 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 		}
 	}()
 	inTx := 0
+	// After each commit the file is synced on another goroutine, one sync
+	// at a time: the pages reach the disk while the next transaction is
+	// built, and Rebuild's final Sync waits only for the last ones. A failed
+	// sync fails the rebuild: a later fsync may not report that error again.
+	var (
+		syncing = make(chan struct{}, 1) // full while a sync runs
+		syncErr error                    // written by the sync goroutine before it empties syncing
+	)
+	defer func() {
+		syncing <- struct{}{} // wait for the last background sync
+		if err == nil && syncErr != nil {
+			err = fmt.Errorf("sync: %w", syncErr)
+		}
+	}()
 	commit := func() error {
 		if err := s.flush(); err != nil {
 			return err
 		}
 		err := tx.Commit()
 		tx, inTx = nil, 0
-		return err
+		if err != nil {
+			return err
+		}
+		select {
+		case syncing <- struct{}{}:
+			if syncErr != nil {
+				return fmt.Errorf("sync: %w", syncErr)
+			}
+			go func() {
+				if err := dst.Sync(); err != nil {
+					syncErr = err
+				}
+				<-syncing
+			}()
+		default: // one is running: a later commit starts the next
+		}
+		return nil
 	}
 	for c := range ordered {
 		<-c.done
