@@ -147,6 +147,8 @@ var countNames = []string{
 	"NATS outages", "webhook receiver outages", "webhook attempts that failed while the receiver was away",
 	"disk-full cycles", "creates refused while the disk was full", "  refused creates retried after space returned: created (201)", "  refused creates retried: already there (409)",
 	"signed requests checked",
+	"payment creations retried with their Idempotency-Key after a kill", "  of which the kill had cut off",
+	"  of which answered as replays", "  of which acknowledged, then their idempotency record deleted",
 }
 
 func (c *tally) print(w io.Writer, took time.Duration) {
