@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"iter"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -808,3 +809,80 @@ func TestCatchUp(t *testing.T) {
 }
 
 func asDiff(err error, de **projections.DiffError) bool { return errors.As(err, de) }
+
+// TestRebuildFailures: Rebuild's pipeline (read-ahead, bounded decoding,
+// the writer) ends with the first error wherever it arises, and never
+// hangs: an iterator error, a malformed event's data, a cancelled context,
+// each well past the chunks the decoders may run ahead.
+func TestRebuildFailures(t *testing.T) {
+	st := newLog(t)
+	g := newGen()
+	for _, ws := range workload(g, rand.New(rand.NewPCG(9, 9)), []string{"m1", "m2"}, 7000, 500) {
+		mustAppend(t, st, ws...)
+	}
+	var all []ledger.Event
+	for e, err := range st.Events(context.Background(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, e)
+	}
+	if len(all) < 25_000 {
+		t.Fatalf("only %d events", len(all))
+	}
+	const at = 20_000
+	errBoom := errors.New("boom")
+	feed := func(ctx context.Context, cancel func(), mutate func(i int, e *ledger.Event) error) iter.Seq2[ledger.Event, error] {
+		return func(yield func(ledger.Event, error) bool) {
+			for i, e := range all {
+				if err := mutate(i, &e); err != nil {
+					yield(ledger.Event{}, err)
+					return
+				}
+				if i == at && cancel != nil {
+					cancel()
+				}
+				if !yield(e, nil) {
+					return
+				}
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		cancel bool
+		mutate func(i int, e *ledger.Event) error
+		want   error
+	}{
+		{"iterator error", false, func(i int, e *ledger.Event) error {
+			if i == at {
+				return errBoom
+			}
+			return nil
+		}, errBoom},
+		{"malformed data", false, func(i int, e *ledger.Event) error {
+			if i == at {
+				e.Type, e.Data = "invoice.created", json.RawMessage(`{"invoice_id": 7}`)
+			}
+			return nil
+		}, projections.ErrMalformedEvent},
+		{"cancelled", true, func(int, *ledger.Event) error { return nil }, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := bbolt.Open(filepath.Join(t.TempDir(), "views.db"), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var c func()
+			if tc.cancel {
+				c = cancel
+			}
+			if _, err := projections.Rebuild(ctx, feed(ctx, c, tc.mutate), db, time.Time{}); !errors.Is(err, tc.want) {
+				t.Fatalf("Rebuild = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
