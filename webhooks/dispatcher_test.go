@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -91,17 +92,26 @@ func mustFind(t *testing.T, d *Dispatcher, merchant, eventType string) Delivery 
 
 func mustFindFor(t *testing.T, d *Dispatcher, merchant, eventType, resourceID string) Delivery {
 	t.Helper()
-	p, err := d.ListDeliveries(merchant, ListQuery{PageSize: MaxPageSize})
+	del, err := findFor(d, merchant, eventType, resourceID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return del
+}
+
+// findFor is mustFindFor for a waitFor condition: a delivery the
+// dispatcher has not recorded yet is an error to wait out, not a failure.
+func findFor(d *Dispatcher, merchant, eventType, resourceID string) (Delivery, error) {
+	p, err := d.ListDeliveries(merchant, ListQuery{PageSize: MaxPageSize})
+	if err != nil {
+		return Delivery{}, err
+	}
 	for _, del := range p.Items {
 		if del.EventType == eventType && (resourceID == "" || del.ResourceID == resourceID) {
-			return del
+			return del, nil
 		}
 	}
-	t.Fatalf("no %s delivery for %q", eventType, resourceID)
-	return Delivery{}
+	return Delivery{}, fmt.Errorf("no %s delivery for %q", eventType, resourceID)
 }
 
 // A receiver that hangs past the attempt timeout is retried; its answer
