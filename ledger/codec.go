@@ -199,6 +199,32 @@ func RecordPosition(b []byte) (stream []byte, version, seq uint64, err error) {
 	return stream, binary.BigEndian.Uint64(b[25:]), binary.BigEndian.Uint64(b[17:]), nil
 }
 
+// RecordOwner returns an encoded record's stream id and merchant id, both
+// aliasing b, without checking the hash or decoding the rest: a filter that
+// costs little on records a reader will skip (a merchant's event feed scans
+// everyone's). Decode what it keeps.
+//
+// Errors: ErrUnsupportedVersion, ErrCorrupt.
+func RecordOwner(b []byte) (stream, merchant []byte, err error) {
+	if len(b) < 1 {
+		return nil, nil, fmt.Errorf("%w: empty record", ErrCorrupt)
+	}
+	if b[0] != FormatV1 {
+		return nil, nil, fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
+	}
+	if len(b) < fixedLen+hashLen {
+		return nil, nil, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
+	}
+	r := reader{b: b[:len(b)-hashLen], off: fixedLen}
+	stream = r.bytes()
+	r.bytes() // type
+	merchant = r.bytes()
+	if r.err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, r.err)
+	}
+	return stream, merchant, nil
+}
+
 type reader struct {
 	b   []byte
 	off int

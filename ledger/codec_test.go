@@ -96,6 +96,10 @@ func TestCodecRoundTrip(t *testing.T) {
 			if err != nil || string(s) != d2.Stream || ver != d2.Version || seq != d2.Seq {
 				t.Fatalf("RecordPosition = %q %d %d, %v", s, ver, seq, err)
 			}
+			s, m, err := ledger.RecordOwner(rec)
+			if err != nil || string(s) != d2.Stream || string(m) != d2.Merchant {
+				t.Fatalf("RecordOwner = %q %q, %v", s, m, err)
+			}
 		})
 	}
 }

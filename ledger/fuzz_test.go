@@ -39,6 +39,13 @@ func FuzzDecode(f *testing.F) {
 
 func check(t *testing.T, rec []byte) {
 	e, err := ledger.Decode(rec)
+	stream, merchant, oerr := ledger.RecordOwner(rec) // must not panic on anything
+	if oerr != nil && !errors.Is(oerr, ledger.ErrCorrupt) && !errors.Is(oerr, ledger.ErrUnsupportedVersion) {
+		t.Fatalf("RecordOwner error of no class: %v", oerr)
+	}
+	if err == nil && (oerr != nil || string(stream) != e.Stream || string(merchant) != e.Merchant) {
+		t.Fatalf("RecordOwner = %q %q %v, Decode has %q %q", stream, merchant, oerr, e.Stream, e.Merchant)
+	}
 	_, _, _, _, cerr := ledger.CheckRecord(rec)
 	verr := ledger.NewVerifier().CheckRaw(rec)
 	if err != nil {
