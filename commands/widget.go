@@ -153,7 +153,11 @@ func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, er
 			// The log checks versions before claims: a concurrent retry with
 			// the same id shows up as the stream taken.
 			if len(claims) > 0 {
-				if holder, ok, _ := s.store.ClaimHolder(claims[0]); ok {
+				holder, ok, lerr := s.store.ClaimHolder(claims[0])
+				if lerr != nil {
+					return nil, fmt.Errorf("create widget: request key: %w", lerr)
+				}
+				if ok {
 					return nil, &RepeatedError{Stream: holder}
 				}
 			}
