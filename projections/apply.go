@@ -444,22 +444,30 @@ func invoiceDue(v *InvoiceView) time.Time {
 	return time.Time{}
 }
 
-func (s *state) invoice(id string) (*invoiceEntry, error) {
-	if en, ok := s.invoices[id]; ok {
+// cached returns the write-back cache's entry for a view, reading and
+// decoding the stored view into a new entry (made by entry) the first time
+// the batch touches it. kind names the view in errors.
+func cached[V, E any](cache map[string]*E, b *bbolt.Bucket, kind, id string, entry func(*V) *E) (*E, error) {
+	if en, ok := cache[id]; ok {
 		return en, nil
 	}
-	raw := s.b.invoices.Get([]byte(id))
+	raw := b.Get([]byte(id))
 	if raw == nil {
-		return nil, fmt.Errorf("%w: invoice %q not created", ErrInconsistent, id)
+		return nil, fmt.Errorf("%w: %s %q not created", ErrInconsistent, kind, id)
 	}
-	en := &invoiceEntry{stored: true, v: new(InvoiceView)}
-	if err := json.Unmarshal(raw, en.v); err != nil {
-		return nil, fmt.Errorf("%w: invoice %q: %v", ErrCorrupt, id, err)
+	v := new(V)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, fmt.Errorf("%w: %s %q: %v", ErrCorrupt, kind, id, err)
 	}
-	en.origStatus = en.v.Status
-	en.origDue = invoiceDue(en.v)
-	s.invoices[id] = en
+	en := entry(v)
+	cache[id] = en
 	return en, nil
+}
+
+func (s *state) invoice(id string) (*invoiceEntry, error) {
+	return cached(s.invoices, s.b.invoices, "invoice", id, func(v *InvoiceView) *invoiceEntry {
+		return &invoiceEntry{v: v, stored: true, origStatus: v.Status, origDue: invoiceDue(v)}
+	})
 }
 
 func (s *state) invoiceCreated(p *pInvoiceCreated) error {
@@ -513,20 +521,9 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 // ---- payments ----
 
 func (s *state) payment(stream string) (*paymentEntry, error) {
-	if en, ok := s.payments[stream]; ok {
-		return en, nil
-	}
-	raw := s.b.payments.Get([]byte(stream))
-	if raw == nil {
-		return nil, fmt.Errorf("%w: payment %q not created", ErrInconsistent, stream)
-	}
-	en := &paymentEntry{stored: true, v: new(PaymentView)}
-	if err := json.Unmarshal(raw, en.v); err != nil {
-		return nil, fmt.Errorf("%w: payment %q: %v", ErrCorrupt, stream, err)
-	}
-	en.origStatus = en.v.Status
-	s.payments[stream] = en
-	return en, nil
+	return cached(s.payments, s.b.payments, "payment", stream, func(v *PaymentView) *paymentEntry {
+		return &paymentEntry{v: v, stored: true, origStatus: v.Status}
+	})
 }
 
 func (s *state) paymentCreated(e *ledger.Event, p *pPaymentCreated) error {
@@ -577,21 +574,9 @@ func widgetDue(v *WidgetView) time.Time {
 }
 
 func (s *state) widget(id string) (*widgetEntry, error) {
-	if en, ok := s.widgets[id]; ok {
-		return en, nil
-	}
-	raw := s.b.widgets.Get([]byte(id))
-	if raw == nil {
-		return nil, fmt.Errorf("%w: widget %q not created", ErrInconsistent, id)
-	}
-	en := &widgetEntry{stored: true, v: new(WidgetView)}
-	if err := json.Unmarshal(raw, en.v); err != nil {
-		return nil, fmt.Errorf("%w: widget %q: %v", ErrCorrupt, id, err)
-	}
-	en.origStatus = en.v.Status
-	en.origDue = widgetDue(en.v)
-	s.widgets[id] = en
-	return en, nil
+	return cached(s.widgets, s.b.widgets, "widget", id, func(v *WidgetView) *widgetEntry {
+		return &widgetEntry{v: v, stored: true, origStatus: v.Status, origDue: widgetDue(v)}
+	})
 }
 
 func (s *state) widgetCreated(p *pWidgetCreated) error {
