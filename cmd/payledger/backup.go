@@ -47,11 +47,8 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.PrintDefaults()
 	}
 	fromEnv := os.Getenv("PAYLEDGER_SERVER") != ""
-	if err := fs.Parse(args); err != nil {
-		return usageError(err)
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if *out == "" {
 		return &exitError{code: 2, err: errors.New("--out FILE is required")}

@@ -45,6 +45,18 @@ func openLogReadOnly(dataDir string) (*boltlog.Store, string, error) {
 }
 
 // usageError gives a flag parsing error exit status 2 (-h stays a success).
+// parseArgs parses a subcommand's flags and refuses positional arguments:
+// both are usage errors (exit 2), -h and --help aside.
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError(err)
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	return nil
+}
+
 func usageError(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return err

@@ -46,11 +46,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return usageError(err)
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if *from == "" {
 		return &exitError{code: 2, err: errors.New("--from FILE is required")}

@@ -33,11 +33,8 @@ func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return usageError(err)
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	path := *keyFile
 	if path == "" {
