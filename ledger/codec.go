@@ -182,21 +182,30 @@ func parseBody(body []byte, e *Event, copyData bool) ([]byte, error) {
 //
 // Errors: ErrUnsupportedVersion, ErrCorrupt.
 func RecordPosition(b []byte) (stream []byte, version, seq uint64, err error) {
-	if len(b) < 1 {
-		return nil, 0, 0, fmt.Errorf("%w: empty record", ErrCorrupt)
+	r, err := headerReader(b)
+	if err != nil {
+		return nil, 0, 0, err
 	}
-	if b[0] != FormatV1 {
-		return nil, 0, 0, fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
-	}
-	if len(b) < fixedLen+hashLen {
-		return nil, 0, 0, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
-	}
-	r := reader{b: b[:len(b)-hashLen], off: fixedLen}
 	stream = r.bytes()
 	if r.err != nil {
 		return nil, 0, 0, fmt.Errorf("%w: %v", ErrCorrupt, r.err)
 	}
 	return stream, binary.BigEndian.Uint64(b[25:]), binary.BigEndian.Uint64(b[17:]), nil
+}
+
+// headerReader checks a record's format and length and returns a reader at
+// its first variable field, for the functions that read the header in place.
+func headerReader(b []byte) (reader, error) {
+	if len(b) < 1 {
+		return reader{}, fmt.Errorf("%w: empty record", ErrCorrupt)
+	}
+	if b[0] != FormatV1 {
+		return reader{}, fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
+	}
+	if len(b) < fixedLen+hashLen {
+		return reader{}, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
+	}
+	return reader{b: b[:len(b)-hashLen], off: fixedLen}, nil
 }
 
 // RecordOwner returns an encoded record's stream id and merchant id, both
@@ -206,16 +215,10 @@ func RecordPosition(b []byte) (stream []byte, version, seq uint64, err error) {
 //
 // Errors: ErrUnsupportedVersion, ErrCorrupt.
 func RecordOwner(b []byte) (stream, merchant []byte, err error) {
-	if len(b) < 1 {
-		return nil, nil, fmt.Errorf("%w: empty record", ErrCorrupt)
+	r, err := headerReader(b)
+	if err != nil {
+		return nil, nil, err
 	}
-	if b[0] != FormatV1 {
-		return nil, nil, fmt.Errorf("%w: format %d", ErrUnsupportedVersion, b[0])
-	}
-	if len(b) < fixedLen+hashLen {
-		return nil, nil, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(b))
-	}
-	r := reader{b: b[:len(b)-hashLen], off: fixedLen}
 	stream = r.bytes()
 	r.bytes() // type
 	merchant = r.bytes()
