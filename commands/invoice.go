@@ -134,7 +134,7 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 	ids := &eventIDs{meta: c.Meta}
 	ev := ids.event(TypeInvoiceCreated, m.ID, d, append(claims, ExternalIDClaim(m.ID, c.ExternalID))...)
 	evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}})
-	if err = repeated(err, claims); err != nil {
+	if err = s.repeated(err, claims); err != nil {
 		if errors.Is(err, ErrRepeated) {
 			return nil, err
 		}
@@ -403,7 +403,7 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 		ids.n = 0
 		ev := ids.event(TypeInvoiceCreated, m.ID, d, append(claims[:len(claims):len(claims)], PaymentIDClaim(m.ID, c.PaymentID), TrackingClaim(d.Tracking))...)
 		evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}})
-		err = repeated(err, claims)
+		err = s.repeated(err, claims)
 		var ce *ledger.ClaimError
 		switch {
 		case err == nil:

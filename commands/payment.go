@@ -160,7 +160,7 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		}}, nil
 	})
 	if err != nil {
-		return nil, 0, repeated(err, claims)
+		return nil, 0, s.repeated(err, claims)
 	}
 	return &Payment{PaymentCreated: created, Status: PaymentStatusPending, Version: evs[0].Version}, evs[0].Seq, nil
 }

@@ -140,15 +140,29 @@ func RequestClaim(merchantID, requestKey string) string {
 }
 
 // repeated turns a lost race for a request claim (claims from
-// requestClaim, which an event lists before its other claims) into the
-// *RepeatedError it means: a concurrent retry made the stream. The log
-// reports the first taken claim in the event's order, so the request
-// claim, taken by that retry too, is the one named. Other errors pass
-// through.
-func repeated(err error, claims []string) error {
+// requestClaim) into the *RepeatedError it means: a concurrent retry made
+// the stream. The log names the first held claim in the event's order,
+// where requestClaim's comes first, but it checks stream versions before
+// claims: a retry that reuses the stream id (a widget's client-supplied
+// id) shows up as a version conflict, so that is looked up too. Other
+// errors pass through.
+func (s *Service) repeated(err error, claims []string) error {
+	if err == nil || len(claims) == 0 {
+		return err
+	}
 	var ce *ledger.ClaimError
-	if len(claims) > 0 && errors.As(err, &ce) && ce.Key == claims[0] {
+	if errors.As(err, &ce) && ce.Key == claims[0] {
 		return &RepeatedError{Stream: ce.Holder}
+	}
+	if !errors.Is(err, ledger.ErrVersionConflict) {
+		return err
+	}
+	holder, ok, lerr := s.store.ClaimHolder(claims[0])
+	if lerr != nil {
+		return fmt.Errorf("%w (and the request key's lookup: %v)", err, lerr)
+	}
+	if ok {
+		return &RepeatedError{Stream: holder}
 	}
 	return err
 }

@@ -589,9 +589,9 @@ func TestCreatePaymentRequestKey(t *testing.T) {
 }
 
 // TestCreateInvoiceRequestKey: concurrent creations of one request (same
-// request key, same external id or payment_id) make one invoice; the others
-// are *RepeatedError naming it, whichever of the event's claims the log
-// reports as taken.
+// request key, same external id, payment_id or widget id) make one
+// invoice or widget; the others are *RepeatedError naming it, whatever the
+// log reports as taken first.
 func TestCreateInvoiceRequestKey(t *testing.T) {
 	e := newEnv(t)
 	create := map[string]func() (*commands.Invoice, error){
@@ -602,6 +602,17 @@ func TestCreateInvoiceRequestKey(t *testing.T) {
 		"e-invoice": func() (*commands.Invoice, error) {
 			return e.svc.CreateEInvoice(e.ctx, commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
 				PaymentID: "123", Method: "visamaster.uah", Amount: "100.00", Rate: dec("41.5"), RequestKey: "r-einv"})
+		},
+		// A client-supplied widget id: the log reports the taken stream
+		// (a version conflict) before the taken request key.
+		"widget": func() (*commands.Invoice, error) {
+			w, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(),
+				WidgetID: "0b6d1b8e-62c3-4d49-9a43-1c4f6a0e2b11", Kind: commands.WidgetUnlimited, RequestKey: "r-wid"})
+			if err != nil {
+				return nil, err
+			}
+			// The stream is all the test compares: carry it in InvoiceID.
+			return &commands.Invoice{InvoiceCreated: commands.InvoiceCreated{InvoiceID: w.WidgetID}}, nil
 		},
 	}
 	for name, fn := range create {
@@ -618,7 +629,11 @@ func TestCreateInvoiceRequestKey(t *testing.T) {
 				switch {
 				case err == nil:
 					made.Add(1)
-					streams[i] = commands.StreamID(commands.StreamInvoice, inv.InvoiceID)
+					prefix := commands.StreamInvoice
+					if name == "widget" {
+						prefix = commands.StreamWidget
+					}
+					streams[i] = commands.StreamID(prefix, inv.InvoiceID)
 				case errors.As(err, &rep):
 					streams[i] = rep.Stream
 				default:

@@ -145,22 +145,11 @@ func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, er
 	ids := &eventIDs{meta: c.Meta}
 	evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamWidget, id), Expected: ledger.NoStream,
 		Events: []ledger.NewEvent{ids.event(TypeWidgetCreated, m.ID, d, claims...)}})
-	if err = repeated(err, claims); err != nil {
+	if err = s.repeated(err, claims); err != nil {
 		if errors.Is(err, ErrRepeated) {
 			return nil, err
 		}
 		if errors.Is(err, ledger.ErrVersionConflict) {
-			// The log checks versions before claims: a concurrent retry with
-			// the same id shows up as the stream taken.
-			if len(claims) > 0 {
-				holder, ok, lerr := s.store.ClaimHolder(claims[0])
-				if lerr != nil {
-					return nil, fmt.Errorf("create widget: request key: %w", lerr)
-				}
-				if ok {
-					return nil, &RepeatedError{Stream: holder}
-				}
-			}
 			return nil, fmt.Errorf("widget %s: %w", id, ErrDuplicateWidget)
 		}
 		return nil, fmt.Errorf("create widget: %w", err)
@@ -328,7 +317,7 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 		}}, nil
 	})
 	if err != nil {
-		return nil, repeated(err, claims)
+		return nil, s.repeated(err, claims)
 	}
 	return &Invoice{InvoiceCreated: out, Status: InvoiceStatusPending, Version: 1}, nil
 }
