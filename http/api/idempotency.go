@@ -11,12 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
 
+	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/keyring"
+	"github.com/payledger/payledger/projections"
 )
 
 // Idempotency-Key handling.
@@ -191,6 +194,23 @@ func requestKey(c *call) string {
 	h.Write([]byte{0})
 	h.Write(fp[:])
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// repeated reports whether a command's error says its request is a retry
+// whose idempotency record was lost (commands.RepeatedError, see the top
+// of this file), and returns the id of what the first attempt made: a
+// stream named prefix-<id>. The answer is then a replay.
+func repeated(c *call, err error, prefix string) (id string, ok bool, _ error) {
+	var rep *commands.RepeatedError
+	if !errors.As(err, &rep) {
+		return "", false, nil
+	}
+	id, found := strings.CutPrefix(rep.Stream, prefix+"-")
+	if !found {
+		return "", false, fmt.Errorf("repeated request made %s, not a %s: %w", rep.Stream, prefix, projections.ErrCorrupt)
+	}
+	c.replayed = true
+	return id, true, nil
 }
 
 func fingerprint(r *http.Request, body []byte) [32]byte {

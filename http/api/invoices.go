@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
@@ -81,18 +80,13 @@ func (s *Server) createdInvoice(c *call, inv *commands.Invoice) (int, any, error
 // (commands.RepeatedError, see idempotency.go): the invoice the first attempt
 // made, as it is now. ok is false when err is not a retry.
 func (s *Server) repeatedInvoice(c *call, err error) (v projections.InvoiceView, ok bool, _ error) {
-	var rep *commands.RepeatedError
-	if !errors.As(err, &rep) {
-		return v, false, nil
-	}
-	id, found := strings.CutPrefix(rep.Stream, commands.StreamInvoice+"-")
-	if !found {
-		return v, false, fmt.Errorf("repeated request made %s, not an invoice: %w", rep.Stream, projections.ErrCorrupt)
+	id, ok, err := repeated(c, err, commands.StreamInvoice)
+	if !ok || err != nil {
+		return v, false, err
 	}
 	if v, err = s.views.Invoice(c.merchantID, id); err != nil {
 		return v, false, fmt.Errorf("invoice of a repeated request %s: %w", id, err)
 	}
-	c.replayed = true
 	return v, true, nil
 }
 

@@ -45,15 +45,16 @@ func (s *Server) createPayment(c *call) (int, any, error) {
 		Meta: c.meta, PaymentID: ulid.Make(), InvoiceID: id, MerchantID: c.merchantID,
 		Method: req.Method, MethodRate: methodRate, RequestKey: requestKey(c),
 	})
-	var rep *commands.RepeatedError
-	if errors.As(err, &rep) {
-		// A retry whose idempotency record was lost (see idempotency.go):
-		// the payment the first attempt made, as it is now.
-		p, err := s.views.PaymentByStream(rep.Stream)
-		if err != nil || p.MerchantID != c.merchantID {
-			return 0, nil, fmt.Errorf("payment of a repeated request %s: %w", rep.Stream, errors.Join(err, projections.ErrNotFound))
+	if pid, ok, rerr := repeated(c, err, commands.StreamPayment); ok || rerr != nil {
+		if rerr != nil {
+			return 0, nil, rerr
 		}
-		c.replayed = true
+		// The payment the first attempt made, as it is now.
+		stream := commands.StreamID(commands.StreamPayment, pid)
+		p, err := s.views.PaymentByStream(stream)
+		if err != nil || p.MerchantID != c.merchantID {
+			return 0, nil, fmt.Errorf("payment of a repeated request %s: %w", stream, errors.Join(err, projections.ErrNotFound))
+		}
 		return http.StatusCreated, p.Body(), nil
 	}
 	if err != nil {

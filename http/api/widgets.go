@@ -1,12 +1,10 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -145,15 +143,11 @@ func (s *Server) createWidget(c *call) (int, any, error) {
 		MerchantExternalID: req.MerchantExternalID, FiatCurrency: req.FiatCurrency, FiatAmount: req.FiatAmount,
 		ExpiresAt: expires, RequestKey: requestKey(c),
 	})
-	var rep *commands.RepeatedError
-	if errors.As(err, &rep) {
-		// A retry whose idempotency record was lost: the widget it made.
-		id, ok := strings.CutPrefix(rep.Stream, commands.StreamWidget+"-")
-		if !ok {
-			return 0, nil, fmt.Errorf("repeated request made %s, not a widget: %w", rep.Stream, projections.ErrCorrupt)
+	if id, ok, rerr := repeated(c, err, commands.StreamWidget); ok || rerr != nil {
+		if rerr != nil {
+			return 0, nil, rerr
 		}
-		c.replayed = true
-		return s.readWidget(c, id, http.StatusCreated)
+		return s.readWidget(c, id, http.StatusCreated) // the widget the first attempt made
 	}
 	if err != nil {
 		return 0, nil, withField(err, commands.ErrDuplicateWidget, "external_id")
