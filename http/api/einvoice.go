@@ -116,7 +116,7 @@ func (s *Server) createEInvoice(c *call) (int, any, error) {
 		Meta: c.meta, InvoiceID: ulid.Make(), MerchantID: c.merchantID,
 		PaymentID: paymentID, Method: req.Currency, Amount: amount, Description: req.Description,
 		Account: req.Account, Sender: req.Sender, SuccessURL: req.SuccessURL, FailURL: req.FailURL,
-		StatusURL: req.StatusURL, ExtraFields: req.ExtraFields, Rate: rate, RequestKey: requestKey(c),
+		StatusURL: req.StatusURL, ExtraFields: req.ExtraFields, Rate: rate, RequestKey: c.requestKey,
 	})
 	if v, ok, rerr := s.repeatedInvoice(c, err); ok || rerr != nil {
 		if rerr != nil {

@@ -124,6 +124,7 @@ func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, serve fu
 	}
 	id := idemID(scope, key)
 	fp := fingerprint(r, c.body)
+	c.requestKey = requestKey(key, fp)
 	for {
 		wait, leader := s.inflight.acquire(string(id))
 		if !leader {
@@ -182,13 +183,8 @@ func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, serve fu
 // requestKey identifies a request with an Idempotency-Key for a command to
 // claim in the log (commands.CreatePayment.RequestKey): the key and the
 // request's fingerprint, hashed, so the key itself never enters the log.
-// The command scopes it to the merchant. "" without a valid key.
-func requestKey(c *call) string {
-	key := c.r.Header.Get("Idempotency-Key")
-	if !validIdempotencyKey(key) {
-		return ""
-	}
-	fp := fingerprint(c.r, c.body)
+// The command scopes it to the merchant. idempotent sets it on the call.
+func requestKey(key string, fp [32]byte) string {
 	h := sha256.New()
 	h.Write([]byte(key))
 	h.Write([]byte{0})

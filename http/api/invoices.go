@@ -49,7 +49,7 @@ func (s *Server) createInvoice(c *call) (int, any, error) {
 		Meta: c.meta, InvoiceID: ulid.Make(), MerchantID: c.merchantID,
 		Amount: req.Amount, Currency: req.CurrencyCode, CustomerID: req.CustomerID, ExternalID: req.ExternalID,
 		Purpose: req.Purpose, CallbackURL: req.CallbackURL, SuccessURL: req.SuccessURL, FailURL: req.FailURL,
-		Rate: rate, RequestKey: requestKey(c),
+		Rate: rate, RequestKey: c.requestKey,
 	})
 	if v, ok, rerr := s.repeatedInvoice(c, err); ok || rerr != nil {
 		if rerr != nil {

@@ -190,7 +190,8 @@ type call struct {
 	keyID      string
 	body       []byte
 	meta       commands.Meta
-	replayed   bool // the handler answered a retry from what the first attempt made
+	replayed   bool   // the handler answered a retry from what the first attempt made
+	requestKey string // for the command to claim; "" without an Idempotency-Key
 }
 
 // endpoint runs a JSON route: auth, per-key rate limit, body limit,

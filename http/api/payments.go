@@ -43,7 +43,7 @@ func (s *Server) createPayment(c *call) (int, any, error) {
 	}
 	_, seq, err := s.svc.CreatePayment(c.ctx, commands.CreatePayment{
 		Meta: c.meta, PaymentID: ulid.Make(), InvoiceID: id, MerchantID: c.merchantID,
-		Method: req.Method, MethodRate: methodRate, RequestKey: requestKey(c),
+		Method: req.Method, MethodRate: methodRate, RequestKey: c.requestKey,
 	})
 	if pid, ok, rerr := repeated(c, err, commands.StreamPayment); ok || rerr != nil {
 		if rerr != nil {

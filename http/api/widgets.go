@@ -141,7 +141,7 @@ func (s *Server) createWidget(c *call) (int, any, error) {
 		Kind: req.Type, Currencies: req.Currencies, Description: req.Description,
 		LogoURL: req.LogoURL, ReturnURL: req.ReturnURL, SupportURL: req.SupportURL,
 		MerchantExternalID: req.MerchantExternalID, FiatCurrency: req.FiatCurrency, FiatAmount: req.FiatAmount,
-		ExpiresAt: expires, RequestKey: requestKey(c),
+		ExpiresAt: expires, RequestKey: c.requestKey,
 	})
 	if id, ok, rerr := repeated(c, err, commands.StreamWidget); ok || rerr != nil {
 		if rerr != nil {
@@ -254,7 +254,7 @@ func (s *Server) createWidgetInvoice(c *call) (int, any, error) {
 	inv, err := s.svc.CreateWidgetInvoice(c.ctx, commands.CreateWidgetInvoice{
 		Meta: c.meta, InvoiceID: ulid.Make(), WidgetID: w.WidgetID,
 		Amount: req.Amount, Method: req.Method, CustomerID: req.CustomerID, Rate: rate,
-		MerchantID: c.merchantID, RequestKey: requestKey(c),
+		MerchantID: c.merchantID, RequestKey: c.requestKey,
 	})
 	if v, ok, rerr := s.repeatedInvoice(c, err); ok || rerr != nil {
 		if rerr != nil {
