@@ -132,7 +132,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&paid, "paid-amount", "", "amount received (default: the amount due)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return err
+		return usageError(err)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

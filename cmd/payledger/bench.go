@@ -38,7 +38,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noNATS := fs.Bool("no-nats", false, "in-process node without the embedded NATS relay")
 	noCeiling := fs.Bool("no-ceiling", false, "skip the bare net/http ceiling run")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (client and in-process node) to the file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *cpuProfile != "" {

@@ -44,7 +44,6 @@ func openLogReadOnly(dataDir string) (*boltlog.Store, string, error) {
 	return s, path, nil
 }
 
-// usageError gives a flag parsing error exit status 2 (-h stays a success).
 // parseArgs parses a subcommand's flags and refuses positional arguments:
 // both are usage errors (exit 2), -h and --help aside.
 func parseArgs(fs *flag.FlagSet, args []string) error {
@@ -57,6 +56,7 @@ func parseArgs(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// usageError gives a flag parsing error exit status 2 (-h stays a success).
 func usageError(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return err

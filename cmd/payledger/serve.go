@@ -55,11 +55,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	customerRate := fs.Float64("customer-rate", envFloat("PAYLEDGER_CUSTOMER_RATE", 0), "invoices per second allowed per merchant and customer_id (env PAYLEDGER_CUSTOMER_RATE; 0: 5; negative: no limit)")
 	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	if *checkpointEvery <= 0 {
 		return &exitError{code: 2, err: fmt.Errorf("--checkpoint-every must be positive")}

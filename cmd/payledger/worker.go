@@ -83,11 +83,8 @@ func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.
 	host, _ := os.Hostname()
 	durable := fs.String("durable", envOr("PAYLEDGER_WORKER_DURABLE", "projections-"+durableToken(host)), "durable consumer name: one per read node (env PAYLEDGER_WORKER_DURABLE)")
 	batch := fs.Int("batch", 1024, "events fetched and imported at once")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return err

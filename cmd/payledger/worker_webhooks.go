@@ -40,11 +40,8 @@ func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Wri
 	perHost := fs.Int("per-host", webhooks.DefaultPerHostConcurrency, "attempts in flight to one host")
 	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	shardIndex, shardCount, err := parseShard(*shard)
 	if err != nil {
