@@ -81,7 +81,10 @@ func (s *Server) listEvents(c *call) (int, any, error) {
 		case <-ctx.Done():
 		}
 	}()
-	if _, err := s.store.Wait(ctx, feed.NextAfter); err != nil {
+	s.metrics.feedWaiting.Inc()
+	_, err = s.store.Wait(ctx, feed.NextAfter)
+	s.metrics.feedWaiting.Dec()
+	if err != nil {
 		if c.ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 			return http.StatusOK, feed, nil // nothing new in time, or the server stops: answer empty
 		}

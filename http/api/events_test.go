@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/payledger/payledger/ledger"
 )
@@ -195,6 +196,48 @@ func TestEventFeedWait(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("a long poll held the shutdown")
 	}
+}
+
+// TestEventFeedLogClosed: a long poll parked when the log closes under it
+// answers 503 SERVICE_UNAVAILABLE ("retry"), not an empty page: the client
+// must not take the closed log's head for the end of the feed.
+func TestEventFeedLogClosed(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	head := h.head()
+	got := make(chan resp, 1)
+	go func() { got <- h.api(m, "GET", fmt.Sprintf("/api/v1/events?after=%d&wait=20", head), "") }()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.feedWaiting(t) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the long poll never parked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := h.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.Status != http.StatusServiceUnavailable || r.errCode(t) != CodeUnavailable {
+			t.Errorf("poll on a closed log: %d %s", r.Status, r.Body)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the long poll outlived the log")
+	}
+	if n := h.feedWaiting(t); n != 0 {
+		t.Errorf("feed_waiting %v after the poll answered", n)
+	}
+}
+
+// feedWaiting reads the payledger_http_feed_waiting gauge.
+func (h *harness) feedWaiting(t *testing.T) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.srv.metrics.feedWaiting.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }
 
 // TestEventFeedRateLimit: the feed has a per-merchant limit of its own (a

@@ -20,6 +20,7 @@ import (
 type Metrics struct {
 	registry       *prometheus.Registry
 	requests       *prometheus.HistogramVec
+	feedWaiting    prometheus.Gauge
 	logOnce        sync.Once
 	eventsAppended prometheus.Counter
 	appends        prometheus.Counter
@@ -41,6 +42,10 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Help:    "HTTP request latency by route pattern, method and status code.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method", "code"}),
+		feedWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "payledger", Subsystem: "http", Name: "feed_waiting",
+			Help: "Event feed long polls (GET /api/v1/events with wait) parked until the next append.",
+		}),
 		eventsAppended: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "payledger", Subsystem: "log", Name: "events_appended_total",
 			Help: "Events committed to the log.",
@@ -60,7 +65,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
 	}
-	reg.MustRegister(m.requests)
+	reg.MustRegister(m.requests, m.feedWaiting)
 	return m
 }
 
