@@ -848,25 +848,31 @@ func TestRebuildFailures(t *testing.T) {
 			}
 		}
 	}
+	none := func(int, *ledger.Event) error { return nil }
 	for _, tc := range []struct {
-		name   string
-		cancel bool
-		mutate func(i int, e *ledger.Event) error
-		want   error
+		name     string
+		cancel   bool
+		failSync bool // the first fsync of the views file fails with errBoom
+		mutate   func(i int, e *ledger.Event) error
+		want     error
 	}{
-		{"iterator error", false, func(i int, e *ledger.Event) error {
+		{"iterator error", false, false, func(i int, e *ledger.Event) error {
 			if i == at {
 				return errBoom
 			}
 			return nil
 		}, errBoom},
-		{"malformed data", false, func(i int, e *ledger.Event) error {
+		{"malformed data", false, false, func(i int, e *ledger.Event) error {
 			if i == at {
 				e.Type, e.Data = "invoice.created", json.RawMessage(`{"invoice_id": 7}`)
 			}
 			return nil
 		}, projections.ErrMalformedEvent},
-		{"cancelled", true, func(int, *ledger.Event) error { return nil }, context.Canceled},
+		{"cancelled", true, false, none, context.Canceled},
+		// The background sync after a commit fails: the rebuild fails with
+		// it, though every commit and the final sync succeed (a later fsync
+		// may not report the lost pages again).
+		{"sync fails", false, true, none, errBoom},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, err := bbolt.Open(filepath.Join(t.TempDir(), "views.db"), 0o600, nil)
@@ -879,6 +885,9 @@ func TestRebuildFailures(t *testing.T) {
 			var c func()
 			if tc.cancel {
 				c = cancel
+			}
+			if tc.failSync {
+				defer projections.FailFirstViewSync(errBoom)()
 			}
 			if _, err := projections.Rebuild(ctx, feed(ctx, c, tc.mutate), db, time.Time{}); !errors.Is(err, tc.want) {
 				t.Fatalf("Rebuild = %v, want %v", err, tc.want)
