@@ -1,10 +1,12 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,7 +66,9 @@ type ConsumerConfig struct {
 // failed event is handed again after a backoff, the later ones waiting
 // behind it, and JetStream is told they are in progress meanwhile; if the
 // process dies, JetStream redelivers what it had not acknowledged after
-// AckWait. Within a run the order is strict. After a crash, events that
+// AckWait. Within a run the order is strict, and a run stopped by its
+// context hands back what it had not handled in stream order, so the next
+// run carries on in order. After a crash, events that
 // were in flight come back after AckWait, possibly behind later ones; and
 // several workers sharing a durable name split the events, each share in
 // order. Handlers that need every event in sequence (a log copy) check the
@@ -191,8 +195,13 @@ func (c *Consumer) run(ctx context.Context, handle func(context.Context, []ledge
 		}
 		fetchBackoff = c.cfg.MinBackoff
 		// Hand over what has arrived as soon as it arrives. Once ctx ends,
-		// hand the rest of this fetch back (a fetch is never abandoned).
+		// hand the rest of this fetch back (a fetch is never abandoned),
+		// but only once the fetch is over, in stream order: a message
+		// handed back while the fetch is open can be redelivered into it
+		// at once and handed back again behind later ones, and the next
+		// run would then get the events out of order.
 		var bad error
+		var handBack []jetstream.Msg
 		ch := batch.Messages()
 		for m := range ch {
 			msgs = append(msgs[:0], m)
@@ -209,11 +218,14 @@ func (c *Consumer) run(ctx context.Context, handle func(context.Context, []ledge
 				}
 			}
 			if bad != nil || ctx.Err() != nil {
-				nakAll(msgs)
+				handBack = append(handBack, msgs...)
 				continue
 			}
-			bad = c.handle(ctx, log, msgs, events[:0], handle)
+			var rest []jetstream.Msg
+			rest, bad = c.handle(ctx, log, msgs, events[:0], handle)
+			handBack = append(handBack, rest...)
 		}
+		nakInOrder(handBack)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 			log.Warn("fetch ended early", "err", err)
 		}
@@ -230,16 +242,15 @@ func (c *Consumer) run(ctx context.Context, handle func(context.Context, []ledge
 // are in progress so that it does not redeliver them meanwhile. (Handing
 // them back with a negative acknowledgement would race the next fetch,
 // which could then deliver later events first.) Handled events are
-// acknowledged; once ctx ends, the rest are handed back. It returns a
-// *MessageError for a message that is not an event.
-func (c *Consumer) handle(ctx context.Context, log *slog.Logger, msgs []jetstream.Msg, events []ledger.Event, handle func(context.Context, []ledger.Event) (int, error)) error {
+// acknowledged; once ctx ends, the rest are returned, for the caller to
+// hand back. It returns a *MessageError for a message that is not an
+// event, with the messages not handled.
+func (c *Consumer) handle(ctx context.Context, log *slog.Logger, msgs []jetstream.Msg, events []ledger.Event, handle func(context.Context, []ledger.Event) (int, error)) (rest []jetstream.Msg, _ error) {
 	keep := msgs[:0]
 	for i, m := range msgs {
 		meta, err := m.Metadata()
 		if err != nil {
-			nakAll(keep)
-			nakAll(msgs[i:])
-			return &MessageError{Reason: fmt.Sprintf("no JetStream metadata: %v", err)}
+			return append(keep, msgs[i:]...), &MessageError{Reason: fmt.Sprintf("no JetStream metadata: %v", err)}
 		}
 		seq := meta.Sequence.Stream
 		if seq <= c.last {
@@ -248,9 +259,7 @@ func (c *Consumer) handle(ctx context.Context, log *slog.Logger, msgs []jetstrea
 		}
 		e, err := DecodeMessage(m.Headers(), m.Data(), seq)
 		if err != nil {
-			nakAll(keep)
-			nakAll(msgs[i:])
-			return err
+			return append(keep, msgs[i:]...), err
 		}
 		keep, events = append(keep, m), append(events, e)
 	}
@@ -266,11 +275,10 @@ func (c *Consumer) handle(ctx context.Context, log *slog.Logger, msgs []jetstrea
 		}
 		keep, events = keep[done:], events[done:]
 		if err == nil {
-			return nil
+			return nil, nil
 		}
 		if ctx.Err() != nil {
-			nakAll(keep)
-			return nil
+			return keep, nil
 		}
 		log.Warn("handler failed; handing the event again", "seq", events[0].Seq, "err", err, "retry_in", backoff)
 		for _, m := range keep {
@@ -279,7 +287,7 @@ func (c *Consumer) handle(ctx context.Context, log *slog.Logger, msgs []jetstrea
 		sleepCtx(ctx, backoff)
 		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
-	return nil
+	return nil, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -291,7 +299,16 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-func nakAll(msgs []jetstream.Msg) {
+// nakInOrder hands messages back in stream order (those without metadata
+// first), so that JetStream redelivers them in that order.
+func nakInOrder(msgs []jetstream.Msg) {
+	seq := func(m jetstream.Msg) uint64 {
+		if meta, err := m.Metadata(); err == nil {
+			return meta.Sequence.Stream
+		}
+		return 0
+	}
+	slices.SortStableFunc(msgs, func(a, b jetstream.Msg) int { return cmp.Compare(seq(a), seq(b)) })
 	for _, m := range msgs {
 		_ = m.Nak()
 	}
