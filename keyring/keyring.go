@@ -15,11 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/internal/durable"
 )
 
 // ErrBadMasterKey means the master key file exists but is not 32 bytes of hex.
@@ -46,14 +47,9 @@ func Open(path string) (*Keyring, error) {
 		if _, err := rand.Read(k[:]); err != nil {
 			return nil, fmt.Errorf("keyring: generate master key: %w", err)
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("keyring: %w", err)
-		}
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(hex.EncodeToString(k[:])+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("keyring: write master key: %w", err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
+		// Synced before Open returns: merchants' signing secrets derive
+		// from this key as soon as it is in use.
+		if err := durable.WriteFile(path, []byte(hex.EncodeToString(k[:])+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("keyring: write master key: %w", err)
 		}
 		return New(k), nil

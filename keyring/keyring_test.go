@@ -1,6 +1,11 @@
 package keyring
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,5 +43,89 @@ func TestNewAPIKey(t *testing.T) {
 	}
 	if strings.Contains(k.Hash, k.Key) || k.Prefix != k.Key[:10] {
 		t.Fatal("hash or prefix wrong")
+	}
+}
+
+// TestOpenRefusesMalformedKey: a master key file that is not 32 bytes of
+// hex stops the node (ErrBadMasterKey) rather than being replaced: a new key
+// would silently change every merchant's signing secret.
+func TestOpenRefusesMalformedKey(t *testing.T) {
+	for name, content := range map[string]string{
+		"empty":     "",
+		"not hex":   strings.Repeat("zz", 32),
+		"too short": strings.Repeat("ab", 31),
+		"too long":  strings.Repeat("ab", 33),
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "master.key")
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(path); !errors.Is(err, ErrBadMasterKey) {
+				t.Fatalf("Open = %v, want ErrBadMasterKey", err)
+			}
+			if b, _ := os.ReadFile(path); string(b) != content {
+				t.Fatal("a malformed key file was overwritten")
+			}
+		})
+	}
+}
+
+// TestOpenCreatesPrivateFile: a new master key is 64 hex digits in a file
+// only its owner can read, in a directory created for it, with no
+// temporary file left behind.
+func TestOpenCreatesPrivateFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data", "keys")
+	path := filepath.Join(dir, "master.key")
+	if _, err := Open(path); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("master key mode %v, want 0600", fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	if raw, err := hex.DecodeString(strings.TrimSpace(string(b))); err != nil || len(raw) != 32 {
+		t.Errorf("master key file %q", b)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("files beside the key: %v", entries)
+	}
+}
+
+// TestDeriveSeparatesPurposes: derived keys depend on the purpose and the
+// master key, and never equal a signing key.
+func TestDeriveSeparatesPurposes(t *testing.T) {
+	var m1, m2 [32]byte
+	m2[0] = 1
+	a, b := New(m1), New(m2)
+	if len(a.Derive("pages-csrf")) != 32 {
+		t.Fatal("derived key is not 32 bytes")
+	}
+	if bytes.Equal(a.Derive("pages-csrf"), a.Derive("idempotency")) {
+		t.Error("two purposes share a key")
+	}
+	if bytes.Equal(a.Derive("pages-csrf"), b.Derive("pages-csrf")) {
+		t.Error("two master keys derive the same key")
+	}
+	if !bytes.Equal(a.Derive("pages-csrf"), New(m1).Derive("pages-csrf")) {
+		t.Error("derivation is not deterministic")
+	}
+	if bytes.Equal(a.Derive("signing-secret/m1/1"), a.SigningKey("m1", 1)) {
+		t.Error("a purpose collides with a signing key")
+	}
+}
+
+// TestSecretHash: the log records the SHA-256 of a signing secret, never the
+// secret.
+func TestSecretHash(t *testing.T) {
+	secret := New([32]byte{}).SigningSecret("m1", 1)
+	sum := sha256.Sum256([]byte(secret))
+	if h := SecretHash(secret); h != hex.EncodeToString(sum[:]) || strings.Contains(h, strings.TrimPrefix(secret, "whsec_")) {
+		t.Fatalf("SecretHash = %q", h)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/payledger/payledger/audit"
 	"github.com/payledger/payledger/http/api"
+	"github.com/payledger/payledger/internal/durable"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 )
@@ -102,7 +103,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := os.Rename(tmp, *out); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(*out)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(*out)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "backup of %s written to %s: %d bytes, head seq %d hash %s (%s)\n", src, *out, size, want.Seq, want.Hash, checked)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/payledger/payledger/internal/durable"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/node"
@@ -117,5 +118,5 @@ func fillLog(ctx context.Context, dataDir, name, done string, fill func(*boltlog
 	if err := os.Rename(tmp, path); err != nil {
 		return path, before, head, err
 	}
-	return path, before, head, syncDir(dataDir)
+	return path, before, head, durable.SyncDir(dataDir)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -69,13 +68,4 @@ func openReplicaLog(path string) (*boltlog.Store, error) {
 		return nil, fmt.Errorf("%s is in use by another process: %w", path, err)
 	}
 	return st, err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/payledger/payledger/internal/durable"
 	"github.com/payledger/payledger/node"
 )
 
@@ -89,16 +90,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return n.Serve(ctx)
 }
 
-// loadOrCreateToken reads a token file, or writes a new random token to it.
+// loadOrCreateToken reads a token file, or writes a new random token to it
+// (synced: the token is printed and handed out at once). A token file that
+// holds no token is refused rather than leaving the admin API locked.
 func loadOrCreateToken(path string) (tok string, created bool, err error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
-		return strings.TrimSpace(string(b)), false, nil
+		if tok = strings.TrimSpace(string(b)); tok == "" {
+			return "", false, fmt.Errorf("admin token file %s is empty: remove it to make a new token, or write one into it", path)
+		}
+		return tok, false, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return "", false, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", false, err
 	}
 	var raw [24]byte
@@ -106,7 +109,7 @@ func loadOrCreateToken(path string) (tok string, created bool, err error) {
 		return "", false, err
 	}
 	tok = hex.EncodeToString(raw[:])
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+	if err := durable.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", false, err
 	}
 	return tok, true, nil

@@ -165,3 +165,28 @@ func TestServeGracefulShutdown(t *testing.T) {
 	}
 	t.Logf("%d acknowledged invoices, all present after SIGTERM", len(acked))
 }
+
+// TestLoadOrCreateToken: serve makes an admin token once (mode 0600) and
+// reads it back after; a token file left empty (by hand, or by a crash of a
+// build that did not sync it) is refused with advice, not taken for "no
+// token", which would lock the admin API.
+func TestLoadOrCreateToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", adminTokenFile)
+	tok, created, err := loadOrCreateToken(path)
+	if err != nil || !created || len(tok) != 48 {
+		t.Fatalf("create: %q %v %v", tok, created, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", fi, err)
+	}
+	again, created, err := loadOrCreateToken(path)
+	if err != nil || created || again != tok {
+		t.Fatalf("reload: %q %v %v", again, created, err)
+	}
+	if err := os.WriteFile(path, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadOrCreateToken(path); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Fatalf("empty token file: %v", err)
+	}
+}
