@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/payledger/payledger/internal/durable"
 )
 
 // keyPrefix starts a checkpoint key file, naming the algorithm: the file is
@@ -41,9 +42,9 @@ func parseKeyFile(path string, b []byte) (ed25519.PrivateKey, error) {
 }
 
 // LoadOrCreateKey reads the checkpoint signing key at path, or makes a new
-// one there (mode 0600) if there is none, and reports whether it did. Two
-// processes creating it at once end up with the same key: the file is
-// linked into place only if absent.
+// one there (mode 0600, synced) if there is none, and reports whether it
+// did. Two processes creating it at once end up with the same key: the file
+// is linked into place only if absent.
 // Errors: ErrBadKey, or the I/O error.
 func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err error) {
 	key, err = LoadKey(path)
@@ -54,37 +55,12 @@ func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err err
 	if _, err := rand.Read(seed); err != nil {
 		return nil, false, fmt.Errorf("checkpoint key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	switch err := durable.Create(path, []byte(keyPrefix+hex.EncodeToString(seed)+"\n"), 0o600); {
+	case errors.Is(err, os.ErrExist): // made meanwhile by another process
+		key, err = LoadKey(path)
+		return key, false, err
+	case err != nil:
 		return nil, false, fmt.Errorf("checkpoint key: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return nil, false, fmt.Errorf("checkpoint key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(keyPrefix + hex.EncodeToString(seed) + "\n")
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("checkpoint key: write %s: %w", tmp.Name(), err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, os.ErrExist) { // made meanwhile by another process
-			key, err = LoadKey(path)
-			return key, false, err
-		}
-		return nil, false, fmt.Errorf("checkpoint key: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return ed25519.NewKeyFromSeed(seed), true, nil
 }

@@ -37,7 +37,9 @@ type Keyring struct {
 // New returns a keyring over a given master key (tests, or a key from a secret store).
 func New(master [32]byte) *Keyring { return &Keyring{master: master} }
 
-// Open loads the master key from path, creating it (mode 0600) if absent.
+// Open loads the master key from path, creating it (mode 0600, synced) if
+// absent. Of two processes creating it at once, both end up with the one
+// that reached the disk first.
 //
 // Errors: ErrBadMasterKey, or the I/O error.
 func Open(path string) (*Keyring, error) {
@@ -49,10 +51,14 @@ func Open(path string) (*Keyring, error) {
 		}
 		// Synced before Open returns: merchants' signing secrets derive
 		// from this key as soon as it is in use.
-		if err := durable.WriteFile(path, []byte(hex.EncodeToString(k[:])+"\n"), 0o600); err != nil {
+		err = durable.Create(path, []byte(hex.EncodeToString(k[:])+"\n"), 0o600)
+		if err == nil {
+			return New(k), nil
+		}
+		if !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("keyring: write master key: %w", err)
 		}
-		return New(k), nil
+		b, err = os.ReadFile(path) // made meanwhile by another process
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keyring: read master key: %w", err)

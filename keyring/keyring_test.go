@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -127,5 +128,37 @@ func TestSecretHash(t *testing.T) {
 	sum := sha256.Sum256([]byte(secret))
 	if h := SecretHash(secret); h != hex.EncodeToString(sum[:]) || strings.Contains(h, strings.TrimPrefix(secret, "whsec_")) {
 		t.Fatalf("SecretHash = %q", h)
+	}
+}
+
+// TestOpenConcurrentCreation: processes starting on an empty data dir at
+// once all end up with the one master key on disk, never one of their own
+// that a later rename replaced.
+func TestOpenConcurrentCreation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "master.key")
+	const n = 16
+	secrets := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := Open(path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			secrets[i] = k.SigningSecret("m1", 1)
+		}()
+	}
+	wg.Wait()
+	onDisk, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range secrets {
+		if s != onDisk.SigningSecret("m1", 1) {
+			t.Fatalf("opener %d derives from a key that is not on disk", i)
+		}
 	}
 }

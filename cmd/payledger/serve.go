@@ -95,24 +95,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // holds no token is refused rather than leaving the admin API locked.
 func loadOrCreateToken(path string) (tok string, created bool, err error) {
 	b, err := os.ReadFile(path)
-	if err == nil {
-		if tok = strings.TrimSpace(string(b)); tok == "" {
-			return "", false, fmt.Errorf("admin token file %s is empty: remove it to make a new token, or write one into it", path)
+	if errors.Is(err, os.ErrNotExist) {
+		var raw [24]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return "", false, err
 		}
-		return tok, false, nil
+		tok = hex.EncodeToString(raw[:])
+		err = durable.Create(path, []byte(tok+"\n"), 0o600)
+		if err == nil {
+			return tok, true, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", false, err
+		}
+		b, err = os.ReadFile(path) // made meanwhile by another process
 	}
-	if !errors.Is(err, os.ErrNotExist) {
+	if err != nil {
 		return "", false, err
 	}
-	var raw [24]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", false, err
+	if tok = strings.TrimSpace(string(b)); tok == "" {
+		return "", false, fmt.Errorf("admin token file %s is empty: remove it to make a new token, or write one into it", path)
 	}
-	tok = hex.EncodeToString(raw[:])
-	if err := durable.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", false, err
-	}
-	return tok, true, nil
+	return tok, false, nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -1,41 +1,48 @@
-// Package durable writes small files that must survive a crash once written:
-// the node's master key and admin token, and the renames that put a backup
-// or a restored log in place.
+// Package durable creates small files that must survive a crash once
+// written (the node's master key, admin token and checkpoint signing key),
+// and syncs the directories of renames that put a backup or a restored log
+// in place.
 package durable
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 )
 
-// WriteFile writes data to a new file at path with mode perm, creating the
-// directory (0700) if needed. When it returns nil the file is on disk under
-// its name: the data is synced before a rename makes it visible, and the
-// directory after, so a crash leaves either no file or the whole file, never
-// an empty one. An existing file at path is replaced.
-func WriteFile(path string, data []byte, perm os.FileMode) error {
+// Create writes data to a new file at path with mode perm, creating the
+// directory (0700) if needed, unless a file is there already: then it
+// returns an error that matches os.ErrExist and leaves that file alone, so
+// of two processes creating the same file at once one wins and the other
+// reads the winner's file. When Create returns nil the file is on disk
+// under its name: the data is synced in a temporary file before a link
+// makes it visible, and the directory after, so a crash leaves either no
+// file or the whole file, never an empty one.
+func Create(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
 	if err == nil {
-		err = f.Sync()
+		err = tmp.Chmod(perm)
 	}
-	if cerr := f.Close(); err == nil {
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
-		_ = os.Remove(tmp)
-		return err
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return err // *os.LinkError; errors.Is(err, os.ErrExist) when path exists
 	}
 	return SyncDir(dir)
 }

@@ -1,55 +1,77 @@
 package durable
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
-func TestWriteFile(t *testing.T) {
+func TestCreate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	path := filepath.Join(dir, "secret")
-	if err := WriteFile(path, []byte("one\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFile(path, []byte("two\n"), 0o600); err != nil {
+	if err := Create(path, []byte("one\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
-	if err != nil || string(b) != "two\n" {
+	if err != nil || string(b) != "one\n" {
 		t.Fatalf("read back %q, %v", b, err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v, %v", fi.Mode().Perm(), err)
 	}
 	if di, err := os.Stat(dir); err != nil || di.Mode().Perm() != 0o700 {
 		t.Fatalf("directory mode %v, %v", di.Mode().Perm(), err)
 	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
+	// A second Create leaves the first file alone.
+	if err := Create(path, []byte("two\n"), 0o600); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("Create over an existing file: %v, want os.ErrExist", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "one\n" {
+		t.Fatalf("existing file changed to %q", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("left beside the file: %v", entries)
-	}
-}
-
-// TestWriteFileFails: a write that cannot finish leaves neither the file nor
-// its temporary.
-func TestWriteFileFails(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "x")
-	if err := os.Mkdir(path, 0o700); err != nil { // a directory where the file should go: the rename fails
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(path, "keep"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFile(path, []byte("data"), 0o600); err == nil {
-		t.Fatal("WriteFile over a non-empty directory succeeded")
-	}
-	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
-		t.Errorf("temporary file left: %v", err)
 	}
 	if err := SyncDir(filepath.Join(dir, "missing")); err == nil {
 		t.Error("SyncDir of a missing directory succeeded")
+	}
+}
+
+// TestCreateRace: of many concurrent creations exactly one wins, and the
+// file holds the winner's data, whole.
+func TestCreateRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key")
+	const n = 16
+	var wg sync.WaitGroup
+	wins := make(chan string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data := string(rune('a'+i)) + "-0123456789abcdef"
+			switch err := Create(path, []byte(data), 0o600); {
+			case err == nil:
+				wins <- data
+			case !errors.Is(err, os.ErrExist):
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(wins)
+	var won []string
+	for w := range wins {
+		won = append(won, w)
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d winners", len(won))
+	}
+	if b, _ := os.ReadFile(path); string(b) != won[0] {
+		t.Fatalf("file holds %q, the winner wrote %q", b, won[0])
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Errorf("left beside the file: %v", entries)
 	}
 }
