@@ -41,6 +41,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	modes := strings.Split(*mode, ",")
+	for i, m := range modes {
+		if modes[i] = strings.TrimSpace(m); modes[i] != "create" && modes[i] != "get" {
+			return &exitError{code: 2, err: fmt.Errorf("unknown mode %q (want create, get)", m)}
+		}
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -136,14 +142,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "ceiling (bare net/http, %d-byte JSON body, %d connections): %s\n", len(sample), *conns, ceiling)
 	}
 	failed := int64(0)
-	for _, m := range strings.Split(*mode, ",") {
-		var mk loadgen.Request
-		switch strings.TrimSpace(m) {
-		case "create":
-			mk = func(w, i int) (*http.Request, error) {
-				return loadgen.Post(base+"/api/v1/create-invoice", createBody(w, i), headers)
-			}
-		case "get":
+	for _, m := range modes {
+		mk := func(w, i int) (*http.Request, error) {
+			return loadgen.Post(base+"/api/v1/create-invoice", createBody(w, i), headers)
+		}
+		if m == "get" { // the modes were checked above
 			mk = func(w, i int) (*http.Request, error) {
 				r, err := http.NewRequest(http.MethodGet, base+"/api/v1/invoices/"+inv.ID, nil)
 				if err == nil {
@@ -151,8 +154,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 				return r, err
 			}
-		default:
-			return &exitError{code: 2, err: fmt.Errorf("unknown mode %q", m)}
 		}
 		before := logStats()
 		res, err := loadgen.Run(ctx, cfg, mk)

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestBench runs the load tool briefly against its in-process node: the
+// ceiling, then create and get, each with throughput, latency percentiles
+// and its share of the ceiling, and no failed request.
+func TestBench(t *testing.T) {
+	code, out, errs := runCmd(t, "bench", "--connections", "4", "--duration", "300ms", "--warmup", "100ms")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"in-process node at http://127.0.0.1:", "NATS relay true",
+		"ceiling (bare net/http, ", "log since start: ", "events a commit"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	line := regexp.MustCompile(`(?m)^(create|get) \(durable, 4 connections\): (\d+) requests in .*: ([\d.]+) req/s, p50 \S+, p99 \S+, p99\.9 \S+, max \S+, errors 0; ([\d.]+) of the ceiling$`)
+	runs := line.FindAllStringSubmatch(out, -1)
+	if len(runs) != 2 || runs[0][1] != "create" || runs[1][1] != "get" {
+		t.Fatalf("want a create and a get line with no errors:\n%s", out)
+	}
+	for _, r := range runs {
+		if n, _ := strconv.Atoi(r[2]); n == 0 {
+			t.Errorf("%s: no requests", r[1])
+		}
+		if f, _ := strconv.ParseFloat(r[4], 64); f <= 0 {
+			t.Errorf("%s: share of the ceiling %s", r[1], r[4])
+		}
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	if code, _, errs := runCmd(t, "bench", "--server", "http://127.0.0.1:1"); code != 2 || !strings.Contains(errs, "--api-key") {
+		t.Errorf("--server without --api-key: exit %d, %s", code, errs)
+	}
+	if code, _, errs := runCmd(t, "bench", "--mode", "create,nope"); code != 2 || !strings.Contains(errs, `unknown mode "nope"`) {
+		t.Errorf("unknown mode: exit %d, %s", code, errs)
+	}
+}
