@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -302,37 +301,6 @@ func (l *lexer) boolean(b *bool) bool {
 		return l.lit("false")
 	}
 	return l.fail()
-}
-
-func (l *lexer) int64(n *int64) bool {
-	if l.null() {
-		return true
-	}
-	tok := l.number()
-	if !l.ok {
-		return false
-	}
-	v, err := strconv.ParseInt(string(tok), 10, 64)
-	if err != nil {
-		return l.fail()
-	}
-	*n = v
-	return true
-}
-
-func (l *lexer) int(n *int) bool {
-	if l.null() {
-		return true
-	}
-	var v int64
-	if !l.int64(&v) {
-		return false
-	}
-	if int64(int(v)) != v {
-		return l.fail()
-	}
-	*n = int(v)
-	return true
 }
 
 // array calls elem for each element of an array; null is an empty array

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
-
-	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
@@ -60,12 +57,10 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // openReplicaLog opens a log that takes events from the stream (restore,
 // worker projections), with the projections inline as serve has them.
 func openReplicaLog(path string) (*boltlog.Store, error) {
-	st, err := boltlog.Open(path, &boltlog.Options{
+	// A file another process holds fails with boltlog.ErrLocked after the
+	// timeout, its message naming the file.
+	return boltlog.Open(path, &boltlog.Options{
 		OpenTimeout: time.Second,
 		Projectors:  []boltlog.Projector{&projections.Projector{}},
 	})
-	if errors.Is(err, bbolt.ErrTimeout) {
-		return nil, fmt.Errorf("%s is in use by another process: %w", path, err)
-	}
-	return st, err
 }

@@ -131,3 +131,23 @@ func TestRestoreRefusesAlteredMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenReplicaLogLocked: a log another process holds (a running worker
+// or server) is refused after the open timeout with boltlog.ErrLocked,
+// naming the file, rather than waiting for ever.
+func TestOpenReplicaLogLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	holder, err := openReplicaLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	st, err := openReplicaLog(path)
+	if err == nil {
+		st.Close()
+		t.Fatal("a held log opened twice")
+	}
+	if !errors.Is(err, boltlog.ErrLocked) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("second open: %v", err)
+	}
+}

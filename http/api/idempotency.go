@@ -374,7 +374,7 @@ func (b *boltIdem) put(id []byte, rec *idemRecord, now time.Time, ttl time.Durat
 		limit := uint64(now.Add(-ttl).UnixMilli())
 		c := exp.Cursor()
 		n := 0
-		for k, _ := c.First(); k != nil && len(k) >= 8 && binary.BigEndian.Uint64(k) < limit && n < 1000; k, _ = c.First() {
+		for k, _ := c.First(); len(k) >= 8 && binary.BigEndian.Uint64(k) < limit && n < 1000; k, _ = c.First() {
 			n++
 			rid := append([]byte(nil), k[8:]...)
 			if raw := recs.Get(rid); raw != nil {
