@@ -166,7 +166,7 @@ func TestDiskFull(t *testing.T) {
 		// The full profile stops the last cycle gracefully, to see how a
 		// shutdown copes with a relay that is stuck.
 		if prof.Name == full.Name && cycle == prof.DiskCycles-1 {
-			err, took := sv.stop(45 * time.Second)
+			took, err := sv.stop(45 * time.Second)
 			if err != nil || took > 10*time.Second {
 				t.Errorf("graceful stop after the disk was full: %v after %s", err, took.Round(100*time.Millisecond))
 			} else {
@@ -190,7 +190,7 @@ func TestDiskFull(t *testing.T) {
 
 	// Stopped gracefully, the log verifies and the embedded store's stream
 	// equals it.
-	if err, took := sv.stop(45 * time.Second); err != nil {
+	if took, err := sv.stop(45 * time.Second); err != nil {
 		t.Fatalf("graceful stop: %v (after %s)", err, took)
 	}
 	counts.add("graceful stops", 1)

@@ -91,7 +91,7 @@ func TestKillServeUnderLoad(t *testing.T) {
 	checkAcked(t, a, ids)
 	noDeliveriesLeft(t, a)
 
-	err, took := sv.stop(45 * time.Second)
+	took, err := sv.stop(45 * time.Second)
 	if err != nil {
 		t.Fatalf("graceful stop after the kills: %v (after %s)", err, took)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -107,7 +106,8 @@ func payledgerBin(t *testing.T) string {
 		}
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			binErr = fmt.Errorf("the fault suite builds payledger with the go command: %w", err)
+			return
 		}
 		binPath = filepath.Join(binDir, "payledger")
 		out, err := exec.Command(goTool, "build", "-o", binPath, "github.com/payledger/payledger/cmd/payledger").CombinedOutput()

@@ -203,8 +203,8 @@ func (s *serveProc) kill() {
 }
 
 // stop sends SIGTERM and waits up to timeout for a graceful exit; it
-// returns the child's exit error (nil for status 0) and how long it took.
-func (s *serveProc) stop(timeout time.Duration) (error, time.Duration) {
+// returns how long it took and the child's exit error (nil for status 0).
+func (s *serveProc) stop(timeout time.Duration) (time.Duration, error) {
 	s.t.Helper()
 	start := time.Now()
 	s.signal(syscall.SIGTERM)
@@ -213,9 +213,9 @@ func (s *serveProc) stop(timeout time.Duration) (error, time.Duration) {
 	case <-time.After(timeout):
 		s.signal(syscall.SIGKILL)
 		<-s.exited
-		return fmt.Errorf("no exit within %s of SIGTERM (killed)", timeout), time.Since(start)
+		return time.Since(start), fmt.Errorf("no exit within %s of SIGTERM (killed)", timeout)
 	}
-	return s.err, time.Since(start)
+	return time.Since(start), s.err
 }
 
 func (s *serveProc) dumpLog(lines int) {

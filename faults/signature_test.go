@@ -95,7 +95,7 @@ func TestSignedRequestsSkewAndReplay(t *testing.T) {
 
 	// A restart forgets the replay cache (documented): the replayed create
 	// is then refused by its external_id.
-	if err, took := sv.stop(45 * time.Second); err != nil {
+	if took, err := sv.stop(45 * time.Second); err != nil {
 		t.Fatalf("graceful stop: %v (after %s)", err, took)
 	}
 	counts.add("graceful stops", 1)
