@@ -190,6 +190,11 @@ func TestMethodsAndWidgets(t *testing.T) {
 	if r := h.api(m, "GET", "/api/v1/widgets?page=0", ""); r.Status != http.StatusBadRequest || r.details(t)[0].Path != "page" {
 		t.Errorf("page 0: %d %s", r.Status, r.Body)
 	}
+	for q, field := range map[string]string{"page=x": "page", "page=1000001": "page", "page_size=0": "page_size", "page_size=101": "page_size"} {
+		if r := h.api(m, "GET", "/api/v1/invoices?"+q, ""); r.Status != http.StatusBadRequest || r.details(t)[0].Path != field {
+			t.Errorf("%s: %d %s", q, r.Status, r.Body)
+		}
+	}
 	if r := h.api(m, "GET", "/api/v1/widgets/"+wid+"?account_id=someone-else", ""); r.Status != http.StatusNotFound {
 		t.Errorf("other account_id: %d %s", r.Status, r.Body)
 	}

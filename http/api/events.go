@@ -50,18 +50,15 @@ func (s *Server) listEvents(c *call) (int, any, error) {
 		return 0, nil, rateLimited(wait, "Too many event feed requests; poll with wait instead")
 	}
 	q := c.r.URL.Query()
-	after, err := uintParam(q, "after", 0, ^uint64(0))
+	after, err := uintParam(q, "after", 0, 0, ^uint64(0))
 	if err != nil {
 		return 0, nil, err
 	}
-	limit, err := uintParam(q, "limit", feedDefaultLimit, feedMaxLimit)
+	limit, err := uintParam(q, "limit", feedDefaultLimit, 1, feedMaxLimit)
 	if err != nil {
 		return 0, nil, err
 	}
-	if limit == 0 {
-		return 0, nil, badField("limit", "int_parsing", fmt.Sprintf("limit must be a whole number from 1 to %d", feedMaxLimit))
-	}
-	waitS, err := uintParam(q, "wait", 0, uint64(feedMaxWait/time.Second))
+	waitS, err := uintParam(q, "wait", 0, 0, uint64(feedMaxWait/time.Second))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -149,15 +146,16 @@ func ours(stream []byte) bool {
 	return false
 }
 
-// uintParam reads an optional whole-number query parameter up to max.
-func uintParam(q url.Values, name string, def, max uint64) (uint64, error) {
+// uintParam reads an optional whole-number query parameter from min to max
+// (def when absent): a 400 naming the parameter otherwise.
+func uintParam(q url.Values, name string, def, min, max uint64) (uint64, error) {
 	v := q.Get(name)
 	if v == "" {
 		return def, nil
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || n > max {
-		return 0, badField(name, "int_parsing", fmt.Sprintf("%s must be a whole number from 0 to %d", name, max))
+	if err != nil || n < min || n > max {
+		return 0, badField(name, "int_parsing", fmt.Sprintf("%s must be a whole number from %d to %d", name, min, max))
 	}
 	return n, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
@@ -171,22 +170,15 @@ func (s *Server) listInvoices(c *call) (int, any, error) {
 
 // pageParams reads page (default 1) and page_size (default 20, at most 100).
 func pageParams(q url.Values) (page, size int, err error) {
-	page, size = 1, projections.DefaultPageSize
-	if v := q.Get("page"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1_000_000 {
-			return 0, 0, badField("page", "int_parsing", "page must be a whole number from 1")
-		}
-		page = n
+	p, err := uintParam(q, "page", 1, 1, 1_000_000)
+	if err != nil {
+		return 0, 0, err
 	}
-	if v := q.Get("page_size"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > projections.MaxPageSize {
-			return 0, 0, badField("page_size", "int_parsing", fmt.Sprintf("page_size must be a whole number from 1 to %d", projections.MaxPageSize))
-		}
-		size = n
+	n, err := uintParam(q, "page_size", projections.DefaultPageSize, 1, projections.MaxPageSize)
+	if err != nil {
+		return 0, 0, err
 	}
-	return page, size, nil
+	return int(p), int(n), nil
 }
 
 type cancelRequest struct {
