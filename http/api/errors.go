@@ -291,8 +291,6 @@ type einvoiceError struct {
 	RequestID string   `json:"request_id,omitempty"`
 }
 
-// writeError answers err in the envelope of the request's API family, logs
-// unknown errors once with the request id, and counts nothing twice.
 // WriteError answers err in seed 003's envelope with the status and code of
 // the one error table, for handlers mounted beside the API (the webhook
 // delivery routes).
@@ -300,6 +298,8 @@ func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	s.writeError(w, r, err)
 }
 
+// writeError answers err in the envelope of the request's API family, logs
+// unknown errors once with the request id, and counts nothing twice.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, internal := classify(err)
 	rid := requestID(r.Context())
