@@ -190,3 +190,41 @@ func TestLoadOrCreateToken(t *testing.T) {
 		t.Fatalf("empty token file: %v", err)
 	}
 }
+
+// TestLoadOrCreateTokenRace: serves starting at once on an empty data dir
+// (the token is made before the log's lock is taken) all get the token on
+// disk, and exactly one of them made it.
+func TestLoadOrCreateTokenRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), adminTokenFile)
+	const n = 64
+	toks := make([]string, n)
+	made := make([]bool, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var err error
+			if toks[i], made[i], err = loadOrCreateToken(path); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	b, _ := os.ReadFile(path)
+	creators := 0
+	for i := range n {
+		if toks[i] != strings.TrimSpace(string(b)) {
+			t.Errorf("caller %d got %q, the file holds %q", i, toks[i], b)
+		}
+		if made[i] {
+			creators++
+		}
+	}
+	if creators != 1 {
+		t.Errorf("%d callers made the token", creators)
+	}
+}

@@ -75,3 +75,20 @@ func TestCreateRace(t *testing.T) {
 		t.Errorf("left beside the file: %v", entries)
 	}
 }
+
+// TestCreateFails: a file that cannot be made (its directory cannot be
+// created) is an error that is not os.ErrExist, and leaves nothing behind.
+func TestCreateFails(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Create(filepath.Join(blocker, "sub", "key"), []byte("x"), 0o600)
+	if err == nil || errors.Is(err, os.ErrExist) {
+		t.Fatalf("Create under a regular file: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left behind: %v", entries)
+	}
+}
