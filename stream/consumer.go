@@ -302,14 +302,19 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // nakInOrder hands messages back in stream order (those without metadata
 // first), so that JetStream redelivers them in that order.
 func nakInOrder(msgs []jetstream.Msg) {
-	seq := func(m jetstream.Msg) uint64 {
-		if meta, err := m.Metadata(); err == nil {
-			return meta.Sequence.Stream
-		}
-		return 0
+	type held struct {
+		seq uint64
+		m   jetstream.Msg
 	}
-	slices.SortStableFunc(msgs, func(a, b jetstream.Msg) int { return cmp.Compare(seq(a), seq(b)) })
-	for _, m := range msgs {
-		_ = m.Nak()
+	hs := make([]held, len(msgs))
+	for i, m := range msgs {
+		hs[i].m = m
+		if meta, err := m.Metadata(); err == nil {
+			hs[i].seq = meta.Sequence.Stream
+		}
+	}
+	slices.SortStableFunc(hs, func(a, b held) int { return cmp.Compare(a.seq, b.seq) })
+	for _, h := range hs {
+		_ = h.m.Nak()
 	}
 }
