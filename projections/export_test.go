@@ -21,3 +21,6 @@ func FailFirstViewSync(err error) (restore func()) {
 	}
 	return func() { syncViews = real }
 }
+
+// RebuildTxEvents is how many events a rebuild applies per transaction.
+const RebuildTxEvents = rebuildTxEvents
