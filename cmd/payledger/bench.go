@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noNATS := fs.Bool("no-nats", false, "in-process node without the embedded NATS relay")
 	noCeiling := fs.Bool("no-ceiling", false, "skip the bare net/http ceiling run")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (client and in-process node) to the file")
+	traceFile := fs.String("trace", "", "write an execution trace of this process (go tool trace) to the file")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -47,17 +49,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return &exitError{code: 2, err: fmt.Errorf("unknown mode %q (want create, get)", m)}
 		}
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopCPU, err := startProfile(*cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile)
+	if err != nil {
+		return err
 	}
+	defer stopCPU()
+	stopTrace, err := startProfile(*traceFile, trace.Start, trace.Stop)
+	if err != nil {
+		return err
+	}
+	defer stopTrace()
 	base, key := strings.TrimRight(*server, "/"), *apiKey
 	logStats := func() string { return "" }
 	if base == "" {
@@ -186,6 +187,23 @@ func benchRate() commands.SetRate {
 }
 
 // commitStats summarises the in-process node's group commits from its metrics.
+// startProfile runs start on a new file at path (nothing when path is
+// empty) and returns what stops it and closes the file.
+func startProfile(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { stop(); f.Close() }, nil
+}
+
 func commitStats(n *node.Node) string {
 	mfs, err := n.Registry.Gather()
 	if err != nil {

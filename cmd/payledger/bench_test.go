@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -9,11 +12,22 @@ import (
 
 // TestBench runs the load tool briefly against its in-process node: the
 // ceiling, then create and get, each with throughput, latency percentiles
-// and its share of the ceiling, and no failed request.
+// and its share of the ceiling, and no failed request; with a CPU profile
+// and an execution trace written.
 func TestBench(t *testing.T) {
-	code, out, errs := runCmd(t, "bench", "--connections", "4", "--duration", "300ms", "--warmup", "100ms")
+	dir := t.TempDir()
+	prof, trc := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "bench.trace")
+	code, out, errs := runCmd(t, "bench", "--connections", "4", "--duration", "300ms", "--warmup", "100ms",
+		"--cpuprofile", prof, "--trace", trc)
 	if code != 0 {
 		t.Fatalf("bench: exit %d\n%s\n%s", code, out, errs)
+	}
+	// Complete files: a gzipped profile, and a trace with its header.
+	if b, err := os.ReadFile(prof); err != nil || !bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
+		t.Errorf("--cpuprofile: %v, %d bytes", err, len(b))
+	}
+	if b, err := os.ReadFile(trc); err != nil || !bytes.HasPrefix(b, []byte("go 1.")) || len(b) < 1<<10 {
+		t.Errorf("--trace: %v, %d bytes: %.20q", err, len(b), b)
 	}
 	for _, want := range []string{"in-process node at http://127.0.0.1:", "NATS relay true",
 		"ceiling (bare net/http, ", "log since start: ", "events a commit"} {
