@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/payledger/payledger/internal/proccpu"
 )
 
 // Request makes the i-th request of worker w. It must be safe for concurrent
@@ -38,12 +40,29 @@ type Result struct {
 	Throughput float64 // successful requests per second
 	P50, P99   time.Duration
 	P999, Max  time.Duration
+	// CPU is the CPU time this whole process used while measuring (0 where
+	// the system does not report it): the load generator's own, and the
+	// server's too when it runs in the same process, as payledger bench's
+	// in-process node does.
+	CPU        time.Duration
 	FirstError string
 }
 
+// CPUPerRequest is CPU divided among the measured requests (0 if unknown).
+func (r Result) CPUPerRequest() time.Duration {
+	if r.CPU <= 0 || r.Requests == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Requests)
+}
+
 func (r Result) String() string {
-	return fmt.Sprintf("%d requests in %s: %.0f req/s, p50 %s, p99 %s, p99.9 %s, max %s, errors %d",
+	s := fmt.Sprintf("%d requests in %s: %.0f req/s, p50 %s, p99 %s, p99.9 %s, max %s, errors %d",
 		r.Requests, r.Elapsed.Round(time.Millisecond), r.Throughput, r.P50, r.P99, r.P999, r.Max, r.Errors)
+	if c := r.CPUPerRequest(); c > 0 {
+		s += fmt.Sprintf(", %.0f CPU-µs a request", float64(c)/float64(time.Microsecond))
+	}
+	return s
 }
 
 // Run drives load until the duration passes, MaxRequests are measured, or
@@ -139,7 +158,7 @@ func Run(ctx context.Context, cfg Config, mk Request) (Result, error) {
 	case <-ctx.Done():
 	}
 	measuring.Store(true)
-	began := time.Now()
+	began, cpu0 := time.Now(), proccpu.Used()
 	timer.Reset(cfg.Duration)
 	select {
 	case <-timer.C:
@@ -147,7 +166,7 @@ func Run(ctx context.Context, cfg Config, mk Request) (Result, error) {
 	case <-stop:
 	case <-ctx.Done():
 	}
-	elapsed := time.Since(began)
+	elapsed, cpu := time.Since(began), proccpu.Used()-cpu0
 	measuring.Store(false)
 	wg.Wait()
 	var all []time.Duration
@@ -156,6 +175,9 @@ func Run(ctx context.Context, cfg Config, mk Request) (Result, error) {
 	}
 	slices.Sort(all)
 	res := Result{Requests: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed}
+	if cpu0 > 0 {
+		res.CPU = cpu
+	}
 	if v := firstErr.Load(); v != nil {
 		res.FirstError = v.(string)
 	}

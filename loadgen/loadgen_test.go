@@ -2,11 +2,15 @@ package loadgen
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/payledger/payledger/internal/proccpu"
 )
 
 func TestRunCountsRequestsAndErrors(t *testing.T) {
@@ -37,5 +41,31 @@ func TestCeilingHandler(t *testing.T) {
 	CeilingHandler([]byte(`{"a":1}`)).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
 	if rec.Code != 200 || rec.Body.String() != `{"a":1}` || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("%d %q", rec.Code, rec.Body.String())
+	}
+}
+
+// TestRunMeasuresCPU: a handler that spends at least 300 µs of this
+// process's CPU on each request shows at least that much a request.
+func TestRunMeasuresCPU(t *testing.T) {
+	if proccpu.Used() == 0 {
+		t.Skip("no process CPU time on this system")
+	}
+	const spend = 300 * time.Microsecond
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for start := proccpu.Used(); proccpu.Used()-start < spend; {
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{Connections: 1, Duration: 5 * time.Second, Warmup: -1, MaxRequests: 200},
+		func(w, i int) (*http.Request, error) { return http.NewRequest(http.MethodGet, srv.URL, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.CPUPerRequest(); got < spend || res.CPU < spend*time.Duration(res.Requests) {
+		t.Fatalf("CPU %s for %d requests: %s a request, want at least %s", res.CPU, res.Requests, got, spend)
+	}
+	if want := fmt.Sprintf(", %.0f CPU-µs a request", float64(res.CPUPerRequest())/1e3); !strings.Contains(res.String(), want) {
+		t.Errorf("String() = %q, want it to contain %q", res.String(), want)
 	}
 }

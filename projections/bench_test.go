@@ -8,23 +8,15 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.etcd.io/bbolt"
 
+	"github.com/payledger/payledger/internal/proccpu"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/projections"
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // benchInvoices sizes the benchmark's log: about 4.3 events per invoice.
 // PAYLEDGER_BENCH_INVOICES overrides it for a longer, quiet run.
@@ -61,7 +53,7 @@ func BenchmarkRebuild(b *testing.B) {
 	defer debug.SetGCPercent(debug.SetGCPercent(gc))
 
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := proccpu.Used()
 	i := 0
 	for b.Loop() {
 		i++
@@ -94,7 +86,7 @@ func BenchmarkRebuild(b *testing.B) {
 	// CPU time (user and system, all threads) per event: what a busy machine
 	// does not distort as much as wall time. The timer excludes only the
 	// file cleanup, which costs little CPU.
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(events)/float64(b.N), "cpu-ns/event")
+	b.ReportMetric(float64((proccpu.Used()-cpu0).Nanoseconds())/float64(events)/float64(b.N), "cpu-ns/event")
 	b.ReportMetric(float64(events), "events/op")
 }
 

@@ -11,12 +11,12 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/payledger/payledger/internal/proccpu"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/stream"
@@ -162,15 +162,6 @@ func BenchmarkRelayLag(b *testing.B) {
 	}
 }
 
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkRelayCatchUp fills a log with -relay.backlog events while no
 // relay runs (NATS away), then starts one and reports how fast it publishes
 // the backlog. Run it with -benchtime=1x.
@@ -212,13 +203,13 @@ func BenchmarkRelayCatchUp(b *testing.B) {
 			defer pprof.StopCPUProfile()
 		}
 		b.StartTimer()
-		start, cpu0 := time.Now(), cpuTime()
+		start, cpu0 := time.Now(), proccpu.Used()
 		go func() { done <- relay.Run(ctx) }()
 		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		if err := relay.Flush(fctx); err != nil {
 			b.Fatal(err)
 		}
-		elapsed, cpu := time.Since(start), cpuTime()-cpu0
+		elapsed, cpu := time.Since(start), proccpu.Used()-cpu0
 		b.StopTimer()
 		fcancel()
 		cancel()

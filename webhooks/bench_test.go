@@ -11,13 +11,13 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/proccpu"
 	"github.com/payledger/payledger/keyring"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
@@ -142,7 +142,7 @@ func BenchmarkWebhookThroughput(b *testing.B) {
 	be := newBenchEnv(b, 8)
 	be.invoices(b, b.N, nil)
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), proccpu.Used()
 	d, stop := be.run(b)
 	be.waitArrived(b, b.N)
 	for {
@@ -151,7 +151,7 @@ func BenchmarkWebhookThroughput(b *testing.B) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	took, cpu := time.Since(start), cpuTime()-cpu0
+	took, cpu := time.Since(start), proccpu.Used()-cpu0
 	b.StopTimer()
 	stop()
 	b.ReportMetric(float64(b.N)/took.Seconds(), "deliveries/s")
@@ -195,13 +195,4 @@ func BenchmarkWebhookLatency(b *testing.B) {
 	b.ReportMetric(q(0.50), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(float64(b.N)/took.Seconds(), "deliveries/s")
-}
-
-// cpuTime is the process's user + system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -186,7 +186,6 @@ func benchRate() commands.SetRate {
 	return commands.SetRate{Meta: commands.Meta{CommandID: ulid.Make(), Time: time.Now(), Correlation: "bench"}, Currency: "UAH", Rate: "41.50"}
 }
 
-// commitStats summarises the in-process node's group commits from its metrics.
 // startProfile runs start on a new file at path (nothing when path is
 // empty) and returns what stops it and closes the file.
 func startProfile(path string, start func(io.Writer) error, stop func()) (func(), error) {
@@ -204,6 +203,7 @@ func startProfile(path string, start func(io.Writer) error, stop func()) (func()
 	return func() { stop(); f.Close() }, nil
 }
 
+// commitStats summarises the in-process node's group commits from its metrics.
 func commitStats(n *node.Node) string {
 	mfs, err := n.Registry.Gather()
 	if err != nil {

@@ -11,9 +11,9 @@ import (
 )
 
 // TestBench runs the load tool briefly against its in-process node: the
-// ceiling, then create and get, each with throughput, latency percentiles
-// and its share of the ceiling, and no failed request; with a CPU profile
-// and an execution trace written.
+// ceiling, then create and get, each with throughput, latency percentiles,
+// the process's CPU time a request, its share of the ceiling, and no failed
+// request; with a CPU profile and an execution trace written.
 func TestBench(t *testing.T) {
 	dir := t.TempDir()
 	prof, trc := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "bench.trace")
@@ -35,7 +35,7 @@ func TestBench(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	line := regexp.MustCompile(`(?m)^(create|get) \(durable, 4 connections\): (\d+) requests in .*: ([\d.]+) req/s, p50 \S+, p99 \S+, p99\.9 \S+, max \S+, errors 0; ([\d.]+) of the ceiling$`)
+	line := regexp.MustCompile(`(?m)^(create|get) \(durable, 4 connections\): (\d+) requests in .*: ([\d.]+) req/s, p50 \S+, p99 \S+, p99\.9 \S+, max \S+, errors 0, (\d+) CPU-µs a request; ([\d.]+) of the ceiling$`)
 	runs := line.FindAllStringSubmatch(out, -1)
 	if len(runs) != 2 || runs[0][1] != "create" || runs[1][1] != "get" {
 		t.Fatalf("want a create and a get line with no errors:\n%s", out)
@@ -44,8 +44,11 @@ func TestBench(t *testing.T) {
 		if n, _ := strconv.Atoi(r[2]); n == 0 {
 			t.Errorf("%s: no requests", r[1])
 		}
-		if f, _ := strconv.ParseFloat(r[4], 64); f <= 0 {
-			t.Errorf("%s: share of the ceiling %s", r[1], r[4])
+		if n, _ := strconv.Atoi(r[4]); n == 0 {
+			t.Errorf("%s: no CPU time a request", r[1])
+		}
+		if f, _ := strconv.ParseFloat(r[5], 64); f <= 0 {
+			t.Errorf("%s: share of the ceiling %s", r[1], r[5])
 		}
 	}
 }
