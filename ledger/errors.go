@@ -23,6 +23,11 @@ var (
 	// full: nothing of the failed appends was written, and appends succeed
 	// again once space returns.
 	ErrStorageFull = errors.New("ledger: storage full")
+	// ErrFailed means a commit failed after it had become visible (the sync
+	// of bbolt's meta page failed): whether those appends reached the disk
+	// is known only once the log is reopened, and the store refuses every
+	// append until then.
+	ErrFailed = errors.New("ledger: log failed; restart to reopen it")
 	// ErrNotFound means no event is stored at a sequence.
 	ErrNotFound = errors.New("ledger: not found")
 	// ErrClosed means the log has been closed.

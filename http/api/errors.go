@@ -184,6 +184,7 @@ var domainErrors = []struct {
 	{commands.ErrConflict, http.StatusConflict, CodeConflict, "The resource changed concurrently; retry the request", EInvoiceConflictCode},
 	{ledger.ErrStorageFull, http.StatusServiceUnavailable, CodeStorageFull, "The server cannot store anything right now; nothing was recorded, retry later", EInvoiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable, "The server is shutting down; retry the request", EInvoiceUnavailable},
+	{ledger.ErrFailed, http.StatusServiceUnavailable, CodeUnavailable, "The server could not confirm whether this request was recorded and must be restarted; read the resource before retrying", EInvoiceUnavailable},
 	{context.Canceled, http.StatusServiceUnavailable, CodeUnavailable, "The request was cancelled", EInvoiceUnavailable},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeUnavailable, "The request timed out; retry the request", EInvoiceUnavailable},
 }

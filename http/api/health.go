@@ -29,8 +29,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
 }
 
-// readyz answers 200 when the log is open and writable, the idempotency
-// store answers, and Config.Ready (if any) passes; else 503.
+// readyz answers 200 when the log is open, writable and not failed, the
+// idempotency store answers, and Config.Ready (if any) passes; else 503.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.ready(r); err != nil {
 		s.log.WarnContext(r.Context(), "not ready", "request_id", requestID(r.Context()), "err", err)
@@ -47,6 +47,9 @@ func (s *Server) ready(r *http.Request) error {
 	}
 	if db.IsReadOnly() {
 		return errors.New("log is open read-only")
+	}
+	if err := s.store.Failed(); err != nil {
+		return err
 	}
 	if err := db.View(func(*bbolt.Tx) error { return nil }); err != nil {
 		return fmt.Errorf("log: %w", err)

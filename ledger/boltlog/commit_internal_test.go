@@ -4,10 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/oklog/ulid/v2"
 	"go.etcd.io/bbolt"
@@ -160,4 +165,143 @@ func TestCloseCommitsQueued(t *testing.T) {
 	if h := ro.Head(); h.Seq != n+1 {
 		t.Fatalf("head %d after close, want %d", h.Seq, n+1)
 	}
+}
+
+// TestFailedCommit: a commit that fails before bbolt made it visible (a
+// full disk) refuses that append only; one that fails after (the sync of
+// the meta page) leaves an unknown outcome, so the store refuses every
+// later append rather than write over what later transactions read. Either
+// way the file reopens verified, and in the second case holds the append.
+func TestFailedCommit(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		visible bool
+		fail    func(tx *bbolt.Tx) error
+		want    error
+	}{
+		{"before it became visible", false, func(tx *bbolt.Tx) error {
+			_ = tx.Rollback()
+			return fmt.Errorf("write: %w", syscall.ENOSPC)
+		}, ledger.ErrStorageFull},
+		{"after it became visible", true, func(tx *bbolt.Tx) error {
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			return fmt.Errorf("fdatasync: %w", syscall.EIO)
+		}, ledger.ErrFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, path := openInternal(t, nil)
+			if _, err := s.Append(ctx, "a", ledger.NoStream, newEv("ok")); err != nil {
+				t.Fatal(err)
+			}
+			s.commitTx = tc.fail // read by the writer after it receives the append
+			_, err := s.Append(ctx, "b", ledger.NoStream, newEv("ok", "key-b"), newEv("ok"))
+			s.commitTx = (*bbolt.Tx).Commit
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("append b: %v, want %v", err, tc.want)
+			}
+			if h := s.Head(); h.Seq != 1 {
+				t.Fatalf("head %d after a failed commit", h.Seq)
+			}
+			retry, errRetry := s.Append(ctx, "b", ledger.NoStream, newEv("ok", "key-b"))
+			_, errOther := s.Append(ctx, "c", ledger.NoStream, newEv("ok"))
+			if !tc.visible {
+				if errRetry != nil || retry[0].Seq != 2 || errOther != nil || s.Failed() != nil {
+					t.Fatalf("after a failed invisible commit: retry %v, other append %v, failed %v", errRetry, errOther, s.Failed())
+				}
+				return
+			}
+			if !errors.Is(errRetry, ledger.ErrFailed) || !errors.Is(errOther, ledger.ErrFailed) || !errors.Is(s.Failed(), ledger.ErrFailed) {
+				t.Fatalf("after a visible failed commit: retry %v, other append %v, failed %v", errRetry, errOther, s.Failed())
+			}
+			// Reopened, the log has the commit (the disk kept it here) and
+			// takes appends again.
+			s2 := reopenVerified(t, s, path, 3)
+			if _, err := s2.Append(ctx, "b", ledger.NoStream, newEv("ok")); !errors.Is(err, ledger.ErrVersionConflict) {
+				t.Fatalf("retry after reopen: %v, want a version conflict (b holds the failed-but-kept append)", err)
+			}
+			if evs, err := s2.Append(ctx, "c", ledger.NoStream, newEv("ok")); err != nil || evs[0].Seq != 4 {
+				t.Fatalf("append after reopen: %v", err)
+			}
+		})
+	}
+}
+
+// TestFailedMetaSync fails bbolt's own commit the way a disk does: the meta
+// page is written, then its fdatasync fails (here on a closed descriptor
+// swapped in behind bbolt's back, as there is no hook for it), and bbolt
+// rolls back in memory while every later transaction reads the new meta.
+// The store must refuse further appends, not write over the records that
+// are visible. It reaches into bbolt's unexported fields, so it skips if a
+// bbolt release renames them.
+func TestFailedMetaSync(t *testing.T) {
+	ctx := context.Background()
+	s, path := openInternal(t, nil)
+	if _, err := s.Append(ctx, "a", ledger.NoStream, newEv("ok")); err != nil {
+		t.Fatal(err)
+	}
+	db := s.DB()
+	field := func(path ...string) reflect.Value {
+		v := reflect.ValueOf(db).Elem()
+		for _, p := range path {
+			if v = v.FieldByName(p); !v.IsValid() {
+				t.Skipf("bbolt.DB has no field %v any more", path)
+			}
+		}
+		return reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem()
+	}
+	fileField, writeAt := field("file"), field("ops", "writeAt")
+	realFile, ok1 := fileField.Interface().(*os.File)
+	realWriteAt, ok2 := writeAt.Interface().(func([]byte, int64) (int, error))
+	if !ok1 || !ok2 {
+		t.Skip("bbolt.DB's file or ops.writeAt changed type")
+	}
+	closed, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close() // fdatasync on it fails with EBADF
+	pageSize := int64(db.Info().PageSize)
+	armed := true
+	writeAt.Set(reflect.ValueOf(func(b []byte, off int64) (int, error) {
+		n, err := realWriteAt(b, off)
+		if armed && err == nil && off < 2*pageSize { // a meta page reached the file
+			armed = false
+			fileField.Set(reflect.ValueOf(closed))
+		}
+		return n, err
+	}))
+	_, errB := s.Append(ctx, "b", ledger.NoStream, newEv("ok", "key-b"), newEv("ok"), newEv("ok"))
+	fileField.Set(reflect.ValueOf(realFile)) // the disk works again
+	writeAt.Set(reflect.ValueOf(realWriteAt))
+	if !errors.Is(errB, ledger.ErrFailed) {
+		t.Fatalf("append b: %v, want ledger.ErrFailed", errB)
+	}
+	if _, err := s.Append(ctx, "c", ledger.NoStream, newEv("ok")); !errors.Is(err, ledger.ErrFailed) {
+		t.Fatalf("append c after the failed commit: %v, want ledger.ErrFailed", err)
+	}
+	reopenVerified(t, s, path, 4) // the page cache kept the commit
+}
+
+// reopenVerified closes s, opens its file again (Open checks the head
+// against the last record), verifies the whole log and checks its head.
+func reopenVerified(t *testing.T, s *Store, path string, head uint64) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	if h := s2.Head(); h.Seq != head {
+		t.Fatalf("reopened head %d, want %d", h.Seq, head)
+	}
+	if _, err := s2.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s2
 }

@@ -10,6 +10,7 @@
 package boltlog
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -90,6 +91,14 @@ type Store struct {
 	headMu sync.Mutex
 	head   ledger.Head
 	notify chan struct{}
+	// commitTx commits the writer's transactions: (*bbolt.Tx).Commit, which
+	// tests replace to fail a commit before or after it became visible.
+	commitTx func(*bbolt.Tx) error
+	// failed is set, once, when a commit failed after bbolt had already
+	// made it visible (its meta page written, the sync of it not): what is
+	// on disk is unknown until the file is reopened, so every later append
+	// is refused with it. Guarded by headMu.
+	failed error
 }
 
 type request struct {
@@ -136,11 +145,12 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open log %s: %w", path, err)
 	}
 	s := &Store{
-		db:     db,
-		opts:   o,
-		reqs:   make(chan *request, 4096),
-		done:   make(chan struct{}),
-		notify: make(chan struct{}),
+		db:       db,
+		opts:     o,
+		reqs:     make(chan *request, 4096),
+		done:     make(chan struct{}),
+		notify:   make(chan struct{}),
+		commitTx: (*bbolt.Tx).Commit,
 	}
 	if o.ReadOnly {
 		err = s.db.View(s.initReadOnly)
@@ -350,8 +360,9 @@ func (s *Store) Wait(ctx context.Context, seq uint64) (ledger.Head, error) {
 //
 // Errors: *ledger.ConflictError (ledger.ErrVersionConflict),
 // *ledger.ClaimError (ledger.ErrClaimed), ledger.ErrInvalidEvent,
-// ledger.ErrClosed, or the I/O error of a failed commit. On any error nothing
-// of this append was written.
+// ledger.ErrClosed, ledger.ErrFailed, or the I/O error of a failed commit.
+// On any error but ledger.ErrFailed nothing of this append was written; with
+// ledger.ErrFailed whether it was is known only after the log is reopened.
 func (s *Store) Append(ctx context.Context, stream string, expected ledger.Expected, events ...ledger.NewEvent) ([]ledger.Event, error) {
 	return s.AppendWrites(ctx, ledger.Write{Stream: stream, Expected: expected, Events: events})
 }
@@ -476,6 +487,10 @@ func (e *retryError) Error() string { return e.err.Error() }
 
 func (s *Store) commit(batch []*request, a *arena) []*request {
 	start := time.Now()
+	if err := s.Failed(); err != nil {
+		s.failAll(batch, err)
+		return batch
+	}
 	for {
 		live := 0
 		for _, r := range batch {
@@ -554,7 +569,11 @@ func (s *Store) commit(batch []*request, a *arena) []*request {
 			s.failAll(batch, fmt.Errorf("append: %w", err))
 			return batch
 		}
-		if err := tx.Commit(); err != nil {
+		if err := s.commitTx(tx); err != nil {
+			if err := s.checkFailedCommit(err, head); err != nil {
+				s.failAll(batch, err)
+				return batch
+			}
 			s.failAll(batch, fmt.Errorf("commit append: %w", err))
 			return batch
 		}
@@ -573,8 +592,48 @@ func (s *Store) commit(batch []*request, a *arena) []*request {
 	}
 }
 
+// checkFailedCommit looks at what a failed commit left visible. bbolt
+// writes a commit's meta page, then syncs it; if that sync fails, the
+// commit is already what every later transaction reads (and may or may not
+// be on the disk). Building on it would mean acknowledging appends on top
+// of a state the disk may not have, and writing them from the old head
+// would overwrite records that later transactions see. So when the stored
+// head is no longer the one this store holds, the store fails for good:
+// the returned error (ledger.ErrFailed) answers this batch and every later
+// append, and /readyz reports it. A commit that failed before its meta page
+// (a full disk, a failed write or data sync) left nothing visible: nil, and
+// appends go on.
+func (s *Store) checkFailedCommit(commitErr error, attempted ledger.Head) error {
+	old := s.Head()
+	var stored []byte
+	readErr := s.db.View(func(tx *bbolt.Tx) error {
+		stored = bytes.Clone(tx.Bucket(bucketMeta).Get(keyHead))
+		return nil
+	})
+	if readErr == nil && len(stored) == 40 && binary.BigEndian.Uint64(stored) == old.Seq && bytes.Equal(stored[8:], old.Hash[:]) {
+		return nil
+	}
+	err := fmt.Errorf("%w: commit of sequences %d to %d failed after it became visible (%w); reopen the log to see whether it is on disk",
+		ledger.ErrFailed, old.Seq+1, attempted.Seq, commitErr)
+	s.headMu.Lock()
+	if s.failed == nil {
+		s.failed = err
+	}
+	err = s.failed
+	s.headMu.Unlock()
+	return err
+}
+
+// Failed returns the error that made the store refuse every append
+// (ledger.ErrFailed), or nil while it works.
+func (s *Store) Failed() error {
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
+	return s.failed
+}
+
 func (s *Store) failAll(batch []*request, err error) {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if !errors.Is(err, ledger.ErrFailed) && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
 		// Name it, so callers can answer "try later" rather than "bug".
 		err = fmt.Errorf("%w: %w", ledger.ErrStorageFull, err)
 	}
