@@ -662,13 +662,11 @@ func (s *state) flush() error {
 			return err
 		}
 	}
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], s.checkpoint)
-	if err := s.b.meta.Put(keyCheckpoint, n[:]); err != nil {
+	// bbolt keeps a value's slice until the commit: one buffer each.
+	if err := s.b.meta.Put(keyCheckpoint, binary.BigEndian.AppendUint64(nil, s.checkpoint)); err != nil {
 		return err
 	}
-	binary.BigEndian.PutUint64(n[:], s.events)
-	return s.b.meta.Put(keyEvents, n[:])
+	return s.b.meta.Put(keyEvents, binary.BigEndian.AppendUint64(nil, s.events))
 }
 
 // viewPut is a changed view, to encode into val and put.
