@@ -727,20 +727,28 @@ func (s *state) encodeAndSort(puts []viewPut) error {
 		wg   sync.WaitGroup
 		errs = make([]error, workers)
 	)
-	for w := range workers {
+	work := func(w int, enc *encoder) {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(tasks) || errs[w] != nil {
+				return
+			}
+			errs[w] = tasks[i](enc)
+		}
+	}
+	for w := 1; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			enc := &encoder{}
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(tasks) || errs[w] != nil {
-					return
-				}
-				errs[w] = tasks[i](enc)
-			}
+			work(w, &encoder{})
 		}()
 	}
+	// The calling goroutine is worker 0: in a rebuild it is the writer, the
+	// pipeline's critical path, and waiting for the others while the
+	// decoders compete with them for the CPUs made the flush slower.
+	own := encoder{slab: s.slab}
+	work(0, &own)
+	s.slab = own.slab
 	wg.Wait()
 	return errors.Join(errs...)
 }
