@@ -156,7 +156,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n := &Node{cfg: cfg, Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
-			n.closeAll(context.Background())
+			// Bounded like any shutdown: a relay that cannot publish (a
+			// JetStream refusing writes) must not keep Open from returning
+			// its error. What it did not publish, the next start does.
+			cctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			n.closeAll(cctx)
 		}
 	}()
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

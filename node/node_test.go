@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
+	"github.com/payledger/payledger/stream/natstest"
 	"github.com/payledger/payledger/webhooks"
 )
 
@@ -238,5 +241,57 @@ func TestNodeRateLimits(t *testing.T) {
 			t.Errorf("rate %v: limited %v, want %v", tc.rate, limited, tc.limited)
 		}
 		n.Close()
+	}
+}
+
+// TestOpenFailsPromptlyWhenRelayCannotPublish: Open fails after the relay
+// started (its HTTP address is taken) while JetStream refuses the relay's
+// writes (the stream holds one message at most). Its cleanup flushes the
+// relay within ShutdownTimeout, not for ever, and Open returns its error.
+func TestOpenFailsPromptlyWhenRelayCannotPublish(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	n, err := node.Open(ctx, node.Config{DataDir: dir, Addr: "127.0.0.1:0", Demo: true, Out: io.Discard, NoNATS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Log.Head().Seq < 2 {
+		t.Fatalf("the demo merchant made %d events; the test needs two", n.Log.Head().Seq)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.RunServer(t)
+	conn, err := stream.Open(ctx, stream.Config{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := conn.StreamConfig()
+	sc.MaxMsgs, sc.Discard = 1, jetstream.DiscardNew
+	if _, err := conn.JetStream().CreateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	done := make(chan error, 1)
+	go func() {
+		n, err := node.Open(ctx, node.Config{DataDir: dir, Addr: busy.Addr().String(), Out: io.Discard,
+			NATS: stream.Config{URL: srv.ClientURL()}, ShutdownTimeout: time.Second})
+		if err == nil {
+			n.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Open succeeded on a taken address")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open has not returned 30 s after its address was found taken (ShutdownTimeout 1 s)")
 	}
 }
