@@ -30,11 +30,13 @@ const importBatch = 2048
 // progress, if set, is called after each committed batch. It returns the
 // log's new head.
 //
-// Events are imported in batches of 2048. On a broken chain the batch that
-// holds the break is dropped whole: an altered event that was rehashed to
-// match itself is only given away by the next event's previous hash, so the
-// events just before a break are suspect too. (The stream's very last event
-// has no next event to vouch for it.)
+// Events are imported in batches of up to 2048. On a broken chain the batch
+// that holds the break is dropped whole: an altered event that was rehashed
+// to match itself is only given away by the next event's previous hash, so
+// the events just before a break are suspect too. A batch's last event waits
+// for the next batch, so that even it is imported only after its successor
+// vouched for it. (The stream's very last event has no next event to vouch
+// for it.)
 //
 // Errors: *ledger.VerifyError (ledger.ErrChainBroken or ledger.ErrCorrupt)
 // naming the first sequence that does not fit; ErrLogAhead when the log already holds events past the stream;
@@ -82,15 +84,19 @@ func Restore(ctx context.Context, conn *Conn, log Importer, progress func(ledger
 
 	batch := make([]ledger.Event, 0, importBatch)
 	prev := head
-	flush := func() error {
-		if len(batch) == 0 {
+	// flush imports the batch but for its last keep events, which stay for
+	// the next batch: an event is imported only once the next one's
+	// previous hash has vouched for it, even across batches.
+	flush := func(keep int) error {
+		n := len(batch) - keep
+		if n <= 0 {
 			return nil
 		}
-		if err := log.Import(ctx, batch); err != nil {
+		if err := log.Import(ctx, batch[:n]); err != nil {
 			return err
 		}
-		head = ledger.Head{Seq: batch[len(batch)-1].Seq, Hash: batch[len(batch)-1].Hash}
-		batch = batch[:0]
+		head = ledger.Head{Seq: batch[n-1].Seq, Hash: batch[n-1].Hash}
+		batch = append(batch[:0], batch[n:]...)
 		if progress != nil {
 			progress(head)
 		}
@@ -124,10 +130,10 @@ func Restore(ctx context.Context, conn *Conn, log Importer, progress func(ledger
 		batch = append(batch, e)
 		prev = ledger.Head{Seq: e.Seq, Hash: e.Hash}
 		if len(batch) == importBatch {
-			if err := flush(); err != nil {
+			if err := flush(1); err != nil {
 				return head, err
 			}
 		}
 	}
-	return head, flush()
+	return head, flush(0)
 }

@@ -99,28 +99,34 @@ func tamperedStream(t *testing.T, conn *stream.Conn, log *boltlog.Store, bad uin
 }
 
 func TestRestoreRefusesBrokenChain(t *testing.T) {
+	rehash := func(e ledger.Event, m *nats.Msg) {
+		// Headers and hash made to match: only the chain gives it away.
+		e.Data = []byte(`{"n": 4200}`)
+		ledger.Encode(nil, &e)
+		*m = *stream.Message("", &e)
+	}
 	for _, tc := range []struct {
 		name    string
+		events  int
+		bad     uint64
 		tamper  func(e ledger.Event, m *nats.Msg)
 		wantSeq uint64
 		wantErr error
 	}{
-		{"altered data", func(e ledger.Event, m *nats.Msg) {
+		{"altered data", 100, 42, func(e ledger.Event, m *nats.Msg) {
 			m.Data = []byte(strings.Replace(string(m.Data), `"n": 41`, `"n": 42`, 1))
 		}, 42, ledger.ErrCorrupt},
-		{"altered and rehashed", func(e ledger.Event, m *nats.Msg) {
-			// Headers and hash made to match: only the chain gives it away.
-			e.Data = []byte(`{"n": 4200}`)
-			ledger.Encode(nil, &e)
-			*m = *stream.Message("", &e)
-		}, 43, ledger.ErrChainBroken},
+		{"altered and rehashed", 100, 42, rehash, 43, ledger.ErrChainBroken},
+		// The last event of a full import batch: its successor, which gives
+		// it away, is the first of the next batch.
+		{"altered and rehashed, last of a batch", 2100, 2048, rehash, 2049, ledger.ErrChainBroken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := natstest.RunServer(t)
 			conn := openConn(t, srv.ClientURL(), stream.Config{})
 			src := openLog(t)
-			appendEvents(t, src, 0, 100, 10)
-			tamperedStream(t, conn, src, 42, tc.tamper)
+			appendEvents(t, src, 0, tc.events, 100)
+			tamperedStream(t, conn, src, tc.bad, tc.tamper)
 
 			dst := openLog(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -130,8 +136,8 @@ func TestRestoreRefusesBrokenChain(t *testing.T) {
 			if !errors.As(err, &ve) || ve.Seq != tc.wantSeq || !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Restore = %v, want a VerifyError at %d (%v)", err, tc.wantSeq, tc.wantErr)
 			}
-			if dst.Head().Seq >= 42 {
-				t.Fatalf("restored up to %d, past the broken event", dst.Head().Seq)
+			if dst.Head().Seq >= tc.bad {
+				t.Fatalf("restored up to %d, past the altered event %d", dst.Head().Seq, tc.bad)
 			}
 		})
 	}
