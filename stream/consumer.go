@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,19 +67,59 @@ type ConsumerConfig struct {
 // failed event is handed again after a backoff, the later ones waiting
 // behind it, and JetStream is told they are in progress meanwhile; if the
 // process dies, JetStream redelivers what it had not acknowledged after
-// AckWait. Within a run the order is strict, and a run stopped by its
-// context hands back what it had not handled in stream order, so the next
-// run carries on in order. After a crash, events that
-// were in flight come back after AckWait, possibly behind later ones; and
-// several workers sharing a durable name split the events, each share in
-// order. Handlers that need every event in sequence (a log copy) check the
+// AckWait. Within a run the events it fetches are handed in stream order,
+// and a run stopped by its context hands back what it had not handled in
+// stream order, so the next run carries on in order. After a crash, events
+// that were in flight come back after AckWait, possibly behind later ones,
+// and are handed then; and several workers sharing a durable name split
+// the events, each share in order. An event's redelivery after it was
+// handled here (its acknowledgement lost) is acknowledged, not handed again. Handlers that need every event in sequence (a log copy) check the
 // sequence and, like `payledger worker projections`, start a consumer of
 // their own from their checkpoint.
 type Consumer struct {
 	conn *Conn
 	cfg  ConsumerConfig
 	cons jetstream.Consumer
-	last uint64 // highest stream sequence handled by this process
+	// handled are the stream sequences this Consumer handled, so that a
+	// redelivery of one (its acknowledgement lost) is acknowledged again
+	// rather than handed twice. Only those: an event this process never
+	// handled may come after later ones (from a crashed worker or another
+	// worker of the durable, after AckWait) and must still be handed.
+	handled seqRanges
+}
+
+// seqRanges is a set of sequences as sorted, disjoint, non-adjacent closed
+// ranges: one range while a single worker consumes in order. It keeps at
+// most maxRanges, forgetting the oldest: a redelivery of a forgotten one is
+// handed again, which handlers (idempotent by rule) take in their stride.
+type seqRanges struct{ r [][2]uint64 }
+
+const maxRanges = 1024
+
+func (s *seqRanges) has(seq uint64) bool {
+	i := sort.Search(len(s.r), func(i int) bool { return s.r[i][1] >= seq })
+	return i < len(s.r) && s.r[i][0] <= seq
+}
+
+func (s *seqRanges) add(seq uint64) {
+	i := sort.Search(len(s.r), func(i int) bool { return s.r[i][1]+1 >= seq })
+	switch {
+	case i < len(s.r) && s.r[i][0] <= seq && seq <= s.r[i][1]:
+		return
+	case i < len(s.r) && s.r[i][1]+1 == seq:
+		s.r[i][1] = seq
+		if i+1 < len(s.r) && s.r[i+1][0] == seq+1 {
+			s.r[i][1] = s.r[i+1][1]
+			s.r = slices.Delete(s.r, i+1, i+2)
+		}
+	case i < len(s.r) && s.r[i][0] == seq+1:
+		s.r[i][0] = seq
+	default:
+		s.r = slices.Insert(s.r, i, [2]uint64{seq, seq})
+		if len(s.r) > maxRanges {
+			s.r = slices.Delete(s.r, 0, 1)
+		}
+	}
 }
 
 // NewConsumer creates the durable consumer, or takes up an existing one
@@ -253,7 +294,7 @@ func (c *Consumer) handle(ctx context.Context, log *slog.Logger, msgs []jetstrea
 			return append(keep, msgs[i:]...), &MessageError{Reason: fmt.Sprintf("no JetStream metadata: %v", err)}
 		}
 		seq := meta.Sequence.Stream
-		if seq <= c.last {
+		if c.handled.has(seq) {
 			_ = m.Ack() // handled already: a redelivery
 			continue
 		}
@@ -266,11 +307,11 @@ func (c *Consumer) handle(ctx context.Context, log *slog.Logger, msgs []jetstrea
 	backoff := c.cfg.MinBackoff
 	for len(events) > 0 {
 		done, err := handle(ctx, events)
-		for _, m := range keep[:done] {
+		for i, m := range keep[:done] {
 			_ = m.Ack()
+			c.handled.add(events[i].Seq)
 		}
 		if done > 0 {
-			c.last = events[done-1].Seq
 			backoff = c.cfg.MinBackoff
 		}
 		keep, events = keep[done:], events[done:]

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/stream"
@@ -192,5 +195,53 @@ func TestConsumerFilterAndBatch(t *testing.T) {
 	}
 	if len(got) != want {
 		t.Fatalf("got %d events, want %d", len(got), want)
+	}
+}
+
+// TestConsumerHandsRedeliveryAfterCrash: a worker of the durable fetched
+// events 1..5 and died before acknowledging them. The next worker (a new
+// Consumer) gets 6..20 first, and 1..5 come back after AckWait, behind
+// them; it must hand them over, not take them for redeliveries of events
+// it handled.
+func TestConsumerHandsRedeliveryAfterCrash(t *testing.T) {
+	srv := natstest.RunServer(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	log := openLog(t)
+	appendEvents(t, log, 0, 20, 5)
+	publishLog(t, conn, log)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := stream.ConsumerConfig{Durable: "w", Batch: 50, AckWait: 2 * time.Second, FetchWait: 200 * time.Millisecond}
+	if _, err := stream.NewConsumer(ctx, conn, cfg); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := conn.JetStream().Consumer(ctx, conn.Config().Stream, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := raw.Fetch(5, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range b.Messages() {
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("the crashed worker fetched %d", n)
+	}
+
+	rec := &recorder{}
+	stop := runConsumer(t, conn, cfg, rec.handle)
+	rec.waitCount(t, 20)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.handled()
+	for seq := uint64(1); seq <= 20; seq++ {
+		if !slices.Contains(got, seq) {
+			t.Errorf("event %d was never handed to the handler (handled %v)", seq, got)
+		}
 	}
 }
