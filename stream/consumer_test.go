@@ -77,11 +77,7 @@ func runConsumer(t *testing.T, conn *stream.Conn, cfg stream.ConsumerConfig, h s
 }
 
 func TestConsumerInOrderWithRedelivery(t *testing.T) {
-	srv := natstest.RunServer(t)
-	conn := openConn(t, srv.ClientURL(), stream.Config{})
-	log := openLog(t)
-	appendEvents(t, log, 0, 1000, 50)
-	publishLog(t, conn, log)
+	conn, _ := publishedLog(t, 1000, 50)
 
 	rec := &recorder{fail: func(seq uint64, call int) bool { return (seq == 37 || seq == 700) && call <= 2 }}
 	stop := runConsumer(t, conn, stream.ConsumerConfig{Durable: "proj", Batch: 64, MinBackoff: time.Millisecond, FetchWait: 100 * time.Millisecond}, rec.handle)
@@ -103,11 +99,7 @@ func TestConsumerInOrderWithRedelivery(t *testing.T) {
 // A durable consumer stopped and started again carries on where it was
 // (at least once: an event may come again, none is skipped).
 func TestConsumerResumesDurable(t *testing.T) {
-	srv := natstest.RunServer(t)
-	conn := openConn(t, srv.ClientURL(), stream.Config{})
-	log := openLog(t)
-	appendEvents(t, log, 0, 600, 50)
-	publishLog(t, conn, log)
+	conn, _ := publishedLog(t, 600, 50)
 
 	first := &recorder{}
 	stop := runConsumer(t, conn, stream.ConsumerConfig{Durable: "w", Batch: 50, FetchWait: 100 * time.Millisecond}, func(ctx context.Context, e ledger.Event) error {
@@ -140,11 +132,7 @@ func TestConsumerResumesDurable(t *testing.T) {
 }
 
 func TestConsumerFilterAndBatch(t *testing.T) {
-	srv := natstest.RunServer(t)
-	conn := openConn(t, srv.ClientURL(), stream.Config{})
-	log := openLog(t)
-	appendEvents(t, log, 0, 300, 30)
-	publishLog(t, conn, log)
+	conn, log := publishedLog(t, 300, 30)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -204,11 +192,7 @@ func TestConsumerFilterAndBatch(t *testing.T) {
 // them; it must hand them over, not take them for redeliveries of events
 // it handled.
 func TestConsumerHandsRedeliveryAfterCrash(t *testing.T) {
-	srv := natstest.RunServer(t)
-	conn := openConn(t, srv.ClientURL(), stream.Config{})
-	log := openLog(t)
-	appendEvents(t, log, 0, 20, 5)
-	publishLog(t, conn, log)
+	conn, _ := publishedLog(t, 20, 5)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -17,6 +17,18 @@ import (
 )
 
 // publishLog relays log to conn's stream and stops.
+// publishedLog starts a JetStream server and returns a connection to it and
+// a log of n events (per to an append) that the stream holds too.
+func publishedLog(t *testing.T, n, per int) (*stream.Conn, *boltlog.Store) {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	log := openLog(t)
+	appendEvents(t, log, 0, n, per)
+	publishLog(t, conn, log)
+	return conn, log
+}
+
 func publishLog(t *testing.T, conn *stream.Conn, log stream.Log) {
 	t.Helper()
 	r, stop := startRelay(t, conn, log, stream.RelayConfig{})
