@@ -195,7 +195,20 @@ func (r *Relay) publish(ctx context.Context, w *window) error {
 	for {
 		head := r.log.Head().Seq
 		if next > head {
-			h, err := r.log.Wait(ctx, next-1)
+			wctx, done, err := w.waitContext(ctx)
+			if err != nil {
+				return err
+			}
+			h, err := r.log.Wait(wctx, next-1)
+			done()
+			if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+				// Woken by the window: failed, or its oldest publish
+				// may be late.
+				if err := w.late(); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				return err
 			}

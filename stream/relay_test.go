@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -285,4 +286,43 @@ func TestStopRelayWithNATSDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireStreamEqualsLog(t, node.Conn(), log)
+}
+
+// TestRelayRepublishesWhenIdle: publishes in flight are lost (the
+// connection drops with them, or they vanish and their acknowledgements
+// never come) and nothing is appended after. The relay, with everything
+// committed already published, must still notice and publish the events
+// again, not wait for the next commit.
+func TestRelayRepublishesWhenIdle(t *testing.T) {
+	for _, cut := range []bool{true, false} {
+		name := map[bool]string{true: "connection dropped", false: "acknowledgements never come"}[cut]
+		t.Run(name, func(t *testing.T) {
+			srv := natstest.RunServer(t)
+			px := newHoldProxy(t, srv.Addr().String())
+			log := openLog(t)
+			conn := openConn(t, px.URL(), stream.Config{})
+			relay, stop := startRelay(t, conn, log, stream.RelayConfig{AckTimeout: time.Second, MaxBackoff: 100 * time.Millisecond})
+			appendEvents(t, log, 0, 10, 5)
+			flush(t, relay, 10*time.Second)
+
+			px.setHold(true) // the next publishes never reach the server
+			appendEvents(t, log, 10, 5, 5)
+			natstest.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+				if n := px.held(); n < 5 {
+					return fmt.Errorf("%d of 5 publishes sent", n)
+				}
+				return nil
+			})
+			if cut {
+				px.cut()
+			}
+			px.setHold(false)
+			// Nothing more is appended. Ten AckTimeouts is plenty.
+			flush(t, relay, 10*time.Second)
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			requireStreamEqualsLog(t, conn, log)
+		})
+	}
 }

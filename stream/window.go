@@ -44,6 +44,8 @@ type window struct {
 	progress time.Time // when base last moved, or the window last became busy
 	err      error
 	gone     bool // disconnected: the acks in flight will never come
+	// endWait ends the relay's wait for new commits (see waitContext).
+	endWait context.CancelFunc
 }
 
 type ackLag struct {
@@ -94,8 +96,55 @@ func (w *window) fail(err error) {
 	if w.err == nil || (errors.Is(err, ErrDiverged) && !errors.Is(w.err, ErrDiverged)) {
 		w.err = err
 	}
+	if w.endWait != nil {
+		w.endWait()
+	}
 	w.mu.Unlock()
 	w.signal()
+}
+
+// waitContext is the context the relay waits for new commits with, once it
+// has published everything committed. It ends with ctx, when the window
+// fails, and, while publishes are in flight, when the oldest has waited
+// AckTimeout: a relay with nothing new to publish must still notice that
+// its acknowledgements will never come (a dropped connection, a stream that
+// lost its leader) and start a new session that publishes those events
+// again, rather than wait for the next commit. Call done after the wait;
+// then late tells whether the window failed meanwhile.
+func (w *window) waitContext(ctx context.Context) (wctx context.Context, done func(), err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return nil, nil, w.err
+	}
+	var cancel context.CancelFunc
+	if w.base < w.next {
+		wctx, cancel = context.WithDeadline(ctx, w.progress.Add(w.r.cfg.AckTimeout))
+	} else {
+		wctx, cancel = context.WithCancel(ctx)
+	}
+	w.endWait = cancel
+	return wctx, func() {
+		w.mu.Lock()
+		w.endWait = nil
+		w.mu.Unlock()
+		cancel()
+	}, nil
+}
+
+// late fails the window if its oldest publish has waited AckTimeout for
+// its acknowledgement, and returns the window's failure, if any.
+func (w *window) late() error {
+	w.mu.Lock()
+	late := w.err == nil && w.base < w.next && time.Since(w.progress) >= w.r.cfg.AckTimeout
+	base := w.base
+	w.mu.Unlock()
+	if late {
+		w.fail(fmt.Errorf("publish sequence %d: %w", base, errAckTimeout))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 func (w *window) signal() {
@@ -155,13 +204,7 @@ func (w *window) waitUntil(ctx context.Context, deadline time.Time) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		w.mu.Lock()
-		late := w.base < w.next && time.Since(w.progress) >= w.r.cfg.AckTimeout
-		base := w.base
-		w.mu.Unlock()
-		if late {
-			w.fail(fmt.Errorf("publish sequence %d: %w", base, errAckTimeout))
-		}
+		_ = w.late() // the caller finds the failure under the lock
 		return nil
 	}
 }
