@@ -45,7 +45,7 @@ type signer struct {
 
 func (d *Dispatcher) signer(merchant string) (*signer, error) {
 	d.signersMu.Lock()
-	s := d.signers[merchant]
+	s, gen := d.signers[merchant], d.signersGen
 	d.signersMu.Unlock()
 	if s != nil {
 		return s, nil
@@ -70,8 +70,13 @@ func (d *Dispatcher) signer(merchant string) (*signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Keep it only if no ingest dropped signers since the lookup: one that
+	// did may have committed a rotation after the view above was read, and
+	// caching the old secret would sign every later webhook with it.
 	d.signersMu.Lock()
-	d.signers[merchant] = s
+	if d.signersGen == gen {
+		d.signers[merchant] = s
+	}
 	d.signersMu.Unlock()
 	return s, nil
 }

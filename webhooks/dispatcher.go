@@ -41,6 +41,9 @@ type Dispatcher struct {
 
 	signersMu sync.Mutex
 	signers   map[string]*signer
+	// signersGen counts the ingests that dropped signers: a signer read
+	// from the views is cached only if none did while it was read.
+	signersGen uint64
 
 	disabledMu sync.RWMutex
 	disabled   map[string]bool // merchant 0 url
@@ -142,6 +145,7 @@ func (d *Dispatcher) Ingest(events []ledger.Event) error {
 	d.start.Store(max(d.start.Load(), res.checkpoint+1))
 	if len(res.merchants) > 0 {
 		d.signersMu.Lock()
+		d.signersGen++
 		for m := range res.merchants {
 			delete(d.signers, m)
 		}
