@@ -27,6 +27,10 @@ type scheduler struct {
 	closed    bool
 	wake      chan struct{}
 	launch    func(*entry)
+	// launching counts the entries begun and not yet launched (launch is
+	// called after s.mu is released): stop waits for them, so that once it
+	// returns no attempt can start.
+	launching sync.WaitGroup
 }
 
 type entry struct {
@@ -102,10 +106,16 @@ func (s *scheduler) apply(ops []memOp, done []dkey) {
 		start = s.popDue(time.Now(), nil)
 	}
 	s.mu.Unlock()
-	for _, e := range start {
-		s.launch(e)
-	}
+	s.start(start)
 	s.signal()
+}
+
+// start launches entries begun under s.mu, after it is released.
+func (s *scheduler) start(begun []*entry) {
+	for _, e := range begun {
+		s.launch(e)
+		s.launching.Done()
+	}
 }
 
 // popDue takes the entries due at now off the heap: those a slot is free
@@ -164,8 +174,10 @@ func (s *scheduler) hostQ(h string) *hostQueue {
 	return q
 }
 
-// begin marks e in flight; the caller launches it after unlocking.
+// begin marks e in flight; the caller launches it after unlocking, with
+// start. s.mu must be held and the scheduler not closed.
 func (s *scheduler) begin(e *entry, q *hostQueue) {
+	s.launching.Add(1)
 	delete(s.byKey, e.key)
 	s.inflight[e.key] = true
 	q.active++
@@ -191,9 +203,7 @@ func (s *scheduler) run(ctx context.Context) {
 			wait = s.h[0].due.Sub(now)
 		}
 		s.mu.Unlock()
-		for _, e := range start {
-			s.launch(e)
-		}
+		s.start(start)
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -231,9 +241,7 @@ func (s *scheduler) done(host string) {
 		delete(s.hosts, host)
 	}
 	s.mu.Unlock()
-	for _, e := range start {
-		s.launch(e)
-	}
+	s.start(start)
 }
 
 func (s *scheduler) drainHost(h string, q *hostQueue, start []*entry) []*entry {
@@ -255,12 +263,15 @@ func (s *scheduler) drainHost(h string, q *hostQueue, start []*entry) []*entry {
 	return start
 }
 
-// stop makes the scheduler launch nothing more.
+// stop makes the scheduler launch nothing more, and returns once what was
+// begun before has been launched: after it, no attempt starts. (Entries
+// are begun from other goroutines too, as commits apply their changes.)
 func (s *scheduler) stop() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	s.signal()
+	s.launching.Wait()
 }
 
 // inFlight and queued are for stats.
