@@ -16,6 +16,7 @@ type metrics struct {
 	commitTime    prometheus.Histogram
 	publishLag    prometheus.Histogram
 	lastPublished prometheus.Gauge
+	natsRestarts  prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -37,8 +38,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		lastPublished: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "payledger_relay_position", Help: "Last log sequence acknowledged by JetStream.",
 		}),
+		natsRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "payledger_nats_restarts_total", Help: "Restarts of the embedded NATS server after the relay stalled behind the log.",
+		}),
 	}
-	reg.MustRegister(m.appended, m.commits, m.commitTime, m.publishLag, m.lastPublished)
+	reg.MustRegister(m.appended, m.commits, m.commitTime, m.publishLag, m.lastPublished, m.natsRestarts)
 	return m
 }
 

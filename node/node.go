@@ -342,19 +342,25 @@ func (n *Node) setStream(sn *stream.Node) {
 }
 
 // restartAfter is how long the relay may make no progress behind the log
-// before the node restarts its embedded NATS server.
+// before the node restarts its embedded NATS server; watchEvery is how
+// often the node looks (a variable for tests).
 const restartAfter = 5 * time.Second
+
+var watchEvery = time.Second
 
 // watchEmbeddedNATS restarts the embedded NATS server when the relay has
 // been stuck behind the log for restartAfter: a JetStream store that hit a
 // write error (a full disk) refuses every write until its server restarts.
 // The relay of the new server resumes from the stream's last message, so a
-// restart loses and duplicates nothing. An external cluster is not ours to
-// restart: there /readyz reports the stall.
+// restart loses and duplicates nothing. A relay that stopped on its own (the
+// stream diverged from the log) is not restarted: its stream would diverge
+// again; /readyz reports it, for an operator. An external cluster is not
+// ours to restart: there /readyz reports the stall.
 func (n *Node) watchEmbeddedNATS(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	var watch stall
+	var stopped error // the relay's own stop, logged once
 	for {
 		select {
 		case <-ctx.Done():
@@ -363,10 +369,18 @@ func (n *Node) watchEmbeddedNATS(ctx context.Context) {
 		}
 		sn := n.Stream()
 		if sn != nil {
-			pos, head := sn.Relay().Position(), n.Log.Head().Seq
-			if watch.stalledFor(pos, head, time.Now()) < restartAfter && sn.Err() == nil {
+			if err := sn.Err(); err != nil {
+				if stopped == nil {
+					stopped = err
+					n.cfg.Logger.Error("relay stopped; not restarting the embedded NATS server, which would not help", "err", err)
+				}
 				continue
 			}
+			pos, head := sn.Relay().Position(), n.Log.Head().Seq
+			if watch.stalledFor(pos, head, time.Now()) < restartAfter {
+				continue
+			}
+			n.metrics.natsRestarts.Inc()
 			n.cfg.Logger.Warn("relay stuck behind the log: restarting the embedded NATS server", "position", pos, "head", head)
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_ = sn.StopRelay(sctx) // it cannot publish: do not wait long for it
