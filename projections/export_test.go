@@ -23,4 +23,12 @@ func FailFirstViewSync(err error) (restore func()) {
 }
 
 // RebuildTxEvents is how many events a rebuild applies per transaction.
-const RebuildTxEvents = rebuildTxEvents
+func RebuildTxEvents() int { return rebuildTxEvents }
+
+// SetRebuildTxEvents makes rebuilds commit every n events until the
+// returned function restores the default. Not for parallel tests.
+func SetRebuildTxEvents(n int) (restore func()) {
+	old := rebuildTxEvents
+	rebuildTxEvents = n
+	return func() { rebuildTxEvents = old }
+}

@@ -677,6 +677,13 @@ func TestRebuildEqualsLive(t *testing.T) {
 	if err := projections.Compare(st.DB(), db); err != nil {
 		t.Fatal(err)
 	}
+	// The same over many transactions: views carried from one to the next.
+	restore := projections.SetRebuildTxEvents(500)
+	small, _ := rebuildInto(t, st, time.Time{})
+	restore()
+	if err := projections.Compare(st.DB(), small); err != nil {
+		t.Fatalf("rebuilt 500 events a transaction: %v", err)
+	}
 	if sum.Events != st.Head().Seq || sum.Checkpoint != st.Head().Seq || sum.Merchants != 3 {
 		t.Errorf("summary %+v, head %d", sum, st.Head().Seq)
 	}
@@ -829,7 +836,7 @@ func TestRebuildFailures(t *testing.T) {
 	}
 	// More than one transaction: a commit after a failed background sync
 	// must fail the rebuild, not wait forever for the sync slot it holds.
-	if len(all) < 25_000 || len(all) <= projections.RebuildTxEvents {
+	if len(all) < 25_000 || len(all) <= projections.RebuildTxEvents() {
 		t.Fatalf("only %d events", len(all))
 	}
 	const at = 20_000

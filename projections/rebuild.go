@@ -32,10 +32,13 @@ import (
 // by its setup, gained about 4%. Four chunks ahead instead of 16 saved
 // another 60 MB, but was about 5% slower in the benchmark.
 const (
-	rebuildTxEvents = 16_000
-	rebuildChunk    = 1024
-	rebuildAhead    = 16
+	rebuildChunk = 1024
+	rebuildAhead = 16
 )
+
+// rebuildTxEvents is a variable so that tests can make a small log span
+// many transactions.
+var rebuildTxEvents = 16_000
 
 // ScratchOptions are the bbolt options for a new file that Rebuild writes
 // and nothing else uses while it does (payledger replay's scratch file):
@@ -219,6 +222,7 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 		if err != nil {
 			return err
 		}
+
 		select {
 		case syncing <- struct{}{}:
 			if syncErr != nil {
