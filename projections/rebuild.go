@@ -222,7 +222,6 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 		if err != nil {
 			return err
 		}
-
 		select {
 		case syncing <- struct{}{}:
 			if syncErr != nil {
