@@ -165,8 +165,12 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 		send(c)
 	}()
 
-	// Decoders: JSON data of each chunk, in parallel.
-	for range max(1, runtime.GOMAXPROCS(0)) {
+	// Decoders: JSON data of each chunk, in parallel, one fewer than the
+	// CPUs: the writer is the critical path and should have one to itself
+	// (the decoders run ahead of it). On 2 CPUs one decoder against two:
+	// BenchmarkRebuild median 258k against 251k events/s, and 2.5% less
+	// CPU an event, eight interleaved runs each.
+	for range max(1, runtime.GOMAXPROCS(0)-1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
