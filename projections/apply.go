@@ -47,8 +47,9 @@ type state struct {
 	// large transaction would move ever larger nodes.
 	ops [numIndexes][]op
 
-	slab []byte // keys and encoded views, carved off until commit (bbolt keeps the slices)
-	key  []byte // scratch
+	puts []viewPut // flush's views to write, kept for the next flush
+	slab []byte    // keys and encoded views, carved off until commit (bbolt keeps the slices)
+	key  []byte    // scratch
 }
 
 const slabSize = 1 << 20
@@ -618,7 +619,11 @@ func (s *state) flush() error {
 		}
 		m.dirty = false
 	}
-	var puts []viewPut
+	puts := s.puts[:0]
+	defer func() {
+		clear(puts) // drop the references to this transaction's views and bytes
+		s.puts = puts[:0]
+	}()
 	for _, id := range sortedDirty(s.invoices, func(en *invoiceEntry) bool { return en.dirty }) {
 		en := s.invoices[id]
 		s.moveInvoice(id, en)
