@@ -174,17 +174,20 @@ func TestCloseCommitsQueued(t *testing.T) {
 // way the file reopens verified, and in the second case holds the append.
 func TestFailedCommit(t *testing.T) {
 	ctx := context.Background()
+	invisible := func(tx *bbolt.Tx) error {
+		_ = tx.Rollback()
+		return fmt.Errorf("write: %w", syscall.ENOSPC)
+	}
 	for _, tc := range []struct {
 		name    string
+		empty   bool // the failed commit is the log's first
 		visible bool
 		fail    func(tx *bbolt.Tx) error
 		want    error
 	}{
-		{"before it became visible", false, func(tx *bbolt.Tx) error {
-			_ = tx.Rollback()
-			return fmt.Errorf("write: %w", syscall.ENOSPC)
-		}, ledger.ErrStorageFull},
-		{"after it became visible", true, func(tx *bbolt.Tx) error {
+		{"before it became visible", false, false, invisible, ledger.ErrStorageFull},
+		{"before it became visible, on an empty log", true, false, invisible, ledger.ErrStorageFull},
+		{"after it became visible", false, true, func(tx *bbolt.Tx) error {
 			if err := tx.Commit(); err != nil {
 				return err
 			}
@@ -193,8 +196,12 @@ func TestFailedCommit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, path := openInternal(t, nil)
-			if _, err := s.Append(ctx, "a", ledger.NoStream, newEv("ok")); err != nil {
-				t.Fatal(err)
+			var before uint64
+			if !tc.empty {
+				if _, err := s.Append(ctx, "a", ledger.NoStream, newEv("ok")); err != nil {
+					t.Fatal(err)
+				}
+				before = 1
 			}
 			s.commitTx = tc.fail // read by the writer after it receives the append
 			_, err := s.Append(ctx, "b", ledger.NoStream, newEv("ok", "key-b"), newEv("ok"))
@@ -202,13 +209,13 @@ func TestFailedCommit(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("append b: %v, want %v", err, tc.want)
 			}
-			if h := s.Head(); h.Seq != 1 {
+			if h := s.Head(); h.Seq != before {
 				t.Fatalf("head %d after a failed commit", h.Seq)
 			}
 			retry, errRetry := s.Append(ctx, "b", ledger.NoStream, newEv("ok", "key-b"))
 			_, errOther := s.Append(ctx, "c", ledger.NoStream, newEv("ok"))
 			if !tc.visible {
-				if errRetry != nil || retry[0].Seq != 2 || errOther != nil || s.Failed() != nil {
+				if errRetry != nil || retry[0].Seq != before+1 || errOther != nil || s.Failed() != nil {
 					t.Fatalf("after a failed invisible commit: retry %v, other append %v, failed %v", errRetry, errOther, s.Failed())
 				}
 				return

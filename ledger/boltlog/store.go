@@ -10,7 +10,6 @@
 package boltlog
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -605,12 +604,13 @@ func (s *Store) commit(batch []*request, a *arena) []*request {
 // appends go on.
 func (s *Store) checkFailedCommit(commitErr error, attempted ledger.Head) error {
 	old := s.Head()
-	var stored []byte
+	var stored ledger.Head
 	readErr := s.db.View(func(tx *bbolt.Tx) error {
-		stored = bytes.Clone(tx.Bucket(bucketMeta).Get(keyHead))
-		return nil
+		var err error
+		stored, err = readHead(tx.Bucket(bucketMeta)) // an empty log has none: the zero head
+		return err
 	})
-	if readErr == nil && len(stored) == 40 && binary.BigEndian.Uint64(stored) == old.Seq && bytes.Equal(stored[8:], old.Hash[:]) {
+	if readErr == nil && stored == old {
 		return nil
 	}
 	err := fmt.Errorf("%w: commit of sequences %d to %d failed after it became visible (%w); reopen the log to see whether it is on disk",
