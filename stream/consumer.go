@@ -73,7 +73,8 @@ type ConsumerConfig struct {
 // that were in flight come back after AckWait, possibly behind later ones,
 // and are handed then; and several workers sharing a durable name split
 // the events, each share in order. An event's redelivery after it was
-// handled here (its acknowledgement lost) is acknowledged, not handed again. Handlers that need every event in sequence (a log copy) check the
+// handled here (its acknowledgement lost) is acknowledged, not handed
+// again. Handlers that need every event in sequence (a log copy) check the
 // sequence and, like `payledger worker projections`, start a consumer of
 // their own from their checkpoint.
 type Consumer struct {
