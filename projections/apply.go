@@ -649,7 +649,9 @@ func (s *state) flush() error {
 		return err
 	}
 	for _, p := range puts {
-		if err := p.b.Put([]byte(p.key), p.val); err != nil {
+		// bbolt copies keys (not values): one scratch buffer serves them all.
+		s.key = append(s.key[:0], p.key...)
+		if err := p.b.Put(s.key, p.val); err != nil {
 			return err
 		}
 	}
