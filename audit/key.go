@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -47,22 +46,18 @@ func parseKeyFile(path string, b []byte) (ed25519.PrivateKey, error) {
 // is linked into place only if absent.
 // Errors: ErrBadKey, or the I/O error.
 func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err error) {
-	key, err = LoadKey(path)
-	if !errors.Is(err, os.ErrNotExist) {
-		return key, false, err
-	}
-	seed := make([]byte, ed25519.SeedSize)
-	if _, err := rand.Read(seed); err != nil {
+	b, created, err := durable.ReadOrCreate(path, 0o600, func() ([]byte, error) {
+		seed := make([]byte, ed25519.SeedSize)
+		if _, err := rand.Read(seed); err != nil {
+			return nil, err
+		}
+		return []byte(keyPrefix + hex.EncodeToString(seed) + "\n"), nil
+	})
+	if err != nil {
 		return nil, false, fmt.Errorf("checkpoint key: %w", err)
 	}
-	switch err := durable.Create(path, []byte(keyPrefix+hex.EncodeToString(seed)+"\n"), 0o600); {
-	case errors.Is(err, os.ErrExist): // made meanwhile by another process
-		key, err = LoadKey(path)
-		return key, false, err
-	case err != nil:
-		return nil, false, fmt.Errorf("checkpoint key: %w", err)
-	}
-	return ed25519.NewKeyFromSeed(seed), true, nil
+	key, err = parseKeyFile(path, b)
+	return key, created, err
 }
 
 // PublicKeyHex is a public key as checkpoints and payledger keygen write it.

@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -43,25 +42,17 @@ func New(master [32]byte) *Keyring { return &Keyring{master: master} }
 //
 // Errors: ErrBadMasterKey, or the I/O error.
 func Open(path string) (*Keyring, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	// Synced before Open returns: merchants' signing secrets derive from
+	// this key as soon as it is in use.
+	b, _, err := durable.ReadOrCreate(path, 0o600, func() ([]byte, error) {
 		var k [32]byte
 		if _, err := rand.Read(k[:]); err != nil {
-			return nil, fmt.Errorf("keyring: generate master key: %w", err)
+			return nil, fmt.Errorf("generate: %w", err)
 		}
-		// Synced before Open returns: merchants' signing secrets derive
-		// from this key as soon as it is in use.
-		err = durable.Create(path, []byte(hex.EncodeToString(k[:])+"\n"), 0o600)
-		if err == nil {
-			return New(k), nil
-		}
-		if !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("keyring: write master key: %w", err)
-		}
-		b, err = os.ReadFile(path) // made meanwhile by another process
-	}
+		return []byte(hex.EncodeToString(k[:]) + "\n"), nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("keyring: read master key: %w", err)
+		return nil, fmt.Errorf("keyring: master key: %w", err)
 	}
 	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil || len(raw) != 32 {

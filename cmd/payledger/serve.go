@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -94,29 +93,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // (synced: the token is printed and handed out at once). A token file that
 // holds no token is refused rather than leaving the admin API locked.
 func loadOrCreateToken(path string) (tok string, created bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	b, created, err := durable.ReadOrCreate(path, 0o600, func() ([]byte, error) {
 		var raw [24]byte
 		if _, err := rand.Read(raw[:]); err != nil {
-			return "", false, err
+			return nil, err
 		}
-		tok = hex.EncodeToString(raw[:])
-		err = durable.Create(path, []byte(tok+"\n"), 0o600)
-		if err == nil {
-			return tok, true, nil
-		}
-		if !errors.Is(err, os.ErrExist) {
-			return "", false, err
-		}
-		b, err = os.ReadFile(path) // made meanwhile by another process
-	}
+		return []byte(hex.EncodeToString(raw[:]) + "\n"), nil
+	})
 	if err != nil {
 		return "", false, err
 	}
 	if tok = strings.TrimSpace(string(b)); tok == "" {
 		return "", false, fmt.Errorf("admin token file %s is empty: remove it to make a new token, or write one into it", path)
 	}
-	return tok, false, nil
+	return tok, created, nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -5,6 +5,7 @@
 package durable
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,6 +46,28 @@ func Create(path string, data []byte, perm os.FileMode) error {
 		return err // *os.LinkError; errors.Is(err, os.ErrExist) when path exists
 	}
 	return SyncDir(dir)
+}
+
+// ReadOrCreate returns the contents of the file at path, first creating it
+// with Create from what newData returns if it does not exist; created says
+// whether this call made it. Of two processes creating it at once, both
+// get the file that reached the disk first.
+func ReadOrCreate(path string, perm os.FileMode, newData func() ([]byte, error)) (data []byte, created bool, err error) {
+	data, err = os.ReadFile(path)
+	if !errors.Is(err, os.ErrNotExist) {
+		return data, false, err
+	}
+	if data, err = newData(); err != nil {
+		return nil, false, err
+	}
+	switch err := Create(path, data, perm); {
+	case err == nil:
+		return data, true, nil
+	case !errors.Is(err, os.ErrExist):
+		return nil, false, err
+	}
+	data, err = os.ReadFile(path) // made meanwhile by another process
+	return data, false, err
 }
 
 // SyncDir fsyncs a directory, making the names created or renamed in it

@@ -92,3 +92,49 @@ func TestCreateFails(t *testing.T) {
 		t.Errorf("left behind: %v", entries)
 	}
 }
+
+// TestReadOrCreate: a missing file is made from newData once; an existing
+// one is read as it is; of concurrent callers all read the one file that
+// won; newData's error is returned and nothing is made.
+func TestReadOrCreate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d", "key")
+	boom := errors.New("boom")
+	if _, _, err := ReadOrCreate(path, 0o600, func() ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+		t.Fatalf("newData failing: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a file was made though newData failed: %v", err)
+	}
+	const n = 16
+	got := make([]string, n)
+	made := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, created, err := ReadOrCreate(path, 0o600, func() ([]byte, error) { return []byte{byte('a' + i)}, nil })
+			if err != nil {
+				t.Error(err)
+			}
+			got[i], made[i] = string(b), created
+		}()
+	}
+	wg.Wait()
+	winners := 0
+	for i := range n {
+		if made[i] {
+			winners++
+		}
+		if got[i] != got[0] {
+			t.Fatalf("callers read %q and %q", got[0], got[i])
+		}
+	}
+	if winners != 1 {
+		t.Fatalf("%d callers created the file", winners)
+	}
+	b, created, err := ReadOrCreate(path, 0o600, func() ([]byte, error) { t.Fatal("newData called for an existing file"); return nil, nil })
+	if err != nil || created || string(b) != got[0] {
+		t.Fatalf("existing file: %q, created %v, %v", b, created, err)
+	}
+}
