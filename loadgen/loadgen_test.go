@@ -15,19 +15,13 @@ import (
 
 func TestRunCountsRequestsAndErrors(t *testing.T) {
 	var served atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	res := runAgainst(t, 4, 500, func(w http.ResponseWriter, r *http.Request) {
 		if served.Add(1)%10 == 0 {
 			http.Error(w, "no", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte(`{"ok":true}`))
-	}))
-	defer srv.Close()
-	res, err := Run(context.Background(), Config{Connections: 4, Duration: 5 * time.Second, Warmup: -1, MaxRequests: 500},
-		func(w, i int) (*http.Request, error) { return http.NewRequest(http.MethodGet, srv.URL, nil) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if res.Requests < 500 || res.Errors == 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P999 {
 		t.Fatalf("implausible result: %+v", res)
 	}
@@ -51,21 +45,29 @@ func TestRunMeasuresCPU(t *testing.T) {
 		t.Skip("no process CPU time on this system")
 	}
 	const spend = 300 * time.Microsecond
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	res := runAgainst(t, 1, 200, func(w http.ResponseWriter, r *http.Request) {
 		for start := proccpu.Used(); proccpu.Used()-start < spend; {
 		}
 		w.Write([]byte(`{"ok":true}`))
-	}))
-	defer srv.Close()
-	res, err := Run(context.Background(), Config{Connections: 1, Duration: 5 * time.Second, Warmup: -1, MaxRequests: 200},
-		func(w, i int) (*http.Request, error) { return http.NewRequest(http.MethodGet, srv.URL, nil) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if got := res.CPUPerRequest(); got < spend || res.CPU < spend*time.Duration(res.Requests) {
 		t.Fatalf("CPU %s for %d requests: %s a request, want at least %s", res.CPU, res.Requests, got, spend)
 	}
 	if want := fmt.Sprintf(", %.0f CPU-µs a request", float64(res.CPUPerRequest())/1e3); !strings.Contains(res.String(), want) {
 		t.Errorf("String() = %q, want it to contain %q", res.String(), want)
 	}
+}
+
+// runAgainst runs GETs with conns connections against a test server of h
+// until maxRequests are measured (no warmup).
+func runAgainst(t *testing.T, conns int, maxRequests int64, h http.HandlerFunc) Result {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{Connections: conns, Duration: 5 * time.Second, Warmup: -1, MaxRequests: maxRequests},
+		func(w, i int) (*http.Request, error) { return http.NewRequest(http.MethodGet, srv.URL, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }

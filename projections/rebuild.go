@@ -19,25 +19,24 @@ import (
 
 // Rebuild tuning. Chunks are the unit handed between the pipeline's
 // goroutines; the decoders may run rebuildAhead chunks ahead of the writer.
-// A transaction of rebuildTxEvents events amortizes the commit.
-//
-// The transaction size is set by what a fresh process pays for memory, as
-// payledger replay runs: each new heap page is a page fault (about 3.5 µs of
-// system time on the benchmark machine), and the heap grows to GOGC times
-// what the rebuild keeps live, which grows with the transaction (its views
-// and dirty pages). Against 64,000 events, 16,000 took a replay of the benchmark
-// log (181,313 events, four runs each way, interleaved) from about 92,000
-// page faults and 480 MB resident to 68,000 and 415 MB, and from about
-// 230,000 to 260,000 events/s. BenchmarkRebuild, which reuses a heap grown
-// by its setup, gained about 4%. Four chunks ahead instead of 16 saved
-// another 60 MB, but was about 5% slower in the benchmark.
 const (
 	rebuildChunk = 1024
 	rebuildAhead = 16
 )
 
-// rebuildTxEvents is a variable so that tests can make a small log span
-// many transactions.
+// rebuildTxEvents events make one transaction, amortizing the commit (a
+// variable so that tests can make a small log span many transactions).
+//
+// The size is set by what a fresh process pays for memory, as payledger
+// replay runs: each new heap page is a page fault (about 3.5 µs of system
+// time on the benchmark machine), and the heap grows to GOGC times what the
+// rebuild keeps live, which grows with the transaction (its views and dirty
+// pages). Against 64,000 events, 16,000 took a replay of the benchmark log
+// (181,313 events, four runs each way, interleaved) from about 92,000 page
+// faults and 480 MB resident to 68,000 and 415 MB, and from about 230,000
+// to 260,000 events/s. BenchmarkRebuild, which reuses a heap grown by its
+// setup, gained about 4%. Four chunks ahead instead of 16 saved another
+// 60 MB, but was about 5% slower in the benchmark.
 var rebuildTxEvents = 16_000
 
 // ScratchOptions are the bbolt options for a new file that Rebuild writes
