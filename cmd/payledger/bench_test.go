@@ -59,7 +59,8 @@ func TestBenchUsage(t *testing.T) {
 	}
 	if code, _, errs := runCmd(t, "bench", "--mode", "create,nope"); code != 2 || !strings.Contains(errs, `unknown mode "nope"`) {
 		t.Errorf("unknown mode: exit %d, %s", code, errs)
-	} // A profile or trace that cannot be written fails before any load.
+	}
+	// A profile or trace that cannot be written fails before any load.
 	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "x")
 	for _, flag := range []string{"--cpuprofile", "--trace"} {
 		if code, out, errs := runCmd(t, "bench", flag, missing); code != 1 || !strings.Contains(errs, "no such file") || out != "" {
