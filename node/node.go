@@ -310,7 +310,7 @@ func (n *Node) superviseWebhooks(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()
-		err := n.Webhooks.Run(ctx, webhooks.FromLog(n.Log, 0))
+		err := n.Webhooks.Run(ctx, webhooks.FromLog(n.Log, 0, webhooks.DefaultLinger))
 		if ctx.Err() != nil {
 			return
 		}

@@ -114,7 +114,7 @@ func (be *benchEnv) run(b *testing.B) (*Dispatcher, func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, FromLog(be.store, 0)) }()
+	go func() { done <- d.Run(ctx, FromLog(be.store, 0, DefaultLinger)) }()
 	return d, func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -157,7 +157,7 @@ func (e *env) dispatcher(path string, cfg Config) (*Dispatcher, func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, FromLog(e.store, 0)) }()
+	go func() { done <- d.Run(ctx, FromLog(e.store, 0, 0)) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
