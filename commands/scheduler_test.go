@@ -180,3 +180,56 @@ func TestSchedulerExpiresAndCatchesUpAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSchedulerNotBlockedByFarFutureWidgets: a merchant's widgets that
+// expire after 2262 must not stand in front of the invoices that are due:
+// the scheduler reads the due view 256 items at a time, and items it cannot
+// expire yet used to fill that whole window, so no invoice of any merchant
+// expired any more.
+func TestSchedulerNotBlockedByFarFutureWidgets(t *testing.T) {
+	store, svc, views := openWithViews(t, filepath.Join(t.TempDir(), "ledger.db"))
+	t.Cleanup(func() { store.Close() })
+	ctx := context.Background()
+	clock := &manualClock{now: t0}
+	meta := func() commands.Meta { return commands.Meta{CommandID: ulid.Make(), Time: clock.Now()} }
+	name := "Shop"
+	if err := svc.RegisterMerchant(ctx, commands.RegisterMerchant{Meta: meta(), MerchantID: "m1", Settings: commands.MerchantSettings{Name: &name},
+		Key: commands.APIKeyIssued{KeyID: "k", KeyHash: hex64('a')}, Secret: commands.SecretMaterial{SecretHash: hex64('b')}}); err != nil {
+		t.Fatal(err)
+	}
+	far := time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	errs := make(chan error, 256)
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(), Kind: commands.WidgetUnlimited, ExpiresAt: far})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+		Currency: "UAH", ExternalID: "o-1", Rate: dec("41.5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(21 * time.Minute)
+	sched := commands.NewScheduler(svc, viewsDue{views}, clock, nil)
+	if n, err := sched.RunOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("expired %d (%v), want the one overdue invoice", n, err)
+	}
+	got, err := svc.LoadInvoice(ctx, "", inv.InvoiceID)
+	if err != nil || got.Status != commands.InvoiceStatusExpired {
+		t.Fatalf("invoice %v (%v), want expired", got.Status, err)
+	}
+	if next, ok := views.NextDue(); !ok || !next.After(clock.Now()) {
+		t.Fatalf("next due %v %v: the far widgets are not due yet", next, ok)
+	}
+}

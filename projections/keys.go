@@ -2,13 +2,18 @@ package projections
 
 import (
 	"encoding/binary"
+	"math"
 	"time"
 )
 
 // formatVersion is the layout of every v_ bucket below. Persisted: bump it
 // (never reuse a number) whenever a key or value layout changes; Init drops
 // and rebuilds views of an older format from the log, and refuses a newer one.
-const formatVersion byte = 1
+//
+//	1: the first layout.
+//	2: times past 2262 are clamped in keys (sortTime); format 1 wrapped them
+//	   into the past, so its due index may hold entries that never leave.
+const formatVersion byte = 2
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"
@@ -67,8 +72,25 @@ const (
 const systemMerchant = "_"
 
 // sortTime maps a time to an unsigned key that sorts like the time (the sign
-// bit of its Unix nanoseconds flipped).
-func sortTime(t time.Time) uint64 { return uint64(t.UnixNano()) ^ (1 << 63) }
+// bit of its Unix nanoseconds flipped). Times outside what int64 Unix
+// nanoseconds hold (before 1678, after 2262: a widget's expires_at is the
+// client's) are clamped to the first or last key, where UnixNano would wrap
+// around and sort a far-future expiry before every other one.
+func sortTime(t time.Time) uint64 {
+	switch {
+	case t.After(maxSortTime):
+		t = maxSortTime
+	case t.Before(minSortTime):
+		t = minSortTime
+	}
+	return uint64(t.UnixNano()) ^ (1 << 63)
+}
+
+// The range of times sortTime keeps exactly.
+var (
+	minSortTime = time.Unix(0, math.MinInt64)
+	maxSortTime = time.Unix(0, math.MaxInt64)
+)
 
 // fromSortTime inverts sortTime.
 func fromSortTime(u uint64) time.Time { return time.Unix(0, int64(u^(1<<63))).UTC() }

@@ -904,3 +904,36 @@ func TestRebuildFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestDueFarFutureWidget: a widget may expire after 2262, past what Unix
+// nanoseconds hold. Its due entry must still sort after everything due now,
+// not wrap around into the past where the scheduler would meet it first on
+// every pass and never be able to expire it.
+func TestDueFarFutureWidget(t *testing.T) {
+	st := newLog(t)
+	g := newGen()
+	mustAppend(t, st, g.merchant("m1", "2"))
+	far, w := g.widget("m1", 280*365*24*time.Hour) // about 2306
+	mustAppend(t, st, w)
+	a, w := g.invoice("m1", "a", "100", "UAH", "41.5", "2") // t0+20m
+	mustAppend(t, st, w)
+	v := projections.NewViews(st.DB())
+
+	ds, err := v.Due(t0.Add(time.Hour), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].ID != a.id {
+		t.Fatalf("due an hour in: %+v, want only invoice %s", ds, a.id)
+	}
+	if at, ok := v.NextDue(); !ok || !at.Equal(t0.Add(20*time.Minute)) {
+		t.Fatalf("next due %v %v, want the invoice's expires_at", at, ok)
+	}
+	ds, err = v.Due(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 || ds[0].ID != a.id || ds[1].ID != far.id {
+		t.Fatalf("due by 9999: %+v, want the invoice then the widget", ds)
+	}
+}
