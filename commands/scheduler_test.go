@@ -233,3 +233,38 @@ func TestSchedulerNotBlockedByFarFutureWidgets(t *testing.T) {
 		t.Fatalf("next due %v %v: the far widgets are not due yet", next, ok)
 	}
 }
+
+// TestSchedulerExpiresDisabledWidget: a widget disabled by its merchant
+// still expires at its expires_at (either status -> expired); it cannot be
+// re-enabled after that time, so left disabled it would never expire.
+func TestSchedulerExpiresDisabledWidget(t *testing.T) {
+	store, svc, views := openWithViews(t, filepath.Join(t.TempDir(), "ledger.db"))
+	t.Cleanup(func() { store.Close() })
+	ctx := context.Background()
+	clock := &manualClock{now: t0}
+	meta := func() commands.Meta { return commands.Meta{CommandID: ulid.Make(), Time: clock.Now()} }
+	name := "Shop"
+	if err := svc.RegisterMerchant(ctx, commands.RegisterMerchant{Meta: meta(), MerchantID: "m1", Settings: commands.MerchantSettings{Name: &name},
+		Key: commands.APIKeyIssued{KeyID: "k", KeyHash: hex64('a')}, Secret: commands.SecretMaterial{SecretHash: hex64('b')}}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(), Kind: commands.WidgetUnlimited, ExpiresAt: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.ChangeWidgetStatus(ctx, commands.ChangeWidgetStatus{Meta: meta(), MerchantID: "m1", WidgetID: w.WidgetID, Status: commands.WidgetStatusDisabled}); err != nil {
+		t.Fatal(err)
+	}
+	sched := commands.NewScheduler(svc, viewsDue{views}, clock, nil)
+	clock.Advance(2 * time.Hour)
+	if n, err := sched.RunOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("expired %d (%v), want the disabled widget", n, err)
+	}
+	got, err := svc.LoadWidget(ctx, "m1", w.WidgetID)
+	if err != nil || got.Status != commands.WidgetStatusExpired {
+		t.Fatalf("widget %v (%v), want expired", got.Status, err)
+	}
+	if _, ok := views.NextDue(); ok {
+		t.Fatal("due index still holds the expired widget")
+	}
+}

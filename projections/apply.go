@@ -567,8 +567,11 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 
 // ---- widgets ----
 
+// widgetDue is when a widget must expire: an active or a disabled one
+// (either goes to expired, and a disabled one cannot be re-enabled after
+// its expires_at), if it has an expires_at.
 func widgetDue(v *WidgetView) time.Time {
-	if v.Status == commands.WidgetStatusActive && v.ExpiresAt != nil {
+	if v.Status != commands.WidgetStatusExpired && v.ExpiresAt != nil {
 		return *v.ExpiresAt
 	}
 	return time.Time{}

@@ -13,7 +13,8 @@ import (
 //	1: the first layout.
 //	2: times past 2262 are clamped in keys (sortTime); format 1 wrapped them
 //	   into the past, so its due index may hold entries that never leave.
-const formatVersion byte = 2
+//	3: disabled widgets are in the due index too (they expire as well).
+const formatVersion byte = 3
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"

@@ -409,7 +409,7 @@ func postingTotals(tx *bbolt.Tx) (map[string]decimal.Decimal, error) {
 
 // Due returns up to limit invoices and widgets whose expiry time is at or
 // before before, earliest first (limit <= 0: all). Pending invoices are due
-// at expires_at; active widgets at a non-zero expires_at.
+// at expires_at; active and disabled widgets at a non-zero expires_at.
 // Errors: ErrCorrupt.
 func (v *Views) Due(before time.Time, limit int) ([]Due, error) {
 	out := []Due{}
