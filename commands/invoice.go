@@ -332,7 +332,8 @@ type CreateEInvoice struct {
 	FailURL     string
 	StatusURL   string
 	ExtraFields map[string]string
-	// Rate is the method currency's current rate per USDT (zero: none set).
+	// Rate is the method currency's current rate per USDT (zero: none set;
+	// USDT's is 1 whatever is given).
 	Rate decimal.Decimal
 	// RequestKey: see Service.requestClaim.
 	RequestKey string
@@ -389,10 +390,11 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 	if !methodOK || !m.MethodEnabled(method.Code) {
 		return nil, fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid)
 	}
-	if !c.Rate.IsPositive() {
+	rate := settlementRate(method.Currency, c.Rate)
+	if !rate.IsPositive() {
 		return nil, fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid)
 	}
-	d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, c.Rate)
+	d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate)
 	d.Source = SourceEInvoice
 	d.PaymentID, d.Method, d.Purpose = c.PaymentID, method.Code, c.Description
 	d.Account, d.Sender, d.StatusURL, d.ExtraFields = c.Account, c.Sender, c.StatusURL, c.ExtraFields

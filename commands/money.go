@@ -165,6 +165,17 @@ type Conversion struct {
 
 var decHundred = decimal.NewFromInt(100)
 
+// settlementRate returns given, the rate of currency per USDT that came in
+// with a command, except for USDT itself, whose rate is 1 by definition:
+// the operator cannot set one (SetRate refuses it), so an adapter reading
+// the rates view never has one to give.
+func settlementRate(currency string, given decimal.Decimal) decimal.Decimal {
+	if currency == SettlementCurrency().Code {
+		return decimal.NewFromInt(1)
+	}
+	return given
+}
+
 // Convert converts a fiat amount to USDT at rate (units of the fiat per
 // 1 USDT) and splits it by commissionPercent (0 to 100, e.g. 2 for 2%).
 //

@@ -71,7 +71,8 @@ type CreatePayment struct {
 	MerchantID string // "" from the hosted page; else the invoice's owner
 	Method     string
 	// MethodRate is the method currency's rate per USDT, needed only when it
-	// differs from the invoice's currency (zero: none set).
+	// differs from the invoice's currency (zero: none set; USDT's is 1
+	// whatever is given).
 	MethodRate decimal.Decimal
 	// RequestKey: see Service.requestClaim. The payment.created event claims
 	// it, so a retried request makes no second payment.
@@ -123,10 +124,11 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		}
 		amount := inv.Amount
 		if method.Currency != inv.Currency {
-			if !c.MethodRate.IsPositive() {
+			rate := settlementRate(method.Currency, c.MethodRate)
+			if !rate.IsPositive() {
 				return decision{}, fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid)
 			}
-			amount = ConvertBetween(inv.Amount, inv.ConversionRate, c.MethodRate, cur)
+			amount = ConvertBetween(inv.Amount, inv.ConversionRate, rate, cur)
 		}
 		gw, ok := s.gateways.For(method)
 		if !ok {

@@ -700,3 +700,35 @@ func TestEventIDsAreDeterministic(t *testing.T) {
 		t.Fatal("same command decided different events")
 	}
 }
+
+// TestUSDTMethodsNeedNoRate: USDT is the settlement currency, 1 USDT per
+// USDT; the operator cannot set a rate for it (SetRate refuses), so the
+// USDT methods of seed 001 must work without one.
+func TestUSDTMethodsNeedNoRate(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.svc.SetRate(e.ctx, commands.SetRate{Meta: e.meta(), Currency: "USDT", Rate: "1"}); !errors.Is(err, commands.ErrValidation) {
+		t.Fatalf("set a USDT rate: %v, want refused", err)
+	}
+	// An e-invoice priced in USDT.
+	ei, err := e.svc.CreateEInvoice(e.ctx, commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+		PaymentID: "tx-usdt", Method: "usdt_trc20", Amount: "100.00", ExtraFields: map[string]string{}})
+	if err != nil {
+		t.Fatalf("USDT e-invoice: %v", err)
+	}
+	if !ei.ConversionRate.Equal(dec("1")) || !ei.GrossUSDT.Equal(dec("100")) || !ei.MerchantUSDT.Equal(dec("98")) {
+		t.Fatalf("USDT e-invoice: rate %s gross %s merchant %s", ei.ConversionRate, ei.GrossUSDT, ei.MerchantUSDT)
+	}
+	// A UAH invoice paid with a USDT method: 1500.00 / 41.50 rounded up to USDT's 6 places.
+	inv := e.invoice("o-usdt")
+	p, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: "usdt_erc20"})
+	if err != nil {
+		t.Fatalf("USDT payment of a UAH invoice: %v", err)
+	}
+	if p.PaymentCurrency != "USDT" || !p.PaymentAmount.Equal(dec("36.144579")) {
+		t.Fatalf("payment %s %s, want 36.144579 USDT", p.PaymentAmount, p.PaymentCurrency)
+	}
+	res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID})
+	if err != nil || !res.InvoicePaid {
+		t.Fatalf("process: %+v %v", res, err)
+	}
+}

@@ -219,7 +219,8 @@ type CreateWidgetInvoice struct {
 	Amount     string // unlimited only
 	Method     string // unlimited: required, fixes the invoice's currency; single: optional
 	CustomerID string
-	// Rate is the invoice currency's rate per USDT (zero: none set).
+	// Rate is the invoice currency's rate per USDT (zero: none set; USDT's
+	// is 1 whatever is given).
 	Rate decimal.Decimal
 	// MerchantID is "" from the hosted page; else the widget must be its.
 	MerchantID string
@@ -300,10 +301,11 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 		if c.Method != "" && !m.MethodEnabled(method.Code) {
 			return decision{}, fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid)
 		}
-		if !c.Rate.IsPositive() {
+		rate := settlementRate(cur.Code, c.Rate)
+		if !rate.IsPositive() {
 			return decision{}, fmt.Errorf("currency %q: %w", cur.Code, ErrCurrencyInvalid)
 		}
-		d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, c.Rate)
+		d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate)
 		d.Source = SourceWidget
 		d.WidgetID, d.MerchantExternalID, d.ExternalID = w.WidgetID, w.MerchantExternalID, w.MerchantExternalID
 		d.Purpose, d.CustomerID, d.Method = w.Description, c.CustomerID, method.Code
