@@ -45,7 +45,9 @@ func (h *handler) loadWidget(id string) (*widgetState, error) {
 	} else {
 		ms = commands.Methods()
 	}
-	hasRate := map[string]bool{}
+	// USDT, the settlement currency, needs no rate: the commands take its
+	// rate per USDT as 1.
+	hasRate := map[string]bool{commands.SettlementCurrency().Code: true}
 	rates, err := h.views.Rates()
 	if err != nil {
 		return nil, err
@@ -273,6 +275,9 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) rate(cur string) (decimal.Decimal, error) {
+	if cur == commands.SettlementCurrency().Code {
+		return decimal.NewFromInt(1), nil // see widgetState: USDT needs no rate
+	}
 	r, err := h.views.Rate(cur)
 	if err != nil {
 		return decimal.Decimal{}, err

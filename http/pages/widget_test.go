@@ -205,3 +205,22 @@ func TestWidgetMerchantNotInvoicing(t *testing.T) {
 	wantContains(t, res, "not accepting payments right now", `role="alert"`)
 	e.unchanged(head)
 }
+
+// USDT needs no operator rate (the settlement currency's rate per USDT is
+// 1): the widget offers its methods and makes USDT invoices with them.
+func TestWidgetOffersUSDTMethods(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	c := e.client()
+	page := c.get("/w/" + w.WidgetID)
+	wantContains(t, page, `<optgroup label="USDT">`, `value="usdt_trc20" data-currency="USDT"`)
+	tok := formToken(t, page.body)
+	id := widgetInvoice(t, c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"usdt_trc20"}, "amount": {"25"}}))
+	inv, err := e.views.InvoicePublic(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Currency != "USDT" || inv.Amount != "25.00" || inv.ConversionRate != "1.00" {
+		t.Errorf("invoice = %+v, want 25.00 USDT at 1.00", inv)
+	}
+}
