@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
@@ -182,6 +183,21 @@ type SecretMaterial struct {
 	SecretHash string
 }
 
+// validMerchantID reports whether id can name a merchant: it is part of NATS
+// subjects (no '.', '*', '>' or white space) and of view keys, which use NUL
+// as a separator, so no control characters either.
+func validMerchantID(id string) bool {
+	if id == "" || len(id) > 64 || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(".*>", r) {
+			return false
+		}
+	}
+	return true
+}
+
 // RegisterMerchant creates the merchant's stream.
 //
 // Errors: *ValidationError, ErrConflict (the id exists), infrastructure errors.
@@ -190,8 +206,8 @@ func (s *Service) RegisterMerchant(ctx context.Context, c RegisterMerchant) erro
 		return err
 	}
 	v := &ValidationError{}
-	if c.MerchantID == "" || strings.ContainsAny(c.MerchantID, ".*> \t") {
-		v.Add("merchant_id", "invalid", "merchant id must be non-empty without spaces, '.', '*' or '>'")
+	if !validMerchantID(c.MerchantID) {
+		v.Add("merchant_id", "invalid", "merchant id must be 1 to 64 bytes of UTF-8 without spaces, control characters, '.', '*' or '>'")
 	}
 	if c.Settings.Name == nil || strings.TrimSpace(*c.Settings.Name) == "" {
 		v.Add("name", "missing", "name is required")

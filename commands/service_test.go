@@ -732,3 +732,33 @@ func TestUSDTMethodsNeedNoRate(t *testing.T) {
 		t.Fatalf("process: %+v %v", res, err)
 	}
 }
+
+// A merchant id is part of NATS subjects and of view keys (NUL-separated):
+// ids that would break either are refused before anything is appended.
+func TestRegisterMerchantRefusesBadIDs(t *testing.T) {
+	e := newEnv(t)
+	head := e.store.Head()
+	name := "Shop"
+	for _, id := range []string{"", "a.b", "a*", "a>", "a b", "a\tb", "a\x00b", "a\nb", "a\x7fb", "\xff", strings.Repeat("m", 65)} {
+		err := e.svc.RegisterMerchant(e.ctx, commands.RegisterMerchant{Meta: e.meta(), MerchantID: id,
+			Settings: commands.MerchantSettings{Name: &name},
+			Key:      commands.APIKeyIssued{KeyID: "k-" + id, KeyHash: hex64('c'), Prefix: "pl_cccc"},
+			Secret:   commands.SecretMaterial{SecretHash: hex64('d')}})
+		var ve *commands.ValidationError
+		if !errors.As(err, &ve) || ve.Fields[0].Path != "merchant_id" {
+			t.Errorf("merchant id %q: err %v, want a ValidationError on merchant_id", id, err)
+		}
+	}
+	if got := e.store.Head(); got != head {
+		t.Errorf("head moved from %d to %d", head.Seq, got.Seq)
+	}
+	for _, id := range []string{"m2", "shop-42_x", "магазин", strings.Repeat("m", 64)} {
+		err := e.svc.RegisterMerchant(e.ctx, commands.RegisterMerchant{Meta: e.meta(), MerchantID: id,
+			Settings: commands.MerchantSettings{Name: &name},
+			Key:      commands.APIKeyIssued{KeyID: "k-" + id, KeyHash: hex64('e'), Prefix: "pl_eeee"},
+			Secret:   commands.SecretMaterial{SecretHash: hex64('f')}})
+		if err != nil {
+			t.Errorf("merchant id %q: %v", id, err)
+		}
+	}
+}
