@@ -151,8 +151,12 @@ func withField(err, target error, path string) error {
 	return &fieldError{err: err, path: path}
 }
 
-// unavailableRetryAfter is the Retry-After, in seconds, of a 503.
-const unavailableRetryAfter = 5
+// Retry-After, in seconds, of the answers that ask to be retried: a 503,
+// and a 409 CONFLICT (the resource changed concurrently).
+const (
+	unavailableRetryAfter = 5
+	conflictRetryAfter    = 1
+)
 
 // domainErrors maps the domain's sentinels to status, code and message: the
 // one table of the package. Order matters only where one error wraps another.
@@ -211,8 +215,11 @@ func classify(err error) (e *apiError, internal bool) {
 	for _, m := range domainErrors {
 		if errors.Is(err, m.err) {
 			out := &apiError{Status: m.status, Code: m.code, Message: m.message}
-			if m.status == http.StatusServiceUnavailable {
+			switch {
+			case m.status == http.StatusServiceUnavailable:
 				out.RetryAfter = unavailableRetryAfter
+			case m.code == CodeConflict:
+				out.RetryAfter = conflictRetryAfter
 			}
 			var fe *fieldError
 			if errors.As(err, &fe) {

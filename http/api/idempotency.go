@@ -26,7 +26,8 @@ import (
 //
 // A non-GET request with an Idempotency-Key header is run once per (scope,
 // key), where the scope is the authenticated merchant (or the operator): the
-// first response (any status below 500 other than 429) is stored with a
+// first response (any status below 500 without Retry-After, so not a 429 or
+// a 409 CONFLICT, which ask to be retried) is stored with a
 // fingerprint of the request (method, path and query, body). The same key
 // with the same fingerprint gets that response again with the header
 // "Idempotent-Replayed: true"; with another fingerprint it gets 409
@@ -170,8 +171,8 @@ func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, serve fu
 	}
 	w.WriteHeader(rw.status)
 	_, _ = w.Write(rw.buf.Bytes())
-	if rw.status >= 500 || rw.status == http.StatusTooManyRequests {
-		return // transient: the client may retry with the same key
+	if rw.status >= 500 || rw.status == http.StatusTooManyRequests || rw.header.Get("Retry-After") != "" {
+		return // transient (5xx, 429, 409 CONFLICT): the client retries with the same key
 	}
 	rec = &idemRecord{Created: now, Fingerprint: fp, Status: rw.status, ContentType: rw.header.Get("Content-Type"), Body: rw.buf.Bytes()}
 	if err := s.idem.put(id, rec, now, s.cfg.IdempotencyTTL); err != nil {
