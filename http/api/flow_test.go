@@ -234,6 +234,9 @@ func TestReadyzAfterClose(t *testing.T) {
 	if r.Status != http.StatusServiceUnavailable || r.errCode(t) != CodeUnavailable {
 		t.Errorf("readyz on a closed log: %d %s", r.Status, r.Body)
 	}
+	if r.Header.Get("Retry-After") == "" {
+		t.Errorf("readyz 503 without Retry-After: %v", r.Header)
+	}
 	if r := h.do(req{method: "GET", path: "/healthz"}); r.Status != http.StatusOK {
 		t.Errorf("healthz: %d", r.Status)
 	}

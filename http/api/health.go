@@ -34,7 +34,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.ready(r); err != nil {
 		s.log.WarnContext(r.Context(), "not ready", "request_id", requestID(r.Context()), "err", err)
-		s.writeError(w, r, newError(CodeUnavailable, "Not ready: "+err.Error()))
+		e := newError(CodeUnavailable, "Not ready: "+err.Error())
+		e.RetryAfter = unavailableRetryAfter
+		s.writeError(w, r, e)
 		return
 	}
 	writeJSON(w, http.StatusOK, healthBody{Status: "ready", Head: s.store.Head().Seq})
