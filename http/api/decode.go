@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
+	"sync"
 )
 
 // decode strictly decodes a request body into v: one JSON object, no
@@ -23,6 +25,9 @@ func decode(body []byte, v any, emptyOK bool) error {
 	}
 	if trimmed[0] != '{' {
 		return badBody("model_type", "body must be a JSON object")
+	}
+	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -115,4 +120,152 @@ func describeType(kind, name string) string {
 		return "a number"
 	}
 	return "a " + name
+}
+
+// checkKeys refuses the objects encoding/json lets pass silently: a key given
+// twice (it keeps the last, where a proxy or log in front of us may read the
+// first), and a key that names a field only when case is ignored ("AMOUNT"
+// for "amount"). t is what the body decodes into; the keys of maps, and of
+// values with their own UnmarshalJSON, are free. Invalid JSON passes: the
+// decoder names what is wrong with it.
+func checkKeys(body []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := walkValue(dec, t, ""); !errors.Is(err, errNotJSON) {
+		return err
+	}
+	return nil
+}
+
+// errNotJSON stops checkKeys' walk at invalid JSON, which is the decoder's
+// to name.
+var errNotJSON = errors.New("invalid JSON")
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// walkValue checks the next value of dec, which decodes into t (nil: free).
+func walkValue(dec *json.Decoder, t reflect.Type, path string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType)) {
+		t = nil
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return errNotJSON
+	}
+	switch tok {
+	case json.Delim('{'):
+		return walkObject(dec, t, path)
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for dec.More() {
+			if err := walkValue(dec, elem, path); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // ']'
+			return errNotJSON
+		}
+	}
+	return nil
+}
+
+func walkObject(dec *json.Decoder, t reflect.Type, path string) error {
+	var fields map[string]reflect.Type // nil: any key
+	var elem reflect.Type
+	switch {
+	case t == nil:
+	case t.Kind() == reflect.Struct:
+		fields = jsonFields(t)
+	case t.Kind() == reflect.Map:
+		elem = t.Elem()
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return errNotJSON
+		}
+		key, _ := tok.(string)
+		p := key
+		if path != "" {
+			p = path + "." + key
+		}
+		if p == "" {
+			p = "body" // the empty key: name something
+		}
+		if seen[key] {
+			return badField(p, "duplicate", fmt.Sprintf("%q is given twice", p))
+		}
+		seen[key] = true
+		vt := elem
+		if fields != nil {
+			ft, ok := fields[key]
+			if !ok {
+				for name := range fields {
+					if strings.EqualFold(name, key) {
+						return badField(p, "extra_forbidden", fmt.Sprintf("%q is not a field of this request (field names are case-sensitive: %q)", p, name))
+					}
+				}
+				// Unknown: DisallowUnknownFields names it.
+			}
+			vt = ft
+		}
+		if err := walkValue(dec, vt, p); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return errNotJSON
+	}
+	return nil
+}
+
+// jsonFieldsCache holds jsonFields' answers by struct type.
+var jsonFieldsCache sync.Map
+
+// jsonFields maps the JSON names of a struct's fields (embedded structs'
+// included, as encoding/json flattens them) to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := jsonFieldsCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := make(map[string]reflect.Type)
+	addJSONFields(t, m)
+	jsonFieldsCache.Store(t, m)
+	return m
+}
+
+func addJSONFields(t reflect.Type, m map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				addJSONFields(ft, m)
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if _, ok := m[name]; !ok {
+			m[name] = f.Type
+		}
+	}
 }
