@@ -126,56 +126,123 @@ func describeType(kind, name string) string {
 // twice (it keeps the last, where a proxy or log in front of us may read the
 // first), and a key that names a field only when case is ignored ("AMOUNT"
 // for "amount"). t is what the body decodes into; the keys of maps, and of
-// values with their own UnmarshalJSON, are free. Invalid JSON passes: the
-// decoder names what is wrong with it.
+// values with their own UnmarshalJSON, are free. Invalid JSON passes (unless
+// a refusal comes before what is wrong with it): the decoder names it. It scans the bytes itself, allocating
+// nothing for an ordinary body: it runs on every request with one.
 func checkKeys(body []byte, t reflect.Type) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := walkValue(dec, t, ""); !errors.Is(err, errNotJSON) {
+	k := keyScan{b: body}
+	if err := k.value(t); !errors.Is(err, errNotJSON) {
 		return err
 	}
 	return nil
 }
 
-// errNotJSON stops checkKeys' walk at invalid JSON, which is the decoder's
+// errNotJSON stops checkKeys' scan at invalid JSON, which is the decoder's
 // to name.
 var errNotJSON = errors.New("invalid JSON")
 
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 
-// walkValue checks the next value of dec, which decodes into t (nil: free).
-func walkValue(dec *json.Decoder, t reflect.Type, path string) error {
+// keyScan walks JSON text, keeping the keys that lead to where it is (for
+// error paths).
+type keyScan struct {
+	b     []byte
+	i     int
+	path  [][]byte
+	depth int
+}
+
+// maxDepth bounds the nesting keyScan follows (encoding/json refuses more
+// than 10,000 levels too): deeper bodies are left to the decoder to refuse.
+const maxDepth = 10_000
+
+func (k *keyScan) ws() {
+	for k.i < len(k.b) && (k.b[k.i] == ' ' || k.b[k.i] == '\t' || k.b[k.i] == '\n' || k.b[k.i] == '\r') {
+		k.i++
+	}
+}
+
+// value scans one value, which decodes into t (nil: anything).
+func (k *keyScan) value(t reflect.Type) error {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t != nil && (t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType)) {
 		t = nil
 	}
-	tok, err := dec.Token()
-	if err != nil {
+	k.ws()
+	if k.i >= len(k.b) {
 		return errNotJSON
 	}
-	switch tok {
-	case json.Delim('{'):
-		return walkObject(dec, t, path)
-	case json.Delim('['):
+	switch k.b[k.i] {
+	case '{', '[':
+		if k.depth++; k.depth > maxDepth {
+			return errNotJSON
+		}
+		defer func() { k.depth-- }()
+		if k.b[k.i] == '{' {
+			k.i++
+			return k.object(t)
+		}
+		k.i++
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for dec.More() {
-			if err := walkValue(dec, elem, path); err != nil {
-				return err
-			}
-		}
-		if _, err := dec.Token(); err != nil { // ']'
-			return errNotJSON
-		}
+		return k.array(elem)
+	case '"':
+		_, _, err := k.str()
+		return err
+	}
+	// A number or literal: its syntax is the decoder's to check.
+	start := k.i
+	for k.i < len(k.b) && strings.IndexByte(",]} \t\n\r", k.b[k.i]) < 0 {
+		k.i++
+	}
+	if k.i == start {
+		return errNotJSON
 	}
 	return nil
 }
 
-func walkObject(dec *json.Decoder, t reflect.Type, path string) error {
+func (k *keyScan) array(elem reflect.Type) error {
+	k.ws()
+	if k.i < len(k.b) && k.b[k.i] == ']' {
+		k.i++
+		return nil
+	}
+	for {
+		if err := k.value(elem); err != nil {
+			return err
+		}
+		if done, err := k.after(']'); done || err != nil {
+			return err
+		}
+	}
+}
+
+// after scans what follows a member of an object or array: a comma (more
+// follow), or end, which closes it (done).
+func (k *keyScan) after(end byte) (done bool, err error) {
+	k.ws()
+	switch {
+	case k.i >= len(k.b):
+		return false, errNotJSON
+	case k.b[k.i] == ',':
+		k.i++
+		return false, nil
+	case k.b[k.i] == end:
+		k.i++
+		return true, nil
+	}
+	return false, errNotJSON
+}
+
+// manyKeys is where object stops comparing each key with every earlier one
+// and keeps a map.
+const manyKeys = 32
+
+func (k *keyScan) object(t reflect.Type) error {
 	var fields map[string]reflect.Type // nil: any key
 	var elem reflect.Type
 	switch {
@@ -185,30 +252,57 @@ func walkObject(dec *json.Decoder, t reflect.Type, path string) error {
 	case t.Kind() == reflect.Map:
 		elem = t.Elem()
 	}
-	seen := make(map[string]bool)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
+	var small [16][]byte
+	seen := small[:0]
+	var seenMap map[string]bool
+	k.ws()
+	if k.i < len(k.b) && k.b[k.i] == '}' {
+		k.i++
+		return nil
+	}
+	for {
+		k.ws()
+		if k.i >= len(k.b) || k.b[k.i] != '"' {
 			return errNotJSON
 		}
-		key, _ := tok.(string)
-		p := key
-		if path != "" {
-			p = path + "." + key
+		raw, escaped, err := k.str()
+		if err != nil {
+			return err
 		}
-		if p == "" {
-			p = "body" // the empty key: name something
+		key := raw
+		if escaped {
+			var u string
+			if json.Unmarshal(k.b[k.i-len(raw)-2:k.i], &u) != nil {
+				return errNotJSON
+			}
+			key = []byte(u)
 		}
-		if seen[key] {
+		dup := false
+		if seenMap != nil {
+			dup = seenMap[string(key)]
+			seenMap[string(key)] = true
+		} else {
+			for _, s := range seen {
+				dup = dup || bytes.Equal(s, key)
+			}
+			if seen = append(seen, key); len(seen) > manyKeys {
+				seenMap = make(map[string]bool, 2*manyKeys)
+				for _, s := range seen {
+					seenMap[string(s)] = true
+				}
+			}
+		}
+		if dup {
+			p := k.pathTo(key)
 			return badField(p, "duplicate", fmt.Sprintf("%q is given twice", p))
 		}
-		seen[key] = true
 		vt := elem
 		if fields != nil {
-			ft, ok := fields[key]
+			ft, ok := fields[string(key)]
 			if !ok {
 				for name := range fields {
-					if strings.EqualFold(name, key) {
+					if strings.EqualFold(name, string(key)) {
+						p := k.pathTo(key)
 						return badField(p, "extra_forbidden", fmt.Sprintf("%q is not a field of this request (field names are case-sensitive: %q)", p, name))
 					}
 				}
@@ -216,14 +310,47 @@ func walkObject(dec *json.Decoder, t reflect.Type, path string) error {
 			}
 			vt = ft
 		}
-		if err := walkValue(dec, vt, p); err != nil {
+		k.ws()
+		if k.i >= len(k.b) || k.b[k.i] != ':' {
+			return errNotJSON
+		}
+		k.i++
+		k.path = append(k.path, key)
+		err = k.value(vt)
+		k.path = k.path[:len(k.path)-1]
+		if err != nil {
+			return err
+		}
+		if done, err := k.after('}'); done || err != nil {
 			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return errNotJSON
+}
+
+// str scans a string at k.i and returns its raw contents and whether they
+// hold escapes.
+func (k *keyScan) str() (raw []byte, escaped bool, err error) {
+	start := k.i + 1
+	for i := start; i < len(k.b); i++ {
+		switch k.b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			k.i = i + 1
+			return k.b[start:i], escaped, nil
+		}
 	}
-	return nil
+	return nil, false, errNotJSON
+}
+
+// pathTo names key under the keys leading to it, for a refusal.
+func (k *keyScan) pathTo(key []byte) string {
+	p := string(bytes.Join(append(k.path[:len(k.path):len(k.path)], key), []byte(".")))
+	if p == "" {
+		p = "body" // the empty key: name something
+	}
+	return p
 }
 
 // jsonFieldsCache holds jsonFields' answers by struct type.
