@@ -69,7 +69,8 @@ func idemID(scope, key string) []byte {
 	return append(b, key...)
 }
 
-// validIdempotencyKey accepts 1 to 255 printable ASCII characters.
+// validIdempotencyKey accepts 1 to 255 printable ASCII characters other
+// than space (HTTP trims spaces around a header value anyway).
 func validIdempotencyKey(k string) bool {
 	if len(k) == 0 || len(k) > 255 {
 		return false
@@ -115,7 +116,7 @@ func (f *inflight) release(id string) {
 func (s *Server) idempotent(w http.ResponseWriter, c *call, key string, serve func(http.ResponseWriter)) {
 	r := c.r
 	if !validIdempotencyKey(key) {
-		const msg = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+		const msg = "Idempotency-Key must be 1 to 255 printable ASCII characters other than space"
 		s.writeError(w, r, newError(CodeIdempotencyKeyBad, msg, Detail{Path: "Idempotency-Key", Type: "invalid", Message: msg}))
 		return
 	}
