@@ -80,6 +80,21 @@ func openWithViews(t *testing.T, path string) (*boltlog.Store, *commands.Service
 	return store, commands.NewService(store, commands.Config{}), projections.NewViews(store.DB())
 }
 
+// shopWithViews opens a log with views under t.TempDir() (closed when the
+// test ends) and registers merchant m1; meta makes commands at clock's time.
+func shopWithViews(t *testing.T, clock *manualClock) (svc *commands.Service, views *projections.Views, meta func() commands.Meta) {
+	t.Helper()
+	store, svc, views := openWithViews(t, filepath.Join(t.TempDir(), "ledger.db"))
+	t.Cleanup(func() { store.Close() })
+	meta = func() commands.Meta { return commands.Meta{CommandID: ulid.Make(), Time: clock.Now()} }
+	name := "Shop"
+	if err := svc.RegisterMerchant(context.Background(), commands.RegisterMerchant{Meta: meta(), MerchantID: "m1", Settings: commands.MerchantSettings{Name: &name},
+		Key: commands.APIKeyIssued{KeyID: "k", KeyHash: hex64('a')}, Secret: commands.SecretMaterial{SecretHash: hex64('b')}}); err != nil {
+		t.Fatal(err)
+	}
+	return svc, views, meta
+}
+
 func TestSchedulerExpiresAndCatchesUpAfterRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	store, svc, views := openWithViews(t, path)
@@ -187,16 +202,9 @@ func TestSchedulerExpiresAndCatchesUpAfterRestart(t *testing.T) {
 // expire yet used to fill that whole window, so no invoice of any merchant
 // expired any more.
 func TestSchedulerNotBlockedByFarFutureWidgets(t *testing.T) {
-	store, svc, views := openWithViews(t, filepath.Join(t.TempDir(), "ledger.db"))
-	t.Cleanup(func() { store.Close() })
 	ctx := context.Background()
 	clock := &manualClock{now: t0}
-	meta := func() commands.Meta { return commands.Meta{CommandID: ulid.Make(), Time: clock.Now()} }
-	name := "Shop"
-	if err := svc.RegisterMerchant(ctx, commands.RegisterMerchant{Meta: meta(), MerchantID: "m1", Settings: commands.MerchantSettings{Name: &name},
-		Key: commands.APIKeyIssued{KeyID: "k", KeyHash: hex64('a')}, Secret: commands.SecretMaterial{SecretHash: hex64('b')}}); err != nil {
-		t.Fatal(err)
-	}
+	svc, views, meta := shopWithViews(t, clock)
 	far := time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
 	var wg sync.WaitGroup
 	errs := make(chan error, 256)
@@ -238,16 +246,9 @@ func TestSchedulerNotBlockedByFarFutureWidgets(t *testing.T) {
 // still expires at its expires_at (either status -> expired); it cannot be
 // re-enabled after that time, so left disabled it would never expire.
 func TestSchedulerExpiresDisabledWidget(t *testing.T) {
-	store, svc, views := openWithViews(t, filepath.Join(t.TempDir(), "ledger.db"))
-	t.Cleanup(func() { store.Close() })
 	ctx := context.Background()
 	clock := &manualClock{now: t0}
-	meta := func() commands.Meta { return commands.Meta{CommandID: ulid.Make(), Time: clock.Now()} }
-	name := "Shop"
-	if err := svc.RegisterMerchant(ctx, commands.RegisterMerchant{Meta: meta(), MerchantID: "m1", Settings: commands.MerchantSettings{Name: &name},
-		Key: commands.APIKeyIssued{KeyID: "k", KeyHash: hex64('a')}, Secret: commands.SecretMaterial{SecretHash: hex64('b')}}); err != nil {
-		t.Fatal(err)
-	}
+	svc, views, meta := shopWithViews(t, clock)
 	w, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(), Kind: commands.WidgetUnlimited, ExpiresAt: t0.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
