@@ -32,7 +32,8 @@ const (
 // named by its sequence. Into a data dir without events it imports all or
 // nothing (into ledger.db.import, renamed into place once the whole log
 // verifies); a log with events is continued from its head, the export's
-// events up to the head being skipped once the one at the head matches.
+// events up to the head being skipped once the one at the head (or, for an
+// export that ends before it, the export's last) matches the log's.
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("import", stderr)
 	dataDir := dataDirFlag(fs)
@@ -78,6 +79,7 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 	batch := make([]ledger.Event, 0, importBatch)
 	size := 0
 	last := time.Now()
+	var skipped ledger.Head // the export's last event already in the log
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -113,6 +115,7 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 			if e.Seq == start.Seq && e.Hash != start.Hash {
 				return st.Head(), fmt.Errorf("refused at sequence %d: the export's event is not the log's head %s", e.Seq, start.Hash)
 			}
+			skipped = ledger.Head{Seq: e.Seq, Hash: e.Hash}
 			continue
 		}
 		batch = append(batch, e)
@@ -121,6 +124,18 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 			if err := flush(); err != nil {
 				return st.Head(), err
 			}
+		}
+	}
+	if skipped.Seq > 0 && skipped.Seq < start.Seq {
+		// The export ends before the log's head, so the check at the head
+		// never ran: its last event must be the log's at that sequence, or
+		// it is another history and "nothing to import" would be a lie.
+		e, err := st.Get(skipped.Seq)
+		if err != nil {
+			return st.Head(), fmt.Errorf("refused at sequence %d: %w", skipped.Seq, err)
+		}
+		if e.Hash != skipped.Hash {
+			return st.Head(), fmt.Errorf("refused at sequence %d: the export's event is not the log's %s", skipped.Seq, e.Hash)
 		}
 	}
 	if err := flush(); err != nil {

@@ -105,3 +105,21 @@ func TestImportContinuesALog(t *testing.T) {
 		t.Fatalf("import without --from = %d: %s", code, errs)
 	}
 }
+
+// TestImportRefusesShorterExportOfAnotherLog: an export that ends before
+// the log's head never reaches the head's sequence, but its last event
+// must still be the log's at that sequence: another log's shorter export
+// is refused, a prefix of this log's own is accepted with nothing to do.
+func TestImportRefusesShorterExportOfAnotherLog(t *testing.T) {
+	dir := replayLog(t)
+	other := exportOf(t, auditLog(t, 5))
+	code, out, errs := runCmd(t, "import", "--data-dir", dir, "--from", writeFile(t, other))
+	if code != 1 || !strings.Contains(errs, "refused at sequence 5") {
+		t.Fatalf("import of another log's shorter export = %d\n%s%s", code, out, errs)
+	}
+	own := strings.SplitAfter(exportOf(t, dir), "\n")
+	code, out, errs = runCmd(t, "import", "--data-dir", dir, "--from", writeFile(t, strings.Join(own[:5], "")))
+	if code != 0 || !strings.Contains(out, "imported 0 events") {
+		t.Fatalf("import of a prefix of the log's own export = %d\n%s%s", code, out, errs)
+	}
+}
