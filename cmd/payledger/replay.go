@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -13,6 +14,8 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/payledger/payledger/internal/durable"
+	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -35,7 +38,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("replay", stderr)
 	dataDir := dataDirFlag(fs)
 	untilFlag := fs.String("until", "", "replay only the events up to this time (RFC 3339): the log's prefix before the first later event")
-	out := fs.String("out", "", "keep the rebuilt views in this bbolt file (default: a temporary file, removed afterwards)")
+	out := fs.String("out", "", "keep the rebuilt views in this bbolt file, replaced only once the replay succeeds; not an event log (default: a temporary file, removed afterwards)")
 	noCompare := fs.Bool("no-compare", false, "do not compare the rebuilt views with the live ones in the log file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: payledger replay [--data-dir D] [--until RFC3339] [--out FILE] [--no-compare]")
@@ -58,6 +61,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return &exitError{code: 2, err: fmt.Errorf("--until: want an RFC 3339 time such as 2026-02-25T12:00:00Z: %w", err)}
 		}
 	}
+	if *out != "" {
+		if err := checkViewsOut(*out); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	}
 
 	log, path, err := openLogReadOnly(*dataDir)
 	if err != nil {
@@ -65,16 +73,23 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer log.Close()
 
-	target := *out
-	if target == "" {
+	var target string
+	if *out == "" {
 		f, err := os.CreateTemp("", "payledger-replay-*.db")
 		if err != nil {
 			return fmt.Errorf("scratch file: %w", err)
 		}
 		target = f.Name()
 		f.Close()
-		defer os.Remove(target)
+	} else {
+		// The views are built in <out>.tmp and renamed over --out only once
+		// complete: a replay that fails or is killed leaves what --out held.
+		target = *out + ".tmp"
+		if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("scratch file: %w", err)
+		}
 	}
+	defer os.Remove(target) // after the rename into --out, nothing is there
 	db, err := bbolt.Open(target, 0o600, projections.ScratchOptions())
 	if err != nil {
 		return fmt.Errorf("open %s: %w", target, err)
@@ -88,6 +103,14 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	took := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("replay %s: %w", path, err)
+	}
+	if *out != "" {
+		if err := os.Rename(target, *out); err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		if err := durable.SyncDir(filepath.Dir(*out)); err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
 	}
 
 	rate := ""
@@ -128,6 +151,24 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkViewsOut refuses a --out that exists and is not a views file: an
+// event log (such as a data dir's ledger.db) or a file that is not bbolt's,
+// which the replay would replace.
+func checkViewsOut(out string) error {
+	if _, err := os.Stat(out); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	s, err := boltlog.Open(out, &boltlog.Options{ReadOnly: true, OpenTimeout: time.Second})
+	if err == nil {
+		s.Close()
+		return fmt.Errorf("--out %s is an event log: give a file for the views alone", out)
+	}
+	if !errors.Is(err, boltlog.ErrNotLog) {
+		return fmt.Errorf("--out %s exists and is not a views file that a replay wrote: %w", out, err)
 	}
 	return nil
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -210,5 +212,50 @@ func TestReplayCommandErrors(t *testing.T) {
 	}
 	if code, _, _ := runCmd(t, "replay", "--data-dir", t.TempDir(), "extra"); code != 2 {
 		t.Fatalf("replay with an extra argument = %d", code)
+	}
+}
+
+// TestReplayOutKeepsOldViewsOnFailure: --out names views an operator keeps.
+// A replay that fails part way (here at a damaged record) must leave the
+// views a previous replay wrote there as they were, and no scratch file;
+// and --out must never name an event log, which a replay would replace.
+func TestReplayOutKeepsOldViewsOnFailure(t *testing.T) {
+	dir := replayLog(t)
+	keep := filepath.Join(t.TempDir(), "views.db")
+	if code, out, errs := runCmd(t, "replay", "--data-dir", dir, "--out", keep); code != 0 {
+		t.Fatalf("replay --out = %d\n%s%s", code, out, errs)
+	}
+	tamper(t, dir, 9)
+	code, out, errs := runCmd(t, "replay", "--data-dir", dir, "--out", keep)
+	if code != 1 || !strings.Contains(errs, "sequence 9") || strings.Contains(out, "views written") {
+		t.Fatalf("replay --out of a damaged log = %d\n%s%s", code, out, errs)
+	}
+	db, err := bbolt.Open(keep, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	views := projections.NewViews(db)
+	inv, err := views.InvoiceByExternalID("m2", "x1")
+	at := views.Checkpoint()
+	db.Close()
+	if err != nil || inv.Status != "success" || at != 14 {
+		t.Fatalf("the views kept by the first replay after a failed one: %+v at %d, %v", inv, at, err)
+	}
+	if _, err := os.Stat(keep + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("the failed replay left its scratch file: %v", err)
+	}
+
+	good := replayLog(t)
+	other := filepath.Join(replayLog(t), logFileName)
+	before, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runCmd(t, "replay", "--data-dir", good, "--out", other)
+	if code != 2 || !strings.Contains(errs, other) {
+		t.Fatalf("replay --out onto an event log = %d: %s", code, errs)
+	}
+	if after, _ := os.ReadFile(other); !bytes.Equal(before, after) {
+		t.Fatal("replay --out changed the event log it was pointed at")
 	}
 }
