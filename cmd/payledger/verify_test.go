@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -308,5 +310,57 @@ func TestReplayUntilWithCheckpoints(t *testing.T) {
 	code, out, _ = runCmd(t, "replay", "--data-dir", dir, "--until", replayT0.Add(150*time.Second).Format(time.RFC3339))
 	if code != 0 || !strings.Contains(out, "events: 8 applied") || !strings.Contains(out, "invoices: 3  pending 2  success 1") {
 		t.Fatalf("replay --until +2m30s = %d\n%s", code, out)
+	}
+}
+
+// runChild runs a payledger command line in a child process (the test
+// binary re-executed, see TestWebhooksWorkerChild), for what could kill
+// the process, and returns its exit code and output.
+func runChild(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWebhooksWorkerChild$")
+	cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"), "PAYLEDGER_SERVER=")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// TestToolsRefuseTruncatedLog: a copy of a log cut short (a backup copied
+// to a full disk, a download cut off) must be refused with a message that
+// names the file and the problem, not crash the tool when it reads a page
+// past the end of the file.
+func TestToolsRefuseTruncatedLog(t *testing.T) {
+	if os.Getenv(childArgsEnv) != "" {
+		t.Skip("child process")
+	}
+	t.Setenv("PAYLEDGER_SERVER", "")
+	backup := filepath.Join(t.TempDir(), "b.db")
+	if code, _, errs := runCmd(t, "backup", "--data-dir", auditLog(t, 3000), "--out", backup); code != 0 {
+		t.Fatalf("backup = %d: %s", code, errs)
+	}
+	b, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, logFileName)
+	if err := os.WriteFile(path, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"verify", "--data-dir", dir},
+		{"export", "--data-dir", dir},
+		{"backup", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), "again.db")},
+		{"import", "--data-dir", dir, "--from", writeFile(t, "")},
+	} {
+		code, _, errs := runChild(t, args...)
+		if code != 1 || !strings.Contains(errs, path) || !strings.Contains(errs, "truncated") {
+			t.Errorf("%s of a truncated log = %d: %s", args[0], code, errs)
+		}
 	}
 }

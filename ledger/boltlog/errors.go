@@ -11,4 +11,7 @@ var (
 	// ErrNotLog means the file is a bbolt database but not a payledger log
 	// (its buckets are missing).
 	ErrNotLog = errors.New("boltlog: not a payledger log")
+	// ErrTruncated means the file is shorter than the pages its bbolt meta
+	// page counts: a copy cut short, which cannot be read.
+	ErrTruncated = errors.New("boltlog: log file is truncated")
 )

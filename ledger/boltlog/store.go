@@ -112,7 +112,7 @@ type request struct {
 // Open opens (or creates) the log at path.
 //
 // Errors: ErrLocked when another process holds the file past
-// Options.OpenTimeout; ledger.ErrUnsupportedVersion for a log written by a
+// Options.OpenTimeout; ErrTruncated for a file shorter than its pages; ledger.ErrUnsupportedVersion for a log written by a
 // newer format; ErrNotLog for a bbolt file that is not a log; ledger.ErrCorrupt
 // (as a *ledger.VerifyError naming the sequence) when the stored head does not
 // match an intact last record; a projector's Init or catch-up error; or the
@@ -131,17 +131,20 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.InitialMmapSize <= 0 {
 		o.InitialMmapSize = 256 << 20
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout:         o.OpenTimeout,
-		FreelistType:    bbolt.FreelistMapType,
-		InitialMmapSize: o.InitialMmapSize,
-		ReadOnly:        o.ReadOnly,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open log %s: %w (waited %s; is a payledger server using it?)", path, ErrLocked, o.OpenTimeout)
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 && !o.ReadOnly {
+		// bbolt's read-write open reads the freelist page, which a
+		// truncated file may not have: check the size read-only first.
+		db, err := openBolt(path, o, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.Close(); err != nil {
+			return nil, fmt.Errorf("open log %s: %w", path, err)
+		}
 	}
+	db, err := openBolt(path, o, o.ReadOnly)
 	if err != nil {
-		return nil, fmt.Errorf("open log %s: %w", path, err)
+		return nil, err
 	}
 	s := &Store{
 		db:       db,
@@ -165,6 +168,43 @@ func Open(path string, opts *Options) (*Store, error) {
 		go s.run()
 	}
 	return s, nil
+}
+
+// openBolt opens the bbolt file and checks its size.
+func openBolt(path string, o Options, readOnly bool) (*bbolt.DB, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:         o.OpenTimeout,
+		FreelistType:    bbolt.FreelistMapType,
+		InitialMmapSize: o.InitialMmapSize,
+		ReadOnly:        readOnly,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open log %s: %w (waited %s; is a payledger server using it?)", path, ErrLocked, o.OpenTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", path, err)
+	}
+	if err := checkFileSize(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open log %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// checkFileSize refuses a file shorter than the pages its meta page
+// counts. bbolt maps the file without checking that: the first read of a
+// page past its end would kill the process with SIGBUS.
+func checkFileSize(db *bbolt.DB) error {
+	fi, err := os.Stat(db.Path())
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bbolt.Tx) error {
+		if need := tx.Size(); fi.Size() < need {
+			return fmt.Errorf("%w: %d bytes, its pages need %d (a copy cut short?)", ErrTruncated, fi.Size(), need)
+		}
+		return nil
+	})
 }
 
 // initReadOnly checks the format and loads the head, changing nothing.
