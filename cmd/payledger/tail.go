@@ -63,6 +63,9 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	if *count < 0 {
+		return &exitError{code: 2, err: fmt.Errorf("--count %d: want 0 (no limit) or more", *count)}
+	}
 	if *from > 0 && *since != "" {
 		return &exitError{code: 2, err: errors.New("--from and --since exclude each other")}
 	}

@@ -233,3 +233,12 @@ func TestParseSince(t *testing.T) {
 		}
 	}
 }
+
+// TestTailRefusesNegativeCount: --count below zero is a bad flag value
+// (exit 2, nothing opened), not a tail that prints nothing and succeeds.
+func TestTailRefusesNegativeCount(t *testing.T) {
+	code, _, errs := runCmd(t, "tail", "--nats-url", "nats://127.0.0.1:1", "--count", "-1")
+	if code != 2 || !strings.Contains(errs, "--count") {
+		t.Fatalf("tail --count -1 = %d: %s", code, errs)
+	}
+}
