@@ -170,10 +170,6 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.Keyring, err = keyring.Open(filepath.Join(cfg.DataDir, MasterKeyFile)); err != nil {
 		return nil, err
 	}
-	fresh := false
-	if _, statErr := os.Stat(filepath.Join(cfg.DataDir, LogFile)); errors.Is(statErr, os.ErrNotExist) {
-		fresh = true
-	}
 	n.Log, err = boltlog.Open(filepath.Join(cfg.DataDir, LogFile), &boltlog.Options{
 		Projectors: []boltlog.Projector{&projections.Projector{}},
 		OnCommit:   n.metrics.observeCommit,
@@ -182,6 +178,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Log.Close() })
+	// An empty log, not a missing file: a first start that failed after
+	// creating ledger.db (its address taken, say) made no demo merchant.
+	fresh := n.Log.Head().Seq == 0
 	n.Views = projections.NewViews(n.Log.DB())
 	n.Service = commands.NewService(n.Log, commands.Config{})
 	n.Scheduler = commands.NewScheduler(n.Service, dueSource{n.Views}, cfg.Clock, cfg.Logger.With("component", "scheduler"))
