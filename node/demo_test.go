@@ -5,7 +5,11 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/payledger/payledger/node"
@@ -36,5 +40,37 @@ func TestDemoAfterFailedFirstStart(t *testing.T) {
 	defer n.Close()
 	if regexp.MustCompile(`api_key:\s+pl_\S+`).FindString(out.String()) == "" || n.Log.Head().Seq == 0 {
 		t.Fatalf("second start on a data dir with an empty log made no demo merchant (head %d):\n%s", n.Log.Head().Seq, out.String())
+	}
+}
+
+// TestDemoCurlLineWithBaseURLSlash: the banner's curl line works as printed
+// when --base-url ends in a slash (as the API's payment links do): it must
+// not post to "//api/v1/create-invoice", which the router answers with a
+// redirect that curl -X POST does not follow.
+func TestDemoCurlLineWithBaseURLSlash(t *testing.T) {
+	var out bytes.Buffer
+	n, err := node.Open(context.Background(), node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", NoNATS: true, Demo: true,
+		Out: &out, BaseURL: "https://pay.example/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	m := regexp.MustCompile(`curl -s -X POST (\S+) -H '([^']*)' -H '([^']*)' -d '([^']*)'`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no curl line in the banner:\n%s", out.String())
+	}
+	u, err := url.Parse(m[1])
+	if err != nil || u.Scheme != "https" || u.Host != "pay.example" {
+		t.Fatalf("curl URL %q: %v", m[1], err)
+	}
+	req := httptest.NewRequest(http.MethodPost, u.RequestURI(), strings.NewReader(m[4]))
+	for _, h := range m[2:4] {
+		name, value, _ := strings.Cut(h, ": ")
+		req.Header.Set(name, value)
+	}
+	rec := httptest.NewRecorder()
+	n.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusCreated || !strings.Contains(rec.Body.String(), `"payment_link":"https://pay.example/pay/`) {
+		t.Fatalf("POST %s as printed: %d %s", u.RequestURI(), rec.Code, rec.Body.String())
 	}
 }

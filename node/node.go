@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,6 +90,9 @@ func (c *Config) defaults() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:8080"
 	}
+	// As the API and the webhooks trim it: the demo banner's curl line
+	// must not post to "//api/...", which the router redirects.
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if c.Out == nil {
 		c.Out = os.Stdout
 	}
