@@ -112,9 +112,10 @@ type request struct {
 // Open opens (or creates) the log at path.
 //
 // Errors: ErrLocked when another process holds the file past
-// Options.OpenTimeout; ErrTruncated for a file shorter than its pages; ledger.ErrUnsupportedVersion for a log written by a
-// newer format; ErrNotLog for a bbolt file that is not a log; ledger.ErrCorrupt
-// (as a *ledger.VerifyError naming the sequence) when the stored head does not
+// Options.OpenTimeout; ErrTruncated for a file shorter than its pages;
+// ledger.ErrUnsupportedVersion for a log written by a newer format;
+// ErrNotLog for a bbolt file that is not a log; ledger.ErrCorrupt (as a
+// *ledger.VerifyError naming the sequence) when the stored head does not
 // match an intact last record; a projector's Init or catch-up error; or the
 // file's I/O error.
 func Open(path string, opts *Options) (*Store, error) {
