@@ -20,18 +20,30 @@ func init() {
 	register(&command{name: "verify", summary: "verify the event log (or an export): hash chain, postings, invoice statuses, projections, signed checkpoints", run: runVerify})
 }
 
-// keyList is a repeatable --public-key.
-type keyList []ed25519.PublicKey
+// keyList is a repeatable --public-key. The values are read after parsing,
+// by keys: the flag package would repeat a refused value in its message, and
+// a private key pasted by mistake must not end up in a terminal's or CI's log.
+type keyList []string
 
 func (k *keyList) String() string { return fmt.Sprint(len(*k), " keys") }
 
 func (k *keyList) Set(s string) error {
-	pub, err := readPublicKey(s)
-	if err != nil {
-		return err
-	}
-	*k = append(*k, pub)
+	*k = append(*k, s)
 	return nil
+}
+
+// keys reads every --public-key; an error names the flag's place, never its
+// value.
+func (k keyList) keys() ([]ed25519.PublicKey, error) {
+	out := make([]ed25519.PublicKey, 0, len(k))
+	for i, arg := range k {
+		pub, err := readPublicKey(arg)
+		if err != nil {
+			return nil, fmt.Errorf("--public-key (number %d): %w", i+1, err)
+		}
+		out = append(out, pub)
+	}
+	return out, nil
 }
 
 // readPublicKey takes a public key as hex or base64, or a file holding one
@@ -93,7 +105,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if set["export"] && set["data-dir"] {
 		return &exitError{code: 2, err: errors.New("give --data-dir or --export, not both")}
 	}
-	opts := audit.Options{PublicKeys: keys, SkipRebuild: *skipRebuild}
+	pubs, kerr := keys.keys()
+	if kerr != nil {
+		return &exitError{code: 2, err: kerr}
+	}
+	opts := audit.Options{PublicKeys: pubs, SkipRebuild: *skipRebuild}
 
 	var (
 		path string

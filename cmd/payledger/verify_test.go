@@ -240,6 +240,16 @@ func TestVerifyCommandCheckpoints(t *testing.T) {
 	if code, _, errs := runCmd(t, "verify", "--data-dir", dir, "--public-key", "nonsense"); code != 2 || !strings.Contains(errs, "Ed25519 public key") {
 		t.Fatalf("verify with a bad key = %d: %s", code, errs)
 	}
+	// The private key pasted by mistake is refused without being repeated.
+	priv, err := os.ReadFile(filepath.Join(dir, node.CheckpointKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.TrimSpace(string(priv))
+	code, out, errs = runCmd(t, "verify", "--data-dir", dir, "--public-key", secret)
+	if code != 2 || !strings.Contains(errs, "this is a private key") || strings.Contains(out+errs, secret) {
+		t.Fatalf("verify with the private key = %d, want 2 naming the mistake without the key:\n%s%s", code, out, errs)
+	}
 	if code, _, _ := runCmd(t, "verify", "--data-dir", dir, "--export", "x.jsonl"); code != 2 {
 		t.Fatalf("verify with --data-dir and --export = %d", code)
 	}
