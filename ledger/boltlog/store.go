@@ -132,7 +132,13 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.InitialMmapSize <= 0 {
 		o.InitialMmapSize = 256 << 20
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 && !o.ReadOnly {
+	switch fi, err := os.Stat(path); {
+	case err != nil: // a new log, or bbolt's open says what is wrong
+	case fi.Size() == 0 && o.ReadOnly:
+		// bbolt would try to write a new database into it and fail with
+		// "bad file descriptor".
+		return nil, fmt.Errorf("open log %s: %w: the file is empty", path, ErrNotLog)
+	case fi.Size() > 0 && !o.ReadOnly:
 		// bbolt's read-write open reads the freelist page, which a
 		// truncated file may not have: check the size read-only first.
 		db, err := openBolt(path, o, true)

@@ -3,6 +3,7 @@ package boltlog_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -642,5 +643,17 @@ func TestOpenLockedAndReadOnly(t *testing.T) {
 	db.Close()
 	if _, err := boltlog.Open(other, &boltlog.Options{ReadOnly: true}); !errors.Is(err, boltlog.ErrNotLog) {
 		t.Fatalf("read-only open of another bbolt file: %v", err)
+	}
+	// An empty file (a copy that never got its bytes) is named as such, and
+	// stays empty.
+	empty := filepath.Join(t.TempDir(), "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boltlog.Open(empty, &boltlog.Options{ReadOnly: true}); !errors.Is(err, boltlog.ErrNotLog) || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("read-only open of an empty file: %v, want ErrNotLog saying it is empty", err)
+	}
+	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
+		t.Fatalf("the empty file changed: %v %v", fi, err)
 	}
 }
