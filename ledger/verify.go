@@ -58,7 +58,14 @@ func (v *Verifier) StreamVersion(stream string) uint64 {
 func (v *Verifier) Streams() int { return len(v.versions) }
 
 // Check verifies one decoded event (its hash is recomputed from its fields).
+// An event whose time a record cannot hold is refused (ErrCorrupt).
 func (v *Verifier) Check(e *Event) error {
+	if !time.Unix(0, e.Time.UnixNano()).Equal(e.Time) {
+		// A record holds Unix nanoseconds (years 1678 to 2262): outside
+		// them UnixNano wraps, and a time moved by 2^64 ns would encode,
+		// and hash, exactly as the logged one.
+		return &VerifyError{Seq: v.next, Reason: fmt.Sprintf("event time %s is outside what a record holds", e.Time), Err: ErrCorrupt}
+	}
 	var scratch [512]byte
 	want := e.Hash
 	c := *e

@@ -117,3 +117,38 @@ func BenchmarkCheckRaw(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifierCheckRefusesTimeOutsideRecordRange: a record stores its time as
+// int64 Unix nanoseconds, which wrap every 2^64 ns (about 584 years). An
+// event parsed from an export with its time moved by exactly that much
+// encodes to the same bytes and hash as the logged one, so Check must refuse
+// a time the record cannot hold rather than verify the altered line.
+func TestVerifierCheckRefusesTimeOutsideRecordRange(t *testing.T) {
+	_, evs := chain(3, 1)
+	v := ledger.NewVerifier()
+	if err := v.Check(&evs[0]); err != nil {
+		t.Fatal(err)
+	}
+	e := evs[1]
+	// Add 2^64 ns: three steps, as a Duration holds at most 2^63-1.
+	e.Time = e.Time.Add(1<<63 - 1).Add(1<<63 - 1).Add(2)
+	if e.Time.Equal(evs[1].Time) || e.Time.UnixNano() != evs[1].Time.UnixNano() {
+		t.Fatalf("fixture: %s does not alias %s", e.Time, evs[1].Time)
+	}
+	// The altered event survives the export's JSON form unchanged.
+	line, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parsed ledger.Event
+	if err := json.Unmarshal(line, &parsed); err != nil {
+		t.Fatal(err)
+	}
+	var ve *ledger.VerifyError
+	if err := v.Check(&parsed); !errors.As(err, &ve) || ve.Seq != 2 || !errors.Is(err, ledger.ErrCorrupt) {
+		t.Fatalf("Check of an event %s moved by 2^64 ns = %v, want a *VerifyError at 2 wrapping ErrCorrupt", parsed.Time, err)
+	}
+	if err := v.Check(&evs[1]); err != nil {
+		t.Fatalf("Check of the real event after the refusal: %v", err)
+	}
+}
