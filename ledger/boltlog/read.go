@@ -35,13 +35,15 @@ func (s *Store) StreamVersion(stream string) (uint64, error) {
 // ReadStream returns the stream's events with version >= from, in order.
 //
 // Errors: ledger.ErrCorrupt or ledger.ErrUnsupportedVersion for a bad record
-// (or an index entry that points at another stream's record), or ctx.Err().
+// (or an index entry that points at another stream's record, or a version
+// missing from the index), or ctx.Err().
 func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) ([]ledger.Event, error) {
 	var out []ledger.Event
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		logB := tx.Bucket(bucketLog)
 		prefix := append([]byte(stream), 0)
-		start := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), max(from, 1))
+		want := max(from, 1) // the next version; a missing index entry shows as a jump
+		start := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), want)
 		c := tx.Bucket(bucketIndex).Cursor()
 		for k, v := c.Seek(start); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
 			if len(out)%1024 == 1023 {
@@ -52,6 +54,10 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) ([]l
 			if len(v) != 8 {
 				return fmt.Errorf("%w: stream %q: index entry of %d bytes", ledger.ErrCorrupt, stream, len(v))
 			}
+			if version := binary.BigEndian.Uint64(k[len(prefix):]); version != want {
+				return fmt.Errorf("%w: stream %q: index has version %d where %d belongs", ledger.ErrCorrupt, stream, version, want)
+			}
+			want++
 			seq := binary.BigEndian.Uint64(v)
 			rec := logB.Get(v)
 			if rec == nil {

@@ -246,3 +246,31 @@ func TestReadStreamRefusesBadIndex(t *testing.T) {
 		t.Fatalf("ReadStream through a repointed index entry: %v", err)
 	}
 }
+
+// TestReadStreamRefusesVersionGap: with an index entry missing in the middle
+// of a stream, ReadStream must not hand a command the stream without that
+// event (an aggregate missing, say, its invoice.paid would decide on a
+// wrong state); it fails closed, from version 1 or from the missing one.
+func TestReadStreamRefusesVersionGap(t *testing.T) {
+	path := tamperLog(t, 9) // s1 holds sequences 2, 5, 8 as versions 1, 2, 3
+	edit(t, path, func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("index")).Delete(append([]byte("s1\x00"), seqKey(2)...))
+	})
+	s, err := boltlog.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, from := range []uint64{0, 1, 2} {
+		if evs, err := s.ReadStream(ctx, "s1", from); !errors.Is(err, ledger.ErrCorrupt) {
+			t.Errorf("ReadStream(s1, %d) over a missing version 2 = %d events, %v; want ErrCorrupt", from, len(evs), err)
+		}
+	}
+	// Reads that do not cross the gap still work.
+	if evs, err := s.ReadStream(ctx, "s1", 3); err != nil || len(evs) != 1 || evs[0].Version != 3 {
+		t.Errorf("ReadStream(s1, 3) = %v, %v", evs, err)
+	}
+	if evs, err := s.ReadStream(ctx, "s0", 1); err != nil || len(evs) != 3 {
+		t.Errorf("ReadStream(s0, 1) = %d events, %v", len(evs), err)
+	}
+}
