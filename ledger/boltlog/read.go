@@ -320,12 +320,20 @@ func (s *Store) verifyIndex(ctx context.Context, v *ledger.Verifier, h ledger.He
 		n     uint64
 		entry []byte
 	)
-	err := s.scanBucket(ctx, bucketIndex, func(k, val []byte) error {
+	err := s.scanBucket(ctx, bucketIndex, func(tx *bbolt.Tx, k, val []byte) error {
 		if len(val) != 8 {
 			return &ledger.VerifyError{Seq: h.Seq + 1, Reason: fmt.Sprintf("index entry %q of %d bytes", k, len(val)), Err: ledger.ErrCorrupt}
 		}
-		if binary.BigEndian.Uint64(val) > h.Seq {
-			return nil // appended since Verify began
+		if seq := binary.BigEndian.Uint64(val); seq > h.Seq {
+			// Appended since Verify began, so its record is in this
+			// snapshot (both are written in one transaction); an entry
+			// with no such record would set the stream's version.
+			stream, version, recSeq, err := ledger.RecordPosition(tx.Bucket(bucketLog).Get(val))
+			entry = indexEntry(entry[:0], stream, version, seq)
+			if err != nil || recSeq != seq || string(k) != string(entry[:len(entry)-8]) {
+				return &ledger.VerifyError{Seq: h.Seq + 1, Reason: fmt.Sprintf("index entry %q points at sequence %d, past the head, which does not hold that event", k, seq), Err: ledger.ErrCorrupt}
+			}
+			return nil
 		}
 		entry = append(append(entry[:0], k...), val...)
 		got += maphash.Bytes(seed, entry)
@@ -397,10 +405,11 @@ func (s *Store) findIndexError(ctx context.Context, h ledger.Head) error {
 	return &ledger.VerifyError{Seq: first, Reason: reason, Err: ledger.ErrCorrupt}
 }
 
-// scanBucket calls fn with every key and value of a bucket, in chunks of
-// read transactions. Keys are never deleted, so resuming after the last key
-// seen misses nothing that existed when the scan began.
-func (s *Store) scanBucket(ctx context.Context, name []byte, fn func(k, v []byte) error) error {
+// scanBucket calls fn with every key and value of a bucket, and the read
+// transaction they are from, in chunks of read transactions. Keys are never
+// deleted, so resuming after the last key seen misses nothing that existed
+// when the scan began.
+func (s *Store) scanBucket(ctx context.Context, name []byte, fn func(tx *bbolt.Tx, k, v []byte) error) error {
 	var after []byte
 	for {
 		if err := ctx.Err(); err != nil {
@@ -420,7 +429,7 @@ func (s *Store) scanBucket(ctx context.Context, name []byte, fn func(k, v []byte
 					done = false
 					break
 				}
-				if err := fn(k, v); err != nil {
+				if err := fn(tx, k, v); err != nil {
 					return err
 				}
 				after = append(after[:0], k...)

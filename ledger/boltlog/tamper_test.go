@@ -274,3 +274,26 @@ func TestReadStreamRefusesVersionGap(t *testing.T) {
 		t.Errorf("ReadStream(s0, 1) = %d events, %v", len(evs), err)
 	}
 }
+
+// TestVerifyIndexEntryBeyondHead: an index entry that points past the head
+// is not "appended since Verify began" when no record is there. Left
+// unreported, it makes the stream's version 8 while the log holds 7: every
+// append to s0 that expects version 7 conflicts, and ReadStream fails.
+func TestVerifyIndexEntryBeyondHead(t *testing.T) {
+	path := tamperLog(t, 20) // s0 holds versions 1 to 7, the last at sequence 19
+	edit(t, path, func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("index")).Put(append([]byte("s0\x00"), seqKey(8)...), seqKey(999))
+	})
+	_, err := verifyRO(t, path)
+	wantVerifyError(t, err, 21, ledger.ErrCorrupt)
+
+	s, err := boltlog.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Verify(ctx)
+	wantVerifyError(t, err, 21, ledger.ErrCorrupt)
+	// Entries really appended during a Verify point at their records and
+	// pass: TestVerifyWhileAppending.
+}
