@@ -184,14 +184,17 @@ type SecretMaterial struct {
 }
 
 // validMerchantID reports whether id can name a merchant: it is part of NATS
-// subjects (no '.', '*', '>' or white space) and of view keys, which use NUL
-// as a separator, so no control characters either.
+// subjects (no '.', '*', '>' or white space), of view keys, which use NUL as
+// a separator, so no control characters either, and of the log's claim
+// keys, which use '/' ("external_id/<merchant>/<external id>": with '/' in
+// merchant ids, merchant "a" with external id "b/c" and merchant "a/b" with
+// "c" would take one claim).
 func validMerchantID(id string) bool {
 	if id == "" || len(id) > 64 || !utf8.ValidString(id) {
 		return false
 	}
 	for _, r := range id {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(".*>", r) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(".*>/", r) {
 			return false
 		}
 	}
@@ -207,7 +210,7 @@ func (s *Service) RegisterMerchant(ctx context.Context, c RegisterMerchant) erro
 	}
 	v := &ValidationError{}
 	if !validMerchantID(c.MerchantID) {
-		v.Add("merchant_id", "invalid", "merchant id must be 1 to 64 bytes of UTF-8 without spaces, control characters, '.', '*' or '>'")
+		v.Add("merchant_id", "invalid", "merchant id must be 1 to 64 bytes of UTF-8 without spaces, control characters, '.', '*', '>' or '/'")
 	}
 	if c.Settings.Name == nil || strings.TrimSpace(*c.Settings.Name) == "" {
 		v.Add("name", "missing", "name is required")

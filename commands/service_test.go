@@ -739,7 +739,7 @@ func TestRegisterMerchantRefusesBadIDs(t *testing.T) {
 	e := newEnv(t)
 	head := e.store.Head()
 	name := "Shop"
-	for _, id := range []string{"", "a.b", "a*", "a>", "a b", "a\tb", "a\x00b", "a\nb", "a\x7fb", "\xff", strings.Repeat("m", 65)} {
+	for _, id := range []string{"", "a.b", "a*", "a>", "a b", "a\tb", "a\x00b", "a\nb", "a\x7fb", "\xff", "a/b", strings.Repeat("m", 65)} {
 		err := e.svc.RegisterMerchant(e.ctx, commands.RegisterMerchant{Meta: e.meta(), MerchantID: id,
 			Settings: commands.MerchantSettings{Name: &name},
 			Key:      commands.APIKeyIssued{KeyID: "k-" + id, KeyHash: hex64('c'), Prefix: "pl_cccc"},
