@@ -31,11 +31,12 @@ var _ Log = (*boltlog.Store)(nil)
 
 // DefaultLinger is how long serve's dispatcher lets commits gather (see
 // FromLog). Under load the log commits every few milliseconds, a handful of
-// events each; gathering 10 ms of them into one ingest transaction took
-// create-invoice from about 4,900 to 5,400 requests/s in payledger bench
-// (three interleaved runs each way), and adds at most 10 ms to a webhook's
-// first attempt.
-const DefaultLinger = 10 * time.Millisecond
+// events each. Gathering them took create-invoice in payledger bench from a
+// median of 4,977 requests/s to 5,570 with 5 ms and 5,609 with 10 ms (three
+// interleaved runs each). 5 ms, because the longer wait showed in the
+// webhooks' latency: BenchmarkWebhookLatency's p99 was 41 to 57 ms with 5 ms
+// against 46 to 94 ms with 10 ms (target 100 ms; 33 to 36 ms without).
+const DefaultLinger = 5 * time.Millisecond
 
 // FromLog follows the log in this process: it reads what is committed
 // after the checkpoint, then waits for each new commit. batch bounds the
