@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -106,42 +107,71 @@ func (s *Scheduler) Run(ctx context.Context) error {
 }
 
 // RunOnce expires everything due now and returns how many it expired.
+//
+// An item that cannot be expired does not hold up the others: a stale entry
+// (already settled, not due, gone) is skipped, and an unexpected error is
+// logged with the item's kind and id while the pass goes on with the rest.
+// The pass then returns the first such error, so that Run logs it and backs
+// off before trying the item again.
+//
+// Errors: the DueSource's, ctx.Err(), or the first item's failure, wrapped
+// with how many failed.
 func (s *Scheduler) RunOnce(ctx context.Context) (int, error) {
-	n := 0
+	n, failed := 0, 0
+	var first error
 	for {
 		now := s.clock.Now()
 		items, err := s.src.Due(now, 256)
 		if err != nil {
 			return n, err
 		}
-		if len(items) == 0 {
-			return n, nil
-		}
 		progressed := false
 		for _, it := range items {
-			meta := Meta{CommandID: s.newID(now), Time: now, Correlation: "scheduler"}
-			switch it.Kind {
-			case "invoice":
-				_, err = s.svc.ExpireInvoice(ctx, ExpireInvoice{Meta: meta, InvoiceID: it.ID})
-			case "widget":
-				_, err = s.svc.ChangeWidgetStatus(ctx, ChangeWidgetStatus{Meta: meta, WidgetID: it.ID, Status: WidgetStatusExpired})
-			default:
-				continue
+			if err := ctx.Err(); err != nil {
+				return n, err
 			}
+			err := s.expire(ctx, now, it)
 			switch {
 			case err == nil:
 				n++
 				progressed = true
 			case errors.Is(err, ErrInvalidTransition), errors.Is(err, ErrNotDue), errors.Is(err, ErrNotFound):
 				// Already settled or not due: the view will drop it.
+			case ctx.Err() != nil:
+				return n, ctx.Err()
 			default:
-				return n, err
+				s.log.Error("expire", "kind", it.Kind, "id", it.ID, "err", err)
+				if failed++; first == nil {
+					first = err
+				}
 			}
 		}
 		if !progressed {
-			return n, nil
+			break
 		}
 	}
+	if first != nil {
+		return n, fmt.Errorf("%d due item(s) not expired, the first: %w", failed, first)
+	}
+	return n, nil
+}
+
+// expire issues the command that expires it.
+func (s *Scheduler) expire(ctx context.Context, now time.Time, it Due) error {
+	meta := Meta{CommandID: s.newID(now), Time: now, Correlation: "scheduler"}
+	var err error
+	switch it.Kind {
+	case "invoice":
+		_, err = s.svc.ExpireInvoice(ctx, ExpireInvoice{Meta: meta, InvoiceID: it.ID})
+	case "widget":
+		_, err = s.svc.ChangeWidgetStatus(ctx, ChangeWidgetStatus{Meta: meta, WidgetID: it.ID, Status: WidgetStatusExpired})
+	default:
+		err = fmt.Errorf("unknown kind %q", it.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("expire %s %s: %w", it.Kind, it.ID, err)
+	}
+	return nil
 }
 
 func (s *Scheduler) newID(t time.Time) ulid.ULID {

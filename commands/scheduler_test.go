@@ -1,15 +1,23 @@
 package commands_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
 )
@@ -82,9 +90,9 @@ func openWithViews(t *testing.T, path string) (*boltlog.Store, *commands.Service
 
 // shopWithViews opens a log with views under t.TempDir() (closed when the
 // test ends) and registers merchant m1; meta makes commands at clock's time.
-func shopWithViews(t *testing.T, clock *manualClock) (svc *commands.Service, views *projections.Views, meta func() commands.Meta) {
+func shopWithViews(t *testing.T, clock *manualClock) (store *boltlog.Store, svc *commands.Service, views *projections.Views, meta func() commands.Meta) {
 	t.Helper()
-	store, svc, views := openWithViews(t, filepath.Join(t.TempDir(), "ledger.db"))
+	store, svc, views = openWithViews(t, filepath.Join(t.TempDir(), "ledger.db"))
 	t.Cleanup(func() { store.Close() })
 	meta = func() commands.Meta { return commands.Meta{CommandID: ulid.Make(), Time: clock.Now()} }
 	name := "Shop"
@@ -92,7 +100,7 @@ func shopWithViews(t *testing.T, clock *manualClock) (svc *commands.Service, vie
 		Key: commands.APIKeyIssued{KeyID: "k", KeyHash: hex64('a')}, Secret: commands.SecretMaterial{SecretHash: hex64('b')}}); err != nil {
 		t.Fatal(err)
 	}
-	return svc, views, meta
+	return store, svc, views, meta
 }
 
 func TestSchedulerExpiresAndCatchesUpAfterRestart(t *testing.T) {
@@ -204,7 +212,7 @@ func TestSchedulerExpiresAndCatchesUpAfterRestart(t *testing.T) {
 func TestSchedulerNotBlockedByFarFutureWidgets(t *testing.T) {
 	ctx := context.Background()
 	clock := &manualClock{now: t0}
-	svc, views, meta := shopWithViews(t, clock)
+	_, svc, views, meta := shopWithViews(t, clock)
 	far := time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
 	var wg sync.WaitGroup
 	errs := make(chan error, 256)
@@ -248,7 +256,7 @@ func TestSchedulerNotBlockedByFarFutureWidgets(t *testing.T) {
 func TestSchedulerExpiresDisabledWidget(t *testing.T) {
 	ctx := context.Background()
 	clock := &manualClock{now: t0}
-	svc, views, meta := shopWithViews(t, clock)
+	_, svc, views, meta := shopWithViews(t, clock)
 	w, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(), Kind: commands.WidgetUnlimited, ExpiresAt: t0.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -267,5 +275,81 @@ func TestSchedulerExpiresDisabledWidget(t *testing.T) {
 	}
 	if _, ok := views.NextDue(); ok {
 		t.Fatal("due index still holds the expired widget")
+	}
+}
+
+// poisonStream damages the log file under a running store the way a bad
+// disk or a hand edit would: stream's first index entry is repointed at
+// other's first record (docs/format.md, "index"), so reading stream fails
+// with ledger.ErrCorrupt and every command on it fails with that error.
+func poisonStream(t *testing.T, store *boltlog.Store, stream, other string) {
+	t.Helper()
+	evs, err := store.ReadStream(context.Background(), other, 1)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("read %s: %d events, %v", other, len(evs), err)
+	}
+	err = store.DB().Update(func(tx *bbolt.Tx) error {
+		k := binary.BigEndian.AppendUint64(append([]byte(stream), 0), 1)
+		return tx.Bucket([]byte("index")).Put(k, binary.BigEndian.AppendUint64(nil, evs[0].Seq))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSchedulerGoesOnPastAFailingInvoice: the earliest due invoice's stream
+// is damaged, so expiring it fails with an unexpected error on every pass.
+// RunOnce used to return at that error, and the next pass started again
+// from the same invoice: nothing due after it ever expired. It must expire
+// everything else, log the failing item and still report the error (so Run
+// backs off).
+func TestSchedulerGoesOnPastAFailingInvoice(t *testing.T) {
+	ctx := context.Background()
+	clock := &manualClock{now: t0}
+	store, svc, views, meta := shopWithViews(t, clock)
+	var ids []string
+	for i := range 3 {
+		inv, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+			Currency: "UAH", ExternalID: "o-" + strconv.Itoa(i), Rate: dec("41.5")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, inv.InvoiceID)
+		clock.Advance(time.Minute)
+	}
+	w, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(), Kind: commands.WidgetUnlimited, ExpiresAt: t0.Add(30 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := ids[0]
+	poisonStream(t, store, commands.StreamID(commands.StreamInvoice, bad), commands.StreamID(commands.StreamInvoice, ids[1]))
+	if _, err := svc.LoadInvoice(ctx, "", bad); !errors.Is(err, ledger.ErrCorrupt) {
+		t.Fatalf("load the damaged invoice: %v, want ErrCorrupt", err)
+	}
+
+	var logs bytes.Buffer
+	sched := commands.NewScheduler(svc, viewsDue{views}, clock, slog.New(slog.NewTextHandler(&logs, nil)))
+	clock.Advance(time.Hour)
+	n, err := sched.RunOnce(ctx)
+	if !errors.Is(err, ledger.ErrCorrupt) {
+		t.Errorf("RunOnce error %v, want the damaged invoice's ErrCorrupt reported", err)
+	}
+	if n != 3 {
+		t.Errorf("expired %d, want the 2 later invoices and the widget", n)
+	}
+	for _, id := range ids[1:] {
+		if got, err := svc.LoadInvoice(ctx, "", id); err != nil || got.Status != commands.InvoiceStatusExpired {
+			t.Errorf("invoice %s behind the failing one: %v (%v), want expired", id, got.Status, err)
+		}
+	}
+	if got, err := svc.LoadWidget(ctx, "", w.WidgetID); err != nil || got.Status != commands.WidgetStatusExpired {
+		t.Errorf("widget behind the failing invoice: %v (%v), want expired", got.Status, err)
+	}
+	if line := logs.String(); !strings.Contains(line, "kind=invoice") || !strings.Contains(line, "id="+bad) {
+		t.Errorf("log %q does not name the failing invoice", line)
+	}
+	// The damaged invoice stays due: the next pass tries it again.
+	if ds, err := views.Due(clock.Now(), 0); err != nil || len(ds) != 1 || ds[0].ID != bad {
+		t.Errorf("due after the pass: %+v (%v), want only %s", ds, err, bad)
 	}
 }
