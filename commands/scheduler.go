@@ -38,8 +38,11 @@ type Due struct {
 // DueSource lists what is due, from a view kept from the log, so a restarted
 // scheduler catches up on everything overdue.
 type DueSource interface {
-	// Due returns up to limit items due at or before t, earliest first.
-	Due(t time.Time, limit int) ([]Due, error)
+	// Due returns up to limit items due at or before t, earliest first, in
+	// a fixed order of At, Kind, ID. An after with a non-empty ID is the
+	// last item of the previous page: the list starts past it, whether or
+	// not it is still due.
+	Due(t time.Time, after Due, limit int) ([]Due, error)
 	// NextDue returns the earliest due time, if any.
 	NextDue() (time.Time, bool)
 }
@@ -106,35 +109,39 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
+// duePage is how many due items RunOnce reads at a time.
+const duePage = 256
+
 // RunOnce expires everything due now and returns how many it expired.
 //
-// An item that cannot be expired does not hold up the others: a stale entry
-// (already settled, not due, gone) is skipped, and an unexpected error is
-// logged with the item's kind and id while the pass goes on with the rest.
-// The pass then returns the first such error, so that Run logs it and backs
-// off before trying the item again.
+// An item that cannot be expired does not hold up the others: the pass
+// reads the due items a page at a time, each page past the last item of the
+// one before, so it meets every item due now once. A stale entry (already
+// settled, not due, gone) is skipped, and an unexpected error is logged with
+// the item's kind and id while the pass goes on with the rest. The pass then
+// returns the first such error, so that Run logs it and backs off before
+// trying the item again.
 //
 // Errors: the DueSource's, ctx.Err(), or the first item's failure, wrapped
 // with how many failed.
 func (s *Scheduler) RunOnce(ctx context.Context) (int, error) {
 	n, failed := 0, 0
 	var first error
+	end := s.clock.Now() // items that fall due during the pass wait for the next
+	var after Due
 	for {
-		now := s.clock.Now()
-		items, err := s.src.Due(now, 256)
+		items, err := s.src.Due(end, after, duePage)
 		if err != nil {
 			return n, err
 		}
-		progressed := false
 		for _, it := range items {
 			if err := ctx.Err(); err != nil {
 				return n, err
 			}
-			err := s.expire(ctx, now, it)
+			err := s.expire(ctx, s.clock.Now(), it)
 			switch {
 			case err == nil:
 				n++
-				progressed = true
 			case errors.Is(err, ErrInvalidTransition), errors.Is(err, ErrNotDue), errors.Is(err, ErrNotFound):
 				// Already settled or not due: the view will drop it.
 			case ctx.Err() != nil:
@@ -146,9 +153,10 @@ func (s *Scheduler) RunOnce(ctx context.Context) (int, error) {
 				}
 			}
 		}
-		if !progressed {
+		if len(items) < duePage {
 			break
 		}
+		after = items[len(items)-1]
 	}
 	if first != nil {
 		return n, fmt.Errorf("%d due item(s) not expired, the first: %w", failed, first)

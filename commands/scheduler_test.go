@@ -52,6 +52,22 @@ func (c *manualClock) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
+// nextWake returns the earliest time a pending After fires at.
+func (c *manualClock) nextWake() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.waiters) == 0 {
+		return time.Time{}, false
+	}
+	at := c.waiters[0].at
+	for _, w := range c.waiters[1:] {
+		if w.at.Before(at) {
+			at = w.at
+		}
+	}
+	return at, true
+}
+
 func (c *manualClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -69,8 +85,8 @@ func (c *manualClock) Advance(d time.Duration) {
 
 type viewsDue struct{ v *projections.Views }
 
-func (d viewsDue) Due(t time.Time, limit int) ([]commands.Due, error) {
-	items, err := d.v.Due(t, limit)
+func (d viewsDue) Due(t time.Time, after commands.Due, limit int) ([]commands.Due, error) {
+	items, err := d.v.Due(t, projections.Due(after), limit)
 	out := make([]commands.Due, len(items))
 	for i, it := range items {
 		out[i] = commands.Due{Kind: it.Kind, ID: it.ID, MerchantID: it.MerchantID, At: it.At}
@@ -278,19 +294,24 @@ func TestSchedulerExpiresDisabledWidget(t *testing.T) {
 	}
 }
 
-// poisonStream damages the log file under a running store the way a bad
-// disk or a hand edit would: stream's first index entry is repointed at
-// other's first record (docs/format.md, "index"), so reading stream fails
-// with ledger.ErrCorrupt and every command on it fails with that error.
-func poisonStream(t *testing.T, store *boltlog.Store, stream, other string) {
+// poisonStreams damages the log file under a running store the way a bad
+// disk or a hand edit would: each stream's first index entry is repointed at
+// other's first record (docs/format.md, "index"), so reading the stream
+// fails with ledger.ErrCorrupt and every command on it fails with that error.
+func poisonStreams(t *testing.T, store *boltlog.Store, other string, streams ...string) {
 	t.Helper()
 	evs, err := store.ReadStream(context.Background(), other, 1)
 	if err != nil || len(evs) == 0 {
 		t.Fatalf("read %s: %d events, %v", other, len(evs), err)
 	}
 	err = store.DB().Update(func(tx *bbolt.Tx) error {
-		k := binary.BigEndian.AppendUint64(append([]byte(stream), 0), 1)
-		return tx.Bucket([]byte("index")).Put(k, binary.BigEndian.AppendUint64(nil, evs[0].Seq))
+		for _, stream := range streams {
+			k := binary.BigEndian.AppendUint64(append([]byte(stream), 0), 1)
+			if err := tx.Bucket([]byte("index")).Put(k, binary.BigEndian.AppendUint64(nil, evs[0].Seq)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -322,7 +343,7 @@ func TestSchedulerGoesOnPastAFailingInvoice(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := ids[0]
-	poisonStream(t, store, commands.StreamID(commands.StreamInvoice, bad), commands.StreamID(commands.StreamInvoice, ids[1]))
+	poisonStreams(t, store, commands.StreamID(commands.StreamInvoice, ids[1]), commands.StreamID(commands.StreamInvoice, bad))
 	if _, err := svc.LoadInvoice(ctx, "", bad); !errors.Is(err, ledger.ErrCorrupt) {
 		t.Fatalf("load the damaged invoice: %v, want ErrCorrupt", err)
 	}
@@ -330,6 +351,11 @@ func TestSchedulerGoesOnPastAFailingInvoice(t *testing.T) {
 	var logs bytes.Buffer
 	sched := commands.NewScheduler(svc, viewsDue{views}, clock, slog.New(slog.NewTextHandler(&logs, nil)))
 	clock.Advance(time.Hour)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if n, err := sched.RunOnce(cancelled); n != 0 || !errors.Is(err, context.Canceled) || logs.Len() != 0 {
+		t.Fatalf("cancelled pass: expired %d (%v), logged %q; want it to stop at once", n, err, logs.String())
+	}
 	n, err := sched.RunOnce(ctx)
 	if !errors.Is(err, ledger.ErrCorrupt) {
 		t.Errorf("RunOnce error %v, want the damaged invoice's ErrCorrupt reported", err)
@@ -349,7 +375,109 @@ func TestSchedulerGoesOnPastAFailingInvoice(t *testing.T) {
 		t.Errorf("log %q does not name the failing invoice", line)
 	}
 	// The damaged invoice stays due: the next pass tries it again.
-	if ds, err := views.Due(clock.Now(), 0); err != nil || len(ds) != 1 || ds[0].ID != bad {
+	if ds, err := views.Due(clock.Now(), projections.Due{}, 0); err != nil || len(ds) != 1 || ds[0].ID != bad {
 		t.Errorf("due after the pass: %+v (%v), want only %s", ds, err, bad)
+	}
+}
+
+// lineCounter counts the log lines that hold a string; Run logs from its own
+// goroutine.
+type lineCounter struct {
+	mu   sync.Mutex
+	sub  string
+	hits int
+}
+
+func (w *lineCounter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hits += strings.Count(string(p), w.sub)
+	return len(p), nil
+}
+
+func (w *lineCounter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hits
+}
+
+// TestSchedulerPagesPastItemsItCannotExpire: more due items than one read
+// of the due view (256) fail on every pass, and an invoice due after them
+// must still expire. A pass used to read the first 256 items again and
+// again and stop when none of them expired, so nothing behind them ever
+// did. Run must still back off (not spin) while they keep failing, and a
+// pass must try each of them once.
+func TestSchedulerPagesPastItemsItCannotExpire(t *testing.T) {
+	ctx := context.Background()
+	clock := &manualClock{now: t0}
+	store, svc, views, meta := shopWithViews(t, clock)
+	const stuck = 300
+	ids := make(chan string, stuck)
+	var wg sync.WaitGroup
+	for i := range stuck {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inv, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+				Currency: "UAH", ExternalID: "stuck-" + strconv.Itoa(i), Rate: dec("41.5")})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- commands.StreamID(commands.StreamInvoice, inv.InvoiceID)
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	if t.Failed() {
+		t.FailNow()
+	}
+	clock.Advance(time.Minute)
+	late, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+		Currency: "UAH", ExternalID: "late", Rate: dec("41.5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streams []string
+	for id := range ids {
+		streams = append(streams, id)
+	}
+	poisonStreams(t, store, commands.StreamID(commands.StreamInvoice, late.InvoiceID), streams...)
+	clock.Advance(time.Hour)
+	if ds, err := views.Due(clock.Now(), projections.Due{}, 0); err != nil || len(ds) != stuck+1 || ds[stuck].ID != late.InvoiceID {
+		t.Fatalf("due: %d items (%v), want the %d stuck ones first, then %s", len(ds), err, stuck, late.InvoiceID)
+	}
+
+	logs := &lineCounter{sub: "msg=expire "}
+	sched := commands.NewScheduler(svc, viewsDue{views}, clock, slog.New(slog.NewTextHandler(logs, nil)))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	// One pass, then Run waits a second of the clock's before the next.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if at, ok := clock.nextWake(); ok {
+			if want := clock.Now().Add(time.Second); !at.Equal(want) {
+				t.Fatalf("Run sleeps until %v, want the back-off to %v", at, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not finish a pass and back off")
+		}
+		time.Sleep(time.Millisecond) // poll interval of a condition with a deadline
+	}
+	got, err := svc.LoadInvoice(ctx, "", late.InvoiceID)
+	if err != nil || got.Status != commands.InvoiceStatusExpired {
+		t.Fatalf("invoice behind %d stuck ones: %v (%v), want expired", stuck, got.Status, err)
+	}
+	if n := logs.count(); n != stuck {
+		t.Fatalf("%d failures logged in the first pass, want each of the %d stuck invoices once", n, stuck)
 	}
 }

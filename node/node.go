@@ -476,8 +476,8 @@ func (n *Node) closeAll(ctx context.Context) error {
 // dueSource adapts the projections' due index to the scheduler.
 type dueSource struct{ v *projections.Views }
 
-func (d dueSource) Due(t time.Time, limit int) ([]commands.Due, error) {
-	items, err := d.v.Due(t, limit)
+func (d dueSource) Due(t time.Time, after commands.Due, limit int) ([]commands.Due, error) {
+	items, err := d.v.Due(t, projections.Due(after), limit)
 	if err != nil {
 		return nil, err
 	}

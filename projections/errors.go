@@ -20,6 +20,8 @@ var (
 	ErrUnbalanced = errors.New("projections: postings do not balance")
 	// ErrSequenceGap means an event's sequence does not follow the views' checkpoint.
 	ErrSequenceGap = errors.New("projections: sequence gap")
+	// ErrDueKind means a Due given as a position in the due index has a kind other than DueInvoice or DueWidget.
+	ErrDueKind = errors.New("projections: unknown due kind")
 	// ErrMismatch means two sets of views differ; *DiffError says where.
 	ErrMismatch = errors.New("projections: views differ")
 )

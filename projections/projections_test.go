@@ -328,7 +328,7 @@ func TestDueIndex(t *testing.T) {
 	mustAppend(t, st, w)
 
 	dueIDs := func(before time.Time, limit int) []string {
-		ds, err := v.Due(before, limit)
+		ds, err := v.Due(before, projections.Due{}, limit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,6 +384,67 @@ func TestDueIndex(t *testing.T) {
 	}
 	if _, ok := v.NextDue(); ok {
 		t.Error("next due with nothing due")
+	}
+}
+
+// TestDuePages: a caller that cannot expire the first items due pages on
+// past them with after: pages meet every item once, in the order At, Kind,
+// ID (items due at the same time included), and a page may start after an
+// item that has left the index meanwhile.
+func TestDuePages(t *testing.T) {
+	st := newLog(t)
+	g := newGen()
+	mustAppend(t, st, g.merchant("m1", "2"))
+	var want []string
+	var invs []*inv
+	for _, ext := range []string{"a", "b", "c"} { // due together at t0+20m
+		in, w := g.invoice("m1", ext, "100", "UAH", "41.5", "2")
+		mustAppend(t, st, w)
+		invs = append(invs, in)
+		want = append(want, "invoice:"+in.id)
+	}
+	wd, w := g.widget("m1", 20*time.Minute) // also t0+20m: widgets after invoices
+	mustAppend(t, st, w)
+	want = append(want, "widget:"+wd.id)
+	g.tick(time.Minute)
+	d, w := g.invoice("m1", "d", "100", "UAH", "41.5", "2")
+	mustAppend(t, st, w)
+	want = append(want, "invoice:"+d.id)
+	v := projections.NewViews(st.DB())
+
+	before := t0.Add(time.Hour)
+	var got []string
+	var pages []projections.Due
+	after := projections.Due{}
+	for range len(want) + 1 {
+		ds, err := v.Due(before, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			got = append(got, d.Kind+":"+d.ID)
+		}
+		pages = append(pages, ds...)
+		if len(ds) < 2 {
+			break
+		}
+		after = ds[len(ds)-1]
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged %v, want %v", got, want)
+	}
+
+	// Invoice b leaves the index; a page after it starts at c.
+	mustAppend(t, st, g.invoiceEnd(invs[1], commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: g.now}))
+	ds, err := v.Due(before, pages[1], 0)
+	if err != nil || len(ds) != 3 || ds[0].ID != invs[2].id {
+		t.Fatalf("after the expired b: %+v (%v), want c, the widget, d", ds, err)
+	}
+	if ds, err := v.Due(before, pages[len(pages)-1], 0); err != nil || len(ds) != 0 {
+		t.Fatalf("after the last: %+v (%v)", ds, err)
+	}
+	if _, err := v.Due(before, projections.Due{Kind: "order", ID: "x"}, 0); !errors.Is(err, projections.ErrDueKind) {
+		t.Fatalf("after an unknown kind: %v, want ErrDueKind", err)
 	}
 }
 
@@ -920,7 +981,7 @@ func TestDueFarFutureWidget(t *testing.T) {
 	mustAppend(t, st, w)
 	v := projections.NewViews(st.DB())
 
-	ds, err := v.Due(t0.Add(time.Hour), 0)
+	ds, err := v.Due(t0.Add(time.Hour), projections.Due{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -930,7 +991,7 @@ func TestDueFarFutureWidget(t *testing.T) {
 	if at, ok := v.NextDue(); !ok || !at.Equal(t0.Add(20*time.Minute)) {
 		t.Fatalf("next due %v %v, want the invoice's expires_at", at, ok)
 	}
-	ds, err = v.Due(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), 0)
+	ds, err = v.Due(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), projections.Due{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

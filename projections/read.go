@@ -410,13 +410,32 @@ func postingTotals(tx *bbolt.Tx) (map[string]decimal.Decimal, error) {
 // Due returns up to limit invoices and widgets whose expiry time is at or
 // before before, earliest first (limit <= 0: all). Pending invoices are due
 // at expires_at; active and disabled widgets at a non-zero expires_at.
-// Errors: ErrCorrupt.
-func (v *Views) Due(before time.Time, limit int) ([]Due, error) {
+//
+// Items sort by At, then Kind, then ID. An after with a non-empty ID is a
+// position, usually the last item of the previous page: the list starts
+// past it, whether or not it is still due, so a caller pages on past items
+// it could not expire.
+// Errors: ErrCorrupt, ErrDueKind (after's kind).
+func (v *Views) Due(before time.Time, after Due, limit int) ([]Due, error) {
+	var from []byte
+	if after.ID != "" {
+		kind, ok := dueKinds[after.Kind]
+		if !ok {
+			return nil, fmt.Errorf("%w: %q", ErrDueKind, after.Kind)
+		}
+		from = appendDueKey(nil, after.At, kind, after.ID)
+	}
 	out := []Due{}
 	end := sortTime(before)
 	err := v.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bDue).Cursor()
-		for k, m := c.First(); k != nil; k, m = c.Next() {
+		var k, m []byte
+		if from == nil {
+			k, m = c.First()
+		} else if k, m = c.Seek(from); bytes.Equal(k, from) {
+			k, m = c.Next()
+		}
+		for ; k != nil; k, m = c.Next() {
 			if len(k) < 9 {
 				return fmt.Errorf("%w: due key %q", ErrCorrupt, k)
 			}
@@ -439,6 +458,9 @@ func (v *Views) Due(before time.Time, limit int) ([]Due, error) {
 	})
 	return out, err
 }
+
+// dueKinds are the due index's kind bytes by Due.Kind.
+var dueKinds = map[string]byte{DueInvoice: dueInvoice, DueWidget: dueWidget}
 
 // NextDue returns the earliest expiry time in the due index; false when
 // nothing is due ever.
