@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -58,6 +59,19 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	entropy ulid.MonotonicReader
+
+	expired, failed atomic.Uint64
+}
+
+// SchedulerStats counts what a scheduler's passes did since it was made.
+type SchedulerStats struct {
+	Expired uint64 // invoices and widgets expired
+	Failed  uint64 // expiries that failed with an unexpected error; an item that fails on every pass counts once a pass
+}
+
+// Stats returns the scheduler's counters (for metrics).
+func (s *Scheduler) Stats() SchedulerStats {
+	return SchedulerStats{Expired: s.expired.Load(), Failed: s.failed.Load()}
 }
 
 // NewScheduler returns a scheduler; clock nil means the system clock.
@@ -142,12 +156,14 @@ func (s *Scheduler) RunOnce(ctx context.Context) (int, error) {
 			switch {
 			case err == nil:
 				n++
+				s.expired.Add(1)
 			case errors.Is(err, ErrInvalidTransition), errors.Is(err, ErrNotDue), errors.Is(err, ErrNotFound):
 				// Already settled or not due: the view will drop it.
 			case ctx.Err() != nil:
 				return n, ctx.Err()
 			default:
 				s.log.Error("expire", "kind", it.Kind, "id", it.ID, "err", err)
+				s.failed.Add(1)
 				if failed++; first == nil {
 					first = err
 				}

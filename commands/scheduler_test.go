@@ -363,6 +363,9 @@ func TestSchedulerGoesOnPastAFailingInvoice(t *testing.T) {
 	if n != 3 {
 		t.Errorf("expired %d, want the 2 later invoices and the widget", n)
 	}
+	if st := sched.Stats(); st.Expired != 3 || st.Failed != 1 {
+		t.Errorf("stats %+v, want 3 expired and 1 failed", st)
+	}
 	for _, id := range ids[1:] {
 		if got, err := svc.LoadInvoice(ctx, "", id); err != nil || got.Status != commands.InvoiceStatusExpired {
 			t.Errorf("invoice %s behind the failing one: %v (%v), want expired", id, got.Status, err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/webhooks"
 )
 
@@ -72,5 +73,17 @@ func registerWebhookMetrics(reg *prometheus.Registry, stats func() webhooks.Stat
 		gauge("payledger_webhook_in_flight", "Webhook attempts under way.", func(s webhooks.Stats) float64 { return float64(s.InFlight) }),
 		gauge("payledger_webhook_due", "Webhook deliveries scheduled or waiting for a host slot.", func(s webhooks.Stats) float64 { return float64(s.Due) }),
 		gauge("payledger_webhook_checkpoint", "Last log sequence the webhook dispatcher ingested.", func(s webhooks.Stats) float64 { return float64(s.Checkpoint) }),
+	)
+}
+
+// registerSchedulerMetrics exposes the expiry scheduler's counters.
+func registerSchedulerMetrics(reg *prometheus.Registry, stats func() commands.SchedulerStats) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "payledger_scheduler_expired_total", Help: "Invoices and widgets the expiry scheduler expired.",
+		}, func() float64 { return float64(stats().Expired) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "payledger_scheduler_expire_failures_total", Help: "Expiries that failed with an unexpected error (an item that keeps failing counts once a pass, about once a second).",
+		}, func() float64 { return float64(stats().Failed) }),
 	)
 }

@@ -188,6 +188,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.Views = projections.NewViews(n.Log.DB())
 	n.Service = commands.NewService(n.Log, commands.Config{})
 	n.Scheduler = commands.NewScheduler(n.Service, dueSource{n.Views}, cfg.Clock, cfg.Logger.With("component", "scheduler"))
+	registerSchedulerMetrics(n.Registry, n.Scheduler.Stats)
 
 	if !cfg.NoNATS {
 		n.natsCfg = cfg.NATS

@@ -77,6 +77,9 @@ func TestServeEndsLongPolls(t *testing.T) {
 			t.Fatal(err)
 		}
 		if strings.Contains(string(metrics), "\npayledger_http_feed_waiting 1\n") {
+			if !strings.Contains(string(metrics), "\npayledger_scheduler_expire_failures_total 0\n") {
+				t.Error("metrics lack the scheduler's failed expiries")
+			}
 			break
 		}
 		if time.Now().After(deadline) {
