@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"strings"
 )
@@ -64,6 +65,51 @@ func (c csrf) check(r *http.Request, scope string) bool {
 	got := r.PostFormValue(csrfField)
 	want := c.token(ck.Value, scope)
 	return hmac.Equal([]byte(got), []byte(want))
+}
+
+// Form tokens make a widget form idempotent: each rendering of the form
+// carries a random token of its own (field form_token), and the invoice and
+// payment its POST creates claim request keys derived from it (the commands'
+// RequestKey, as an Idempotency-Key does for the API). The same form sent
+// again, by a double click or a browser resending it, lands on the invoice
+// the first sending made; a form rendered anew makes a new invoice. The keys
+// also hash the cookie's nonce, so a token copied into another browser
+// leads nowhere, and the customer's entries, so the form sent back with
+// another amount or method makes a new invoice rather than the old one.
+const (
+	formField      = "form_token"
+	formTokenBytes = 16
+)
+
+// newFormToken is a fresh form token.
+func newFormToken() string {
+	b := make([]byte, formTokenBytes)
+	rand.Read(b) // never fails (see nonce)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// formKeys returns the request keys of the invoice and the payment a widget
+// form creates, or "" (no claim: the form is not idempotent) when the POST
+// carries no well-formed form token, as a page rendered before form tokens
+// existed does. The form must have been parsed and its CSRF token checked.
+func formKeys(r *http.Request, widgetID, method, amount string) (invoice, payment string) {
+	tok := r.PostFormValue(formField)
+	ck, err := r.Cookie(csrfCookie)
+	if err != nil || len(tok) != base64.RawURLEncoding.EncodedLen(formTokenBytes) {
+		return "", ""
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(tok); err != nil {
+		return "", ""
+	}
+	key := func(what string) string {
+		h := sha256.New()
+		for _, s := range []string{"pages/widget-form", what, ck.Value, tok, widgetID, method, amount} {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	return key("invoice"), key("payment")
 }
 
 func validNonce(s string) bool {

@@ -83,6 +83,7 @@ type widgetView struct {
 	MethodError string
 	Error       string
 	CSRF        string
+	FormToken   string // see formKeys
 	Action      string
 }
 
@@ -98,6 +99,7 @@ func (h *handler) renderWidget(w http.ResponseWriter, r *http.Request, status in
 	v.Single = wd.Type == commands.WidgetSingle
 	v.FixedAmount, v.FixedCur = wd.FiatAmount, wd.FiatCurrency
 	v.CSRF = h.csrf.token(h.csrf.nonce(w, r), "w/"+wd.ID)
+	v.FormToken = newFormToken()
 	v.Action = WidgetPrefix + wd.ID
 	v.Groups = groupMethods(st.methods, v.Selected)
 	for _, g := range v.Groups {
@@ -231,9 +233,11 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 	if st.w.Type == commands.WidgetSingle {
 		amount = ""
 	}
-	inv, err := h.svc.CreateWidgetInvoice(r.Context(), commands.CreateWidgetInvoice{
+	invoiceKey, paymentKey := formKeys(r, id, method.Code, amount)
+	invoiceID, repeated, err := h.repeatedInvoice(h.svc.CreateWidgetInvoice(r.Context(), commands.CreateWidgetInvoice{
 		Meta: h.meta(w, r), InvoiceID: ulid.Make(), WidgetID: id, Amount: amount, Method: method.Code, Rate: rate,
-	})
+		MerchantID: st.w.MerchantID, RequestKey: invoiceKey,
+	}))
 	var ve *commands.ValidationError
 	switch {
 	case err == nil:
@@ -262,16 +266,39 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	// The method is chosen: make the payment now, so the payment page opens
 	// on its details. Should that fail, the page offers the method again.
-	to := PayPrefix + inv.InvoiceID
+	// A form sent again makes it only if the first sending did not.
+	to := PayPrefix + invoiceID
 	_, _, err = h.svc.CreatePayment(r.Context(), commands.CreatePayment{
-		Meta: h.meta(w, r), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: method.Code,
+		Meta: h.meta(w, r), PaymentID: ulid.Make(), InvoiceID: invoiceID, Method: method.Code,
+		MerchantID: st.w.MerchantID, RequestKey: paymentKey,
 	})
-	if err != nil {
-		h.log.Warn("widget invoice: payment not created", "request_id", requestID(w, r), "invoice_id", inv.InvoiceID, "err", err)
-	} else {
+	switch {
+	case err == nil, errors.Is(err, commands.ErrRepeated):
 		to += "#details"
+	case repeated && errors.Is(err, commands.ErrInvoiceNotPayable):
+		// Sent again after the invoice was paid or cancelled: its page says so.
+	default:
+		h.log.Warn("widget invoice: payment not created", "request_id", requestID(w, r), "invoice_id", invoiceID, "err", err)
 	}
 	seeOther(w, r, to)
+}
+
+// repeatedInvoice returns the id of the invoice a widget form made: the one
+// just created, or, for a form sent again (a double click, a browser
+// resending it), the one its first sending made.
+func (h *handler) repeatedInvoice(inv *commands.Invoice, err error) (id string, repeated bool, _ error) {
+	var rep *commands.RepeatedError
+	if errors.As(err, &rep) {
+		id, ok := strings.CutPrefix(rep.Stream, commands.StreamInvoice+"-")
+		if !ok {
+			return "", false, fmt.Errorf("widget form made %s, not an invoice: %w", rep.Stream, projections.ErrCorrupt)
+		}
+		return id, true, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return inv.InvoiceID, false, nil
 }
 
 func (h *handler) rate(cur string) (decimal.Decimal, error) {

@@ -1,10 +1,14 @@
 package pages_test
 
 import (
+	"errors"
+	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,5 +226,105 @@ func TestWidgetOffersUSDTMethods(t *testing.T) {
 	}
 	if inv.Currency != "USDT" || inv.Amount != "25.00" || inv.ConversionRate != "1.00" {
 		t.Errorf("invoice = %+v, want 25.00 USDT at 1.00", inv)
+	}
+}
+
+var hiddenRE = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// widgetForm is what a browser submits from a widget page: the page's
+// hidden fields and the customer's entries.
+func widgetForm(t *testing.T, page response, method, amount string) url.Values {
+	t.Helper()
+	form := url.Values{"method": {method}, "amount": {amount}}
+	for _, m := range hiddenRE.FindAllStringSubmatch(page.body, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	return form
+}
+
+// widgetInvoices counts the invoice.created events of a widget in the log.
+func (e *env) widgetInvoices(widgetID string) int {
+	e.t.Helper()
+	n := 0
+	for ev, err := range e.store.Events(e.ctx, 1) {
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if ev.Type == commands.TypeInvoiceCreated && strings.Contains(string(ev.Data), widgetID) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestWidgetFormSubmittedTwice: a widget form sent twice (a double click,
+// or the browser sending it again) makes one invoice and one payment, and
+// both answers send the customer to its payment page. A form rendered anew
+// makes a new invoice (an unlimited widget takes any number), as does the
+// same form sent back with other entries.
+func TestWidgetFormSubmittedTwice(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	c := e.client()
+	page := c.get("/w/" + w.WidgetID)
+	form := widgetForm(t, page, "visamaster.uah", "250")
+	first := widgetInvoice(t, c.post("/w/"+w.WidgetID, form))
+	if again := widgetInvoice(t, c.post("/w/"+w.WidgetID, form)); again != first {
+		t.Fatalf("the same form sent twice made invoices %s and %s", first, again)
+	}
+	if n := e.widgetInvoices(w.WidgetID); n != 1 {
+		t.Fatalf("%d invoices in the log after the same form was sent twice, want 1", n)
+	}
+	if ps := e.payments(first); len(ps) != 1 {
+		t.Fatalf("payments = %+v, want one", ps)
+	}
+
+	// At once, as a double click sends it.
+	form = widgetForm(t, c.get("/w/"+w.WidgetID), "visamaster.uah", "300")
+	var wg sync.WaitGroup
+	locs := make([]string, 2)
+	errs := make([]error, 2)
+	for i := range locs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := http.NewRequest(http.MethodPost, c.srv.URL+"/w/"+w.WidgetID, strings.NewReader(form.Encode()))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			res, err := c.c.Do(req)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusSeeOther {
+				errs[i] = fmt.Errorf("status %d", res.StatusCode)
+			}
+			locs[i] = res.Header.Get("Location")
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	m := payLocationRE.FindStringSubmatch(locs[0])
+	if m == nil || locs[1] != locs[0] {
+		t.Fatalf("a double click was sent to %q and %q, want one payment page", locs[0], locs[1])
+	}
+	if n := e.widgetInvoices(w.WidgetID); n != 2 {
+		t.Fatalf("%d invoices in the log after a double click on a second form, want 2", n)
+	}
+	if ps := e.payments(m[1]); len(ps) != 1 {
+		t.Fatalf("payments = %+v, want one", ps)
+	}
+
+	// The first form again, with another amount: the customer went back
+	// and changed it.
+	changed := widgetInvoice(t, c.post("/w/"+w.WidgetID, widgetForm(t, page, "visamaster.uah", "260")))
+	if changed == first || e.widgetInvoices(w.WidgetID) != 3 {
+		t.Fatalf("the first form with another amount went to %s (first %s), %d invoices", changed, first, e.widgetInvoices(w.WidgetID))
 	}
 }
