@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/oklog/ulid/v2"
 
@@ -77,13 +78,24 @@ func (n *Node) meta() commands.Meta {
 	return commands.Meta{CommandID: ulid.Make(), Time: n.cfg.Clock.Now(), Correlation: "node"}
 }
 
-// BaseURL is the node's public URL.
+// BaseURL is the node's public URL: Config.BaseURL, else http:// and the
+// listen address. A listen address on every interface (":8080", 0.0.0.0,
+// [::]) names no host to reach: there the URL says localhost and the port,
+// which browsers and curl resolve everywhere ("http://[::]:8080" they do not).
 func (n *Node) BaseURL() string {
 	if n.cfg.BaseURL != "" {
 		return n.cfg.BaseURL
 	}
+	addr := n.cfg.Addr
 	if n.listener != nil {
-		return "http://" + n.listener.Addr().String()
+		addr = n.listener.Addr().String()
 	}
-	return "http://" + n.cfg.Addr
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

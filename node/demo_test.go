@@ -74,3 +74,43 @@ func TestDemoCurlLineWithBaseURLSlash(t *testing.T) {
 		t.Fatalf("POST %s as printed: %d %s", u.RequestURI(), rec.Code, rec.Body.String())
 	}
 }
+
+// TestBaseURLOfUnspecifiedAddr: a node listening on every interface
+// (--addr :8080, 0.0.0.0, [::]) is reached at localhost, not at
+// "http://[::]:8080", which browsers and curl do not all accept: the demo
+// banner's curl line and the API's payment links use localhost and the port.
+// A listen address that names a host keeps it.
+func TestBaseURLOfUnspecifiedAddr(t *testing.T) {
+	for addr, wantHost := range map[string]string{":0": "localhost", "0.0.0.0:0": "localhost", "127.0.0.1:0": "127.0.0.1"} {
+		t.Run(addr, func(t *testing.T) {
+			var out bytes.Buffer
+			n, err := node.Open(context.Background(), node.Config{DataDir: t.TempDir(), Addr: addr, NoNATS: true, Demo: true, Out: &out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			_, port, err := net.SplitHostPort(n.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "http://" + net.JoinHostPort(wantHost, port)
+			if got := n.BaseURL(); got != want {
+				t.Fatalf("BaseURL() = %q, want %q", got, want)
+			}
+			m := regexp.MustCompile(`curl -s -X POST (\S+) -H '([^']*)' -H '([^']*)' -d '([^']*)'`).FindStringSubmatch(out.String())
+			if m == nil || m[1] != want+"/api/v1/create-invoice" {
+				t.Fatalf("banner's curl line does not post to %s:\n%s", want, out.String())
+			}
+			req := httptest.NewRequest(http.MethodPost, "/api/v1/create-invoice", strings.NewReader(m[4]))
+			for _, h := range m[2:4] {
+				name, value, _ := strings.Cut(h, ": ")
+				req.Header.Set(name, value)
+			}
+			rec := httptest.NewRecorder()
+			n.Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusCreated || !strings.Contains(rec.Body.String(), `"payment_link":"`+want+`/pay/`) {
+				t.Fatalf("create-invoice: %d %s, want a payment_link under %s", rec.Code, rec.Body.String(), want)
+			}
+		})
+	}
+}

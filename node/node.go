@@ -50,7 +50,9 @@ type Config struct {
 	DataDir string
 	// Addr is the HTTP listen address. Default 127.0.0.1:8080.
 	Addr string
-	// BaseURL is the public URL of the node, used in payment links. Default http://<Addr>.
+	// BaseURL is the public URL of the node, used in payment links. Default
+	// http://<Addr>, with localhost as the host when Addr listens on every
+	// interface (":8080", "0.0.0.0:8080", "[::]:8080").
 	BaseURL string
 	// AdminToken is the admin API's bearer token. Empty: the admin API
 	// refuses every request.

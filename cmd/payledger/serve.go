@@ -31,7 +31,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg node.Config
 	fs.StringVar(&cfg.Addr, "addr", envOr("PAYLEDGER_ADDR", "127.0.0.1:8080"), "HTTP listen address (env PAYLEDGER_ADDR)")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory (env PAYLEDGER_DATA_DIR)")
-	fs.StringVar(&cfg.BaseURL, "base-url", envOr("PAYLEDGER_BASE_URL", ""), "public URL for payment links (env PAYLEDGER_BASE_URL; default http://<addr>)")
+	fs.StringVar(&cfg.BaseURL, "base-url", envOr("PAYLEDGER_BASE_URL", ""), "public URL for payment links (env PAYLEDGER_BASE_URL; default http://<addr>, with localhost for an address on every interface)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", envOr("PAYLEDGER_ADMIN_TOKEN", ""), "admin API bearer token (env PAYLEDGER_ADMIN_TOKEN; default: generated into <data-dir>/admin.token)")
 	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", envBool("PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS"), "let webhooks reach loopback/private addresses over plain http (env PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS=1)")
 	noDemo := fs.Bool("no-demo", envBool("PAYLEDGER_NO_DEMO"), "do not create a demo merchant on an empty data dir")
