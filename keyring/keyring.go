@@ -12,8 +12,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -21,9 +23,6 @@ import (
 
 	"github.com/payledger/payledger/internal/durable"
 )
-
-// ErrBadMasterKey means the master key file exists but is not 32 bytes of hex.
-var ErrBadMasterKey = errors.New("keyring: master key file is malformed")
 
 // APIKeyPrefix starts every API key, so a leaked key is recognisable.
 const APIKeyPrefix = "pl_"
@@ -36,12 +35,31 @@ type Keyring struct {
 // New returns a keyring over a given master key (tests, or a key from a secret store).
 func New(master [32]byte) *Keyring { return &Keyring{master: master} }
 
+// Options configures Open. A nil *Options means the zero value, whose
+// fields mean their defaults.
+type Options struct {
+	// Logger receives the warning about a key file others may read.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
 // Open loads the master key from path, creating it (mode 0600, synced) if
 // absent. Of two processes creating it at once, both end up with the one
-// that reached the disk first.
+// that reached the disk first. A key file its group or others may write is
+// refused: whoever can write it can swap the key that every signing secret
+// derives from. One they may read (Kubernetes mounts secrets 0644 by
+// default) is used, with a warning. Neither the error nor the log holds the
+// key.
 //
-// Errors: ErrBadMasterKey, or the I/O error.
-func Open(path string) (*Keyring, error) {
+// Errors: ErrBadMasterKey, ErrMasterKeyPermissions, or the I/O error.
+func Open(path string, opts *Options) (*Keyring, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	// Synced before Open returns: merchants' signing secrets derive from
 	// this key as soon as it is in use.
 	b, _, err := durable.ReadOrCreate(path, 0o600, func() ([]byte, error) {
@@ -54,6 +72,9 @@ func Open(path string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyring: master key: %w", err)
 	}
+	if err := checkMode(path, o.Logger); err != nil {
+		return nil, err
+	}
 	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil || len(raw) != 32 {
 		return nil, fmt.Errorf("%w: %s", ErrBadMasterKey, path)
@@ -61,6 +82,26 @@ func Open(path string) (*Keyring, error) {
 	var k [32]byte
 	copy(k[:], raw)
 	return New(k), nil
+}
+
+// checkMode refuses a key file its group or others may write, and warns of
+// one they may read. Windows has no such permission bits: nothing to check.
+func checkMode(path string, log *slog.Logger) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(path) // through a symlink, as Kubernetes mounts secrets
+	if err != nil {
+		return fmt.Errorf("keyring: master key: %w", err)
+	}
+	switch perm := fi.Mode().Perm(); {
+	case perm&0o022 != 0:
+		return fmt.Errorf("%w: %s is %v: its group or others may write it (chmod 600 it)", ErrMasterKeyPermissions, path, perm)
+	case perm&0o044 != 0:
+		log.Warn("master key file is readable by its group or others: chmod 600 it, or mount it owner-only",
+			"path", path, "mode", perm.String())
+	}
+	return nil
 }
 
 // APIKey is a freshly made API key. Key is shown once; only Hash is stored.

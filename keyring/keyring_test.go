@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,11 +17,11 @@ import (
 
 func TestOpenCreatesAndReloads(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "master.key")
-	a, err := Open(path)
+	a, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open(path)
+	b, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +65,7 @@ func TestOpenRefusesMalformedKey(t *testing.T) {
 			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Open(path); !errors.Is(err, ErrBadMasterKey) {
+			if _, err := Open(path, nil); !errors.Is(err, ErrBadMasterKey) {
 				t.Fatalf("Open = %v, want ErrBadMasterKey", err)
 			}
 			if b, _ := os.ReadFile(path); string(b) != content {
@@ -78,7 +81,7 @@ func TestOpenRefusesMalformedKey(t *testing.T) {
 func TestOpenCreatesPrivateFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data", "keys")
 	path := filepath.Join(dir, "master.key")
-	if _, err := Open(path); err != nil {
+	if _, err := Open(path, nil); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
@@ -143,7 +146,7 @@ func TestOpenConcurrentCreation(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			k, err := Open(path)
+			k, err := Open(path, nil)
 			if err != nil {
 				t.Error(err)
 				return
@@ -152,7 +155,7 @@ func TestOpenConcurrentCreation(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	onDisk, err := Open(path)
+	onDisk, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,4 +164,81 @@ func TestOpenConcurrentCreation(t *testing.T) {
 			t.Fatalf("opener %d derives from a key that is not on disk", i)
 		}
 	}
+}
+
+// writeKey writes a valid master key with a mode (chmod: the umask does not
+// narrow it) and returns its path and hex text.
+func writeKey(t *testing.T, mode os.FileMode) (path, text string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "master.key")
+	text = strings.Repeat("5a", 32)
+	if err := os.WriteFile(path, []byte(text+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path, text
+}
+
+// TestOpenRefusesWritableKeyFile: a master key file that its group or
+// others may write is refused (whoever can write it can swap the key every
+// signing secret derives from), with an error that names the file and its
+// mode but not the key.
+func TestOpenRefusesWritableKeyFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	for _, mode := range []os.FileMode{0o620, 0o602, 0o666, 0o660} {
+		t.Run(mode.String(), func(t *testing.T) {
+			path, text := writeKey(t, mode)
+			var logs bytes.Buffer
+			_, err := openLogged(path, &logs)
+			if !errors.Is(err, ErrMasterKeyPermissions) {
+				t.Fatalf("Open of a %v key file = %v, want ErrMasterKeyPermissions", mode, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, mode.String()) || strings.Contains(msg, text) {
+				t.Errorf("error %q: want the path and the mode, never the key", msg)
+			}
+			if strings.Contains(logs.String(), text) {
+				t.Errorf("the key was logged: %s", logs.String())
+			}
+		})
+	}
+}
+
+// TestOpenWarnsOfReadableKeyFile: a master key file that group or others
+// may read, but not write, is opened (Kubernetes mounts secrets 0644 by
+// default) with a warning that names the file and its mode, never the key.
+// An owner-only file opens without one.
+func TestOpenWarnsOfReadableKeyFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o444, 0o600, 0o400} {
+		t.Run(mode.String(), func(t *testing.T) {
+			path, text := writeKey(t, mode)
+			var logs bytes.Buffer
+			kr, err := openLogged(path, &logs)
+			if err != nil {
+				t.Fatalf("Open of a %v key file: %v", mode, err)
+			}
+			if kr.SigningSecret("m1", 1) != New([32]byte(bytes.Repeat([]byte{0x5a}, 32))).SigningSecret("m1", 1) {
+				t.Fatal("opened another key")
+			}
+			warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), path) &&
+				strings.Contains(logs.String(), mode.String())
+			if want := mode&0o044 != 0; warned != want {
+				t.Errorf("mode %v: warned %v, want %v; logs:\n%s", mode, warned, want, logs.String())
+			}
+			if strings.Contains(logs.String(), text) {
+				t.Errorf("the key was logged: %s", logs.String())
+			}
+		})
+	}
+}
+
+// openLogged opens a key file with its logs to w.
+func openLogged(path string, w io.Writer) (*Keyring, error) {
+	return Open(path, &Options{Logger: slog.New(slog.NewTextHandler(w, nil))})
 }

@@ -173,7 +173,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newMetrics(n.Registry)
 
-	if n.Keyring, err = keyring.Open(filepath.Join(cfg.DataDir, MasterKeyFile)); err != nil {
+	if n.Keyring, err = keyring.Open(filepath.Join(cfg.DataDir, MasterKeyFile), &keyring.Options{Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	n.Log, err = boltlog.Open(filepath.Join(cfg.DataDir, LogFile), &boltlog.Options{

@@ -62,7 +62,7 @@ func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Wri
 	if _, err := os.Stat(*masterKey); err != nil {
 		return fmt.Errorf("master key: %w (copy the node's %s, or pass --master-key)", err, node.MasterKeyFile)
 	}
-	kr, err := keyring.Open(*masterKey)
+	kr, err := keyring.Open(*masterKey, &keyring.Options{Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func TestWebhooksWorkerKilledMidRetry(t *testing.T) {
 	defer cancel()
 	srv := natstest.RunServer(t)
 	dir := t.TempDir()
-	kr, err := keyring.Open(filepath.Join(dir, "master.key"))
+	kr, err := keyring.Open(filepath.Join(dir, "master.key"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
