@@ -3,9 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/keyring"
@@ -25,18 +28,49 @@ type Demo struct {
 	SigningSecret string
 }
 
-func (n *Node) createDemo(ctx context.Context) error {
-	d, err := n.CreateMerchant(ctx, "Demo shop", "2")
-	if err != nil {
-		return err
+// demoCorrelation is the correlation id of the events the demo setup
+// appends: not a request id (those have no '/'), so demoPending can tell
+// its rates from an operator's.
+const demoCorrelation = "node/demo"
+
+// demoPending reports whether the demo setup is to run: the log is empty,
+// or holds only rates that a setup which failed halfway set. The setup sets
+// the rates first and registers the merchant (with its key and secret, one
+// append) last, so a log with a merchant, or anything the setup does not
+// write, is not the setup's to finish; the operator's own data is never
+// given a demo merchant.
+func (n *Node) demoPending(ctx context.Context) (bool, error) {
+	if n.Log.Head().Seq > uint64(len(DemoRates)) {
+		return false, nil
 	}
-	for cur, rate := range DemoRates {
-		if cur == "USDT" {
-			continue
+	for ev, err := range n.Log.Events(ctx, 1) {
+		if err != nil {
+			return false, fmt.Errorf("read the log: %w", err)
 		}
-		if _, err := n.Service.SetRate(ctx, commands.SetRate{Meta: n.meta(), Currency: cur, Rate: rate}); err != nil {
+		if ev.Type != commands.TypeRateSet || ev.Correlation != demoCorrelation {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// createDemo runs (or finishes) the demo setup: the demo rates, then the
+// merchant, then the banner with its key. It prints the key only once the
+// merchant is committed, so a key printed always works; a setup that fails
+// before that prints nothing, and the next start finishes it (demoPending).
+func (n *Node) createDemo(ctx context.Context) error {
+	for _, cur := range slices.Sorted(maps.Keys(DemoRates)) {
+		rate := DemoRates[cur]
+		if cur == commands.SettlementCurrency().Code || n.hasRate(cur, rate) {
+			continue // USDT needs none; or set before the setup failed
+		}
+		if _, err := n.Service.SetRate(ctx, commands.SetRate{Meta: n.meta(demoCorrelation), Currency: cur, Rate: rate}); err != nil {
 			return fmt.Errorf("rate %s: %w", cur, err)
 		}
+	}
+	d, err := n.createMerchant(ctx, n.meta(demoCorrelation), "Demo shop", "2")
+	if err != nil {
+		return err
 	}
 	base := n.BaseURL()
 	fmt.Fprintf(n.cfg.Out, `
@@ -53,8 +87,22 @@ Create an invoice:
 	return nil
 }
 
+// hasRate reports whether the views hold a currency's rate at a value.
+func (n *Node) hasRate(cur, rate string) bool {
+	r, err := n.Views.Rate(cur)
+	if err != nil {
+		return false
+	}
+	got, err := decimal.NewFromString(r.Rate)
+	return err == nil && got.Equal(decimal.RequireFromString(rate))
+}
+
 // CreateMerchant registers a merchant with a fresh API key and signing secret.
 func (n *Node) CreateMerchant(ctx context.Context, name, commission string) (Demo, error) {
+	return n.createMerchant(ctx, n.meta("node"), name, commission)
+}
+
+func (n *Node) createMerchant(ctx context.Context, meta commands.Meta, name, commission string) (Demo, error) {
 	key, err := keyring.NewAPIKey()
 	if err != nil {
 		return Demo{}, err
@@ -62,7 +110,7 @@ func (n *Node) CreateMerchant(ctx context.Context, name, commission string) (Dem
 	id := commands.UUID(ulid.Make())
 	secret := n.Keyring.SigningSecret(id, 1)
 	err = n.Service.RegisterMerchant(ctx, commands.RegisterMerchant{
-		Meta:       n.meta(),
+		Meta:       meta,
 		MerchantID: id,
 		Settings:   commands.MerchantSettings{Name: &name, CommissionPercent: &commission},
 		Key:        commands.APIKeyIssued{KeyID: key.ID, KeyHash: key.Hash, Prefix: key.Prefix, Label: "demo"},
@@ -74,8 +122,8 @@ func (n *Node) CreateMerchant(ctx context.Context, name, commission string) (Dem
 	return Demo{MerchantID: id, APIKey: key.Key, SigningSecret: secret}, nil
 }
 
-func (n *Node) meta() commands.Meta {
-	return commands.Meta{CommandID: ulid.Make(), Time: n.cfg.Clock.Now(), Correlation: "node"}
+func (n *Node) meta(correlation string) commands.Meta {
+	return commands.Meta{CommandID: ulid.Make(), Time: n.cfg.Clock.Now(), Correlation: correlation}
 }
 
 // BaseURL is the node's public URL: Config.BaseURL, else http:// and the

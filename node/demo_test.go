@@ -3,6 +3,8 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,8 +12,11 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/node"
 )
 
@@ -113,4 +118,110 @@ func TestBaseURLOfUnspecifiedAddr(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stoppingClock reads the system clock n times, then only the zero time: a
+// command that reads it then is refused ("command without id or time"), as
+// one whose append fails would be. It stops the demo setup between steps.
+type stoppingClock struct {
+	commands.SystemClock
+	mu   sync.Mutex
+	left int
+}
+
+func (c *stoppingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.left <= 0 {
+		return time.Time{}
+	}
+	c.left--
+	return time.Now()
+}
+
+// TestDemoResumesAfterFailedSetup: a first start whose demo setup fails
+// halfway (after some of its steps committed) prints no key; the next start
+// finishes the setup and prints a key that works, with one demo merchant
+// and one rate per currency in the log; the start after that, on a finished
+// setup, makes and prints nothing.
+func TestDemoResumesAfterFailedSetup(t *testing.T) {
+	// The setup reads the clock once per step: a rate per currency but
+	// USDT, and the merchant.
+	steps := len(node.DemoRates)
+	for _, ok := range []int{0, 1, steps / 2, steps - 1} {
+		t.Run(fmt.Sprintf("after %d steps", ok), func(t *testing.T) {
+			dir := t.TempDir()
+			var out bytes.Buffer
+			if n, err := node.Open(context.Background(), node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: true,
+				Demo: true, Out: &out, Clock: &stoppingClock{left: ok}}); err == nil {
+				n.Close()
+				t.Fatal("Open succeeded with the demo setup failing")
+			}
+			if strings.Contains(out.String(), "api_key") {
+				t.Fatalf("a failed setup printed a key:\n%s", out.String())
+			}
+
+			out.Reset()
+			n, err := node.Open(context.Background(), node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: true, Demo: true, Out: &out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := regexp.MustCompile(`api_key:\s+(pl_\S+)`).FindStringSubmatch(out.String())
+			if key == nil {
+				n.Close()
+				t.Fatalf("the start after a failed setup printed no key (head %d):\n%s", n.Log.Head().Seq, out.String())
+			}
+			req := httptest.NewRequest(http.MethodPost, "/api/v1/create-invoice", strings.NewReader(
+				`{"amount": "1500.00", "currency_code": "NGN", "customer_id": "c1", "external_id": "o1"}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Api-Key", key[1])
+			rec := httptest.NewRecorder()
+			n.Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusCreated {
+				t.Errorf("create-invoice with the printed key: %d %s", rec.Code, rec.Body.String())
+			}
+			merchants, rates := demoEvents(t, n)
+			if merchants != 1 || len(rates) != steps-1 {
+				t.Errorf("%d merchants and rates %v, want 1 merchant and one rate for each of %d currencies", merchants, rates, steps-1)
+			}
+			for cur, k := range rates {
+				if k != 1 {
+					t.Errorf("%s set %d times, want once", cur, k)
+				}
+			}
+			n.Close()
+
+			out.Reset()
+			n, err = node.Open(context.Background(), node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: true, Demo: true, Out: &out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			if merchants, _ := demoEvents(t, n); strings.Contains(out.String(), "api_key") || merchants != 1 {
+				t.Fatalf("a start after a finished setup made another demo merchant (%d in all):\n%s", merchants, out.String())
+			}
+		})
+	}
+}
+
+// demoEvents counts a node's merchant registrations, and its rates set by currency.
+func demoEvents(t *testing.T, n *node.Node) (merchants int, rates map[string]int) {
+	t.Helper()
+	rates = map[string]int{}
+	for ev, err := range n.Log.Events(context.Background(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Type {
+		case commands.TypeMerchantRegistered:
+			merchants++
+		case commands.TypeRateSet:
+			var r commands.RateSet
+			if err := json.Unmarshal(ev.Data, &r); err != nil {
+				t.Fatal(err)
+			}
+			rates[r.Currency]++
+		}
+	}
+	return merchants, rates
 }

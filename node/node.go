@@ -184,9 +184,15 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Log.Close() })
-	// An empty log, not a missing file: a first start that failed after
-	// creating ledger.db (its address taken, say) made no demo merchant.
-	fresh := n.Log.Head().Seq == 0
+	// What the log holds, not whether the file exists: a first start that
+	// failed after creating ledger.db (its address taken, say), or halfway
+	// through the demo setup, made no demo merchant that anyone has a key of.
+	demo := false
+	if cfg.Demo {
+		if demo, err = n.demoPending(ctx); err != nil {
+			return nil, fmt.Errorf("demo merchant: %w", err)
+		}
+	}
 	n.Views = projections.NewViews(n.Log.DB())
 	n.Service = commands.NewService(n.Log, commands.Config{})
 	n.Scheduler = commands.NewScheduler(n.Service, dueSource{n.Views}, cfg.Clock, cfg.Logger.With("component", "scheduler"))
@@ -245,7 +251,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.buildHTTP(); err != nil {
 		return nil, err
 	}
-	if fresh && cfg.Demo {
+	if demo {
 		if err := n.createDemo(ctx); err != nil {
 			return nil, fmt.Errorf("demo merchant: %w", err)
 		}
