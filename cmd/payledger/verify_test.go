@@ -374,3 +374,41 @@ func TestToolsRefuseTruncatedLog(t *testing.T) {
 		}
 	}
 }
+
+// TestToolsRefuseBadLogKey: a key in the log bucket that is not an 8-byte
+// sequence is corruption the tools report, naming the bucket and the key's
+// length, instead of crashing on it.
+func TestToolsRefuseBadLogKey(t *testing.T) {
+	if os.Getenv(childArgsEnv) != "" {
+		t.Skip("child process")
+	}
+	t.Setenv("PAYLEDGER_SERVER", "")
+	for _, key := range [][]byte{[]byte("abc"), append(binary.BigEndian.AppendUint64(nil, 23), 0)} {
+		dir := auditLog(t, 50)
+		db, err := bbolt.Open(filepath.Join(dir, logFileName), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("log")).Put(key, []byte("x")) })
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`"log" bucket key of %d bytes`, len(key))
+		for _, args := range [][]string{
+			{"verify", "--data-dir", dir},
+			{"export", "--data-dir", dir},
+			{"backup", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), "b.db")},
+		} {
+			code, out, errs := runChild(t, args...)
+			if code != 1 || !strings.Contains(errs, want) {
+				t.Errorf("%s with a %d-byte log key = %d, want 1 and %s:\n%s", args[0], len(key), code, want, errs)
+			}
+			if args[0] == "verify" && len(key) == 9 && !strings.Contains(out, "FAILED at sequence 24") {
+				t.Errorf("verify did not name sequence 24:\n%s", out)
+			}
+		}
+	}
+}

@@ -121,8 +121,10 @@ var scanBuffers = sync.Pool{New: func() any { return new(scanBuffer) }}
 // valid only during the call. fn runs outside any transaction, so it may
 // append to the log. It stops at the first error fn returns, or when ctx ends.
 //
-// Errors: fn's error, ctx.Err(), or an I/O error. A missing record shows up
-// as a jump in seq; ScanRaw does not check records (Verify does).
+// Errors: fn's error, ctx.Err(), ledger.ErrCorrupt for a key of the log
+// bucket that is not a sequence (after fn has had the records before it), or
+// an I/O error. A missing record shows up as a jump in seq; ScanRaw does not
+// check records (Verify does).
 func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, rec []byte) error) error {
 	end := s.Head().Seq
 	next := max(from, 1)
@@ -138,10 +140,15 @@ func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, re
 			return err
 		}
 		buf, seqs, ends = buf[:0], seqs[:0], ends[:0]
+		var badKey error // the chunk ends before it; fn gets the records before
 		err := s.db.View(func(tx *bbolt.Tx) error {
 			c := tx.Bucket(bucketLog).Cursor()
 			for k, v := c.Seek(seqKey(next)); k != nil && len(seqs) < scanChunk && len(buf) < scanChunkBytes; k, v = c.Next() {
-				seq := binary.BigEndian.Uint64(k)
+				seq, err := logSeq(k)
+				if err != nil {
+					badKey = err
+					break
+				}
 				if seq > end {
 					break
 				}
@@ -154,9 +161,6 @@ func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, re
 		if err != nil {
 			return err
 		}
-		if len(seqs) == 0 {
-			return nil // nothing further stored
-		}
 		start := 0
 		for i, seq := range seqs {
 			if err := fn(seq, buf[start:ends[i]:ends[i]]); err != nil {
@@ -164,7 +168,15 @@ func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, re
 			}
 			start = ends[i]
 		}
-		next = seqs[len(seqs)-1] + 1
+		if len(seqs) > 0 {
+			next = seqs[len(seqs)-1] + 1
+		}
+		if badKey != nil {
+			return fmt.Errorf("after sequence %d: %w", next-1, badKey)
+		}
+		if len(seqs) == 0 {
+			return nil // nothing further stored
+		}
 	}
 	return nil
 }
@@ -181,7 +193,10 @@ func (s *Store) scanInTx(ctx context.Context, from, end uint64, fn func(seq uint
 			c := tx.Bucket(bucketLog).Cursor()
 			n := 0
 			for k, v := c.Seek(seqKey(next)); k != nil && n < scanChunk; k, v = c.Next() {
-				seq := binary.BigEndian.Uint64(k)
+				seq, err := logSeq(k)
+				if err != nil {
+					return &ledger.VerifyError{Seq: next, Reason: err.Error(), Err: ledger.ErrCorrupt}
+				}
 				if seq > end {
 					next = end + 1
 					return nil
@@ -296,9 +311,22 @@ func (s *Store) verifyTail(h ledger.Head) error {
 		if err != nil {
 			return &ledger.VerifyError{Seq: h.Seq + 1, Reason: err.Error(), Err: ledger.ErrCorrupt}
 		}
+		// A key outside the sequences 1 to h is beyond the scan's reach.
+		c := tx.Bucket(bucketLog).Cursor()
+		if k, _ := c.First(); k != nil {
+			first, err := logSeq(k)
+			if err == nil && first == 0 {
+				err = fmt.Errorf("a record stored under sequence 0")
+			}
+			if err != nil {
+				return &ledger.VerifyError{Seq: 1, Reason: "first key: " + err.Error(), Err: ledger.ErrCorrupt}
+			}
+		}
 		var last uint64
-		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
-			last = binary.BigEndian.Uint64(k)
+		if k, _ := c.Last(); k != nil {
+			if last, err = logSeq(k); err != nil {
+				return &ledger.VerifyError{Seq: h.Seq + 1, Reason: "last key: " + err.Error(), Err: ledger.ErrCorrupt}
+			}
 		}
 		switch {
 		case head.Seq < h.Seq:
@@ -364,7 +392,10 @@ func (s *Store) findIndexError(ctx context.Context, h ledger.Head) error {
 		logB := tx.Bucket(bucketLog)
 		c := logB.Cursor()
 		for k, rec := c.First(); k != nil; k, rec = c.Next() {
-			seq := binary.BigEndian.Uint64(k)
+			seq, err := logSeq(k)
+			if err != nil {
+				return err // Verify's scan and verifyTail report it first
+			}
 			if seq > h.Seq {
 				break
 			}

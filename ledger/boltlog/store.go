@@ -116,7 +116,8 @@ type request struct {
 // ledger.ErrUnsupportedVersion for a log written by a newer format;
 // ErrNotLog for a bbolt file that is not a log; ledger.ErrCorrupt (as a
 // *ledger.VerifyError naming the sequence) when the stored head does not
-// match an intact last record; a projector's Init or catch-up error; or the
+// match an intact last record, or the log bucket's last key is not a
+// sequence; a projector's Init or catch-up error; or the
 // file's I/O error.
 func Open(path string, opts *Options) (*Store, error) {
 	var o Options
@@ -284,7 +285,10 @@ func (s *Store) init() error {
 		case k == nil && s.head.Seq != 0:
 			return &ledger.VerifyError{Seq: 1, Reason: fmt.Sprintf("head at %d but the log is empty", s.head.Seq), Err: ledger.ErrCorrupt}
 		case k != nil:
-			key := binary.BigEndian.Uint64(k)
+			key, err := logSeq(k)
+			if err != nil {
+				return &ledger.VerifyError{Seq: s.head.Seq + 1, Reason: "last key: " + err.Error(), Err: ledger.ErrCorrupt}
+			}
 			seq, _, _, hash, err := ledger.CheckRecord(v)
 			if err != nil {
 				class := ledger.ErrCorrupt
@@ -334,9 +338,13 @@ func catchUp(tx *bbolt.Tx, p Projector, applied, head uint64) error {
 		return nil
 	}
 	for k, v := c.Seek(seqKey(applied + 1)); k != nil; k, v = c.Next() {
+		seq, err := logSeq(k)
+		if err != nil {
+			return err
+		}
 		e, err := ledger.Decode(v)
 		if err != nil {
-			return fmt.Errorf("sequence %d: %w", binary.BigEndian.Uint64(k), err)
+			return fmt.Errorf("sequence %d: %w", seq, err)
 		}
 		batch = append(batch, e)
 		if len(batch) == catchUpBatch {
@@ -925,6 +933,18 @@ func (s *Store) project(tx *bbolt.Tx, events []ledger.Event) (err error) {
 		}
 	}
 	return nil
+}
+
+// logSeq decodes a key of the log bucket: a sequence, 8 bytes big-endian.
+// A key of any other length (bbolt lets any tool add one) is damage, and
+// reading it as a sequence would read past its end or misplace its record.
+//
+// Errors: ledger.ErrCorrupt naming the bucket and the key's length.
+func logSeq(k []byte) (uint64, error) {
+	if len(k) != 8 {
+		return 0, fmt.Errorf("%w: %q bucket key of %d bytes, not an 8-byte sequence", ledger.ErrCorrupt, bucketLog, len(k))
+	}
+	return binary.BigEndian.Uint64(k), nil
 }
 
 func seqKey(seq uint64) []byte {

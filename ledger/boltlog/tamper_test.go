@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.etcd.io/bbolt"
@@ -296,4 +297,72 @@ func TestVerifyIndexEntryBeyondHead(t *testing.T) {
 	wantVerifyError(t, err, 21, ledger.ErrCorrupt)
 	// Entries really appended during a Verify point at their records and
 	// pass: TestVerifyWhileAppending.
+}
+
+// TestBadLogKey: a key in the log bucket that is not an 8-byte sequence
+// (bbolt lets any tool add one) is damage to report, wherever it sorts:
+// Verify names it, a writable Open refuses it at the tail, and reads stop
+// at it instead of crashing the process on a short key or reading a long
+// one as the sequence of its first 8 bytes.
+func TestBadLogKey(t *testing.T) {
+	cases := []struct {
+		name   string
+		key    []byte
+		seq    uint64 // the sequence Verify names
+		opened bool   // a writable Open still succeeds (the tail is intact)
+		reason string
+	}{
+		{"after the last", []byte("abc"), 21, false, `"log" bucket key of 3 bytes`},
+		{"before the first", []byte{0, 0, 0, 0}, 1, true, `"log" bucket key of 4 bytes`},
+		{"between two", append(seqKey(5), 1), 6, true, `"log" bucket key of 9 bytes`},
+		{"sequence 0", seqKey(0), 1, true, "sequence 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := tamperLog(t, 20)
+			edit(t, path, func(tx *bbolt.Tx) error {
+				b := tx.Bucket([]byte("log"))
+				return b.Put(c.key, append([]byte(nil), b.Get(seqKey(6))...))
+			})
+			wantBadKey := func(what string, err error) {
+				t.Helper()
+				if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), c.reason) {
+					t.Fatalf("%s: %v; want ErrCorrupt saying %s", what, err, c.reason)
+				}
+			}
+			_, err := verifyRO(t, path)
+			wantVerifyError(t, err, c.seq, ledger.ErrCorrupt)
+			wantBadKey("read-only Verify", err)
+
+			s, err := boltlog.Open(path, nil)
+			if !c.opened {
+				wantVerifyError(t, err, c.seq, ledger.ErrCorrupt)
+				wantBadKey("writable Open", err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			_, err = s.Verify(ctx)
+			wantVerifyError(t, err, c.seq, ledger.ErrCorrupt)
+			wantBadKey("Verify", err)
+			if len(c.key) == 8 {
+				return // a sequence key: reads from sequence 1 never reach it
+			}
+			n := uint64(0)
+			for e, err := range s.Events(ctx, 1) {
+				if err != nil {
+					if n+1 != c.seq {
+						t.Fatalf("Events failed after %d events: %v", n, err)
+					}
+					wantBadKey("Events", err)
+					break
+				}
+				if n++; e.Seq != n {
+					t.Fatalf("Events gave sequence %d as number %d", e.Seq, n)
+				}
+			}
+		})
+	}
 }
