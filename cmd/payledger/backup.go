@@ -36,10 +36,10 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	g.register(fs)
 	out := fs.String("out", "", "file to write the backup to (must not exist)")
 	full := fs.Bool("audit", false, "verify the copy with every check of payledger verify, not only its chain")
-	noVerify := fs.Bool("no-verify", false, "do not verify the copy's chain")
+	noVerify := fs.Bool("no-verify", false, "do not verify the copy's chain (not with --audit)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: payledger backup --server URL [--admin-token T] --out FILE")
-		fmt.Fprintln(stderr, "       payledger backup --data-dir D --out FILE")
+		fmt.Fprintln(stderr, "usage: payledger backup --server URL [--admin-token T] --out FILE [--audit | --no-verify]")
+		fmt.Fprintln(stderr, "       payledger backup --data-dir D --out FILE [--audit | --no-verify]")
 		fmt.Fprintln(stderr, "\nWrites a consistent copy of the event log (ledger.db, with its views): over HTTP")
 		fmt.Fprintln(stderr, "from a running server (GET /admin/v1/backup, while it goes on serving), or, without")
 		fmt.Fprintln(stderr, "--server (and PAYLEDGER_SERVER), from the data dir of a stopped node. The copy's")
@@ -50,6 +50,9 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fromEnv := os.Getenv("PAYLEDGER_SERVER") != ""
 	if err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if *full && *noVerify {
+		return &exitError{code: 2, err: errors.New("give --audit (every check of payledger verify) or --no-verify (none), not both")}
 	}
 	if *out == "" {
 		return &exitError{code: 2, err: errors.New("--out FILE is required")}

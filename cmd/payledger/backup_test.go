@@ -261,3 +261,25 @@ func TestBackupRefusedByServer(t *testing.T) {
 		t.Fatal("a node with checkpoints disabled made a key")
 	}
 }
+
+// TestBackupRefusesAuditWithNoVerify: --audit asks for every check of
+// payledger verify, --no-verify for none; together they are a usage error,
+// refused before anything is read or written.
+func TestBackupRefusesAuditWithNoVerify(t *testing.T) {
+	t.Setenv("PAYLEDGER_SERVER", "")
+	dir := auditLog(t, 3)
+	out := filepath.Join(t.TempDir(), "b.db")
+	code, stdout, errs := runCmd(t, "backup", "--data-dir", dir, "--out", out, "--audit", "--no-verify")
+	if code != 2 || !strings.Contains(errs, "--audit") || !strings.Contains(errs, "--no-verify") {
+		t.Fatalf("backup --audit --no-verify = %d\n%s%s", code, stdout, errs)
+	}
+	for _, p := range []string{out, out + ".tmp"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("a refused backup left %s: %v", p, err)
+		}
+	}
+	// Either alone is fine (--audit's run: TestBackupOverHTTPWhileAppending).
+	if code, stdout, errs := runCmd(t, "backup", "--data-dir", dir, "--out", out, "--no-verify"); code != 0 || !strings.Contains(stdout, "(not verified)") {
+		t.Fatalf("backup --no-verify = %d\n%s%s", code, stdout, errs)
+	}
+}
