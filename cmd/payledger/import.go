@@ -33,7 +33,10 @@ const (
 // nothing (into ledger.db.import, renamed into place once the whole log
 // verifies); a log with events is continued from its head, the export's
 // events up to the head being skipped once the one at the head (or, for an
-// export that ends before it, the export's last) matches the log's.
+// export that ends before it, the export's last) matches the log's. An
+// export with no events is refused into a data dir without events (it
+// would leave an empty ledger.db) and imports nothing into a log with
+// events.
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("import", stderr)
 	dataDir := dataDirFlag(fs)
@@ -43,7 +46,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "\nRe-imports the output of payledger export into <data-dir>/ledger.db, checking every")
 		fmt.Fprintln(stderr, "line's hash and the chain, and builds the projections as it goes. Into a data dir")
 		fmt.Fprintln(stderr, "without events it imports all or nothing; a log with events is continued from its")
-		fmt.Fprintln(stderr, "head. A tampered line stops it, naming its sequence. The node must be stopped.")
+		fmt.Fprintln(stderr, "head. A tampered line stops it, naming its sequence; an export without events is")
+		fmt.Fprintln(stderr, "refused into a data dir without events. The node must be stopped.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -80,6 +84,7 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 	size := 0
 	last := time.Now()
 	var skipped ledger.Head // the export's last event already in the log
+	read := 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -110,6 +115,7 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 			}
 			return st.Head(), err
 		}
+		read++
 		if e.Seq <= start.Seq {
 			// Already in the log: the export must agree at the head.
 			if e.Seq == start.Seq && e.Hash != start.Hash {
@@ -125,6 +131,11 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 				return st.Head(), err
 			}
 		}
+	}
+	if read == 0 && start.Seq == 0 {
+		// An empty file or a failed pipe, most likely; importing it would
+		// leave an empty ledger.db that looks like a restored log.
+		return st.Head(), errors.New("the export holds no events")
 	}
 	if skipped.Seq > 0 && skipped.Seq < start.Seq {
 		// The export ends before the log's head, so the check at the head

@@ -123,3 +123,29 @@ func TestImportRefusesShorterExportOfAnotherLog(t *testing.T) {
 		t.Fatalf("import of a prefix of the log's own export = %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestImportRefusesEmptyExport: an export with no events (an empty file, a
+// failed pipe) into a data dir without events would create an empty
+// ledger.db; it is refused and leaves none. A log with events is left as it
+// is: an empty export is what export --from gives past its head, nothing
+// to continue it with.
+func TestImportRefusesEmptyExport(t *testing.T) {
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	code, out, errs := runCmd(t, "import", "--data-dir", fresh, "--from", writeFile(t, ""))
+	if code != 1 || !strings.Contains(errs, "the export holds no events") {
+		t.Fatalf("import of an empty export = %d\n%s%s", code, out, errs)
+	}
+	for _, name := range []string{logFileName, logFileName + ".import"} {
+		if _, err := os.Stat(filepath.Join(fresh, name)); !os.IsNotExist(err) {
+			t.Fatalf("a refused import left %s: %v", name, err)
+		}
+	}
+	dir := replayLog(t)
+	before := exportOf(t, dir)
+	if code, out, errs := runCmd(t, "import", "--data-dir", dir, "--from", writeFile(t, "")); code != 0 || !strings.Contains(out, "imported 0 events") {
+		t.Fatalf("import of an empty export into a log with events = %d\n%s%s", code, out, errs)
+	}
+	if exportOf(t, dir) != before {
+		t.Fatal("an empty import changed the log")
+	}
+}
