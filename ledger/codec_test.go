@@ -278,4 +278,17 @@ func TestHashText(t *testing.T) {
 	if _, err := ledger.ParseHash(strings.Repeat("zz", 32)); err == nil {
 		t.Fatal("non-hex hash parsed")
 	}
+	// Lower-case hex is the one spelling (String, and the JSON of an
+	// event): another spelling of the same hash is refused, in JSON too.
+	s := h.String()
+	i := strings.IndexAny(s, "abcdef")
+	for _, other := range []string{strings.ToUpper(s), s[:i] + strings.ToUpper(s[i:i+1]) + s[i+1:]} {
+		if _, err := ledger.ParseHash(other); !errors.Is(err, ledger.ErrCorrupt) {
+			t.Errorf("ParseHash(%s) = %v, want ErrCorrupt", other, err)
+		}
+		var head ledger.Head
+		if err := json.Unmarshal([]byte(`{"seq":1,"hash":"`+other+`"}`), &head); err == nil {
+			t.Errorf("json.Unmarshal took hash %s", other)
+		}
+	}
 }

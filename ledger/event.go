@@ -3,6 +3,7 @@ package ledger
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -21,16 +22,27 @@ func (h Hash) IsZero() bool { return h == Hash{} }
 // MarshalText renders the hash as hex in JSON.
 func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
 
-// UnmarshalText parses a hex hash.
+// UnmarshalText parses a hash in its one spelling, 64 lower-case hex
+// digits: another spelling of the same hash would give an event (or an
+// export line, or a stream message) a second JSON form.
+//
+// Errors: ErrCorrupt.
 func (h *Hash) UnmarshalText(b []byte) error {
 	if len(b) != 64 {
-		return ErrCorrupt
+		return fmt.Errorf("%w: hash of %d characters, not 64 lower-case hex digits", ErrCorrupt, len(b))
+	}
+	for _, c := range b {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return fmt.Errorf("%w: hash is not 64 lower-case hex digits", ErrCorrupt)
+		}
 	}
 	_, err := hex.Decode(h[:], b)
 	return err
 }
 
-// ParseHash parses 64 hex characters.
+// ParseHash parses 64 lower-case hex digits.
+//
+// Errors: ErrCorrupt.
 func ParseHash(s string) (Hash, error) {
 	var h Hash
 	err := h.UnmarshalText([]byte(s))

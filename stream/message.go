@@ -161,7 +161,8 @@ func appendString(dst []byte, s string) []byte {
 // DecodeMessage parses a stream message into the event it carries and
 // checks it: the event's hash against its contents, and the Nats-Msg-Id,
 // Payledger-Seq, Payledger-Hash and Payledger-Prev-Hash headers against the
-// event. A non-zero streamSeq must equal the event's sequence. It does not
+// event, and that the body is exactly AppendJSON's form of the event (one
+// spelling per event: ids in upper case, hashes in lower case). A non-zero streamSeq must equal the event's sequence. It does not
 // check the chain (the previous event); ledger.Verifier and
 // boltlog.Store.Import do.
 //
@@ -186,16 +187,25 @@ func DecodeMessage(h nats.Header, data []byte, streamSeq uint64) (ledger.Event, 
 	if c.Hash != e.Hash {
 		return bad("hash does not match the event's contents")
 	}
-	if got := h.Get(jetstream.MsgIDHeader); got != e.ID.String() {
+	// One event, one body: json.Unmarshal also takes an id in lower case
+	// (or with letters outside Crockford's base32), white space and keys
+	// in any order. As for an export line (audit.ReadExport), only the
+	// relay's form is taken.
+	id, hash, prev := e.ID.String(), e.Hash.String(), e.PrevHash.String()
+	var canon [1024]byte
+	if string(appendJSON(canon[:0], &e, id, hash, prev)) != string(data) {
+		return bad("body is not in the form the relay writes (AppendJSON): re-encoded or spelled otherwise")
+	}
+	if got := h.Get(jetstream.MsgIDHeader); got != id {
 		return bad("%s %q is not the event id %s", jetstream.MsgIDHeader, got, e.ID)
 	}
 	if got := h.Get(HeaderSeq); got != strconv.FormatUint(e.Seq, 10) {
 		return bad("%s %q is not the event's sequence %d", HeaderSeq, got, e.Seq)
 	}
-	if got := h.Get(HeaderHash); got != e.Hash.String() {
+	if got := h.Get(HeaderHash); got != hash {
 		return bad("%s %q is not the event's hash", HeaderHash, got)
 	}
-	if got := h.Get(HeaderPrevHash); got != e.PrevHash.String() {
+	if got := h.Get(HeaderPrevHash); got != prev {
 		return bad("%s %q is not the event's previous hash", HeaderPrevHash, got)
 	}
 	return e, nil

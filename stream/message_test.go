@@ -135,3 +135,36 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeMessageRefusesOtherSpellings: a body must be exactly the form
+// the relay writes (AppendJSON), as an export line must (audit.ReadExport):
+// the same event spelled another way (an id in lower case, a hash in upper
+// case, white space, keys reordered) is refused, so one event has one body.
+func TestDecodeMessageRefusesOtherSpellings(t *testing.T) {
+	e := sealed(t, `{"amount": "1500.00"}`)
+	n := ledger.NewEvent{ID: e.ID, Type: e.Type, Time: e.Time, Merchant: e.Merchant, Correlation: e.Correlation, Claims: e.Claims, Data: e.Data}
+	_, e = ledger.Seal(nil, e.Stream, e.Seq, e.Version, ledger.Hash{0xab, 0xcd, 0xef}, &n) // a prev_hash with letters
+	id, hash, prev := e.ID.String(), e.Hash.String(), e.PrevHash.String()
+	for name, mutate := range map[string]func(string) string{
+		"id in lower case":        func(b string) string { return strings.Replace(b, id, strings.ToLower(id), 1) },
+		"hash in upper case":      func(b string) string { return strings.Replace(b, hash, strings.ToUpper(hash), 1) },
+		"prev_hash in upper case": func(b string) string { return strings.Replace(b, prev, strings.ToUpper(prev), 1) },
+		"white space":             func(b string) string { return strings.Replace(b, `"seq":7`, `"seq": 7`, 1) },
+		"keys reordered": func(b string) string {
+			return `{"seq":7,"id":"` + id + `"` + strings.TrimPrefix(b, `{"id":"`+id+`","seq":7`)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := stream.Message("", &e)
+			body := mutate(string(m.Data))
+			if body == string(m.Data) {
+				t.Fatal("the mutation changed nothing")
+			}
+			_, err := stream.DecodeMessage(m.Header, []byte(body), 7)
+			var me *stream.MessageError
+			if !errors.Is(err, stream.ErrBadMessage) || !errors.As(err, &me) || me.Seq != 7 {
+				t.Fatalf("DecodeMessage of %s = %v, want a MessageError at 7", body, err)
+			}
+		})
+	}
+}
