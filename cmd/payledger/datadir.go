@@ -105,6 +105,11 @@ func fillLog(ctx context.Context, dataDir, name, done string, fill func(*boltlog
 		return path, before, head, err
 	}
 	head, err = fill(st)
+	if err == nil && head.Seq == 0 {
+		// An empty source (an empty export, a stream with no messages):
+		// renaming an empty ledger.db into place would look like a copy.
+		err = fmt.Errorf("no events to %s", name)
+	}
 	if err == nil {
 		_, err = st.Verify(ctx)
 	}

@@ -132,6 +132,35 @@ func TestRestoreRefusesAlteredMessage(t *testing.T) {
 	}
 }
 
+// TestRestoreRefusesEmptyStream: restoring a data dir without events from a
+// stream without messages fails and leaves no ledger.db (an empty one would
+// pass for a restored log).
+func TestRestoreRefusesEmptyStream(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := stream.Open(ctx, stream.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.EnsureStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "data")
+	code, out, errs := run(ctx, "restore", "--nats-url", url, "--data-dir", dir)
+	if code != 1 || !strings.Contains(errs, "no events to restore (nothing restored)") {
+		t.Fatalf("restore from an empty stream = %d\n%s%s", code, out, errs)
+	}
+	for _, name := range []string{"ledger.db", "ledger.db.restore"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind (%v)", name, err)
+		}
+	}
+}
+
 // TestOpenReplicaLogLocked: a log another process holds (a running worker
 // or server) is refused after the open timeout with boltlog.ErrLocked,
 // naming the file, rather than waiting for ever.
