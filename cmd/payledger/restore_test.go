@@ -96,14 +96,7 @@ func TestRestoreRefusesAlteredMessage(t *testing.T) {
 	// The stream as the relay would write it, but for one altered amount.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := stream.Open(ctx, stream.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.EnsureStream(ctx); err != nil {
-		t.Fatal(err)
-	}
+	conn := openStream(ctx, t, url)
 	for e, err := range src.Events(ctx, 1) {
 		if err != nil {
 			t.Fatal(err)
@@ -140,14 +133,7 @@ func TestRestoreRefusesEmptyStream(t *testing.T) {
 	url := srv.ClientURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := stream.Open(ctx, stream.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.EnsureStream(ctx); err != nil {
-		t.Fatal(err)
-	}
+	openStream(ctx, t, url)
 
 	dir := filepath.Join(t.TempDir(), "data")
 	code, out, errs := run(ctx, "restore", "--nats-url", url, "--data-dir", dir)

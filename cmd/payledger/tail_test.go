@@ -90,19 +90,27 @@ func appendTestEvents(t *testing.T, st *boltlog.Store, n int) {
 	flush()
 }
 
+// openStream connects to the NATS server at url and makes sure the event
+// stream exists; the connection closes when the test ends.
+func openStream(ctx context.Context, t *testing.T, url string) *stream.Conn {
+	t.Helper()
+	conn, err := stream.Open(ctx, stream.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	if _, err := conn.EnsureStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // publishTo relays st to the NATS server at url until the stream has it all.
 func publishTo(t *testing.T, url string, st *boltlog.Store) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := stream.Open(ctx, stream.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.EnsureStream(ctx); err != nil {
-		t.Fatal(err)
-	}
+	conn := openStream(ctx, t, url)
 	r, err := stream.NewRelay(conn, st, stream.RelayConfig{})
 	if err != nil {
 		t.Fatal(err)
