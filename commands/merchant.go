@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -406,8 +407,13 @@ func (s *Service) RevokeAPIKey(ctx context.Context, c RevokeAPIKey) error {
 type RotateSigningSecret struct {
 	Meta
 	MerchantID string
-	Secret     SecretMaterial
-	Overlap    time.Duration
+	// Secret gives the material of the secret of a version. The command
+	// calls it with the version it decides, once per attempt (again after a
+	// concurrent rotation took that version), so the hash recorded is always
+	// the hash of that version's secret: it must be deterministic, as the
+	// adapter's derivation from the master key is.
+	Secret  func(version int) SecretMaterial
+	Overlap time.Duration
 }
 
 // RotateSigningSecret records the rotation and returns the new version.
@@ -417,13 +423,17 @@ func (s *Service) RotateSigningSecret(ctx context.Context, c RotateSigningSecret
 	if err := checkMeta(c.Meta); err != nil {
 		return 0, err
 	}
-	if len(c.Secret.SecretHash) != 64 {
-		return 0, &ValidationError{Fields: []FieldError{{Path: "signing_secret", Type: "invalid", Message: "a signing secret hash is required"}}}
+	if c.Secret == nil {
+		return 0, errors.New("commands: rotate signing secret without a secret")
 	}
 	version := 0
 	err := s.merchantEvent(ctx, c.Meta, c.MerchantID, func(m *Merchant) (string, any, error) {
 		version = m.SecretVersion + 1
-		d := SigningSecretRotated{Version: version, SecretHash: c.Secret.SecretHash, RotatedAt: c.Time.UTC()}
+		sm := c.Secret(version)
+		if len(sm.SecretHash) != 64 {
+			return "", nil, &ValidationError{Fields: []FieldError{{Path: "signing_secret", Type: "invalid", Message: "a signing secret hash is required"}}}
+		}
+		d := SigningSecretRotated{Version: version, SecretHash: sm.SecretHash, RotatedAt: c.Time.UTC()}
 		if c.Overlap > 0 {
 			d.PreviousValidUntil = c.Time.Add(c.Overlap).UTC()
 		}

@@ -413,3 +413,10 @@ func hdr(id, ts, sig string) http.Header {
 }
 
 type commandsDecimal = decimal.Decimal
+
+// fixedSecret is a rotation's secret material: one hash whatever the
+// version (webhooks sign with the keyring's derivation; the hash is only
+// recorded).
+func fixedSecret(hash string) func(int) commands.SecretMaterial {
+	return func(int) commands.SecretMaterial { return commands.SecretMaterial{SecretHash: hash} }
+}

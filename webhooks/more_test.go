@@ -427,7 +427,7 @@ func TestRotationSignsTwice(t *testing.T) {
 	e.merchant("m1", rc.URL())
 	d, _ := e.dispatcher("", e.config())
 	if _, err := e.svc.RotateSigningSecret(e.ctx, commands.RotateSigningSecret{
-		Meta: e.meta(), MerchantID: "m1", Secret: commands.SecretMaterial{SecretHash: strings.Repeat("a", 64)}, Overlap: time.Hour,
+		Meta: e.meta(), MerchantID: "m1", Secret: fixedSecret(strings.Repeat("a", 64)), Overlap: time.Hour,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +453,7 @@ func TestRotationSignsTwice(t *testing.T) {
 	}
 	// Without overlap: one signature, the new secret's.
 	if _, err := e.svc.RotateSigningSecret(e.ctx, commands.RotateSigningSecret{
-		Meta: e.meta(), MerchantID: "m1", Secret: commands.SecretMaterial{SecretHash: strings.Repeat("b", 64)},
+		Meta: e.meta(), MerchantID: "m1", Secret: fixedSecret(strings.Repeat("b", 64)),
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -185,24 +185,17 @@ func (s *Server) adminRotateSecret(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	id := c.r.PathValue("id")
-	m, err := s.svc.LoadMerchant(c.ctx, id)
-	if err != nil {
-		return 0, nil, err
-	}
-	next := m.SecretVersion + 1
-	secret := s.kr.SigningSecret(id, next)
+	// The command decides the version (again after a concurrent rotation
+	// took one), so the secret is derived for the version it decides.
 	v, err := s.svc.RotateSigningSecret(c.ctx, commands.RotateSigningSecret{Meta: c.meta, MerchantID: id,
-		Secret: commands.SecretMaterial{SecretHash: keyring.SecretHash(secret)}, Overlap: s.cfg.SecretOverlap})
+		Secret: func(version int) commands.SecretMaterial {
+			return commands.SecretMaterial{SecretHash: keyring.SecretHash(s.kr.SigningSecret(id, version))}
+		},
+		Overlap: s.cfg.SecretOverlap})
 	if err != nil {
 		return 0, nil, err
 	}
-	if v != next {
-		// A concurrent rotation took version next: the recorded hash is of
-		// the wrong version's secret, but the secret is derived, so the one
-		// shown is right for the version actually recorded.
-		s.log.WarnContext(c.ctx, "concurrent signing secret rotation", "request_id", c.meta.Correlation, "merchant_id", id, "version", v)
-		secret = s.kr.SigningSecret(id, v)
-	}
+	secret := s.kr.SigningSecret(id, v)
 	return http.StatusOK, rotatedSecretResponse{MerchantID: id, SigningSecret: secret, Version: v,
 		PreviousValidUntil: c.meta.Time.Add(s.cfg.SecretOverlap).UTC()}, nil
 }

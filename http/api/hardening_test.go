@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -75,23 +74,13 @@ func TestIdempotencyConcurrent(t *testing.T) {
 	h := newHarness(t)
 	m := h.seedSetup()
 	id, _ := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
-	const n = 8
-	bodies := make([][]byte, n)
-	statuses := make([]int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := h.do(req{method: "POST", path: "/api/v1/invoices/" + id + "/payments", body: `{"method": "visamaster.uah"}`,
-				header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": "pay-once"}})
-			bodies[i], statuses[i] = r.Body, r.Status
-		}()
-	}
-	wg.Wait()
-	for i := range n {
-		if statuses[i] != http.StatusCreated || !bytes.Equal(bodies[i], bodies[0]) {
-			t.Errorf("request %d: %d %s (first %s)", i, statuses[i], bodies[i], bodies[0])
+	rs := h.concurrently(8, func(int) resp {
+		return h.do(req{method: "POST", path: "/api/v1/invoices/" + id + "/payments", body: `{"method": "visamaster.uah"}`,
+			header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": "pay-once"}})
+	})
+	for i, r := range rs {
+		if r.Status != http.StatusCreated || !bytes.Equal(r.Body, rs[0].Body) {
+			t.Errorf("request %d: %d %s (first %s)", i, r.Status, r.Body, rs[0].Body)
 		}
 	}
 	l := h.api(m, "GET", "/api/v1/invoices/"+id+"/payments", "")

@@ -270,6 +270,24 @@ func (h *harness) on(t testing.TB) *harness {
 
 func (h *harness) head() uint64 { return h.store.Head().Seq }
 
+// concurrently sends n requests at once and returns their responses in
+// order. send runs on its own goroutine: it must not call t.Fatal (h.do
+// fails only on transport errors, which do not happen against the test
+// server).
+func (h *harness) concurrently(n int, send func(i int) resp) []resp {
+	out := make([]resp, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = send(i)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 func jsonEqual(t testing.TB, got []byte, want string) {
 	t.Helper()
 	var g, w any
