@@ -177,6 +177,9 @@ type RegisterMerchant struct {
 	Settings   MerchantSettings
 	Key        APIKeyIssued   // the first key (hash only)
 	Secret     SecretMaterial // the first signing secret (hash only)
+	// RequestKey: see Service.requestClaim; scoped to the admin API
+	// (AdminRequestClaim), as the merchant id is new.
+	RequestKey string
 }
 
 // SecretMaterial identifies a signing secret by its hash.
@@ -204,7 +207,9 @@ func validMerchantID(id string) bool {
 
 // RegisterMerchant creates the merchant's stream.
 //
-// Errors: *ValidationError, ErrConflict (the id exists), infrastructure errors.
+// Errors: *ValidationError, ErrConflict (the id exists), *RepeatedError
+// (ErrRepeated: naming the merchant an earlier command with the request key
+// registered), infrastructure errors.
 func (s *Service) RegisterMerchant(ctx context.Context, c RegisterMerchant) error {
 	if err := checkMeta(c.Meta); err != nil {
 		return err
@@ -251,16 +256,23 @@ func (s *Service) RegisterMerchant(ctx context.Context, c RegisterMerchant) erro
 	if err := v.Err(); err != nil {
 		return err
 	}
+	claims, err := s.adminRequestClaim(c.RequestKey)
+	if err != nil {
+		return err
+	}
 	ids := &eventIDs{meta: c.Meta}
 	key := c.Key
 	key.IssuedAt = c.Time.UTC()
 	events := []ledger.NewEvent{
-		ids.event(TypeMerchantRegistered, c.MerchantID, d),
+		ids.event(TypeMerchantRegistered, c.MerchantID, d, claims...),
 		ids.event(TypeAPIKeyIssued, c.MerchantID, key),
 		ids.event(TypeSigningSecretRotated, c.MerchantID, SigningSecretRotated{Version: 1, SecretHash: c.Secret.SecretHash, RotatedAt: c.Time.UTC()}),
 	}
-	_, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamMerchant, c.MerchantID), Expected: ledger.NoStream, Events: events})
-	if err != nil {
+	_, err = s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamMerchant, c.MerchantID), Expected: ledger.NoStream, Events: events})
+	if err = s.repeated(err, claims); err != nil {
+		if errors.Is(err, ErrRepeated) {
+			return err
+		}
 		return fmt.Errorf("register merchant %s: %w", c.MerchantID, mapConflict(err))
 	}
 	return nil
@@ -358,11 +370,15 @@ type IssueAPIKey struct {
 	Meta
 	MerchantID string
 	Key        APIKeyIssued
+	// RequestKey: see Service.requestClaim; scoped to the admin API
+	// (AdminRequestClaim).
+	RequestKey string
 }
 
 // IssueAPIKey records a new key.
 //
-// Errors: ErrNotFound, *ValidationError, ErrConflict.
+// Errors: ErrNotFound, *ValidationError, ErrConflict, *RepeatedError
+// (ErrRepeated: an earlier command with the request key issued a key).
 func (s *Service) IssueAPIKey(ctx context.Context, c IssueAPIKey) error {
 	if err := checkMeta(c.Meta); err != nil {
 		return err
@@ -372,7 +388,7 @@ func (s *Service) IssueAPIKey(ctx context.Context, c IssueAPIKey) error {
 	}
 	key := c.Key
 	key.IssuedAt = c.Time.UTC()
-	return s.merchantEvent(ctx, c.Meta, c.MerchantID, func(m *Merchant) (string, any, error) {
+	return s.merchantEvent(ctx, c.Meta, c.MerchantID, c.RequestKey, func(m *Merchant) (string, any, error) {
 		if _, dup := m.Keys[key.KeyID]; dup {
 			return "", nil, fmt.Errorf("api key %s: %w", key.KeyID, ErrConflict)
 		}
@@ -394,7 +410,7 @@ func (s *Service) RevokeAPIKey(ctx context.Context, c RevokeAPIKey) error {
 	if err := checkMeta(c.Meta); err != nil {
 		return err
 	}
-	return s.merchantEvent(ctx, c.Meta, c.MerchantID, func(m *Merchant) (string, any, error) {
+	return s.merchantEvent(ctx, c.Meta, c.MerchantID, "", func(m *Merchant) (string, any, error) {
 		if active, ok := m.Keys[c.KeyID]; !ok || !active {
 			return "", nil, fmt.Errorf("api key %s: %w", c.KeyID, ErrKeyNotFound)
 		}
@@ -414,38 +430,74 @@ type RotateSigningSecret struct {
 	// adapter's derivation from the master key is.
 	Secret  func(version int) SecretMaterial
 	Overlap time.Duration
+	// RequestKey: see Service.requestClaim; scoped to the admin API
+	// (AdminRequestClaim).
+	RequestKey string
 }
 
-// RotateSigningSecret records the rotation and returns the new version.
+// RotateSigningSecret records the rotation and returns it. When an earlier
+// command with the request key rotated the merchant's secret, it returns
+// that rotation, as recorded, with a *RepeatedError: the caller can answer
+// the retry as the first attempt was answered.
 //
-// Errors: ErrNotFound, *ValidationError, ErrConflict.
-func (s *Service) RotateSigningSecret(ctx context.Context, c RotateSigningSecret) (int, error) {
+// Errors: ErrNotFound, *ValidationError, ErrConflict, *RepeatedError
+// (ErrRepeated).
+func (s *Service) RotateSigningSecret(ctx context.Context, c RotateSigningSecret) (SigningSecretRotated, error) {
 	if err := checkMeta(c.Meta); err != nil {
-		return 0, err
+		return SigningSecretRotated{}, err
 	}
 	if c.Secret == nil {
-		return 0, errors.New("commands: rotate signing secret without a secret")
+		return SigningSecretRotated{}, errors.New("commands: rotate signing secret without a secret")
 	}
-	version := 0
-	err := s.merchantEvent(ctx, c.Meta, c.MerchantID, func(m *Merchant) (string, any, error) {
-		version = m.SecretVersion + 1
+	var d SigningSecretRotated
+	err := s.merchantEvent(ctx, c.Meta, c.MerchantID, c.RequestKey, func(m *Merchant) (string, any, error) {
+		version := m.SecretVersion + 1
 		sm := c.Secret(version)
 		if len(sm.SecretHash) != 64 {
 			return "", nil, &ValidationError{Fields: []FieldError{{Path: "signing_secret", Type: "invalid", Message: "a signing secret hash is required"}}}
 		}
-		d := SigningSecretRotated{Version: version, SecretHash: sm.SecretHash, RotatedAt: c.Time.UTC()}
+		d = SigningSecretRotated{Version: version, SecretHash: sm.SecretHash, RotatedAt: c.Time.UTC()}
 		if c.Overlap > 0 {
 			d.PreviousValidUntil = c.Time.Add(c.Overlap).UTC()
 		}
 		return TypeSigningSecretRotated, d, nil
 	})
-	return version, err
+	var rep *RepeatedError
+	if errors.As(err, &rep) && rep.Stream == StreamID(StreamMerchant, c.MerchantID) {
+		var first SigningSecretRotated
+		ok, ferr := s.claimedEvent(ctx, rep.Stream, AdminRequestClaim(c.RequestKey), &first)
+		if ferr != nil {
+			return SigningSecretRotated{}, fmt.Errorf("rotation of a repeated request: %w", ferr)
+		}
+		if !ok {
+			// Not a *RepeatedError: the caller has no rotation to answer with.
+			return SigningSecretRotated{}, fmt.Errorf("rotation of a repeated request: no event of %s carries its claim", rep.Stream)
+		}
+		return first, err
+	}
+	if err != nil {
+		return SigningSecretRotated{}, err
+	}
+	return d, nil
 }
 
-// merchantEvent appends one event decided from the merchant's state.
-func (s *Service) merchantEvent(ctx context.Context, meta Meta, merchantID string, decide func(*Merchant) (string, any, error)) error {
+// merchantEvent appends one event decided from the merchant's state. With
+// a request key (see adminRequestClaim) the event claims it, and a command
+// whose key an earlier one claimed fails with a *RepeatedError.
+//
+// The claim is checked in each attempt, after the merchant is read: the
+// log lets a stream take again a claim it holds, so a concurrent retry
+// that appended to this stream first shows up only as a version conflict,
+// and the next attempt must see its claim. Read after the stream, the
+// claim is either visible or was taken after the read, when the append
+// fails on the version.
+func (s *Service) merchantEvent(ctx context.Context, meta Meta, merchantID, requestKey string, decide func(*Merchant) (string, any, error)) error {
 	_, err := s.run(ctx, func() (decision, error) {
 		m, err := s.LoadMerchant(ctx, merchantID)
+		if err != nil {
+			return decision{}, err
+		}
+		claims, err := s.adminRequestClaim(requestKey)
 		if err != nil {
 			return decision{}, err
 		}
@@ -453,7 +505,7 @@ func (s *Service) merchantEvent(ctx context.Context, meta Meta, merchantID strin
 		if err != nil {
 			return decision{}, err
 		}
-		return single(meta, StreamID(StreamMerchant, m.ID), m.ID, m.Version, typ, data), nil
+		return single(meta, StreamID(StreamMerchant, m.ID), m.ID, m.Version, typ, data, claims...), nil
 	})
 	return err
 }

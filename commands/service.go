@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -123,7 +124,22 @@ func (s *Service) requestClaim(merchantID, key string) ([]string, error) {
 	if merchantID == "" {
 		return nil, &ValidationError{Fields: []FieldError{{Path: "merchant_id", Type: "missing", Message: "a request key needs the merchant"}}}
 	}
-	claim := RequestClaim(merchantID, key)
+	return s.freeClaim(RequestClaim(merchantID, key))
+}
+
+// adminRequestClaim is requestClaim for the operator's creations (a
+// merchant, an API key, a signing secret), whose request keys are scoped
+// to the admin API rather than to a merchant.
+func (s *Service) adminRequestClaim(key string) ([]string, error) {
+	if key == "" {
+		return nil, nil
+	}
+	return s.freeClaim(AdminRequestClaim(key))
+}
+
+// freeClaim returns claim for an event to take, or a *RepeatedError naming
+// the stream that holds it.
+func (s *Service) freeClaim(claim string) ([]string, error) {
 	holder, ok, err := s.store.ClaimHolder(claim)
 	if err != nil {
 		return nil, fmt.Errorf("request key: %w", err)
@@ -137,6 +153,28 @@ func (s *Service) requestClaim(merchantID, key string) ([]string, error) {
 // RequestClaim is the unique key a command with a request key claims.
 func RequestClaim(merchantID, requestKey string) string {
 	return "request/" + merchantID + "/" + requestKey
+}
+
+// AdminRequestClaim is the unique key an operator's command with a request
+// key claims. Its prefix is not RequestClaim's: no merchant's request can
+// take it.
+func AdminRequestClaim(requestKey string) string {
+	return "admin-request/" + requestKey
+}
+
+// claimedEvent finds the event of stream that took claim and decodes its
+// data into v; ok is false when no event of the stream carries the claim.
+func (s *Service) claimedEvent(ctx context.Context, stream, claim string, v any) (ok bool, _ error) {
+	evs, err := s.store.ReadStream(ctx, stream, 1)
+	if err != nil {
+		return false, fmt.Errorf("load %s: %w", stream, err)
+	}
+	for _, e := range evs {
+		if slices.Contains(e.Claims, claim) {
+			return true, unmarshal(e, v)
+		}
+	}
+	return false, nil
 }
 
 // repeated turns a lost race for a request claim (claims from
@@ -195,12 +233,13 @@ func (s *Service) loadOwned(ctx context.Context, prefix, id, merchantID string, 
 	return nil
 }
 
-// single decides one event on one stream at the version the decision read.
-func single(meta Meta, stream, merchant string, version uint64, typ string, data any) decision {
+// single decides one event, taking claims, on one stream at the version
+// the decision read.
+func single(meta Meta, stream, merchant string, version uint64, typ string, data any, claims ...string) decision {
 	ids := &eventIDs{meta: meta}
 	return decision{writes: []ledger.Write{{
 		Stream: stream, Expected: ledger.Exactly(version),
-		Events: []ledger.NewEvent{ids.event(typ, merchant, data)},
+		Events: []ledger.NewEvent{ids.event(typ, merchant, data, claims...)},
 	}}}
 }
 

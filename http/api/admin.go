@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -72,11 +73,12 @@ func (s *Server) adminCreateMerchant(c *call) (int, any, error) {
 	secret := s.kr.SigningSecret(id, 1)
 	err = s.svc.RegisterMerchant(c.ctx, commands.RegisterMerchant{
 		Meta: c.meta, MerchantID: id, Settings: req.settings(),
-		Key:    commands.APIKeyIssued{KeyID: key.ID, KeyHash: key.Hash, Prefix: key.Prefix, Label: "default"},
-		Secret: commands.SecretMaterial{SecretHash: keyring.SecretHash(secret)},
+		Key:        commands.APIKeyIssued{KeyID: key.ID, KeyHash: key.Hash, Prefix: key.Prefix, Label: "default"},
+		Secret:     commands.SecretMaterial{SecretHash: keyring.SecretHash(secret)},
+		RequestKey: c.requestKey,
 	})
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, alreadyCreated(c, err, "registered merchant %s; its API key and signing secret were shown only in the first response: issue a key (POST /admin/v1/merchants/%[1]s/keys) and rotate the secret")
 	}
 	return http.StatusCreated, newMerchantResponse{MerchantID: id, APIKey: key.Key, KeyID: key.ID, SigningSecret: secret}, nil
 }
@@ -148,9 +150,10 @@ func (s *Server) adminIssueKey(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	err = s.svc.IssueAPIKey(c.ctx, commands.IssueAPIKey{Meta: c.meta, MerchantID: id,
-		Key: commands.APIKeyIssued{KeyID: key.ID, KeyHash: key.Hash, Prefix: key.Prefix, Label: req.Label}})
+		Key:        commands.APIKeyIssued{KeyID: key.ID, KeyHash: key.Hash, Prefix: key.Prefix, Label: req.Label},
+		RequestKey: c.requestKey})
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, alreadyCreated(c, err, "issued an API key to merchant %s; the key was shown only in the first response: revoke the one you did not get and issue another")
 	}
 	return http.StatusCreated, newKeyResponse{MerchantID: id, KeyID: key.ID, APIKey: key.Key, Prefix: key.Prefix}, nil
 }
@@ -159,6 +162,22 @@ type revokedKeyResponse struct {
 	MerchantID string `json:"merchant_id"`
 	KeyID      string `json:"key_id"`
 	Revoked    bool   `json:"revoked"`
+}
+
+// alreadyCreated answers an operator's creation that the log says is a
+// retry (commands.RepeatedError, see idempotency.go) whose stored answer is
+// lost: the first attempt made the resource, but its API key or secret was
+// shown once and is kept nowhere, so the answer is 409
+// IDEMPOTENCY_KEY_REUSED naming the merchant (what, with one %s for the
+// merchant id, says what the first attempt did). Other errors pass through.
+func alreadyCreated(c *call, err error, what string) error {
+	id, ok, rerr := repeated(c, err, commands.StreamMerchant)
+	if rerr != nil || !ok {
+		return errors.Join(rerr, err)
+	}
+	c.replayed = false // an error, not the first response again
+	msg := "This Idempotency-Key already " + fmt.Sprintf(what, id)
+	return newError(CodeIdempotencyReused, msg, Detail{Path: "Idempotency-Key", Type: "already_applied", Message: msg})
 }
 
 // adminRevokeKey is DELETE /admin/v1/merchants/{id}/keys/{key_id}.
@@ -187,17 +206,24 @@ func (s *Server) adminRotateSecret(c *call) (int, any, error) {
 	id := c.r.PathValue("id")
 	// The command decides the version (again after a concurrent rotation
 	// took one), so the secret is derived for the version it decides.
-	v, err := s.svc.RotateSigningSecret(c.ctx, commands.RotateSigningSecret{Meta: c.meta, MerchantID: id,
+	rot, err := s.svc.RotateSigningSecret(c.ctx, commands.RotateSigningSecret{Meta: c.meta, MerchantID: id,
 		Secret: func(version int) commands.SecretMaterial {
 			return commands.SecretMaterial{SecretHash: keyring.SecretHash(s.kr.SigningSecret(id, version))}
 		},
-		Overlap: s.cfg.SecretOverlap})
-	if err != nil {
-		return 0, nil, err
+		Overlap: s.cfg.SecretOverlap, RequestKey: c.requestKey})
+	if _, ok, rerr := repeated(c, err, commands.StreamMerchant); rerr != nil || !ok {
+		if err = errors.Join(rerr, err); err != nil {
+			return 0, nil, err
+		}
 	}
-	secret := s.kr.SigningSecret(id, v)
-	return http.StatusOK, rotatedSecretResponse{MerchantID: id, SigningSecret: secret, Version: v,
-		PreviousValidUntil: c.meta.Time.Add(s.cfg.SecretOverlap).UTC()}, nil
+	// A repeated request (its stored answer lost) gets the first answer
+	// again: the secret is derived, so nothing shown once is lost.
+	until := rot.RotatedAt
+	if !rot.PreviousValidUntil.IsZero() {
+		until = rot.PreviousValidUntil
+	}
+	return http.StatusOK, rotatedSecretResponse{MerchantID: id, SigningSecret: s.kr.SigningSecret(id, rot.Version), Version: rot.Version,
+		PreviousValidUntil: until}, nil
 }
 
 type rateRequest struct {

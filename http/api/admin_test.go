@@ -1,13 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/keyring"
+	"github.com/payledger/payledger/projections"
 )
 
 // TestRotateSecretConcurrent: many rotations of one merchant's signing
@@ -67,5 +71,147 @@ func TestRotateSecretConcurrent(t *testing.T) {
 	}
 	if recorded != n {
 		t.Errorf("%d rotations recorded, want %d", recorded, n)
+	}
+}
+
+// TestAdminCreationsClaimRequestKey: the operator's creations (a merchant,
+// an API key, a secret rotation) claim their request key in the log, as
+// the merchant API's do. Two nodes on one log, each with its own
+// idempotency store, get one request with one Idempotency-Key at once:
+// exactly one merchant, key or rotation is made. The loser gets the first
+// answer when it can be rebuilt (a rotation: the secret is derived), else
+// 409 IDEMPOTENCY_KEY_REUSED naming the merchant (an API key is shown
+// once and kept nowhere).
+func TestAdminCreationsClaimRequestKey(t *testing.T) {
+	h := newHarness(t)
+	m := h.newMerchant(`{"name": "first"}`)
+	cfg := h.srv.cfg
+	cfg.IdempotencyDB = nil // the other node's records are its own
+	srv2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts2 := httptest.NewServer(srv2.Handler())
+	t.Cleanup(ts2.Close)
+	other := *h
+	other.ts = ts2
+	nodes := []*harness{h, &other}
+	send := func(i int, path, body, key string) resp {
+		return nodes[i%2].do(req{method: "POST", path: path, body: body,
+			header: map[string]string{"Authorization": "Bearer " + testAdminToken, "Idempotency-Key": key}})
+	}
+	merchantView := func(id string) projections.MerchantView {
+		t.Helper()
+		v, err := h.views.Merchant(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// checkAnswers: every answer is a 201 naming created, or a 409
+	// IDEMPOTENCY_KEY_REUSED naming merchantID.
+	checkAnswers := func(rs []resp, idField, merchantID string) {
+		t.Helper()
+		var created string
+		for i, r := range rs {
+			switch r.Status {
+			case http.StatusCreated:
+				id, _ := r.JSON(t)[idField].(string)
+				if created != "" && id != created {
+					t.Errorf("answer %d made %s, another made %s", i, id, created)
+				}
+				created = id
+			case http.StatusConflict:
+				if r.errCode(t) != CodeIdempotencyReused || !strings.Contains(string(r.Body), merchantID) {
+					t.Errorf("answer %d: %s", i, r.Body)
+				}
+			default:
+				t.Errorf("answer %d: %d %s", i, r.Status, r.Body)
+			}
+		}
+		if created == "" {
+			t.Errorf("no answer shows what was made: %v", rs)
+		}
+	}
+
+	const n = 8
+	before, err := h.views.Merchants()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := h.concurrently(n, func(i int) resp { return send(i, "/admin/v1/merchants", `{"name": "once"}`, "merchant-once") })
+	after, err := h.views.Merchants()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before)+1 {
+		t.Fatalf("%d merchants made, want 1", len(after)-len(before))
+	}
+	newID, _ := rs[0].JSON(t)["merchant_id"].(string)
+	if newID == "" {
+		newID, _ = rs[1].JSON(t)["merchant_id"].(string)
+	}
+	checkAnswers(rs, "merchant_id", newID)
+
+	keysPath := "/admin/v1/merchants/" + m.ID + "/keys"
+	rs = h.concurrently(n, func(i int) resp { return send(i, keysPath, `{"label": "once"}`, "key-once") })
+	if k := len(merchantView(m.ID).APIKeys); k != 2 {
+		t.Errorf("merchant has %d keys, want 2", k)
+	}
+	checkAnswers(rs, "key_id", m.ID)
+
+	rotPath := "/admin/v1/merchants/" + m.ID + "/secret/rotate"
+	rs = h.concurrently(n, func(i int) resp { return send(i, rotPath, "", "rotate-once") })
+	if v := merchantView(m.ID).SecretVersion; v != 2 {
+		t.Errorf("secret version %d, want 2", v)
+	}
+	for i, r := range rs {
+		if r.Status != http.StatusOK || !bytes.Equal(r.Body, rs[0].Body) {
+			t.Errorf("rotation answer %d: %d %s (first %s)", i, r.Status, r.Body, rs[0].Body)
+		}
+	}
+}
+
+// TestAdminLostRecordCreations is the crash window between an operator's
+// creation and its idempotency record's save: with the record gone, the
+// retry with the same key and body appends nothing. A rotation answers as
+// the first time; a merchant or key, whose secret was shown once, is a 409
+// IDEMPOTENCY_KEY_REUSED naming the merchant.
+func TestAdminLostRecordCreations(t *testing.T) {
+	h := newHarness(t)
+	m := h.newMerchant(`{"name": "first"}`)
+	for _, tc := range []struct {
+		path, body, key string
+		status          int // of the first answer
+	}{
+		{"/admin/v1/merchants", `{"name": "once"}`, "merchant-1", http.StatusCreated},
+		{"/admin/v1/merchants/" + m.ID + "/keys", `{"label": "once"}`, "key-1", http.StatusCreated},
+		{"/admin/v1/merchants/" + m.ID + "/secret/rotate", "", "rotate-1", http.StatusOK},
+	} {
+		send := func() resp {
+			return h.do(req{method: "POST", path: tc.path, body: tc.body,
+				header: map[string]string{"Authorization": "Bearer " + testAdminToken, "Idempotency-Key": tc.key}})
+		}
+		first := send()
+		if first.Status != tc.status {
+			t.Fatalf("%s: %d %s", tc.path, first.Status, first.Body)
+		}
+		h.loseIdempotencyRecords(t)
+		head := h.head()
+		again := send()
+		if h.head() != head {
+			t.Errorf("%s retry appended", tc.path)
+		}
+		if tc.status == http.StatusOK {
+			if again.Status != http.StatusOK || again.Header.Get("Idempotent-Replayed") != "true" {
+				t.Errorf("%s retry: %d %v %s", tc.path, again.Status, again.Header, again.Body)
+			}
+			jsonEqual(t, again.Body, string(first.Body))
+			continue
+		}
+		id, _ := first.JSON(t)["merchant_id"].(string)
+		if again.Status != http.StatusConflict || again.errCode(t) != CodeIdempotencyReused || !strings.Contains(string(again.Body), id) {
+			t.Errorf("%s retry: %d %s", tc.path, again.Status, again.Body)
+		}
 	}
 }

@@ -42,7 +42,10 @@ import (
 // record: the retry runs the command again. Every creation (invoice,
 // e-invoice, widget, widget invoice, payment) carries a request key
 // (requestKey) that its event claims in the log, so the retry answers with
-// what the first attempt made.
+// what the first attempt made. The operator's creations (merchant, API key,
+// secret rotation) claim theirs too; as an API key is shown once and kept
+// nowhere, their retry answers 409 IDEMPOTENCY_KEY_REUSED naming the
+// merchant, except a rotation's, whose secret is derived (admin.go).
 
 const idemRecordVersion byte = 1
 
