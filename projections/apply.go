@@ -513,8 +513,20 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		v.PaidAt = &at
 		v.Late = pd.late
 		v.PaidBy = pd.by
-		v.PaidAmount = pd.amount
-		v.Overpaid = pd.excess
+		// Amounts are in the paying payment's currency (the invoice's, or
+		// its method's): shown at its minor units, as the payment shows them.
+		if !pd.amount.isZero() || !pd.excess.isZero() {
+			pay, err := s.payment(pd.by)
+			if err != nil {
+				return fmt.Errorf("invoice %s paid by: %w", p.id, err)
+			}
+			if !pd.amount.isZero() {
+				v.PaidAmount = fiatAmount(pd.amount, pay.v.PaymentCurrency)
+			}
+			if !pd.excess.isZero() {
+				v.Overpaid = fiatAmount(pd.excess, pay.v.PaymentCurrency)
+			}
+		}
 	}
 	return nil
 }

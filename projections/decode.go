@@ -95,9 +95,10 @@ type (
 		paid   *pInvoicePaid
 	}
 	pInvoicePaid struct {
-		at                 time.Time
-		late               bool
-		by, amount, excess string
+		at             time.Time
+		late           bool
+		by             string // the paying payment's stream
+		amount, excess num    // in the payment's currency; zero: absent
 	}
 	pPaymentCreated struct{ v PaymentView }
 	pPaymentUpdate  struct {
@@ -172,13 +173,7 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 		return &pInvoiceUpdate{id: id, status: commands.InvoiceStatusExpired}, err
 	case *mInvoicePaid:
 		id, err := streamID(e, commands.StreamInvoice)
-		p := &pInvoicePaid{at: utc(d.PaidAt), late: d.Late, by: d.PaymentID}
-		if !d.PaidAmount.isZero() {
-			p.amount = d.PaidAmount.plain()
-		}
-		if !d.Overpaid.isZero() {
-			p.excess = d.Overpaid.plain()
-		}
+		p := &pInvoicePaid{at: utc(d.PaidAt), late: d.Late, by: d.PaymentID, amount: d.PaidAmount, excess: d.Overpaid}
 		return &pInvoiceUpdate{id: id, status: commands.InvoiceStatusSuccess, paid: p}, err
 	case *mPaymentCreated:
 		return buildPayment(e, d)

@@ -14,7 +14,11 @@ import (
 //	2: times past 2262 are clamped in keys (sortTime); format 1 wrapped them
 //	   into the past, so its due index may hold entries that never leave.
 //	3: disabled widgets are in the due index too (they expire as well).
-const formatVersion byte = 3
+//	4: an invoice's paid_amount and overpaid are at the paying payment
+//	   currency's minor units ("1500.00"); format 3 kept them as the event
+//	   gave them ("1500"), which a rebuild (and verify's comparison) no
+//	   longer matches.
+const formatVersion byte = 4
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"

@@ -187,6 +187,11 @@ func TestPaymentViewSeed002(t *testing.T) {
 	if iv.Status != "success" || iv.PaidAt == nil || !iv.PaidAt.Equal(g.now) || iv.PaidBy != p.stream || iv.Version != 2 {
 		t.Errorf("invoice after payment: %+v", iv)
 	}
+	// The event holds the amount as given ("4990"); the view shows it at
+	// the payment currency's minor units, as amount and the payment's.
+	if iv.PaidAmount != "4990.00" {
+		t.Errorf("invoice paid_amount %q, want 4990.00", iv.PaidAmount)
+	}
 	list, err := v.PaymentsForInvoice(in.id)
 	if err != nil || len(list) != 1 || list[0].Stream != p.stream {
 		t.Errorf("payments for invoice: %v %v", list, err)
