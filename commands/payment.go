@@ -83,8 +83,9 @@ type CreatePayment struct {
 // the payment details. The invoice must be pending and not past expires_at.
 //
 // Errors: *ValidationError, ErrNotFound, ErrInvoiceNotPayable,
-// ErrMethodInvalid, ErrCurrencyInvalid (no rate to convert), ErrConflict,
-// *RepeatedError (ErrRepeated).
+// ErrMerchantDisabled (the merchant is suspended), ErrMethodInvalid,
+// ErrCurrencyInvalid (no rate to convert), ErrConflict, *RepeatedError
+// (ErrRepeated).
 func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment, uint64, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, 0, err
@@ -114,6 +115,11 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		m, err := s.LoadMerchant(ctx, inv.MerchantID)
 		if err != nil {
 			return decision{}, err
+		}
+		// A suspended merchant takes no new money. The invoicing switch
+		// is not asked: it stops new invoices, not payments of made ones.
+		if m.Disabled {
+			return decision{}, fmt.Errorf("merchant %s: %w", m.ID, ErrMerchantDisabled)
 		}
 		if !m.MethodEnabled(method.Code) || (inv.Method != "" && inv.Method != method.Code) {
 			return decision{}, fmt.Errorf("method %q: %w", method.Code, ErrMethodInvalid)

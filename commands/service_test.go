@@ -762,3 +762,41 @@ func TestRegisterMerchantRefusesBadIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestSuspendedMerchant: a suspended (disabled) merchant creates nothing
+// more: no invoice, no widget, no payment on an invoice still pending. A
+// payment already made (the customer may have paid) still settles, so
+// money already taken is recorded and posted.
+func TestSuspendedMerchant(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice("o-1")
+	p, _ := e.payment(inv)
+	pending := e.invoice("o-2")
+	yes := true
+	if err := e.svc.ChangeMerchantSettings(e.ctx, commands.ChangeMerchantSettings{Meta: e.meta(), MerchantID: e.m,
+		Settings: commands.MerchantSettings{Disabled: &yes}}); err != nil {
+		t.Fatal(err)
+	}
+	head := e.store.Head()
+	if _, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+		Amount: "10.00", Currency: "UAH", ExternalID: "o-3", Rate: dec("41.50")}); !errors.Is(err, commands.ErrMerchantDisabled) {
+		t.Errorf("invoice: %v", err)
+	}
+	if _, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m,
+		WidgetID: "0b6d1b8e-62c3-4d49-9a43-1c4f6a0e2b12", Kind: commands.WidgetUnlimited}); !errors.Is(err, commands.ErrMerchantDisabled) {
+		t.Errorf("widget: %v", err)
+	}
+	for _, merchant := range []string{e.m, ""} { // the merchant's API, the hosted page
+		if _, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(),
+			InvoiceID: pending.InvoiceID, MerchantID: merchant, Method: "visamaster.uah"}); !errors.Is(err, commands.ErrMerchantDisabled) {
+			t.Errorf("payment (merchant %q): %v", merchant, err)
+		}
+	}
+	if e.store.Head() != head {
+		t.Fatal("a refused creation appended events")
+	}
+	res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID})
+	if err != nil || !res.InvoicePaid {
+		t.Errorf("processing a payment made before the suspension: %+v %v", res, err)
+	}
+}

@@ -390,6 +390,8 @@ func (h *handler) payMethod(w http.ResponseWriter, r *http.Request) {
 		seeOther(w, r, PayPrefix+id+"#details")
 	case errors.Is(err, commands.ErrInvoiceNotPayable):
 		h.refreshAndRender(w, r, http.StatusConflict, "This invoice can no longer be paid.", "")
+	case errors.Is(err, commands.ErrMerchantDisabled):
+		h.refreshAndRender(w, r, http.StatusConflict, "The shop is not accepting payments right now. Please try again later.", "")
 	case errors.Is(err, commands.ErrMethodInvalid), errors.Is(err, commands.ErrCurrencyInvalid):
 		h.refreshAndRender(w, r, http.StatusBadRequest, "This payment method is not available right now. Choose another one.", "")
 	case errors.Is(err, commands.ErrNotFound):
