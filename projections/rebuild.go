@@ -216,6 +216,12 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 			err = fmt.Errorf("sync: %w", syncErr)
 		}
 	}()
+	pre := newPreallocator(dst.Path())
+	defer func() {
+		if ferr := pre.finish(); err == nil && ferr != nil {
+			err = fmt.Errorf("free the blocks past the end: %w", ferr)
+		}
+	}()
 	commit := func() error {
 		if err := s.flush(); err != nil {
 			return err
@@ -225,6 +231,7 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 		if err != nil {
 			return err
 		}
+		pre.extend()
 		select {
 		case syncing <- struct{}{}:
 			if syncErr != nil {
