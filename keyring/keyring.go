@@ -12,10 +12,9 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -72,8 +71,11 @@ func Open(path string, opts *Options) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyring: master key: %w", err)
 	}
-	if err := checkMode(path, o.Logger); err != nil {
-		return nil, err
+	if err := durable.CheckSecret(path, "master key", o.Logger); err != nil {
+		if errors.Is(err, durable.ErrSecretWritable) {
+			return nil, fmt.Errorf("%w: %w", ErrMasterKeyPermissions, err)
+		}
+		return nil, fmt.Errorf("keyring: master key: %w", err)
 	}
 	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil || len(raw) != 32 {
@@ -82,26 +84,6 @@ func Open(path string, opts *Options) (*Keyring, error) {
 	var k [32]byte
 	copy(k[:], raw)
 	return New(k), nil
-}
-
-// checkMode refuses a key file its group or others may write, and warns of
-// one they may read. Windows has no such permission bits: nothing to check.
-func checkMode(path string, log *slog.Logger) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	fi, err := os.Stat(path) // through a symlink, as Kubernetes mounts secrets
-	if err != nil {
-		return fmt.Errorf("keyring: master key: %w", err)
-	}
-	switch perm := fi.Mode().Perm(); {
-	case perm&0o022 != 0:
-		return fmt.Errorf("%w: %s is %v: its group or others may write it (chmod 600 it)", ErrMasterKeyPermissions, path, perm)
-	case perm&0o044 != 0:
-		log.Warn("master key file is readable by its group or others: chmod 600 it, or mount it owner-only",
-			"path", path, "mode", perm.String())
-	}
-	return nil
 }
 
 // APIKey is a freshly made API key. Key is shown once; only Hash is stored.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/audit"
+	"github.com/payledger/payledger/internal/durable"
 )
 
 // CheckpointKeyFile holds the node's Ed25519 checkpoint signing key inside
@@ -47,6 +48,9 @@ func (n *Node) startCheckpoints(ctx context.Context) error {
 		return fmt.Errorf("checkpoint key: %w", err)
 	}
 	log := n.cfg.Logger.With("component", "checkpoints")
+	if err := durable.CheckSecret(path, "checkpoint signing key", log); err != nil {
+		return fmt.Errorf("checkpoint key: %w", err)
+	}
 	n.Checkpoints = audit.NewCheckpointer(n.Log, key, audit.CheckpointConfig{
 		Every: cc.Every, Interval: cc.Interval, Now: n.cfg.Clock.Now, Logger: log,
 	})

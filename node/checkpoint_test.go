@@ -3,12 +3,17 @@ package node_test
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"io"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/payledger/payledger/audit"
+	"github.com/payledger/payledger/internal/durable"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/node"
 )
@@ -58,5 +63,30 @@ func TestNodeSignsCheckpoints(t *testing.T) {
 	last, err := s.Get(s.Head().Seq)
 	if err != nil || last.Type != audit.TypeCheckpointSigned || r.Uncovered != 1 || r.Views != "compared" {
 		t.Fatalf("the log does not end with a checkpoint of everything before it: last %s, report %+v", last.Type, r)
+	}
+}
+
+// TestNodeRefusesWritableCheckpointKey: a node does not start with a
+// checkpoint signing key file its group or others may write (whoever can
+// write it can sign checkpoints of a forged log), and says which file.
+func TestNodeRefusesWritableCheckpointKey(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, node.CheckpointKeyFile)
+	if _, _, err := audit.LoadOrCreateKey(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o664); err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(context.Background(), node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: true, Out: io.Discard})
+	if err == nil {
+		n.Close()
+		t.Fatal("a node started with a checkpoint key file others may write")
+	}
+	if !errors.Is(err, durable.ErrSecretWritable) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("open: %v, want ErrSecretWritable naming %s", err, path)
 	}
 }

@@ -73,7 +73,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Logger = logger
 	if cfg.AdminToken == "" {
-		tok, created, err := loadOrCreateToken(filepath.Join(cfg.DataDir, adminTokenFile))
+		tok, created, err := loadOrCreateToken(filepath.Join(cfg.DataDir, adminTokenFile), logger)
 		if err != nil {
 			return err
 		}
@@ -91,8 +91,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // loadOrCreateToken reads a token file, or writes a new random token to it
 // (synced: the token is printed and handed out at once). A token file that
-// holds no token is refused rather than leaving the admin API locked.
-func loadOrCreateToken(path string) (tok string, created bool, err error) {
+// holds no token is refused rather than leaving the admin API locked, as is
+// one its group or others may write (durable.CheckSecret).
+func loadOrCreateToken(path string, log *slog.Logger) (tok string, created bool, err error) {
 	b, created, err := durable.ReadOrCreate(path, 0o600, func() ([]byte, error) {
 		var raw [24]byte
 		if _, err := rand.Read(raw[:]); err != nil {
@@ -101,6 +102,9 @@ func loadOrCreateToken(path string) (tok string, created bool, err error) {
 		return []byte(hex.EncodeToString(raw[:]) + "\n"), nil
 	})
 	if err != nil {
+		return "", false, err
+	}
+	if err := durable.CheckSecret(path, "admin token", log); err != nil {
 		return "", false, err
 	}
 	if tok = strings.TrimSpace(string(b)); tok == "" {

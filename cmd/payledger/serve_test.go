@@ -4,19 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/payledger/payledger/internal/durable"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/stream/natstest"
@@ -172,22 +176,64 @@ func TestServeGracefulShutdown(t *testing.T) {
 // token", which would lock the admin API.
 func TestLoadOrCreateToken(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "data", adminTokenFile)
-	tok, created, err := loadOrCreateToken(path)
+	tok, created, err := loadOrCreateToken(path, slog.New(slog.DiscardHandler))
 	if err != nil || !created || len(tok) != 48 {
 		t.Fatalf("create: %q %v %v", tok, created, err)
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v %v", fi, err)
 	}
-	again, created, err := loadOrCreateToken(path)
+	again, created, err := loadOrCreateToken(path, slog.New(slog.DiscardHandler))
 	if err != nil || created || again != tok {
 		t.Fatalf("reload: %q %v %v", again, created, err)
 	}
 	if err := os.WriteFile(path, []byte(" \n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := loadOrCreateToken(path); err == nil || !strings.Contains(err.Error(), "is empty") {
+	if _, _, err := loadOrCreateToken(path, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "is empty") {
 		t.Fatalf("empty token file: %v", err)
+	}
+}
+
+// TestLoadOrCreateTokenPermissions: an admin token file its group or others
+// may write is refused (whoever can write it can let themselves into the
+// admin API); one they may read is used, with a warning that does not hold
+// the token.
+func TestLoadOrCreateTokenPermissions(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	const tok = "0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		mode            os.FileMode
+		refused, warned bool
+	}{
+		{0o600, false, false}, {0o400, false, false}, {0o640, false, true}, {0o644, false, true},
+		{0o620, true, false}, {0o602, true, false}, {0o666, true, false},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), adminTokenFile)
+			if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			got, _, err := loadOrCreateToken(path, slog.New(slog.NewTextHandler(&logs, nil)))
+			if refused := errors.Is(err, durable.ErrSecretWritable); refused != tc.refused || (!refused && err != nil) {
+				t.Fatalf("mode %v: %v, want refused %v", tc.mode, err, tc.refused)
+			}
+			if !tc.refused && got != tok {
+				t.Fatalf("mode %v: read %q", tc.mode, got)
+			}
+			if warned := strings.Contains(logs.String(), "level=WARN"); warned != tc.warned {
+				t.Errorf("mode %v: warned %v, want %v; logs:\n%s", tc.mode, warned, tc.warned, logs.String())
+			}
+			if strings.Contains(logs.String(), tok) || (err != nil && strings.Contains(err.Error(), tok)) {
+				t.Errorf("the token was shown: %v %s", err, logs.String())
+			}
+		})
 	}
 }
 
@@ -207,7 +253,7 @@ func TestLoadOrCreateTokenRace(t *testing.T) {
 			defer wg.Done()
 			<-start
 			var err error
-			if toks[i], made[i], err = loadOrCreateToken(path); err != nil {
+			if toks[i], made[i], err = loadOrCreateToken(path, slog.New(slog.DiscardHandler)); err != nil {
 				t.Error(err)
 			}
 		}()

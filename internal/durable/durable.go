@@ -7,8 +7,10 @@ package durable
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 )
 
 // Create writes data to a new file at path with mode perm, creating the
@@ -82,4 +84,32 @@ func SyncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// ErrSecretWritable means a secret file's group or others may write it:
+// whoever can write it can put a secret of their own in its place.
+var ErrSecretWritable = errors.New("a secret file its group or others may write")
+
+// CheckSecret checks the permission bits of the secret file at path (what
+// names it in messages: "master key", "admin token"): it refuses one its
+// group or others may write (ErrSecretWritable), and warns through log of
+// one they may read (Kubernetes mounts secrets 0644 by default, so that is
+// not refused). Neither the error nor the log holds the secret. Windows has
+// no such permission bits: nothing to check.
+func CheckSecret(path, what string, log *slog.Logger) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(path) // through a symlink, as Kubernetes mounts secrets
+	if err != nil {
+		return err
+	}
+	switch perm := fi.Mode().Perm(); {
+	case perm&0o022 != 0:
+		return fmt.Errorf("%w: %s %s is %v (chmod 600 it)", ErrSecretWritable, what, path, perm)
+	case perm&0o044 != 0:
+		log.Warn(what+" file is readable by its group or others: chmod 600 it, or mount it owner-only",
+			"path", path, "mode", perm.String())
+	}
+	return nil
 }
