@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -403,4 +404,57 @@ func editBolt(t *testing.T, path string, fn func(tx *bbolt.Tx) error) {
 	if err := db.Update(fn); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// truncateLog cuts the log's last records off behind its back, as someone
+// hiding the latest events would: the records after to, their index
+// entries and the stored head. The views are left as they were.
+func truncateLog(t *testing.T, path string, to ledger.Head) {
+	t.Helper()
+	editBolt(t, path, func(tx *bbolt.Tx) error {
+		lg, idx := tx.Bucket([]byte("log")), tx.Bucket([]byte("index"))
+		for k, _ := lg.Cursor().Seek(binary.BigEndian.AppendUint64(nil, to.Seq+1)); k != nil; k, _ = lg.Cursor().Seek(binary.BigEndian.AppendUint64(nil, to.Seq+1)) {
+			if err := lg.Delete(k); err != nil {
+				return err
+			}
+		}
+		var drop [][]byte
+		if err := idx.ForEach(func(k, v []byte) error {
+			if binary.BigEndian.Uint64(v) > to.Seq {
+				drop = append(drop, bytes.Clone(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := idx.Delete(k); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("head"), append(binary.BigEndian.AppendUint64(nil, to.Seq), to.Hash[:]...))
+	})
+}
+
+// TestRunViewsAheadOfATruncatedLog: the log's last events cut off, the
+// views left as they were. Nobody appends to a read-only log, so views past
+// its head mean the log lost events the views applied: a fault, not a
+// "not compared" success.
+func TestRunViewsAheadOfATruncatedLog(t *testing.T) {
+	b := newBuilder(t, true)
+	b.history()
+	full := b.s.Head()
+	// Cut the last payment.processed, its invoice.paid and the checkpoint
+	// after them: the views still say the invoice is paid.
+	e, err := b.s.Get(full.Seq - 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.s.Close()
+	truncateLog(t, b.path, ledger.Head{Seq: e.Seq, Hash: e.Hash})
+	r, err := run(t, b.readOnly(), testKey.Public().(ed25519.PublicKey))
+	if r.Head.Seq != e.Seq {
+		t.Fatalf("verified head %d, want the truncated log's %d", r.Head.Seq, e.Seq)
+	}
+	wantFault(t, err, CheckProjections, e.Seq+1, "", fmt.Sprintf("up to sequence %d, but the log ends at %d", full.Seq, e.Seq))
 }

@@ -74,7 +74,8 @@ type Report struct {
 //
 // The log should not be appended to meanwhile (a read-only open or a
 // backup): Run checks the events up to the head when it began, and skips
-// the views checks when the views have moved past it.
+// the views checks when the views have moved past it because the log grew.
+// Views past the end of the log (a log cut short behind them) are a fault.
 //
 // Errors: a *Fault naming the check, sequence and stream (errors.Is
 // matches ErrChain, ErrStreams, ErrPostings, ErrInvoice, ErrCheckpoint or
@@ -137,6 +138,16 @@ func Run(ctx context.Context, store *boltlog.Store, opts Options) (Report, error
 	case err != nil:
 		return r, &Fault{Check: CheckProjections, Reason: "live views: " + err.Error(), Cause: err}
 	case live.Checkpoint > head.Seq:
+		// Views and log commit in one transaction, so views past the
+		// verified head are fine only if the log has grown to them since
+		// (a live log); a log without those events was cut short.
+		_, gerr := store.Get(live.Checkpoint)
+		switch {
+		case errors.Is(gerr, ledger.ErrNotFound):
+			return r, fault(CheckProjections, head.Seq+1, "", "the views have applied the log up to sequence %d, but the log ends at %d: the events after it are missing", live.Checkpoint, head.Seq)
+		case gerr != nil:
+			return r, gerr
+		}
 		r.Views = fmt.Sprintf("not compared: the views moved on to sequence %d while verifying", live.Checkpoint)
 		return r, nil
 	case live.Checkpoint < head.Seq:
