@@ -212,6 +212,47 @@ func TestRunInvoiceLifecycleFaults(t *testing.T) {
 	}
 }
 
+// TestRunInvoiceEventsOfAnotherMerchant: an invoice's events, and its
+// payments' events, are all its merchant's. A payment made under another
+// merchant's name would credit that merchant for this invoice, while every
+// event balances and moves only its own merchant's accounts.
+func TestRunInvoiceEventsOfAnotherMerchant(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		build func(b *builder, inv string) (seq uint64, stream string)
+	}{
+		{"payment created by another merchant", func(b *builder, inv string) (uint64, string) {
+			p := b.payment("m2", inv)
+			b.app(w(p, b.processedEv("m2", postings("m2"), false)), w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv("m1", p, false)))
+			return b.s.Head().Seq - 2, p
+		}},
+		{"payment processed by another merchant", func(b *builder, inv string) (uint64, string) {
+			p := b.payment("m1", inv)
+			evs := b.app(w(p, b.processedEv("m2", postings("m2"), false)), w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv("m1", p, false)))
+			return evs[0].Seq, p
+		}},
+		{"invoice paid by another merchant", func(b *builder, inv string) (uint64, string) {
+			p := b.payment("m1", inv)
+			evs := b.app(w(p, b.processedEv("m1", postings("m1"), false)), w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv("m2", p, false)))
+			return evs[1].Seq, evs[1].Stream
+		}},
+		{"invoice cancelled by another merchant", func(b *builder, inv string) (uint64, string) {
+			b.cancel("m2", inv)
+			return b.s.Head().Seq, commands.StreamID(commands.StreamInvoice, inv)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t, false)
+			b.merchant("m1")
+			b.merchant("m2")
+			inv := b.invoice("m1", "o1")
+			seq, stream := tc.build(b, inv)
+			_, err := run(t, b.readOnly())
+			wantFault(t, err, CheckInvoices, seq, stream, `merchant "m2"`, `invoice `+inv+` of merchant "m1"`)
+		})
+	}
+}
+
 // TestRunInvoiceViewEditedBehindTheLog: a view written into v_invoices
 // directly, not by the projector, is named by its invoice.
 func TestRunInvoiceViewEditedBehindTheLog(t *testing.T) {

@@ -27,8 +27,9 @@ type checker struct {
 	types           map[string]uint64
 
 	invoices map[idKey]invoiceState
-	payments map[idKey]idKey // payment -> its invoice
-	expect   *expectPaid     // a payment.processed that paid its invoice, awaiting invoice.paid
+	payments map[idKey]idKey   // payment -> its invoice
+	names    map[string]string // merchant ids, interned: invoices share one copy
+	expect   *expectPaid       // a payment.processed that paid its invoice, awaiting invoice.paid
 
 	postingEvents uint64
 	totals        map[string]*Flow
@@ -47,11 +48,12 @@ type checker struct {
 const ringSize = 1 << 14
 
 type invoiceState struct {
-	lastSeq uint64
-	version uint64
-	paidBy  idKey
-	status  uint8
-	late    bool
+	lastSeq  uint64
+	version  uint64
+	paidBy   idKey
+	merchant string // every event of the invoice and of its payments is this merchant's
+	status   uint8
+	late     bool
 }
 
 // Invoice statuses of the fold (docs/payments.md).
@@ -119,6 +121,7 @@ func newChecker(trusted []ed25519.PublicKey) *checker {
 		types:     map[string]uint64{},
 		invoices:  map[idKey]invoiceState{},
 		payments:  map[idKey]idKey{},
+		names:     map[string]string{},
 		totals:    map[string]*Flow{},
 		merchants: map[string]map[string]*Flow{},
 		ring:      make([]ledger.Hash, ringSize),
@@ -250,6 +253,9 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 	id := strings.TrimPrefix(e.Stream, commands.StreamInvoice+"-")
 	k := uuidKey(id)
 	st := c.invoices[k]
+	if e.Type != commands.TypeInvoiceCreated && e.Merchant != st.merchant {
+		return fault(CheckInvoices, e.Seq, e.Stream, "%s of merchant %q on invoice %s of merchant %q", e.Type, e.Merchant, id, st.merchant)
+	}
 	switch e.Type {
 	case commands.TypeInvoiceCreated:
 		var d struct {
@@ -262,7 +268,12 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 		if d.InvoiceID != id || d.MerchantID == "" || d.MerchantID != e.Merchant {
 			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.created names invoice %q of merchant %q (envelope merchant %q)", d.InvoiceID, d.MerchantID, e.Merchant)
 		}
-		st = invoiceState{status: stPending}
+		m, ok := c.names[d.MerchantID]
+		if !ok {
+			m = d.MerchantID
+			c.names[m] = m
+		}
+		st = invoiceState{status: stPending, merchant: m}
 	case commands.TypeInvoiceCancelled, commands.TypeInvoiceExpired:
 		if st.status != stPending {
 			return fault(CheckInvoices, e.Seq, e.Stream, "%s of a %s invoice: only a pending invoice is cancelled or expires", e.Type, statusNames[st.status])
@@ -317,6 +328,8 @@ func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 	switch {
 	case !ok:
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment for invoice %s, which does not exist", d.InvoiceID)
+	case d.MerchantID != inv.merchant:
+		return fault(CheckInvoices, e.Seq, e.Stream, "payment.created of merchant %q for invoice %s of merchant %q", d.MerchantID, d.InvoiceID, inv.merchant)
 	case inv.status != stPending:
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment created for a %s invoice %s: only a pending invoice takes payments", statusNames[inv.status], d.InvoiceID)
 	}
@@ -347,6 +360,9 @@ func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 	inv, ok := c.payments[pk]
 	if !ok {
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment.processed of a payment that was never created")
+	}
+	if m := c.invoices[inv].merchant; e.Merchant != m {
+		return fault(CheckInvoices, e.Seq, e.Stream, "payment.processed of merchant %q for invoice %s of merchant %q", e.Merchant, inv.uuid(), m)
 	}
 	if len(d.Postings) > 0 && e.Merchant == "" {
 		return fault(CheckPostings, e.Seq, e.Stream, "postings on an event without a merchant")
