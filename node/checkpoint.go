@@ -32,8 +32,10 @@ type CheckpointConfig struct {
 }
 
 // startCheckpoints loads (or makes) the signing key and runs the
-// checkpointer among the node's background goroutines, so it stops (with
-// a last checkpoint) before the relay flushes and the log closes.
+// checkpointer. It stops (with a last checkpoint) after the other
+// background goroutines, the expiry scheduler among them, so that nothing
+// they append lands after the last checkpoint, and before the relay
+// flushes and the log closes (closeAll).
 func (n *Node) startCheckpoints(ctx context.Context) error {
 	cc := n.cfg.Checkpoints
 	if cc.Disabled {
@@ -57,9 +59,11 @@ func (n *Node) startCheckpoints(ctx context.Context) error {
 	if created {
 		log.Info("created a checkpoint signing key", "path", path, "public_key", audit.PublicKeyHex(n.Checkpoints.PublicKey()))
 	}
-	n.bg.Add(1)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.lastCancel = cancel
+	n.last.Add(1)
 	go func() {
-		defer n.bg.Done()
+		defer n.last.Done()
 		if err := n.Checkpoints.Run(ctx); err != nil {
 			log.Error("checkpoints stopped", "err", err)
 		}

@@ -149,7 +149,11 @@ type Node struct {
 
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
-	closers  []func(context.Context) error
+	// The checkpointer: stopped after bg, so its last checkpoint covers
+	// everything bg appended.
+	lastCancel context.CancelFunc
+	last       sync.WaitGroup
+	closers    []func(context.Context) error
 }
 
 // Open opens the data directory and starts every component but the HTTP
@@ -471,6 +475,10 @@ func (n *Node) closeAll(ctx context.Context) error {
 	if n.bgCancel != nil {
 		n.bgCancel()
 		n.bg.Wait()
+	}
+	if n.lastCancel != nil {
+		n.lastCancel()
+		n.last.Wait()
 	}
 	var errs []error
 	for i := len(n.closers) - 1; i >= 0; i-- {
