@@ -198,7 +198,9 @@ func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 // Run hands events one at a time to h until ctx ends (then it returns nil).
 //
 // Errors: *MessageError for a stream message that is not a valid event;
-// the consumer stops there rather than skip it.
+// the consumer stops there rather than skip it. ErrConsumerGone when the
+// durable consumer no longer exists on the server: make it anew (from the
+// handler's checkpoint) to go on.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	return c.run(ctx, func(ctx context.Context, events []ledger.Event) (int, error) {
 		for i, e := range events {
@@ -235,7 +237,6 @@ func (c *Consumer) run(ctx context.Context, handle func(context.Context, []ledge
 			fetchBackoff = min(fetchBackoff*2, c.cfg.MaxBackoff)
 			continue
 		}
-		fetchBackoff = c.cfg.MinBackoff
 		// Hand over what has arrived as soon as it arrives. Once ctx ends,
 		// hand the rest of this fetch back (a fetch is never abandoned),
 		// but only once the fetch is over, in stream order: a message
@@ -268,12 +269,31 @@ func (c *Consumer) run(ctx context.Context, handle func(context.Context, []ledge
 			handBack = append(handBack, rest...)
 		}
 		nakInOrder(handBack)
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-			log.Warn("fetch ended early", "err", err)
+		ferr := batch.Error()
+		if errors.Is(ferr, nats.ErrTimeout) || errors.Is(ferr, jetstream.ErrNoMessages) {
+			ferr = nil
 		}
 		if bad != nil {
+			if ferr != nil {
+				log.Warn("fetch ended early", "err", ferr)
+			}
 			return bad
 		}
+		if ferr == nil {
+			fetchBackoff = c.cfg.MinBackoff
+			continue
+		}
+		if ctx.Err() != nil {
+			continue
+		}
+		// A fetch the server ended at once (the consumer deleted, no
+		// responders) would otherwise be asked again at once, forever.
+		if _, err := c.cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("%w: %s: %v", ErrConsumerGone, c.cfg.Durable, ferr)
+		}
+		log.Warn("fetch ended early", "err", ferr, "retry_in", fetchBackoff)
+		sleepCtx(ctx, fetchBackoff)
+		fetchBackoff = min(fetchBackoff*2, c.cfg.MaxBackoff)
 	}
 	return nil
 }

@@ -229,3 +229,34 @@ func TestConsumerHandsRedeliveryAfterCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerGoneEndsRun: a durable consumer deleted on the server (by an
+// operator, or with its stream) hands over nothing more. Run must say so
+// with ErrConsumerGone, for its owner to make it anew from its checkpoint,
+// rather than ask the server again at once, forever, while the events
+// committed meanwhile go to no one.
+func TestConsumerGoneEndsRun(t *testing.T) {
+	conn, _ := publishedLog(t, 100, 50)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := stream.NewConsumer(ctx, conn, stream.ConsumerConfig{Durable: "gone", FetchWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, rec.handle) }()
+	rec.waitCount(t, 100)
+	if err := conn.JetStream().DeleteConsumer(ctx, conn.Config().Stream, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, stream.ErrConsumerGone) {
+			t.Fatalf("Run after its consumer was deleted: %v, want ErrConsumerGone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still going 10s after its consumer was deleted")
+	}
+}

@@ -23,6 +23,10 @@ var (
 	ErrLogAhead = errors.New("stream: log is ahead of the stream")
 	// ErrStopped means the relay stopped before a Flush was done.
 	ErrStopped = errors.New("stream: relay stopped")
+	// ErrConsumerGone means a durable consumer no longer exists on the
+	// server (deleted by an operator, or with its stream): it hands over
+	// nothing more, and its owner makes it anew from its own checkpoint.
+	ErrConsumerGone = errors.New("stream: durable consumer gone")
 )
 
 // DivergedError names the sequence at which the stream and the log disagree.

@@ -122,7 +122,7 @@ func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.
 		if ctx.Err() != nil {
 			break // stopped: whatever it was doing, nothing is lost
 		}
-		if errors.Is(err, errGap) {
+		if errors.Is(err, errGap) || errors.Is(err, stream.ErrConsumerGone) {
 			// Start a consumer afresh from the local log's head.
 			logger.Warn("worker projections: restarting the consumer", "err", err)
 			continue

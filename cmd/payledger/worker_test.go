@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payledger/payledger/stream"
 	"github.com/payledger/payledger/stream/natstest"
 )
 
@@ -62,8 +63,8 @@ func waitWorker(t *testing.T, out *syncBuffer, seq uint64) {
 }
 
 // A read node fed by the stream: `payledger worker projections` keeps a
-// local log and its views equal to the write node's, across restarts and
-// with a fresh data dir.
+// local log and its views equal to the write node's, across restarts, with
+// a fresh data dir, and after its durable consumer is deleted.
 func TestWorkerProjections(t *testing.T) {
 	srv := natstest.RunServer(t)
 	url := srv.ClientURL()
@@ -98,6 +99,23 @@ func TestWorkerProjections(t *testing.T) {
 	fresh := filepath.Join(t.TempDir(), "read2")
 	out, stop = startWorker(t, url, fresh, "read-1")
 	waitWorker(t, out, 1100)
+
+	// Its consumer deleted on the server (by an operator, or with its
+	// stream), it makes it anew from its head: it neither spins on the
+	// deleted one nor stops.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := stream.Open(ctx, stream.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.JetStream().DeleteConsumer(ctx, conn.Config().Stream, "read-1"); err != nil {
+		t.Fatal(err)
+	}
+	appendTestEvents(t, src, 100)
+	publishTo(t, url, src)
+	waitWorker(t, out, 1200)
 	stop()
 	requireSameLog(t, filepath.Join(fresh, "ledger.db"), src)
 }
