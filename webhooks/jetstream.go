@@ -19,9 +19,9 @@ const DefaultDurable = "payledger-webhooks"
 // consumer (cfg.Durable, default "payledger-webhooks"; Batch default 1024),
 // so a webhook worker can run in its own process against an external NATS
 // cluster. The dispatcher's checkpoint is the truth: a new consumer starts
-// after it; events the consumer hands again are skipped; and a consumer
-// ahead of the checkpoint (its webhooks.db replaced, say) is recreated at
-// the checkpoint rather than skip events.
+// after it; events the consumer hands again are skipped; a consumer ahead
+// of the checkpoint (its webhooks.db replaced, say) is recreated at the
+// checkpoint rather than skip events; and so is one deleted on the server.
 func FromStream(conn *stream.Conn, cfg stream.ConsumerConfig) Source {
 	if cfg.Durable == "" {
 		cfg.Durable = DefaultDurable
@@ -85,6 +85,12 @@ func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]le
 			return err
 		})
 		cancel()
+		if errors.Is(err, stream.ErrConsumerGone) && ctx.Err() == nil {
+			// Deleted on the server: the next round makes it anew at the
+			// checkpoint.
+			s.conn.Config().Logger.Warn("webhooks consumer gone; making it anew at the checkpoint", "durable", cfg.Durable, "from", next, "err", err)
+			continue
+		}
 		if err != nil {
 			return err
 		}

@@ -13,7 +13,8 @@ import (
 // The dispatcher fed by a durable JetStream consumer, with the relay
 // publishing the log to a real embedded NATS server: everything arrives;
 // a restarted dispatcher resumes; a fresh webhooks.db behind the durable
-// consumer's position gets the consumer recreated at its checkpoint.
+// consumer's position gets the consumer recreated at its checkpoint; so
+// does a consumer deleted on the server.
 func TestJetStreamSource(t *testing.T) {
 	e := newEnv(t)
 	srv := natstest.RunServer(t)
@@ -85,4 +86,14 @@ func TestJetStreamSource(t *testing.T) {
 	d, stop = run(filepath.Join(t.TempDir(), FileName))
 	defer stop()
 	checkDelivered(t, d, "m1", rc, 7)
+
+	// The durable consumer deleted on the server (by an operator, or with
+	// its stream): the source makes it anew at the checkpoint and the
+	// events after it are delivered.
+	if err := conn.JetStream().DeleteConsumer(ctx, conn.Config().Stream, DefaultDurable); err != nil {
+		t.Fatal(err)
+	}
+	inv = e.invoice("m1", "")
+	e.cancel("m1", inv)
+	checkDelivered(t, d, "m1", rc, 9)
 }
