@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"iter"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -224,6 +225,7 @@ func TestListPagination(t *testing.T) {
 		{0, 0, 20, 1, 20, 3, 44},     // clamped to page 1, default size
 		{1, 1000, 45, 1, 100, 1, 44}, // size clamped to 100
 		{2, 7, 7, 2, 7, 7, 37},
+		{math.MaxInt / 2, 20, 0, math.MaxInt / 2, 20, 3, -1}, // (page-1)*size overflows: still past the end
 	} {
 		p, err := v.ListInvoices("m1", "", c.page, c.size)
 		if err != nil {

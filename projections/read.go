@@ -149,7 +149,7 @@ func listPage[T any](v *Views, index, prefix []byte, counter string, views []byt
 		total := int(u64(tx.Bucket(bCounters).Get([]byte(counter))))
 		out.Details.TotalObjects = total
 		out.Details.TotalPages = (total + size - 1) / size
-		if (page-1)*size >= total {
+		if page > out.Details.TotalPages { // not (page-1)*size >= total: that overflows
 			return nil
 		}
 		skip := (page - 1) * size

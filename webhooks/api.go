@@ -54,10 +54,10 @@ func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections
 		total := int(u64(tx.Bucket(bCounters).Get([]byte(ctr))))
 		out.Details.TotalObjects = total
 		out.Details.TotalPages = (total + size - 1) / size
-		skip := (page - 1) * size
-		if skip >= total {
+		if page > out.Details.TotalPages { // not (page-1)*size >= total: that overflows
 			return nil
 		}
+		skip := (page - 1) * size
 		c := tx.Bucket(index).Cursor()
 		deliveries, bodies := tx.Bucket(bDeliveries), tx.Bucket(bBodies)
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out.Items) < size; k, _ = c.Next() {

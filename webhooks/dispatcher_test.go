@@ -3,6 +3,7 @@ package webhooks
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -295,6 +296,10 @@ func TestReceiverGoesAwayAndComesBack(t *testing.T) {
 	rc.srv.Start()
 	t.Cleanup(rc.srv.Close)
 	checkDelivered(t, d, "m1", rc, 5)
+	// A page far past the end is empty, though (page-1)*size overflows.
+	if p, err := d.ListDeliveries("m1", ListQuery{Page: math.MaxInt / 2, PageSize: 20}); err != nil || len(p.Items) != 0 {
+		t.Errorf("page %d: %d items (%v), want none", math.MaxInt/2, len(p.Items), err)
+	}
 	del := mustFind(t, d, "m1", commands.TypeInvoiceCreated)
 	got, _ := d.Delivery("m1", del.ID)
 	if len(got.Attempts) < 3 || got.Attempts[0].StatusCode != 0 || !strings.Contains(got.Attempts[0].Error, "refused") {
