@@ -102,6 +102,21 @@ func (c *Checkpointer) load(ctx context.Context) error {
 	return nil
 }
 
+// Load finds the last checkpoint in the log, which Run and Checkpoint
+// otherwise do first. A node calls it as it starts, so that a log whose
+// checkpoints cannot be read stops the start instead of leaving the node
+// serving with no checkpoints signed.
+//
+// Errors: the log's, ctx.Err(), or a checkpoint event that does not decode.
+func (c *Checkpointer) Load(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(ctx); err != nil {
+		return fmt.Errorf("checkpoints: find the last one: %w", err)
+	}
+	return nil
+}
+
 // Checkpoint signs the log's head now and appends the checkpoint, unless
 // nothing was appended since the last checkpoint. It returns the
 // checkpoint event and whether it appended one.

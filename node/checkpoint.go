@@ -56,6 +56,9 @@ func (n *Node) startCheckpoints(ctx context.Context) error {
 	n.Checkpoints = audit.NewCheckpointer(n.Log, key, audit.CheckpointConfig{
 		Every: cc.Every, Interval: cc.Interval, Now: n.cfg.Clock.Now, Logger: log,
 	})
+	if err := n.Checkpoints.Load(ctx); err != nil {
+		return err
+	}
 	if created {
 		log.Info("created a checkpoint signing key", "path", path, "public_key", audit.PublicKeyHex(n.Checkpoints.PublicKey()))
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/payledger/payledger/audit"
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/internal/durable"
+	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/node"
 )
@@ -170,5 +171,33 @@ func TestLastCheckpointCoversExpiries(t *testing.T) {
 	if last.Type != audit.TypeCheckpointSigned || r.Uncovered != 1 {
 		t.Fatalf("the log does not end with a checkpoint of everything before it: last %s at %d, %d events not covered by a checkpoint",
 			last.Type, last.Seq, r.Uncovered)
+	}
+}
+
+// TestNodeRefusesUnreadableCheckpoints: a node whose log holds a checkpoint
+// event it cannot decode does not start (it used to start, log an error and
+// serve with no checkpoints signed), and the error names its sequence.
+func TestNodeRefusesUnreadableCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	st, err := boltlog.Open(filepath.Join(dir, node.LogFile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := st.Append(context.Background(), audit.StreamCheckpoints, ledger.NoStream, ledger.NewEvent{
+		ID: ulid.Make(), Type: audit.TypeCheckpointSigned, Time: time.Now(), Data: []byte(`{"seq": "not a checkpoint"}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(context.Background(), node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: true, Out: io.Discard})
+	if err == nil {
+		n.Close()
+		t.Fatal("a node started on a log whose last checkpoint does not decode")
+	}
+	if want := fmt.Sprintf("sequence %d", evs[0].Seq); !strings.Contains(err.Error(), "checkpoints") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("open: %v, want the checkpoints' error naming %s", err, want)
 	}
 }
