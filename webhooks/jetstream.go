@@ -40,6 +40,27 @@ type streamSource struct {
 func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]ledger.Event) error) error {
 	next := max(from, 1)
 	backoff := 100 * time.Millisecond
+	// A consumer made anew that gets no further than the last one (the
+	// stream lacks the event at the checkpoint, or another dispatcher
+	// shares the durable name) is made again after a growing pause, not in
+	// a tight loop.
+	var (
+		again       time.Duration
+		lastAgainAt uint64
+	)
+	pause := func() error {
+		if lastAgainAt != next {
+			again, lastAgainAt = 0, next
+			return nil
+		}
+		again = min(max(2*again, 100*time.Millisecond), 5*time.Second)
+		select {
+		case <-time.After(again):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for {
 		cfg := s.cfg
 		cfg.StartSeq = next
@@ -66,6 +87,9 @@ func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]le
 		if info.AckFloor.Stream >= next {
 			// Acknowledged past the checkpoint (webhooks.db replaced or
 			// restored from a backup): those events would never come.
+			if err := pause(); err != nil {
+				return err
+			}
 			if err := s.recreate(ctx, cfg.Durable, next, fmt.Errorf("acknowledged up to %d", info.AckFloor.Stream)); err != nil {
 				return err
 			}
@@ -89,6 +113,9 @@ func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]le
 			// Deleted on the server: the next round makes it anew at the
 			// checkpoint.
 			s.conn.Config().Logger.Warn("webhooks consumer gone; making it anew at the checkpoint", "durable", cfg.Durable, "from", next, "err", err)
+			if err := pause(); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {
@@ -96,6 +123,9 @@ func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]le
 		}
 		if gap == nil {
 			return ctx.Err()
+		}
+		if err := pause(); err != nil {
+			return err
 		}
 		if err := s.recreate(ctx, cfg.Durable, next, gap); err != nil {
 			return err

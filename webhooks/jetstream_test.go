@@ -2,7 +2,11 @@ package webhooks
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,4 +100,108 @@ func TestJetStreamSource(t *testing.T) {
 	inv = e.invoice("m1", "")
 	e.cancel("m1", inv)
 	checkDelivered(t, d, "m1", rc, 9)
+}
+
+// recreations records when the source logged that it makes its consumer
+// anew.
+type recreations struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (r *recreations) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recreations) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *recreations) WithGroup(string) slog.Handler            { return r }
+func (r *recreations) Handle(_ context.Context, rec slog.Record) error {
+	if strings.Contains(rec.Message, "recreating") {
+		r.mu.Lock()
+		r.at = append(r.at, time.Now())
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+func (r *recreations) times() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.at)
+}
+
+// TestJetStreamSourcePausesWhenStuck: a stream that lacks the event at the
+// dispatcher's checkpoint (an operator's limits removed it) makes every new
+// consumer stop at the same gap. The source makes it anew after a growing
+// pause rather than in a tight loop, and delivers nothing past the gap.
+func TestJetStreamSourcePausesWhenStuck(t *testing.T) {
+	e := newEnv(t)
+	srv := natstest.RunServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec := &recreations{}
+	conn, err := stream.Open(ctx, stream.Config{URL: srv.ClientURL(), Logger: slog.New(rec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The stream as payledger makes it, but for an operator's leave to
+	// delete messages, as limits would remove them.
+	scfg := conn.StreamConfig()
+	scfg.DenyDelete, scfg.DenyPurge = false, false
+	if _, err := conn.JetStream().CreateStream(ctx, scfg); err != nil {
+		t.Fatal(err)
+	}
+	rc := newReceiver(t, false, nil)
+	rc.secret = func(string) string { return e.kr.SigningSecret("m1", 1) }
+	e.merchant("m1", rc.URL())
+	e.paidInvoice("m1", "")
+	relay, err := stream.NewRelay(conn, e.store, stream.RelayConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(rctx) }()
+	if err := relay.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rcancel()
+	if err := <-relayDone; err != nil {
+		t.Fatal(err)
+	}
+	s, err := conn.JetStream().Stream(ctx, conn.Config().Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := Open(filepath.Join(t.TempDir(), FileName), e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	dctx, dcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- d.Run(dctx, FromStream(conn, stream.ConsumerConfig{FetchWait: 100 * time.Millisecond}))
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(rec.times()) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d recreations in 20 s, want 4", len(rec.times()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	dcancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	at := rec.times()
+	// Pauses of 100, 200, 400 ms before the 2nd, 3rd and 4th.
+	if gap := at[3].Sub(at[2]); gap < 300*time.Millisecond {
+		t.Errorf("recreations at %v: %s between the 3rd and 4th, want a growing pause", at, gap)
+	}
+	if d.Checkpoint() >= 2 {
+		t.Errorf("checkpoint %d: past event 2, which the stream lacks", d.Checkpoint())
+	}
 }
