@@ -50,24 +50,26 @@ type InvoiceView struct {
 	UpdatedAt          time.Time         `json:"updated_at"` // time of the last event
 }
 
-// InvoiceBody is exactly seed 003's GET body (and invoice webhook body).
+// InvoiceBody is exactly seed 003's GET body (and invoice webhook body),
+// its fields in the order of the seed's example response: alphabetical,
+// with paid_at (absent from the example) in its alphabetical place.
 type InvoiceBody struct {
-	InvoiceID      string  `json:"invoice_id"`
-	ExternalID     string  `json:"external_id"`
 	Amount         string  `json:"amount"`
-	Currency       string  `json:"currency"`
-	ConversionRate string  `json:"conversion_rate"`
-	MerchantUSDT   string  `json:"merchant_usdt"`
-	PaymentLink    string  `json:"payment_link"`
-	Status         string  `json:"status"`
-	CustomerID     string  `json:"customer_id"`
-	Purpose        string  `json:"purpose"`
 	CallbackURL    string  `json:"callback_url"`
-	SuccessURL     string  `json:"success_url"`
-	FailURL        string  `json:"fail_url"`
+	ConversionRate string  `json:"conversion_rate"`
 	CreatedAt      string  `json:"created_at"`
+	Currency       string  `json:"currency"`
+	CustomerID     string  `json:"customer_id"`
 	ExpiresAt      string  `json:"expires_at"`
+	ExternalID     string  `json:"external_id"`
+	FailURL        string  `json:"fail_url"`
+	InvoiceID      string  `json:"invoice_id"`
+	MerchantUSDT   string  `json:"merchant_usdt"`
 	PaidAt         *string `json:"paid_at"`
+	PaymentLink    string  `json:"payment_link"`
+	Purpose        string  `json:"purpose"`
+	Status         string  `json:"status"`
+	SuccessURL     string  `json:"success_url"`
 }
 
 // Body returns seed 003's body for the invoice, with the payment link the
