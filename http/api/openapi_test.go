@@ -333,7 +333,7 @@ func queryParam(name, desc string, schema js) js {
 var (
 	pInvoice = pathParam("invoice_id", "Invoice id (UUID text)")
 	pPayment = pathParam("id", "Payment id: the integer of seed 002")
-	pWidget  = pathParam("id", "Widget external id (UUID)")
+	pWidget  = pathParam("id", "Widget external id (UUID, in any case; answers show it in lower case)")
 	pMerch   = pathParam("id", "Merchant id")
 	qPage    = queryParam("page", "Page number, from 1 (default 1)", js{"type": "integer", "minimum": 1})
 	qSize    = queryParam("page_size", "Page size, 1 to 100 (default 20)", js{"type": "integer", "minimum": 1, "maximum": 100})

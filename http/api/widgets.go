@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -155,6 +156,11 @@ func (s *Server) createWidget(c *call) (int, any, error) {
 	return s.readWidget(c, w.WidgetID, http.StatusCreated)
 }
 
+// widgetID is the {id} of a widget route. A widget's id is a UUID, kept in
+// lower case (CreateWidget lowers a merchant's own); the same UUID in upper
+// or mixed case, as the merchant may have generated it, names it too.
+func widgetID(c *call) string { return strings.ToLower(c.r.PathValue("id")) }
+
 // getWidget is GET /api/v1/widgets/{id}.
 func (s *Server) getWidget(c *call) (int, any, error) {
 	st, err := queryStamp(c.r.URL.Query())
@@ -164,7 +170,7 @@ func (s *Server) getWidget(c *call) (int, any, error) {
 	if err := s.checkStamp(c, st); err != nil {
 		return 0, nil, err
 	}
-	return s.readWidget(c, c.r.PathValue("id"), http.StatusOK)
+	return s.readWidget(c, widgetID(c), http.StatusOK)
 }
 
 // listWidgets is GET /api/v1/widgets?page=&page_size=.
@@ -214,7 +220,7 @@ func (s *Server) changeWidgetStatus(c *call) (int, any, error) {
 	default:
 		return 0, nil, badField("status", "enum", "status must be active or disabled")
 	}
-	id := c.r.PathValue("id")
+	id := widgetID(c)
 	if _, err := s.svc.ChangeWidgetStatus(c.ctx, commands.ChangeWidgetStatus{Meta: c.meta, MerchantID: c.merchantID, WidgetID: id, Status: req.Status}); err != nil {
 		return 0, nil, err
 	}
@@ -239,7 +245,7 @@ func (s *Server) createWidgetInvoice(c *call) (int, any, error) {
 	if err := s.checkStamp(c, accountStamp{req.AccountID, req.Timestamp}); err != nil {
 		return 0, nil, err
 	}
-	id := c.r.PathValue("id")
+	id := widgetID(c)
 	w, err := s.svc.LoadWidget(c.ctx, c.merchantID, id)
 	if err != nil {
 		return 0, nil, err
