@@ -71,3 +71,25 @@ func runAgainst(t *testing.T, conns int, maxRequests int64, h http.HandlerFunc) 
 	}
 	return res
 }
+
+// TestPercentileIsNearestRank: a percentile is the smallest sample with at
+// least that share of the samples at or below it, never one rank lower.
+func TestPercentileIsNearestRank(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		q    float64
+		want int // 1-based rank
+	}{
+		{1, 0.5, 1}, {4, 0.5, 2}, {5, 0.5, 3}, {100, 0.99, 99}, {1000, 0.999, 999},
+		{10, 0.999, 10}, {1080, 0.99, 1070}, {1600, 0.999, 1599}, {150, 0.99, 149},
+		{10000, 0.99, 9900}, {123457, 0.999, 123334},
+	} {
+		sorted := make([]time.Duration, c.n)
+		for i := range sorted {
+			sorted[i] = time.Duration(i + 1)
+		}
+		if got := pct(sorted, c.q); got != time.Duration(c.want) {
+			t.Errorf("q %v of %d samples: rank %d, want %d", c.q, c.n, got, c.want)
+		}
+	}
+}
