@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/payledger/payledger/node"
 )
 
 // TestBench runs the load tool briefly against its in-process node: the
@@ -65,6 +70,49 @@ func TestBenchUsage(t *testing.T) {
 	for _, flag := range []string{"--cpuprofile", "--trace"} {
 		if code, out, errs := runCmd(t, "bench", flag, missing); code != 1 || !strings.Contains(errs, "no such file") || out != "" {
 			t.Errorf("%s to a missing directory: exit %d, stdout %q, stderr %s", flag, code, out, errs)
+		}
+	}
+}
+
+// TestBenchExternalServer runs the load tool against a node it did not
+// start (--server, --api-key): create and get succeed, and no CPU a request
+// is printed for them, since this process's CPU would be the load
+// generator's alone.
+func TestBenchExternalServer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n, err := node.Open(ctx, node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", AdminToken: "admin-secret", NoNATS: true,
+		Out: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), KeyRate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- n.Serve(ctx) }()
+	defer func() { cancel(); <-served }()
+	base := n.BaseURL()
+	admin := map[string]string{"Authorization": "Bearer admin-secret"}
+	m, err := httpJSON("POST", base+"/admin/v1/merchants", admin, `{"name": "Bench shop", "commission_percent": "2"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := httpJSON("POST", base+"/admin/v1/rates", admin, `{"currency": "UAH", "rate": "41.50"}`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "bench", "--server", base+"/", "--api-key", m["api_key"].(string),
+		"--connections", "4", "--duration", "300ms", "--warmup", "100ms")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "server "+base+": its CPU is not measured") {
+		t.Errorf("output does not say the server's CPU is not measured:\n%s", out)
+	}
+	runs := regexp.MustCompile(`(?m)^(create|get) \(durable, 4 connections\): (\d+) requests in .*, errors 0(.*)$`).FindAllStringSubmatch(out, -1)
+	if len(runs) != 2 {
+		t.Fatalf("want a create and a get line with no errors:\n%s", out)
+	}
+	for _, r := range runs {
+		if r[2] == "0" || strings.Contains(r[3], "CPU") {
+			t.Errorf("%s: %s requests, after the errors %q", r[1], r[2], r[3])
 		}
 	}
 }
