@@ -36,7 +36,7 @@ type Config struct {
 // Result is what a run measured.
 type Result struct {
 	Requests   int64
-	Errors     int64 // transport errors and non-OK statuses
+	Errors     int64 // transport errors and non-OK statuses while measuring
 	Elapsed    time.Duration
 	Throughput float64 // successful requests per second
 	P50, P99   time.Duration
@@ -46,7 +46,7 @@ type Result struct {
 	// server's too when it runs in the same process, as payledger bench's
 	// in-process node does.
 	CPU        time.Duration
-	FirstError string
+	FirstError string // the first of Errors ("" when none)
 }
 
 // CPUPerRequest is CPU divided among the measured requests (0 if unknown).
@@ -115,30 +115,34 @@ func Run(ctx context.Context, cfg Config, mk Request) (Result, error) {
 					return
 				default:
 				}
+				// Errors, like latencies, count only while measuring: the
+				// first error reported is one of those counted.
 				req, err := mk(w, i)
 				if err != nil {
-					firstErr.CompareAndSwap(nil, err.Error())
-					errs.Add(1)
+					if measuring.Load() {
+						firstErr.CompareAndSwap(nil, err.Error())
+						errs.Add(1)
+					}
 					continue
 				}
 				start := time.Now()
 				resp, err := client.Do(req.WithContext(ctx))
-				ok := false
+				fail := ""
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					ok = cfg.OK(resp.StatusCode)
-					if !ok {
-						firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d from %s %s", resp.StatusCode, req.Method, req.URL.Path))
+					if !cfg.OK(resp.StatusCode) {
+						fail = fmt.Sprintf("status %d from %s %s", resp.StatusCode, req.Method, req.URL.Path)
 					}
 				} else {
-					firstErr.CompareAndSwap(nil, err.Error())
+					fail = err.Error()
 				}
 				d := time.Since(start)
 				if !measuring.Load() {
 					continue
 				}
-				if !ok {
+				if fail != "" {
+					firstErr.CompareAndSwap(nil, fail)
 					errs.Add(1)
 					continue
 				}

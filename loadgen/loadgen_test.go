@@ -93,3 +93,33 @@ func TestPercentileIsNearestRank(t *testing.T) {
 		}
 	}
 }
+
+// TestRunIgnoresWarmupErrors: failures while warming up are neither counted
+// nor reported as the run's first error.
+func TestRunIgnoresWarmupErrors(t *testing.T) {
+	var warm atomic.Bool
+	warm.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if warm.Load() {
+			http.Error(w, "warming", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	time.AfterFunc(50*time.Millisecond, func() { warm.Store(false) })
+	bad := atomic.Bool{}
+	res, err := Run(context.Background(), Config{Connections: 2, Duration: 5 * time.Second, Warmup: 300 * time.Millisecond, MaxRequests: 200},
+		func(w, i int) (*http.Request, error) {
+			if warm.Load() && bad.CompareAndSwap(false, true) {
+				return nil, fmt.Errorf("cannot build a request")
+			}
+			return http.NewRequest(http.MethodGet, srv.URL, nil)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.FirstError != "" || res.Requests < 200 {
+		t.Fatalf("errors while warming up show in the run: %+v", res)
+	}
+}
