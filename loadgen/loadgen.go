@@ -1,6 +1,12 @@
 // Package loadgen drives an HTTP endpoint with a fixed number of keep-alive
 // connections in a closed loop and reports throughput and latency
 // percentiles. It backs `payledger bench`.
+//
+// In a closed loop a connection sends its next request only once the last
+// is answered, so a stall holds back the requests that would have been sent
+// meanwhile rather than timing them (coordinated omission): the percentiles
+// are those of this load, lower in a stall than clients arriving at a fixed
+// rate would see.
 package loadgen
 
 import (
