@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"syscall"
 )
@@ -98,6 +100,25 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// envFlags sets flags from environment variables (flag name: variable)
+// before the command line is parsed, so that a flag given there wins. Each
+// value goes through its flag's own parser, so a variable holding something
+// the flag would refuse (PAYLEDGER_NATS_REPLICAS=three, PAYLEDGER_NO_NATS=yes)
+// stops the command with exit status 2, naming the variable, rather than
+// falling back to the default unseen. An empty variable counts as unset.
+func envFlags(fs *flag.FlagSet, vars map[string]string) error {
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
+		v := os.Getenv(vars[name])
+		if v == "" {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s=%q (for --%s): %w", vars[name], v, name, err)}
+		}
+	}
+	return nil
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.

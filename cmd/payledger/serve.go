@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -33,9 +31,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory (env PAYLEDGER_DATA_DIR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", envOr("PAYLEDGER_BASE_URL", ""), "public URL for payment links (env PAYLEDGER_BASE_URL; default http://<addr>, with localhost for an address on every interface)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", envOr("PAYLEDGER_ADMIN_TOKEN", ""), "admin API bearer token (env PAYLEDGER_ADMIN_TOKEN; default: generated into <data-dir>/admin.token)")
-	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", envBool("PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS"), "let webhooks reach loopback/private addresses over plain http (env PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS=1)")
-	noDemo := fs.Bool("no-demo", envBool("PAYLEDGER_NO_DEMO"), "do not create a demo merchant on an empty data dir")
-	fs.BoolVar(&cfg.NoNATS, "no-nats", envBool("PAYLEDGER_NO_NATS"), "do not publish events to NATS")
+	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http (env PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS=1)")
+	noDemo := fs.Bool("no-demo", false, "do not create a demo merchant on an empty data dir")
+	fs.BoolVar(&cfg.NoNATS, "no-nats", false, "do not publish events to NATS")
 	fs.StringVar(&cfg.NATS.URL, "nats-url", envOr("PAYLEDGER_NATS_URL", ""), "external NATS URL(s), comma separated (env PAYLEDGER_NATS_URL; default: embedded JetStream)")
 	fs.StringVar(&cfg.NATS.CredsFile, "nats-creds", envOr("PAYLEDGER_NATS_CREDS", ""), "NATS credentials file")
 	fs.StringVar(&cfg.NATS.User, "nats-user", envOr("PAYLEDGER_NATS_USER", ""), "NATS user")
@@ -45,16 +43,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.NATS.TLSCertFile, "nats-tls-cert", envOr("PAYLEDGER_NATS_TLS_CERT", ""), "PEM client certificate for NATS TLS")
 	fs.StringVar(&cfg.NATS.TLSKeyFile, "nats-tls-key", envOr("PAYLEDGER_NATS_TLS_KEY", ""), "PEM client key for NATS TLS")
 	fs.StringVar(&cfg.NATS.Host, "nats-host", envOr("PAYLEDGER_NATS_HOST", "127.0.0.1"), "embedded NATS listen host")
-	natsPort := fs.Int("nats-port", envInt("PAYLEDGER_NATS_PORT", 4222), "embedded NATS client port (-1: random)")
-	replicas := fs.Int("nats-replicas", envInt("PAYLEDGER_NATS_REPLICAS", 1), "event stream replicas (3 on a cluster)")
-	fs.BoolVar(&cfg.Checkpoints.Disabled, "no-checkpoints", envBool("PAYLEDGER_NO_CHECKPOINTS"), "do not sign checkpoints of the log")
-	checkpointEvery := fs.Int("checkpoint-every", envInt("PAYLEDGER_CHECKPOINT_EVERY", 10000), "sign a checkpoint after this many events")
-	fs.DurationVar(&cfg.Checkpoints.Interval, "checkpoint-interval", envDuration("PAYLEDGER_CHECKPOINT_INTERVAL", time.Minute), "sign a checkpoint this long after the last, if anything was appended")
+	natsPort := fs.Int("nats-port", 4222, "embedded NATS client port (-1: random)")
+	replicas := fs.Int("nats-replicas", 1, "event stream replicas (3 on a cluster)")
+	fs.BoolVar(&cfg.Checkpoints.Disabled, "no-checkpoints", false, "do not sign checkpoints of the log")
+	checkpointEvery := fs.Int("checkpoint-every", 10000, "sign a checkpoint after this many events")
+	fs.DurationVar(&cfg.Checkpoints.Interval, "checkpoint-interval", time.Minute, "sign a checkpoint this long after the last, if anything was appended")
 	fs.StringVar(&cfg.Checkpoints.KeyFile, "checkpoint-key", envOr("PAYLEDGER_CHECKPOINT_KEY", ""), "Ed25519 checkpoint signing key file (default <data-dir>/checkpoint.key)")
-	keyRate := fs.Float64("key-rate", envFloat("PAYLEDGER_KEY_RATE", 0), "requests per second allowed per API key (env PAYLEDGER_KEY_RATE; 0: 20000; negative: no limit)")
-	customerRate := fs.Float64("customer-rate", envFloat("PAYLEDGER_CUSTOMER_RATE", 0), "invoices per second allowed per merchant and customer_id (env PAYLEDGER_CUSTOMER_RATE; 0: 5; negative: no limit)")
+	keyRate := fs.Float64("key-rate", 0, "requests per second allowed per API key (env PAYLEDGER_KEY_RATE; 0: 20000; negative: no limit)")
+	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (env PAYLEDGER_CUSTOMER_RATE; 0: 5; negative: no limit)")
 	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	if err := envFlags(fs, map[string]string{
+		"allow-private-webhooks": "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS",
+		"no-demo":                "PAYLEDGER_NO_DEMO",
+		"no-nats":                "PAYLEDGER_NO_NATS",
+		"nats-port":              "PAYLEDGER_NATS_PORT",
+		"nats-replicas":          "PAYLEDGER_NATS_REPLICAS",
+		"no-checkpoints":         "PAYLEDGER_NO_CHECKPOINTS",
+		"checkpoint-every":       "PAYLEDGER_CHECKPOINT_EVERY",
+		"checkpoint-interval":    "PAYLEDGER_CHECKPOINT_INTERVAL",
+		"key-rate":               "PAYLEDGER_KEY_RATE",
+		"customer-rate":          "PAYLEDGER_CUSTOMER_RATE",
+	}); err != nil {
+		return err
+	}
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -126,30 +138,4 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", format)
-}
-
-func envBool(name string) bool {
-	v, err := strconv.ParseBool(os.Getenv(name))
-	return err == nil && v
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
-
-func envFloat(name string, def float64) float64 {
-	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
-		return v
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
 }

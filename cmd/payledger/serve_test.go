@@ -274,3 +274,49 @@ func TestLoadOrCreateTokenRace(t *testing.T) {
 		t.Errorf("%d callers made the token", creators)
 	}
 }
+
+// TestEnvValuesAreChecked: a PAYLEDGER_* variable holding a value its flag
+// would refuse stops the command with exit status 2, naming the variable,
+// before anything is made; it used to fall back to the flag's default
+// unseen (three replicas asked for, one made). A flag on the command line
+// still wins over the variable, and an empty variable counts as unset.
+func TestEnvValuesAreChecked(t *testing.T) {
+	for _, tc := range []struct {
+		cmd      []string
+		variable string
+		value    string
+	}{
+		{[]string{"serve"}, "PAYLEDGER_NATS_REPLICAS", "three"},
+		{[]string{"serve"}, "PAYLEDGER_NO_NATS", "yes"},
+		{[]string{"serve"}, "PAYLEDGER_CHECKPOINT_INTERVAL", "60"},
+		{[]string{"serve"}, "PAYLEDGER_KEY_RATE", "fast"},
+		{[]string{"worker", "webhooks"}, "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS", "on"},
+	} {
+		t.Run(tc.variable, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			t.Setenv(tc.variable, tc.value)
+			code, out, errs := runCmd(t, append(tc.cmd, "--data-dir", dir)...)
+			if code != 2 || !strings.Contains(errs, tc.variable) || !strings.Contains(errs, tc.value) {
+				t.Fatalf("%s=%s: exit %d\n%s%s", tc.variable, tc.value, code, out, errs)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("the refused command made its data dir: %v", err)
+			}
+		})
+	}
+
+	fs := newFlagSet("test", io.Discard)
+	replicas := fs.Int("nats-replicas", 1, "")
+	noNATS := fs.Bool("no-nats", false, "")
+	t.Setenv("PAYLEDGER_NATS_REPLICAS", "3")
+	t.Setenv("PAYLEDGER_NO_NATS", "")
+	if err := envFlags(fs, map[string]string{"nats-replicas": "PAYLEDGER_NATS_REPLICAS", "no-nats": "PAYLEDGER_NO_NATS"}); err != nil {
+		t.Fatal(err)
+	}
+	if *replicas != 3 || *noNATS {
+		t.Fatalf("from the environment: replicas %d, no-nats %v", *replicas, *noNATS)
+	}
+	if err := parseArgs(fs, []string{"--nats-replicas", "5"}); err != nil || *replicas != 5 {
+		t.Fatalf("the flag after the variable: %d %v", *replicas, err)
+	}
+}

@@ -29,7 +29,7 @@ func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Wri
 	dataDir := fs.String("data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "directory of webhooks.db (env PAYLEDGER_DATA_DIR)")
 	masterKey := fs.String("master-key", envOr("PAYLEDGER_MASTER_KEY", ""), "the node's master key file, to derive signing secrets (env PAYLEDGER_MASTER_KEY; default <data-dir>/"+node.MasterKeyFile+")")
 	baseURL := fs.String("base-url", envOr("PAYLEDGER_BASE_URL", webhooks.DefaultBaseURL), "public URL of the hosted pages, for payment_link (env PAYLEDGER_BASE_URL)")
-	allowPrivate := fs.Bool("allow-private-webhooks", envBool("PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS"), "let webhooks reach loopback/private addresses over plain http (env PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS=1)")
+	allowPrivate := fs.Bool("allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http (env PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS=1)")
 	durable := fs.String("durable", envOr("PAYLEDGER_WEBHOOKS_DURABLE", webhooks.DefaultDurable), "durable consumer name (env PAYLEDGER_WEBHOOKS_DURABLE; default payledger-webhooks, with the shard appended)")
 	shard := fs.String("shard", envOr("PAYLEDGER_WEBHOOKS_SHARD", ""), "deliver for one share of the merchants: i/n, 0 <= i < n (each shard its own data dir)")
 	timeout := fs.Duration("attempt-timeout", webhooks.DefaultAttemptTimeout, "timeout of one attempt")
@@ -40,6 +40,9 @@ func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Wri
 	perHost := fs.Int("per-host", webhooks.DefaultPerHostConcurrency, "attempts in flight to one host")
 	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	if err := envFlags(fs, map[string]string{"allow-private-webhooks": "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS"}); err != nil {
+		return err
+	}
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
