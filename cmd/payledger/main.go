@@ -93,10 +93,12 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'payledger <command> -h' for the flags of one command.")
 }
 
-// envOr returns the environment variable's value, or def when it is unset.
-// Only cmd/ reads the environment; packages below take configs.
+// envOr returns the environment variable's value, or def when it is unset
+// or empty (as envFlags counts it: PAYLEDGER_DATA_DIR= means ./data, not
+// the current directory). Only cmd/ reads the environment; packages below
+// take configs.
 func envOr(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
+	if v := os.Getenv(name); v != "" {
 		return v
 	}
 	return def

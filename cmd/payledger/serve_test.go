@@ -319,4 +319,11 @@ func TestEnvValuesAreChecked(t *testing.T) {
 	if err := parseArgs(fs, []string{"--nats-replicas", "5"}); err != nil || *replicas != 5 {
 		t.Fatalf("the flag after the variable: %d %v", *replicas, err)
 	}
+
+	// An empty string variable is unset too: PAYLEDGER_DATA_DIR= used to
+	// put admin.token in the current directory while the node used ./data.
+	t.Setenv("PAYLEDGER_DATA_DIR", "")
+	if got := envOr("PAYLEDGER_DATA_DIR", "./data"); got != "./data" {
+		t.Errorf("empty PAYLEDGER_DATA_DIR gives %q, want ./data", got)
+	}
 }
