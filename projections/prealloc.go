@@ -4,7 +4,7 @@ import "os"
 
 // preallocAhead is how far past its end a rebuild's file is kept allocated:
 // a rebuild transaction adds about 10 MB to the file.
-const preallocAhead = 24 << 20
+var preallocAhead int64 = 24 << 20 // a variable so that a test can make fallocate fail
 
 // preallocator keeps the disk blocks past the end of a rebuild's file
 // allocated ahead of the commits (fallocate with FALLOC_FL_KEEP_SIZE on
@@ -23,7 +23,8 @@ const preallocAhead = 24 << 20
 // file system without fallocate, a nearly full disk the real pages may
 // still fit in) turns it off rather than failing the rebuild.
 type preallocator struct {
-	f *os.File // nil: off
+	f   *os.File // nil: off
+	err error    // blocks that may be left past the end when it went off
 }
 
 // newPreallocator opens path for preallocation; on an error it is off.
@@ -38,7 +39,8 @@ func newPreallocator(path string) *preallocator {
 }
 
 // extend allocates the blocks from the file's end to preallocAhead past it;
-// called after each commit.
+// called after each commit. On an error it frees what earlier calls
+// allocated past the end and turns itself off.
 func (p *preallocator) extend() {
 	if p.f == nil {
 		return
@@ -48,28 +50,30 @@ func (p *preallocator) extend() {
 		err = preallocate(p.f, fi.Size(), preallocAhead)
 	}
 	if err != nil {
-		p.off()
+		p.err = p.release()
 	}
 }
 
-// finish frees the blocks still allocated past the file's end (truncating a
-// file to its own size does that on ext4) and closes the file. Its error is
-// that of the truncation: blocks left allocated past the end.
+// finish frees the blocks still allocated past the file's end and closes
+// the file. Its error is that of freeing them (blocks left allocated past
+// the end), now or when an error turned the preallocator off.
 func (p *preallocator) finish() error {
 	if p.f == nil {
-		return nil
+		return p.err
 	}
+	return p.release()
+}
+
+// release truncates the file to its own size, which frees the blocks past
+// its end on ext4, and closes it.
+func (p *preallocator) release() error {
 	fi, err := p.f.Stat()
 	if err == nil {
 		err = p.f.Truncate(fi.Size())
 	}
-	p.off()
-	return err
-}
-
-func (p *preallocator) off() {
-	if p.f != nil {
-		p.f.Close()
-		p.f = nil
+	if cerr := p.f.Close(); err == nil {
+		err = cerr
 	}
+	p.f = nil
+	return err
 }
