@@ -181,15 +181,15 @@ func writeKey(t *testing.T, mode os.FileMode) (path, text string) {
 	return path, text
 }
 
-// TestOpenRefusesWritableKeyFile: a master key file that its group or
-// others may write is refused (whoever can write it can swap the key every
-// signing secret derives from), with an error that names the file and its
-// mode but not the key.
+// TestOpenRefusesWritableKeyFile: a master key file that others may write
+// is refused (whoever can write it can swap the key every signing secret
+// derives from), with an error that names the file and its mode but not the
+// key.
 func TestOpenRefusesWritableKeyFile(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no Unix permission bits")
 	}
-	for _, mode := range []os.FileMode{0o620, 0o602, 0o666, 0o660} {
+	for _, mode := range []os.FileMode{0o602, 0o666, 0o646, 0o622} {
 		t.Run(mode.String(), func(t *testing.T) {
 			path, text := writeKey(t, mode)
 			var logs bytes.Buffer
@@ -208,14 +208,16 @@ func TestOpenRefusesWritableKeyFile(t *testing.T) {
 }
 
 // TestOpenWarnsOfReadableKeyFile: a master key file that group or others
-// may read, but not write, is opened (Kubernetes mounts secrets 0644 by
-// default) with a warning that names the file and its mode, never the key.
-// An owner-only file opens without one.
+// may read, or its group may write, but others may not write, is opened
+// (Kubernetes mounts secrets 0644 by default, and an fsGroup gives the
+// pod's group read and write on a volume's files) with a warning that names
+// the file and its mode, never the key. An owner-only file opens without
+// one.
 func TestOpenWarnsOfReadableKeyFile(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no Unix permission bits")
 	}
-	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o444, 0o600, 0o400} {
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o444, 0o600, 0o400, 0o660, 0o620} {
 		t.Run(mode.String(), func(t *testing.T) {
 			path, text := writeKey(t, mode)
 			var logs bytes.Buffer
@@ -228,7 +230,7 @@ func TestOpenWarnsOfReadableKeyFile(t *testing.T) {
 			}
 			warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), path) &&
 				strings.Contains(logs.String(), mode.String())
-			if want := mode&0o044 != 0; warned != want {
+			if want := mode&0o064 != 0; warned != want {
 				t.Errorf("mode %v: warned %v, want %v; logs:\n%s", mode, warned, want, logs.String())
 			}
 			if strings.Contains(logs.String(), text) {

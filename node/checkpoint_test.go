@@ -85,7 +85,7 @@ func TestNodeRefusesWritableCheckpointKey(t *testing.T) {
 	if _, _, err := audit.LoadOrCreateKey(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(path, 0o664); err != nil {
+	if err := os.Chmod(path, 0o646); err != nil {
 		t.Fatal(err)
 	}
 	n, err := node.Open(context.Background(), node.Config{DataDir: dir, Addr: "127.0.0.1:0", NoNATS: true, Out: io.Discard})

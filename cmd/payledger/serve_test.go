@@ -195,10 +195,10 @@ func TestLoadOrCreateToken(t *testing.T) {
 	}
 }
 
-// TestLoadOrCreateTokenPermissions: an admin token file its group or others
-// may write is refused (whoever can write it can let themselves into the
-// admin API); one they may read is used, with a warning that does not hold
-// the token.
+// TestLoadOrCreateTokenPermissions: an admin token file others may write
+// is refused (whoever can write it can let themselves into the admin API);
+// one its group may write, or group or others may read, is used, with a
+// warning that does not hold the token.
 func TestLoadOrCreateTokenPermissions(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no Unix permission bits")
@@ -209,7 +209,8 @@ func TestLoadOrCreateTokenPermissions(t *testing.T) {
 		refused, warned bool
 	}{
 		{0o600, false, false}, {0o400, false, false}, {0o640, false, true}, {0o644, false, true},
-		{0o620, true, false}, {0o602, true, false}, {0o666, true, false},
+		{0o620, false, true}, {0o660, false, true}, // a Kubernetes fsGroup's volume
+		{0o602, true, false}, {0o666, true, false},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), adminTokenFile)

@@ -86,16 +86,19 @@ func SyncDir(dir string) error {
 	return err
 }
 
-// ErrSecretWritable means a secret file's group or others may write it:
-// whoever can write it can put a secret of their own in its place.
-var ErrSecretWritable = errors.New("a secret file its group or others may write")
+// ErrSecretWritable means a secret file others (not its owner, not its
+// group) may write: whoever can write it can put a secret of their own in
+// its place.
+var ErrSecretWritable = errors.New("a secret file others may write")
 
 // CheckSecret checks the permission bits of the secret file at path (what
-// names it in messages: "master key", "admin token"): it refuses one its
-// group or others may write (ErrSecretWritable), and warns through log of
-// one they may read (Kubernetes mounts secrets 0644 by default, so that is
-// not refused). Neither the error nor the log holds the secret. Windows has
-// no such permission bits: nothing to check.
+// names it in messages: "master key", "admin token"): it refuses one others
+// may write (ErrSecretWritable), and warns through log of one its group may
+// write or its group or others may read. Group write is not refused: on a
+// Kubernetes volume with an fsGroup the kubelet gives the pod's group read
+// and write on every file, the node's own 0600 files too, and secrets are
+// mounted 0644 by default. Neither the error nor the log holds the secret.
+// Windows has no such permission bits: nothing to check.
 func CheckSecret(path, what string, log *slog.Logger) error {
 	if runtime.GOOS == "windows" {
 		return nil
@@ -105,8 +108,11 @@ func CheckSecret(path, what string, log *slog.Logger) error {
 		return err
 	}
 	switch perm := fi.Mode().Perm(); {
-	case perm&0o022 != 0:
+	case perm&0o002 != 0:
 		return fmt.Errorf("%w: %s %s is %v (chmod 600 it)", ErrSecretWritable, what, path, perm)
+	case perm&0o020 != 0:
+		log.Warn(what+" file is writable by its group: chmod 600 it, unless the group is the deployment's own (a Kubernetes fsGroup)",
+			"path", path, "mode", perm.String())
 	case perm&0o044 != 0:
 		log.Warn(what+" file is readable by its group or others: chmod 600 it, or mount it owner-only",
 			"path", path, "mode", perm.String())
