@@ -35,7 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	apiKey := fs.String("api-key", envOr("PAYLEDGER_API_KEY", ""), "merchant API key (needed with --server; env PAYLEDGER_API_KEY)")
 	conns := fs.Int("connections", 64, "concurrent keep-alive connections")
 	duration := fs.Duration("duration", 10*time.Second, "measured duration of each run")
-	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring")
+	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring (0: none)")
 	mode := fs.String("mode", "create,get", "runs, comma separated: create, get")
 	dataDir := fs.String("data-dir", "", "data dir for the in-process node (default: a temporary dir, removed after)")
 	noNATS := fs.Bool("no-nats", false, "in-process node without the embedded NATS relay")
@@ -108,7 +108,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Appendf(nil, `{"amount":"1500.00","currency_code":"UAH","customer_id":"c-%d-%d","external_id":"bench-%s-%d-%d","purpose":"bench"}`, w, i, run, w, i)
 	}
 	headers := map[string]string{"X-Api-Key": key}
-	cfg := loadgen.Config{Connections: *conns, Duration: *duration, Warmup: *warmup}
+	cfg := loadConfig(*conns, *duration, *warmup)
 
 	// One invoice to size the ceiling's body and to read in the get run.
 	req, _ := loadgen.Post(base+"/api/v1/create-invoice", createBody(-1, 0), headers)
@@ -237,4 +237,14 @@ func commitStats(n *node.Node) string {
 	}
 	return fmt.Sprintf("%.0f events in %.0f group commits (%.1f events a commit), mean commit %.2f ms",
 		events, commits, events/commits, 1000*seconds/commits)
+}
+
+// loadConfig is the load generator's config for bench's flags. --warmup 0
+// means no warmup, which loadgen spells as a negative one (its zero is its
+// default).
+func loadConfig(conns int, duration, warmup time.Duration) loadgen.Config {
+	if warmup == 0 {
+		warmup = -1
+	}
+	return loadgen.Config{Connections: conns, Duration: duration, Warmup: warmup}
 }

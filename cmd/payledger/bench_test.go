@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/payledger/payledger/node"
 )
@@ -117,5 +118,16 @@ func TestBenchExternalServer(t *testing.T) {
 		if r[2] == "0" || strings.Contains(r[3], "CPU") {
 			t.Errorf("%s: %s requests, after the errors %q", r[1], r[2], r[3])
 		}
+	}
+}
+
+// TestBenchWarmupZero: --warmup 0 drives no load before measuring; loadgen
+// takes a zero warmup for its default of 1 s, so bench must say none.
+func TestBenchWarmupZero(t *testing.T) {
+	if got := loadConfig(4, time.Second, 0).Warmup; got >= 0 {
+		t.Errorf("--warmup 0 gives loadgen a warmup of %s, want a negative one (none)", got)
+	}
+	if got := loadConfig(4, time.Second, 3*time.Second).Warmup; got != 3*time.Second {
+		t.Errorf("--warmup 3s gives %s", got)
 	}
 }
