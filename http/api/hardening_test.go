@@ -292,6 +292,31 @@ func TestRateLimits(t *testing.T) {
 			t.Errorf("another customer: %d %s", r.Status, r.Body)
 		}
 	})
+	// customer_id may be 128 characters, so up to 512 bytes of UTF-8: a
+	// long one is limited like any other.
+	t.Run("per long customer_id", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.CustomerRate, c.CustomerBurst = 0.5, 2 })
+		m := h.seedSetup()
+		long := strings.Repeat("客", 128) // 384 bytes
+		for i := range 2 {
+			body := strings.NewReplacer("order-2026-0001", fmt.Sprintf("order-%d", i), "user_12345", long).Replace(seed003Request)
+			if r := h.api(m, "POST", "/api/v1/create-invoice", body); r.Status != http.StatusCreated {
+				t.Fatalf("invoice %d: %d %s", i, r.Status, r.Body)
+			}
+		}
+		head := h.head()
+		body := strings.NewReplacer("order-2026-0001", "order-2", "user_12345", long).Replace(seed003Request)
+		if r := h.api(m, "POST", "/api/v1/create-invoice", body); r.Status != http.StatusTooManyRequests || r.errCode(t) != CodeRateLimited {
+			t.Errorf("3rd invoice for one long customer_id: %d %s", r.Status, r.Body)
+		}
+		einv := `{"payment_id": "e-3", "currency": "visamaster.uah", "amount": "100.00", "account": "` + long + `"}`
+		if r := h.api(m, "POST", "/api/einvoice/create", einv); r.Status != http.StatusTooManyRequests {
+			t.Errorf("e-invoice for the same long account: %d %s", r.Status, r.Body)
+		}
+		if h.head() != head {
+			t.Error("a rate-limited request appended")
+		}
+	})
 }
 
 func TestSignedRequests(t *testing.T) {
