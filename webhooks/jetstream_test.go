@@ -171,7 +171,9 @@ func TestJetStreamSourcePausesWhenStuck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteMsg(ctx, 2); err != nil {
+	// The first: no consumer can hand over anything at all, so nothing
+	// ever counts as progress between recreations.
+	if err := s.DeleteMsg(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 
@@ -201,7 +203,7 @@ func TestJetStreamSourcePausesWhenStuck(t *testing.T) {
 	if gap := at[3].Sub(at[2]); gap < 300*time.Millisecond {
 		t.Errorf("recreations at %v: %s between the 3rd and 4th, want a growing pause", at, gap)
 	}
-	if d.Checkpoint() >= 2 {
-		t.Errorf("checkpoint %d: past event 2, which the stream lacks", d.Checkpoint())
+	if d.Checkpoint() != 0 {
+		t.Errorf("checkpoint %d: past event 1, which the stream lacks", d.Checkpoint())
 	}
 }
