@@ -160,8 +160,18 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 		return nil, err
 	}
 	cc, err := s.Consumer(ctx, cfg.Durable)
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	if err == nil {
+		upd := cc.CachedInfo().Config
+		upd.FilterSubject, upd.FilterSubjects = "", cfg.FilterSubjects
+		upd.AckWait, upd.MaxAckPending = cfg.AckWait, cfg.Batch
+		cc, err = s.UpdateConsumer(ctx, upd)
+		if errors.Is(err, jetstream.ErrConsumerDoesNotExist) {
+			// Deleted on the server since it was looked up (by an
+			// operator, or a worker making it anew): make it below.
+			err = jetstream.ErrConsumerNotFound
+		}
+	}
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		want := jetstream.ConsumerConfig{
 			Durable:        cfg.Durable,
 			AckPolicy:      jetstream.AckExplicitPolicy,
@@ -176,11 +186,6 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 			want.DeliverPolicy, want.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cfg.StartSeq
 		}
 		cc, err = s.CreateConsumer(ctx, want)
-	case err == nil:
-		upd := cc.CachedInfo().Config
-		upd.FilterSubject, upd.FilterSubjects = "", cfg.FilterSubjects
-		upd.AckWait, upd.MaxAckPending = cfg.AckWait, cfg.Batch
-		cc, err = s.UpdateConsumer(ctx, upd)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", cfg.Durable, err)

@@ -195,10 +195,13 @@ func startAfter(ctx context.Context, conn *stream.Conn, cfg stream.ConsumerConfi
 		return nil, err
 	}
 	info, err := cons.Info(cctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		// Deleted on the server since NewConsumer found or made it (by an
+		// operator, or with its stream): made anew below.
+	case err != nil:
 		return nil, err
-	}
-	if info.AckFloor.Stream == seq && info.NumAckPending == 0 {
+	case info.AckFloor.Stream == seq && info.NumAckPending == 0:
 		return cons, nil
 	}
 	s, err := conn.Stream(cctx)
