@@ -71,6 +71,10 @@ type Config struct {
 	// customer_id. Zero: api.DefaultKeyRate and api.DefaultCustomerRate;
 	// negative: no limit.
 	KeyRate, CustomerRate rate.Limit
+	// WidgetRate bounds the invoices a widget page's form starts per widget
+	// and second (pages.Config.WidgetRate): zero pages.DefaultWidgetRate,
+	// negative no limit.
+	WidgetRate rate.Limit
 	// Demo creates a demo merchant on an empty data dir and prints its API key.
 	Demo bool
 	// Out receives the demo banner. Default os.Stdout.
@@ -295,6 +299,7 @@ func (n *Node) buildHTTP() error {
 	pg, err := pages.New(pages.Config{
 		Service: n.Service, Views: n.Views, Now: cfg.Clock.Now,
 		Logger: cfg.Logger.With("component", "pages"), CSRFKey: n.Keyring.Derive("pages-csrf"),
+		WidgetRate: cfg.WidgetRate,
 	})
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Checkpoints.KeyFile, "checkpoint-key", envOr("PAYLEDGER_CHECKPOINT_KEY", ""), "Ed25519 checkpoint signing key file (default <data-dir>/checkpoint.key)")
 	keyRate := fs.Float64("key-rate", 0, "requests per second allowed per API key (env PAYLEDGER_KEY_RATE; 0: 20000; negative: no limit)")
 	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (env PAYLEDGER_CUSTOMER_RATE; 0: 5; negative: no limit)")
+	widgetRate := fs.Float64("widget-rate", 0, "invoices per second a widget page's form may start, per widget, in bursts of 30 (env PAYLEDGER_WIDGET_RATE; 0: 5; negative: no limit)")
 	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	if err := envFlags(fs, map[string]string{
@@ -64,6 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"checkpoint-interval":    "PAYLEDGER_CHECKPOINT_INTERVAL",
 		"key-rate":               "PAYLEDGER_KEY_RATE",
 		"customer-rate":          "PAYLEDGER_CUSTOMER_RATE",
+		"widget-rate":            "PAYLEDGER_WIDGET_RATE",
 	}); err != nil {
 		return err
 	}
@@ -76,7 +78,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.Checkpoints.Every = uint64(*checkpointEvery)
 	cfg.NATS.Port = *natsPort
 	cfg.NATS.Replicas = *replicas
-	cfg.KeyRate, cfg.CustomerRate = rate.Limit(*keyRate), rate.Limit(*customerRate)
+	cfg.KeyRate, cfg.CustomerRate, cfg.WidgetRate = rate.Limit(*keyRate), rate.Limit(*customerRate), rate.Limit(*widgetRate)
 	cfg.Demo = !*noDemo
 	cfg.Out = stdout
 	logger, err := newLogger(stderr, *logFormat, *logLevel)

@@ -46,7 +46,7 @@ type eventFeed struct {
 
 // listEvents is GET /api/v1/events?after=&limit=&wait=.
 func (s *Server) listEvents(c *call) (int, any, error) {
-	if wait, ok := s.feedLimit.allow(c.merchantID, s.now()); !ok {
+	if wait, ok := s.feedLimit.Allow(c.merchantID, s.now()); !ok {
 		return 0, nil, rateLimited(wait, "Too many event feed requests; poll with wait instead")
 	}
 	q := c.r.URL.Query()

@@ -122,7 +122,7 @@ func (s *Server) limitCustomer(c *call, customerID string) error {
 		sum := sha256.Sum256([]byte(customerID))
 		key = c.merchantID + "\x01" + string(sum[:])
 	}
-	if wait, ok := s.custLimit.allow(key, s.now()); !ok {
+	if wait, ok := s.custLimit.Allow(key, s.now()); !ok {
 		return rateLimited(wait, "Too many invoices for this customer_id")
 	}
 	return nil

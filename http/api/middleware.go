@@ -264,7 +264,7 @@ func (s *Server) admit(c *call, a auth, w http.ResponseWriter) error {
 		limitKey = "admin"
 	}
 	if limitKey != "" {
-		if wait, ok := s.keyLimits.allow(limitKey, s.now()); !ok {
+		if wait, ok := s.keyLimits.Allow(limitKey, s.now()); !ok {
 			return rateLimited(wait, "Too many requests for this API key")
 		}
 	}

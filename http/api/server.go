@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/keyring"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
@@ -40,9 +41,9 @@ type Server struct {
 	inflight  inflight
 	stopping  chan struct{} // closed by Stopping: long polls answer at once
 	stopOnce  sync.Once
-	keyLimits *limiterSet
-	custLimit *limiterSet
-	feedLimit *limiterSet
+	keyLimits *ratelimit.Set
+	custLimit *ratelimit.Set
+	feedLimit *ratelimit.Set
 	replays   *replayCache
 }
 
@@ -79,9 +80,9 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, svc: cfg.Service, views: cfg.Views, store: cfg.Log, kr: cfg.Keyring,
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now,
 		mux:       http.NewServeMux(),
-		keyLimits: newLimiterSet(cfg.KeyRate, cfg.KeyBurst),
-		custLimit: newLimiterSet(cfg.CustomerRate, cfg.CustomerBurst),
-		feedLimit: newLimiterSet(cfg.FeedRate, max(1, int(2*cfg.FeedRate))),
+		keyLimits: ratelimit.New(cfg.KeyRate, cfg.KeyBurst),
+		custLimit: ratelimit.New(cfg.CustomerRate, cfg.CustomerBurst),
+		feedLimit: ratelimit.New(cfg.FeedRate, max(1, int(2*cfg.FeedRate))),
 		replays:   newReplayCache(),
 		stopping:  make(chan struct{}),
 	}

@@ -24,8 +24,10 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -50,7 +52,21 @@ type Config struct {
 	// RedirectDelay is how long the payment page shows the final status
 	// before it sends the customer to success_url or fail_url. Default 3s.
 	RedirectDelay time.Duration
+	// WidgetRate bounds the invoices a widget page's form starts, per
+	// widget, per second, with bursts of WidgetBurst: the form takes no
+	// credentials, so without it anyone could fill the log and the
+	// merchant's invoice list through it. 0: DefaultWidgetRate; negative:
+	// no limit. WidgetBurst 0: DefaultWidgetBurst.
+	WidgetRate  rate.Limit
+	WidgetBurst int
 }
+
+// Defaults of Config.WidgetRate and WidgetBurst: some 18,000 invoices an
+// hour per widget, a rush of 30 at once.
+const (
+	DefaultWidgetRate  = 5
+	DefaultWidgetBurst = 30
+)
 
 // Paths the handler serves. The surrounding router sends every path under
 // these prefixes to the handler.
@@ -70,6 +86,7 @@ var staticFS embed.FS
 
 // handler is the hosted pages' http.Handler.
 type handler struct {
+	widgetLimit   *ratelimit.Set // invoices started per widget
 	svc           *commands.Service
 	views         *projections.Views
 	now           func() time.Time
@@ -125,6 +142,16 @@ func New(cfg Config) (http.Handler, error) {
 	if h.redirectDelay <= 0 {
 		h.redirectDelay = 3 * time.Second
 	}
+	switch {
+	case cfg.WidgetRate < 0:
+		cfg.WidgetRate = rate.Inf
+	case cfg.WidgetRate == 0:
+		cfg.WidgetRate = DefaultWidgetRate
+	}
+	if cfg.WidgetBurst <= 0 {
+		cfg.WidgetBurst = DefaultWidgetBurst
+	}
+	h.widgetLimit = ratelimit.New(cfg.WidgetRate, cfg.WidgetBurst)
 	key := cfg.CSRFKey
 	if len(key) == 0 {
 		key = make([]byte, 32)

@@ -3,9 +3,11 @@ package pages
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/oklog/ulid/v2"
@@ -232,6 +234,11 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if st.w.Type == commands.WidgetSingle {
 		amount = ""
+	}
+	if wait, ok := h.widgetLimit.Allow(id, h.now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		refuse(http.StatusTooManyRequests, "", "Many payments are being started on this page right now. Please try again in a few seconds.")
+		return
 	}
 	invoiceKey, paymentKey := formKeys(r, id, method.Code, amount)
 	invoiceID, repeated, err := h.repeatedInvoice(h.svc.CreateWidgetInvoice(r.Context(), commands.CreateWidgetInvoice{

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/http/pages"
 )
 
 func unlimitedWidget() commands.CreateWidget {
@@ -327,4 +328,33 @@ func TestWidgetFormSubmittedTwice(t *testing.T) {
 	if changed == first || e.widgetInvoices(w.WidgetID) != 3 {
 		t.Fatalf("the first form with another amount went to %s (first %s), %d invoices", changed, first, e.widgetInvoices(w.WidgetID))
 	}
+}
+
+// TestWidgetFormRateLimited: a widget's form starts at most
+// DefaultWidgetBurst invoices at once, then DefaultWidgetRate a second
+// (the form takes no credentials: without a bound anyone could fill the log
+// and the merchant's invoice list through it). A refused form is shown
+// again with the customer's entries, 429 and Retry-After, and appends
+// nothing; once the bucket refills, the form works again.
+func TestWidgetFormRateLimited(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	c := e.client()
+	send := func() response {
+		return c.post("/w/"+w.WidgetID, widgetForm(t, c.get("/w/"+w.WidgetID), "visamaster.uah", "250"))
+	}
+	for range pages.DefaultWidgetBurst {
+		widgetInvoice(t, send())
+	}
+	res := send()
+	wantStatus(t, res, http.StatusTooManyRequests)
+	wantContains(t, res, "try again in a few seconds", `value="250"`)
+	if got := res.Header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After %q, want 1", got)
+	}
+	if n := e.widgetInvoices(w.WidgetID); n != pages.DefaultWidgetBurst {
+		t.Fatalf("%d invoices in the log, want %d: the refused form appended", n, pages.DefaultWidgetBurst)
+	}
+	e.advance(time.Second)
+	widgetInvoice(t, send())
 }
