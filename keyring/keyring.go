@@ -37,18 +37,19 @@ func New(master [32]byte) *Keyring { return &Keyring{master: master} }
 // Options configures Open. A nil *Options means the zero value, whose
 // fields mean their defaults.
 type Options struct {
-	// Logger receives the warning about a key file others may read.
+	// Logger receives the warning about a key file others may read or its
+	// group may write.
 	// Default slog.Default().
 	Logger *slog.Logger
 }
 
 // Open loads the master key from path, creating it (mode 0600, synced) if
 // absent. Of two processes creating it at once, both end up with the one
-// that reached the disk first. A key file its group or others may write is
-// refused: whoever can write it can swap the key that every signing secret
-// derives from. One they may read (Kubernetes mounts secrets 0644 by
-// default) is used, with a warning. Neither the error nor the log holds the
-// key.
+// that reached the disk first. A key file others may write is refused:
+// whoever can write it can swap the key that every signing secret derives
+// from. One its group may write, or its group or others may read, is used
+// with a warning (durable.CheckSecret says why). Neither the error nor the
+// log holds the key.
 //
 // Errors: ErrBadMasterKey, ErrMasterKeyPermissions, or the I/O error.
 func Open(path string, opts *Options) (*Keyring, error) {

@@ -106,7 +106,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // loadOrCreateToken reads a token file, or writes a new random token to it
 // (synced: the token is printed and handed out at once). A token file that
 // holds no token is refused rather than leaving the admin API locked, as is
-// one its group or others may write (durable.CheckSecret).
+// one others may write (durable.CheckSecret).
 func loadOrCreateToken(path string, log *slog.Logger) (tok string, created bool, err error) {
 	b, created, err := durable.ReadOrCreate(path, 0o600, func() ([]byte, error) {
 		var raw [24]byte
