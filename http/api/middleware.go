@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/keyring"
 	"github.com/payledger/payledger/projections"
 )
@@ -284,10 +285,7 @@ func (s *Server) admit(c *call, a auth, w http.ResponseWriter) error {
 }
 
 func rateLimited(wait time.Duration, msg string) *apiError {
-	secs := int((wait + time.Second - 1) / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
+	secs := ratelimit.RetryAfter(wait)
 	e := newError(CodeRateLimited, msg+"; retry after "+fmt.Sprint(secs)+"s")
 	e.RetryAfter = secs
 	return e

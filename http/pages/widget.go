@@ -3,7 +3,6 @@ package pages
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -14,6 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -236,7 +236,7 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 		amount = ""
 	}
 	if wait, ok := h.widgetLimit.Allow(id, h.now()); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfter(wait)))
 		refuse(http.StatusTooManyRequests, "", "Many payments are being started on this page right now. Please try again in a few seconds.")
 		return
 	}

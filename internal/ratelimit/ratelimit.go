@@ -66,3 +66,9 @@ func (l *Set) Allow(key string, now time.Time) (wait time.Duration, ok bool) {
 	}
 	return 0, true
 }
+
+// RetryAfter is a refusal's wait as a Retry-After header gives it: whole
+// seconds, rounded up, at least 1.
+func RetryAfter(wait time.Duration) int {
+	return max(1, int((wait+time.Second-1)/time.Second))
+}
