@@ -70,9 +70,11 @@ func usageError(err error) error {
 // what fill appended before it failed stays, since it continued a verified
 // chain. A missing or empty log is filled in <log>.<name> and moved into
 // place only once fill and a full verification succeed: all or nothing. done
-// names the outcome in errors ("imported", "restored"). It returns the log's
-// path and its head before and after.
-func fillLog(ctx context.Context, dataDir, name, done string, fill func(*boltlog.Store) (ledger.Head, error)) (path string, before, head ledger.Head, err error) {
+// names the outcome in errors ("imported", "restored"). A fill of a missing
+// or empty log that brings no events fails with the error empty (an empty
+// ledger.db would pass for a copy). It returns the log's path and its head
+// before and after.
+func fillLog(ctx context.Context, dataDir, name, done, empty string, fill func(*boltlog.Store) (ledger.Head, error)) (path string, before, head ledger.Head, err error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", before, head, err
 	}
@@ -106,9 +108,7 @@ func fillLog(ctx context.Context, dataDir, name, done string, fill func(*boltlog
 	}
 	head, err = fill(st)
 	if err == nil && head.Seq == 0 {
-		// An empty source (an empty export, a stream with no messages):
-		// renaming an empty ledger.db into place would look like a copy.
-		err = fmt.Errorf("no events to %s", name)
+		err = errors.New(empty)
 	}
 	if err == nil {
 		_, err = st.Verify(ctx)

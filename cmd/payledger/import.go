@@ -66,7 +66,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer f.Close()
 		in = f
 	}
-	path, before, head, err := fillLog(ctx, *dataDir, "import", "imported", func(st *boltlog.Store) (ledger.Head, error) {
+	path, before, head, err := fillLog(ctx, *dataDir, "import", "imported", "the export holds no events", func(st *boltlog.Store) (ledger.Head, error) {
 		return importInto(ctx, st, in, stderr)
 	})
 	if err != nil {
@@ -84,7 +84,6 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 	size := 0
 	last := time.Now()
 	var skipped ledger.Head // the export's last event already in the log
-	read := 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -115,7 +114,6 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 			}
 			return st.Head(), err
 		}
-		read++
 		if e.Seq <= start.Seq {
 			// Already in the log: the export must agree at the head.
 			if e.Seq == start.Seq && e.Hash != start.Hash {
@@ -131,11 +129,6 @@ func importInto(ctx context.Context, st *boltlog.Store, in io.Reader, stderr io.
 				return st.Head(), err
 			}
 		}
-	}
-	if read == 0 && start.Seq == 0 {
-		// An empty file or a failed pipe, most likely; importing it would
-		// leave an empty ledger.db that looks like a restored log.
-		return st.Head(), errors.New("the export holds no events")
 	}
 	if skipped.Seq > 0 && skipped.Seq < start.Seq {
 		// The export ends before the log's head, so the check at the head

@@ -44,7 +44,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(stderr, "payledger restore: at sequence %d\n", h.Seq)
 		}
 	}
-	path, before, head, err := fillLog(ctx, *dataDir, "restore", "restored", func(st *boltlog.Store) (ledger.Head, error) {
+	path, before, head, err := fillLog(ctx, *dataDir, "restore", "restored", "no events to restore", func(st *boltlog.Store) (ledger.Head, error) {
 		return stream.Restore(ctx, conn, st, progress)
 	})
 	if err != nil {
