@@ -223,3 +223,22 @@ func BenchmarkRelayCatchUp(b *testing.B) {
 		conn.Close()
 	}
 }
+
+// BenchmarkDecodeMessage is a consumer's check of one message: decoding,
+// the hash, the headers and the body's one spelling.
+func BenchmarkDecodeMessage(b *testing.B) {
+	log := openLog(b)
+	appendEvents(b, log, 0, 1, 1)
+	e, err := log.Get(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := stream.Message("", &e)
+	b.SetBytes(int64(len(m.Data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := stream.DecodeMessage(m.Header, m.Data, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

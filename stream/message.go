@@ -162,9 +162,9 @@ func appendString(dst []byte, s string) []byte {
 // checks it: the event's hash against its contents, and the Nats-Msg-Id,
 // Payledger-Seq, Payledger-Hash and Payledger-Prev-Hash headers against the
 // event, and that the body is exactly AppendJSON's form of the event (one
-// spelling per event: ids in upper case, hashes in lower case). A non-zero streamSeq must equal the event's sequence. It does not
-// check the chain (the previous event); ledger.Verifier and
-// boltlog.Store.Import do.
+// spelling per event: ids in upper case, hashes in lower case). A non-zero
+// streamSeq must equal the event's sequence. It does not check the chain
+// (the previous event); ledger.Verifier and boltlog.Store.Import do.
 //
 // Errors: *MessageError (ErrBadMessage).
 func DecodeMessage(h nats.Header, data []byte, streamSeq uint64) (ledger.Event, error) {
