@@ -89,7 +89,7 @@ func (d viewsDue) Due(t time.Time, after commands.Due, limit int) ([]commands.Du
 	items, err := d.v.Due(t, projections.Due(after), limit)
 	out := make([]commands.Due, len(items))
 	for i, it := range items {
-		out[i] = commands.Due{Kind: it.Kind, ID: it.ID, MerchantID: it.MerchantID, At: it.At}
+		out[i] = commands.Due(it)
 	}
 	return out, err
 }

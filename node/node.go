@@ -505,7 +505,7 @@ func (d dueSource) Due(t time.Time, after commands.Due, limit int) ([]commands.D
 	}
 	out := make([]commands.Due, len(items))
 	for i, it := range items {
-		out[i] = commands.Due{Kind: it.Kind, ID: it.ID, MerchantID: it.MerchantID, At: it.At}
+		out[i] = commands.Due(it)
 	}
 	return out, nil
 }
