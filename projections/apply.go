@@ -47,6 +47,11 @@ type state struct {
 	// large transaction would move ever larger nodes.
 	ops [numIndexes][]op
 
+	// carried, when set (a rebuild), keeps the views the last transaction
+	// wrote, so that the next one takes them as they are instead of reading
+	// and decoding them again.
+	carried *carried
+
 	puts []viewPut // flush's views to write, kept for the next flush
 	slab []byte    // keys and encoded views, carved off until commit (bbolt keeps the slices)
 	key  []byte    // scratch
@@ -261,6 +266,9 @@ func (s *state) reset(tx *bbolt.Tx) error {
 	s.tx, s.b = tx, b
 	s.checkpoint = u64(b.meta.Get(keyCheckpoint))
 	s.events = u64(b.meta.Get(keyEvents))
+	if c := s.carried; c != nil {
+		c.keep(s)
+	}
 	clear(s.invoices)
 	clear(s.payments)
 	clear(s.widgets)
@@ -448,8 +456,13 @@ func invoiceDue(v *InvoiceView) time.Time {
 // cached returns the write-back cache's entry for a view, reading and
 // decoding the stored view into a new entry (made by entry) the first time
 // the batch touches it. kind names the view in errors.
-func cached[V, E any](cache map[string]*E, b *bbolt.Bucket, kind, id string, entry func(*V) *E) (*E, error) {
+func cached[V, E any](cache map[string]*E, carried map[string]*V, b *bbolt.Bucket, kind, id string, entry func(*V) *E) (*E, error) {
 	if en, ok := cache[id]; ok {
+		return en, nil
+	}
+	if v, ok := carried[id]; ok {
+		en := entry(v)
+		cache[id] = en
 		return en, nil
 	}
 	raw := b.Get([]byte(id))
@@ -466,7 +479,7 @@ func cached[V, E any](cache map[string]*E, b *bbolt.Bucket, kind, id string, ent
 }
 
 func (s *state) invoice(id string) (*invoiceEntry, error) {
-	return cached(s.invoices, s.b.invoices, "invoice", id, func(v *InvoiceView) *invoiceEntry {
+	return cached(s.invoices, s.carried.invoiceViews(), s.b.invoices, "invoice", id, func(v *InvoiceView) *invoiceEntry {
 		return &invoiceEntry{v: v, stored: true, origStatus: v.Status, origDue: invoiceDue(v)}
 	})
 }
@@ -534,7 +547,7 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 // ---- payments ----
 
 func (s *state) payment(stream string) (*paymentEntry, error) {
-	return cached(s.payments, s.b.payments, "payment", stream, func(v *PaymentView) *paymentEntry {
+	return cached(s.payments, s.carried.paymentViews(), s.b.payments, "payment", stream, func(v *PaymentView) *paymentEntry {
 		return &paymentEntry{v: v, stored: true, origStatus: v.Status}
 	})
 }
@@ -590,7 +603,7 @@ func widgetDue(v *WidgetView) time.Time {
 }
 
 func (s *state) widget(id string) (*widgetEntry, error) {
-	return cached(s.widgets, s.b.widgets, "widget", id, func(v *WidgetView) *widgetEntry {
+	return cached(s.widgets, s.carried.widgetViews(), s.b.widgets, "widget", id, func(v *WidgetView) *widgetEntry {
 		return &widgetEntry{v: v, stored: true, origStatus: v.Status, origDue: widgetDue(v)}
 	})
 }

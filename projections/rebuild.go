@@ -260,7 +260,9 @@ func rebuild(ctx context.Context, events iter.Seq2[ledger.Event, error], dst *bb
 					return err
 				}
 				if s == nil {
-					s, err = newState(tx)
+					if s, err = newState(tx); err == nil {
+						s.carried = newCarried()
+					}
 				} else {
 					err = s.reset(tx)
 				}
@@ -430,4 +432,67 @@ func Summarize(db *bbolt.DB) (Summary, error) {
 		return Summary{}, err
 	}
 	return s, nil
+}
+
+// carried holds the views one rebuild transaction wrote, for the next.
+// Without it, each transaction read back and decoded (encoding/json) every
+// view an earlier one had written that it touched again: an invoice created
+// late in one transaction and paid early in the next. A view flush wrote is
+// exactly what reading it back gives (the live Projector reads its views
+// back every time, and Compare checks the two agree), and no one else
+// holds it once its transaction is over. Only the last transaction's views
+// are kept, so memory stays bounded by one transaction's.
+type carried struct {
+	invoices map[string]*InvoiceView
+	payments map[string]*PaymentView
+	widgets  map[string]*WidgetView
+}
+
+func newCarried() *carried {
+	return &carried{
+		invoices: make(map[string]*InvoiceView),
+		payments: make(map[string]*PaymentView),
+		widgets:  make(map[string]*WidgetView),
+	}
+}
+
+// keep replaces what c holds with the views of s's transaction, which has
+// been flushed and committed.
+func (c *carried) keep(s *state) {
+	clear(c.invoices)
+	for id, en := range s.invoices {
+		c.invoices[id] = en.v
+	}
+	clear(c.payments)
+	for id, en := range s.payments {
+		c.payments[id] = en.v
+	}
+	clear(c.widgets)
+	for id, en := range s.widgets {
+		c.widgets[id] = en.v
+	}
+}
+
+// The views of a nil *carried (the inline Projector's) are nil maps: no
+// lookup finds anything.
+
+func (c *carried) invoiceViews() map[string]*InvoiceView {
+	if c == nil {
+		return nil
+	}
+	return c.invoices
+}
+
+func (c *carried) paymentViews() map[string]*PaymentView {
+	if c == nil {
+		return nil
+	}
+	return c.payments
+}
+
+func (c *carried) widgetViews() map[string]*WidgetView {
+	if c == nil {
+		return nil
+	}
+	return c.widgets
 }
