@@ -34,16 +34,49 @@ type scheduler struct {
 }
 
 type entry struct {
-	key       dkey
-	due       time.Time
-	host      string
-	idx       int // in the heap; -1 when not
-	cancelled bool
+	key  dkey
+	due  time.Time
+	host string
+	idx  int // in the heap; -1 when not
+	// q is the host queue the entry waits in for a slot (nil when not),
+	// between prev and next.
+	q          *hostQueue
+	prev, next *entry
 }
 
+// hostQueue is a host's attempts in flight and its due entries waiting for
+// a slot, in the order they became due. An entry unscheduled or moved
+// while it waits leaves the queue at once.
 type hostQueue struct {
-	active  int
-	waiting []*entry
+	active     int
+	head, tail *entry
+	n          int // entries waiting
+}
+
+func (q *hostQueue) push(e *entry) {
+	e.q, e.prev, e.next = q, q.tail, nil
+	if q.tail != nil {
+		q.tail.next = e
+	} else {
+		q.head = e
+	}
+	q.tail = e
+	q.n++
+}
+
+func (q *hostQueue) unlink(e *entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		q.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		q.tail = e.prev
+	}
+	e.q, e.prev, e.next = nil, nil, nil
+	q.n--
 }
 
 func newScheduler(maxActive, perHost int, launch func(*entry)) *scheduler {
@@ -130,7 +163,7 @@ func (s *scheduler) popDue(now time.Time, start []*entry) []*entry {
 			start = append(start, e)
 			continue
 		}
-		q.waiting = append(q.waiting, e)
+		q.push(e)
 		if q.active < s.perHost {
 			s.starved[e.host] = true
 		}
@@ -143,12 +176,27 @@ func (s *scheduler) remove(k dkey) {
 	if e == nil {
 		return
 	}
+	s.detach(e)
+	delete(s.byKey, k)
+}
+
+// detach takes e off the heap, or out of the host queue it waits in.
+func (s *scheduler) detach(e *entry) {
 	if e.idx >= 0 {
 		heap.Remove(&s.h, e.idx)
-	} else {
-		e.cancelled = true // waiting for a host slot
+		return
 	}
-	delete(s.byKey, k)
+	q := e.q
+	if q == nil {
+		return
+	}
+	q.unlink(e)
+	if q.n == 0 {
+		delete(s.starved, e.host)
+		if q.active == 0 {
+			delete(s.hosts, e.host)
+		}
+	}
 }
 
 func (s *scheduler) upsert(k dkey, due time.Time, host string) {
@@ -158,7 +206,11 @@ func (s *scheduler) upsert(k dkey, due time.Time, host string) {
 			heap.Fix(&s.h, e.idx)
 			return
 		}
-		e.cancelled = true
+		// Waiting for a slot: back to the heap at its new time.
+		s.detach(e)
+		e.due, e.host = due, host
+		heap.Push(&s.h, e)
+		return
 	}
 	e := &entry{key: k, due: due, host: host}
 	heap.Push(&s.h, e)
@@ -237,7 +289,7 @@ func (s *scheduler) done(host string) {
 			start = s.drainHost(h, s.hostQ(h), start)
 		}
 	}
-	if q.active == 0 && len(q.waiting) == 0 {
+	if q.active == 0 && q.n == 0 {
 		delete(s.hosts, host)
 	}
 	s.mu.Unlock()
@@ -245,17 +297,13 @@ func (s *scheduler) done(host string) {
 }
 
 func (s *scheduler) drainHost(h string, q *hostQueue, start []*entry) []*entry {
-	for len(q.waiting) > 0 && q.active < s.perHost && s.active < s.maxActive {
-		e := q.waiting[0]
-		q.waiting[0] = nil
-		q.waiting = q.waiting[1:]
-		if e.cancelled {
-			continue
-		}
+	for q.head != nil && q.active < s.perHost && s.active < s.maxActive {
+		e := q.head
+		q.unlink(e)
 		s.begin(e, q)
 		start = append(start, e)
 	}
-	if len(q.waiting) == 0 || q.active >= s.perHost {
+	if q.n == 0 || q.active >= s.perHost {
 		delete(s.starved, h)
 	} else {
 		s.starved[h] = true
