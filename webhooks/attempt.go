@@ -24,7 +24,7 @@ const maxResponse = 64 << 10
 type result struct {
 	key        dkey
 	noop       bool // not attempted: the delivery was no longer pending
-	dropped    bool // cut short by shutdown: nothing to record
+	dropped    bool // aborted by shutdown: nothing to record
 	start      time.Time
 	status     int
 	latency    time.Duration
@@ -88,7 +88,10 @@ func (s *signer) keys(now time.Time) [][]byte {
 	return [][]byte{s.cur}
 }
 
-// attempt makes one attempt of a delivery.
+// attempt makes one attempt of a delivery. ctx ends only when Run aborts
+// the attempts still under way at shutdown: an attempt it cuts off is
+// dropped, neither a failure nor a success, whatever the receiver did with
+// the request (only a 2xx it answered makes a delivery delivered).
 func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 	res := result{key: k}
 	var r record
@@ -167,7 +170,7 @@ func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 	res.latency = time.Since(res.start)
 	if err != nil {
 		if ctx.Err() != nil {
-			res.dropped = true // shutdown, not the receiver's fault
+			res.dropped = true // aborted by shutdown, not the receiver's fault
 			return res
 		}
 		res.err = attemptError(err, d.cfg.AttemptTimeout)

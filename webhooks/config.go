@@ -25,6 +25,7 @@ const (
 	DefaultBaseURL            = "http://127.0.0.1:8080"
 	DefaultUserAgent          = "payledger-webhooks/1"
 	DefaultOpenTimeout        = 5 * time.Second
+	DefaultShutdownGrace      = 2 * time.Second
 )
 
 // Keys gives merchants' HMAC signing keys by secret version;
@@ -85,6 +86,13 @@ type Config struct {
 	UserAgent string
 	// OpenTimeout bounds the wait for webhooks.db's file lock. Default 5s.
 	OpenTimeout time.Duration
+	// ShutdownGrace is how long Run, once its context ends, lets the
+	// attempts under way finish (each still within AttemptTimeout) before
+	// it aborts them. One that ends within the grace is recorded as any
+	// other; one aborted is not recorded at all, and the next Run makes it
+	// again. It bounds how much longer than its context Run lives. Default
+	// 2s; negative means none.
+	ShutdownGrace time.Duration
 	// ShardCount and ShardIndex split merchants between dispatchers that
 	// each have their own webhooks.db: this one delivers only for merchants
 	// whose FNV-1a hash modulo ShardCount is ShardIndex. Default 1 and 0:
@@ -163,6 +171,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.OpenTimeout <= 0 {
 		c.OpenTimeout = DefaultOpenTimeout
+	}
+	switch {
+	case c.ShutdownGrace == 0:
+		c.ShutdownGrace = DefaultShutdownGrace
+	case c.ShutdownGrace < 0:
+		c.ShutdownGrace = 0
 	}
 	if c.ShardCount <= 0 {
 		c.ShardCount = 1

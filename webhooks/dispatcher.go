@@ -185,9 +185,12 @@ func (d *Dispatcher) isDisabled(merchant, url string) bool {
 }
 
 // Run follows src from the dispatcher's checkpoint, records deliveries and
-// attempts them, until ctx ends or src fails. On return no attempt is in
-// flight; deliveries whose attempt was cut short stay pending and are
-// attempted again by the next Run.
+// attempts them, until ctx ends or src fails. Then it starts no attempt,
+// lets those under way finish for up to Config.ShutdownGrace, records them,
+// and aborts the rest: an aborted attempt is not recorded (it is no
+// failure of the receiver's, and counts against no retry budget), and its
+// delivery stays pending and due, so the next Run attempts it at once. On
+// return no attempt is in flight.
 //
 // Errors: ErrRunning; the source's or Ingest's error. nil when ctx ends.
 func (d *Dispatcher) Run(ctx context.Context, src Source) error {
@@ -197,6 +200,9 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 	defer d.running.Store(false)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Attempts outlive ctx by up to the grace: abort ends them.
+	actx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
 
 	results := make(chan result, 4096)
 	var attempts sync.WaitGroup
@@ -204,7 +210,7 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 		attempts.Add(1)
 		go func() {
 			defer attempts.Done()
-			res := d.attempt(ctx, e.key)
+			res := d.attempt(actx, e.key)
 			res.host = e.host
 			d.schedMu.Lock()
 			sc := d.sched
@@ -240,12 +246,13 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 
 	from := min(d.start.Load(), d.checkpoint.Load()+1)
 	err = src.Follow(ctx, from, d.Ingest)
-	// Stop launching, let attempts see the cancellation, record what
-	// finished, then detach the scheduler.
+	// Stop launching, give the attempts under way their grace, abort
+	// those still under way, record what finished, then detach the
+	// scheduler.
 	cancel()
 	s.stop()
 	schedWG.Wait()
-	attempts.Wait()
+	finishAttempts(&attempts, d.cfg.ShutdownGrace, abort)
 	close(results)
 	writerWG.Wait()
 	d.schedMu.Lock()
@@ -255,4 +262,21 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 		return err
 	}
 	return nil
+}
+
+// finishAttempts waits up to grace for the attempts under way, then
+// aborts those left and waits for them to return.
+func finishAttempts(attempts *sync.WaitGroup, grace time.Duration, abort context.CancelFunc) {
+	done := make(chan struct{})
+	go func() { attempts.Wait(); close(done) }()
+	if grace > 0 {
+		t := time.NewTimer(grace)
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	abort()
+	<-done
 }

@@ -1,0 +1,212 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/commands"
+)
+
+// runner runs a dispatcher's Run as the node's supervisor does: stop
+// cancels its context and waits for it to return, and Run can be started
+// again on the same dispatcher.
+type runner struct {
+	t      *testing.T
+	e      *env
+	d      *Dispatcher
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (r *runner) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func() { r.done <- r.d.Run(ctx, FromLog(r.e.store, 0, 0)) }()
+}
+
+// stop cancels Run and returns how long it took to return.
+func (r *runner) stop() time.Duration {
+	r.t.Helper()
+	start := time.Now()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		r.t.Fatal("Run did not return")
+	}
+	return time.Since(start)
+}
+
+func newRunner(t *testing.T, e *env, cfg Config) *runner {
+	d, err := Open(filepath.Join(t.TempDir(), FileName), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{t: t, e: e, d: d}
+	t.Cleanup(func() {
+		if d.running.Load() {
+			r.stop()
+		}
+		d.Close()
+	})
+	return r
+}
+
+func recv[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s", what)
+		panic("unreachable")
+	}
+}
+
+// A receiver holds a webhook open while the dispatcher is stopped and
+// started again. Past the shutdown grace the attempt is aborted, and it is
+// not recorded: no failed attempt (which would spend the delivery's retries
+// and push its next attempt back) and, though the receiver answers 200 as
+// the connection drops, no success either. After the restart the delivery
+// is attempted again at once, and recorded delivered once, after one
+// attempt.
+func TestRestartAbortsHeldAttemptAndMakesItAgain(t *testing.T) {
+	e := newEnv(t)
+	held, cutOff := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	rc := newReceiver(t, false, func(r *http.Request, n int) (int, http.Header) {
+		if calls.Add(1) == 1 {
+			close(held)
+			<-r.Context().Done() // the dispatcher hung up
+			close(cutOff)
+			return http.StatusOK, nil // an acknowledgement nobody reads
+		}
+		return http.StatusOK, nil
+	})
+	rc.secret = func(string) string { return e.kr.SigningSecret("m1", 1) }
+	e.merchant("m1", rc.URL())
+	cfg := e.config()
+	cfg.AttemptTimeout = 30 * time.Second // the hold ends by the shutdown, not a timeout
+	cfg.ShutdownGrace = 300 * time.Millisecond
+	r := newRunner(t, e, cfg)
+	r.start()
+	inv := e.invoice("m1", "")
+	recv(t, held, "request held")
+
+	took := r.stop()
+	if took < cfg.ShutdownGrace || took > cfg.ShutdownGrace+2*time.Second {
+		t.Errorf("Run returned %v after its context ended, grace %v", took, cfg.ShutdownGrace)
+	}
+	recv(t, cutOff, "hang-up seen by the receiver")
+	del, err := findFor(r.d, "m1", commands.TypeInvoiceCreated, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.d.Delivery("m1", del.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Body = nil // not in failure messages
+	if got.Status != StatusPending || got.AttemptCount != 0 || len(got.Attempts) != 0 || got.LastError != "" || got.NextAttemptAt == nil {
+		t.Fatalf("after the cut-off attempt: %+v", got)
+	}
+	if st := r.d.Stats(); st.Attempts != 0 || st.Delivered != 0 || st.Failed != 0 {
+		t.Fatalf("stats count the cut-off attempt: %+v", st)
+	}
+
+	restarted := time.Now()
+	r.start()
+	waitFor(t, 5*time.Second, func() error { return statusIs(r.d, "m1", commands.TypeInvoiceCreated, inv, StatusDelivered) })
+	if took := time.Since(restarted); took > 2*time.Second {
+		t.Errorf("delivered %v after the restart", took)
+	}
+	time.Sleep(200 * time.Millisecond) // room for a wrong extra attempt
+	got, _ = r.d.Delivery("m1", del.ID)
+	got.Body = nil
+	if got.Status != StatusDelivered || got.AttemptCount != 1 || len(got.Attempts) != 1 ||
+		got.Attempts[0].N != 1 || got.Attempts[0].StatusCode != http.StatusOK || got.DeliveredAt == nil {
+		t.Errorf("after the restart: %+v", got)
+	}
+	if p, _ := r.d.ListDeliveries("m1", ListQuery{Status: StatusDelivered}); p.Details.TotalObjects != 1 {
+		t.Errorf("%d delivered, want 1", p.Details.TotalObjects)
+	}
+	if st := r.d.Stats(); st.Attempts != 1 || st.Delivered != 1 {
+		t.Errorf("stats: %+v", st)
+	}
+	// The receiver saw the webhook twice, the same webhook-id both times:
+	// the cut-off request and the one it acknowledged.
+	reqs := rc.requests()
+	if len(reqs) != 2 || reqs[0].ID != got.WebhookID || reqs[1].ID != got.WebhookID {
+		t.Fatalf("receiver saw %d requests: %+v", len(reqs), reqs)
+	}
+	for _, q := range reqs {
+		if q.VerifyErr != nil {
+			t.Errorf("signature: %v", q.VerifyErr)
+		}
+	}
+}
+
+// An attempt the receiver answers within the shutdown grace is recorded
+// as any other: a 2xx is delivered, and not sent again after a restart; a
+// failure counts and is retried.
+func TestShutdownGraceRecordsAttemptsThatFinish(t *testing.T) {
+	for _, status := range []int{http.StatusOK, http.StatusBadGateway} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			e := newEnv(t)
+			held, stopping := make(chan struct{}), make(chan struct{})
+			var calls atomic.Int32
+			rc := newReceiver(t, false, func(r *http.Request, n int) (int, http.Header) {
+				if calls.Add(1) == 1 {
+					close(held)
+					<-stopping
+					time.Sleep(50 * time.Millisecond) // answers after Run's context ended
+					return status, nil
+				}
+				return http.StatusOK, nil
+			})
+			e.merchant("m1", rc.URL())
+			cfg := e.config()
+			cfg.AttemptTimeout = 30 * time.Second
+			cfg.ShutdownGrace = 5 * time.Second
+			cfg.BackoffBase, cfg.BackoffMax = 200*time.Millisecond, 200*time.Millisecond
+			r := newRunner(t, e, cfg)
+			r.start()
+			inv := e.invoice("m1", "")
+			recv(t, held, "request held")
+			go func() { time.Sleep(20 * time.Millisecond); close(stopping) }()
+			if took := r.stop(); took > 2*time.Second {
+				t.Errorf("Run took %v to return though the attempt ended at once", took)
+			}
+			del, err := findFor(r.d, "m1", commands.TypeInvoiceCreated, inv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := r.d.Delivery("m1", del.ID)
+			got.Body = nil
+			if got.AttemptCount != 1 || len(got.Attempts) != 1 || got.Attempts[0].StatusCode != status {
+				t.Fatalf("the attempt that finished within the grace: %+v", got)
+			}
+			r.start()
+			if status == http.StatusOK {
+				time.Sleep(300 * time.Millisecond) // past the backoff: room for a wrong resend
+				if n := len(rc.requests()); n != 1 {
+					t.Fatalf("receiver got %d requests, want 1", n)
+				}
+				return
+			}
+			waitFor(t, 5*time.Second, func() error { return statusIs(r.d, "m1", commands.TypeInvoiceCreated, inv, StatusDelivered) })
+			got, _ = r.d.Delivery("m1", del.ID)
+			if got.AttemptCount != 2 {
+				t.Errorf("%d attempts, want the failed one and the delivered one", got.AttemptCount)
+			}
+		})
+	}
+}
