@@ -58,6 +58,21 @@ func (m *metrics) observePublish(seq uint64, lag time.Duration) {
 	m.lastPublished.Set(float64(seq))
 }
 
+// registerRelayMetrics exposes whether the relay has stopped on its own
+// (stopped reports it): an event stream that no longer grows, for an
+// alert, as /readyz fails.
+func registerRelayMetrics(reg *prometheus.Registry, stopped func() bool) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "payledger_relay_stopped",
+		Help: "1 when the NATS relay has stopped on its own (the stream diverged from the log, or NATS refuses an event as too large) and publishes nothing until the node restarts; else 0.",
+	}, func() float64 {
+		if stopped() {
+			return 1
+		}
+		return 0
+	}))
+}
+
 // registerWebhookMetrics exposes the dispatcher's counters.
 func registerWebhookMetrics(reg *prometheus.Registry, stats func() webhooks.Stats) {
 	counter := func(name, help string, f func(webhooks.Stats) float64) prometheus.Collector {

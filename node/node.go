@@ -214,6 +214,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		n.setStream(sn)
+		registerRelayMetrics(n.Registry, func() bool {
+			sn := n.Stream()
+			return sn != nil && sn.Err() != nil
+		})
 		// Stop the relay (flushing it) before the log closes; close the
 		// connection and the embedded server after.
 		n.closers = append(n.closers[:len(n.closers)-1],
@@ -374,8 +378,9 @@ var watchEvery = time.Second
 // write error (a full disk) refuses every write until its server restarts.
 // The relay of the new server resumes from the stream's last message, so a
 // restart loses and duplicates nothing. A relay that stopped on its own (the
-// stream diverged from the log) is not restarted: its stream would diverge
-// again; /readyz reports it, for an operator. An external cluster is not
+// stream diverged from the log, or NATS refuses an event as too large) is
+// not restarted: it would stop again; /readyz and payledger_relay_stopped
+// report it, for an operator. An external cluster is not
 // ours to restart: there /readyz reports the stall.
 func (n *Node) watchEmbeddedNATS(ctx context.Context) {
 	t := time.NewTicker(watchEvery)
@@ -425,7 +430,7 @@ func (n *Node) watchEmbeddedNATS(ctx context.Context) {
 const stallLimit = 30 * time.Second
 
 // ready fails while the relay has stopped on its own (the stream diverged
-// from the log, or the log closed), or while the relay or the webhook
+// from the log, NATS refuses an event as too large, or the log closed), or while the relay or the webhook
 // dispatcher has been behind the log without progress for stallLimit (a
 // JetStream store that hit a write error, say): an orchestrator restarts the
 // node, which resumes both from their checkpoints.

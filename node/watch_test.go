@@ -29,6 +29,9 @@ func TestDivergedRelayIsNotRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := gaugeValue(t, n, "payledger_relay_stopped"); got != 0 {
+		t.Fatalf("payledger_relay_stopped %v while the relay runs, want 0", got)
+	}
 	if err := n.Close(); err != nil { // flushes the relay: the stream holds the log
 		t.Fatal(err)
 	}
@@ -64,4 +67,23 @@ func TestDivergedRelayIsNotRestarted(t *testing.T) {
 	if err := n.ready(ctx); !errors.Is(err, stream.ErrDiverged) {
 		t.Fatalf("ready = %v, want the divergence", err)
 	}
+	// /metrics says so too, for an alert.
+	if got := gaugeValue(t, n, "payledger_relay_stopped"); got != 1 {
+		t.Fatalf("payledger_relay_stopped %v, want 1", got)
+	}
+}
+
+// gaugeValue reads a gauge of the node's registry (-1: not registered).
+func gaugeValue(t *testing.T, n *Node, name string) float64 {
+	t.Helper()
+	mfs, err := n.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }

@@ -89,7 +89,7 @@ func StartServer(cfg Config) (*server.Server, error) {
 		Password:          cfg.Password,
 		Authorization:     cfg.Token,
 		NoSigs:            true, // the embedding process owns its signals
-		MaxPayload:        4 << 20,
+		MaxPayload:        EmbeddedMaxPayload,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -21,6 +21,11 @@ var (
 	// ErrLogAhead means a restore target log already holds events past the
 	// stream's last sequence.
 	ErrLogAhead = errors.New("stream: log is ahead of the stream")
+	// ErrTooLarge means NATS refuses an event's message for its size: it is
+	// over the server's max_payload or the stream's maximum message size.
+	// Retrying cannot change that, and skipping the event would leave a gap
+	// in the stream, so the relay stops until an operator raises the limit.
+	ErrTooLarge = errors.New("stream: event message too large")
 	// ErrStopped means the relay stopped before a Flush was done.
 	ErrStopped = errors.New("stream: relay stopped")
 	// ErrConsumerGone means a durable consumer no longer exists on the
@@ -55,3 +60,17 @@ func (e *MessageError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrBadMessage) true.
 func (e *MessageError) Unwrap() error { return ErrBadMessage }
+
+// TooLargeError names the event whose message NATS refuses for its size.
+type TooLargeError struct {
+	Seq   uint64 // the event's log (and stream) sequence
+	Size  int    // the message's headers and body, in bytes (0: unknown)
+	Limit string // what refused it
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("stream: event at sequence %d, a %d-byte message, is refused by %s", e.Seq, e.Size, e.Limit)
+}
+
+// Unwrap makes errors.Is(err, ErrTooLarge) true.
+func (e *TooLargeError) Unwrap() error { return ErrTooLarge }

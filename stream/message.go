@@ -23,6 +23,17 @@ const (
 	HeaderType     = "Payledger-Type"      // the event type, escaped
 )
 
+// MaxMessageSize bounds the message (headers and body) of any event the
+// log accepts: data at ledger.MaxDataLen, and the stream id, type,
+// merchant, correlation id and every claim at ledger.MaxStringLen of bytes
+// that JSON escapes six to one. NATS must take messages this large (the
+// embedded server does: its max_payload is EmbeddedMaxPayload), or the
+// relay stops at such an event (ErrTooLarge).
+const MaxMessageSize = ledger.MaxDataLen + 8*ledger.MaxStringLen*(4+ledger.MaxClaims) + 4096
+
+// EmbeddedMaxPayload is the embedded server's max_payload.
+const EmbeddedMaxPayload = 4 << 20
+
 // Message builds the message that carries e: its subject, the body (the
 // event's JSON form, see AppendJSON) and the headers, Nats-Msg-Id = the
 // event id among them. The relay adds the expected-last-sequence headers.

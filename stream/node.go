@@ -42,6 +42,9 @@ func Start(ctx context.Context, cfg Config, log Log) (*Node, error) {
 	} else if _, err := conn.EnsureStream(ctx); err != nil {
 		conn.Close()
 		return nil, err
+	} else if mp := conn.nc.MaxPayload(); mp < MaxMessageSize {
+		conn.cfg.Logger.Warn("nats max_payload is below the largest event message the log accepts: the relay would stop at such an event until max_payload is raised",
+			"max_payload", mp, "largest_event_message", MaxMessageSize)
 	}
 	relay, err := NewRelay(conn, log, cfg.Relay)
 	if err != nil {
@@ -69,7 +72,7 @@ func (n *Node) Relay() *Relay { return n.relay }
 func (n *Node) Done() <-chan struct{} { return n.done }
 
 // Err is the relay's error once Done is closed: nil after StopRelay,
-// ErrDiverged or ledger.ErrClosed when it stopped on its own.
+// ErrDiverged, ErrTooLarge or ledger.ErrClosed when it stopped on its own.
 func (n *Node) Err() error {
 	select {
 	case <-n.done:

@@ -84,8 +84,10 @@ func (r *Relay) Flush(ctx context.Context) error {
 // flight and returns nil. While NATS is unreachable it retries with
 // backoff. It returns an error only when it cannot go on: ErrDiverged when
 // the stream holds something other than the log (it will not publish past
-// a stream it cannot trust), ledger.ErrClosed when the log closes under
-// it, or the log's read error. Run may be called once.
+// a stream it cannot trust), a *TooLargeError (ErrTooLarge) when NATS
+// refuses an event for its size (skipping it would leave a gap; an
+// operator raises the limit and restarts), ledger.ErrClosed when the log
+// closes under it, or the log's read error. Run may be called once.
 func (r *Relay) Run(ctx context.Context) error {
 	ran := false
 	r.runOnce.Do(func() { ran = true })
@@ -100,7 +102,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrDiverged) || errors.Is(err, ledger.ErrClosed) || errors.Is(err, errLogRead) {
+		if final(err) || errors.Is(err, ledger.ErrClosed) || errors.Is(err, errLogRead) {
 			log.Error("relay stopped", "err", err, "position", r.Position())
 			return err
 		}
@@ -118,6 +120,24 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, r.cfg.MaxBackoff)
 	}
+}
+
+// final tells the stream's refusals that no retry can get past: a stream
+// that diverged from the log, an event too large for NATS.
+func final(err error) bool {
+	return errors.Is(err, ErrDiverged) || errors.Is(err, ErrTooLarge)
+}
+
+// messageSize is the size NATS counts of event seq's message, headers and
+// body, for the report of a refusal (0 if the log cannot say).
+func (r *Relay) messageSize(seq uint64) int {
+	e, err := r.log.Get(seq)
+	if err != nil {
+		return 0
+	}
+	m := Message(r.conn.cfg.SubjectPrefix, &e)
+	m.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(seq-1, 10)}
+	return msgSize(m)
 }
 
 // errLogRead marks a failure to read the log, which retrying will not fix.

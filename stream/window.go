@@ -43,7 +43,8 @@ type window struct {
 	seen     []time.Time
 	progress time.Time // when base last moved, or the window last became busy
 	err      error
-	gone     bool // disconnected: the acks in flight will never come
+	gone     bool   // disconnected: the acks in flight will never come
+	refused  uint64 // lowest sequence JetStream refused (0: none); no ack from there on can come
 	// endWait ends the relay's wait for new commits (see waitContext).
 	endWait context.CancelFunc
 }
@@ -93,7 +94,7 @@ func (w *window) watch() {
 
 func (w *window) fail(err error) {
 	w.mu.Lock()
-	if w.err == nil || (errors.Is(err, ErrDiverged) && !errors.Is(w.err, ErrDiverged)) {
+	if w.err == nil || (final(err) && !final(w.err)) {
 		w.err = err
 	}
 	if w.endWait != nil {
@@ -186,12 +187,26 @@ func (w *window) publish(ctx context.Context, seq uint64, m *nats.Msg, seen time
 	w.mu.Unlock()
 	m.Reply = w.prefix + strconv.FormatUint(seq, 10)
 	if err := w.nc.PublishMsg(m); err != nil {
-		err = fmt.Errorf("publish sequence %d: %w", seq, err)
+		// Not sent: no acknowledgement to wait for.
+		w.mu.Lock()
+		if w.next == seq+1 {
+			w.next = seq
+		}
+		w.mu.Unlock()
+		if errors.Is(err, nats.ErrMaxPayload) {
+			err = &TooLargeError{Seq: seq, Size: msgSize(m),
+				Limit: fmt.Sprintf("the NATS server's max_payload of %d bytes", w.nc.MaxPayload())}
+		} else {
+			err = fmt.Errorf("publish sequence %d: %w", seq, err)
+		}
 		w.fail(err)
 		return err
 	}
 	return nil
 }
+
+// msgSize is what NATS counts of m against its limits: headers and body.
+func msgSize(m *nats.Msg) int { return m.Size() - len(m.Subject) - len(m.Reply) }
 
 // waitUntil waits for progress, a failure, ctx or the deadline; past the
 // deadline with the oldest publish still unacknowledged it fails the window.
@@ -209,9 +224,10 @@ func (w *window) waitUntil(ctx context.Context, deadline time.Time) error {
 	}
 }
 
-// drain waits until every publish is acknowledged, the window fails with
-// acknowledgements that cannot come (disconnected, or AckTimeout without
-// progress), and closes the window. It returns the window's failure.
+// drain waits until every publish is acknowledged (up to the first that
+// JetStream refused), the window fails with acknowledgements that cannot
+// come (disconnected, or AckTimeout without progress), and closes the
+// window. It returns the window's failure.
 func (w *window) drain() error {
 	defer func() {
 		_ = w.sub.Unsubscribe()
@@ -220,7 +236,8 @@ func (w *window) drain() error {
 	}()
 	for {
 		w.mu.Lock()
-		idle, gone, err := w.base == w.next, w.gone, w.err
+		idle := w.base == w.next || (w.refused != 0 && w.base >= w.refused)
+		gone, err := w.gone, w.err
 		deadline := w.progress.Add(w.r.cfg.AckTimeout)
 		w.mu.Unlock()
 		if idle || gone {
@@ -256,7 +273,18 @@ func (w *window) onAck(m *nats.Msg) {
 		return // not in flight: a repeated reply
 	}
 	if ackErr != nil {
+		// Each event is stored only after its predecessor: none from
+		// here on can be acknowledged now.
+		if w.refused == 0 || seq < w.refused {
+			w.refused = seq
+		}
 		w.mu.Unlock()
+		var ae *apiError
+		if errors.As(ackErr, &ae) && ae.errCode == jsMessageTooLarge {
+			w.fail(&TooLargeError{Seq: seq, Size: w.r.messageSize(seq),
+				Limit: fmt.Sprintf("JetStream as over the stream's maximum message size or the server's max_payload (%v)", ae)})
+			return
+		}
 		w.fail(fmt.Errorf("publish sequence %d: %w", seq, ackErr))
 		return
 	}
@@ -329,9 +357,24 @@ func parseAck(m *nats.Msg, stream string) (uint64, error) {
 	}
 	switch {
 	case ack.Error != nil:
-		return 0, fmt.Errorf("jetstream: %s (code %d, error code %d)", ack.Error.Description, ack.Error.Code, ack.Error.ErrCode)
+		return 0, &apiError{code: ack.Error.Code, errCode: ack.Error.ErrCode, desc: ack.Error.Description}
 	case ack.Stream != stream:
 		return 0, &DivergedError{Seq: ack.Seq, Reason: fmt.Sprintf("acknowledged by stream %q", ack.Stream)}
 	}
 	return ack.Seq, nil
+}
+
+// jsMessageTooLarge is JetStream's error code for a message over the
+// stream's maximum message size or the server's max_payload
+// (JSStreamMessageExceedsMaximumErr).
+const jsMessageTooLarge = 10054
+
+// apiError is JetStream's refusal of a publish.
+type apiError struct {
+	code, errCode int
+	desc          string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("jetstream: %s (code %d, error code %d)", e.desc, e.code, e.errCode)
 }
