@@ -9,11 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
-	"github.com/payledger/payledger/stream"
 	"github.com/payledger/payledger/stream/natstest"
 )
 
@@ -96,19 +95,9 @@ func TestRestoreRefusesAlteredMessage(t *testing.T) {
 	// The stream as the relay would write it, but for one altered amount.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn := openStream(ctx, t, url)
-	for e, err := range src.Events(ctx, 1) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := stream.Message("", &e)
-		if e.Seq == 42 {
-			m.Data = []byte(strings.Replace(string(m.Data), `{"i": 42}`, `{"i": 4200}`, 1))
-		}
-		if _, err := conn.JetStream().PublishMsg(ctx, m, jetstream.WithExpectLastSequence(e.Seq-1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishAltered(ctx, t, openStream(ctx, t, url), src, 42, func(m *nats.Msg) {
+		m.Data = []byte(strings.Replace(string(m.Data), `{"i": 42}`, `{"i": 4200}`, 1))
+	})
 
 	dir := filepath.Join(t.TempDir(), "data")
 	code, _, errs := run(ctx, "restore", "--nats-url", url, "--data-dir", dir)

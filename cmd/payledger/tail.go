@@ -58,6 +58,10 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "usage: payledger tail [--nats-url URL] [--subject S | --merchant M --type T] [--from SEQ | --since T] [--count N]")
 		fmt.Fprintln(stderr, "\nPrints events from the NATS stream, one JSON object a line, live until interrupted.")
 		fmt.Fprintln(stderr, "Without --from or --since it starts with the next event published.")
+		fmt.Fprintln(stderr, "A message that is not a valid event (altered, or not payledger's) is not printed:")
+		fmt.Fprintln(stderr, "stderr names its stream sequence and why, tail goes on with the next, and the exit")
+		fmt.Fprintln(stderr, "status is 1 when it ends (--count reached, or interrupted) if it skipped any.")
+		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
 	if err := parseArgs(fs, args); err != nil {
@@ -125,11 +129,12 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
 	printed := 0
+	var skipped, firstSkipped uint64
 	for *count == 0 || printed < *count {
 		m, err := nextMessage(ctx, it, w)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				break
 			}
 			return fmt.Errorf("read stream: %w", err)
 		}
@@ -139,15 +144,32 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		e, err := stream.DecodeMessage(m.Headers(), m.Data(), meta.Sequence.Stream)
 		if err != nil {
-			fmt.Fprintf(stderr, "payledger tail: %v\n", err)
-		} else if !sinceT.IsZero() && e.Time.Before(sinceT) {
+			// Printed, it would pass for an event on stdout.
+			if skipped++; skipped == 1 {
+				firstSkipped = meta.Sequence.Stream
+			}
+			w.Flush() // stderr after the events before it
+			fmt.Fprintf(stderr, "payledger tail: stream sequence %d skipped, not a valid event: %v\n", meta.Sequence.Stream, err)
+			continue
+		}
+		if !sinceT.IsZero() && e.Time.Before(sinceT) {
 			continue
 		}
 		w.Write(m.Data())
 		w.WriteByte('\n')
 		printed++
 	}
+	if skipped > 0 {
+		return fmt.Errorf("%d message%s skipped as not valid events, the first at stream sequence %d", skipped, plural(skipped), firstSkipped)
+	}
 	return nil
+}
+
+func plural(n uint64) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // nextMessage returns the next message, flushing w first if none is

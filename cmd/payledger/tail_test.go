@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 
 	domain "github.com/payledger/payledger/commands"
@@ -125,6 +127,25 @@ func publishTo(t *testing.T, url string, st *boltlog.Store) {
 	}
 	if ferr != nil {
 		t.Fatal(ferr)
+	}
+}
+
+// publishAltered publishes st's events to conn's stream as the relay
+// would, each at its own sequence, but for event seq, which alter changes
+// first.
+func publishAltered(ctx context.Context, t *testing.T, conn *stream.Conn, st *boltlog.Store, seq uint64, alter func(*nats.Msg)) {
+	t.Helper()
+	for e, err := range st.Events(ctx, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := stream.Message(stream.DefaultSubjectPrefix, &e)
+		if e.Seq == seq {
+			alter(m)
+		}
+		if _, err := conn.JetStream().PublishMsg(ctx, m, jetstream.WithExpectLastSequence(e.Seq-1)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -249,4 +270,52 @@ func TestTailRefusesNegativeCount(t *testing.T) {
 	if code != 2 || !strings.Contains(errs, "--count") {
 		t.Fatalf("tail --count -1 = %d: %s", code, errs)
 	}
+}
+
+// TestTailSkipsBadMessages: a stream message that is not a valid event (here
+// event 4 with its data altered, so its hash no longer matches) is not
+// printed as if it were one: tail reports it on stderr with its stream
+// sequence and the reason, goes on with the next, and exits 1 at the end,
+// whether --count ends it or an interrupt does.
+func TestTailSkipsBadMessages(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	st := sourceLog(t)
+	appendTestEvents(t, st, 6)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	publishAltered(ctx, t, openStream(ctx, t, url), st, 4, func(m *nats.Msg) {
+		m.Data = bytes.Replace(m.Data, []byte(`"i":`), []byte(`"j":`), 1)
+	})
+	check := func(code int, out, errs string) {
+		t.Helper()
+		var seqs []uint64
+		for _, e := range tailEvents(t, out) {
+			seqs = append(seqs, e.Seq)
+		}
+		if fmt.Sprint(seqs) != "[1 2 3 5 6]" {
+			t.Errorf("tail printed events %v, want [1 2 3 5 6]:\n%s", seqs, out)
+		}
+		if !strings.Contains(errs, "stream sequence 4 skipped") || !strings.Contains(errs, "hash does not match") {
+			t.Errorf("stderr does not name the bad message and why:\n%s", errs)
+		}
+		if code != 1 || !strings.Contains(errs, "1 message skipped") {
+			t.Errorf("tail exit %d, want 1 with the count of skipped messages:\n%s", code, errs)
+		}
+	}
+	check(run(ctx, "tail", "--nats-url", url, "--from", "1", "--count", "5"))
+
+	// Interrupted after the last event: the exit status still says so.
+	var out, errb syncBuffer
+	tctx, stop := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() { done <- runMain(tctx, []string{"tail", "--nats-url", url, "--from", "1"}, &out, &errb) }()
+	natstest.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if n := strings.Count(out.String(), "\n"); n < 5 {
+			return fmt.Errorf("%d lines printed", n)
+		}
+		return nil
+	})
+	stop()
+	check(<-done, out.String(), errb.String())
 }
