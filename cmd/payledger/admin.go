@@ -38,10 +38,10 @@ const adminUsage = `usage: payledger admin [--server URL] [--admin-token TOKEN] 
   payment confirm|reject|fail ID [--reason TEXT]
   payment process ID [--paid-amount AMOUNT]
 
-The server is --server (env PAYLEDGER_SERVER, default http://127.0.0.1:8080).
-The token is --admin-token (env PAYLEDGER_ADMIN_TOKEN), else the admin.token
-file that 'payledger serve' wrote in --data-dir (env PAYLEDGER_DATA_DIR,
-default ./data). Answers are printed as JSON; a refusal exits 1.
+The token is --admin-token, else the admin.token file that 'payledger serve'
+wrote in --data-dir. Answers are printed as JSON; a refusal exits 1.
+
+Flags, before, between or after the arguments:
 `
 
 // adminClient calls the admin API.
@@ -56,16 +56,20 @@ type adminFlags struct {
 	server, token, dataDir string
 }
 
-func (a *adminFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.server, "server", envOr("PAYLEDGER_SERVER", "http://127.0.0.1:8080"), "server URL (env PAYLEDGER_SERVER)")
-	fs.StringVar(&a.token, "admin-token", envOr("PAYLEDGER_ADMIN_TOKEN", ""), "admin token (env PAYLEDGER_ADMIN_TOKEN)")
-	fs.StringVar(&a.dataDir, "data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "where serve wrote admin.token, read when no token is given (env PAYLEDGER_DATA_DIR)")
+func (a *adminFlags) register(fs *flagSet) {
+	fs.StringVar(&a.server, "server", "http://127.0.0.1:8080", "server URL")
+	fs.StringVar(&a.token, "admin-token", "", "admin token")
+	fs.StringVar(&a.dataDir, "data-dir", "./data", "where serve wrote admin.token, read when no token is given")
+	fs.bindEnv(map[string]string{"server": "PAYLEDGER_SERVER", "admin-token": "PAYLEDGER_ADMIN_TOKEN", "data-dir": "PAYLEDGER_DATA_DIR"})
 }
 
 // parseInterleaved parses flags that may stand before, between or after
 // the positional arguments, and returns the positionals. A negative number
 // ("-1") is a positional, so the server, not the flag parser, refuses it.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseInterleaved(fs *flagSet, args []string) ([]string, error) {
+	if err := fs.applyEnv(); err != nil {
+		return nil, err
+	}
 	var pos []string
 	for len(args) > 0 {
 		a := args[0]
@@ -103,15 +107,11 @@ func isBoolFlag(f *flag.Flag) bool {
 }
 
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, adminUsage)
-		if len(args) == 0 {
-			return &exitError{code: 2, err: errors.New("no admin command given")}
-		}
-		return nil
-	}
 	fs := newFlagSet("admin", stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, adminUsage) }
+	fs.Usage = func() {
+		fmt.Fprint(stderr, adminUsage)
+		fs.PrintDefaults()
+	}
 	var g adminFlags
 	g.register(fs)
 	// Command flags, all known up front so they can stand anywhere.
@@ -130,6 +130,13 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&label, "label", "", "API key label")
 	fs.StringVar(&reason, "reason", "", "reason for a payment status change")
 	fs.StringVar(&paid, "paid-amount", "", "amount received (default: the amount due)")
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fs.Usage()
+		if len(args) == 0 {
+			return &exitError{code: 2, err: errors.New("no admin command given")}
+		}
+		return nil
+	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return usageError(err)

@@ -47,7 +47,6 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
-	fromEnv := os.Getenv("PAYLEDGER_SERVER") != ""
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -62,7 +61,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	remote := set["server"] || fromEnv
+	remote := set["server"] || fs.fromEnv["server"]
 	tmp := *out + ".tmp"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -32,7 +32,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// No PAYLEDGER_SERVER here: admin and backup read it, and a load test
 	// must not land on the server they point at because it was set for them.
 	server := fs.String("server", "", "server URL; empty: start a node in this process on a temporary data dir")
-	apiKey := fs.String("api-key", envOr("PAYLEDGER_API_KEY", ""), "merchant API key (needed with --server; env PAYLEDGER_API_KEY)")
+	apiKey := fs.String("api-key", "", "merchant API key (needed with --server)")
+	fs.bindEnv(map[string]string{"api-key": "PAYLEDGER_API_KEY"})
 	conns := fs.Int("connections", 64, "concurrent keep-alive connections")
 	duration := fs.Duration("duration", 10*time.Second, "measured duration of each run")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring (0: none)")

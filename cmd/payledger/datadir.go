@@ -21,8 +21,10 @@ import (
 const logFileName = node.LogFile
 
 // dataDirFlag registers --data-dir: flag, then PAYLEDGER_DATA_DIR, then ./data.
-func dataDirFlag(fs *flag.FlagSet) *string {
-	return fs.String("data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory holding "+logFileName+" (env PAYLEDGER_DATA_DIR)")
+func dataDirFlag(fs *flagSet) *string {
+	dir := fs.String("data-dir", "./data", "data directory holding "+logFileName)
+	fs.bindEnv(map[string]string{"data-dir": "PAYLEDGER_DATA_DIR"})
+	return dir
 }
 
 // auditOpenTimeout is how long verify and export wait for the log's lock.
@@ -47,7 +49,10 @@ func openLogReadOnly(dataDir string) (*boltlog.Store, string, error) {
 
 // parseArgs parses a subcommand's flags and refuses positional arguments:
 // both are usage errors (exit 2), -h and --help aside.
-func parseArgs(fs *flag.FlagSet, args []string) error {
+func parseArgs(fs *flagSet, args []string) error {
+	if err := fs.applyEnv(); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return usageError(err)
 	}

@@ -93,39 +93,59 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'payledger <command> -h' for the flags of one command.")
 }
 
-// envOr returns the environment variable's value, or def when it is unset
-// or empty (as envFlags counts it: PAYLEDGER_DATA_DIR= means ./data, not
-// the current directory). Only cmd/ reads the environment; packages below
-// take configs.
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
+// flagSet is a command's flags, some of them bound to PAYLEDGER_*
+// variables. Only cmd/ reads the environment; packages below take configs.
+type flagSet struct {
+	*flag.FlagSet
+	env     map[string]string // flag name: variable
+	fromEnv map[string]bool   // flags a variable set (Visit reports only the command line's)
 }
 
-// envFlags sets flags from environment variables (flag name: variable)
-// before the command line is parsed, so that a flag given there wins. Each
-// value goes through its flag's own parser, so a variable holding something
-// the flag would refuse (PAYLEDGER_NATS_REPLICAS=three, PAYLEDGER_NO_NATS=yes)
-// stops the command with exit status 2, naming the variable, rather than
-// falling back to the default unseen. An empty variable counts as unset.
-func envFlags(fs *flag.FlagSet, vars map[string]string) error {
-	for _, name := range slices.Sorted(maps.Keys(vars)) {
-		v := os.Getenv(vars[name])
+// bindEnv binds flags to environment variables (flag name: variable): the
+// one place that does, so that each flag's -h line ends with its variable,
+// "(env PAYLEDGER_X)", and parse sets the flag from it before the command
+// line (where the flag wins).
+func (fs *flagSet) bindEnv(vars map[string]string) {
+	for name, v := range vars {
+		f := fs.Lookup(name)
+		if f == nil {
+			panic("payledger: bindEnv of an unknown flag --" + name)
+		}
+		if fs.env == nil {
+			fs.env = map[string]string{}
+		}
+		fs.env[name] = v
+		f.Usage += " (env " + v + ")"
+	}
+}
+
+// applyEnv sets the bound flags from their variables. Each value goes
+// through its flag's own parser, so a variable holding something the flag
+// would refuse (PAYLEDGER_NATS_REPLICAS=three, PAYLEDGER_NO_NATS=yes) stops
+// the command with exit status 2, naming the variable, rather than falling
+// back to the default unseen. An empty variable counts as unset
+// (PAYLEDGER_DATA_DIR= means ./data, not the current directory). A flag set
+// from a variable is not "set" for Visit, which reports the command line.
+func (fs *flagSet) applyEnv() error {
+	for _, name := range slices.Sorted(maps.Keys(fs.env)) {
+		v := os.Getenv(fs.env[name])
 		if v == "" {
 			continue
 		}
-		if err := fs.Set(name, v); err != nil {
-			return &exitError{code: 2, err: fmt.Errorf("%s=%q (for --%s): %w", vars[name], v, name, err)}
+		if err := fs.Lookup(name).Value.Set(v); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s=%q (for --%s): %w", fs.env[name], v, name, err)}
 		}
+		if fs.fromEnv == nil {
+			fs.fromEnv = map[string]bool{}
+		}
+		fs.fromEnv[name] = true
 	}
 	return nil
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+func newFlagSet(name string, stderr io.Writer) *flagSet {
 	fs := flag.NewFlagSet("payledger "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	return fs
+	return &flagSet{FlagSet: fs}
 }

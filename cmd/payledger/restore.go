@@ -19,7 +19,8 @@ func init() {
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("restore", stderr)
 	ncfg := natsClientFlags(fs)
-	dataDir := fs.String("data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory to restore into (env PAYLEDGER_DATA_DIR)")
+	dataDir := fs.String("data-dir", "./data", "data directory to restore into")
+	fs.bindEnv(map[string]string{"data-dir": "PAYLEDGER_DATA_DIR"})
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: payledger restore --nats-url URL --data-dir D")
 		fmt.Fprintln(stderr, "\nCopies the events of the NATS stream into the data dir's log, checking every")

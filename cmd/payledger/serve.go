@@ -27,34 +27,34 @@ const adminTokenFile = "admin.token"
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	var cfg node.Config
-	fs.StringVar(&cfg.Addr, "addr", envOr("PAYLEDGER_ADDR", "127.0.0.1:8080"), "HTTP listen address (env PAYLEDGER_ADDR)")
-	fs.StringVar(&cfg.DataDir, "data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory (env PAYLEDGER_DATA_DIR)")
-	fs.StringVar(&cfg.BaseURL, "base-url", envOr("PAYLEDGER_BASE_URL", ""), "public URL for payment links (env PAYLEDGER_BASE_URL; default http://<addr>, with localhost for an address on every interface)")
-	fs.StringVar(&cfg.AdminToken, "admin-token", envOr("PAYLEDGER_ADMIN_TOKEN", ""), "admin API bearer token (env PAYLEDGER_ADMIN_TOKEN; default: generated into <data-dir>/admin.token)")
-	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http (env PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS=1)")
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory")
+	fs.StringVar(&cfg.BaseURL, "base-url", "", "public URL for payment links (default http://<addr>, with localhost for an address on every interface)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin API bearer token (default: generated into <data-dir>/admin.token)")
+	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http")
 	noDemo := fs.Bool("no-demo", false, "do not create a demo merchant on an empty data dir")
 	fs.BoolVar(&cfg.NoNATS, "no-nats", false, "do not publish events to NATS")
-	fs.StringVar(&cfg.NATS.URL, "nats-url", envOr("PAYLEDGER_NATS_URL", ""), "external NATS URL(s), comma separated (env PAYLEDGER_NATS_URL; default: embedded JetStream)")
-	fs.StringVar(&cfg.NATS.CredsFile, "nats-creds", envOr("PAYLEDGER_NATS_CREDS", ""), "NATS credentials file")
-	fs.StringVar(&cfg.NATS.User, "nats-user", envOr("PAYLEDGER_NATS_USER", ""), "NATS user")
-	fs.StringVar(&cfg.NATS.Password, "nats-password", envOr("PAYLEDGER_NATS_PASSWORD", ""), "NATS password")
-	fs.StringVar(&cfg.NATS.Token, "nats-token", envOr("PAYLEDGER_NATS_TOKEN", ""), "NATS token")
-	fs.StringVar(&cfg.NATS.TLSCAFile, "nats-tls-ca", envOr("PAYLEDGER_NATS_TLS_CA", ""), "PEM CA file for NATS TLS")
-	fs.StringVar(&cfg.NATS.TLSCertFile, "nats-tls-cert", envOr("PAYLEDGER_NATS_TLS_CERT", ""), "PEM client certificate for NATS TLS")
-	fs.StringVar(&cfg.NATS.TLSKeyFile, "nats-tls-key", envOr("PAYLEDGER_NATS_TLS_KEY", ""), "PEM client key for NATS TLS")
-	fs.StringVar(&cfg.NATS.Host, "nats-host", envOr("PAYLEDGER_NATS_HOST", "127.0.0.1"), "embedded NATS listen host")
+	fs.StringVar(&cfg.NATS.URL, "nats-url", "", "external NATS URL(s), comma separated (default: embedded JetStream)")
+	natsAuthFlags(fs, &cfg.NATS)
+	fs.StringVar(&cfg.NATS.Host, "nats-host", "127.0.0.1", "embedded NATS listen host")
 	natsPort := fs.Int("nats-port", 4222, "embedded NATS client port (-1: random)")
 	replicas := fs.Int("nats-replicas", 1, "event stream replicas (3 on a cluster)")
 	fs.BoolVar(&cfg.Checkpoints.Disabled, "no-checkpoints", false, "do not sign checkpoints of the log")
 	checkpointEvery := fs.Int("checkpoint-every", 10000, "sign a checkpoint after this many events")
 	fs.DurationVar(&cfg.Checkpoints.Interval, "checkpoint-interval", time.Minute, "sign a checkpoint this long after the last, if anything was appended")
-	fs.StringVar(&cfg.Checkpoints.KeyFile, "checkpoint-key", envOr("PAYLEDGER_CHECKPOINT_KEY", ""), "Ed25519 checkpoint signing key file (default <data-dir>/checkpoint.key)")
-	keyRate := fs.Float64("key-rate", 0, "requests per second allowed per API key (env PAYLEDGER_KEY_RATE; 0: 20000; negative: no limit)")
-	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (env PAYLEDGER_CUSTOMER_RATE; 0: 5; negative: no limit)")
-	widgetRate := fs.Float64("widget-rate", 0, "invoices per second a widget page's form may start, per widget, in bursts of 30 (env PAYLEDGER_WIDGET_RATE; 0: 5; negative: no limit)")
-	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
-	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
-	if err := envFlags(fs, map[string]string{
+	fs.StringVar(&cfg.Checkpoints.KeyFile, "checkpoint-key", "", "Ed25519 checkpoint signing key file (default <data-dir>/checkpoint.key)")
+	keyRate := fs.Float64("key-rate", 0, "requests per second allowed per API key (0: 20000; negative: no limit)")
+	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (0: 5; negative: no limit)")
+	widgetRate := fs.Float64("widget-rate", 0, "invoices per second a widget page's form may start, per widget, in bursts of 30 (0: 5; negative: no limit)")
+	logFormat, logLevel := logFlags(fs)
+	fs.bindEnv(map[string]string{
+		"addr":                   "PAYLEDGER_ADDR",
+		"data-dir":               "PAYLEDGER_DATA_DIR",
+		"base-url":               "PAYLEDGER_BASE_URL",
+		"admin-token":            "PAYLEDGER_ADMIN_TOKEN",
+		"nats-url":               "PAYLEDGER_NATS_URL",
+		"nats-host":              "PAYLEDGER_NATS_HOST",
+		"checkpoint-key":         "PAYLEDGER_CHECKPOINT_KEY",
 		"allow-private-webhooks": "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS",
 		"no-demo":                "PAYLEDGER_NO_DEMO",
 		"no-nats":                "PAYLEDGER_NO_NATS",
@@ -66,9 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"key-rate":               "PAYLEDGER_KEY_RATE",
 		"customer-rate":          "PAYLEDGER_CUSTOMER_RATE",
 		"widget-rate":            "PAYLEDGER_WIDGET_RATE",
-	}); err != nil {
-		return err
-	}
+	})
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -125,6 +123,15 @@ func loadOrCreateToken(path string, log *slog.Logger) (tok string, created bool,
 		return "", false, fmt.Errorf("admin token file %s is empty: remove it to make a new token, or write one into it", path)
 	}
 	return tok, created, nil
+}
+
+// logFlags adds --log-format and --log-level, which serve and worker
+// webhooks share.
+func logFlags(fs *flagSet) (format, level *string) {
+	format = fs.String("log-format", "text", "log format: text or json")
+	level = fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.bindEnv(map[string]string{"log-format": "PAYLEDGER_LOG_FORMAT", "log-level": "PAYLEDGER_LOG_LEVEL"})
+	return format, level
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -311,7 +311,8 @@ func TestEnvValuesAreChecked(t *testing.T) {
 	noNATS := fs.Bool("no-nats", false, "")
 	t.Setenv("PAYLEDGER_NATS_REPLICAS", "3")
 	t.Setenv("PAYLEDGER_NO_NATS", "")
-	if err := envFlags(fs, map[string]string{"nats-replicas": "PAYLEDGER_NATS_REPLICAS", "no-nats": "PAYLEDGER_NO_NATS"}); err != nil {
+	fs.bindEnv(map[string]string{"nats-replicas": "PAYLEDGER_NATS_REPLICAS", "no-nats": "PAYLEDGER_NO_NATS"})
+	if err := fs.applyEnv(); err != nil {
 		t.Fatal(err)
 	}
 	if *replicas != 3 || *noNATS {
@@ -324,7 +325,9 @@ func TestEnvValuesAreChecked(t *testing.T) {
 	// An empty string variable is unset too: PAYLEDGER_DATA_DIR= used to
 	// put admin.token in the current directory while the node used ./data.
 	t.Setenv("PAYLEDGER_DATA_DIR", "")
-	if got := envOr("PAYLEDGER_DATA_DIR", "./data"); got != "./data" {
-		t.Errorf("empty PAYLEDGER_DATA_DIR gives %q, want ./data", got)
+	fs = newFlagSet("test", io.Discard)
+	dir := dataDirFlag(fs)
+	if err := parseArgs(fs, nil); err != nil || *dir != "./data" {
+		t.Errorf("empty PAYLEDGER_DATA_DIR gives %q (%v), want ./data", *dir, err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -21,18 +20,34 @@ func init() {
 
 // natsClientFlags adds the flags of a NATS client (tail, restore, worker)
 // and returns the config they fill.
-func natsClientFlags(fs *flag.FlagSet) *stream.Config {
+func natsClientFlags(fs *flagSet) *stream.Config {
 	cfg := &stream.Config{}
-	fs.StringVar(&cfg.URL, "nats-url", envOr("PAYLEDGER_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL(s), comma separated (env PAYLEDGER_NATS_URL)")
-	fs.StringVar(&cfg.CredsFile, "nats-creds", envOr("PAYLEDGER_NATS_CREDS", ""), "NATS credentials file (env PAYLEDGER_NATS_CREDS)")
-	fs.StringVar(&cfg.User, "nats-user", envOr("PAYLEDGER_NATS_USER", ""), "NATS user (env PAYLEDGER_NATS_USER)")
-	fs.StringVar(&cfg.Password, "nats-password", envOr("PAYLEDGER_NATS_PASSWORD", ""), "NATS password (env PAYLEDGER_NATS_PASSWORD)")
-	fs.StringVar(&cfg.Token, "nats-token", envOr("PAYLEDGER_NATS_TOKEN", ""), "NATS token (env PAYLEDGER_NATS_TOKEN)")
-	fs.StringVar(&cfg.TLSCAFile, "nats-tls-ca", envOr("PAYLEDGER_NATS_TLS_CA", ""), "PEM CA file for NATS TLS (env PAYLEDGER_NATS_TLS_CA)")
-	fs.StringVar(&cfg.TLSCertFile, "nats-tls-cert", envOr("PAYLEDGER_NATS_TLS_CERT", ""), "PEM client certificate for NATS TLS (env PAYLEDGER_NATS_TLS_CERT)")
-	fs.StringVar(&cfg.TLSKeyFile, "nats-tls-key", envOr("PAYLEDGER_NATS_TLS_KEY", ""), "PEM client key for NATS TLS (env PAYLEDGER_NATS_TLS_KEY)")
-	fs.StringVar(&cfg.Stream, "nats-stream", envOr("PAYLEDGER_NATS_STREAM", stream.DefaultStream), "JetStream stream of the events (env PAYLEDGER_NATS_STREAM)")
+	fs.StringVar(&cfg.URL, "nats-url", "nats://127.0.0.1:4222", "NATS URL(s), comma separated")
+	natsAuthFlags(fs, cfg)
+	fs.StringVar(&cfg.Stream, "nats-stream", stream.DefaultStream, "JetStream stream of the events")
+	fs.bindEnv(map[string]string{"nats-url": "PAYLEDGER_NATS_URL", "nats-stream": "PAYLEDGER_NATS_STREAM"})
 	return cfg
+}
+
+// natsAuthFlags adds the flags of a NATS connection's credentials and TLS,
+// which serve and the NATS clients share.
+func natsAuthFlags(fs *flagSet, cfg *stream.Config) {
+	fs.StringVar(&cfg.CredsFile, "nats-creds", "", "NATS credentials file")
+	fs.StringVar(&cfg.User, "nats-user", "", "NATS user")
+	fs.StringVar(&cfg.Password, "nats-password", "", "NATS password")
+	fs.StringVar(&cfg.Token, "nats-token", "", "NATS token")
+	fs.StringVar(&cfg.TLSCAFile, "nats-tls-ca", "", "PEM CA file for NATS TLS")
+	fs.StringVar(&cfg.TLSCertFile, "nats-tls-cert", "", "PEM client certificate for NATS TLS")
+	fs.StringVar(&cfg.TLSKeyFile, "nats-tls-key", "", "PEM client key for NATS TLS")
+	fs.bindEnv(map[string]string{
+		"nats-creds":    "PAYLEDGER_NATS_CREDS",
+		"nats-user":     "PAYLEDGER_NATS_USER",
+		"nats-password": "PAYLEDGER_NATS_PASSWORD",
+		"nats-token":    "PAYLEDGER_NATS_TOKEN",
+		"nats-tls-ca":   "PAYLEDGER_NATS_TLS_CA",
+		"nats-tls-cert": "PAYLEDGER_NATS_TLS_CERT",
+		"nats-tls-key":  "PAYLEDGER_NATS_TLS_KEY",
+	})
 }
 
 // openNATS connects to cfg.URL, which a client command requires.

@@ -79,10 +79,11 @@ func workerUsage(w io.Writer) {
 func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("worker projections", stderr)
 	ncfg := natsClientFlags(fs)
-	dataDir := fs.String("data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "data directory of the local copy (env PAYLEDGER_DATA_DIR)")
+	dataDir := fs.String("data-dir", "./data", "data directory of the local copy")
 	host, _ := os.Hostname()
-	durable := fs.String("durable", envOr("PAYLEDGER_WORKER_DURABLE", "projections-"+durableToken(host)), "durable consumer name: one per read node (env PAYLEDGER_WORKER_DURABLE)")
+	durable := fs.String("durable", "projections-"+durableToken(host), "durable consumer name: one per read node")
 	batch := fs.Int("batch", 1024, "events fetched and imported at once")
+	fs.bindEnv(map[string]string{"data-dir": "PAYLEDGER_DATA_DIR", "durable": "PAYLEDGER_WORKER_DURABLE"})
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}

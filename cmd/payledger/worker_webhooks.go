@@ -26,23 +26,27 @@ func init() {
 func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("worker webhooks", stderr)
 	ncfg := natsClientFlags(fs)
-	dataDir := fs.String("data-dir", envOr("PAYLEDGER_DATA_DIR", "./data"), "directory of webhooks.db (env PAYLEDGER_DATA_DIR)")
-	masterKey := fs.String("master-key", envOr("PAYLEDGER_MASTER_KEY", ""), "the node's master key file, to derive signing secrets (env PAYLEDGER_MASTER_KEY; default <data-dir>/"+node.MasterKeyFile+")")
-	baseURL := fs.String("base-url", envOr("PAYLEDGER_BASE_URL", webhooks.DefaultBaseURL), "public URL of the hosted pages, for payment_link (env PAYLEDGER_BASE_URL)")
-	allowPrivate := fs.Bool("allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http (env PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS=1)")
-	durable := fs.String("durable", envOr("PAYLEDGER_WEBHOOKS_DURABLE", webhooks.DefaultDurable), "durable consumer name (env PAYLEDGER_WEBHOOKS_DURABLE; default payledger-webhooks, with the shard appended)")
-	shard := fs.String("shard", envOr("PAYLEDGER_WEBHOOKS_SHARD", ""), "deliver for one share of the merchants: i/n, 0 <= i < n (each shard its own data dir)")
+	dataDir := fs.String("data-dir", "./data", "directory of webhooks.db")
+	masterKey := fs.String("master-key", "", "the node's master key file, to derive signing secrets (default <data-dir>/"+node.MasterKeyFile+")")
+	baseURL := fs.String("base-url", webhooks.DefaultBaseURL, "public URL of the hosted pages, for payment_link")
+	allowPrivate := fs.Bool("allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http")
+	durable := fs.String("durable", webhooks.DefaultDurable, "durable consumer name, with the shard appended when there are shards")
+	shard := fs.String("shard", "", "deliver for one share of the merchants: i/n, 0 <= i < n (each shard its own data dir)")
 	timeout := fs.Duration("attempt-timeout", webhooks.DefaultAttemptTimeout, "timeout of one attempt")
 	retryBase := fs.Duration("retry-base", webhooks.DefaultBackoffBase, "wait after the first failed attempt; doubles per attempt")
 	retryMax := fs.Duration("retry-max", webhooks.DefaultBackoffMax, "longest wait between attempts")
 	maxAttempts := fs.Int("max-attempts", webhooks.DefaultMaxAttempts, "attempts before a delivery fails")
 	concurrency := fs.Int("concurrency", webhooks.DefaultConcurrency, "attempts in flight")
 	perHost := fs.Int("per-host", webhooks.DefaultPerHostConcurrency, "attempts in flight to one host")
-	logFormat := fs.String("log-format", envOr("PAYLEDGER_LOG_FORMAT", "text"), "log format: text or json")
-	logLevel := fs.String("log-level", envOr("PAYLEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
-	if err := envFlags(fs, map[string]string{"allow-private-webhooks": "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS"}); err != nil {
-		return err
-	}
+	logFormat, logLevel := logFlags(fs)
+	fs.bindEnv(map[string]string{
+		"data-dir":               "PAYLEDGER_DATA_DIR",
+		"master-key":             "PAYLEDGER_MASTER_KEY",
+		"base-url":               "PAYLEDGER_BASE_URL",
+		"allow-private-webhooks": "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS",
+		"durable":                "PAYLEDGER_WEBHOOKS_DURABLE",
+		"shard":                  "PAYLEDGER_WEBHOOKS_SHARD",
+	})
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
