@@ -462,17 +462,7 @@ func (s *Service) RotateSigningSecret(ctx context.Context, c RotateSigningSecret
 		}
 		return TypeSigningSecretRotated, d, nil
 	})
-	var rep *RepeatedError
-	if errors.As(err, &rep) && rep.Stream == StreamID(StreamMerchant, c.MerchantID) {
-		var first SigningSecretRotated
-		ok, ferr := s.claimedEvent(ctx, rep.Stream, AdminRequestClaim(c.RequestKey), &first)
-		if ferr != nil {
-			return SigningSecretRotated{}, fmt.Errorf("rotation of a repeated request: %w", ferr)
-		}
-		if !ok {
-			// Not a *RepeatedError: the caller has no rotation to answer with.
-			return SigningSecretRotated{}, fmt.Errorf("rotation of a repeated request: no event of %s carries its claim", rep.Stream)
-		}
+	if first, ok, err := firstOfRepeat[SigningSecretRotated](ctx, s, err, StreamID(StreamMerchant, c.MerchantID), c.RequestKey, "rotation"); ok {
 		return first, err
 	}
 	if err != nil {
@@ -515,14 +505,27 @@ type SetRate struct {
 	Meta
 	Currency string
 	Rate     string
+	// RequestKey: see Service.requestClaim; scoped to the admin API
+	// (AdminRequestClaim).
+	RequestKey string
 }
 
-// SetRate records the rate.
+// SetRate records the rate and returns what it recorded. When an earlier
+// command with the request key set a rate, it appends nothing and returns
+// that rate, as recorded, with a *RepeatedError: the caller can answer the
+// retry as the first attempt was answered, and a rate set in between stays.
 //
-// Errors: *ValidationError (unknown currency, bad rate).
-func (s *Service) SetRate(ctx context.Context, c SetRate) (decimal.Decimal, error) {
+// Every rate is on one stream, and the log lets a stream take again a
+// claim it holds: so with a request key the claim is checked after the
+// stream's version is read, and the append expects that version. A
+// concurrent twin that appended first is then a version conflict, and the
+// next attempt sees its claim (as merchantEvent does).
+//
+// Errors: *ValidationError (unknown currency, bad rate), *RepeatedError
+// (ErrRepeated), ErrConflict.
+func (s *Service) SetRate(ctx context.Context, c SetRate) (RateSet, error) {
 	if err := checkMeta(c.Meta); err != nil {
-		return decimal.Decimal{}, err
+		return RateSet{}, err
 	}
 	v := &ValidationError{}
 	if _, ok := LookupCurrency(c.Currency); !ok || c.Currency == "USDT" {
@@ -533,15 +536,33 @@ func (s *Service) SetRate(ctx context.Context, c SetRate) (decimal.Decimal, erro
 		v.Fields = append(v.Fields, *ferr)
 	}
 	if err := v.Err(); err != nil {
-		return decimal.Decimal{}, err
+		return RateSet{}, err
 	}
-	ids := &eventIDs{meta: c.Meta}
-	_, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamRates, Expected: ledger.Any,
-		Events: []ledger.NewEvent{ids.event(TypeRateSet, "", RateSet{Currency: c.Currency, Rate: rate, SetAt: c.Time.UTC()})}})
+	d := RateSet{Currency: c.Currency, Rate: rate, SetAt: c.Time.UTC()}
+	_, err := s.run(ctx, func() (decision, error) {
+		expected := ledger.Any
+		var claims []string
+		if c.RequestKey != "" {
+			version, err := s.store.StreamVersion(StreamRates)
+			if err != nil {
+				return decision{}, fmt.Errorf("load %s: %w", StreamRates, err)
+			}
+			if claims, err = s.adminRequestClaim(c.RequestKey); err != nil {
+				return decision{}, err
+			}
+			expected = ledger.Exactly(version)
+		}
+		ids := &eventIDs{meta: c.Meta}
+		return decision{writes: []ledger.Write{{Stream: StreamRates, Expected: expected,
+			Events: []ledger.NewEvent{ids.event(TypeRateSet, "", d, claims...)}}}}, nil
+	})
+	if first, ok, err := firstOfRepeat[RateSet](ctx, s, err, StreamRates, c.RequestKey, "rate"); ok {
+		return first, err
+	}
 	if err != nil {
-		return decimal.Decimal{}, fmt.Errorf("set rate %s: %w", c.Currency, err)
+		return RateSet{}, fmt.Errorf("set rate %s: %w", c.Currency, err)
 	}
-	return rate, nil
+	return d, nil
 }
 
 // checkURL returns "" for an absolute http(s) URL (https only when httpsOnly),

@@ -33,6 +33,9 @@ type Store interface {
 	AppendWrites(ctx context.Context, writes ...ledger.Write) ([]ledger.Event, error)
 	// ReadStream returns a stream's events from a version on.
 	ReadStream(ctx context.Context, stream string, from uint64) ([]ledger.Event, error)
+	// StreamVersion returns a stream's version (0: no events) without
+	// reading its events.
+	StreamVersion(stream string) (uint64, error)
 	// ClaimHolder returns the stream that holds a unique key, if any.
 	ClaimHolder(key string) (stream string, ok bool, err error)
 }
@@ -175,6 +178,28 @@ func (s *Service) claimedEvent(ctx context.Context, stream, claim string, v any)
 		}
 	}
 	return false, nil
+}
+
+// firstOfRepeat answers an operator's command that err says repeats an
+// earlier one with its request key (a *RepeatedError naming stream): ok,
+// and the data of the event of stream that took the key's admin claim,
+// with err, for the caller to answer the retry as the first attempt was
+// answered. Any other err: not ok.
+func firstOfRepeat[T any](ctx context.Context, s *Service, err error, stream, requestKey, what string) (_ T, ok bool, _ error) {
+	var first, zero T
+	var rep *RepeatedError
+	if !errors.As(err, &rep) || rep.Stream != stream {
+		return zero, false, err
+	}
+	found, ferr := s.claimedEvent(ctx, rep.Stream, AdminRequestClaim(requestKey), &first)
+	if ferr != nil {
+		return zero, true, fmt.Errorf("%s of a repeated request: %w", what, ferr)
+	}
+	if !found {
+		// Not a *RepeatedError: the caller has no first answer to give.
+		return zero, true, fmt.Errorf("%s of a repeated request: no event of %s carries its claim", what, rep.Stream)
+	}
+	return first, true, err
 }
 
 // repeated turns a lost race for a request claim (claims from

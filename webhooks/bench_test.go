@@ -63,7 +63,7 @@ func newBenchEnv(b *testing.B, merchants int) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	be.rate = rate
+	be.rate = rate.Rate
 	for i := range merchants {
 		id, name, hook := fmt.Sprintf("m%d", i), "bench", be.rcv.URL+"/hook"
 		if err := be.svc.RegisterMerchant(ctx, commands.RegisterMerchant{Meta: benchMeta(), MerchantID: id,

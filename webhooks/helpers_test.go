@@ -50,7 +50,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("set rate: %v", err)
 	}
-	e.rate = r
+	e.rate = r.Rate
 	return e
 }
 

@@ -121,7 +121,7 @@ func TestWebhooksWorkerKilledMidRetry(t *testing.T) {
 	invoice := func() {
 		id := ulid.Make()
 		if _, err := svc.CreateInvoice(ctx, domain.CreateInvoice{Meta: meta(), InvoiceID: id, MerchantID: "m1",
-			Amount: "100.00", Currency: "UAH", ExternalID: id.String(), Rate: rate}); err != nil {
+			Amount: "100.00", Currency: "UAH", ExternalID: id.String(), Rate: rate.Rate}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := svc.CancelInvoice(ctx, domain.CancelInvoice{Meta: meta(), MerchantID: "m1", InvoiceID: domain.UUID(id)}); err != nil {

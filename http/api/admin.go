@@ -241,11 +241,17 @@ func (s *Server) adminSetRate(c *call) (int, any, error) {
 	if err := decode(c.body, &req, false); err != nil {
 		return 0, nil, err
 	}
-	d, err := s.svc.SetRate(c.ctx, commands.SetRate{Meta: c.meta, Currency: req.Currency, Rate: req.Rate})
+	d, err := s.svc.SetRate(c.ctx, commands.SetRate{Meta: c.meta, Currency: req.Currency, Rate: req.Rate, RequestKey: c.requestKey})
+	var rep *commands.RepeatedError
+	if errors.As(err, &rep) && rep.Stream == commands.StreamRates {
+		// A repeated request (its stored answer lost) gets the first
+		// answer again, from the rate it recorded; nothing is appended.
+		c.replayed, err = true, nil
+	}
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, projections.Rate{Currency: req.Currency, Rate: commands.FormatRate(d), SetAt: c.meta.Time.UTC()}, nil
+	return http.StatusOK, projections.Rate{Currency: d.Currency, Rate: commands.FormatRate(d.Rate), SetAt: d.SetAt.UTC()}, nil
 }
 
 // adminListRates is GET /admin/v1/rates.

@@ -170,13 +170,39 @@ func TestAdminCreationsClaimRequestKey(t *testing.T) {
 			t.Errorf("rotation answer %d: %d %s (first %s)", i, r.Status, r.Body, rs[0].Body)
 		}
 	}
+
+	// Every rate is on one stream, which the log lets take a claim it
+	// already holds: the claim alone would not stop the twin.
+	rates := rateEvents(t, h)
+	rs = h.concurrently(n, func(i int) resp {
+		return send(i, "/admin/v1/rates", `{"currency": "UAH", "rate": "41.70"}`, "rate-once")
+	})
+	if k := rateEvents(t, h) - rates; k != 1 {
+		t.Errorf("%d rate.set events appended, want 1", k)
+	}
+	for i, r := range rs {
+		if r.Status != http.StatusOK || !bytes.Equal(r.Body, rs[0].Body) {
+			t.Errorf("rate answer %d: %d %s (first %s)", i, r.Status, r.Body, rs[0].Body)
+		}
+	}
+}
+
+// rateEvents counts the log's rate.set events.
+func rateEvents(t *testing.T, h *harness) int {
+	t.Helper()
+	evs, err := h.store.ReadStream(context.Background(), commands.StreamRates, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(evs)
 }
 
 // TestAdminLostRecordCreations is the crash window between an operator's
 // creation and its idempotency record's save: with the record gone, the
-// retry with the same key and body appends nothing. A rotation answers as
-// the first time; a merchant or key, whose secret was shown once, is a 409
-// IDEMPOTENCY_KEY_REUSED naming the merchant.
+// retry with the same key and body appends nothing. A rotation or a rate
+// answers as the first time; a merchant or key, whose secret was shown
+// once, is a 409 IDEMPOTENCY_KEY_REUSED naming the merchant. A rate's
+// retry does not undo a rate set in between.
 func TestAdminLostRecordCreations(t *testing.T) {
 	h := newHarness(t)
 	m := h.newMerchant(`{"name": "first"}`)
@@ -187,6 +213,7 @@ func TestAdminLostRecordCreations(t *testing.T) {
 		{"/admin/v1/merchants", `{"name": "once"}`, "merchant-1", http.StatusCreated},
 		{"/admin/v1/merchants/" + m.ID + "/keys", `{"label": "once"}`, "key-1", http.StatusCreated},
 		{"/admin/v1/merchants/" + m.ID + "/secret/rotate", "", "rotate-1", http.StatusOK},
+		{"/admin/v1/rates", `{"currency": "UAH", "rate": "41.70"}`, "rate-1", http.StatusOK},
 	} {
 		send := func() resp {
 			return h.do(req{method: "POST", path: tc.path, body: tc.body,
@@ -212,6 +239,34 @@ func TestAdminLostRecordCreations(t *testing.T) {
 		id, _ := first.JSON(t)["merchant_id"].(string)
 		if again.Status != http.StatusConflict || again.errCode(t) != CodeIdempotencyReused || !strings.Contains(string(again.Body), id) {
 			t.Errorf("%s retry: %d %s", tc.path, again.Status, again.Body)
+		}
+	}
+
+	setRate := func(rate, key string) resp {
+		return h.do(req{method: "POST", path: "/admin/v1/rates", body: `{"currency": "UAH", "rate": "` + rate + `"}`,
+			header: map[string]string{"Authorization": "Bearer " + testAdminToken, "Idempotency-Key": key}})
+	}
+	if r := setRate("41.80", "rate-2"); r.Status != http.StatusOK {
+		t.Fatalf("rate: %d %s", r.Status, r.Body)
+	}
+	if r := setRate("42.00", "rate-3"); r.Status != http.StatusOK {
+		t.Fatalf("rate: %d %s", r.Status, r.Body)
+	}
+	h.loseIdempotencyRecords(t)
+	head := h.head()
+	if r := setRate("41.80", "rate-2"); r.Status != http.StatusOK || r.JSON(t)["rate"] != "41.80" {
+		t.Errorf("retry of the older rate: %d %s", r.Status, r.Body)
+	}
+	if h.head() != head {
+		t.Error("retry of the older rate appended")
+	}
+	rs, err := h.views.Rates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Currency == "UAH" && r.Rate != "42.00" {
+			t.Errorf("UAH rate %s after the retry, want the later 42.00", r.Rate)
 		}
 	}
 }

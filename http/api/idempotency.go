@@ -43,9 +43,10 @@ import (
 // e-invoice, widget, widget invoice, payment) carries a request key
 // (requestKey) that its event claims in the log, so the retry answers with
 // what the first attempt made. The operator's creations (merchant, API key,
-// secret rotation) claim theirs too; as an API key is shown once and kept
-// nowhere, their retry answers 409 IDEMPOTENCY_KEY_REUSED naming the
-// merchant, except a rotation's, whose secret is derived (admin.go).
+// secret rotation, rate) claim theirs too; as an API key is shown once and
+// kept nowhere, their retry answers 409 IDEMPOTENCY_KEY_REUSED naming the
+// merchant, except a rotation's, whose secret is derived, and a rate's,
+// answered from the recorded rate (admin.go).
 
 const idemRecordVersion byte = 1
 
