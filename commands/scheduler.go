@@ -50,6 +50,11 @@ type DueSource interface {
 
 // Scheduler expires invoices and widgets at their expiry time by issuing the
 // expire commands. It sleeps until the earliest due time or until Kick.
+//
+// An item whose expiry fails with an unexpected error is tried again after
+// a backoff of its own, doubling from retryMin to retryMax; the backoffs
+// are kept in memory only, so a success or a restart starts an item's
+// afresh.
 type Scheduler struct {
 	svc   *Service
 	src   DueSource
@@ -60,18 +65,44 @@ type Scheduler struct {
 	mu      sync.Mutex
 	entropy ulid.MonotonicReader
 
+	pass    sync.Mutex // one pass at a time; guards retries and wake
+	retries map[dueKey]*retry
+	wake    time.Time // when the last pass left something to do: a retry, or an item it did not reach (zero: unknown)
+
 	expired, failed atomic.Uint64
+	retrying        atomic.Int64
 }
+
+// dueKey names a due item.
+type dueKey struct{ kind, id string }
+
+// retry is the backoff of an item whose expiry failed.
+type retry struct {
+	wait time.Duration // the current step: retryMin, doubled after every failure up to retryMax
+	next time.Time     // the item is not tried before
+	seen bool          // met by the current pass
+}
+
+// The backoff of an item whose expiry keeps failing.
+const (
+	retryMin = time.Second
+	retryMax = 5 * time.Minute
+)
 
 // SchedulerStats counts what a scheduler's passes did since it was made.
 type SchedulerStats struct {
 	Expired uint64 // invoices and widgets expired
-	Failed  uint64 // expiries that failed with an unexpected error; an item that fails on every pass counts once a pass
+	// Failed counts expiry attempts that failed with an unexpected error.
+	// A failing item is tried once per backoff step (1 s doubling to
+	// 5 min), so it counts at most that often.
+	Failed uint64
+	// Retrying is how many items wait for their next try after a failure.
+	Retrying uint64
 }
 
 // Stats returns the scheduler's counters (for metrics).
 func (s *Scheduler) Stats() SchedulerStats {
-	return SchedulerStats{Expired: s.expired.Load(), Failed: s.failed.Load()}
+	return SchedulerStats{Expired: s.expired.Load(), Failed: s.failed.Load(), Retrying: uint64(s.retrying.Load())}
 }
 
 // NewScheduler returns a scheduler; clock nil means the system clock.
@@ -83,7 +114,7 @@ func NewScheduler(svc *Service, src DueSource, clock Clock, log *slog.Logger) *S
 		log = slog.Default()
 	}
 	return &Scheduler{svc: svc, src: src, clock: clock, log: log, kick: make(chan struct{}, 1),
-		entropy: ulid.Monotonic(ulid.DefaultEntropy(), 0)}
+		entropy: ulid.Monotonic(ulid.DefaultEntropy(), 0), retries: map[dueKey]*retry{}}
 }
 
 // Kick wakes the scheduler to look again (after an invoice was created with
@@ -102,16 +133,27 @@ const maxWait = time.Minute
 func (s *Scheduler) Run(ctx context.Context) error {
 	for {
 		n, err := s.RunOnce(ctx)
-		if err != nil && ctx.Err() == nil {
+		var items *expireFailures
+		if err != nil && ctx.Err() == nil && !errors.As(err, &items) {
+			// Items' failures were logged one by one, once a backoff step.
 			s.log.Error("expiry scheduler", "err", err)
 		}
+		now := s.clock.Now()
 		wait := maxWait
 		if next, ok := s.src.NextDue(); ok {
-			wait = min(max(next.Sub(s.clock.Now()), 0), maxWait)
+			wait = min(max(next.Sub(now), 0), maxWait)
+		}
+		if wait == 0 {
+			// What is due still is after the pass: items waiting for their
+			// retry, or stale entries. Sleep until the first retry or the
+			// first item the pass did not reach, if the pass knows one.
+			wait = time.Second
+			if at := s.wakeAt(); !at.IsZero() {
+				wait = min(max(at.Sub(now), 0), maxWait)
+			}
 		}
 		if wait == 0 && (n == 0 || err != nil) {
-			// Something due could not be expired (an error, or a stale
-			// entry): back off instead of spinning.
+			// Nothing expired: back off instead of spinning.
 			wait = time.Second
 		}
 		select {
@@ -131,17 +173,27 @@ const duePage = 256
 // An item that cannot be expired does not hold up the others: the pass
 // reads the due items a page at a time, each page past the last item of the
 // one before, so it meets every item due now once. A stale entry (already
-// settled, not due, gone) is skipped, and an unexpected error is logged with
-// the item's kind and id while the pass goes on with the rest. The pass then
-// returns the first such error, so that Run logs it and backs off before
-// trying the item again.
+// settled, not due, gone) is skipped. An unexpected error is logged with the
+// item's kind and id and the wait before its next try, while the pass goes
+// on with the rest; the item is then not tried again before its backoff
+// step has passed (1 s, doubled after every failure up to 5 min), so it is
+// tried, counted and logged once per step. The pass then returns the first
+// such error.
+//
+// Passes do not overlap: a RunOnce waits for one under way.
 //
 // Errors: the DueSource's, ctx.Err(), or the first item's failure, wrapped
 // with how many failed.
 func (s *Scheduler) RunOnce(ctx context.Context) (int, error) {
+	s.pass.Lock()
+	defer s.pass.Unlock()
 	n, failed := 0, 0
 	var first error
 	end := s.clock.Now() // items that fall due during the pass wait for the next
+	s.wake = time.Time{}
+	for _, r := range s.retries {
+		r.seen = false
+	}
 	var after Due
 	for {
 		items, err := s.src.Due(end, after, duePage)
@@ -152,17 +204,36 @@ func (s *Scheduler) RunOnce(ctx context.Context) (int, error) {
 			if err := ctx.Err(); err != nil {
 				return n, err
 			}
-			err := s.expire(ctx, s.clock.Now(), it)
+			after = it
+			k := dueKey{it.Kind, it.ID}
+			now := s.clock.Now()
+			r := s.retries[k]
+			if r != nil {
+				r.seen = true
+				if now.Before(r.next) {
+					continue
+				}
+			}
+			err := s.expire(ctx, now, it)
 			switch {
 			case err == nil:
 				n++
 				s.expired.Add(1)
+				s.forget(k)
 			case errors.Is(err, ErrInvalidTransition), errors.Is(err, ErrNotDue), errors.Is(err, ErrNotFound):
 				// Already settled or not due: the view will drop it.
+				s.forget(k)
 			case ctx.Err() != nil:
 				return n, ctx.Err()
 			default:
-				s.log.Error("expire", "kind", it.Kind, "id", it.ID, "err", err)
+				if r == nil {
+					r = &retry{seen: true}
+					s.retries[k] = r
+					s.retrying.Add(1)
+				}
+				r.wait = min(max(2*r.wait, retryMin), retryMax)
+				r.next = now.Add(r.wait)
+				s.log.Error("expire", "kind", it.Kind, "id", it.ID, "retry_in", r.wait, "err", err)
 				s.failed.Add(1)
 				if failed++; first == nil {
 					first = err
@@ -172,12 +243,60 @@ func (s *Scheduler) RunOnce(ctx context.Context) (int, error) {
 		if len(items) < duePage {
 			break
 		}
-		after = items[len(items)-1]
+	}
+	// The pass met every item due at end: a backoff it did not meet is of
+	// an item settled or changed since, which needs none.
+	for k, r := range s.retries {
+		if !r.seen {
+			s.forget(k)
+		} else if s.wake.IsZero() || r.next.Before(s.wake) {
+			s.wake = r.next
+		}
+	}
+	// The first item past the pass: due at or after end, it may be due
+	// before the retries (NextDue says only when the earliest, still
+	// due, was).
+	next, err := s.src.Due(end.Add(maxWait), after, 1)
+	if err != nil {
+		return n, err
+	}
+	if len(next) > 0 && (s.wake.IsZero() || next[0].At.Before(s.wake)) {
+		s.wake = next[0].At
 	}
 	if first != nil {
-		return n, fmt.Errorf("%d due item(s) not expired, the first: %w", failed, first)
+		return n, &expireFailures{n: failed, first: first}
 	}
 	return n, nil
+}
+
+// expireFailures is RunOnce's error when due items failed to expire (each
+// one logged already).
+type expireFailures struct {
+	n     int
+	first error
+}
+
+func (e *expireFailures) Error() string {
+	return fmt.Sprintf("%d due item(s) not expired, the first: %v", e.n, e.first)
+}
+
+func (e *expireFailures) Unwrap() error { return e.first }
+
+// forget drops an item's backoff.
+func (s *Scheduler) forget(k dueKey) {
+	if _, ok := s.retries[k]; ok {
+		delete(s.retries, k)
+		s.retrying.Add(-1)
+	}
+}
+
+// wakeAt returns when the last pass left something to do: the first retry
+// of a failed item or the first item past the pass, whichever is sooner
+// (zero: none known).
+func (s *Scheduler) wakeAt() time.Time {
+	s.pass.Lock()
+	defer s.pass.Unlock()
+	return s.wake
 }
 
 // expire issues the command that expires it.

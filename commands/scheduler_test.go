@@ -68,6 +68,13 @@ func (c *manualClock) nextWake() (time.Time, bool) {
 	return at, true
 }
 
+// dropWaiters forgets the pending Afters (of a Run that has stopped).
+func (c *manualClock) dropWaiters() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiters = nil
+}
+
 func (c *manualClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -482,5 +489,132 @@ func TestSchedulerPagesPastItemsItCannotExpire(t *testing.T) {
 	}
 	if n := logs.count(); n != stuck {
 		t.Fatalf("%d failures logged in the first pass, want each of the %d stuck invoices once", n, stuck)
+	}
+}
+
+// healStream undoes poisonStreams for stream: its first index entry points
+// at its own first event again.
+func healStream(t *testing.T, store *boltlog.Store, stream string, seq uint64) {
+	t.Helper()
+	if err := store.DB().Update(func(tx *bbolt.Tx) error {
+		k := binary.BigEndian.AppendUint64(append([]byte(stream), 0), 1)
+		return tx.Bucket([]byte("index")).Put(k, binary.BigEndian.AppendUint64(nil, seq))
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitForSleep waits until Run, on its own goroutine, sleeps on the clock,
+// and returns until when.
+func waitForSleep(t *testing.T, clock *manualClock) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if at, ok := clock.nextWake(); ok {
+			return at
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not finish a pass and sleep")
+		}
+		time.Sleep(time.Millisecond) // poll interval of a condition with a deadline
+	}
+}
+
+// TestSchedulerBacksOffAFailingItem: an invoice that cannot be expired (its
+// stream damaged) used to be tried, counted and logged on every pass, about
+// once a second, for ever. It must be tried once per backoff step of its
+// own, 1 s doubling to 5 min, while other items expire on time; Run must
+// sleep until its retry, or until an item falls due before it; and a
+// success forgets the backoff.
+func TestSchedulerBacksOffAFailingItem(t *testing.T) {
+	ctx := context.Background()
+	clock := &manualClock{now: t0}
+	store, svc, views, meta := shopWithViews(t, clock)
+	invoice := func(ext string) string {
+		t.Helper()
+		inv, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+			Currency: "UAH", ExternalID: ext, Rate: dec("41.5")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inv.InvoiceID
+	}
+	bad, good := invoice("bad"), invoice("good")
+	badStream := commands.StreamID(commands.StreamInvoice, bad)
+	evs, err := store.ReadStream(ctx, badStream, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poisonStreams(t, store, commands.StreamID(commands.StreamInvoice, good), badStream)
+	clock.Advance(time.Hour)
+
+	logs := &lineCounter{sub: "id=" + bad}
+	sched := commands.NewScheduler(svc, viewsDue{views}, clock, slog.New(slog.NewTextHandler(logs, nil)))
+	tries := 0
+	// try runs a pass and checks whether it tried the bad invoice.
+	try := func(want bool) {
+		t.Helper()
+		n, err := sched.RunOnce(ctx)
+		if want {
+			tries++
+		}
+		if tried := err != nil; tried != want || n != 0 {
+			t.Fatalf("pass at +%v: expired %d, err %v; want the bad invoice tried: %t", clock.Now().Sub(t0.Add(time.Hour)), n, err, want)
+		}
+		if st := sched.Stats(); st.Failed != uint64(tries) || st.Retrying != 1 {
+			t.Fatalf("stats %+v after %d tries, want %[2]d failed and 1 retrying", st, tries)
+		}
+		if l := logs.count(); l != tries {
+			t.Fatalf("bad invoice logged %d times in %d tries", l, tries)
+		}
+	}
+	if n, err := sched.RunOnce(ctx); n != 1 || !errors.Is(err, ledger.ErrCorrupt) {
+		t.Fatalf("first pass: expired %d (%v), want the good invoice and the bad one's error", n, err)
+	}
+	tries = 1
+	try(false)
+	for _, step := range []time.Duration{1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300} {
+		clock.Advance(step*time.Second - time.Millisecond)
+		try(false)
+		clock.Advance(time.Millisecond)
+		try(true)
+	}
+
+	// Run sleeps until the retry (5 min away), not a second...
+	runSleep := func() time.Time {
+		t.Helper()
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- sched.Run(runCtx) }()
+		at := waitForSleep(t, clock)
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		clock.dropWaiters() // the stopped Run's sleep
+		return at
+	}
+	clock.Advance(4*time.Minute + 30*time.Second)
+	if at, want := runSleep(), clock.Now().Add(30*time.Second); !at.Equal(want) {
+		t.Fatalf("Run sleeps until %v, want the retry at %v", at, want)
+	}
+	// ...or until an item that falls due before the retry.
+	w, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(), Kind: commands.WidgetUnlimited,
+		ExpiresAt: clock.Now().Add(10 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at, want := runSleep(), w.ExpiresAt; !at.Equal(want) {
+		t.Fatalf("Run sleeps until %v, want the widget's expiry at %v", at, want)
+	}
+
+	// Repaired, the invoice expires at its next try, and its backoff goes.
+	healStream(t, store, badStream, evs[0].Seq)
+	clock.Advance(30 * time.Second)
+	if n, err := sched.RunOnce(ctx); n != 2 || err != nil {
+		t.Fatalf("pass after repair: expired %d (%v), want the invoice and the widget", n, err)
+	}
+	if st := sched.Stats(); st.Retrying != 0 || st.Failed != uint64(tries) {
+		t.Errorf("stats after repair %+v", st)
 	}
 }

@@ -98,7 +98,10 @@ func registerSchedulerMetrics(reg *prometheus.Registry, stats func() commands.Sc
 			Name: "payledger_scheduler_expired_total", Help: "Invoices and widgets the expiry scheduler expired.",
 		}, func() float64 { return float64(stats().Expired) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "payledger_scheduler_expire_failures_total", Help: "Expiries that failed with an unexpected error (an item that keeps failing counts once a pass, about once a second).",
+			Name: "payledger_scheduler_expire_failures_total", Help: "Expiry attempts that failed with an unexpected error (an item that keeps failing is tried once per backoff step, 1 s doubling to 5 min).",
 		}, func() float64 { return float64(stats().Failed) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "payledger_scheduler_retrying", Help: "Invoices and widgets whose expiry failed, waiting for their next try.",
+		}, func() float64 { return float64(stats().Retrying) }),
 	)
 }
