@@ -212,6 +212,24 @@ func TestRunInvoiceLifecycleFaults(t *testing.T) {
 	}
 }
 
+// TestRunPaymentGoesBack: a payment's status changes are checked by the
+// projector's rules (commands.NextPaymentStatus), which a rebuild applies:
+// a payment confirmed after it was processed is a projections fault naming
+// the event, not views that show it CONFIRMED.
+func TestRunPaymentGoesBack(t *testing.T) {
+	b := newBuilder(t, false)
+	b.merchant("m1")
+	inv := b.invoice("m1", "o1")
+	p := b.payment("m1", inv)
+	b.pay("m1", inv, p, false)
+	evs := b.app(w(p, b.ev(commands.TypePaymentConfirmed, "m1", commands.PaymentStatusChanged{Status: commands.PaymentStatusConfirmed, At: b.at})))
+	_, err := run(t, b.readOnly())
+	wantFault(t, err, CheckProjections, evs[0].Seq, p, "payment.confirmed of a payment in status PROCESSED")
+	if !errors.Is(err, projections.ErrIllegalTransition) {
+		t.Errorf("fault %v is not ErrIllegalTransition", err)
+	}
+}
+
 // TestRunInvoiceEventsOfAnotherMerchant: an invoice's events, and its
 // payments' events, are all its merchant's. A payment made under another
 // merchant's name would credit that merchant for this invoice, while every

@@ -275,7 +275,7 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 		}
 		st = invoiceState{status: stPending, merchant: m}
 	case commands.TypeInvoiceCancelled, commands.TypeInvoiceExpired:
-		if st.status != stPending {
+		if _, ok := commands.NextInvoiceStatus(statusNames[st.status], e.Type); !ok {
 			return fault(CheckInvoices, e.Seq, e.Stream, "%s of a %s invoice: only a pending invoice is cancelled or expires", e.Type, statusNames[st.status])
 		}
 		st.status = stCancelled
@@ -290,7 +290,7 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 		if f := decode(e, CheckInvoices, &d); f != nil {
 			return f
 		}
-		if st.status != stPending && st.status != stExpired {
+		if _, ok := commands.NextInvoiceStatus(statusNames[st.status], e.Type); !ok {
 			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid of a %s invoice: an invoice is paid once, and only while pending or expired", statusNames[st.status])
 		}
 		x := c.expect

@@ -258,7 +258,7 @@ func (s *Service) CancelInvoice(ctx context.Context, c CancelInvoice) (*Invoice,
 		return nil, err
 	}
 	return s.invoiceEvent(ctx, c.Meta, c.MerchantID, c.InvoiceID, func(inv *Invoice) (string, any, error) {
-		if inv.Status != InvoiceStatusPending {
+		if _, ok := NextInvoiceStatus(inv.Status, TypeInvoiceCancelled); !ok {
 			return "", nil, fmt.Errorf("cancel invoice %s in status %s: %w", inv.InvoiceID, inv.Status, ErrInvalidTransition)
 		}
 		return TypeInvoiceCancelled, InvoiceCancelled{Reason: c.Reason, CancelledAt: c.Time.UTC()}, nil
@@ -283,7 +283,7 @@ func (s *Service) ExpireInvoice(ctx context.Context, c ExpireInvoice) (*Invoice,
 		return nil, err
 	}
 	return s.invoiceEvent(ctx, c.Meta, "", c.InvoiceID, func(inv *Invoice) (string, any, error) {
-		if inv.Status != InvoiceStatusPending {
+		if _, ok := NextInvoiceStatus(inv.Status, TypeInvoiceExpired); !ok {
 			return "", nil, fmt.Errorf("expire invoice %s in status %s: %w", inv.InvoiceID, inv.Status, ErrInvalidTransition)
 		}
 		if c.Time.Before(inv.ExpiresAt) {

@@ -20,13 +20,7 @@ type Payment struct {
 }
 
 // Terminal reports whether no further transition is allowed.
-func (p *Payment) Terminal() bool {
-	switch p.Status {
-	case PaymentStatusProcessed, PaymentStatusRejected, PaymentStatusCancelled, PaymentStatusError:
-		return true
-	}
-	return false
-}
+func (p *Payment) Terminal() bool { return len(paymentTransitions[p.Status]) == 0 }
 
 func (p *Payment) apply(e ledger.Event) error {
 	p.Version = e.Version
@@ -183,12 +177,6 @@ type PaymentTransition struct {
 	Reason     string
 }
 
-// allowed lists the transitions of SPEC §3 other than to PROCESSED.
-var allowed = map[string]map[string]bool{
-	PaymentStatusPending:   {PaymentStatusConfirmed: true, PaymentStatusCancelled: true, PaymentStatusRejected: true, PaymentStatusError: true},
-	PaymentStatusConfirmed: {PaymentStatusRejected: true, PaymentStatusError: true},
-}
-
 var transitionType = map[string]string{
 	PaymentStatusConfirmed: TypePaymentConfirmed,
 	PaymentStatusRejected:  TypePaymentRejected,
@@ -217,7 +205,7 @@ func (s *Service) TransitionPayment(ctx context.Context, c PaymentTransition) (*
 		if err != nil {
 			return decision{}, err
 		}
-		if !allowed[p.Status][c.Status] {
+		if _, ok := NextPaymentStatus(p.Status, typ); !ok {
 			return decision{}, fmt.Errorf("payment %s: %s -> %s: %w", p.PaymentID, p.Status, c.Status, ErrInvalidTransition)
 		}
 		out = p
@@ -273,7 +261,7 @@ func (s *Service) ProcessPayment(ctx context.Context, c ProcessPayment) (*Proces
 		if err != nil {
 			return decision{}, err
 		}
-		if p.Terminal() {
+		if _, ok := NextPaymentStatus(p.Status, TypePaymentProcessed); !ok {
 			return decision{}, fmt.Errorf("payment %s: %s -> %s: %w", p.PaymentID, p.Status, PaymentStatusProcessed, ErrInvalidTransition)
 		}
 		inv, err := s.LoadInvoice(ctx, "", p.InvoiceID)

@@ -189,7 +189,7 @@ func (s *Service) ChangeWidgetStatus(ctx context.Context, c ChangeWidgetStatus) 
 			return decision{}, err
 		}
 		switch {
-		case w.Status == WidgetStatusExpired || w.Status == c.Status:
+		case !WidgetStatusAllowed(w.Status, c.Status):
 			return decision{}, fmt.Errorf("widget %s: %s -> %s: %w", w.WidgetID, w.Status, c.Status, ErrInvalidTransition)
 		case c.Status == WidgetStatusActive && !w.ExpiresAt.IsZero() && !c.Time.Before(w.ExpiresAt):
 			return decision{}, fmt.Errorf("widget %s is past its expiry: %w", w.WidgetID, ErrInvalidTransition)

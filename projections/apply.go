@@ -513,6 +513,9 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 	if err != nil {
 		return err
 	}
+	if _, ok := commands.NextInvoiceStatus(en.v.Status, e.Type); !ok {
+		return fmt.Errorf("%w: %s of an invoice in status %s", ErrIllegalTransition, e.Type, en.v.Status)
+	}
 	en.dirty = true
 	v := en.v
 	v.Version = e.Version
@@ -570,6 +573,9 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 	if err != nil {
 		return err
 	}
+	if _, ok := commands.NextPaymentStatus(en.v.Status, e.Type); !ok {
+		return fmt.Errorf("%w: %s of a payment in status %s", ErrIllegalTransition, e.Type, en.v.Status)
+	}
 	en.dirty = true
 	v := en.v
 	v.Version = e.Version
@@ -624,6 +630,9 @@ func (s *state) widgetUpdate(e *ledger.Event, p *pWidgetUpdate) error {
 	en, err := s.widget(p.id)
 	if err != nil {
 		return err
+	}
+	if !commands.WidgetStatusAllowed(en.v.Status, p.status) {
+		return fmt.Errorf("%w: %s to %s of a widget in status %s", ErrIllegalTransition, e.Type, p.status, en.v.Status)
 	}
 	en.dirty = true
 	en.v.Version = e.Version

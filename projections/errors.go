@@ -16,6 +16,8 @@ var (
 	ErrMalformedEvent = errors.New("projections: malformed event")
 	// ErrInconsistent means an event refers to an aggregate the views do not hold (or create one they already hold).
 	ErrInconsistent = errors.New("projections: event inconsistent with the views")
+	// ErrIllegalTransition means an event moves an invoice, payment or widget out of a status the commands never move it from (commands.NextInvoiceStatus and its kin).
+	ErrIllegalTransition = errors.New("projections: illegal status transition")
 	// ErrUnbalanced means an event's postings do not sum to zero in some currency.
 	ErrUnbalanced = errors.New("projections: postings do not balance")
 	// ErrSequenceGap means an event's sequence does not follow the views' checkpoint.

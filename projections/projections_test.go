@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -654,6 +655,13 @@ func TestRefusedEvents(t *testing.T) {
 			g.ev(commands.TypeInvoicePaid, "m1", commands.InvoicePaid{PaymentID: p.stream, PaidAt: g.now}))}, projections.ErrInconsistent},
 		{"invoice created twice", []ledger.Write{write(in.stream(), ledger.Any,
 			g.ev(commands.TypeInvoiceCreated, "m1", commands.InvoiceCreated{InvoiceID: in.id, MerchantID: "m1"}))}, projections.ErrInconsistent},
+		// The expiry is legal, the cancellation after it is not: neither
+		// is written, nor is the payment's confirmation beside them.
+		{"expired then cancelled", []ledger.Write{write(in.stream(), ledger.Exactly(in.version),
+			g.ev(commands.TypeInvoiceExpired, "m1", commands.InvoiceExpired{ExpiredAt: g.now}),
+			g.ev(commands.TypeInvoiceCancelled, "m1", commands.InvoiceCancelled{CancelledAt: g.now})),
+			write(p.stream, ledger.Exactly(p.version), g.ev(commands.TypePaymentConfirmed, "m1", commands.PaymentStatusChanged{Status: commands.PaymentStatusConfirmed, At: g.now}))},
+			projections.ErrIllegalTransition},
 	} {
 		_, err := st.AppendWrites(context.Background(), c.ws...)
 		if !isErr(err, c.want) {
@@ -663,8 +671,125 @@ func TestRefusedEvents(t *testing.T) {
 			t.Errorf("%s: the log moved", c.name)
 		}
 	}
+	v := projections.NewViews(st.DB())
+	if iv, err := v.InvoicePublic(in.id); err != nil || iv.Status != commands.InvoiceStatusPending || iv.Version != in.version {
+		t.Errorf("invoice view after the refusals: %s version %d (%v), want pending at %d", iv.Status, iv.Version, err, in.version)
+	}
+	if pv, err := v.PaymentByStream(p.stream); err != nil || pv.Status != commands.PaymentStatusPending {
+		t.Errorf("payment view after the refusals: %s (%v), want PENDING", pv.Status, err)
+	}
 	// The log and the views still work.
 	mustAppend(t, st, g.process(p, commands.AllocInvoice, true, false)...)
+}
+
+// TestIllegalTransitionsRefused: a log holding a status change the
+// commands never make (a bug, a tampered or badly imported log) does not
+// rebuild into views that show it: Rebuild, and a catch-up when the log is
+// opened with the projector, fail with ErrIllegalTransition naming the
+// event's sequence. Each case's history is legal up to its last append.
+func TestIllegalTransitionsRefused(t *testing.T) {
+	type world struct {
+		g  *gen
+		in *inv
+		p  *pay
+		p2 *pay
+		w  *wid
+	}
+	paid := func(x *world) [][]ledger.Write {
+		return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, true, false)}
+	}
+	two := func(a, b ledger.Write) [][]ledger.Write { return [][]ledger.Write{{a}, {b}} } // two appends, in order
+	for _, tc := range []struct {
+		name  string
+		build func(x *world) [][]ledger.Write // the legal history after the setup, then the illegal append last
+		what  string                          // in the error
+	}{
+		{"invoice paid twice", func(x *world) [][]ledger.Write {
+			return append(paid(x), x.g.process(x.p2, commands.AllocInvoice, true, false))
+		}, "invoice.paid of an invoice in status success"},
+		{"invoice cancelled after paid", func(x *world) [][]ledger.Write {
+			return append(paid(x), []ledger.Write{x.g.invoiceEnd(x.in, commands.TypeInvoiceCancelled, commands.InvoiceCancelled{CancelledAt: x.g.now})})
+		}, "invoice.cancelled of an invoice in status success"},
+		{"invoice paid after cancelled", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{x.g.invoiceEnd(x.in, commands.TypeInvoiceCancelled, commands.InvoiceCancelled{CancelledAt: x.g.now})},
+				x.g.process(x.p, commands.AllocInvoice, true, false)}
+		}, "invoice.paid of an invoice in status cancelled"},
+		{"invoice expired after expired", func(x *world) [][]ledger.Write {
+			return two(x.g.invoiceEnd(x.in, commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: x.g.now}), x.g.invoiceEnd(x.in, commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: x.g.now}))
+		}, "invoice.expired of an invoice in status expired"},
+		{"payment back from processed to confirmed", func(x *world) [][]ledger.Write {
+			return append(paid(x), []ledger.Write{x.g.paymentStatus(x.p, commands.TypePaymentConfirmed, commands.PaymentStatusConfirmed)})
+		}, "payment.confirmed of a payment in status PROCESSED"},
+		{"payment processed twice", func(x *world) [][]ledger.Write {
+			return append(paid(x), x.g.process(x.p, commands.AllocDuplicate, false, false))
+		}, "payment.processed of a payment in status PROCESSED"},
+		{"payment cancelled after confirmed", func(x *world) [][]ledger.Write {
+			return two(x.g.paymentStatus(x.p, commands.TypePaymentConfirmed, commands.PaymentStatusConfirmed), x.g.paymentStatus(x.p, commands.TypePaymentCancelled, commands.PaymentStatusCancelled))
+		}, "payment.cancelled of a payment in status CONFIRMED"},
+		{"payment processed after rejected", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{x.g.paymentStatus(x.p, commands.TypePaymentRejected, commands.PaymentStatusRejected)},
+				x.g.process(x.p, commands.AllocUnderpaid, false, false)}
+		}, "payment.processed of a payment in status REJECTED"},
+		{"widget active again after expired", func(x *world) [][]ledger.Write {
+			return two(x.g.widgetStatus(x.w, commands.TypeWidgetExpired, commands.WidgetStatusExpired), x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusActive))
+		}, "widget.status_changed to active of a widget in status expired"},
+		{"widget disabled twice", func(x *world) [][]ledger.Write {
+			return two(x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled), x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled))
+		}, "widget.status_changed to disabled of a widget in status disabled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "ledger.db")
+			st := openLog(t, path, nil) // no projector: nothing stops the bad event going in
+			x := &world{g: newGen()}
+			var w ledger.Write
+			setup := []ledger.Write{x.g.merchant("m1", "2")}
+			x.in, w = x.g.invoice("m1", "o", "100", "UAH", "41.5", "2")
+			setup = append(setup, w)
+			x.w, w = x.g.widget("m1", time.Hour)
+			setup = append(setup, w)
+			mustAppend(t, st, setup...)
+			x.p, w = x.g.payment(x.in)
+			mustAppend(t, st, w)
+			x.p2, w = x.g.payment(x.in)
+			mustAppend(t, st, w)
+			appends := tc.build(x)
+			var bad []ledger.Event
+			for _, ws := range appends {
+				bad = mustAppend(t, st, ws...)
+			}
+			// The illegal event is the last append's last.
+			want := "sequence " + strconv.FormatUint(bad[len(bad)-1].Seq, 10) + " "
+
+			db, err := bbolt.Open(filepath.Join(t.TempDir(), "views.db"), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			_, err = projections.Rebuild(context.Background(), st.Events(context.Background(), 1), db, time.Time{})
+			if !isErr(err, projections.ErrIllegalTransition) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.what) {
+				t.Errorf("Rebuild = %v, want ErrIllegalTransition at %q: %q", err, want, tc.what)
+			}
+			// The history before it rebuilds.
+			before := func(yield func(ledger.Event, error) bool) {
+				for e, err := range st.Events(context.Background(), 1) {
+					if err == nil && e.Seq == bad[len(bad)-1].Seq || !yield(e, err) {
+						return
+					}
+				}
+			}
+			if _, err := projections.Rebuild(context.Background(), before, db, time.Time{}); err != nil {
+				t.Errorf("Rebuild of the legal history: %v", err)
+			}
+			st.Close()
+			reopened, err := boltlog.Open(path, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
+			if err == nil {
+				reopened.Close()
+			}
+			if !isErr(err, projections.ErrIllegalTransition) || !strings.Contains(err.Error(), want) {
+				t.Errorf("open with the projector = %v, want ErrIllegalTransition at %q", err, want)
+			}
+		})
+	}
 }
 
 func TestUnknownEventTypeIgnored(t *testing.T) {

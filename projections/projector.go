@@ -17,9 +17,12 @@ import (
 // Apply is deterministic (it reads only the events and its own buckets),
 // idempotent (events at or below the checkpoint are skipped), and ignores
 // event types it does not know while still advancing the checkpoint. Known
-// types with data that do not decode, postings that do not balance, or events
-// on aggregates the views do not hold fail the append: the inline projection
-// is the last line of defence before a bad event is committed.
+// types with data that do not decode, postings that do not balance, events
+// on aggregates the views do not hold, or status changes the commands never
+// make (an invoice paid twice, a payment going back from a final status)
+// fail the append, and a rebuild or catch-up of a log that holds one: the
+// inline projection is the last line of defence before a bad event is
+// committed, and a view never shows a state its events cannot reach.
 type Projector struct{}
 
 var _ boltlog.Projector = (*Projector)(nil)
@@ -53,7 +56,8 @@ func (p *Projector) Init(tx *bbolt.Tx) (uint64, error) {
 }
 
 // Apply applies one append's events. Errors: ErrMalformedEvent,
-// ErrUnbalanced, ErrInconsistent, ErrSequenceGap, ErrCorrupt, or bbolt's.
+// ErrUnbalanced, ErrInconsistent, ErrIllegalTransition, ErrSequenceGap,
+// ErrCorrupt, or bbolt's.
 func (p *Projector) Apply(tx *bbolt.Tx, events []ledger.Event) error {
 	s, _ := states.Get().(*state)
 	var err error

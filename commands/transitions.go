@@ -1,0 +1,74 @@
+package commands
+
+// The status machines of invoices, payments and widgets (docs/payments.md,
+// docs/events.md), in one place: the commands decide with them, and the
+// projector (projections) and the auditor (audit) refuse a log that holds
+// an event the commands would never have appended.
+
+// invoiceTransitions maps an invoice event type to the statuses it may
+// follow and the status it leads to.
+var invoiceTransitions = map[string]struct {
+	from []string
+	to   string
+}{
+	TypeInvoiceCancelled: {[]string{InvoiceStatusPending}, InvoiceStatusCancelled},
+	TypeInvoiceExpired:   {[]string{InvoiceStatusPending}, InvoiceStatusExpired},
+	// Expired -> success: a late payment (docs/payments.md).
+	TypeInvoicePaid: {[]string{InvoiceStatusPending, InvoiceStatusExpired}, InvoiceStatusSuccess},
+}
+
+// NextInvoiceStatus returns the status an invoice in status from takes on
+// an event of type typ (invoice.cancelled, invoice.expired, invoice.paid),
+// and false when the commands never append that event to an invoice in
+// that status: an invoice is cancelled or expires only while pending, and
+// is paid only while pending or expired, so at most once.
+func NextInvoiceStatus(from, typ string) (string, bool) {
+	t, ok := invoiceTransitions[typ]
+	if !ok {
+		return "", false
+	}
+	for _, f := range t.from {
+		if f == from {
+			return t.to, true
+		}
+	}
+	return "", false
+}
+
+// paymentTransitions maps a payment status to the event types that may
+// follow it and the status each leads to (SPEC §3). The statuses it does
+// not list (PROCESSED, REJECTED, CANCELLED, ERROR) are final.
+var paymentTransitions = map[string]map[string]string{
+	PaymentStatusPending: {
+		TypePaymentConfirmed: PaymentStatusConfirmed,
+		TypePaymentProcessed: PaymentStatusProcessed,
+		TypePaymentRejected:  PaymentStatusRejected,
+		TypePaymentCancelled: PaymentStatusCancelled,
+		TypePaymentFailed:    PaymentStatusError,
+	},
+	PaymentStatusConfirmed: {
+		TypePaymentProcessed: PaymentStatusProcessed,
+		TypePaymentRejected:  PaymentStatusRejected,
+		TypePaymentFailed:    PaymentStatusError,
+	},
+}
+
+// NextPaymentStatus returns the status a payment in status from takes on
+// an event of type typ (payment.confirmed, .processed, .rejected,
+// .cancelled, .failed), and false when the commands never append that
+// event to a payment in that status.
+func NextPaymentStatus(from, typ string) (string, bool) {
+	to, ok := paymentTransitions[from][typ]
+	return to, ok
+}
+
+// WidgetStatusAllowed reports whether a widget in status from may move to
+// status to: active <-> disabled, and either to expired, which is final.
+// (Whether the widget's expiry time allows it is the command's to check.)
+func WidgetStatusAllowed(from, to string) bool {
+	switch from {
+	case WidgetStatusActive, WidgetStatusDisabled:
+		return to != from && (to == WidgetStatusActive || to == WidgetStatusDisabled || to == WidgetStatusExpired)
+	}
+	return false
+}
