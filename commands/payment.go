@@ -309,7 +309,11 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 	at = at.UTC()
 	m := inv.MerchantID
 	clearing := Posting{Account: AccountClearing + ":" + p.GatewayID, Currency: p.PaymentCurrency, Amount: paid}
-	out := processing{processed: PaymentProcessed{At: at, PaidAmount: paid}}
+	// Late: the money came after the invoice's expires_at, whatever became
+	// of it (docs/events.md), so that a late duplicate or underpayment is
+	// told apart from one in time.
+	late := inv.Status == InvoiceStatusExpired || !at.Before(inv.ExpiresAt)
+	out := processing{processed: PaymentProcessed{At: at, PaidAmount: paid, Late: late}}
 	suspense := func(alloc string) processing {
 		out.processed.Allocation = alloc
 		out.processed.Postings = []Posting{clearing, {Account: AccountSuspense + ":" + m, Currency: p.PaymentCurrency, Amount: paid.Neg()}}
@@ -324,7 +328,6 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 		return suspense(AllocUnderpaid)
 	}
 	// Pending or expired, and at least the expected amount arrived: pay it.
-	late := inv.Status == InvoiceStatusExpired || !at.Before(inv.ExpiresAt)
 	over := paid.Sub(p.PaymentAmount)
 	postings := []Posting{
 		clearing,
@@ -341,7 +344,6 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 		postings = append(postings, Posting{Account: AccountFeeIncome, Currency: "USDT", Amount: inv.FeeUSDT.Neg()})
 	}
 	out.processed.Allocation = AllocInvoice
-	out.processed.Late = late
 	out.processed.Postings = postings
 	paidEv := InvoicePaid{PaymentID: StreamID(StreamPayment, p.PaymentID), PaidAt: at, Late: late, PaidAmount: paid}
 	if over.IsPositive() {

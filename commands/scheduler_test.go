@@ -492,6 +492,17 @@ func TestSchedulerPagesPastItemsItCannotExpire(t *testing.T) {
 	}
 }
 
+// newInvoice creates a 10.00 UAH invoice of m1's and returns its id.
+func newInvoice(t *testing.T, svc *commands.Service, meta func() commands.Meta, ext string) string {
+	t.Helper()
+	inv, err := svc.CreateInvoice(context.Background(), commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+		Currency: "UAH", ExternalID: ext, Rate: dec("41.5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv.InvoiceID
+}
+
 // healStream undoes poisonStreams for stream: its first index entry points
 // at its own first event again.
 func healStream(t *testing.T, store *boltlog.Store, stream string, seq uint64) {
@@ -530,15 +541,7 @@ func TestSchedulerBacksOffAFailingItem(t *testing.T) {
 	ctx := context.Background()
 	clock := &manualClock{now: t0}
 	store, svc, views, meta := shopWithViews(t, clock)
-	invoice := func(ext string) string {
-		t.Helper()
-		inv, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
-			Currency: "UAH", ExternalID: ext, Rate: dec("41.5")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return inv.InvoiceID
-	}
+	invoice := func(ext string) string { return newInvoice(t, svc, meta, ext) }
 	bad, good := invoice("bad"), invoice("good")
 	badStream := commands.StreamID(commands.StreamInvoice, bad)
 	evs, err := store.ReadStream(ctx, badStream, 1)

@@ -430,6 +430,63 @@ func TestProcessingAllocations(t *testing.T) {
 	})
 }
 
+// TestLateOnEveryPaymentAfterExpiry: docs/events.md says a payment.processed
+// is flagged late when it comes after the invoice's expires_at, and the
+// admin payment view shows it ("Paid after expires_at"). Only the payment
+// that paid the invoice used to be: a duplicate, underpaid or
+// cancelled-invoice payment processed after expiry showed late false. The
+// invoice is late only when paid late.
+func TestLateOnEveryPaymentAfterExpiry(t *testing.T) {
+	ctx := context.Background()
+	clock := &manualClock{now: t0}
+	_, svc, views, meta := shopWithViews(t, clock)
+	invoice := func(ext string) string { return newInvoice(t, svc, meta, ext) }
+	pay := func(inv string) string {
+		t.Helper()
+		p, _, err := svc.CreatePayment(ctx, commands.CreatePayment{Meta: meta(), PaymentID: ulid.Make(), InvoiceID: inv, Method: "visamaster.uah"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.PaymentID
+	}
+	expired, cancelled := invoice("expired"), invoice("cancelled")
+	early, under, paying, dup := pay(expired), pay(expired), pay(expired), pay(expired)
+	onCancelled := pay(cancelled)
+	process := func(id, amount, alloc string, late bool) {
+		t.Helper()
+		res, err := svc.ProcessPayment(ctx, commands.ProcessPayment{Meta: meta(), PaymentID: id, PaidAmount: amount})
+		if err != nil || res.Allocation != alloc || res.Late != late {
+			t.Fatalf("process %s: %+v (%v), want %s late %t", id, res, err, alloc, late)
+		}
+		v, err := views.PaymentByStream(commands.StreamID(commands.StreamPayment, id))
+		if err != nil || v.Allocation != alloc || v.Late != late {
+			t.Errorf("payment view of %s: %s late %t (%v), want %s late %t", id, v.Allocation, v.Late, err, alloc, late)
+		}
+	}
+	clock.Advance(time.Minute)
+	process(early, "5.00", commands.AllocUnderpaid, false)
+	if _, err := svc.CancelInvoice(ctx, commands.CancelInvoice{Meta: meta(), MerchantID: "m1", InvoiceID: cancelled}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	if _, err := svc.ExpireInvoice(ctx, commands.ExpireInvoice{Meta: meta(), InvoiceID: expired}); err != nil {
+		t.Fatal(err)
+	}
+	process(under, "5.00", commands.AllocUnderpaid, true)
+	if v, _ := views.InvoicePublic(expired); v.Status != commands.InvoiceStatusExpired || v.Late {
+		t.Errorf("invoice after a late underpayment: %s late %t, want expired, not late", v.Status, v.Late)
+	}
+	process(paying, "", commands.AllocInvoice, true)
+	process(dup, "", commands.AllocDuplicate, true)
+	process(onCancelled, "", commands.AllocCancelled, true)
+	if v, _ := views.InvoicePublic(expired); v.Status != commands.InvoiceStatusSuccess || !v.Late || v.PaidBy != commands.StreamID(commands.StreamPayment, paying) {
+		t.Errorf("invoice paid late: %s late %t by %s", v.Status, v.Late, v.PaidBy)
+	}
+	if v, _ := views.InvoicePublic(cancelled); v.Status != commands.InvoiceStatusCancelled || v.Late {
+		t.Errorf("cancelled invoice: %s late %t, want cancelled, not late", v.Status, v.Late)
+	}
+}
+
 // TestConcurrentProcessingPaysOnce is the conservation test: 100 goroutines
 // process 100 payments of one invoice at once; exactly one pays it, the
 // merchant's available balance moves once, and the rest are held as duplicates.

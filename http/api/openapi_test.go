@@ -286,7 +286,7 @@ func schemas() js {
 		"RateRequest":     obj([]string{"currency", "rate"}, js{"currency": strEx("Currency code", "UAH"), "rate": money("Units of the currency per 1 USDT", "41.50")}),
 		"Rate":            rate,
 		"RateList":        obj([]string{"rates"}, js{"rates": arr(ref("Rate"), "Every rate, by currency")}),
-		"AdminPayment":    js{"allOf": []any{ref("Payment"), js{"type": "object", "properties": js{"invoice_id": str("Invoice"), "merchant_id": str("Merchant"), "method": str("Method"), "allocation": enum("Where a processed payment's money went", "invoice", "duplicate", "cancelled_invoice", "underpaid"), "paid_amount": money("What arrived", "1500.00"), "late": boolean("Paid after expires_at"), "reason": str("Reason of the last status change")}}}},
+		"AdminPayment":    js{"allOf": []any{ref("Payment"), js{"type": "object", "properties": js{"invoice_id": str("Invoice"), "merchant_id": str("Merchant"), "method": str("Method"), "allocation": enum("Where a processed payment's money went", "invoice", "duplicate", "cancelled_invoice", "underpaid"), "paid_amount": money("What arrived", "1500.00"), "late": boolean("Processed after the invoice's expires_at, whatever the allocation"), "reason": str("Reason of the last status change")}}}},
 		"ReasonRequest":   obj(nil, js{"reason": str("Reason (optional)")}),
 		"ProcessRequest":  obj(nil, js{"paid_amount": money("Amount received, in the payment currency (default: the amount due)", "1500.00")}),
 		"Health":          obj([]string{"status"}, js{"status": str("ok or ready"), "head": integer("The log's last sequence")}),
