@@ -71,6 +71,10 @@ type Config struct {
 	// customer_id. Zero: api.DefaultKeyRate and api.DefaultCustomerRate;
 	// negative: no limit.
 	KeyRate, CustomerRate rate.Limit
+	// AuthFailRate bounds the failed authentications (wrong API keys and
+	// admin tokens) a second per client address (api.Config.AuthFailRate):
+	// zero api.DefaultAuthFailRate, negative no limit.
+	AuthFailRate rate.Limit
 	// WidgetRate bounds the invoices a widget page's form starts per widget
 	// and second (pages.Config.WidgetRate): zero pages.DefaultWidgetRate,
 	// negative no limit.
@@ -318,7 +322,7 @@ func (n *Node) buildHTTP() error {
 		IdempotencyDB: idem, Now: cfg.Clock.Now, Logger: cfg.Logger.With("component", "http"),
 		Metrics: api.NewMetrics(n.Registry), AllowPrivateWebhooks: cfg.AllowPrivateWebhooks,
 		OnInvoiceCreated: n.Scheduler.Kick, Ready: n.ready,
-		KeyRate: cfg.KeyRate, CustomerRate: cfg.CustomerRate,
+		KeyRate: cfg.KeyRate, CustomerRate: cfg.CustomerRate, AuthFailRate: cfg.AuthFailRate,
 	})
 	if err != nil {
 		return err
@@ -433,25 +437,26 @@ const stallLimit = 30 * time.Second
 // from the log, NATS refuses an event as too large, or the log closed), or while the relay or the webhook
 // dispatcher has been behind the log without progress for stallLimit (a
 // JetStream store that hit a write error, say): an orchestrator restarts the
-// node, which resumes both from their checkpoints.
+// node, which resumes both from their checkpoints. Each failure is an
+// api.CheckError: /readyz names its check (relay, webhooks) and reason
+// (restarting, stopped, stalled) and logs the error.
 func (n *Node) ready(context.Context) error {
 	head := n.Log.Head().Seq
+	var errs []error
 	if !n.cfg.NoNATS {
-		sn := n.Stream()
-		if sn == nil {
-			return errors.New("relay: the embedded NATS server is restarting")
-		}
-		if err := sn.Err(); err != nil {
-			return fmt.Errorf("relay stopped: %w", err)
-		}
-		if err := n.relayStall.check(sn.Relay().Position(), head); err != nil {
-			return fmt.Errorf("relay: %w", err)
+		if sn := n.Stream(); sn == nil {
+			errs = append(errs, &api.CheckError{Check: "relay", Reason: "restarting",
+				Err: errors.New("relay: the embedded NATS server is restarting")})
+		} else if err := sn.Err(); err != nil {
+			errs = append(errs, &api.CheckError{Check: "relay", Reason: "stopped", Err: fmt.Errorf("relay stopped: %w", err)})
+		} else if err := n.relayStall.check(sn.Relay().Position(), head); err != nil {
+			errs = append(errs, &api.CheckError{Check: "relay", Reason: "stalled", Err: fmt.Errorf("relay: %w", err)})
 		}
 	}
 	if err := n.webhookStall.check(n.Webhooks.Checkpoint(), head); err != nil {
-		return fmt.Errorf("webhook dispatcher: %w", err)
+		errs = append(errs, &api.CheckError{Check: "webhooks", Reason: "stalled", Err: fmt.Errorf("webhook dispatcher: %w", err)})
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // stall remembers when a follower's position last moved.

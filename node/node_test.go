@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
+	"github.com/payledger/payledger/http/api"
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
 	"github.com/payledger/payledger/stream/natstest"
@@ -239,6 +240,35 @@ func TestNodeRateLimits(t *testing.T) {
 		}
 		if limited != tc.limited {
 			t.Errorf("rate %v: limited %v, want %v", tc.rate, limited, tc.limited)
+		}
+		n.Close()
+	}
+}
+
+// TestNodeAuthFailRate: Config.AuthFailRate reaches the API (serve's
+// --auth-fail-rate): past api.DefaultAuthFailBurst wrong keys from one
+// address the next is 429 with Retry-After; a negative rate is no limit.
+func TestNodeAuthFailRate(t *testing.T) {
+	for _, tc := range []struct {
+		rate    rate.Limit
+		limited bool
+	}{{0.01, true}, {-1, false}} {
+		n, err := node.Open(context.Background(), node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", NoNATS: true, Out: io.Discard, AuthFailRate: tc.rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range api.DefaultAuthFailBurst + 1 {
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/balance", nil)
+			req.Header.Set("X-Api-Key", "pl_wrong")
+			rec := httptest.NewRecorder()
+			n.Handler().ServeHTTP(rec, req)
+			want := http.StatusUnauthorized
+			if tc.limited && i == api.DefaultAuthFailBurst {
+				want = http.StatusTooManyRequests
+			}
+			if rec.Code != want || (want == http.StatusTooManyRequests && rec.Header().Get("Retry-After") != "100") {
+				t.Errorf("rate %v, bad key %d: %d %v %s, want %d", tc.rate, i+1, rec.Code, rec.Header(), rec.Body.String(), want)
+			}
 		}
 		n.Close()
 	}

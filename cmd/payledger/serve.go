@@ -46,6 +46,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	keyRate := fs.Float64("key-rate", 0, "requests per second allowed per API key (0: 20000; negative: no limit)")
 	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (0: 5; negative: no limit)")
 	widgetRate := fs.Float64("widget-rate", 0, "invoices per second a widget page's form may start, per widget, in bursts of 30 (0: 5; negative: no limit)")
+	authFailRate := fs.Float64("auth-fail-rate", 0, "failed authentications (wrong API key or admin token) per second allowed per client address, in bursts of 30; past them the address is refused 429 (0: 1; negative: no limit, e.g. behind a proxy that limits them)")
 	logFormat, logLevel := logFlags(fs)
 	fs.bindEnv(map[string]string{
 		"addr":                   "PAYLEDGER_ADDR",
@@ -66,6 +67,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"key-rate":               "PAYLEDGER_KEY_RATE",
 		"customer-rate":          "PAYLEDGER_CUSTOMER_RATE",
 		"widget-rate":            "PAYLEDGER_WIDGET_RATE",
+		"auth-fail-rate":         "PAYLEDGER_AUTH_FAIL_RATE",
 	})
 	if err := parseArgs(fs, args); err != nil {
 		return err
@@ -77,6 +79,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.NATS.Port = *natsPort
 	cfg.NATS.Replicas = *replicas
 	cfg.KeyRate, cfg.CustomerRate, cfg.WidgetRate = rate.Limit(*keyRate), rate.Limit(*customerRate), rate.Limit(*widgetRate)
+	cfg.AuthFailRate = rate.Limit(*authFailRate)
 	cfg.Demo = !*noDemo
 	cfg.Out = stdout
 	logger, err := newLogger(stderr, *logFormat, *logLevel)

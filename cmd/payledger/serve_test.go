@@ -291,6 +291,7 @@ func TestEnvValuesAreChecked(t *testing.T) {
 		{[]string{"serve"}, "PAYLEDGER_NO_NATS", "yes"},
 		{[]string{"serve"}, "PAYLEDGER_CHECKPOINT_INTERVAL", "60"},
 		{[]string{"serve"}, "PAYLEDGER_KEY_RATE", "fast"},
+		{[]string{"serve"}, "PAYLEDGER_AUTH_FAIL_RATE", "slow"},
 		{[]string{"worker", "webhooks"}, "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS", "on"},
 	} {
 		t.Run(tc.variable, func(t *testing.T) {

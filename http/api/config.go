@@ -77,6 +77,20 @@ type Config struct {
 	// merchant (burst 2 * FeedRate): a request may read 10,000 log records,
 	// so the feed gets a limit of its own. Default 20; negative: no limit.
 	FeedRate rate.Limit
+	// AuthFailRate is the sustained failed authentications (a wrong or
+	// revoked X-Api-Key, a wrong admin bearer token) per second allowed per
+	// client address: the connection's remote IP, an IPv6 one by its /64;
+	// X-Forwarded-For is not trusted. Past AuthFailBurst, every request with
+	// credentials from that address, good ones too, is refused 429
+	// RATE_LIMITED with Retry-After before its credentials are looked at,
+	// until a token refills. Successful authentications take no token.
+	// Behind a reverse proxy every client has the proxy's address: limit
+	// failures there and disable this one. Default 1; a negative value
+	// disables the limit.
+	AuthFailRate rate.Limit
+	// AuthFailBurst is the failed authentications allowed at once per client
+	// address. Default 30.
+	AuthFailBurst int
 
 	// SignatureWindow is how far X-Timestamp (and seed 000's body timestamp)
 	// may be from the server's clock, either way. Default 3 minutes.
@@ -84,6 +98,16 @@ type Config struct {
 	// RequireSignatures refuses merchant requests without X-Signature (401
 	// SIGNATURE_REQUIRED). Default false: signatures are optional.
 	RequireSignatures bool
+	// MaxSignaturesPerMerchant bounds the accepted signatures one merchant
+	// has in the replay cache (each is kept until its timestamp leaves the
+	// window). A signed request that would pass it is refused 429
+	// RATE_LIMITED with Retry-After until one expires: none is forgotten
+	// early. Default 100,000 (some 550 signed requests a second, sustained).
+	MaxSignaturesPerMerchant int
+	// MaxSignatures bounds the replay cache across merchants: past it a new
+	// signed request is refused 503 SERVICE_UNAVAILABLE with Retry-After.
+	// Default 1,000,000 (some 70 MB).
+	MaxSignatures int
 	// SecretOverlap is how long a rotated-out signing secret stays valid.
 	// Default 24h.
 	SecretOverlap time.Duration
@@ -108,15 +132,19 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultBaseURL         = "http://127.0.0.1:8080"
-	DefaultMaxBodyBytes    = 64 << 10
-	DefaultKeyRate         = 20000
-	DefaultCustomerRate    = 5
-	DefaultCustomerBurst   = 20
-	DefaultFeedRate        = 20
-	DefaultSignatureWindow = 3 * time.Minute
-	DefaultIdempotencyTTL  = 24 * time.Hour
-	DefaultSecretOverlap   = 24 * time.Hour
+	DefaultBaseURL                  = "http://127.0.0.1:8080"
+	DefaultMaxBodyBytes             = 64 << 10
+	DefaultKeyRate                  = 20000
+	DefaultCustomerRate             = 5
+	DefaultCustomerBurst            = 20
+	DefaultFeedRate                 = 20
+	DefaultAuthFailRate             = 1
+	DefaultAuthFailBurst            = 30
+	DefaultMaxSignaturesPerMerchant = 100_000
+	DefaultMaxSignatures            = 1_000_000
+	DefaultSignatureWindow          = 3 * time.Minute
+	DefaultIdempotencyTTL           = 24 * time.Hour
+	DefaultSecretOverlap            = 24 * time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -158,6 +186,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FeedRate < 0 {
 		c.FeedRate = rate.Inf
+	}
+	if c.AuthFailRate == 0 {
+		c.AuthFailRate = DefaultAuthFailRate
+	}
+	if c.AuthFailRate < 0 {
+		c.AuthFailRate = rate.Inf
+	}
+	if c.AuthFailBurst <= 0 {
+		c.AuthFailBurst = DefaultAuthFailBurst
+	}
+	if c.MaxSignaturesPerMerchant <= 0 {
+		c.MaxSignaturesPerMerchant = DefaultMaxSignaturesPerMerchant
+	}
+	if c.MaxSignatures <= 0 {
+		c.MaxSignatures = DefaultMaxSignatures
 	}
 	if c.SignatureWindow <= 0 {
 		c.SignatureWindow = DefaultSignatureWindow

@@ -2,8 +2,12 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -232,12 +236,19 @@ func TestReadyzAfterClose(t *testing.T) {
 	if err := h.store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r := h.do(req{method: "GET", path: "/readyz"})
+	r := h.do(req{method: "GET", path: "/readyz", header: map[string]string{"X-Request-Id": "ready-1"}})
 	if r.Status != http.StatusServiceUnavailable || r.errCode(t) != CodeUnavailable {
 		t.Errorf("readyz on a closed log: %d %s", r.Status, r.Body)
 	}
 	if r.Header.Get("Retry-After") == "" {
 		t.Errorf("readyz 503 without Retry-After: %v", r.Header)
+	}
+	// The body names the check and a stable reason; bbolt's error is in
+	// the log line, with the request id.
+	jsonEqual(t, r.Body, `{"successful": false, "request_id": "ready-1", "error": {"code": "SERVICE_UNAVAILABLE",
+		"message": "Not ready: log", "details": [{"path": "log", "type": "not_open", "message": "The event log is not open"}]}}`)
+	if logs := h.logs.String(); !strings.Contains(logs, "msg=\"not ready\" request_id=ready-1 checks=log") || !strings.Contains(logs, "database not open") {
+		t.Errorf("the log line lacks the request id or the error:\n%s", logs)
 	}
 	if r := h.do(req{method: "GET", path: "/healthz"}); r.Status != http.StatusOK {
 		t.Errorf("healthz: %d", r.Status)
@@ -331,4 +342,50 @@ func topKeys(t *testing.T, body []byte) []string {
 		}
 	}
 	return keys
+}
+
+// TestReadyzHidesErrors: a failing check's error (a file path, wrapped
+// errors) goes to the log with the request id; the 503's body names only
+// the check and a stable reason, for every check that failed.
+func TestReadyzHidesErrors(t *testing.T) {
+	var failing atomic.Pointer[error] // the server reads it on its goroutines
+	fail := func(err error) { failing.Store(&err) }
+	fail(nil)
+	h := newHarness(t, func(c *Config) {
+		c.Ready = func(context.Context) error { return *failing.Load() }
+	})
+	fail(errors.Join(
+		&CheckError{Check: "relay", Reason: "stopped", Err: fmt.Errorf("relay stopped: open /srv/payledger/nats/jetstream/PAYLEDGER/msgs/1.blk: %w", os.ErrPermission)},
+		fmt.Errorf("extra check: read /etc/payledger/secret.conf: %w", os.ErrNotExist),
+	))
+	r := h.do(req{method: "GET", path: "/readyz", header: map[string]string{"X-Request-Id": "ready-2"}})
+	if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") != "5" {
+		t.Errorf("failing Ready: %d %v", r.Status, r.Header)
+	}
+	jsonEqual(t, r.Body, `{"successful": false, "request_id": "ready-2", "error": {"code": "SERVICE_UNAVAILABLE",
+		"message": "Not ready: relay, ready", "details": [
+			{"path": "relay", "type": "stopped", "message": "The relay check failed: stopped"},
+			{"path": "ready", "type": "failed", "message": "A readiness check of the node failed"}]}}`)
+	for _, leak := range []string{"/srv/", "/etc/", "permission", "exist", "jetstream"} {
+		if strings.Contains(string(r.Body), leak) {
+			t.Errorf("the body carries %q: %s", leak, r.Body)
+		}
+	}
+	logs := h.logs.String()
+	for _, want := range []string{"request_id=ready-2", "checks=relay,ready", "/srv/payledger/nats/jetstream/PAYLEDGER/msgs/1.blk", "/etc/payledger/secret.conf"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q:\n%s", want, logs)
+		}
+	}
+	// A failed log (the commit of unknown outcome) and a failing Ready are
+	// both reported.
+	h.store.Close()
+	fail(&CheckError{Check: "webhooks", Reason: "stalled", Err: errors.New("webhook dispatcher: at 3, 9 events behind the log")})
+	r = h.do(req{method: "GET", path: "/readyz"})
+	if d := r.details(t); len(d) != 2 || d[0].Path != "log" || d[1] != (Detail{Path: "webhooks", Type: "stalled", Message: "The webhooks check failed: stalled"}) {
+		t.Errorf("two failing checks: %s", r.Body)
+	}
+	if r := h.do(req{method: "GET", path: "/healthz"}); r.Status != http.StatusOK {
+		t.Errorf("healthz: %d", r.Status)
+	}
 }

@@ -170,6 +170,7 @@ type req struct {
 	method, path string
 	body         string
 	header       map[string]string
+	client       *http.Client // nil: the test server's client (from 127.0.0.1)
 }
 
 func (h *harness) do(r req) resp {
@@ -188,7 +189,11 @@ func (h *harness) do(r req) resp {
 	for k, v := range r.header {
 		hr.Header.Set(k, v)
 	}
-	res, err := h.ts.Client().Do(hr)
+	client := r.client
+	if client == nil {
+		client = h.ts.Client()
+	}
+	res, err := client.Do(hr)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -318,19 +319,25 @@ func (s *Server) authMerchant(c *call) error {
 	if key == "" {
 		return newError(CodeAPIKeyMissing, "Missing X-Api-Key header")
 	}
-	invalid := newError(CodeAPIKeyInvalid, "Invalid or inactive API key")
+	if err := s.authBlocked(c.r); err != nil {
+		return err
+	}
+	invalid := func() error {
+		s.authFailed(c.r)
+		return newError(CodeAPIKeyInvalid, "Invalid or inactive API key")
+	}
 	if len(key) > 256 {
-		return invalid
+		return invalid()
 	}
 	k, err := s.views.APIKey(keyring.HashAPIKey(key))
 	if errors.Is(err, projections.ErrNotFound) {
-		return invalid
+		return invalid()
 	}
 	if err != nil {
 		return fmt.Errorf("look up api key: %w", err)
 	}
 	if k.Revoked || k.MerchantID == "" {
-		return invalid
+		return invalid()
 	}
 	c.merchantID, c.keyID = k.MerchantID, k.KeyID
 	return nil
@@ -344,14 +351,60 @@ func (s *Server) authAdmin(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="payledger-admin"`)
 		return newError(CodeAdminTokenMissing, "Missing Authorization: Bearer <admin token> header")
 	}
+	if err := s.authBlocked(r); err != nil {
+		return err
+	}
 	scheme, token, _ := strings.Cut(h, " ")
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" || s.cfg.AdminTokenHash == "" ||
 		!keyring.EqualHash(keyring.HashAPIKey(token), strings.ToLower(s.cfg.AdminTokenHash)) {
+		s.authFailed(r)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="payledger-admin", error="invalid_token"`)
 		return newError(CodeAdminTokenInvalid, "Invalid admin token")
 	}
 	return nil
+}
+
+// authBlocked refuses a request that carries credentials from a client
+// address whose failed authentications are over Config.AuthFailRate, before
+// the credentials are looked at: a guess from there learns nothing.
+func (s *Server) authBlocked(r *http.Request) error {
+	if wait, blocked := s.authFails.Blocked(clientAddr(r), s.now()); blocked {
+		return rateLimited(wait, "Too many failed authentications from this address")
+	}
+	return nil
+}
+
+// authFailed counts a wrong API key or admin token against the client's
+// address, and logs (at most about once a second across addresses) when an
+// address has used up its failures.
+func (s *Server) authFailed(r *http.Request) {
+	addr := clientAddr(r)
+	now := s.now()
+	if s.authFails.Charge(addr, now) {
+		if _, ok := s.authLogLimit.Allow("", now); ok {
+			s.log.WarnContext(r.Context(), "failed authentications limited", "request_id", requestID(r.Context()),
+				"client", addr, "method", r.Method, "path", r.URL.Path)
+		}
+	}
+}
+
+// clientAddr is the address failed authentications are counted against:
+// the connection's remote IP (X-Forwarded-For and the like are not trusted,
+// as nothing else in the server trusts them), an IPv4-mapped one as IPv4,
+// an IPv6 one by its /64 (one host usually has a whole /64 to choose from).
+func clientAddr(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	a := ap.Addr().Unmap().WithZone("")
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
 }
 
 // run calls the handler and writes its answer.

@@ -320,6 +320,7 @@ type operation struct {
 	status   int
 	response string // response schema ("" for non-JSON)
 	errors   []int
+	errText  map[int]string // an error's description where errorText's does not fit
 }
 
 func pathParam(name, desc string) js {
@@ -345,7 +346,10 @@ func operations() []operation {
 	m, a := "ApiKey", "AdminToken"
 	return []operation{
 		{route: "GET /healthz", id: "healthz", tag: "operations", summary: "Liveness: the process serves HTTP", status: 200, response: "Health"},
-		{route: "GET /readyz", id: "readyz", tag: "operations", summary: "Readiness: the log is open and writable", status: 200, response: "Health", errors: []int{503}},
+		{route: "GET /readyz", id: "readyz", tag: "operations", summary: "Readiness: the log is open and writable",
+			desc:   "503 when a check fails: the log (open, writable, not failed), the idempotency store and the node's own checks (the NATS relay, the webhook dispatcher). The body names each failed check and a stable reason in error.details (path: the check, type: the reason); the error itself is logged with the request id, never sent.",
+			status: 200, response: "Health", errors: []int{503},
+			errText: map[int]string{503: "SERVICE_UNAVAILABLE, message \"Not ready: <checks>\", one detail per failed check: path log (type not_open, read_only, failed), idempotency (unavailable), relay (restarting, stopped, stalled), webhooks (stalled), ready (failed: another check of the wiring); see Retry-After"}},
 		{route: "GET /metrics", id: "metrics", tag: "operations", summary: "Prometheus metrics (text exposition format)", status: 200},
 		{route: "GET /openapi.json", id: "openapi", tag: "operations", summary: "This document", status: 200},
 
@@ -419,8 +423,8 @@ var errorText = map[int]string{
 	404: "NOT_FOUND (also for another merchant's resource), API_KEY_NOT_FOUND",
 	409: "DUPLICATE_EXTERNAL_ID, DUPLICATE_PAYMENT_ID, DUPLICATE_WIDGET, INVALID_STATUS_TRANSITION, INVOICE_NOT_PAYABLE, WIDGET_NOT_ACTIVE, IDEMPOTENCY_KEY_REUSED, CONFLICT",
 	413: "BODY_TOO_LARGE: the body is over the size limit (64 KiB by default)",
-	429: "RATE_LIMITED: per API key or per customer_id; see Retry-After",
-	503: "SERVICE_UNAVAILABLE (shutting down, not ready) or STORAGE_FULL (the disk is full: nothing was recorded); see Retry-After",
+	429: "RATE_LIMITED: per API key, per customer_id, per client address after failed authentications (wrong API keys or admin tokens; then for any credentials from it), or per merchant past the signed requests the replay cache holds for it; see Retry-After",
+	503: "SERVICE_UNAVAILABLE (shutting down, the replay cache of signed requests is full) or STORAGE_FULL (the disk is full: nothing was recorded); see Retry-After",
 }
 
 func buildOpenAPI() js {
@@ -486,8 +490,15 @@ func buildOpenAPI() js {
 		if method != "GET" && (strings.HasPrefix(pattern, "/api/") || strings.HasPrefix(pattern, "/admin/")) && !slices.Contains(errs, 503) {
 			errs = append(slices.Clone(errs), 503) // anything that appends can meet a full disk
 		}
+		if o.security != "" && !slices.Contains(errs, 429) {
+			errs = append(slices.Clone(errs), 429) // failed authentications from the client's address
+		}
 		for _, code := range errs {
-			e := js{"description": errorText[code], "content": js{"application/json": js{"schema": ref(errSchema)}}}
+			desc := errorText[code]
+			if d, ok := o.errText[code]; ok {
+				desc = d
+			}
+			e := js{"description": desc, "content": js{"application/json": js{"schema": ref(errSchema)}}}
 			if code == 429 || code == 503 {
 				e["headers"] = js{"Retry-After": js{"description": "Seconds to wait", "schema": js{"type": "integer"}}}
 			}

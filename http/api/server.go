@@ -44,7 +44,10 @@ type Server struct {
 	keyLimits *ratelimit.Set
 	custLimit *ratelimit.Set
 	feedLimit *ratelimit.Set
-	replays   *replayCache
+	authFails *ratelimit.Set // failed authentications per client address
+	// authLogLimit bounds the "failed authentications limited" log lines.
+	authLogLimit *ratelimit.Set
+	replays      *replayCache
 }
 
 // auth says who may call a route.
@@ -79,12 +82,14 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, svc: cfg.Service, views: cfg.Views, store: cfg.Log, kr: cfg.Keyring,
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now,
-		mux:       http.NewServeMux(),
-		keyLimits: ratelimit.New(cfg.KeyRate, cfg.KeyBurst),
-		custLimit: ratelimit.New(cfg.CustomerRate, cfg.CustomerBurst),
-		feedLimit: ratelimit.New(cfg.FeedRate, max(1, int(2*cfg.FeedRate))),
-		replays:   newReplayCache(),
-		stopping:  make(chan struct{}),
+		mux:          http.NewServeMux(),
+		keyLimits:    ratelimit.New(cfg.KeyRate, cfg.KeyBurst),
+		custLimit:    ratelimit.New(cfg.CustomerRate, cfg.CustomerBurst),
+		feedLimit:    ratelimit.New(cfg.FeedRate, max(1, int(2*cfg.FeedRate))),
+		authFails:    ratelimit.New(cfg.AuthFailRate, cfg.AuthFailBurst),
+		authLogLimit: ratelimit.New(1, 5),
+		replays:      newReplayCache(cfg.MaxSignaturesPerMerchant, cfg.MaxSignatures),
+		stopping:     make(chan struct{}),
 	}
 	seal := newSealer(cfg.Keyring)
 	if cfg.IdempotencyDB != nil {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"container/heap"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/payledger/payledger/internal/ratelimit"
 )
 
 // Signed requests (SPEC §4). A merchant request may carry
@@ -20,8 +23,13 @@ import (
 // merchant's current signing secret version, or the previous one until its
 // overlap ends. The timestamp must be within Config.SignatureWindow of the
 // server's clock; a signature accepted once is refused for the rest of the
-// window (SIGNATURE_REPLAYED). Without both headers the request is unsigned,
-// which is allowed unless Config.RequireSignatures.
+// window (SIGNATURE_REPLAYED). Without both headers the request is
+// unsigned, which is allowed unless Config.RequireSignatures.
+//
+// The replay cache is bounded (Config.MaxSignaturesPerMerchant,
+// Config.MaxSignatures) and never forgets a signature early: past a bound,
+// new signed requests are refused with Retry-After until the earliest
+// remembered one expires. Only a correctly signed request adds to it.
 //
 // The replay cache is in memory: a restart forgets it, so a signature
 // captured less than the window before a restart could be replayed once
@@ -95,37 +103,127 @@ func (s *Server) verifySignature(c *call) error {
 	if !ok {
 		return invalid
 	}
-	if !s.replays.first(c.merchantID+"/"+hex.EncodeToString(mac), at.Add(s.cfg.SignatureWindow), now) {
-		return newError(CodeSignatureReplayed, "This signature was already used; sign every request afresh")
+	if err := s.replays.first(c.merchantID, mac, at.Add(s.cfg.SignatureWindow), now); err != nil {
+		return err
 	}
 	return nil
 }
 
 // replayCache remembers accepted signatures until their timestamp leaves
-// the window.
+// the window: per merchant, a set of MACs (their first 16 bytes: enough to
+// tell them apart, and a replay is the same MAC) and a min-heap of their
+// expiries. It never forgets a signature before it expires: when a merchant
+// holds perMerchant of them, or the cache holds total, a new signed request
+// is refused until the earliest one expires.
 type replayCache struct {
+	perMerchant, total int
+
 	mu        sync.Mutex
-	m         map[string]time.Time
+	m         map[string]*merchantReplays
+	n         int       // signatures held
+	fullUntil time.Time // the cache holds total until then at least
 	lastSweep time.Time
 }
 
-func newReplayCache() *replayCache { return &replayCache{m: map[string]time.Time{}} }
+type merchantReplays struct {
+	seen map[[16]byte]struct{}
+	exp  expiryHeap
+}
 
-// first records key until expires and reports whether it was new.
-func (c *replayCache) first(key string, expires, now time.Time) bool {
+type replayEntry struct {
+	exp time.Time
+	mac [16]byte
+}
+
+// expiryHeap is a min-heap of entries by expiry (container/heap).
+type expiryHeap []replayEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].exp.Before(h[j].exp) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(replayEntry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+func newReplayCache(perMerchant, total int) *replayCache {
+	return &replayCache{perMerchant: perMerchant, total: total, m: map[string]*merchantReplays{}}
+}
+
+// first records merchant's mac until expires. It refuses a mac already held
+// (SIGNATURE_REPLAYED), and a new one when the merchant or the cache is
+// full (429 RATE_LIMITED or 503 SERVICE_UNAVAILABLE, with Retry-After).
+func (c *replayCache) first(merchant string, mac []byte, expires, now time.Time) error {
+	var key [16]byte
+	copy(key[:], mac)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now.Sub(c.lastSweep) > 30*time.Second {
 		c.lastSweep = now
-		for k, exp := range c.m {
-			if now.After(exp) {
-				delete(c.m, k)
-			}
+		c.sweep(now)
+	}
+	if mr := c.m[merchant]; mr != nil {
+		c.expire(merchant, mr, now) // may drop it
+	}
+	if mr := c.m[merchant]; mr != nil {
+		if _, ok := mr.seen[key]; ok {
+			return newError(CodeSignatureReplayed, "This signature was already used; sign every request afresh")
+		}
+		if len(mr.seen) >= c.perMerchant {
+			return rateLimited(mr.exp[0].exp.Sub(now)+time.Nanosecond,
+				fmt.Sprintf("This merchant already has %d signed requests within the signature window", c.perMerchant))
 		}
 	}
-	if exp, ok := c.m[key]; ok && !now.After(exp) {
-		return false
+	if c.n >= c.total {
+		// Full until the earliest signature expires: nothing is added
+		// meanwhile, so that stays the earliest.
+		if !now.Before(c.fullUntil) {
+			c.sweep(now)
+			if c.n >= c.total {
+				c.fullUntil = time.Time{}
+				for _, o := range c.m {
+					if c.fullUntil.IsZero() || o.exp[0].exp.Before(c.fullUntil) {
+						c.fullUntil = o.exp[0].exp
+					}
+				}
+				c.fullUntil = c.fullUntil.Add(time.Nanosecond) // held while !now.After(exp)
+			}
+		}
+		if c.n >= c.total {
+			e := newError(CodeUnavailable, "The server holds as many signed requests as it can remember; retry later")
+			e.RetryAfter = ratelimit.RetryAfter(c.fullUntil.Sub(now))
+			return e
+		}
 	}
-	c.m[key] = expires
-	return true
+	mr := c.m[merchant]
+	if mr == nil {
+		mr = &merchantReplays{seen: map[[16]byte]struct{}{}}
+		c.m[merchant] = mr
+	}
+	mr.seen[key] = struct{}{}
+	heap.Push(&mr.exp, replayEntry{exp: expires, mac: key})
+	c.n++
+	return nil
+}
+
+// expire drops merchant's signatures that have left the window. c.mu is held.
+func (c *replayCache) expire(merchant string, mr *merchantReplays, now time.Time) {
+	for len(mr.exp) > 0 && now.After(mr.exp[0].exp) {
+		e := heap.Pop(&mr.exp).(replayEntry)
+		delete(mr.seen, e.mac)
+		c.n--
+	}
+	if len(mr.exp) == 0 {
+		delete(c.m, merchant)
+	}
+}
+
+// sweep expires every merchant's signatures. c.mu is held.
+func (c *replayCache) sweep(now time.Time) {
+	for id, mr := range c.m {
+		c.expire(id, mr, now)
+	}
 }
