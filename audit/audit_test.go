@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -346,6 +347,54 @@ func TestRunCheckpointFaults(t *testing.T) {
 			_, err := run(t, b.readOnly(), tc.trusted...)
 			wantFault(t, err, CheckCheckpoints, evs[0].Seq, StreamCheckpoints, tc.reason)
 		})
+	}
+}
+
+// TestRunCheckpointSignedAtAgainstItsEvent: a checkpoint is signed at most
+// MaxCheckpointLag before the event that records it, never after it; the
+// Checkpointer gives both the same time, so its checkpoints pass.
+func TestRunCheckpointSignedAtAgainstItsEvent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		offset time.Duration // signed_at minus the event's time
+		reason string        // "": verifies
+	}{
+		{"at the event's time", 0, ""},
+		{"a second before", -time.Second, ""},
+		{"the most allowed before", -MaxCheckpointLag, ""},
+		{"just too long before", -MaxCheckpointLag - time.Nanosecond, "before the time of the event that records it"},
+		{"a day before", -24 * time.Hour, "before the time of the event that records it"},
+		{"a nanosecond after", time.Nanosecond, "after the time of the event that records it"},
+		{"an hour in the future", time.Hour, "after the time of the event that records it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t, true)
+			b.merchant("m1")
+			cp := SignCheckpoint(testKey, b.s.Head(), b.at.Add(tc.offset))
+			evs := b.app(w(StreamCheckpoints, b.ev(TypeCheckpointSigned, "", cp)))
+			_, err := run(t, b.readOnly(), testKey.Public().(ed25519.PublicKey))
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				return
+			}
+			wantFault(t, err, CheckCheckpoints, evs[0].Seq, StreamCheckpoints, tc.reason)
+		})
+	}
+
+	// What the Checkpointer writes, at whatever time its clock says.
+	b := newBuilder(t, true)
+	b.merchant("m1")
+	for _, at := range []time.Time{t0, t0.Add(-90 * 24 * time.Hour), t0.Add(time.Hour + time.Nanosecond)} {
+		c := NewCheckpointer(b.s, testKey, CheckpointConfig{Now: func() time.Time { return at }})
+		b.invoice("m1", at.String())
+		if _, ok, err := c.Checkpoint(context.Background()); !ok || err != nil {
+			t.Fatalf("checkpoint: %v %v", ok, err)
+		}
+	}
+	if r, err := run(t, b.readOnly(), testKey.Public().(ed25519.PublicKey)); err != nil || r.Checkpoints != 3 {
+		t.Fatalf("Run of the checkpointer's log: %d checkpoints, %v", r.Checkpoints, err)
 	}
 }
 

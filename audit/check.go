@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
@@ -420,7 +421,8 @@ func flow(m map[string]*Flow, cur string) *Flow {
 
 // checkpoint checks a checkpoint.signed event: its data, that it signs a
 // sequence before its own, its signature (with a trusted key, when some
-// are given), and the chain's hash at that sequence (now, or at the end
+// are given), that it was signed no later than the event's time and at
+// most MaxCheckpointLag before it, and the chain's hash at that sequence (now, or at the end
 // when it is further back than the ring remembers).
 func (c *checker) checkpoint(e *ledger.Event) *Fault {
 	cp, err := DecodeCheckpoint(e.Data)
@@ -437,6 +439,14 @@ func (c *checker) checkpoint(e *ledger.Event) *Fault {
 	if err := cp.Verify(pub); err != nil {
 		return &Fault{Seq: e.Seq, Stream: e.Stream, Check: CheckCheckpoints, Cause: err,
 			Reason: fmt.Sprintf("checkpoint of sequence %d: forged or damaged signature: %v", cp.Seq, err)}
+	}
+	switch lag := e.Time.Sub(cp.SignedAt); {
+	case lag < 0:
+		return fault(CheckCheckpoints, e.Seq, e.Stream, "checkpoint of sequence %d is signed at %s, after the time of the event that records it (%s)",
+			cp.Seq, cp.SignedAt.Format(time.RFC3339Nano), e.Time.Format(time.RFC3339Nano))
+	case lag > MaxCheckpointLag:
+		return fault(CheckCheckpoints, e.Seq, e.Stream, "checkpoint of sequence %d is signed at %s, %s before the time of the event that records it (%s); at most %s is allowed",
+			cp.Seq, cp.SignedAt.Format(time.RFC3339Nano), lag, e.Time.Format(time.RFC3339Nano), MaxCheckpointLag)
 	}
 	if e.Seq-cp.Seq < ringSize {
 		if h := c.ring[cp.Seq%ringSize]; h != cp.Hash {

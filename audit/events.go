@@ -21,6 +21,14 @@ const (
 	StreamCheckpoints = "checkpoints"
 )
 
+// MaxCheckpointLag is how long before the time of the checkpoint.signed
+// event that records it a checkpoint may have been signed; it may not be
+// signed after it. The Checkpointer gives both the same time, so any other
+// difference means the event was not written as the node records its
+// checkpoints (a clock set wrong, or a signature made elsewhere and
+// appended later); the minute leaves room for a signer that takes its time.
+const MaxCheckpointLag = time.Minute
+
 // checkpointDomain starts every signed message, so that a checkpoint
 // signature can never be taken for a signature over anything else, and a
 // later message format gets a new name.
@@ -35,7 +43,7 @@ type CheckpointSigned struct {
 	Hash      ledger.Hash `json:"hash"`       // the hash of the event at Seq, 64 hex digits
 	PublicKey string      `json:"public_key"` // the signer's Ed25519 public key, 64 hex digits
 	Signature string      `json:"signature"`  // Ed25519 over CheckpointMessage(Seq, Hash), 128 hex digits
-	SignedAt  time.Time   `json:"signed_at"`
+	SignedAt  time.Time   `json:"signed_at"`  // when it was signed: the recording event's time, or at most MaxCheckpointLag before it
 }
 
 // CheckpointMessage is the exact message a checkpoint signs:
