@@ -39,6 +39,13 @@ var (
 	// ErrBadExport means a line of an export is not an event in the form
 	// payledger export writes.
 	ErrBadExport = errors.New("audit: malformed export line")
+	// ErrBadManifest means an export's manifest is malformed, contradicts
+	// itself, or names a format version this build does not read.
+	ErrBadManifest = errors.New("audit: malformed export manifest")
+	// ErrManifestMismatch means an export's events are not the ones its
+	// manifest names: the export was cut short or extended, or the
+	// manifest is another export's or was changed.
+	ErrManifestMismatch = errors.New("audit: export does not match its manifest")
 )
 
 var checkErr = map[string]error{
@@ -102,3 +109,14 @@ func (e *ExportError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrBadExport) true.
 func (e *ExportError) Unwrap() error { return ErrBadExport }
+
+// ManifestError says where an export and its manifest part.
+type ManifestError struct {
+	Seq    uint64 // the first sequence where they differ
+	Reason string
+}
+
+func (e *ManifestError) Error() string { return "audit: " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrManifestMismatch) true.
+func (e *ManifestError) Unwrap() error { return ErrManifestMismatch }

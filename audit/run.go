@@ -32,6 +32,11 @@ type Options struct {
 	SkipRebuild bool
 	// ScratchDir holds the rebuild's temporary file. Default os.TempDir().
 	ScratchDir string
+	// Manifest, for VerifyExport, is the export's manifest: its events
+	// must be exactly the ones it names (Manifest.Compare), or the export
+	// fails the chain check. Without one, an export cut at a line boundary
+	// verifies as the shorter log it is. Run ignores it.
+	Manifest *Manifest
 }
 
 // Report is what a verification found, as far as it got.
@@ -184,10 +189,14 @@ func Run(ctx context.Context, store *boltlog.Store, opts Options) (Report, error
 // line), the stream, postings, invoice and checkpoint checks of Run, in one
 // pass, and a second pass only for a checkpoint further back than the
 // checker remembers. A chain fault anywhere comes before any other. There
-// are no views in an export: the views checks are Run's.
+// are no views in an export: the views checks are Run's. With
+// opts.Manifest, the events must be exactly the ones it names, checked
+// after the chain and before the other checks.
 //
 // Errors: as Run; a line that is not an event is a chain *Fault whose
-// cause is an *ExportError.
+// cause is an *ExportError; events other than the manifest's are a chain
+// *Fault whose cause is a *ManifestError (errors.Is matches
+// ErrManifestMismatch), at the first sequence where they part.
 func VerifyExport(ctx context.Context, r io.ReadSeeker, opts Options) (Report, error) {
 	var rep Report
 	rep.Views = "none (an export)"
@@ -195,6 +204,7 @@ func VerifyExport(ctx context.Context, r io.ReadSeeker, opts Options) (Report, e
 	v := ledger.NewVerifier()
 	c := newChecker(opts.PublicKeys)
 	var first *Fault
+	var tally ExportTally
 	n := 0
 	for e, err := range ReadExport(r) {
 		if err != nil {
@@ -220,12 +230,20 @@ func VerifyExport(ctx context.Context, r io.ReadSeeker, opts Options) (Report, e
 			}
 			return rep, &Fault{Seq: ve.Seq, Stream: e.Stream, Check: CheckChain, Reason: reason, Cause: err}
 		}
+		tally.Add(&e)
 		if first == nil {
 			first = c.event(&e)
 		}
 	}
 	rep.Head = v.Head()
 	rep.Took.Chain = time.Since(start)
+	if m := opts.Manifest; m != nil {
+		if err := m.Compare(&tally); err != nil {
+			var me *ManifestError
+			errors.As(err, &me)
+			return rep, &Fault{Seq: me.Seq, Check: CheckChain, Reason: me.Reason, Cause: err}
+		}
+	}
 	if first != nil {
 		c.fill(&rep)
 		return rep, first

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/payledger/payledger/ledger"
 )
@@ -67,5 +72,106 @@ func TestExportCommandStopsAtBadRecord(t *testing.T) {
 	}
 	if code, _, errs := runCmd(t, "export", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(errs, "no event log") {
 		t.Fatalf("export of an empty dir = %d: %s", code, errs)
+	}
+}
+
+// exportManifest runs payledger export --manifest on dir and returns the
+// export and the manifest's path, next to the export's.
+func exportManifest(t *testing.T, dir string, args ...string) (exp, manifest string) {
+	t.Helper()
+	manifest = filepath.Join(t.TempDir(), "events.manifest")
+	code, out, errs := runCmd(t, append([]string{"export", "--data-dir", dir, "--manifest", manifest}, args...)...)
+	if code != 0 || errs != "" {
+		t.Fatalf("export --manifest = %d: %s", code, errs)
+	}
+	return out, manifest
+}
+
+// TestExportManifest: --manifest leaves export's output byte for byte as
+// it is without (one event per line, nothing else) and writes a manifest
+// naming the events, the same bytes for the same log; a failed export
+// writes none and removes the one an earlier export left.
+func TestExportManifest(t *testing.T) {
+	dir := replayLog(t)
+	pub := signCheckpoint(t, dir, replayT0.Add(time.Hour))
+	plain := exportOf(t, dir)
+	exp, mpath := exportManifest(t, dir)
+	if exp != plain {
+		t.Fatalf("export --manifest writes other bytes than export:\n%s\nvs\n%s", exp, plain)
+	}
+	evs := exportLines(t, exp)
+	if len(evs) != 15 || strings.Count(exp, "\n") != 15 {
+		t.Fatalf("export --manifest wrote %d events in %d lines", len(evs), strings.Count(exp, "\n"))
+	}
+	got, err := os.ReadFile(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`{
+  "format": "payledger-export-manifest",
+  "version": 1,
+  "from": 1,
+  "events": 15,
+  "first": {
+    "seq": 1,
+    "hash": "%s"
+  },
+  "last": {
+    "seq": 15,
+    "hash": "%s"
+  },
+  "checkpoint": {
+    "event_seq": 15,
+    "seq": 14,
+    "hash": "%s",
+    "public_key": "%s"
+  }
+}
+`, evs[0].Hash, evs[14].Hash, evs[13].Hash, pub)
+	if string(got) != want {
+		t.Fatalf("manifest:\n%s\nwant:\n%s", got, want)
+	}
+	// Again into the same path: the same bytes.
+	code, out, errs := runCmd(t, "export", "--data-dir", dir, "--manifest", mpath)
+	if again, _ := os.ReadFile(mpath); code != 0 || out != plain || !bytes.Equal(again, got) {
+		t.Fatalf("export --manifest again = %d (%s): manifest\n%s", code, errs, again)
+	}
+
+	_, m35 := exportManifest(t, dir, "--from", "35")
+	if b, _ := os.ReadFile(m35); !strings.Contains(string(b), `"from": 35,
+  "events": 0,
+  "first": null,
+  "last": null,
+  "checkpoint": null`) {
+		t.Fatalf("manifest of an export past the head:\n%s", b)
+	}
+	exp, m10 := exportManifest(t, dir, "--from", "10")
+	if b, _ := os.ReadFile(m10); len(exportLines(t, exp)) != 6 || !strings.Contains(string(b), `"from": 10,
+  "events": 6,
+  "first": {
+    "seq": 10,`) {
+		t.Fatalf("manifest of export --from 10:\n%s", b)
+	}
+}
+
+// TestExportManifestNotWrittenOnFailure: an export that stops at a bad
+// record writes no manifest, and removes the one an earlier export left
+// at that path (it could match the events written before the failure).
+func TestExportManifestNotWrittenOnFailure(t *testing.T) {
+	dir := auditLog(t, 20)
+	_, mpath := exportManifest(t, dir)
+	tamper(t, dir, 12)
+	code, _, errs := runCmd(t, "export", "--data-dir", dir, "--manifest", mpath)
+	if code != 1 || !strings.Contains(errs, "sequence 12") {
+		t.Fatalf("export of a tampered log = %d: %s", code, errs)
+	}
+	if _, err := os.Stat(mpath); !os.IsNotExist(err) {
+		t.Fatalf("a failed export left a manifest: %v", err)
+	}
+	if code, _, _ := runCmd(t, "export", "--data-dir", t.TempDir(), "--manifest", mpath); code != 1 {
+		t.Fatalf("export of an empty dir = %d", code)
+	}
+	if _, err := os.Stat(mpath); !os.IsNotExist(err) {
+		t.Fatalf("a failed export wrote a manifest: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,5 +148,92 @@ func TestImportRefusesEmptyExport(t *testing.T) {
 	}
 	if exportOf(t, dir) != before {
 		t.Fatal("an empty import changed the log")
+	}
+}
+
+// TestImportWithManifest: an export with its manifest imports; cut at each
+// line boundary of its last lines it is refused and nothing is appended,
+// into a fresh data dir and into a log it would continue (import commits
+// in batches: the manifest is checked before the first); a changed manifest
+// is refused too. --manifest needs a file, not standard input.
+func TestImportWithManifest(t *testing.T) {
+	dir := replayLog(t)
+	exp, manifest := exportManifest(t, dir)
+	fresh := filepath.Join(t.TempDir(), "restored")
+	code, out, errs := runCmd(t, "import", "--data-dir", fresh, "--from", writeFile(t, exp), "--manifest", manifest)
+	if code != 0 || !strings.Contains(out, "imported 14 events") || !strings.Contains(out, "the export matched its manifest "+manifest+": 14 events, sequences 1 to 14") {
+		t.Fatalf("import --manifest = %d\n%s%s", code, out, errs)
+	}
+	if again := exportOf(t, fresh); again != exp {
+		t.Fatal("the imported log differs from the original")
+	}
+
+	lines := strings.SplitAfter(exp, "\n")
+	lines = lines[:len(lines)-1] // after the last LF
+	part := filepath.Join(t.TempDir(), "part")
+	if code, _, errs := runCmd(t, "import", "--data-dir", part, "--from", writeFile(t, strings.Join(lines[:3], ""))); code != 0 {
+		t.Fatalf("import of 3 = %d: %s", code, errs)
+	}
+	partBefore := exportOf(t, part)
+	for cut := 1; cut <= 5; cut++ {
+		kept := len(lines) - cut
+		file := writeFile(t, strings.Join(lines[:kept], ""))
+		want := fmt.Sprintf("refused at sequence %d: audit: the export ends at sequence %d; its manifest says 14: cut short? (nothing imported)", kept+1, kept)
+		fresh := filepath.Join(t.TempDir(), "fresh")
+		code, out, errs := runCmd(t, "import", "--data-dir", fresh, "--from", file, "--manifest", manifest)
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Fatalf("import --manifest of the export without its last %d lines = %d\n%s%s", cut, code, out, errs)
+		}
+		if entries, _ := os.ReadDir(fresh); len(entries) != 0 {
+			t.Fatalf("a refused import left %d files", len(entries))
+		}
+		code, out, errs = runCmd(t, "import", "--data-dir", part, "--from", file, "--manifest", manifest)
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Fatalf("import --manifest continuing a log from the export without its last %d lines = %d\n%s%s", cut, code, out, errs)
+		}
+		if exportOf(t, part) != partBefore {
+			t.Fatalf("a refused import (the last %d lines cut) appended to the log", cut)
+		}
+	}
+
+	// A manifest changed to name one more event.
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(strings.Replace(string(b), `"events": 14`, `"events": 15`, 1), `"seq": 14,`, `"seq": 15,`, 1)
+	forged := filepath.Join(t.TempDir(), "forged.manifest")
+	if err := os.WriteFile(forged, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd(t, "import", "--data-dir", part, "--from", writeFile(t, exp), "--manifest", forged)
+	if code != 1 || !strings.Contains(errs, "the export ends at sequence 14; its manifest says 15: cut short? (nothing imported)") || exportOf(t, part) != partBefore {
+		t.Fatalf("import with a changed manifest = %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := runCmd(t, "import", "--data-dir", part, "--from", "-", "--manifest", manifest); code != 2 || !strings.Contains(errs, "--manifest needs --from FILE") {
+		t.Fatalf("import --from - --manifest = %d: %s", code, errs)
+	}
+}
+
+// TestImportWithManifestChecksBeforeTheFirstBatch: import commits every
+// 4,096 events, so an export longer than a batch and cut short would have
+// its first batches in the log before its end showed the cut: with a
+// manifest the whole file is compared first, and nothing is appended.
+func TestImportWithManifestChecksBeforeTheFirstBatch(t *testing.T) {
+	dir := auditLog(t, importBatch+100)
+	exp, manifest := exportManifest(t, dir)
+	lines := strings.SplitAfter(exp, "\n")
+	cut := writeFile(t, strings.Join(lines[:len(lines)-3], "")) // 2 events lost
+	part := filepath.Join(t.TempDir(), "part")
+	if code, _, errs := runCmd(t, "import", "--data-dir", part, "--from", writeFile(t, strings.Join(lines[:10], ""))); code != 0 {
+		t.Fatalf("import of 10 = %d: %s", code, errs)
+	}
+	before := exportOf(t, part)
+	code, out, errs := runCmd(t, "import", "--data-dir", part, "--from", cut, "--manifest", manifest)
+	if code != 1 || !strings.Contains(errs, fmt.Sprintf("the export ends at sequence %d; its manifest says %d: cut short? (nothing imported)", importBatch+98, importBatch+100)) {
+		t.Fatalf("import --manifest of a cut export = %d\n%s%s", code, out, errs)
+	}
+	if exportOf(t, part) != before {
+		t.Fatal("a refused import appended to the log")
 	}
 }

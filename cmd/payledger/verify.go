@@ -68,24 +68,28 @@ func readPublicKey(arg string) (ed25519.PublicKey, error) {
 }
 
 // runVerify checks a log read-only (or an export), in order: the hash
-// chain, sequence continuity, stream versions, index and head; that every
-// stream starts with its creation event; postings per currency and per
+// chain, sequence continuity, stream versions, index and head (for an
+// export with --manifest, that it holds exactly the events the manifest
+// names, so that one cut short fails); that every stream starts with its creation event; postings per currency and per
 // merchant; that every invoice's status follows from its events and its
 // view says so; the signed checkpoints; and that the views equal a rebuild.
 // It prints what it found and stops at the first fault. Exit status: 0
 // when everything verifies, 1 at a fault (the error names the first bad
-// sequence) or when the log cannot be opened, 2 on bad usage.
+// sequence) or when the log or the manifest cannot be read, 2 on bad
+// usage.
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verify", stderr)
 	dataDir := dataDirFlag(fs)
 	export := fs.String("export", "", "verify this export file (payledger export's JSON Lines, from sequence 1) instead of a log")
+	manifest := fs.String("manifest", "", "the export's manifest (payledger export --manifest): the export must hold exactly the events it names, so that one cut short fails")
 	var keys keyList
 	fs.Var(&keys, "public-key", "trusted checkpoint key: hex or base64 Ed25519 public key, or a file holding one (payledger keygen prints it); repeat for several. Every checkpoint must be signed by one, and there must be one")
 	skipRebuild := fs.Bool("skip-rebuild", false, "leave out the slowest check: rebuilding every view and comparing it with the live one")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: payledger verify [--data-dir D | --export FILE] [--public-key K]... [--skip-rebuild]")
+		fmt.Fprintln(stderr, "usage: payledger verify [--data-dir D | --export FILE [--manifest M]] [--public-key K]... [--skip-rebuild]")
 		fmt.Fprintln(stderr, "\nChecks, in order, and stops at the first fault, naming its sequence and stream:")
-		fmt.Fprintln(stderr, "  chain        every record's hash, the chain, sequence continuity, stream versions, index, head")
+		fmt.Fprintln(stderr, "  chain        every record's hash, the chain, sequence continuity, stream versions, index, head;")
+		fmt.Fprintln(stderr, "               for an export with --manifest, exactly the events its manifest names")
 		fmt.Fprintln(stderr, "  streams      every stream starts with its creation event, and has one")
 		fmt.Fprintln(stderr, "  postings     every event's postings sum to zero per currency and touch only its merchant's")
 		fmt.Fprintln(stderr, "               accounts; each merchant's and all postings sum to zero")
@@ -95,6 +99,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "  projections  the views equal a rebuild from the log (not for an export)")
 		fmt.Fprintln(stderr, "\nThe log is opened read-only and must not be open in a running server (back it up")
 		fmt.Fprintln(stderr, "with payledger backup and verify the copy). An export needs only the public key.")
+		fmt.Fprintln(stderr, "An export cut at a line boundary is a valid, shorter log: only --manifest tells it")
+		fmt.Fprintln(stderr, "from the whole one, and without it the report says completeness was not checked.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -106,11 +112,21 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if set["export"] && set["data-dir"] {
 		return &exitError{code: 2, err: errors.New("give --data-dir or --export, not both")}
 	}
+	if *manifest != "" && *export == "" {
+		return &exitError{code: 2, err: errors.New("--manifest is for --export: the manifest of an export")}
+	}
 	pubs, kerr := keys.keys()
 	if kerr != nil {
 		return &exitError{code: 2, err: kerr}
 	}
 	opts := audit.Options{PublicKeys: pubs, SkipRebuild: *skipRebuild}
+	if *manifest != "" {
+		m, err := readManifest(*manifest)
+		if err != nil {
+			return err
+		}
+		opts.Manifest = m
+	}
 
 	var (
 		path string
@@ -146,7 +162,12 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			reason = ve.Reason
 		}
 		fmt.Fprintf(stdout, "%s: FAILED at sequence %d: %s\n", path, f.Seq, reason)
-		fmt.Fprintf(stdout, "the %d events before it verify; last good head %d %s\n", rep.Head.Seq, rep.Head.Seq, rep.Head.Hash)
+		if errors.Is(err, audit.ErrManifestMismatch) {
+			fmt.Fprintf(stdout, "its %d events verify as a chain (head %d %s), but they are not the ones its manifest %s names: %s\n",
+				rep.Head.Seq, rep.Head.Seq, rep.Head.Hash, *manifest, opts.Manifest.Describe())
+		} else {
+			fmt.Fprintf(stdout, "the %d events before it verify; last good head %d %s\n", rep.Head.Seq, rep.Head.Seq, rep.Head.Hash)
+		}
 		return fmt.Errorf("%s: first bad sequence %d: %w", path, f.Seq, err)
 	}
 	if err != nil && !isFault {
@@ -162,6 +183,13 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d events verified in %s%s\n", path, rep.Head.Seq, chainTook.Round(time.Millisecond), rate)
 	fmt.Fprintf(stdout, "head: seq %d hash %s\n", rep.Head.Seq, rep.Head.Hash)
+	switch {
+	case *export == "":
+	case opts.Manifest != nil:
+		fmt.Fprintf(stdout, "completeness: matches its manifest %s: %s\n", *manifest, opts.Manifest.Describe())
+	default:
+		fmt.Fprintln(stdout, "completeness: not checked (no --manifest); a file cut at a line boundary verifies as a shorter log")
+	}
 	printAudit(stdout, rep, isFault)
 	if isFault {
 		fmt.Fprintf(stdout, "%s: FAILED: %s\n", path, strings.TrimPrefix(f.Error(), "audit: "))
@@ -210,4 +238,18 @@ func printAudit(w io.Writer, r audit.Report, partial bool) {
 	if r.Views != "" {
 		fmt.Fprintf(w, "views: %s\n", r.Views)
 	}
+}
+
+// readManifest reads an export's manifest (verify and import --manifest).
+func readManifest(path string) (*audit.Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	defer f.Close()
+	m, err := audit.ReadManifest(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
 }

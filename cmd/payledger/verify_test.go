@@ -412,3 +412,59 @@ func TestToolsRefuseBadLogKey(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyCommandWithManifest: an export with its manifest verifies and
+// says it matches; the same file cut at each line boundary of its last
+// lines, each a valid shorter log, fails naming where the manifest says it
+// ends; so does a manifest changed to name another last event. Without
+// --manifest the report says completeness was not checked.
+func TestVerifyCommandWithManifest(t *testing.T) {
+	dir := replayLog(t)
+	pub := signCheckpoint(t, dir, replayT0.Add(time.Hour))
+	exp, manifest := exportManifest(t, dir)
+	file := writeFile(t, exp)
+	code, out, errs := runCmd(t, "verify", "--export", file, "--manifest", manifest, "--public-key", pub)
+	if code != 0 || !strings.Contains(out, "completeness: matches its manifest "+manifest+": 15 events, sequences 1 to 15, last hash ") ||
+		!strings.Contains(out, "ok: every check passed") {
+		t.Fatalf("verify --manifest of the whole export = %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCmd(t, "verify", "--export", file, "--public-key", pub)
+	if code != 0 || !strings.Contains(out, "completeness: not checked (no --manifest); a file cut at a line boundary verifies as a shorter log") {
+		t.Fatalf("verify without --manifest = %d\n%s%s", code, out, errs)
+	}
+
+	lines := strings.SplitAfter(exp, "\n")
+	lines = lines[:len(lines)-1] // after the last LF
+	for cut := 1; cut <= 5; cut++ {
+		kept := len(lines) - cut
+		file := writeFile(t, strings.Join(lines[:kept], ""))
+		code, out, errs := runCmd(t, "verify", "--export", file, "--manifest", manifest, "--public-key", pub)
+		if code != 1 || !strings.Contains(out, fmt.Sprintf("FAILED at sequence %d: the export ends at sequence %d; its manifest says 15: cut short?", kept+1, kept)) ||
+			!strings.Contains(out, fmt.Sprintf("its %d events verify as a chain", kept)) || !strings.Contains(errs, fmt.Sprintf("first bad sequence %d", kept+1)) {
+			t.Fatalf("verify --manifest of the export without its last %d lines = %d\n%s%s", cut, code, out, errs)
+		}
+	}
+
+	// The manifest changed: another last hash; something else than a
+	// manifest; a manifest for --data-dir.
+	evs := exportLines(t, exp)
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := filepath.Join(t.TempDir(), "forged.manifest")
+	if err := os.WriteFile(forged, bytes.Replace(b, []byte(evs[14].Hash.String()), []byte(evs[13].Hash.String()), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd(t, "verify", "--export", file, "--manifest", forged)
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("FAILED at sequence 15: the export's last event, sequence 15, has hash %s; its manifest says %s", evs[14].Hash, evs[13].Hash)) {
+		t.Fatalf("verify with a changed manifest = %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCmd(t, "verify", "--export", file, "--manifest", file)
+	if code != 1 || !strings.Contains(errs, "malformed export manifest") {
+		t.Fatalf("verify with an export for a manifest = %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := runCmd(t, "verify", "--data-dir", dir, "--manifest", manifest); code != 2 || !strings.Contains(errs, "--manifest is for --export") {
+		t.Fatalf("verify --data-dir --manifest = %d: %s", code, errs)
+	}
+}
