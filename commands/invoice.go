@@ -143,6 +143,7 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 		}
 		return nil, fmt.Errorf("create invoice: %w", mapConflict(err))
 	}
+	s.created()
 	return &Invoice{InvoiceCreated: d, Status: InvoiceStatusPending, Version: evs[0].Version}, nil
 }
 
@@ -409,6 +410,7 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 		var ce *ledger.ClaimError
 		switch {
 		case err == nil:
+			s.created()
 			return &Invoice{InvoiceCreated: d, Status: InvoiceStatusPending, Version: evs[0].Version}, nil
 		case errors.Is(err, ErrRepeated):
 			return nil, err

@@ -113,12 +113,15 @@ func NewScheduler(svc *Service, src DueSource, clock Clock, log *slog.Logger) *S
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Scheduler{svc: svc, src: src, clock: clock, log: log, kick: make(chan struct{}, 1),
+	s := &Scheduler{svc: svc, src: src, clock: clock, log: log, kick: make(chan struct{}, 1),
 		entropy: ulid.Monotonic(ulid.DefaultEntropy(), 0), retries: map[dueKey]*retry{}}
+	svc.OnDue(s.Kick) // every creation through svc, whichever adapter made it
+	return s
 }
 
-// Kick wakes the scheduler to look again (after an invoice was created with
-// an earlier expiry than it was waiting for).
+// Kick wakes the scheduler to look again (after an invoice or a widget was
+// created, maybe with an earlier expiry than it was waiting for). The
+// Service calls it (OnDue); other callers need not.
 func (s *Scheduler) Kick() {
 	select {
 	case s.kick <- struct{}{}:

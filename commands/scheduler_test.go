@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -619,5 +620,87 @@ func TestSchedulerBacksOffAFailingItem(t *testing.T) {
 	}
 	if st := sched.Stats(); st.Retrying != 0 || st.Failed != uint64(tries) {
 		t.Errorf("stats after repair %+v", st)
+	}
+}
+
+// TestSchedulerWakesForNewItems: a Run asleep until its next due item, or
+// for its longest wait, looks again when something is created that may
+// expire sooner, whichever adapter created it. Before, only the API's
+// invoice creations woke it: a widget created with an expires_at in ten
+// seconds, or an invoice made on the hosted widget page, waited out the
+// sleep (up to a minute) before it expired.
+func TestSchedulerWakesForNewItems(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	clock := &manualClock{now: t0}
+	_, svc, views, meta := shopWithViews(t, clock)
+	var created atomic.Int32
+	svc.OnDue(func() { created.Add(1) })
+	sched := commands.NewScheduler(svc, viewsDue{views}, clock, nil)
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Nothing is due: Run sleeps for its longest wait.
+	waitFor("the scheduler sleeps a minute", func() bool {
+		at, ok := clock.nextWake()
+		return ok && at.Equal(t0.Add(time.Minute))
+	})
+
+	expiresAt := t0.Add(10 * time.Second)
+	w, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(),
+		Kind: commands.WidgetUnlimited, ExpiresAt: expiresAt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the scheduler waits for the new widget's expiry", func() bool {
+		at, ok := clock.nextWake()
+		return ok && at.Equal(expiresAt)
+	})
+	clock.Advance(10 * time.Second)
+	waitFor("the widget expires", func() bool {
+		got, err := svc.LoadWidget(ctx, "m1", w.WidgetID)
+		return err == nil && got.Status == commands.WidgetStatusExpired
+	})
+
+	// Every creation path tells the hooks: API invoice, e-invoice, widget
+	// invoice (the hosted page's path), widget.
+	w2, err := svc.CreateWidget(ctx, commands.CreateWidget{Meta: meta(), MerchantID: "m1", NewID: ulid.Make(), Kind: commands.WidgetUnlimited})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+		Currency: "UAH", ExternalID: "o-1", Rate: dec("41.5")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CreateEInvoice(ctx, commands.CreateEInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", PaymentID: "p-1",
+		Method: "visamaster.uah", Amount: "100.00", Description: "d", Sender: "4444111144441111", Rate: dec("41.50")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CreateWidgetInvoice(ctx, commands.CreateWidgetInvoice{Meta: meta(), InvoiceID: ulid.Make(), WidgetID: w2.WidgetID,
+		Amount: "250.00", Method: "visamaster.uah", Rate: dec("41.50")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := created.Load(); got != 5 {
+		t.Errorf("OnDue hooks called %d times for 5 creations", got)
+	}
+	// A refused creation tells nobody.
+	if _, err := svc.CreateInvoice(ctx, commands.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1", Amount: "10.00",
+		Currency: "UAH", ExternalID: "o-1", Rate: dec("41.5")}); !errors.Is(err, commands.ErrDuplicateExternalID) {
+		t.Fatalf("duplicate external_id: %v", err)
+	}
+	if got := created.Load(); got != 5 {
+		t.Errorf("OnDue hooks called %d times after a refused creation, want 5", got)
 	}
 }

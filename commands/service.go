@@ -66,6 +66,9 @@ type Service struct {
 
 	merchantsMu sync.Mutex
 	merchants   map[string]*Merchant // folded merchant streams, by id (see LoadMerchant)
+
+	dueMu    sync.RWMutex
+	dueHooks []func() // called after something with an expiry was created (OnDue)
 }
 
 // NewService returns a Service over store.
@@ -78,6 +81,26 @@ func NewService(store Store, cfg Config) *Service {
 		s.retries = 64
 	}
 	return s
+}
+
+// OnDue registers f to be called after every command that created
+// something that expires by itself: an invoice (from the API, an e-invoice,
+// or a widget) or a widget. The expiry scheduler registers its Kick, so it
+// looks again at once rather than after the wait it had set itself, which
+// the new item may fall due before. f must not block.
+func (s *Service) OnDue(f func()) {
+	s.dueMu.Lock()
+	s.dueHooks = append(s.dueHooks, f)
+	s.dueMu.Unlock()
+}
+
+// created tells the OnDue hooks that an item with an expiry was appended.
+func (s *Service) created() {
+	s.dueMu.RLock()
+	defer s.dueMu.RUnlock()
+	for _, f := range s.dueHooks {
+		f()
+	}
 }
 
 // Gateways returns the service's gateway registry.

@@ -154,6 +154,7 @@ func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, er
 		}
 		return nil, fmt.Errorf("create widget: %w", err)
 	}
+	s.created()
 	return &Widget{WidgetCreated: d, Status: WidgetStatusActive, Version: evs[0].Version}, nil
 }
 
@@ -321,5 +322,6 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 	if err != nil {
 		return nil, s.repeated(err, claims)
 	}
+	s.created()
 	return &Invoice{InvoiceCreated: out, Status: InvoiceStatusPending, Version: 1}, nil
 }

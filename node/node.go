@@ -321,7 +321,7 @@ func (n *Node) buildHTTP() error {
 		AdminTokenHash: adminHash, BaseURL: n.BaseURL(), Pages: pg, Webhooks: n.webhookHandler,
 		IdempotencyDB: idem, Now: cfg.Clock.Now, Logger: cfg.Logger.With("component", "http"),
 		Metrics: api.NewMetrics(n.Registry), AllowPrivateWebhooks: cfg.AllowPrivateWebhooks,
-		OnInvoiceCreated: n.Scheduler.Kick, Ready: n.ready,
+		Ready:   n.ready,
 		KeyRate: cfg.KeyRate, CustomerRate: cfg.CustomerRate, AuthFailRate: cfg.AuthFailRate,
 	})
 	if err != nil {

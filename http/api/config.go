@@ -121,10 +121,6 @@ type Config struct {
 	// AllowPrivateWebhooks is passed through for the webhook and status_url
 	// senders; the API itself refuses nothing because of it.
 	AllowPrivateWebhooks bool
-	// OnInvoiceCreated is called after every committed invoice (create-invoice,
-	// e-invoice, widget invoice), e.g. to kick the expiry scheduler. It must
-	// not block. nil: nothing is called.
-	OnInvoiceCreated func()
 	// Ready is an extra readiness check for /readyz (NATS, relay lag...).
 	// nil: only the log and the idempotency store are checked.
 	Ready func(ctx context.Context) error

@@ -129,6 +129,5 @@ func (s *Server) createEInvoice(c *call) (int, any, error) {
 		err = withField(err, commands.ErrCurrencyInvalid, "currency")
 		return 0, nil, withField(err, commands.ErrDuplicatePaymentID, "payment_id")
 	}
-	s.invoiceCreated()
 	return http.StatusOK, einvoiceResponse{Tracking: inv.Tracking, PaymentID: echo, InvoiceID: inv.InvoiceID, PaymentLink: s.paymentLink(inv.InvoiceID)}, nil
 }

@@ -68,7 +68,6 @@ func (s *Server) createInvoice(c *call) (int, any, error) {
 // what the command decided: the view the same append stored, built again
 // rather than read back and decoded.
 func (s *Server) createdInvoice(c *call, inv *commands.Invoice) (int, any, error) {
-	s.invoiceCreated()
 	v, err := projections.CreatedInvoiceView(&inv.InvoiceCreated, inv.Version, c.meta.Time)
 	if err != nil {
 		return 0, nil, fmt.Errorf("invoice %s: %w", inv.InvoiceID, err)
@@ -88,12 +87,6 @@ func (s *Server) repeatedInvoice(c *call, err error) (v projections.InvoiceView,
 		return v, false, fmt.Errorf("invoice of a repeated request %s: %w", id, err)
 	}
 	return v, true, nil
-}
-
-func (s *Server) invoiceCreated() {
-	if s.cfg.OnInvoiceCreated != nil {
-		s.cfg.OnInvoiceCreated()
-	}
 }
 
 // invoiceBody reads an invoice back from the views (read-your-writes).
