@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -41,15 +43,28 @@ const adminUsage = `usage: payledger admin [--server URL] [--admin-token TOKEN] 
 The token is --admin-token, else the admin.token file that 'payledger serve'
 wrote in --data-dir. Answers are printed as JSON; a refusal exits 1.
 
+Every POST carries an Idempotency-Key (--idempotency-key, else a random one
+for this run). A request that gets no answer (a lost connection, a timeout)
+or a transient one (5xx, 429, 409 with Retry-After) is sent again with the
+same key, up to 4 times in all: the server acts once and answers every copy
+with its first answer. Refusals (4xx) are not retried.
+
 Flags, before, between or after the arguments:
 `
 
 // adminClient calls the admin API.
 type adminClient struct {
-	server string
-	token  string
-	http   *http.Client
+	server   string
+	token    string
+	idemKey  string // Idempotency-Key of this run's POSTs
+	http     *http.Client
+	stderr   io.Writer
+	attempts int                                  // per request, the first included
+	pause    func(time.Duration) <-chan time.Time // between attempts (time.After)
 }
+
+// adminAttempts is how many times a request is sent at most.
+const adminAttempts = 4
 
 // adminFlags are the flags every admin command takes, wherever they stand.
 type adminFlags struct {
@@ -130,6 +145,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&label, "label", "", "API key label")
 	fs.StringVar(&reason, "reason", "", "reason for a payment status change")
 	fs.StringVar(&paid, "paid-amount", "", "amount received (default: the amount due)")
+	idemKey := fs.String("idempotency-key", "", "Idempotency-Key of the POST (default: a random one for this run); the same key and request get the first answer again")
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fs.Usage()
 		if len(args) == 0 {
@@ -152,7 +168,14 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	c := &adminClient{server: strings.TrimRight(g.server, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}
+	key := *idemKey
+	if key == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		key = "cli-" + hex.EncodeToString(b[:])
+	}
+	c := &adminClient{server: strings.TrimRight(g.server, "/"), token: token, idemKey: key,
+		http: &http.Client{Timeout: 30 * time.Second}, stderr: stderr, attempts: adminAttempts, pause: time.After}
 
 	settings := func() map[string]any {
 		body := map[string]any{}
@@ -271,35 +294,56 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return &exitError{code: 2, err: fmt.Errorf("unknown admin command %q", strings.Join(pos, " "))}
 }
 
-// call sends one request and prints the JSON answer; a non-2xx answer is an
-// error naming the server's code and message.
+// call sends a request, again while it gets no answer or a transient one
+// (see adminUsage), and prints the JSON answer; a non-2xx answer is an error
+// naming the server's code and message.
 func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path string, body map[string]any) error {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		payload = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.server+path, rd)
-	if err != nil {
-		return err
+	var (
+		status int
+		raw    []byte
+	)
+	for attempt := 1; ; attempt++ {
+		var (
+			transient bool
+			wait      time.Duration
+			err       error
+		)
+		status, raw, transient, wait, err = c.send(ctx, method, path, payload)
+		if err == nil && !transient {
+			break
+		}
+		if attempt >= c.attempts || ctx.Err() != nil {
+			if err != nil && method == http.MethodPost {
+				return fmt.Errorf("%w (Idempotency-Key %s: give it with --idempotency-key to try again safely)", err, c.idemKey)
+			}
+			if err != nil {
+				return err
+			}
+			break // the last transient answer is the answer
+		}
+		if wait == 0 {
+			wait = 250 * time.Millisecond << (attempt - 1)
+		}
+		why := fmt.Sprintf("%d", status)
+		if err != nil {
+			why = err.Error()
+		}
+		fmt.Fprintf(c.stderr, "payledger admin: %s %s: %s; again in %v\n", method, path, why, wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.pause(wait):
+		}
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if res.StatusCode/100 != 2 {
+	if status/100 != 2 {
 		var e struct {
 			RequestID string `json:"request_id"`
 			Error     struct {
@@ -312,9 +356,9 @@ func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path s
 			} `json:"error"`
 		}
 		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
-			return fmt.Errorf("%s %s: %s: %s", method, path, res.Status, strings.TrimSpace(string(raw)))
+			return fmt.Errorf("%s %s: %d %s: %s", method, path, status, http.StatusText(status), strings.TrimSpace(string(raw)))
 		}
-		msg := fmt.Sprintf("%s %s: %d %s: %s", method, path, res.StatusCode, e.Error.Code, e.Error.Message)
+		msg := fmt.Sprintf("%s %s: %d %s: %s", method, path, status, e.Error.Code, e.Error.Message)
 		for _, d := range e.Error.Details {
 			msg += fmt.Sprintf("\n  %s: %s", d.Path, d.Message)
 		}
@@ -325,12 +369,52 @@ func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path s
 	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, raw, "", "  ") != nil {
-		_, err = stdout.Write(raw)
+		_, err := stdout.Write(raw)
 		return err
 	}
 	pretty.WriteByte('\n')
-	_, err = stdout.Write(pretty.Bytes())
+	_, err := stdout.Write(pretty.Bytes())
 	return err
+}
+
+// send makes one attempt. transient says the answer asks for another:
+// 5xx, 429, or 409 with Retry-After (a request with the same key under
+// way); wait is its Retry-After (at most 10 s), or 0 for the caller's
+// back-off, which a transport error (err) gets too.
+func (c *adminClient) send(ctx context.Context, method, path string, payload []byte) (status int, raw []byte, transient bool, wait time.Duration, err error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, rd)
+	if err != nil {
+		return 0, nil, false, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Idempotency-Key", c.idemKey)
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, false, 0, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, err = io.ReadAll(io.LimitReader(res.Body, 16<<20))
+	if err != nil {
+		return 0, nil, false, 0, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	secs, serr := strconv.Atoi(res.Header.Get("Retry-After"))
+	hasRetryAfter := serr == nil && secs >= 0
+	if hasRetryAfter {
+		wait = max(min(time.Duration(secs)*time.Second, 10*time.Second), 100*time.Millisecond)
+	}
+	transient = res.StatusCode >= 500 && res.StatusCode != http.StatusNotImplemented ||
+		res.StatusCode == http.StatusTooManyRequests ||
+		res.StatusCode == http.StatusConflict && hasRetryAfter
+	return res.StatusCode, raw, transient, wait, nil
 }
 
 // optBool is a boolean flag that records whether it was given.

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	domain "github.com/payledger/payledger/commands"
@@ -156,5 +158,126 @@ func TestAdminCLIPaymentFlow(t *testing.T) {
 	}
 	if out, _, code := runAdminCLI(t, append(g, "payment", "get", id)...); code != 0 || !strings.Contains(out, `"allocation": "invoice"`) {
 		t.Errorf("get: %d %s", code, out)
+	}
+}
+
+// TestAdminCLIRetriesWithTheSameKey: the CLI's POST reaches the server, but
+// the answer is lost (the connection drops). The CLI sends the request again
+// with the same Idempotency-Key and prints the first answer: one merchant,
+// not two. Before, the CLI sent no key and did not retry: the operator saw
+// an error, and running the command again made a second merchant.
+func TestAdminCLIRetriesWithTheSameKey(t *testing.T) {
+	url := adminServer(t, "tok")
+	var (
+		mu      sync.Mutex
+		posts   []string // Idempotency-Key of each POST the proxy saw
+		dropped bool     // the first POST's answer was dropped
+	)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req, _ := http.NewRequest(r.Method, url+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		mu.Lock()
+		first := false
+		if r.Method == http.MethodPost {
+			posts = append(posts, r.Header.Get("Idempotency-Key"))
+			first, dropped = !dropped, true
+		}
+		mu.Unlock()
+		if first { // the server acted; its answer never arrives
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		}
+		for k, v := range res.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(res.StatusCode)
+		w.Write(raw)
+	}))
+	defer proxy.Close()
+	g := []string{"--server", proxy.URL, "--admin-token", "tok"}
+
+	out, errs, code := runAdminCLI(t, append(g, "merchant", "create", "--name", "Shop")...)
+	if code != 0 {
+		t.Fatalf("merchant create: %d %s", code, errs)
+	}
+	if !strings.Contains(errs, "again in") || !strings.Contains(out, `"merchant_id"`) {
+		t.Errorf("merchant create printed %q, stderr %q", out, errs)
+	}
+	if len(posts) != 2 || posts[0] == "" || posts[0] != posts[1] {
+		t.Fatalf("POSTs with Idempotency-Keys %q: want two with the same key", posts)
+	}
+	list, _, code := runAdminCLI(t, "--server", url, "--admin-token", "tok", "merchant", "list")
+	if code != 0 || strings.Count(list, `"name": "Shop"`) != 1 {
+		t.Fatalf("after one create with a lost answer the server holds: %s", list)
+	}
+
+	// A refusal is not retried; each run has its own key unless given one.
+	posts = posts[:0]
+	if _, _, code := runAdminCLI(t, append(g, "rate", "set", "UAH", "-1")...); code != 1 || len(posts) != 1 {
+		t.Fatalf("bad rate: exit %d after %d POSTs, want 1 and 1", code, len(posts))
+	}
+	posts = posts[:0]
+	for range 2 {
+		if _, errs, code := runAdminCLI(t, append(g, "rate", "set", "UAH", "41.50")...); code != 0 || errs != "" {
+			t.Fatalf("rate set: %d %s", code, errs)
+		}
+	}
+	if len(posts) != 2 || posts[0] == posts[1] {
+		t.Errorf("two runs sent keys %q: want a fresh one each", posts)
+	}
+	posts = posts[:0]
+	for range 2 {
+		if _, errs, code := runAdminCLI(t, append(g, "rate", "set", "UAH", "42.00", "--idempotency-key", "op-7")...); code != 0 {
+			t.Fatalf("rate set: %d %s", code, errs)
+		}
+	}
+	if len(posts) != 2 || posts[0] != "op-7" || posts[1] != "op-7" {
+		t.Errorf("keys %q, want op-7 twice", posts)
+	}
+}
+
+// TestAdminCLIRetriesTransientAnswers: 5xx and 429 are sent again, up to 4
+// attempts in all, honouring Retry-After; the last answer stands.
+func TestAdminCLIRetriesTransientAnswers(t *testing.T) {
+	var mu sync.Mutex
+	failFirst, attempts := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		attempts++
+		fail := attempts <= failFirst
+		mu.Unlock()
+		if fail {
+			w.Header().Set("Retry-After", "0")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":{"code":"UNAVAILABLE","message":"try again"}}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"currency":"UAH","rate":"41.50"}`))
+	}))
+	defer srv.Close()
+	g := []string{"--server", srv.URL, "--admin-token", "tok"}
+	for _, c := range []struct {
+		failFirst, wantAttempts, wantCode int
+	}{{2, 3, 0}, {10, 4, 1}} {
+		failFirst, attempts = c.failFirst, 0
+		out, errs, code := runAdminCLI(t, append(g, "rate", "set", "UAH", "41.50")...)
+		if code != c.wantCode || attempts != c.wantAttempts {
+			t.Errorf("%d failures: exit %d after %d attempts (%s %s), want %d after %d",
+				c.failFirst, code, attempts, out, errs, c.wantCode, c.wantAttempts)
+		}
+		if c.wantCode == 1 && !strings.Contains(errs, "503 UNAVAILABLE") {
+			t.Errorf("gave up with %q, want the last answer", errs)
+		}
 	}
 }
