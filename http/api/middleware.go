@@ -369,6 +369,9 @@ func (s *Server) authAdmin(w http.ResponseWriter, r *http.Request) error {
 // address whose failed authentications are over Config.AuthFailRate, before
 // the credentials are looked at: a guess from there learns nothing.
 func (s *Server) authBlocked(r *http.Request) error {
+	if s.authFails.Empty() {
+		return nil // no address has failed: not even the address to work out
+	}
 	if wait, blocked := s.authFails.Blocked(clientAddr(r), s.now()); blocked {
 		return rateLimited(wait, "Too many failed authentications from this address")
 	}

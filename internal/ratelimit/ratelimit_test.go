@@ -121,3 +121,34 @@ func TestSweepKeepsUnfilled(t *testing.T) {
 		t.Error("the kept bucket lost its count")
 	}
 }
+
+// TestEmpty: Empty, the lock-free check before Blocked's, says whether any
+// bucket is held; Blocked on an empty set blocks nothing, and the set is
+// empty again once its buckets have refilled and been swept.
+func TestEmpty(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := New(1, 2)
+	if !l.Empty() {
+		t.Fatal("a new set is not empty")
+	}
+	if _, blocked := l.Blocked("a", now); blocked || !l.Empty() {
+		t.Fatal("Blocked on an empty set blocked, or stored a bucket")
+	}
+	for range 3 {
+		l.Charge("a", now)
+	}
+	if l.Empty() {
+		t.Fatal("empty after charges")
+	}
+	if _, blocked := l.Blocked("a", now); !blocked {
+		t.Fatal("an exhausted key is not blocked")
+	}
+	// Two minutes on the bucket is full again, and the sweep drops it.
+	later := now.Add(2 * time.Minute)
+	if _, blocked := l.Blocked("a", later); blocked {
+		t.Fatal("still blocked after refilling")
+	}
+	if !l.Empty() || l.Len() != 0 {
+		t.Fatalf("after the sweep: empty %v, %d buckets", l.Empty(), l.Len())
+	}
+}
