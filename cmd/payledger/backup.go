@@ -32,8 +32,13 @@ func init() {
 // when the backup is written and verified, 1 otherwise, 2 on bad usage.
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backup", stderr)
+	// Not adminFlags.register: without --server there is no server to ask,
+	// so --server has no default, and --data-dir is also the log copied.
 	var g adminFlags
-	g.register(fs)
+	fs.StringVar(&g.server, "server", "", "URL of a running server to back up; without it, the stopped node's log in --data-dir is copied")
+	fs.StringVar(&g.token, "admin-token", "", "admin token")
+	fs.StringVar(&g.dataDir, "data-dir", "./data", "the stopped node's data directory to copy ledger.db from; with --server, where serve wrote admin.token, read when no token is given")
+	fs.bindEnv(map[string]string{"server": "PAYLEDGER_SERVER", "admin-token": "PAYLEDGER_ADMIN_TOKEN", "data-dir": "PAYLEDGER_DATA_DIR"})
 	out := fs.String("out", "", "file to write the backup to (must not exist)")
 	full := fs.Bool("audit", false, "verify the copy with every check of payledger verify, not only its chain")
 	noVerify := fs.Bool("no-verify", false, "do not verify the copy's chain (not with --audit)")

@@ -283,3 +283,21 @@ func TestBackupRefusesAuditWithNoVerify(t *testing.T) {
 		t.Fatalf("backup --no-verify = %d\n%s%s", code, stdout, errs)
 	}
 }
+
+// TestBackupHelpSaysWhereWithoutServer: without --server (or
+// PAYLEDGER_SERVER) backup copies the stopped node's log in --data-dir, so
+// its -h must not show --server with admin's default URL, as if the copy
+// came from a server there, and --data-dir is what it copies.
+func TestBackupHelpSaysWhereWithoutServer(t *testing.T) {
+	code, _, errs := runCmd(t, "backup", "-h")
+	if code != 0 {
+		t.Fatalf("backup -h = %d: %s", code, errs)
+	}
+	help := flagHelp(errs)
+	if s := help["server"]; strings.Contains(s, "(default") || !strings.Contains(s, "--data-dir") {
+		t.Errorf("backup -h, --server: %q: want no default, and where the copy comes from without it", s)
+	}
+	if s := help["data-dir"]; !strings.Contains(s, "stopped node") {
+		t.Errorf("backup -h, --data-dir: %q: want the stopped node's log it copies", s)
+	}
+}
