@@ -486,6 +486,9 @@ func TestVerifyExportWithThePublicKeyOnly(t *testing.T) {
 	if !errors.Is(f, ErrBadExport) {
 		t.Fatalf("not ErrBadExport: %v", f)
 	}
+	if n := strings.Count(f.Error(), "audit:"); n != 1 {
+		t.Errorf("%q says audit: %d times", f.Error(), n)
+	}
 
 	// A line dropped: the chain breaks at its sequence.
 	dropped := bytes.Join(append(append([][]byte{}, lines[:6]...), lines[7:]...), nil)

@@ -100,11 +100,14 @@ type ExportError struct {
 	Reason string
 }
 
-func (e *ExportError) Error() string {
+func (e *ExportError) Error() string { return "audit: " + e.what() }
+
+// what is the error without the package's prefix, for a Fault's reason.
+func (e *ExportError) what() string {
 	if e.Seq != 0 {
-		return fmt.Sprintf("audit: export line %d (sequence %d): %s", e.Line, e.Seq, e.Reason)
+		return fmt.Sprintf("export line %d (sequence %d): %s", e.Line, e.Seq, e.Reason)
 	}
-	return fmt.Sprintf("audit: export line %d: %s", e.Line, e.Reason)
+	return fmt.Sprintf("export line %d: %s", e.Line, e.Reason)
 }
 
 // Unwrap makes errors.Is(err, ErrBadExport) true.

@@ -211,7 +211,7 @@ func VerifyExport(ctx context.Context, r io.ReadSeeker, opts Options) (Report, e
 			rep.Head = v.Head()
 			var ee *ExportError
 			if errors.As(err, &ee) {
-				return rep, &Fault{Seq: max(ee.Seq, v.Head().Seq+1), Check: CheckChain, Reason: ee.Error(), Cause: err}
+				return rep, &Fault{Seq: max(ee.Seq, v.Head().Seq+1), Check: CheckChain, Reason: ee.what(), Cause: err}
 			}
 			return rep, err
 		}
