@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/payledger/payledger/internal/syncbuf"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
@@ -52,7 +52,7 @@ func TestNATSAndReceiverOutage(t *testing.T) {
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsCfg.Port)
 	recv := newReceiver(t)
 
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dataDir := t.TempDir()
@@ -175,22 +175,4 @@ func TestNATSAndReceiverOutage(t *testing.T) {
 	counts.add("webhook attempts that failed while the receiver was away", int64(failedAttempts))
 	t.Logf("%d rounds; %d invoices acknowledged, %d creates refused; %d events, stream = log; %d attempts failed while the receiver was away, all delivered since",
 		prof.OutageRounds, len(acked), bk.nRefused.Load(), head.Seq, failedAttempts)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (a node's logger).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/internal/durable"
+	"github.com/payledger/payledger/internal/syncbuf"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/stream/natstest"
@@ -45,7 +46,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	args := []string{"serve", "--addr", addr, "--data-dir", dir, "--nats-port", "-1", "--admin-token", "t0ken", "--no-demo"}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestWebhooksWorkerChild$")
 	cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

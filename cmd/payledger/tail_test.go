@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,29 +15,12 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	domain "github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/syncbuf"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/stream"
 	"github.com/payledger/payledger/stream/natstest"
 )
-
-// syncBuffer is an io.Writer safe for a command running in a goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // sourceLog is a write node's log in a temporary data dir, with the
 // projections inline.
@@ -151,7 +133,7 @@ func publishAltered(ctx context.Context, t *testing.T, conn *stream.Conn, st *bo
 
 // run runs a payledger command and returns its exit code, stdout and stderr.
 func run(ctx context.Context, args ...string) (int, string, string) {
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	code := runMain(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
 }
@@ -215,7 +197,7 @@ func TestTailPrintsEvents(t *testing.T) {
 	}
 
 	// Live: a tail waiting after the head prints events as they come.
-	var out2, err2 syncBuffer
+	var out2, err2 syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- runMain(ctx, []string{"tail", "--nats-url", url, "--from", "121", "--count", "30"}, &out2, &err2)
@@ -306,7 +288,7 @@ func TestTailSkipsBadMessages(t *testing.T) {
 	check(run(ctx, "tail", "--nats-url", url, "--from", "1", "--count", "5"))
 
 	// Interrupted after the last event: the exit status still says so.
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	tctx, stop := context.WithCancel(ctx)
 	done := make(chan int, 1)
 	go func() { done <- runMain(tctx, []string{"tail", "--nats-url", url, "--from", "1"}, &out, &errb) }()

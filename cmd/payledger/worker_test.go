@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payledger/payledger/internal/syncbuf"
 	"github.com/payledger/payledger/stream"
 	"github.com/payledger/payledger/stream/natstest"
 )
@@ -27,11 +28,11 @@ func workerAt(out string) uint64 {
 }
 
 // startWorker runs `payledger worker projections` until stop.
-func startWorker(t *testing.T, url, dir, durable string) (out *syncBuffer, stop func() int) {
+func startWorker(t *testing.T, url, dir, durable string) (out *syncbuf.Buffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out = &syncBuffer{}
-	errs := &syncBuffer{}
+	out = &syncbuf.Buffer{}
+	errs := &syncbuf.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- runMain(ctx, []string{"worker", "projections", "--nats-url", url, "--data-dir", dir, "--durable", durable, "--batch", "100"}, out, errs)
@@ -52,7 +53,7 @@ func startWorker(t *testing.T, url, dir, durable string) (out *syncBuffer, stop 
 	return out, stop
 }
 
-func waitWorker(t *testing.T, out *syncBuffer, seq uint64) {
+func waitWorker(t *testing.T, out *syncbuf.Buffer, seq uint64) {
 	t.Helper()
 	natstest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if at := workerAt(out.String()); at < seq {

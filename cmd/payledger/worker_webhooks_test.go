@@ -20,6 +20,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	domain "github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/syncbuf"
 	"github.com/payledger/payledger/keyring"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
@@ -130,12 +131,12 @@ func TestWebhooksWorkerKilledMidRetry(t *testing.T) {
 	}
 	invoice()
 
-	child := func() (*exec.Cmd, *syncBuffer) {
+	child := func() (*exec.Cmd, *syncbuf.Buffer) {
 		args := []string{"worker", "webhooks", "--nats-url", srv.ClientURL(), "--data-dir", dir, "--allow-private-webhooks",
 			"--retry-base", "20ms", "--retry-max", "100ms", "--max-attempts", "1000", "--attempt-timeout", "2s"}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestWebhooksWorkerChild$")
 		cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
-		out := &syncBuffer{}
+		out := &syncbuf.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
