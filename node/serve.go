@@ -52,11 +52,18 @@ func (n *Node) Serve(ctx context.Context) error {
 	if err := n.server.Shutdown(sctx); err != nil {
 		n.cfg.Logger.Error("http shutdown", "err", err)
 	}
+	closeErr := n.closeAll(sctx)
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		_ = n.closeAll(sctx)
+		n.cfg.Logger.Error("stopped", "err", serveErr)
 		return fmt.Errorf("serve: %w", serveErr)
 	}
-	return n.closeAll(sctx)
+	if closeErr != nil {
+		n.cfg.Logger.Error("stopped", "err", closeErr)
+		return closeErr
+	}
+	// The last line: every acknowledged request is in the closed log.
+	n.cfg.Logger.Info("stopped", "head", n.Log.Head().Seq)
+	return nil
 }
 
 // Close stops a node that is not serving (tests, or an Open that is not

@@ -1,17 +1,18 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/payledger/payledger/internal/syncbuf"
 	"github.com/payledger/payledger/node"
 )
 
@@ -20,11 +21,11 @@ import (
 // no items) instead of waiting out its 20 s, and the node stops well within
 // its shutdown timeout.
 func TestServeEndsLongPolls(t *testing.T) {
-	var out bytes.Buffer
+	var out, logs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n, err := node.Open(ctx, node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", NoNATS: true, Demo: true,
-		Out: &out, ShutdownTimeout: time.Minute})
+		Out: &out, ShutdownTimeout: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,5 +112,10 @@ func TestServeEndsLongPolls(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("shutdown took %v with a long poll parked", took)
+	}
+	// The operator's last line says the node stopped cleanly, and where.
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "level=INFO msg=stopped head=") {
+		t.Errorf("last log line %q, want the node's stopped line", last)
 	}
 }

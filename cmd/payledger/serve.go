@@ -69,6 +69,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"widget-rate":            "PAYLEDGER_WIDGET_RATE",
 		"auth-fail-rate":         "PAYLEDGER_AUTH_FAIL_RATE",
 	})
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: payledger serve [--addr HOST:PORT] [--data-dir D] [flags]")
+		fmt.Fprintln(stderr, "\nRuns the node: the HTTP API and hosted pages, the event log (bbolt, under")
+		fmt.Fprintln(stderr, "--data-dir), the NATS relay (an embedded JetStream server unless --nats-url),")
+		fmt.Fprintln(stderr, "the webhook dispatcher, the expiry scheduler and the checkpointer. On an empty")
+		fmt.Fprintln(stderr, "data dir it creates a demo merchant and prints its API key once. SIGTERM or")
+		fmt.Fprintln(stderr, "SIGINT shut it down gracefully; it exits 0, or 1 naming what failed.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
