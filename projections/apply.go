@@ -52,6 +52,10 @@ type state struct {
 	// and decoding them again.
 	carried *carried
 
+	// viewsOnly: flush writes the views and leaves out the index
+	// operations, counters and sums (Projector.ViewsOnly).
+	viewsOnly bool
+
 	puts []viewPut // flush's views to write, kept for the next flush
 	slab []byte    // keys and encoded views, carved off until commit (bbolt keeps the slices)
 	key  []byte    // scratch
@@ -692,6 +696,26 @@ func (s *state) flush() error {
 			return err
 		}
 	}
+	if err := s.flushIndexes(); err != nil {
+		return err
+	}
+	// bbolt keeps a value's slice until the commit: one buffer each.
+	if err := s.b.meta.Put(keyCheckpoint, binary.BigEndian.AppendUint64(nil, s.checkpoint)); err != nil {
+		return err
+	}
+	return s.b.meta.Put(keyEvents, binary.BigEndian.AppendUint64(nil, s.events))
+}
+
+// flushIndexes writes the index operations, counters and sums, or, for a
+// views-only projector, drops them.
+func (s *state) flushIndexes() error {
+	if s.viewsOnly {
+		for ix := range s.ops {
+			clear(s.ops[ix])
+			s.ops[ix] = s.ops[ix][:0]
+		}
+		return nil
+	}
 	if err := s.flushOps(); err != nil {
 		return err
 	}
@@ -706,11 +730,7 @@ func (s *state) flush() error {
 			return err
 		}
 	}
-	// bbolt keeps a value's slice until the commit: one buffer each.
-	if err := s.b.meta.Put(keyCheckpoint, binary.BigEndian.AppendUint64(nil, s.checkpoint)); err != nil {
-		return err
-	}
-	return s.b.meta.Put(keyEvents, binary.BigEndian.AppendUint64(nil, s.events))
+	return nil
 }
 
 // viewPut is a changed view, to encode into val and put.

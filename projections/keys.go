@@ -55,6 +55,7 @@ var (
 	keyFormat     = []byte("format")
 	keyCheckpoint = []byte("checkpoint")
 	keyEvents     = []byte("events")
+	keyViewsOnly  = []byte("views_only") // present (empty) in a ViewsOnly projector's meta
 )
 
 // Counter key prefixes (v_counters): each followed by the merchant id, and

@@ -70,7 +70,9 @@ func Open(path string, cfg Config) (*Dispatcher, error) {
 		return nil, fmt.Errorf("open webhooks %s: %w", path, err)
 	}
 	d := &Dispatcher{
-		cfg: cfg, db: db, client: newClient(cfg),
+		// The views it reads back, without the indexes it never reads.
+		proj: projections.Projector{ViewsOnly: true},
+		cfg:  cfg, db: db, client: newClient(cfg),
 		signers:  make(map[string]*signer),
 		disabled: make(map[string]bool),
 	}

@@ -7,12 +7,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
+	"go.etcd.io/bbolt"
 )
 
 // Every invoice and payment status change reaches a receiver that fails
@@ -304,5 +308,91 @@ func TestReceiverGoesAwayAndComesBack(t *testing.T) {
 	got, _ := d.Delivery("m1", del.ID)
 	if len(got.Attempts) < 3 || got.Attempts[0].StatusCode != 0 || !strings.Contains(got.Attempts[0].Error, "refused") {
 		t.Errorf("attempts while away: %+v", got.Attempts[:1])
+	}
+}
+
+// TestUpgradeFromFullViews: a webhooks.db written before the dispatcher's
+// projector became views-only holds a full projection. Opened now, its
+// views are dropped and projected again from the first event, with no
+// delivery made twice, and later events are delivered with bodies built
+// from the new views.
+func TestUpgradeFromFullViews(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, false, func(r *http.Request, n int) (int, http.Header) { return http.StatusOK, nil })
+	rc.secret = func(string) string { return e.kr.SigningSecret("m1", 1) }
+	e.merchant("m1", rc.URL())
+	path := filepath.Join(t.TempDir(), FileName)
+	d, stop := e.dispatcher(path, e.config())
+	inv, _ := e.paidInvoice("m1", "")
+	checkDelivered(t, d, "m1", rc, 5)
+	stop()
+
+	// What an older build left: the same deliveries, over a full projection.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		var views [][]byte
+		if err := tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+			if strings.HasPrefix(string(name), "v_") {
+				views = append(views, append([]byte(nil), name...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, name := range views {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		p := &projections.Projector{}
+		if _, err := p.Init(tx); err != nil {
+			return err
+		}
+		var evs []ledger.Event
+		for ev, err := range e.store.Events(e.ctx, 1) {
+			if err != nil {
+				return err
+			}
+			evs = append(evs, ev)
+		}
+		return p.Apply(tx, evs)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket([]byte("v_ix_inv_time")).Cursor().First(); k == nil {
+			t.Fatal("the full projection wrote no index")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	d, _ = e.dispatcher(path, e.config())
+	inv2 := e.invoice("m1", "")
+	e.cancel("m1", inv2)
+	checkDelivered(t, d, "m1", rc, 7)
+	if n := len(rc.accepted()); n != 7 {
+		t.Errorf("receiver accepted %d webhooks, want 7: none twice", n)
+	}
+	for _, r := range rc.accepted() {
+		if res, status, err := resourceStatus(r.Body); err != nil || res == "invoice" && strings.Contains(string(r.Body), inv2) && status != "pending" && status != "cancelled" {
+			t.Errorf("webhook %s: %s %s %v", r.Body, res, status, err)
+		}
+	}
+	if err := d.db.View(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket([]byte("v_ix_inv_time")).Cursor().First(); k != nil {
+			t.Errorf("index key %q left after the upgrade", k)
+		}
+		if tx.Bucket([]byte("v_invoices")).Get([]byte(inv)) == nil {
+			t.Errorf("invoice %s not projected again", inv)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
