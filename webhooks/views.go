@@ -9,8 +9,9 @@ import (
 	"github.com/payledger/payledger/projections"
 )
 
-// The dispatcher runs its own projections.Projector over webhooks.db and
-// reads the views inside its ingest transaction, right after applying an
+// The dispatcher runs its own projections.Projector over webhooks.db (views
+// only: it never reads the lists, counters or balances) and reads the
+// views inside its ingest transaction, right after applying an
 // event, so every body is the resource as of that event. projections'
 // Views reads through its own transactions, so these three read the
 // buckets directly; their names and JSON are the projections' persisted
