@@ -156,39 +156,19 @@ func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if c.KeyRate == 0 {
-		c.KeyRate = DefaultKeyRate
-	}
-	if c.KeyRate < 0 {
-		c.KeyRate = rate.Inf
-	}
+	c.KeyRate = limitOr(c.KeyRate, DefaultKeyRate)
 	if c.KeyBurst <= 0 {
 		c.KeyBurst = int(2 * c.KeyRate)
 		if c.KeyRate == rate.Inf || c.KeyBurst < 1 {
 			c.KeyBurst = 1
 		}
 	}
-	if c.CustomerRate == 0 {
-		c.CustomerRate = DefaultCustomerRate
-	}
-	if c.CustomerRate < 0 {
-		c.CustomerRate = rate.Inf
-	}
+	c.CustomerRate = limitOr(c.CustomerRate, DefaultCustomerRate)
 	if c.CustomerBurst <= 0 {
 		c.CustomerBurst = DefaultCustomerBurst
 	}
-	if c.FeedRate == 0 {
-		c.FeedRate = DefaultFeedRate
-	}
-	if c.FeedRate < 0 {
-		c.FeedRate = rate.Inf
-	}
-	if c.AuthFailRate == 0 {
-		c.AuthFailRate = DefaultAuthFailRate
-	}
-	if c.AuthFailRate < 0 {
-		c.AuthFailRate = rate.Inf
-	}
+	c.FeedRate = limitOr(c.FeedRate, DefaultFeedRate)
+	c.AuthFailRate = limitOr(c.AuthFailRate, DefaultAuthFailRate)
 	if c.AuthFailBurst <= 0 {
 		c.AuthFailBurst = DefaultAuthFailBurst
 	}
@@ -250,4 +230,15 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 	}
 	srv.RegisterOnShutdown(s.Stopping)
 	return srv
+}
+
+// limitOr is a configured rate limit: 0 means def, a negative one no limit.
+func limitOr(l, def rate.Limit) rate.Limit {
+	switch {
+	case l == 0:
+		return def
+	case l < 0:
+		return rate.Inf
+	}
+	return l
 }
