@@ -281,12 +281,15 @@ func TestRunInvoiceViewEditedBehindTheLog(t *testing.T) {
 	id := ids["pending"]
 	editBolt(t, b.path, func(tx *bbolt.Tx) error {
 		bk := tx.Bucket([]byte("v_invoices"))
-		var v map[string]any
-		if err := json.Unmarshal(bk.Get([]byte(id)), &v); err != nil {
+		var v projections.InvoiceView
+		if err := projections.DecodeView(bk.Get([]byte(id)), &v); err != nil {
 			return err
 		}
-		v["status"] = "success"
-		raw, _ := json.Marshal(v)
+		v.Status = "success"
+		raw, err := projections.EncodeView(&v)
+		if err != nil {
+			return err
+		}
 		return bk.Put([]byte(id), raw)
 	})
 	_, err := run(t, b.readOnly())

@@ -474,7 +474,7 @@ func cached[V, E any](cache map[string]*E, carried map[string]*V, b *bbolt.Bucke
 		return nil, fmt.Errorf("%w: %s %q not created", ErrInconsistent, kind, id)
 	}
 	v := new(V)
-	if err := json.Unmarshal(raw, v); err != nil {
+	if err := DecodeView(raw, v); err != nil {
 		return nil, fmt.Errorf("%w: %s %q: %v", ErrCorrupt, kind, id, err)
 	}
 	en := entry(v)

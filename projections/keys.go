@@ -18,7 +18,9 @@ import (
 //	   currency's minor units ("1500.00"); format 3 kept them as the event
 //	   gave them ("1500"), which a rebuild (and verify's comparison) no
 //	   longer matches.
-const formatVersion byte = 4
+//	5: invoice, payment and widget views are in the binary form of
+//	   codec.go, not JSON.
+const formatVersion byte = 5
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"
@@ -27,9 +29,9 @@ const viewPrefix = "v_"
 // byte (ids never contain one); times are sortTime, 8 bytes big-endian.
 var (
 	bMeta            = []byte("v_meta")            // "format" -> 1 byte; "checkpoint" -> seq (8); "events" -> count (8)
-	bInvoices        = []byte("v_invoices")        // invoice id -> InvoiceView JSON
-	bPayments        = []byte("v_payments")        // payment stream id -> PaymentView JSON
-	bWidgets         = []byte("v_widgets")         // widget id -> WidgetView JSON
+	bInvoices        = []byte("v_invoices")        // invoice id -> InvoiceView (binary: codec.go)
+	bPayments        = []byte("v_payments")        // payment stream id -> PaymentView (binary)
+	bWidgets         = []byte("v_widgets")         // widget id -> WidgetView (binary)
 	bMerchants       = []byte("v_merchants")       // merchant id -> MerchantView JSON
 	bAPIKeys         = []byte("v_api_keys")        // key hash -> APIKey JSON
 	bAPIKeyIDs       = []byte("v_api_key_ids")     // merchant 0 key id -> key hash

@@ -53,12 +53,12 @@ func (v *Views) view(fn func(tx *bbolt.Tx) error) error {
 	})
 }
 
-func getJSON(tx *bbolt.Tx, bucket []byte, k []byte, dst any) error {
+func getView(tx *bbolt.Tx, bucket []byte, k []byte, dst any) error {
 	raw := tx.Bucket(bucket).Get(k)
 	if raw == nil {
 		return ErrNotFound
 	}
-	if err := json.Unmarshal(raw, dst); err != nil {
+	if err := DecodeView(raw, dst); err != nil {
 		return fmt.Errorf("%w: %s %q: %v", ErrCorrupt, bucket, k, err)
 	}
 	return nil
@@ -80,7 +80,7 @@ func (v *Views) Invoice(merchantID, invoiceID string) (InvoiceView, error) {
 func (v *Views) InvoicePublic(invoiceID string) (InvoiceView, error) {
 	var inv InvoiceView
 	err := v.view(func(tx *bbolt.Tx) error {
-		return getJSON(tx, bInvoices, []byte(invoiceID), &inv)
+		return getView(tx, bInvoices, []byte(invoiceID), &inv)
 	})
 	return inv, err
 }
@@ -92,7 +92,7 @@ func (v *Views) invoiceVia(index, k []byte, merchantID string) (InvoiceView, err
 		if id == nil {
 			return ErrNotFound
 		}
-		return getJSON(tx, bInvoices, id, &inv)
+		return getView(tx, bInvoices, id, &inv)
 	})
 	if err == nil && merchantID != "" && inv.MerchantID != merchantID {
 		return InvoiceView{}, ErrNotFound
@@ -178,7 +178,7 @@ func listPage[T any](v *Views, index, prefix []byte, counter string, views []byt
 				return fmt.Errorf("%w: index %s names missing %q", ErrCorrupt, index, id)
 			}
 			var item T
-			if err := json.Unmarshal(raw, &item); err != nil {
+			if err := DecodeView(raw, &item); err != nil {
 				return fmt.Errorf("%w: %s %q: %v", ErrCorrupt, views, id, err)
 			}
 			out.Items = append(out.Items, item)
@@ -210,7 +210,7 @@ func (v *Views) PaymentByNumber(id uint64) (PaymentView, error) {
 		if stream == nil {
 			return ErrNotFound
 		}
-		return getJSON(tx, bPayments, stream, &p)
+		return getView(tx, bPayments, stream, &p)
 	})
 	return p, err
 }
@@ -220,7 +220,7 @@ func (v *Views) PaymentByNumber(id uint64) (PaymentView, error) {
 func (v *Views) PaymentByStream(streamID string) (PaymentView, error) {
 	var p PaymentView
 	err := v.view(func(tx *bbolt.Tx) error {
-		return getJSON(tx, bPayments, []byte(streamID), &p)
+		return getView(tx, bPayments, []byte(streamID), &p)
 	})
 	return p, err
 }
@@ -235,7 +235,7 @@ func (v *Views) PaymentsForInvoice(invoiceID string) ([]PaymentView, error) {
 		c := tx.Bucket(bInvoicePayments).Cursor()
 		for k, stream := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, stream = c.Next() {
 			var p PaymentView
-			if err := getJSON(tx, bPayments, stream, &p); err != nil {
+			if err := getView(tx, bPayments, stream, &p); err != nil {
 				if errors.Is(err, ErrNotFound) {
 					return fmt.Errorf("%w: invoice %q lists missing payment %q", ErrCorrupt, invoiceID, stream)
 				}
@@ -263,7 +263,7 @@ func (v *Views) Widget(merchantID, id string) (WidgetView, error) {
 func (v *Views) WidgetPublic(id string) (WidgetView, error) {
 	var w WidgetView
 	err := v.view(func(tx *bbolt.Tx) error {
-		return getJSON(tx, bWidgets, []byte(id), &w)
+		return getView(tx, bWidgets, []byte(id), &w)
 	})
 	return w, err
 }
@@ -273,7 +273,7 @@ func (v *Views) WidgetPublic(id string) (WidgetView, error) {
 func (v *Views) Merchant(id string) (MerchantView, error) {
 	var m MerchantView
 	err := v.view(func(tx *bbolt.Tx) error {
-		return getJSON(tx, bMerchants, []byte(id), &m)
+		return getView(tx, bMerchants, []byte(id), &m)
 	})
 	return m, err
 }
@@ -302,7 +302,7 @@ func (v *Views) Merchants() ([]MerchantView, error) {
 func (v *Views) APIKey(hash string) (APIKey, error) {
 	var k APIKey
 	err := v.view(func(tx *bbolt.Tx) error {
-		return getJSON(tx, bAPIKeys, []byte(hash), &k)
+		return getView(tx, bAPIKeys, []byte(hash), &k)
 	})
 	return k, err
 }
@@ -312,7 +312,7 @@ func (v *Views) APIKey(hash string) (APIKey, error) {
 func (v *Views) Rate(currency string) (Rate, error) {
 	var r Rate
 	err := v.view(func(tx *bbolt.Tx) error {
-		return getJSON(tx, bRates, []byte(currency), &r)
+		return getView(tx, bRates, []byte(currency), &r)
 	})
 	return r, err
 }

@@ -1,7 +1,6 @@
 package webhooks
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"go.etcd.io/bbolt"
@@ -14,11 +13,12 @@ import (
 // views inside its ingest transaction, right after applying an
 // event, so every body is the resource as of that event. projections'
 // Views reads through its own transactions, so these three read the
-// buckets directly; their names and JSON are the projections' persisted
-// format (projections/keys.go: never renamed, version-checked by Init).
+// buckets directly; their names and values are the projections' persisted
+// format (projections/keys.go: never renamed, version-checked by Init;
+// values decoded by projections.DecodeView).
 var (
-	vInvoices  = []byte("v_invoices")  // invoice id -> InvoiceView JSON
-	vPayments  = []byte("v_payments")  // payment stream id -> PaymentView JSON
+	vInvoices  = []byte("v_invoices")  // invoice id -> InvoiceView
+	vPayments  = []byte("v_payments")  // payment stream id -> PaymentView
 	vMerchants = []byte("v_merchants") // merchant id -> MerchantView JSON
 )
 
@@ -31,7 +31,7 @@ func readView(tx *bbolt.Tx, bucket []byte, id string, dst any) (bool, error) {
 	if raw == nil {
 		return false, nil
 	}
-	if err := json.Unmarshal(raw, dst); err != nil {
+	if err := projections.DecodeView(raw, dst); err != nil {
 		return false, fmt.Errorf("%w: %s %q: %v", ErrCorrupt, bucket, id, err)
 	}
 	return true, nil

@@ -197,7 +197,10 @@ func TestVerifyCommandNamesInvoiceViewFault(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv.Status = "success"
-	raw, _ := json.Marshal(inv)
+	raw, err := projections.EncodeView(&inv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("v_invoices")).Put([]byte(inv.InvoiceID), raw) }); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,461 @@
+package projections
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Invoice, payment and widget views, the ones a replay writes most and the
+// API reads on every request, are stored in a compact binary form (views
+// format 5; JSON before): a tag byte naming the view, then every field in
+// the struct's declaration order, without names:
+//
+//	string          uvarint length, then the bytes as they are
+//	uint64          uvarint
+//	bool            0 or 1
+//	time            varint Unix seconds, uvarint nanoseconds (below 1e9),
+//	                varint zone offset in seconds (0: UTC)
+//	*time.Time      0 (nil), or 1 and the time
+//	[]string        uvarint count+1 (0: nil), then the strings
+//	map[string]string  uvarint count, then key and value of each, keys in order
+//
+// An invoice view is about 40% of its JSON, and a replay's file is 40%
+// smaller (BenchmarkRebuild: 331 bytes an event against 550); decoding a
+// view copies its strings in one allocation instead of one per field. Merchants, API keys and rates (a few per merchant)
+// stay JSON. EncodeView and DecodeView are the only ways in and out.
+const (
+	tagInvoice byte = 1
+	tagPayment byte = 2
+	tagWidget  byte = 3
+)
+
+// errViewCodec is what a value that is not a well-formed encoding of the
+// view asked for decodes to; callers wrap it in ErrCorrupt.
+var errViewCodec = errors.New("malformed view")
+
+// EncodeView returns the stored form of a view: binary for *InvoiceView,
+// *PaymentView and *WidgetView, JSON for any other.
+func EncodeView(v any) ([]byte, error) { return encodeView(nil, v) }
+
+// DecodeView decodes a stored view into v, as EncodeView wrote it.
+func DecodeView(raw []byte, v any) error {
+	switch v := v.(type) {
+	case *InvoiceView:
+		return decodeInvoice(raw, v)
+	case *PaymentView:
+		return decodePayment(raw, v)
+	case *WidgetView:
+		return decodeWidget(raw, v)
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// encodeView appends v's stored form to dst.
+func encodeView(dst []byte, v any) ([]byte, error) {
+	w := binEnc{b: dst}
+	switch v := v.(type) {
+	case *InvoiceView:
+		w.b = append(w.b, tagInvoice)
+		w.str(v.InvoiceID)
+		w.str(v.ExternalID)
+		w.str(v.Amount)
+		w.str(v.Currency)
+		w.str(v.ConversionRate)
+		w.str(v.MerchantUSDT)
+		w.str(v.Status)
+		w.str(v.CustomerID)
+		w.str(v.Purpose)
+		w.str(v.CallbackURL)
+		w.str(v.SuccessURL)
+		w.str(v.FailURL)
+		w.time(v.CreatedAt)
+		w.time(v.ExpiresAt)
+		w.timePtr(v.PaidAt)
+		w.str(v.MerchantID)
+		w.str(v.Source)
+		w.uint(v.Version)
+		w.str(v.Method)
+		w.str(v.Tracking)
+		w.str(v.PaymentID)
+		w.str(v.StatusURL)
+		w.str(v.Account)
+		w.str(v.Sender)
+		w.strMap(v.ExtraFields)
+		w.str(v.WidgetID)
+		w.str(v.MerchantExternalID)
+		w.str(v.CommissionPercent)
+		w.str(v.GrossUSDT)
+		w.str(v.FeeUSDT)
+		w.boolean(v.Late)
+		w.str(v.PaidBy)
+		w.str(v.PaidAmount)
+		w.str(v.Overpaid)
+		w.str(v.CancelReason)
+		w.time(v.UpdatedAt)
+	case *PaymentView:
+		w.b = append(w.b, tagPayment)
+		w.str(v.ID)
+		w.str(v.GatewayID)
+		w.str(v.Status)
+		w.str(v.Extra.AccountNumber)
+		w.str(v.Extra.AccountName)
+		w.str(v.Extra.BankName)
+		w.str(v.PaymentCurrency)
+		w.str(v.PaymentAmount)
+		w.str(v.DestinationCurrency)
+		w.str(v.DestinationAmount)
+		w.time(v.CreatedAt)
+		w.str(v.Stream)
+		w.str(v.InvoiceID)
+		w.str(v.MerchantID)
+		w.str(v.Method)
+		w.str(v.Allocation)
+		w.boolean(v.Late)
+		w.str(v.PaidAmount)
+		w.str(v.Reason)
+		w.time(v.UpdatedAt)
+		w.uint(v.Version)
+	case *WidgetView:
+		w.b = append(w.b, tagWidget)
+		w.str(v.ID)
+		w.str(v.Type)
+		w.str(v.Status)
+		w.strs(v.Currencies)
+		w.str(v.Description)
+		w.str(v.LogoURL)
+		w.str(v.ReturnURL)
+		w.str(v.SupportURL)
+		w.str(v.MerchantExternalID)
+		w.str(v.FiatCurrency)
+		w.str(v.FiatAmount)
+		w.time(v.CreatedAt)
+		w.timePtr(v.ExpiresAt)
+		w.str(v.MerchantID)
+		w.uint(v.Version)
+		w.time(v.UpdatedAt)
+	default:
+		raw, err := json.Marshal(v)
+		return append(dst, raw...), err
+	}
+	return w.b, nil
+}
+
+// binEnc appends the binary form's fields to b.
+type binEnc struct{ b []byte }
+
+func (w *binEnc) uint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
+
+func (w *binEnc) str(s string) {
+	w.b = binary.AppendUvarint(w.b, uint64(len(s)))
+	w.b = append(w.b, s...)
+}
+
+func (w *binEnc) boolean(v bool) {
+	if v {
+		w.b = append(w.b, 1)
+	} else {
+		w.b = append(w.b, 0)
+	}
+}
+
+func (w *binEnc) time(t time.Time) {
+	_, off := t.Zone()
+	w.b = binary.AppendVarint(w.b, t.Unix())
+	w.b = binary.AppendUvarint(w.b, uint64(t.Nanosecond()))
+	w.b = binary.AppendVarint(w.b, int64(off))
+}
+
+func (w *binEnc) timePtr(t *time.Time) {
+	if t == nil {
+		w.b = append(w.b, 0)
+		return
+	}
+	w.b = append(w.b, 1)
+	w.time(*t)
+}
+
+func (w *binEnc) strs(s []string) {
+	if s == nil {
+		w.b = append(w.b, 0)
+		return
+	}
+	w.uint(uint64(len(s)) + 1)
+	for _, e := range s {
+		w.str(e)
+	}
+}
+
+func (w *binEnc) strMap(m map[string]string) {
+	w.uint(uint64(len(m)))
+	if len(m) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w.str(k)
+		w.str(m[k])
+	}
+}
+
+// binDec reads the binary form. Strings are substrings of s, one copy of
+// the whole value: the caller's bytes may be bbolt's, valid only in their
+// transaction. The first malformed field sets bad; later reads return
+// zero values, and done reports it.
+type binDec struct {
+	b   []byte // the value
+	s   string // the same bytes, copied once
+	i   int
+	bad bool
+}
+
+func newBinDec(raw []byte, tag byte) *binDec {
+	d := &binDec{b: raw}
+	if len(raw) == 0 || raw[0] != tag {
+		d.bad = true
+		return d
+	}
+	d.s, d.i = string(raw), 1
+	return d
+}
+
+// done reports whether every field was well formed and the value had
+// nothing after the last.
+func (d *binDec) done() error {
+	if d.bad || d.i != len(d.b) {
+		return errViewCodec
+	}
+	return nil
+}
+
+func (d *binDec) uint() uint64 { return readVarint(d, binary.Uvarint) }
+func (d *binDec) int() int64   { return readVarint(d, binary.Varint) }
+
+func readVarint[T uint64 | int64](d *binDec, read func([]byte) (T, int)) T {
+	if d.bad {
+		return 0
+	}
+	v, n := read(d.b[d.i:])
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.i += n
+	return v
+}
+
+func (d *binDec) byte() byte {
+	if d.bad || d.i >= len(d.b) {
+		d.bad = true
+		return 0
+	}
+	d.i++
+	return d.b[d.i-1]
+}
+
+func (d *binDec) str() string {
+	n := d.uint()
+	if d.bad || n > uint64(len(d.b)-d.i) {
+		d.bad = true
+		return ""
+	}
+	s := d.s[d.i : d.i+int(n)]
+	d.i += int(n)
+	return s
+}
+
+func (d *binDec) boolean() bool {
+	switch d.byte() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.bad = true
+	return false
+}
+
+// maxZoneOffset bounds a stored zone offset: a day each way, more than any
+// zone has had.
+const maxZoneOffset = 24 * 60 * 60
+
+func (d *binDec) time() time.Time {
+	sec, nsec, off := d.int(), d.uint(), d.int()
+	if d.bad || nsec >= 1e9 || off < -maxZoneOffset || off > maxZoneOffset {
+		d.bad = true
+		return time.Time{}
+	}
+	// time.Unix accepts any seconds; those past what a Time holds wrap.
+	if sec < minUnix || sec > maxUnix {
+		d.bad = true
+		return time.Time{}
+	}
+	t := time.Unix(sec, int64(nsec))
+	if off == 0 {
+		return t.UTC()
+	}
+	return t.In(time.FixedZone("", int(off)))
+}
+
+// Bounds on stored seconds: far past any real time, and well inside what
+// time.Time's internal seconds (counted from year 1) hold without overflow.
+const (
+	minUnix = math.MinInt64 / 4
+	maxUnix = math.MaxInt64 / 4
+)
+
+func (d *binDec) timePtr() *time.Time {
+	if !d.boolean() || d.bad {
+		return nil
+	}
+	t := d.time()
+	if d.bad {
+		return nil
+	}
+	return &t
+}
+
+func (d *binDec) strs() []string {
+	n := d.uint()
+	if d.bad || n == 0 {
+		return nil
+	}
+	n--
+	if n > uint64(len(d.b)-d.i) { // each string takes at least a byte
+		d.bad = true
+		return nil
+	}
+	s := make([]string, n)
+	for i := range s {
+		s[i] = d.str()
+	}
+	return s
+}
+
+func (d *binDec) strMap() map[string]string {
+	n := d.uint()
+	if d.bad || n == 0 {
+		return nil
+	}
+	if n > uint64(len(d.b)-d.i)/2 { // each pair takes at least two bytes
+		d.bad = true
+		return nil
+	}
+	m := make(map[string]string, n)
+	for range n {
+		k := d.str()
+		m[k] = d.str()
+	}
+	return m
+}
+
+func decodeInvoice(raw []byte, v *InvoiceView) error {
+	d := newBinDec(raw, tagInvoice)
+	*v = InvoiceView{
+		InvoiceID:          d.str(),
+		ExternalID:         d.str(),
+		Amount:             d.str(),
+		Currency:           d.str(),
+		ConversionRate:     d.str(),
+		MerchantUSDT:       d.str(),
+		Status:             d.str(),
+		CustomerID:         d.str(),
+		Purpose:            d.str(),
+		CallbackURL:        d.str(),
+		SuccessURL:         d.str(),
+		FailURL:            d.str(),
+		CreatedAt:          d.time(),
+		ExpiresAt:          d.time(),
+		PaidAt:             d.timePtr(),
+		MerchantID:         d.str(),
+		Source:             d.str(),
+		Version:            d.uint(),
+		Method:             d.str(),
+		Tracking:           d.str(),
+		PaymentID:          d.str(),
+		StatusURL:          d.str(),
+		Account:            d.str(),
+		Sender:             d.str(),
+		ExtraFields:        d.strMap(),
+		WidgetID:           d.str(),
+		MerchantExternalID: d.str(),
+		CommissionPercent:  d.str(),
+		GrossUSDT:          d.str(),
+		FeeUSDT:            d.str(),
+		Late:               d.boolean(),
+		PaidBy:             d.str(),
+		PaidAmount:         d.str(),
+		Overpaid:           d.str(),
+		CancelReason:       d.str(),
+		UpdatedAt:          d.time(),
+	}
+	return viewDecoded(d, "invoice")
+}
+
+func decodePayment(raw []byte, v *PaymentView) error {
+	d := newBinDec(raw, tagPayment)
+	*v = PaymentView{
+		ID:        d.str(),
+		GatewayID: d.str(),
+		Status:    d.str(),
+		Extra: PaymentExtra{
+			AccountNumber: d.str(),
+			AccountName:   d.str(),
+			BankName:      d.str(),
+		},
+		PaymentCurrency:     d.str(),
+		PaymentAmount:       d.str(),
+		DestinationCurrency: d.str(),
+		DestinationAmount:   d.str(),
+		CreatedAt:           d.time(),
+		Stream:              d.str(),
+		InvoiceID:           d.str(),
+		MerchantID:          d.str(),
+		Method:              d.str(),
+		Allocation:          d.str(),
+		Late:                d.boolean(),
+		PaidAmount:          d.str(),
+		Reason:              d.str(),
+		UpdatedAt:           d.time(),
+		Version:             d.uint(),
+	}
+	return viewDecoded(d, "payment")
+}
+
+func decodeWidget(raw []byte, v *WidgetView) error {
+	d := newBinDec(raw, tagWidget)
+	*v = WidgetView{
+		ID:                 d.str(),
+		Type:               d.str(),
+		Status:             d.str(),
+		Currencies:         d.strs(),
+		Description:        d.str(),
+		LogoURL:            d.str(),
+		ReturnURL:          d.str(),
+		SupportURL:         d.str(),
+		MerchantExternalID: d.str(),
+		FiatCurrency:       d.str(),
+		FiatAmount:         d.str(),
+		CreatedAt:          d.time(),
+		ExpiresAt:          d.timePtr(),
+		MerchantID:         d.str(),
+		Version:            d.uint(),
+		UpdatedAt:          d.time(),
+	}
+	return viewDecoded(d, "widget")
+}
+
+func viewDecoded(d *binDec, kind string) error {
+	if err := d.done(); err != nil {
+		return fmt.Errorf("%w: %s view of %d bytes", err, kind, len(d.b))
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// binaryViews are the views in the binary form, one of each.
+var binaryViews = []any{&InvoiceView{}, &PaymentView{}, &WidgetView{}}
+
+// newLike returns a new zero value of the type v points to.
+func newLike(v any) any { return reflect.New(reflect.TypeOf(v).Elem()).Interface() }
+
+// filled returns a view of typ's type with every field set from rng, and
+// its encoding.
+func filled(rng *rand.Rand, typ any) (any, []byte) {
+	v := newLike(typ)
+	fill(rng, reflect.ValueOf(v).Elem())
+	raw, _ := EncodeView(v)
+	return v, raw
+}
+
+// normalized is what a view reads back as: an empty map is nil, as a view
+// without extra fields has none.
+func normalized(v any) any {
+	if inv, ok := v.(*InvoiceView); ok && len(inv.ExtraFields) == 0 {
+		c := *inv
+		c.ExtraFields = nil
+		return &c
+	}
+	return v
+}
+
+func TestViewCodecRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, typ := range binaryViews {
+		for range 3000 {
+			v := newLike(typ)
+			fill(rng, reflect.ValueOf(v).Elem())
+			raw, err := encodeView([]byte("junk"), v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(raw[:4]) != "junk" {
+				t.Fatalf("%T: the prefix was overwritten: %q", v, raw[:4])
+			}
+			got := newLike(typ)
+			if err := DecodeView(raw[4:], got); err != nil {
+				t.Fatalf("%T: %v", v, err)
+			}
+			if want := normalized(v); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%T:\ngot  %+v\nwant %+v", v, got, want)
+			}
+			// The same view always encodes to the same bytes (Compare
+			// and the audit compare views byte for byte).
+			again, _ := EncodeView(got)
+			if !bytes.Equal(again, raw[4:]) {
+				t.Fatalf("%T: encoded differently after a round trip", v)
+			}
+		}
+	}
+}
+
+// TestViewCodecTimes: the instant and the zone offset come back; UTC (and
+// any zero offset) comes back as UTC, the zero time as the zero time.
+func TestViewCodecTimes(t *testing.T) {
+	kyiv := time.FixedZone("EET", 2*60*60)
+	for _, tm := range []time.Time{
+		{},
+		time.Date(2026, 11, 22, 1, 2, 3, 456789012, time.UTC),
+		time.Date(2026, 11, 22, 1, 2, 3, 4, kyiv),
+		time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC), // negative seconds
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC), // JSON could not hold it
+		time.Now(), // monotonic reading and Local: neither is kept
+	} {
+		in := &PaymentView{CreatedAt: tm, UpdatedAt: tm}
+		raw, err := EncodeView(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out PaymentView
+		if err := DecodeView(raw, &out); err != nil {
+			t.Fatalf("%v: %v", tm, err)
+		}
+		if !out.CreatedAt.Equal(tm) {
+			t.Errorf("%v came back as %v", tm, out.CreatedAt)
+		}
+		_, off := tm.Zone()
+		if _, got := out.CreatedAt.Zone(); got != off {
+			t.Errorf("%v: offset %d, want %d", tm, got, off)
+		}
+		if off == 0 && out.CreatedAt.Location() != time.UTC {
+			t.Errorf("%v: location %v, want UTC", tm, out.CreatedAt.Location())
+		}
+		if tm.IsZero() && out.CreatedAt != (time.Time{}) {
+			t.Errorf("zero time came back as %#v", out.CreatedAt)
+		}
+	}
+}
+
+// TestViewCodecSmallerThanJSON: the point of the binary form, on a view as
+// the commands fill it.
+func TestViewCodecSmallerThanJSON(t *testing.T) {
+	now := time.Date(2026, 11, 22, 1, 2, 3, 456789012, time.UTC)
+	inv := &InvoiceView{
+		InvoiceID: "0f8fad5b-d9cb-469f-a165-70867728950e", ExternalID: "order-123456", Amount: "1500.00",
+		Currency: "UAH", ConversionRate: "41.50", MerchantUSDT: "35.42", Status: "pending",
+		CustomerID: "customer-42", Purpose: "Order 123456", CallbackURL: "https://shop.example/callback",
+		SuccessURL: "https://shop.example/success", FailURL: "https://shop.example/fail",
+		CreatedAt: now, ExpiresAt: now.Add(20 * time.Minute), MerchantID: "m_01JD6Z0ZKQ", Source: "api",
+		Version: 1, CommissionPercent: "2", GrossUSDT: "36.14", FeeUSDT: "0.72", UpdatedAt: now,
+	}
+	raw, _ := EncodeView(inv)
+	js, _ := json.Marshal(inv)
+	t.Logf("invoice view: %d bytes, JSON %d", len(raw), len(js))
+	if len(raw)*2 > len(js) {
+		t.Errorf("binary invoice view is %d bytes, JSON %d: want at most half", len(raw), len(js))
+	}
+}
+
+func TestViewCodecRefusesMalformed(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, typ := range binaryViews {
+		v, raw := filled(rng, typ)
+		refused := func(what string, b []byte) {
+			t.Helper()
+			err := DecodeView(b, newLike(typ))
+			if !errors.Is(err, errViewCodec) {
+				t.Errorf("%T %s: err %v, want errViewCodec", v, what, err)
+			}
+		}
+		for n := range len(raw) {
+			refused("cut short", raw[:n])
+		}
+		refused("with a byte after it", append(bytes.Clone(raw), 0))
+		wrong := bytes.Clone(raw)
+		wrong[0] = 9
+		refused("with another tag", wrong)
+		refused("as JSON", []byte(`{"id":"x"}`))
+	}
+	// A payment view with every field empty but these: the time's
+	// nanoseconds and zone offset, and the late flag.
+	payment := func(nsec uint64, off int64, late byte) []byte {
+		w := binEnc{b: []byte{tagPayment}}
+		for range 10 {
+			w.str("")
+		}
+		w.b = binary.AppendVarint(w.b, 1_700_000_000)
+		w.uint(nsec)
+		w.b = binary.AppendVarint(w.b, off)
+		for range 5 {
+			w.str("")
+		}
+		w.b = append(w.b, late)
+		w.str("")
+		w.str("")
+		w.time(time.Time{})
+		w.uint(0)
+		return w.b
+	}
+	if err := DecodeView(payment(999_999_999, -maxZoneOffset, 1), &PaymentView{}); err != nil {
+		t.Errorf("the largest fields refused: %v", err)
+	}
+	for _, c := range []struct {
+		what string
+		raw  []byte
+	}{
+		{"nanoseconds of a whole second", payment(1e9, 0, 0)},
+		{"an offset past a day", payment(0, maxZoneOffset+1, 0)},
+		{"a bool of 2", payment(0, 0, 2)},
+		{"a string longer than the value", []byte{tagPayment, 100, 'a', 'b'}},
+	} {
+		if err := DecodeView(c.raw, &PaymentView{}); !errors.Is(err, errViewCodec) {
+			t.Errorf("%s: err %v, want errViewCodec", c.what, err)
+		}
+	}
+	if err := DecodeView(nil, &InvoiceView{}); !errors.Is(err, errViewCodec) {
+		t.Errorf("empty: %v", err)
+	}
+}
+
+func FuzzDecodeView(f *testing.F) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, typ := range binaryViews {
+		_, raw := filled(rng, typ)
+		f.Add(raw)
+	}
+	f.Add([]byte{tagInvoice})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		for _, typ := range binaryViews {
+			v := newLike(typ)
+			if DecodeView(raw, v) != nil {
+				continue
+			}
+			// What decodes re-encodes to a value that decodes the same.
+			again, err := EncodeView(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := newLike(typ)
+			if err := DecodeView(again, w); err != nil {
+				t.Fatalf("%T: re-encoded %x does not decode: %v", v, again, err)
+			}
+			if !reflect.DeepEqual(v, w) {
+				t.Fatalf("%T: %+v re-decoded as %+v", v, v, w)
+			}
+		}
+	})
+}
