@@ -331,7 +331,7 @@ func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment for invoice %s, which does not exist", d.InvoiceID)
 	case d.MerchantID != inv.merchant:
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment.created of merchant %q for invoice %s of merchant %q", d.MerchantID, d.InvoiceID, inv.merchant)
-	case inv.status != stPending:
+	case !commands.PaymentCreationAllowed(statusNames[inv.status]):
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment created for a %s invoice %s: only a pending invoice takes payments", statusNames[inv.status], d.InvoiceID)
 	}
 	c.payments[ulidKey(d.PaymentID)] = ik

@@ -103,7 +103,7 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		if err != nil {
 			return decision{}, err
 		}
-		if inv.Status != InvoiceStatusPending || !c.Time.Before(inv.ExpiresAt) {
+		if !PaymentCreationAllowed(inv.Status) || !c.Time.Before(inv.ExpiresAt) {
 			return decision{}, fmt.Errorf("invoice %s (%s): %w", inv.InvoiceID, inv.Status, ErrInvoiceNotPayable)
 		}
 		m, err := s.LoadMerchant(ctx, inv.MerchantID)

@@ -35,6 +35,13 @@ func NextInvoiceStatus(from, typ string) (string, bool) {
 	return "", false
 }
 
+// PaymentCreationAllowed reports whether the commands create a payment for
+// an invoice in status st: only a pending one. An expired invoice takes no
+// new payment; a payment created while it was pending may still be
+// processed after it expired, and pays it late (NextInvoiceStatus).
+// (Whether the invoice's expires_at has passed is the command's to check.)
+func PaymentCreationAllowed(st string) bool { return st == InvoiceStatusPending }
+
 // paymentTransitions maps a payment status to the event types that may
 // follow it and the status each leads to (SPEC §3). The statuses it does
 // not list (PROCESSED, REJECTED, CANCELLED, ERROR) are final.

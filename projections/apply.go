@@ -520,6 +520,18 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 	if _, ok := commands.NextInvoiceStatus(en.v.Status, e.Type); !ok {
 		return fmt.Errorf("%w: %s of an invoice in status %s", ErrIllegalTransition, e.Type, en.v.Status)
 	}
+	// The paying payment is one of the invoice's own: the commands append
+	// invoice.paid with its payment.processed, so the payment is in hand
+	// (in the batch's cache), not read.
+	var pay *paymentEntry
+	if pd := p.paid; pd != nil {
+		if pay, err = s.payment(pd.by); err != nil {
+			return fmt.Errorf("invoice %s paid by: %w", p.id, err)
+		}
+		if pay.v.InvoiceID != p.id {
+			return fmt.Errorf("%w: invoice %s paid by %s, a payment of invoice %s", ErrInconsistent, p.id, pd.by, pay.v.InvoiceID)
+		}
+	}
 	en.dirty = true
 	v := en.v
 	v.Version = e.Version
@@ -535,20 +547,37 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		v.PaidBy = pd.by
 		// Amounts are in the paying payment's currency (the invoice's, or
 		// its method's): shown at its minor units, as the payment shows them.
-		if !pd.amount.isZero() || !pd.excess.isZero() {
-			pay, err := s.payment(pd.by)
-			if err != nil {
-				return fmt.Errorf("invoice %s paid by: %w", p.id, err)
-			}
-			if !pd.amount.isZero() {
-				v.PaidAmount = fiatAmount(pd.amount, pay.v.PaymentCurrency)
-			}
-			if !pd.excess.isZero() {
-				v.Overpaid = fiatAmount(pd.excess, pay.v.PaymentCurrency)
-			}
+		if !pd.amount.isZero() {
+			v.PaidAmount = fiatAmount(pd.amount, pay.v.PaymentCurrency)
+		}
+		if !pd.excess.isZero() {
+			v.Overpaid = fiatAmount(pd.excess, pay.v.PaymentCurrency)
 		}
 	}
 	return nil
+}
+
+// invoiceStatus returns the status of invoice id for a payment's creation:
+// from the views in hand (this batch's, or a rebuild's last transaction's)
+// when the invoice is there, else from its stored view's status field
+// alone (invoiceViewStatus). The rest of the view is not decoded: inline, a
+// payment's creation touches its invoice for nothing else.
+func (s *state) invoiceStatus(id string) (string, error) {
+	if en, ok := s.invoices[id]; ok {
+		return en.v.Status, nil
+	}
+	if v, ok := s.carried.invoiceViews()[id]; ok {
+		return v.Status, nil
+	}
+	raw := s.b.invoices.Get([]byte(id))
+	if raw == nil {
+		return "", fmt.Errorf("%w: invoice %q not created", ErrInconsistent, id)
+	}
+	st, err := invoiceViewStatus(raw)
+	if err != nil {
+		return "", fmt.Errorf("%w: invoice %q: %v", ErrCorrupt, id, err)
+	}
+	return st, nil
 }
 
 // ---- payments ----
@@ -562,6 +591,13 @@ func (s *state) payment(stream string) (*paymentEntry, error) {
 func (s *state) paymentCreated(e *ledger.Event, p *pPaymentCreated) error {
 	if _, ok := s.payments[e.Stream]; ok || s.b.payments.Get([]byte(e.Stream)) != nil {
 		return fmt.Errorf("%w: payment %q created twice", ErrInconsistent, e.Stream)
+	}
+	st, err := s.invoiceStatus(p.v.InvoiceID)
+	if err != nil {
+		return err
+	}
+	if !commands.PaymentCreationAllowed(st) {
+		return fmt.Errorf("%w: %s for an invoice in status %s", ErrIllegalTransition, e.Type, st)
 	}
 	s.payments[e.Stream] = &paymentEntry{v: &p.v, dirty: true}
 	stream := s.hold([]byte(e.Stream))

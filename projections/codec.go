@@ -261,15 +261,23 @@ func (d *binDec) byte() byte {
 	return d.b[d.i-1]
 }
 
-func (d *binDec) str() string {
+// raw returns a string field's bytes, in the value itself.
+func (d *binDec) raw() []byte {
 	n := d.uint()
 	if d.bad || n > uint64(len(d.b)-d.i) {
 		d.bad = true
+		return nil
+	}
+	d.i += int(n)
+	return d.b[d.i-int(n) : d.i]
+}
+
+func (d *binDec) str() string {
+	b := d.raw()
+	if d.bad {
 		return ""
 	}
-	s := d.s[d.i : d.i+int(n)]
-	d.i += int(n)
-	return s
+	return d.s[d.i-len(b) : d.i]
 }
 
 func (d *binDec) boolean() bool {
@@ -398,6 +406,23 @@ func decodeInvoice(raw []byte, v *InvoiceView) error {
 		UpdatedAt:          d.time(),
 	}
 	return viewDecoded(d, "invoice")
+}
+
+// invoiceViewStatus returns a stored invoice view's status, decoding no
+// other field: the fields before it are skipped, not copied.
+func invoiceViewStatus(raw []byte) (string, error) {
+	d := binDec{b: raw, i: 1}
+	if len(raw) == 0 || raw[0] != tagInvoice {
+		d.bad = true
+	}
+	for range 6 { // invoice_id to merchant_usdt
+		d.raw()
+	}
+	st := string(d.raw())
+	if d.bad {
+		return "", fmt.Errorf("%w: invoice view of %d bytes", errViewCodec, len(raw))
+	}
+	return st, nil
 }
 
 func decodePayment(raw []byte, v *PaymentView) error {

@@ -186,6 +186,33 @@ func TestViewCodecRefusesMalformed(t *testing.T) {
 	}
 }
 
+// TestInvoiceViewStatus: the status a payment's creation reads from its
+// invoice's stored view without decoding the rest is the view's.
+func TestInvoiceViewStatus(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for range 3000 {
+		v, raw := filled(rng, &InvoiceView{})
+		st, err := invoiceViewStatus(raw)
+		if want := v.(*InvoiceView).Status; err != nil || st != want {
+			t.Fatalf("invoiceViewStatus = %q, %v; want %q", st, err, want)
+		}
+	}
+	_, raw := filled(rng, &InvoiceView{})
+	d := binDec{b: raw, i: 1}
+	for range 7 { // up to the status's end
+		d.raw()
+	}
+	for n := range d.i {
+		if st, err := invoiceViewStatus(raw[:n]); !errors.Is(err, errViewCodec) {
+			t.Errorf("cut at %d of %d: %q, %v", n, d.i, st, err)
+		}
+	}
+	_, raw = filled(rng, &PaymentView{})
+	if _, err := invoiceViewStatus(raw); !errors.Is(err, errViewCodec) {
+		t.Errorf("a payment view: %v", err)
+	}
+}
+
 func FuzzDecodeView(f *testing.F) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	for _, typ := range binaryViews {

@@ -290,6 +290,10 @@ func TestStatusIndexMoves(t *testing.T) {
 	want(6, 0, 0, 0)
 	mustAppend(t, st, g.invoiceEnd(invs[0], commands.TypeInvoiceCancelled, commands.InvoiceCancelled{CancelledAt: g.now, Reason: "r"}))
 	want(5, 0, 0, 1)
+	// A payment made while invs[1] is pending, processed after it expired
+	// (below): no payment is made for an expired invoice.
+	late, w := g.payment(invs[1])
+	mustAppend(t, st, w)
 	mustAppend(t, st, g.invoiceEnd(invs[1], commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: g.now}))
 	want(4, 0, 1, 1)
 	p, w := g.payment(invs[2])
@@ -301,9 +305,7 @@ func TestStatusIndexMoves(t *testing.T) {
 		g.invoiceEnd(invs[4], commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: g.now}))
 	want(1, 1, 3, 1)
 	// A late payment on an expired invoice: recorded as paid late.
-	p, w = g.payment(invs[1])
-	mustAppend(t, st, w)
-	mustAppend(t, st, g.process(p, commands.AllocInvoice, true, true)...)
+	mustAppend(t, st, g.process(late, commands.AllocInvoice, true, true)...)
 	want(1, 2, 2, 1)
 	if iv, _ := v.Invoice("m1", invs[1].id); !iv.Late || iv.Status != "success" {
 		t.Errorf("late invoice: %+v", iv)
@@ -683,59 +685,129 @@ func TestRefusedEvents(t *testing.T) {
 }
 
 // TestIllegalTransitionsRefused: a log holding a status change the
-// commands never make (a bug, a tampered or badly imported log) does not
-// rebuild into views that show it: Rebuild, and a catch-up when the log is
-// opened with the projector, fail with ErrIllegalTransition naming the
-// event's sequence. Each case's history is legal up to its last append.
+// commands never make (a bug, a tampered or badly imported log), a payment
+// created for an invoice that takes none, or an invoice paid by a payment
+// that is not one of its own, does not rebuild into views that show it:
+// Rebuild, and a catch-up when the log is opened with the projector, fail
+// with the case's error naming the event's sequence, and the inline
+// projector refuses the append, leaving the log as it was. Each case's
+// history is legal up to its last append. The cases without an error are
+// the legal neighbours of the others (a late payment of an expired
+// invoice, a duplicate): every projector takes them.
 func TestIllegalTransitionsRefused(t *testing.T) {
 	type world struct {
-		g  *gen
-		in *inv
-		p  *pay
-		p2 *pay
-		w  *wid
+		g   *gen
+		in  *inv
+		p   *pay
+		p2  *pay
+		in2 *inv // another invoice of the merchant's
+		p3  *pay // in2's payment
+		w   *wid
 	}
 	paid := func(x *world) [][]ledger.Write {
 		return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, true, false)}
 	}
 	two := func(a, b ledger.Write) [][]ledger.Write { return [][]ledger.Write{{a}, {b}} } // two appends, in order
+	newPayment := func(x *world, in *inv) []ledger.Write {
+		_, w := x.g.payment(in)
+		return []ledger.Write{w}
+	}
+	cancel := func(x *world) ledger.Write {
+		return x.g.invoiceEnd(x.in, commands.TypeInvoiceCancelled, commands.InvoiceCancelled{CancelledAt: x.g.now})
+	}
+	expire := func(x *world) ledger.Write {
+		return x.g.invoiceEnd(x.in, commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: x.g.now})
+	}
+	// paidBy is p's payment.processed (allocation invoice) with an
+	// invoice.paid of in naming payment stream by, in one append.
+	paidBy := func(x *world, p *pay, in *inv, by string) []ledger.Write {
+		ws := x.g.process(p, commands.AllocInvoice, false, false)
+		return append(ws, x.g.invoiceEnd(in, commands.TypeInvoicePaid, commands.InvoicePaid{PaymentID: by, PaidAt: x.g.now}))
+	}
 	for _, tc := range []struct {
 		name  string
-		build func(x *world) [][]ledger.Write // the legal history after the setup, then the illegal append last
+		build func(x *world) [][]ledger.Write // the legal history after the setup, then the case's append last
+		want  error                           // nil: the whole history is legal
 		what  string                          // in the error
 	}{
 		{"invoice paid twice", func(x *world) [][]ledger.Write {
 			return append(paid(x), x.g.process(x.p2, commands.AllocInvoice, true, false))
-		}, "invoice.paid of an invoice in status success"},
+		}, projections.ErrIllegalTransition, "invoice.paid of an invoice in status success"},
 		{"invoice cancelled after paid", func(x *world) [][]ledger.Write {
-			return append(paid(x), []ledger.Write{x.g.invoiceEnd(x.in, commands.TypeInvoiceCancelled, commands.InvoiceCancelled{CancelledAt: x.g.now})})
-		}, "invoice.cancelled of an invoice in status success"},
+			return append(paid(x), []ledger.Write{cancel(x)})
+		}, projections.ErrIllegalTransition, "invoice.cancelled of an invoice in status success"},
 		{"invoice paid after cancelled", func(x *world) [][]ledger.Write {
-			return [][]ledger.Write{{x.g.invoiceEnd(x.in, commands.TypeInvoiceCancelled, commands.InvoiceCancelled{CancelledAt: x.g.now})},
-				x.g.process(x.p, commands.AllocInvoice, true, false)}
-		}, "invoice.paid of an invoice in status cancelled"},
+			return [][]ledger.Write{{cancel(x)}, x.g.process(x.p, commands.AllocInvoice, true, false)}
+		}, projections.ErrIllegalTransition, "invoice.paid of an invoice in status cancelled"},
 		{"invoice expired after expired", func(x *world) [][]ledger.Write {
-			return two(x.g.invoiceEnd(x.in, commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: x.g.now}), x.g.invoiceEnd(x.in, commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: x.g.now}))
-		}, "invoice.expired of an invoice in status expired"},
+			return two(expire(x), expire(x))
+		}, projections.ErrIllegalTransition, "invoice.expired of an invoice in status expired"},
 		{"payment back from processed to confirmed", func(x *world) [][]ledger.Write {
 			return append(paid(x), []ledger.Write{x.g.paymentStatus(x.p, commands.TypePaymentConfirmed, commands.PaymentStatusConfirmed)})
-		}, "payment.confirmed of a payment in status PROCESSED"},
+		}, projections.ErrIllegalTransition, "payment.confirmed of a payment in status PROCESSED"},
 		{"payment processed twice", func(x *world) [][]ledger.Write {
 			return append(paid(x), x.g.process(x.p, commands.AllocDuplicate, false, false))
-		}, "payment.processed of a payment in status PROCESSED"},
+		}, projections.ErrIllegalTransition, "payment.processed of a payment in status PROCESSED"},
 		{"payment cancelled after confirmed", func(x *world) [][]ledger.Write {
 			return two(x.g.paymentStatus(x.p, commands.TypePaymentConfirmed, commands.PaymentStatusConfirmed), x.g.paymentStatus(x.p, commands.TypePaymentCancelled, commands.PaymentStatusCancelled))
-		}, "payment.cancelled of a payment in status CONFIRMED"},
+		}, projections.ErrIllegalTransition, "payment.cancelled of a payment in status CONFIRMED"},
 		{"payment processed after rejected", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{{x.g.paymentStatus(x.p, commands.TypePaymentRejected, commands.PaymentStatusRejected)},
 				x.g.process(x.p, commands.AllocUnderpaid, false, false)}
-		}, "payment.processed of a payment in status REJECTED"},
+		}, projections.ErrIllegalTransition, "payment.processed of a payment in status REJECTED"},
 		{"widget active again after expired", func(x *world) [][]ledger.Write {
 			return two(x.g.widgetStatus(x.w, commands.TypeWidgetExpired, commands.WidgetStatusExpired), x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusActive))
-		}, "widget.status_changed to active of a widget in status expired"},
+		}, projections.ErrIllegalTransition, "widget.status_changed to active of a widget in status expired"},
 		{"widget disabled twice", func(x *world) [][]ledger.Write {
 			return two(x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled), x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled))
-		}, "widget.status_changed to disabled of a widget in status disabled"},
+		}, projections.ErrIllegalTransition, "widget.status_changed to disabled of a widget in status disabled"},
+
+		// A payment is created only for a pending invoice
+		// (commands.PaymentCreationAllowed).
+		{"payment created for a cancelled invoice", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{cancel(x)}, newPayment(x, x.in)}
+		}, projections.ErrIllegalTransition, "payment.created for an invoice in status cancelled"},
+		{"payment created for an expired invoice", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{expire(x)}, newPayment(x, x.in)}
+		}, projections.ErrIllegalTransition, "payment.created for an invoice in status expired"},
+		{"payment created for a paid invoice", func(x *world) [][]ledger.Write {
+			return append(paid(x), newPayment(x, x.in))
+		}, projections.ErrIllegalTransition, "payment.created for an invoice in status success"},
+		{"payment created for an invoice never created", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{newPayment(x, &inv{id: "00000000-0000-0000-0000-000000000000", merchant: "m1", currency: "UAH", amount: dec("1")})}
+		}, projections.ErrInconsistent, `invoice "00000000-0000-0000-0000-000000000000" not created`},
+		{"payment created and the invoice cancelled in one append", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{cancel(x), newPayment(x, x.in)[0]}}
+		}, projections.ErrIllegalTransition, "payment.created for an invoice in status cancelled"},
+
+		// An invoice is paid by one of its own payments.
+		{"invoice paid by another invoice's payment", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{paidBy(x, x.p3, x.in, x.p3.stream)}
+		}, projections.ErrInconsistent, "a payment of invoice"},
+		{"invoice paid by a payment never created", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{paidBy(x, x.p, x.in, commands.StreamID(commands.StreamPayment, "01ARZ3NDEKTSV4RRFFQ69G5FAV"))}
+		}, projections.ErrInconsistent, `payment "payment-01ARZ3NDEKTSV4RRFFQ69G5FAV" not created`},
+
+		// The legal neighbours.
+		{"late payment of an expired invoice", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocInvoice, true, true)}
+		}, nil, ""},
+		{"duplicate payment of a paid invoice", func(x *world) [][]ledger.Write {
+			return append(paid(x), x.g.process(x.p2, commands.AllocDuplicate, false, false))
+		}, nil, ""},
+		{"payment of a cancelled invoice processed into suspense", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{cancel(x)}, x.g.process(x.p, commands.AllocCancelled, false, false)}
+		}, nil, ""},
+		{"payment created after another was rejected, pays", func(x *world) [][]ledger.Write {
+			ws := [][]ledger.Write{{x.g.paymentStatus(x.p, commands.TypePaymentRejected, commands.PaymentStatusRejected)}}
+			p, w := x.g.payment(x.in)
+			return append(ws, []ledger.Write{w}, x.g.process(p, commands.AllocInvoice, true, false))
+		}, nil, ""},
+		{"invoice and its payment created in one append, then paid", func(x *world) [][]ledger.Write {
+			in, wi := x.g.invoice("m1", "o3", "10", "UAH", "41.5", "2")
+			p, wp := x.g.payment(in)
+			return [][]ledger.Write{{wi, wp}, x.g.process(p, commands.AllocInvoice, true, false)}
+		}, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "ledger.db")
@@ -745,20 +817,26 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			setup := []ledger.Write{x.g.merchant("m1", "2")}
 			x.in, w = x.g.invoice("m1", "o", "100", "UAH", "41.5", "2")
 			setup = append(setup, w)
+			x.in2, w = x.g.invoice("m1", "o2", "50", "UAH", "41.5", "2")
+			setup = append(setup, w)
 			x.w, w = x.g.widget("m1", time.Hour)
 			setup = append(setup, w)
-			mustAppend(t, st, setup...)
-			x.p, w = x.g.payment(x.in)
-			mustAppend(t, st, w)
-			x.p2, w = x.g.payment(x.in)
-			mustAppend(t, st, w)
-			appends := tc.build(x)
-			var bad []ledger.Event
-			for _, ws := range appends {
-				bad = mustAppend(t, st, ws...)
+			appends := [][]ledger.Write{setup}
+			for _, p := range []struct {
+				p  **pay
+				in *inv
+			}{{&x.p, x.in}, {&x.p2, x.in}, {&x.p3, x.in2}} {
+				*p.p, w = x.g.payment(p.in)
+				appends = append(appends, []ledger.Write{w})
 			}
-			// The illegal event is the last append's last.
-			want := "sequence " + strconv.FormatUint(bad[len(bad)-1].Seq, 10) + " "
+			appends = append(appends, tc.build(x)...)
+			var last []ledger.Event
+			for _, ws := range appends {
+				last = mustAppend(t, st, ws...)
+			}
+			// The case's event is the last append's last.
+			seq := last[len(last)-1].Seq
+			want := "sequence " + strconv.FormatUint(seq, 10) + " "
 
 			db, err := bbolt.Open(filepath.Join(t.TempDir(), "views.db"), 0o600, nil)
 			if err != nil {
@@ -766,27 +844,51 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			}
 			defer db.Close()
 			_, err = projections.Rebuild(context.Background(), st.Events(context.Background(), 1), db, time.Time{})
-			if !isErr(err, projections.ErrIllegalTransition) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.what) {
-				t.Errorf("Rebuild = %v, want ErrIllegalTransition at %q: %q", err, want, tc.what)
-			}
-			// The history before it rebuilds.
-			before := func(yield func(ledger.Event, error) bool) {
-				for e, err := range st.Events(context.Background(), 1) {
-					if err == nil && e.Seq == bad[len(bad)-1].Seq || !yield(e, err) {
-						return
+			switch {
+			case tc.want == nil && err != nil:
+				t.Errorf("Rebuild of a legal history: %v", err)
+			case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.what)):
+				t.Errorf("Rebuild = %v, want %v at %q: %q", err, tc.want, want, tc.what)
+			case tc.want != nil:
+				// The history before it rebuilds.
+				before := func(yield func(ledger.Event, error) bool) {
+					for e, err := range st.Events(context.Background(), 1) {
+						if err == nil && e.Seq == seq || !yield(e, err) {
+							return
+						}
 					}
 				}
-			}
-			if _, err := projections.Rebuild(context.Background(), before, db, time.Time{}); err != nil {
-				t.Errorf("Rebuild of the legal history: %v", err)
+				if _, err := projections.Rebuild(context.Background(), before, db, time.Time{}); err != nil {
+					t.Errorf("Rebuild of the legal history: %v", err)
+				}
 			}
 			st.Close()
 			reopened, err := boltlog.Open(path, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
 			if err == nil {
 				reopened.Close()
 			}
-			if !isErr(err, projections.ErrIllegalTransition) || !strings.Contains(err.Error(), want) {
-				t.Errorf("open with the projector = %v, want ErrIllegalTransition at %q", err, want)
+			switch {
+			case tc.want == nil && err != nil:
+				t.Errorf("open with the projector: %v", err)
+			case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), want)):
+				t.Errorf("open with the projector = %v, want %v at %q", err, tc.want, want)
+			}
+
+			// Inline, the projector refuses the case's append and takes
+			// everything before it.
+			live := newLog(t)
+			for _, ws := range appends[:len(appends)-1] {
+				mustAppend(t, live, ws...)
+			}
+			head := live.Head()
+			_, err = live.AppendWrites(context.Background(), appends[len(appends)-1]...)
+			switch {
+			case tc.want == nil && err != nil:
+				t.Errorf("inline append of a legal history: %v", err)
+			case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), tc.what)):
+				t.Errorf("inline append = %v, want %v: %q", err, tc.want, tc.what)
+			case tc.want != nil && live.Head() != head:
+				t.Errorf("the refused append moved the log from %v to %v", head, live.Head())
 			}
 		})
 	}

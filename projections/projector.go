@@ -18,11 +18,13 @@ import (
 // idempotent (events at or below the checkpoint are skipped), and ignores
 // event types it does not know while still advancing the checkpoint. Known
 // types with data that do not decode, postings that do not balance, events
-// on aggregates the views do not hold, or status changes the commands never
-// make (an invoice paid twice, a payment going back from a final status)
-// fail the append, and a rebuild or catch-up of a log that holds one: the
-// inline projection is the last line of defence before a bad event is
-// committed, and a view never shows a state its events cannot reach.
+// on aggregates the views do not hold, or changes the commands never make
+// (an invoice paid twice, a payment going back from a final status, a
+// payment created for an invoice that is not pending, an invoice paid by
+// another invoice's payment) fail the append, and a rebuild or catch-up of
+// a log that holds one: the inline projection is the last line of defence
+// before a bad event is committed, and a view never shows a state its
+// events cannot reach.
 type Projector struct {
 	// ViewsOnly keeps the views a reader looks up by id (invoices,
 	// payments, widgets, merchants, API keys, rates) and leaves out the
