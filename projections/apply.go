@@ -3,7 +3,6 @@ package projections
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -343,7 +342,7 @@ func (s *state) merchant(id string) (*merchantEntry, error) {
 		return nil, fmt.Errorf("%w: merchant %q not registered", ErrInconsistent, id)
 	}
 	m := &merchantEntry{}
-	if err := json.Unmarshal(raw, &m.v); err != nil {
+	if err := DecodeView(raw, &m.v); err != nil {
 		return nil, fmt.Errorf("%w: merchant %q: %v", ErrCorrupt, id, err)
 	}
 	s.merchants[id] = m
@@ -416,7 +415,7 @@ func (s *state) merchantEvent(e *ledger.Event, p *pMerchant) error {
 			return fmt.Errorf("%w: api key issued twice", ErrInconsistent)
 		}
 		v.APIKeys = append(v.APIKeys, APIKeyInfo{KeyID: d.KeyID, Prefix: d.Prefix, Label: d.Label, IssuedAt: utc(d.IssuedAt)})
-		rec, _ := json.Marshal(APIKey{MerchantID: v.ID, KeyID: d.KeyID})
+		rec, _ := EncodeView(&APIKey{MerchantID: v.ID, KeyID: d.KeyID})
 		if err := s.b.apiKeys.Put([]byte(d.KeyHash), rec); err != nil {
 			return err
 		}
@@ -433,7 +432,7 @@ func (s *state) merchantEvent(e *ledger.Event, p *pMerchant) error {
 		if !found || hash == nil {
 			return fmt.Errorf("%w: merchant %q has no api key %q", ErrInconsistent, v.ID, d.KeyID)
 		}
-		rec, _ := json.Marshal(APIKey{MerchantID: v.ID, KeyID: d.KeyID, Revoked: true})
+		rec, _ := EncodeView(&APIKey{MerchantID: v.ID, KeyID: d.KeyID, Revoked: true})
 		return s.b.apiKeys.Put(slices.Clone(hash), rec)
 	case *commands.SigningSecretRotated:
 		if v.SecretVersion != 0 {
@@ -691,7 +690,7 @@ func (s *state) widgetUpdate(e *ledger.Event, p *pWidgetUpdate) error {
 func (s *state) flush() error {
 	for _, id := range sortedDirty(s.merchants, func(m *merchantEntry) bool { return m.dirty }) {
 		m := s.merchants[id]
-		if err := putJSON(s.b.merchants, []byte(id), &m.v); err != nil {
+		if err := putView(s.b.merchants, []byte(id), &m.v); err != nil {
 			return err
 		}
 		m.dirty = false
@@ -911,8 +910,8 @@ func sortedDirty[E any](m map[string]E, dirty func(E) bool) []string {
 	return ids
 }
 
-func putJSON(b *bbolt.Bucket, k []byte, v any) error {
-	raw, err := json.Marshal(v)
+func putView(b *bbolt.Bucket, k []byte, v any) error {
+	raw, err := EncodeView(v)
 	if err != nil {
 		return err
 	}

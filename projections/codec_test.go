@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// binaryViews are the views in the binary form, one of each.
-var binaryViews = []any{&InvoiceView{}, &PaymentView{}, &WidgetView{}}
+// binaryViews are the stored views, one of each.
+var binaryViews = []any{&InvoiceView{}, &PaymentView{}, &WidgetView{}, &MerchantView{}, &APIKey{}, &Rate{}}
 
 // newLike returns a new zero value of the type v points to.
 func newLike(v any) any { return reflect.New(reflect.TypeOf(v).Elem()).Interface() }
@@ -183,6 +183,13 @@ func TestViewCodecRefusesMalformed(t *testing.T) {
 	}
 	if err := DecodeView(nil, &InvoiceView{}); !errors.Is(err, errViewCodec) {
 		t.Errorf("empty: %v", err)
+	}
+	// Only the views have a stored form.
+	if raw, err := EncodeView(&Balance{}); err == nil {
+		t.Errorf("a Balance encoded: %x", raw)
+	}
+	if err := DecodeView([]byte{tagRate}, &Balance{}); err == nil {
+		t.Error("a Balance decoded")
 	}
 }
 

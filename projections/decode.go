@@ -161,7 +161,7 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 		if d.Currency == "" {
 			return nil, fmt.Errorf("%w: rate without currency", ErrMalformedEvent)
 		}
-		rec, err := json.Marshal(Rate{Currency: d.Currency, Rate: numOf(d.Rate).rate(), SetAt: utc(d.SetAt)})
+		rec, err := EncodeView(&Rate{Currency: d.Currency, Rate: numOf(d.Rate).rate(), SetAt: utc(d.SetAt)})
 		return &pRate{currency: d.Currency, rec: rec}, err
 	case *mInvoiceCreated:
 		return buildInvoice(e, d)

@@ -20,7 +20,8 @@ import (
 //	   longer matches.
 //	5: invoice, payment and widget views are in the binary form of
 //	   codec.go, not JSON.
-const formatVersion byte = 5
+//	6: merchants, API keys and rates are binary too.
+const formatVersion byte = 6
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"
@@ -32,10 +33,10 @@ var (
 	bInvoices        = []byte("v_invoices")        // invoice id -> InvoiceView (binary: codec.go)
 	bPayments        = []byte("v_payments")        // payment stream id -> PaymentView (binary)
 	bWidgets         = []byte("v_widgets")         // widget id -> WidgetView (binary)
-	bMerchants       = []byte("v_merchants")       // merchant id -> MerchantView JSON
-	bAPIKeys         = []byte("v_api_keys")        // key hash -> APIKey JSON
+	bMerchants       = []byte("v_merchants")       // merchant id -> MerchantView (binary)
+	bAPIKeys         = []byte("v_api_keys")        // key hash -> APIKey (binary)
 	bAPIKeyIDs       = []byte("v_api_key_ids")     // merchant 0 key id -> key hash
-	bRates           = []byte("v_rates")           // currency -> Rate JSON
+	bRates           = []byte("v_rates")           // currency -> Rate (binary)
 	bExternalIDs     = []byte("v_ix_external_id")  // merchant 0 external id -> invoice id
 	bPaymentIDs      = []byte("v_ix_payment_id")   // merchant 0 e-invoice payment_id -> invoice id
 	bTracking        = []byte("v_ix_tracking")     // tracking -> invoice id

@@ -3,7 +3,6 @@ package projections
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -285,7 +284,7 @@ func (v *Views) Merchants() ([]MerchantView, error) {
 	err := v.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bMerchants).ForEach(func(k, raw []byte) error {
 			var m MerchantView
-			if err := json.Unmarshal(raw, &m); err != nil {
+			if err := DecodeView(raw, &m); err != nil {
 				return fmt.Errorf("%w: merchant %q: %v", ErrCorrupt, k, err)
 			}
 			out = append(out, m)
@@ -324,7 +323,7 @@ func (v *Views) Rates() ([]Rate, error) {
 	err := v.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bRates).ForEach(func(k, raw []byte) error {
 			var r Rate
-			if err := json.Unmarshal(raw, &r); err != nil {
+			if err := DecodeView(raw, &r); err != nil {
 				return fmt.Errorf("%w: rate %q: %v", ErrCorrupt, k, err)
 			}
 			out = append(out, r)

@@ -19,7 +19,7 @@ import (
 var (
 	vInvoices  = []byte("v_invoices")  // invoice id -> InvoiceView
 	vPayments  = []byte("v_payments")  // payment stream id -> PaymentView
-	vMerchants = []byte("v_merchants") // merchant id -> MerchantView JSON
+	vMerchants = []byte("v_merchants") // merchant id -> MerchantView
 )
 
 func readView(tx *bbolt.Tx, bucket []byte, id string, dst any) (bool, error) {
