@@ -192,6 +192,12 @@ func TestRunInvoiceLifecycleFaults(t *testing.T) {
 			p := b.payment("m1", inv)
 			return b.s.Head().Seq, p
 		}, CheckInvoices, "only a pending invoice takes payments"},
+		{"payment created when its invoice expires", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			b.at = b.at.Add(20 * time.Minute) // the invoice's expires_at, not yet expired in the log
+			p := b.payment("m1", inv)
+			return b.s.Head().Seq, p
+		}, CheckInvoices, "a payment is created only before"},
 		{"an event that is not an invoice's", func(b *builder) (uint64, string) {
 			inv := b.invoice("m1", "o1")
 			s := commands.StreamID(commands.StreamInvoice, inv)

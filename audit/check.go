@@ -53,6 +53,7 @@ type invoiceState struct {
 	version  uint64
 	paidBy   idKey
 	merchant string // every event of the invoice and of its payments is this merchant's
+	expires  time.Time
 	status   uint8
 	late     bool
 }
@@ -260,8 +261,9 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 	switch e.Type {
 	case commands.TypeInvoiceCreated:
 		var d struct {
-			InvoiceID  string `json:"invoice_id"`
-			MerchantID string `json:"merchant_id"`
+			InvoiceID  string    `json:"invoice_id"`
+			MerchantID string    `json:"merchant_id"`
+			ExpiresAt  time.Time `json:"expires_at"`
 		}
 		if f := decode(e, CheckInvoices, &d); f != nil {
 			return f
@@ -274,7 +276,7 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 			m = d.MerchantID
 			c.names[m] = m
 		}
-		st = invoiceState{status: stPending, merchant: m}
+		st = invoiceState{status: stPending, merchant: m, expires: d.ExpiresAt}
 	case commands.TypeInvoiceCancelled, commands.TypeInvoiceExpired:
 		if _, ok := commands.NextInvoiceStatus(statusNames[st.status], e.Type); !ok {
 			return fault(CheckInvoices, e.Seq, e.Stream, "%s of a %s invoice: only a pending invoice is cancelled or expires", e.Type, statusNames[st.status])
@@ -314,9 +316,10 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 
 func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 	var d struct {
-		PaymentID  string `json:"payment_id"`
-		InvoiceID  string `json:"invoice_id"`
-		MerchantID string `json:"merchant_id"`
+		PaymentID  string    `json:"payment_id"`
+		InvoiceID  string    `json:"invoice_id"`
+		MerchantID string    `json:"merchant_id"`
+		CreatedAt  time.Time `json:"created_at"`
 	}
 	if f := decode(e, CheckInvoices, &d); f != nil {
 		return f
@@ -333,6 +336,8 @@ func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment.created of merchant %q for invoice %s of merchant %q", d.MerchantID, d.InvoiceID, inv.merchant)
 	case !commands.PaymentCreationAllowed(statusNames[inv.status]):
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment created for a %s invoice %s: only a pending invoice takes payments", statusNames[inv.status], d.InvoiceID)
+	case !d.CreatedAt.Before(inv.expires):
+		return fault(CheckInvoices, e.Seq, e.Stream, "payment created at %s for invoice %s, which expires at %s: a payment is created only before", d.CreatedAt.Format(time.RFC3339Nano), d.InvoiceID, inv.expires.Format(time.RFC3339Nano))
 	}
 	c.payments[ulidKey(d.PaymentID)] = ik
 	return nil

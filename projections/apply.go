@@ -556,27 +556,28 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 	return nil
 }
 
-// invoiceStatus returns the status of invoice id for a payment's creation:
-// from the views in hand (this batch's, or a rebuild's last transaction's)
-// when the invoice is there, else from its stored view's status field
-// alone (invoiceViewStatus). The rest of the view is not decoded: inline, a
-// payment's creation touches its invoice for nothing else.
-func (s *state) invoiceStatus(id string) (string, error) {
+// invoicePayable returns what a payment's creation needs of invoice id: from
+// the views in hand (this batch's, or a rebuild's last transaction's) when
+// the invoice is there, else from its stored view's status, expiry and
+// merchant alone (invoicePayable in codec.go). The rest of the view is not
+// decoded: inline, a payment's creation touches its invoice for nothing
+// else.
+func (s *state) invoicePayable(id string) (payable, error) {
 	if en, ok := s.invoices[id]; ok {
-		return en.v.Status, nil
+		return payableOf(en.v), nil
 	}
 	if v, ok := s.carried.invoiceViews()[id]; ok {
-		return v.Status, nil
+		return payableOf(v), nil
 	}
 	raw := s.b.invoices.Get([]byte(id))
 	if raw == nil {
-		return "", fmt.Errorf("%w: invoice %q not created", ErrInconsistent, id)
+		return payable{}, fmt.Errorf("%w: invoice %q not created", ErrInconsistent, id)
 	}
-	st, err := invoiceViewStatus(raw)
+	p, err := invoicePayable(raw)
 	if err != nil {
-		return "", fmt.Errorf("%w: invoice %q: %v", ErrCorrupt, id, err)
+		return payable{}, fmt.Errorf("%w: invoice %q: %v", ErrCorrupt, id, err)
 	}
-	return st, nil
+	return p, nil
 }
 
 // ---- payments ----
@@ -591,12 +592,20 @@ func (s *state) paymentCreated(e *ledger.Event, p *pPaymentCreated) error {
 	if _, ok := s.payments[e.Stream]; ok || s.b.payments.Get([]byte(e.Stream)) != nil {
 		return fmt.Errorf("%w: payment %q created twice", ErrInconsistent, e.Stream)
 	}
-	st, err := s.invoiceStatus(p.v.InvoiceID)
+	inv, err := s.invoicePayable(p.v.InvoiceID)
 	if err != nil {
 		return err
 	}
-	if !commands.PaymentCreationAllowed(st) {
-		return fmt.Errorf("%w: %s for an invoice in status %s", ErrIllegalTransition, e.Type, st)
+	switch {
+	case inv.merchantID != p.v.MerchantID:
+		return fmt.Errorf("%w: payment of merchant %q for invoice %s of merchant %q", ErrInconsistent, p.v.MerchantID, p.v.InvoiceID, inv.merchantID)
+	case !commands.PaymentCreationAllowed(inv.status):
+		return fmt.Errorf("%w: %s for an invoice in status %s", ErrIllegalTransition, e.Type, inv.status)
+	case !p.v.CreatedAt.Before(inv.expiresAt):
+		// The commands create a payment only before expires_at (its
+		// created_at is the command's time).
+		return fmt.Errorf("%w: %s at %s, not before the invoice's expires_at %s", ErrIllegalTransition, e.Type,
+			p.v.CreatedAt.Format(time.RFC3339Nano), inv.expiresAt.Format(time.RFC3339Nano))
 	}
 	s.payments[e.Stream] = &paymentEntry{v: &p.v, dirty: true}
 	stream := s.hold([]byte(e.Stream))

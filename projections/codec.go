@@ -456,9 +456,20 @@ func decodeInvoice(raw []byte, v *InvoiceView) error {
 	return viewDecoded(d, "invoice")
 }
 
-// invoiceViewStatus returns a stored invoice view's status, decoding no
-// other field: the fields before it are skipped, not copied.
-func invoiceViewStatus(raw []byte) (string, error) {
+// payable is what a payment's creation needs of its invoice.
+type payable struct {
+	status, merchantID string
+	expiresAt          time.Time
+}
+
+func payableOf(v *InvoiceView) payable {
+	return payable{status: v.Status, merchantID: v.MerchantID, expiresAt: v.ExpiresAt}
+}
+
+// invoicePayable reads a stored invoice view's status, merchant and expiry,
+// decoding no other field: the fields between them are skipped, not
+// copied.
+func invoicePayable(raw []byte) (payable, error) {
 	d := binDec{b: raw, i: 1}
 	if len(raw) == 0 || raw[0] != tagInvoice {
 		d.bad = true
@@ -466,11 +477,19 @@ func invoiceViewStatus(raw []byte) (string, error) {
 	for range 6 { // invoice_id to merchant_usdt
 		d.raw()
 	}
-	st := string(d.raw())
-	if d.bad {
-		return "", fmt.Errorf("%w: invoice view of %d bytes", errViewCodec, len(raw))
+	var p payable
+	p.status = string(d.raw())
+	for range 5 { // customer_id to fail_url
+		d.raw()
 	}
-	return st, nil
+	d.time() // created_at
+	p.expiresAt = d.time()
+	d.timePtr() // paid_at
+	p.merchantID = string(d.raw())
+	if d.bad {
+		return payable{}, fmt.Errorf("%w: invoice view of %d bytes", errViewCodec, len(raw))
+	}
+	return p, nil
 }
 
 func decodePayment(raw []byte, v *PaymentView) error {

@@ -193,29 +193,35 @@ func TestViewCodecRefusesMalformed(t *testing.T) {
 	}
 }
 
-// TestInvoiceViewStatus: the status a payment's creation reads from its
-// invoice's stored view without decoding the rest is the view's.
-func TestInvoiceViewStatus(t *testing.T) {
+// TestInvoicePayable: what a payment's creation reads from its invoice's
+// stored view without decoding the rest is the view's.
+func TestInvoicePayable(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	for range 3000 {
 		v, raw := filled(rng, &InvoiceView{})
-		st, err := invoiceViewStatus(raw)
-		if want := v.(*InvoiceView).Status; err != nil || st != want {
-			t.Fatalf("invoiceViewStatus = %q, %v; want %q", st, err, want)
+		got, err := invoicePayable(raw)
+		if want := payableOf(v.(*InvoiceView)); err != nil || got != want {
+			t.Fatalf("invoicePayable = %+v, %v; want %+v", got, err, want)
 		}
 	}
+	// Every cut before the merchant id's end is refused.
 	_, raw := filled(rng, &InvoiceView{})
 	d := binDec{b: raw, i: 1}
-	for range 7 { // up to the status's end
+	for range 12 { // invoice_id to fail_url
 		d.raw()
 	}
-	for n := range d.i {
-		if st, err := invoiceViewStatus(raw[:n]); !errors.Is(err, errViewCodec) {
-			t.Errorf("cut at %d of %d: %q, %v", n, d.i, st, err)
+	d.time()
+	d.time()
+	d.timePtr()
+	d.raw() // merchant_id
+	end := d.i
+	for n := range end {
+		if got, err := invoicePayable(raw[:n]); !errors.Is(err, errViewCodec) {
+			t.Errorf("cut at %d of %d: %+v, %v", n, end, got, err)
 		}
 	}
 	_, raw = filled(rng, &PaymentView{})
-	if _, err := invoiceViewStatus(raw); !errors.Is(err, errViewCodec) {
+	if _, err := invoicePayable(raw); !errors.Is(err, errViewCodec) {
 		t.Errorf("a payment view: %v", err)
 	}
 }

@@ -779,6 +779,15 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 		{"payment created and the invoice cancelled in one append", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{{cancel(x), newPayment(x, x.in)[0]}}
 		}, projections.ErrIllegalTransition, "payment.created for an invoice in status cancelled"},
+		{"payment created at the expiry of an invoice still pending", func(x *world) [][]ledger.Write {
+			x.g.now = x.in.expires
+			return [][]ledger.Write{newPayment(x, x.in)}
+		}, projections.ErrIllegalTransition, "not before the invoice's expires_at"},
+		{"payment of another merchant for the invoice", func(x *world) [][]ledger.Write {
+			other := *x.in
+			other.merchant = "m2"
+			return [][]ledger.Write{{x.g.merchant("m2", "2")}, newPayment(x, &other)}
+		}, projections.ErrInconsistent, `payment of merchant "m2" for invoice `},
 
 		// An invoice is paid by one of its own payments.
 		{"invoice paid by another invoice's payment", func(x *world) [][]ledger.Write {
@@ -802,6 +811,12 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			ws := [][]ledger.Write{{x.g.paymentStatus(x.p, commands.TypePaymentRejected, commands.PaymentStatusRejected)}}
 			p, w := x.g.payment(x.in)
 			return append(ws, []ledger.Write{w}, x.g.process(p, commands.AllocInvoice, true, false))
+		}, nil, ""},
+		{"payment created a nanosecond before the invoice expires", func(x *world) [][]ledger.Write {
+			x.g.now = x.in.expires.Add(-time.Nanosecond)
+			p, w := x.g.payment(x.in)
+			x.g.now = x.in.expires.Add(time.Minute)
+			return [][]ledger.Write{{w}, {expire(x)}, x.g.process(p, commands.AllocInvoice, true, true)}
 		}, nil, ""},
 		{"invoice and its payment created in one append, then paid", func(x *world) [][]ledger.Write {
 			in, wi := x.g.invoice("m1", "o3", "10", "UAH", "41.5", "2")
