@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,11 @@ type Config struct {
 	// admin tokens) a second per client address (api.Config.AuthFailRate):
 	// zero api.DefaultAuthFailRate, negative no limit.
 	AuthFailRate rate.Limit
+	// TrustedProxies are the load balancers and reverse proxies whose
+	// X-Forwarded-For names the client (api.Config.TrustedProxies; serve's
+	// --trusted-proxies). Empty: the connection's remote address is the
+	// client's.
+	TrustedProxies []netip.Prefix
 	// WidgetRate bounds the invoices a widget page's form starts per widget
 	// and second (pages.Config.WidgetRate): zero pages.DefaultWidgetRate,
 	// negative no limit.
@@ -323,6 +329,7 @@ func (n *Node) buildHTTP() error {
 		Metrics: api.NewMetrics(n.Registry), AllowPrivateWebhooks: cfg.AllowPrivateWebhooks,
 		Ready:   n.ready,
 		KeyRate: cfg.KeyRate, CustomerRate: cfg.CustomerRate, AuthFailRate: cfg.AuthFailRate,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	if err != nil {
 		return err

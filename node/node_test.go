@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -270,6 +271,50 @@ func TestNodeAuthFailRate(t *testing.T) {
 				t.Errorf("rate %v, bad key %d: %d %v %s, want %d", tc.rate, i+1, rec.Code, rec.Header(), rec.Body.String(), want)
 			}
 		}
+		n.Close()
+	}
+}
+
+// TestNodeTrustedProxies: Config.TrustedProxies reaches the API (serve's
+// --trusted-proxies), through a real server: with the peer (127.0.0.1)
+// trusted, a client X-Forwarded-For names that used up its failed
+// authentications does not get another client behind the same peer
+// refused; without the setting both have the peer's address.
+func TestNodeTrustedProxies(t *testing.T) {
+	for _, tc := range []struct {
+		trusted []netip.Prefix
+		want    int // the other client's bad key
+	}{{nil, http.StatusTooManyRequests}, {[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, http.StatusUnauthorized}} {
+		n, err := node.Open(context.Background(), node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", NoNATS: true, Out: io.Discard,
+			AuthFailRate: 0.01, TrustedProxies: tc.trusted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(n.Handler())
+		badKey := func(client string) int {
+			req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, ts.URL+"/api/v1/balance", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Api-Key", "pl_wrong")
+			req.Header.Set("X-Forwarded-For", client)
+			res, err := ts.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			return res.StatusCode
+		}
+		for range api.DefaultAuthFailBurst {
+			badKey("203.0.113.66")
+		}
+		if code := badKey("203.0.113.66"); code != http.StatusTooManyRequests {
+			t.Errorf("trusted %v: the guessing client's next bad key: %d, want 429", tc.trusted, code)
+		}
+		if code := badKey("203.0.113.10"); code != tc.want {
+			t.Errorf("trusted %v: another client's bad key: %d, want %d", tc.trusted, code, tc.want)
+		}
+		ts.Close()
 		n.Close()
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/payledger/payledger/http/api"
 	"github.com/payledger/payledger/internal/durable"
 	"github.com/payledger/payledger/node"
 )
@@ -47,6 +49,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (0: 5; negative: no limit)")
 	widgetRate := fs.Float64("widget-rate", 0, "invoices per second a widget page's form may start, per widget, in bursts of 30 (0: 5; negative: no limit)")
 	authFailRate := fs.Float64("auth-fail-rate", 0, "failed authentications (wrong API key or admin token) per second allowed per client address, in bursts of 30; past them the address is refused 429 (0: 1; negative: no limit, e.g. behind a proxy that limits them)")
+	fs.Var(&prefixesFlag{to: &cfg.TrustedProxies}, "trusted-proxies", "load balancers and reverse proxies whose X-Forwarded-For names the client: comma-separated CIDR `prefixes` or addresses (default none: the connection's address is the client's)")
 	logFormat, logLevel := logFlags(fs)
 	fs.bindEnv(map[string]string{
 		"addr":                   "PAYLEDGER_ADDR",
@@ -68,6 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"customer-rate":          "PAYLEDGER_CUSTOMER_RATE",
 		"widget-rate":            "PAYLEDGER_WIDGET_RATE",
 		"auth-fail-rate":         "PAYLEDGER_AUTH_FAIL_RATE",
+		"trusted-proxies":        "PAYLEDGER_TRUSTED_PROXIES",
 	})
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: payledger serve [--addr HOST:PORT] [--data-dir D] [flags]")
@@ -112,6 +116,25 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return n.Serve(ctx)
+}
+
+// prefixesFlag is --trusted-proxies, parsed as it is set: a bad prefix, on
+// the command line or in the variable, stops serve with exit status 2,
+// naming it, before anything is opened.
+type prefixesFlag struct {
+	text string
+	to   *[]netip.Prefix
+}
+
+func (f *prefixesFlag) String() string { return f.text }
+
+func (f *prefixesFlag) Set(s string) error {
+	p, err := api.ParseTrustedProxies(s)
+	if err != nil {
+		return err
+	}
+	f.text, *f.to = s, p
+	return nil
 }
 
 // loadOrCreateToken reads a token file, or writes a new random token to it

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,6 +278,27 @@ func TestLoadOrCreateTokenRace(t *testing.T) {
 	}
 }
 
+// TestServeTrustedProxiesChecked: a --trusted-proxies entry that is not a
+// CIDR prefix or an IP address stops serve with exit status 2 naming it,
+// before the data dir is made; good lists parse.
+func TestServeTrustedProxiesChecked(t *testing.T) {
+	for _, bad := range []string{"10.0.0.0/33", "lb.internal", "10.0.0.1:443", "2001:db8::/129", "fe80::1%eth0"} {
+		dir := filepath.Join(t.TempDir(), "data")
+		code, out, errs := runCmd(t, "serve", "--data-dir", dir, "--trusted-proxies", "192.0.2.1,"+bad)
+		if code != 2 || !strings.Contains(errs, "-trusted-proxies") || !strings.Contains(errs, `bad trusted proxy "`+bad+`"`) {
+			t.Errorf("--trusted-proxies %s: exit %d\n%s%s", bad, code, out, errs)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("--trusted-proxies %s: the refused command made its data dir: %v", bad, err)
+		}
+	}
+	var got []netip.Prefix
+	f := &prefixesFlag{to: &got}
+	if err := f.Set("10.0.0.0/8, 192.0.2.1, ::1, fd00::/8"); err != nil || len(got) != 4 || f.String() != "10.0.0.0/8, 192.0.2.1, ::1, fd00::/8" {
+		t.Errorf("a good list: %v %v %q", got, err, f.String())
+	}
+}
+
 // TestEnvValuesAreChecked: a PAYLEDGER_* variable holding a value its flag
 // would refuse stops the command with exit status 2, naming the variable,
 // before anything is made; it used to fall back to the flag's default
@@ -293,6 +315,7 @@ func TestEnvValuesAreChecked(t *testing.T) {
 		{[]string{"serve"}, "PAYLEDGER_CHECKPOINT_INTERVAL", "60"},
 		{[]string{"serve"}, "PAYLEDGER_KEY_RATE", "fast"},
 		{[]string{"serve"}, "PAYLEDGER_AUTH_FAIL_RATE", "slow"},
+		{[]string{"serve"}, "PAYLEDGER_TRUSTED_PROXIES", "10.0.0.0/8,lb.internal"},
 		{[]string{"worker", "webhooks"}, "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS", "on"},
 	} {
 		t.Run(tc.variable, func(t *testing.T) {

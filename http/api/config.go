@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -79,18 +80,28 @@ type Config struct {
 	FeedRate rate.Limit
 	// AuthFailRate is the sustained failed authentications (a wrong or
 	// revoked X-Api-Key, a wrong admin bearer token) per second allowed per
-	// client address: the connection's remote IP, an IPv6 one by its /64;
-	// X-Forwarded-For is not trusted. Past AuthFailBurst, every request with
-	// credentials from that address, good ones too, is refused 429
-	// RATE_LIMITED with Retry-After before its credentials are looked at,
-	// until a token refills. Successful authentications take no token.
-	// Behind a reverse proxy every client has the proxy's address: limit
-	// failures there and disable this one. Default 1; a negative value
-	// disables the limit.
+	// client address: the connection's remote IP, or behind TrustedProxies
+	// the client X-Forwarded-For names; an IPv6 one by its /64. Past
+	// AuthFailBurst, every request with credentials from that address, good
+	// ones too, is refused 429 RATE_LIMITED with Retry-After before its
+	// credentials are looked at, until a token refills. Successful
+	// authentications take no token. Default 1; a negative value disables
+	// the limit.
 	AuthFailRate rate.Limit
 	// AuthFailBurst is the failed authentications allowed at once per client
 	// address. Default 30.
 	AuthFailBurst int
+	// TrustedProxies are the load balancers and reverse proxies in front of
+	// the server (ParseTrustedProxies reads them). A request whose
+	// connection comes from inside one of these prefixes has the client
+	// address X-Forwarded-For gives: its entries (every header line, in
+	// order) from the right, the first not itself in a trusted prefix; the
+	// remote address when the header is missing, has an entry that is not an
+	// IP address before that one, or names trusted addresses only.
+	// Addresses are compared unmapped (::ffff:10.0.0.1 is in 10.0.0.0/8).
+	// Empty (the default): X-Forwarded-For is never read, and behind a proxy
+	// every client has the proxy's address. An invalid prefix fails New.
+	TrustedProxies []netip.Prefix
 
 	// SignatureWindow is how far X-Timestamp (and seed 000's body timestamp)
 	// may be from the server's clock, either way. Default 3 minutes.

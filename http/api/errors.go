@@ -16,6 +16,10 @@ import (
 // (unknown version, bad seal): it is treated as absent and overwritten.
 var ErrIdempotencyRecord = errors.New("api: malformed idempotency record")
 
+// ErrTrustedProxy means a trusted proxy (Config.TrustedProxies, serve's
+// --trusted-proxies) is not a CIDR prefix or an IP address.
+var ErrTrustedProxy = errors.New("api: bad trusted proxy")
+
 // Stable error codes of the merchant and admin APIs (seed 003's envelope).
 // Persisted in clients' code: add, never rename or reuse one.
 const (

@@ -18,8 +18,14 @@ import (
 // address cannot be bound.
 func (h *harness) clientFrom(t *testing.T, ip string) *http.Client {
 	t.Helper()
+	return clientFromTo(t, ip, h.ts.Listener.Addr().String())
+}
+
+// clientFromTo is clientFrom for the server at addr.
+func clientFromTo(t *testing.T, ip, addr string) *http.Client {
+	t.Helper()
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
-	conn, err := d.Dial("tcp", h.ts.Listener.Addr().String())
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Skipf("cannot connect from %s: %v", ip, err)
 	}
@@ -158,8 +164,8 @@ func TestFailedAuthLimitDefault(t *testing.T) {
 	}
 }
 
-// TestClientAddr: the remote address, never a forwarding header; IPv4-mapped
-// IPv6 as IPv4; IPv6 by its /64.
+// TestClientAddr: without trusted proxies the remote address, never a
+// forwarding header; IPv4-mapped IPv6 as IPv4; IPv6 by its /64.
 func TestClientAddr(t *testing.T) {
 	for _, tc := range []struct{ remote, want string }{
 		{"192.0.2.7:51000", "192.0.2.7"},
@@ -173,8 +179,8 @@ func TestClientAddr(t *testing.T) {
 		r.RemoteAddr = tc.remote
 		r.Header.Set("X-Forwarded-For", "203.0.113.9")
 		r.Header.Set("X-Real-Ip", "203.0.113.9")
-		if got := clientAddr(r); got != tc.want {
-			t.Errorf("clientAddr(%q) = %q, want %q", tc.remote, got, tc.want)
+		if got, peer := (&Server{}).clientAddr(r); got != tc.want || peer != "" {
+			t.Errorf("clientAddr(%q) = %q, %q, want %q", tc.remote, got, peer, tc.want)
 		}
 	}
 }

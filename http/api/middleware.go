@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -372,7 +371,8 @@ func (s *Server) authBlocked(r *http.Request) error {
 	if s.authFails.Empty() {
 		return nil // no address has failed: not even the address to work out
 	}
-	if wait, blocked := s.authFails.Blocked(clientAddr(r), s.now()); blocked {
+	client, _ := s.clientAddr(r)
+	if wait, blocked := s.authFails.Blocked(client, s.now()); blocked {
 		return rateLimited(wait, "Too many failed authentications from this address")
 	}
 	return nil
@@ -380,34 +380,21 @@ func (s *Server) authBlocked(r *http.Request) error {
 
 // authFailed counts a wrong API key or admin token against the client's
 // address, and logs (at most about once a second across addresses) when an
-// address has used up its failures.
+// address has used up its failures: the client, and the trusted proxy that
+// forwarded the request if one did.
 func (s *Server) authFailed(r *http.Request) {
-	addr := clientAddr(r)
+	client, peer := s.clientAddr(r)
 	now := s.now()
-	if s.authFails.Charge(addr, now) {
+	if s.authFails.Charge(client, now) {
 		if _, ok := s.authLogLimit.Allow("", now); ok {
-			s.log.WarnContext(r.Context(), "failed authentications limited", "request_id", requestID(r.Context()),
-				"client", addr, "method", r.Method, "path", r.URL.Path)
+			attrs := []any{"request_id", requestID(r.Context()), "client", client}
+			if peer != "" {
+				attrs = append(attrs, "proxy", peer)
+			}
+			s.log.WarnContext(r.Context(), "failed authentications limited",
+				append(attrs, "method", r.Method, "path", r.URL.Path)...)
 		}
 	}
-}
-
-// clientAddr is the address failed authentications are counted against:
-// the connection's remote IP (X-Forwarded-For and the like are not trusted,
-// as nothing else in the server trusts them), an IPv4-mapped one as IPv4,
-// an IPv6 one by its /64 (one host usually has a whole /64 to choose from).
-func clientAddr(r *http.Request) string {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	a := ap.Addr().Unmap().WithZone("")
-	if a.Is6() {
-		if p, err := a.Prefix(64); err == nil {
-			return p.String()
-		}
-	}
-	return a.String()
 }
 
 // run calls the handler and writes its answer.

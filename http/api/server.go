@@ -9,8 +9,10 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -65,8 +67,8 @@ type handler func(c *call) (status int, body any, err error)
 
 // New builds the server and its routes.
 //
-// Errors: a required Config field is nil; the idempotency database cannot be
-// prepared.
+// Errors: a required Config field is nil; ErrTrustedProxy for an invalid
+// Config.TrustedProxies prefix; the idempotency database cannot be prepared.
 func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.Service == nil:
@@ -79,6 +81,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("api: Config.Keyring is required")
 	}
 	cfg = cfg.withDefaults()
+	proxies := make([]netip.Prefix, len(cfg.TrustedProxies))
+	for i, p := range cfg.TrustedProxies {
+		np, err := normalPrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w %v: %w", ErrTrustedProxy, p, err)
+		}
+		proxies[i] = np
+	}
+	cfg.TrustedProxies = proxies
 	s := &Server{
 		cfg: cfg, svc: cfg.Service, views: cfg.Views, store: cfg.Log, kr: cfg.Keyring,
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now,
