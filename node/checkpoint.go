@@ -64,12 +64,10 @@ func (n *Node) startCheckpoints(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.lastCancel = cancel
-	n.last.Add(1)
-	go func() {
-		defer n.last.Done()
+	n.last.Go("checkpointer", func() {
 		if err := n.Checkpoints.Run(ctx); err != nil {
 			log.Error("checkpoints stopped", "err", err)
 		}
-	}()
+	})
 	return nil
 }

@@ -93,7 +93,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives the expiry scheduler and command times. Default the system clock.
 	Clock commands.Clock
-	// ShutdownTimeout bounds a graceful shutdown. Default 30s.
+	// ShutdownTimeout bounds a graceful shutdown. Default 30s. A fifth of
+	// it, at most 5 s, is kept for closing the files: the requests in
+	// flight, the background goroutines and the relay's flush get the
+	// rest. What has not finished by then is logged and left running.
 	ShutdownTimeout time.Duration
 	// Checkpoints configures the signed checkpoints of the log (checkpoint.go).
 	Checkpoints CheckpointConfig
@@ -133,6 +136,10 @@ func (c *Config) defaults() {
 // the log holds.
 var ErrAhead = errors.New("node: a store is ahead of the log")
 
+// ErrShutdownTimeout means a part of the node had not finished when the
+// shutdown timeout ran out; the error names it.
+var ErrShutdownTimeout = errors.New("node: shutdown timed out")
+
 // Node is a running payledger process.
 type Node struct {
 	cfg       Config
@@ -162,12 +169,19 @@ type Node struct {
 	handler        http.Handler
 
 	bgCancel context.CancelFunc
-	bg       sync.WaitGroup
+	bg       tasks
 	// The checkpointer: stopped after bg, so its last checkpoint covers
 	// everything bg appended.
 	lastCancel context.CancelFunc
-	last       sync.WaitGroup
-	closers    []func(context.Context) error
+	last       tasks
+	closers    []closer
+}
+
+// closer closes one part of the node; name is what the shutdown's log
+// calls it when it does not finish.
+type closer struct {
+	name  string
+	close func(context.Context) error
 }
 
 // Open opens the data directory and starts every component but the HTTP
@@ -201,7 +215,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.closers = append(n.closers, func(context.Context) error { return n.Log.Close() })
+	n.closers = append(n.closers, closer{"log", func(context.Context) error { return n.Log.Close() }})
 	// What the log holds, not whether the file exists: a first start that
 	// failed after creating ledger.db (its address taken, say), or halfway
 	// through the demo setup, made no demo merchant that anyone has a key of.
@@ -231,33 +245,33 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// Stop the relay (flushing it) before the log closes; close the
 		// connection and the embedded server after.
 		n.closers = append(n.closers[:len(n.closers)-1],
-			func(context.Context) error {
+			closer{"nats", func(context.Context) error {
 				if sn := n.Stream(); sn != nil {
 					sn.Close()
 				}
 				return nil
-			},
-			func(context.Context) error { return n.Log.Close() },
-			func(ctx context.Context) error {
+			}},
+			closer{"log", func(context.Context) error { return n.Log.Close() }},
+			closer{"relay", func(ctx context.Context) error {
 				if sn := n.Stream(); sn != nil {
 					return sn.StopRelay(ctx)
 				}
 				return nil
-			},
+			}},
 		)
 	}
 	if n.listener, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	ln := n.listener
-	n.closers = append(n.closers, func(context.Context) error { ln.Close(); return nil })
+	n.closers = append(n.closers, closer{"listener", func(context.Context) error { ln.Close(); return nil }})
 	if n.Webhooks, err = webhooks.Open(filepath.Join(cfg.DataDir, WebhooksFile), webhooks.Config{
 		Keys: n.Keyring, BaseURL: n.BaseURL(), AllowPrivate: cfg.AllowPrivateWebhooks,
 		Logger: cfg.Logger.With("component", "webhooks"),
 	}); err != nil {
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
-	n.closers = append(n.closers, func(context.Context) error { return n.Webhooks.Close() })
+	n.closers = append(n.closers, closer{"webhook store", func(context.Context) error { return n.Webhooks.Close() }})
 	if cp, head := n.Webhooks.Checkpoint(), n.Log.Head().Seq; cp > head {
 		// The log was restored from an older backup: the dispatcher would
 		// take new events at reused sequences for ones it already handled.
@@ -281,21 +295,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	bgctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.bgCancel = cancel
 	if !cfg.NoNATS && cfg.NATS.URL == "" {
-		n.bg.Add(1)
-		go func() {
-			defer n.bg.Done()
-			n.watchEmbeddedNATS(bgctx)
-		}()
+		n.bg.Go("nats watcher", func() { n.watchEmbeddedNATS(bgctx) })
 	}
-	n.bg.Add(2)
-	go func() {
-		defer n.bg.Done()
-		_ = n.Scheduler.Run(bgctx)
-	}()
-	go func() {
-		defer n.bg.Done()
-		n.superviseWebhooks(bgctx)
-	}()
+	n.bg.Go("scheduler", func() { _ = n.Scheduler.Run(bgctx) })
+	n.bg.Go("webhook dispatcher", func() { n.superviseWebhooks(bgctx) })
 	if err := n.startCheckpoints(bgctx); err != nil {
 		return nil, err
 	}
@@ -309,7 +312,7 @@ func (n *Node) buildHTTP() error {
 	if err != nil {
 		return fmt.Errorf("idempotency store: %w", err)
 	}
-	n.closers = append(n.closers, func(context.Context) error { return idem.Close() })
+	n.closers = append(n.closers, closer{"idempotency store", func(context.Context) error { return idem.Close() }})
 	pg, err := pages.New(pages.Config{
 		Service: n.Service, Views: n.Views, Now: cfg.Clock.Now,
 		Logger: cfg.Logger.With("component", "pages"), CSRFKey: n.Keyring.Derive("pages-csrf"),
@@ -492,24 +495,131 @@ func (s *stall) check(pos, head uint64) error {
 	return nil
 }
 
-// closeAll runs the closers in reverse order of registration.
+// closeReserve is the part of the shutdown timeout kept for closing the
+// files (the log above all) once the drain (requests in flight, background
+// goroutines, the relay's flush) is over: a fifth, at most 5 s. Closing
+// the files is local I/O: it needs little of it unless a disk hangs.
+func (n *Node) closeReserve() time.Duration {
+	return min(n.cfg.ShutdownTimeout/5, 5*time.Second)
+}
+
+// drainContext is ctx ending closeReserve before ctx's deadline.
+func (n *Node) drainContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(ctx, d.Add(-n.closeReserve()))
+	}
+	return context.WithCancel(ctx)
+}
+
+// closeAll stops the background goroutines, then the checkpointer, until
+// the drain context ends, then runs the closers in reverse order of
+// registration until ctx ends. What has not finished by then is logged
+// and named in an ErrShutdownTimeout, and left running: a goroutine that
+// does not return must not hold the process past its timeout. That is
+// safe for the log: Log.Close waits for the append under way (it is never
+// closed under a write) and refuses later ones, and an acknowledged event
+// was fsynced before it was acknowledged. If the close itself waits past
+// ctx for a write that does not finish, the log is left to the process's
+// exit, which bbolt survives at its last commit.
 func (n *Node) closeAll(ctx context.Context) error {
+	drain, cancel := n.drainContext(ctx)
+	defer cancel()
+	var late []string
 	if n.bgCancel != nil {
 		n.bgCancel()
-		n.bg.Wait()
+		late = append(late, n.bg.wait(drain)...)
 	}
 	if n.lastCancel != nil {
 		n.lastCancel()
-		n.last.Wait()
+		late = append(late, n.last.wait(drain)...)
 	}
 	var errs []error
-	for i := len(n.closers) - 1; i >= 0; i-- {
-		if err := n.closers[i](ctx); err != nil {
+	for _, name := range late {
+		n.cfg.Logger.Error("shutdown timed out: still running", "part", name)
+		errs = append(errs, fmt.Errorf("%w: %s still running", ErrShutdownTimeout, name))
+	}
+
+	closers := n.closers
+	n.closers = nil
+	var (
+		mu      sync.Mutex
+		closing string
+	)
+	closed := make(chan error, 1)
+	go func() {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			mu.Lock()
+			closing = closers[i].name
+			mu.Unlock()
+			// The relay's flush is part of the drain: the log's close
+			// keeps its reserve.
+			if err := closers[i].close(drain); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		closed <- errors.Join(errs...)
+	}()
+	select {
+	case err := <-closed:
+		errs = append(errs, err)
+	case <-ctx.Done():
+		select {
+		case err := <-closed:
 			errs = append(errs, err)
+		default:
+			mu.Lock()
+			name := closing
+			mu.Unlock()
+			n.cfg.Logger.Error("shutdown timed out: not closed", "part", name)
+			errs = append(errs, fmt.Errorf("%w: %s not closed", ErrShutdownTimeout, name))
 		}
 	}
-	n.closers = nil
 	return errors.Join(errs...)
+}
+
+// tasks are goroutines the node owns, by name.
+type tasks struct {
+	mu   sync.Mutex
+	list []task
+}
+
+type task struct {
+	name string
+	done chan struct{}
+}
+
+// Go runs f in a goroutine named name.
+func (ts *tasks) Go(name string, f func()) {
+	t := task{name, make(chan struct{})}
+	ts.mu.Lock()
+	ts.list = append(ts.list, t)
+	ts.mu.Unlock()
+	go func() {
+		defer close(t.done)
+		f()
+	}()
+}
+
+// wait waits for the goroutines until ctx ends and returns the names of
+// those still running.
+func (ts *tasks) wait(ctx context.Context) []string {
+	ts.mu.Lock()
+	list := ts.list
+	ts.mu.Unlock()
+	var running []string
+	for _, t := range list {
+		select {
+		case <-t.done:
+		case <-ctx.Done():
+			select {
+			case <-t.done:
+			default:
+				running = append(running, t.name)
+			}
+		}
+	}
+	return running
 }
 
 // dueSource adapts the projections' due index to the scheduler.

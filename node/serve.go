@@ -48,8 +48,10 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	defer cancel()
+	dctx, dcancel := n.drainContext(sctx) // the files' close keeps the rest
+	defer dcancel()
 	n.cfg.Logger.Info("shutting down")
-	if err := n.server.Shutdown(sctx); err != nil {
+	if err := n.server.Shutdown(dctx); err != nil {
 		n.cfg.Logger.Error("http shutdown", "err", err)
 	}
 	closeErr := n.closeAll(sctx)
@@ -72,7 +74,9 @@ func (n *Node) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	defer cancel()
 	if n.server != nil {
-		_ = n.server.Shutdown(ctx)
+		dctx, dcancel := n.drainContext(ctx)
+		defer dcancel()
+		_ = n.server.Shutdown(dctx)
 	}
 	return n.closeAll(ctx)
 }
