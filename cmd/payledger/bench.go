@@ -36,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.bindEnv(map[string]string{"api-key": "PAYLEDGER_API_KEY"})
 	conns := fs.Int("connections", 64, "concurrent keep-alive connections")
 	duration := fs.Duration("duration", 10*time.Second, "measured duration of each run")
+	requests := fs.Int64("requests", 0, "end each run once this many requests were measured, or at --duration if sooner (0: at --duration)")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring (0: none)")
 	mode := fs.String("mode", "create,get", "runs, comma separated: create, get")
 	dataDir := fs.String("data-dir", "", "data dir for the in-process node (default: a temporary dir, removed after)")
@@ -45,6 +46,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	traceFile := fs.String("trace", "", "write an execution trace of this process (go tool trace) to the file")
 	if err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if *requests < 0 {
+		return &exitError{code: 2, err: fmt.Errorf("--requests %d: want 0 or more", *requests)}
 	}
 	modes := strings.Split(*mode, ",")
 	for i, m := range modes {
@@ -110,6 +114,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	headers := map[string]string{"X-Api-Key": key}
 	cfg := loadConfig(*conns, *duration, *warmup)
+	cfg.MaxRequests = *requests
 
 	// One invoice to size the ceiling's body and to read in the get run.
 	req, _ := loadgen.Post(base+"/api/v1/create-invoice", createBody(-1, 0), headers)

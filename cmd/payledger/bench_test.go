@@ -20,13 +20,17 @@ import (
 // ceiling, then create and get, each with throughput, latency percentiles,
 // the process's CPU time a request, its share of the ceiling, and no failed
 // request; with a CPU profile and an execution trace written.
+//
+// Each run ends after benchRequests requests, --duration being only its
+// deadline: a fixed window (300 ms) measured no create at all on a loaded
+// host, where a commit's fsync outlasted it.
 func TestBench(t *testing.T) {
 	// Set for admin and backup: bench must not take them as its target.
 	t.Setenv("PAYLEDGER_SERVER", "http://127.0.0.1:1")
 	t.Setenv("PAYLEDGER_API_KEY", "pl_not_a_key")
 	dir := t.TempDir()
 	prof, trc := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "bench.trace")
-	code, out, errs := runCmd(t, "bench", "--connections", "4", "--duration", "300ms", "--warmup", "100ms",
+	code, out, errs := runCmd(t, "bench", "--connections", "4", "--duration", "60s", "--requests", strconv.Itoa(benchRequests), "--warmup", "100ms",
 		"--cpuprofile", prof, "--trace", trc)
 	if code != 0 {
 		t.Fatalf("bench: exit %d\n%s\n%s", code, out, errs)
@@ -44,23 +48,25 @@ func TestBench(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// The share of the ceiling must be there, but may read 0.00: printed to
+	// two decimals, a slow disk's creates can be under 0.005 of it.
 	line := regexp.MustCompile(`(?m)^(create|get) \(durable, 4 connections\): (\d+) requests in .*: ([\d.]+) req/s, p50 \S+, p99 \S+, p99\.9 \S+, max \S+, errors 0, (\d+) CPU-µs a request; ([\d.]+) of the ceiling$`)
 	runs := line.FindAllStringSubmatch(out, -1)
 	if len(runs) != 2 || runs[0][1] != "create" || runs[1][1] != "get" {
 		t.Fatalf("want a create and a get line with no errors:\n%s", out)
 	}
 	for _, r := range runs {
-		if n, _ := strconv.Atoi(r[2]); n == 0 {
-			t.Errorf("%s: no requests", r[1])
+		if n, _ := strconv.Atoi(r[2]); n < benchRequests {
+			t.Errorf("%s: %d requests, want --requests %d", r[1], n, benchRequests)
 		}
 		if n, _ := strconv.Atoi(r[4]); n == 0 {
 			t.Errorf("%s: no CPU time a request", r[1])
 		}
-		if f, _ := strconv.ParseFloat(r[5], 64); f <= 0 {
-			t.Errorf("%s: share of the ceiling %s", r[1], r[5])
-		}
 	}
 }
+
+// benchRequests is how many requests the tests' bench runs measure.
+const benchRequests = 20
 
 func TestBenchUsage(t *testing.T) {
 	if code, _, errs := runCmd(t, "bench", "--server", "http://127.0.0.1:1"); code != 2 || !strings.Contains(errs, "--api-key") {
@@ -68,6 +74,9 @@ func TestBenchUsage(t *testing.T) {
 	}
 	if code, _, errs := runCmd(t, "bench", "--mode", "create,nope"); code != 2 || !strings.Contains(errs, `unknown mode "nope"`) {
 		t.Errorf("unknown mode: exit %d, %s", code, errs)
+	}
+	if code, _, errs := runCmd(t, "bench", "--requests", "-1"); code != 2 || !strings.Contains(errs, "--requests -1") {
+		t.Errorf("--requests -1: exit %d, %s", code, errs)
 	}
 	// A profile or trace that cannot be written fails before any load.
 	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "x")
@@ -103,7 +112,7 @@ func TestBenchExternalServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := runCmd(t, "bench", "--server", base+"/", "--api-key", m["api_key"].(string),
-		"--connections", "4", "--duration", "300ms", "--warmup", "100ms")
+		"--connections", "4", "--duration", "60s", "--requests", strconv.Itoa(benchRequests), "--warmup", "100ms")
 	if code != 0 {
 		t.Fatalf("bench: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -115,7 +124,7 @@ func TestBenchExternalServer(t *testing.T) {
 		t.Fatalf("want a create and a get line with no errors:\n%s", out)
 	}
 	for _, r := range runs {
-		if r[2] == "0" || strings.Contains(r[3], "CPU") {
+		if n, _ := strconv.Atoi(r[2]); n < benchRequests || strings.Contains(r[3], "CPU") {
 			t.Errorf("%s: %s requests, after the errors %q", r[1], r[2], r[3])
 		}
 	}
