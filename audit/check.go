@@ -301,7 +301,7 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid by %q is not appended with that payment's payment.processed (allocation invoice) for this invoice", d.PaymentID)
 		}
 		c.expect = nil
-		if st.status == stExpired && !d.Late {
+		if commands.PaidOnlyLate(statusNames[st.status]) && !d.Late {
 			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid of an expired invoice is not flagged late")
 		}
 		st.status, st.late = stSuccess, d.Late

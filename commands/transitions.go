@@ -35,6 +35,14 @@ func NextInvoiceStatus(from, typ string) (string, bool) {
 	return "", false
 }
 
+// PaidOnlyLate reports whether the commands flag late every invoice.paid
+// of an invoice in status from: an expired invoice is paid only by a late
+// payment (created while it was pending, processed after it expired). A
+// pending invoice's invoice.paid is flagged late or not, by whether it was
+// paid at or after its expires_at, which may pass before the invoice is
+// marked expired (ProcessPayment).
+func PaidOnlyLate(from string) bool { return from == InvoiceStatusExpired }
+
 // PaymentCreationAllowed reports whether the commands create a payment for
 // an invoice in status st: only a pending one. An expired invoice takes no
 // new payment; a payment created while it was pending may still be

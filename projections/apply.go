@@ -30,6 +30,13 @@ type state struct {
 
 	checkpoint uint64
 	events     uint64
+	start      uint64 // the checkpoint when the transaction (or Apply) began
+
+	// paying is the last payment.processed with allocation invoice this
+	// transaction applied: its sequence and its payment's stream. The
+	// invoice.paid it leads to must be the very next event (one append
+	// holds both, payment.processed first): see paidRightAfter.
+	paying awaitedPaid
 
 	invoices  map[string]*invoiceEntry
 	payments  map[string]*paymentEntry
@@ -269,6 +276,7 @@ func (s *state) reset(tx *bbolt.Tx) error {
 	s.tx, s.b = tx, b
 	s.checkpoint = u64(b.meta.Get(keyCheckpoint))
 	s.events = u64(b.meta.Get(keyEvents))
+	s.start, s.paying = s.checkpoint, awaitedPaid{}
 	if c := s.carried; c != nil {
 		c.keep(s)
 	}
@@ -519,9 +527,10 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 	if _, ok := commands.NextInvoiceStatus(en.v.Status, e.Type); !ok {
 		return fmt.Errorf("%w: %s of an invoice in status %s", ErrIllegalTransition, e.Type, en.v.Status)
 	}
-	// The paying payment is one of the invoice's own: the commands append
-	// invoice.paid with its payment.processed, so the payment is in hand
-	// (in the batch's cache), not read.
+	// The paying payment is one of the invoice's own, and its
+	// payment.processed (allocation invoice) is the event right before:
+	// the commands append the two together, so the payment is in hand (in
+	// the batch's cache), not read.
 	var pay *paymentEntry
 	if pd := p.paid; pd != nil {
 		if pay, err = s.payment(pd.by); err != nil {
@@ -529,6 +538,14 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		}
 		if pay.v.InvoiceID != p.id {
 			return fmt.Errorf("%w: invoice %s paid by %s, a payment of invoice %s", ErrInconsistent, p.id, pd.by, pay.v.InvoiceID)
+		}
+		if ok, err := s.paidRightAfter(e.Seq, pd.by); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("%w: invoice %s paid by %s, which was not processed (allocation invoice) right before, in the same append", ErrInconsistent, p.id, pd.by)
+		}
+		if commands.PaidOnlyLate(en.v.Status) && !pd.late {
+			return fmt.Errorf("%w: %s of an invoice in status %s not flagged late", ErrIllegalTransition, e.Type, en.v.Status)
 		}
 	}
 	en.dirty = true
@@ -554,6 +571,37 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		}
 	}
 	return nil
+}
+
+// awaitedPaid is a payment.processed with allocation invoice, whose
+// invoice.paid must come next.
+type awaitedPaid struct {
+	seq    uint64
+	stream string // the payment's
+}
+
+// paidRightAfter reports whether the event before seq was the
+// payment.processed, allocation invoice, of payment stream by. Applied in
+// this transaction, s.paying says so; applied before it (a catch-up's or a
+// rebuild's batch, or an append, may end between the two), flush left it
+// in v_meta, read here only then: an inline append holds both events, so
+// it reads nothing.
+func (s *state) paidRightAfter(seq uint64, by string) (bool, error) {
+	prev := seq - 1
+	if prev != s.start {
+		return s.paying.seq == prev && s.paying.stream == by, nil
+	}
+	raw := s.b.meta.Get(keyPaying)
+	if raw == nil {
+		return false, nil
+	}
+	if len(raw) < 8 {
+		return false, fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, keyPaying, len(raw))
+	}
+	if u64(raw[:8]) != prev || string(raw[8:]) != by {
+		return false, nil
+	}
+	return true, s.b.meta.Delete(keyPaying)
 }
 
 // invoicePayable returns what a payment's creation needs of invoice id: from
@@ -631,6 +679,9 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 	v.Status = p.status
 	v.Reason = p.reason
 	if pr := p.processed; pr != nil {
+		if pr.allocation == commands.AllocInvoice {
+			s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream}
+		}
 		v.Allocation = pr.allocation
 		v.Late = pr.late
 		v.PaidAmount = fiatAmount(pr.paid, v.PaymentCurrency)
@@ -746,6 +797,14 @@ func (s *state) flush() error {
 	// bbolt keeps a value's slice until the commit: one buffer each.
 	if err := s.b.meta.Put(keyCheckpoint, binary.BigEndian.AppendUint64(nil, s.checkpoint)); err != nil {
 		return err
+	}
+	if s.paying.seq != 0 && s.paying.seq == s.checkpoint {
+		// The transaction ends between a payment.processed (allocation
+		// invoice) and its invoice.paid: the next one checks it here.
+		rec := binary.BigEndian.AppendUint64(nil, s.paying.seq)
+		if err := s.b.meta.Put(keyPaying, append(rec, s.paying.stream...)); err != nil {
+			return err
+		}
 	}
 	return s.b.meta.Put(keyEvents, binary.BigEndian.AppendUint64(nil, s.events))
 }

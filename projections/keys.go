@@ -29,7 +29,7 @@ const viewPrefix = "v_"
 // Bucket names. Persisted: never rename. Keys join their parts with a 0x00
 // byte (ids never contain one); times are sortTime, 8 bytes big-endian.
 var (
-	bMeta            = []byte("v_meta")            // "format" -> 1 byte; "checkpoint" -> seq (8); "events" -> count (8)
+	bMeta            = []byte("v_meta")            // "format" -> 1 byte; "checkpoint" -> seq (8); "events" -> count (8); "paying" -> seq (8) payment stream id
 	bInvoices        = []byte("v_invoices")        // invoice id -> InvoiceView (binary: codec.go)
 	bPayments        = []byte("v_payments")        // payment stream id -> PaymentView (binary)
 	bWidgets         = []byte("v_widgets")         // widget id -> WidgetView (binary)
@@ -59,6 +59,12 @@ var (
 	keyCheckpoint = []byte("checkpoint")
 	keyEvents     = []byte("events")
 	keyViewsOnly  = []byte("views_only") // present (empty) in a ViewsOnly projector's meta
+	// keyPaying: a transaction that ends with a payment.processed of
+	// allocation invoice leaves its sequence and payment stream here, for
+	// the next one to check that the next event is its invoice.paid, which
+	// deletes it (state.paidRightAfter). A legal log's views never keep it:
+	// the commands append the two events together.
+	keyPaying = []byte("paying")
 )
 
 // Counter key prefixes (v_counters): each followed by the merchant id, and

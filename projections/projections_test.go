@@ -724,6 +724,10 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 		ws := x.g.process(p, commands.AllocInvoice, false, false)
 		return append(ws, x.g.invoiceEnd(in, commands.TypeInvoicePaid, commands.InvoicePaid{PaymentID: by, PaidAt: x.g.now}))
 	}
+	// paidOnly is an invoice.paid of in by p, alone.
+	paidOnly := func(x *world, p *pay, late bool) ledger.Write {
+		return x.g.invoiceEnd(p.in, commands.TypeInvoicePaid, commands.InvoicePaid{PaymentID: p.stream, PaidAt: x.g.now, Late: late, PaidAmount: p.in.amount})
+	}
 	for _, tc := range []struct {
 		name  string
 		build func(x *world) [][]ledger.Write // the legal history after the setup, then the case's append last
@@ -797,9 +801,46 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			return [][]ledger.Write{paidBy(x, x.p, x.in, commands.StreamID(commands.StreamPayment, "01ARZ3NDEKTSV4RRFFQ69G5FAV"))}
 		}, projections.ErrInconsistent, `payment "payment-01ARZ3NDEKTSV4RRFFQ69G5FAV" not created`},
 
+		// An invoice is paid by the payment whose payment.processed
+		// (allocation invoice) is the event right before its invoice.paid:
+		// the commands append the two together (commands.ProcessPayment).
+		{"invoice paid by a payment still pending", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{paidOnly(x, x.p, false)}}
+		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
+		{"invoice paid by a payment processed into suspense", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{append(x.g.process(x.p, commands.AllocUnderpaid, false, false), paidOnly(x, x.p, false))}
+		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
+		{"invoice paid by a payment other than the one processed before it", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{append(x.g.process(x.p2, commands.AllocInvoice, false, false), paidOnly(x, x.p, false))}
+		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
+		{"invoice paid by its payment processed appends before", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, false, false),
+				{x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled)},
+				{paidOnly(x, x.p, false)}}
+		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
+		{"invoice paid by its payment with another event between them in one append", func(x *world) [][]ledger.Write {
+			ws := x.g.process(x.p, commands.AllocInvoice, false, false)
+			ws = append(ws, x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled))
+			return [][]ledger.Write{append(ws, paidOnly(x, x.p, false))}
+		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
+
+		// An expired invoice is paid only late (commands.PaidOnlyLate).
+		{"expired invoice paid, not flagged late", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocInvoice, true, false)}
+		}, projections.ErrIllegalTransition, "invoice.paid of an invoice in status expired not flagged late"},
+
 		// The legal neighbours.
 		{"late payment of an expired invoice", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocInvoice, true, true)}
+		}, nil, ""},
+		{"payment processed at the expiry of an invoice still pending, paid late", func(x *world) [][]ledger.Write {
+			x.g.now = x.in.expires
+			return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, true, true)}
+		}, nil, ""},
+		{"invoice paid by its payment processed in the append right before", func(x *world) [][]ledger.Write {
+			// Not what the commands write (one append), but the same
+			// sequence: the projector and the audit see sequences.
+			return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, false, false), {paidOnly(x, x.p, false)}}
 		}, nil, ""},
 		{"duplicate payment of a paid invoice", func(x *world) [][]ledger.Write {
 			return append(paid(x), x.g.process(x.p2, commands.AllocDuplicate, false, false))
@@ -904,6 +945,123 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 				t.Errorf("inline append = %v, want %v: %q", err, tc.want, tc.what)
 			case tc.want != nil && live.Head() != head:
 				t.Errorf("the refused append moved the log from %v to %v", head, live.Head())
+			}
+		})
+	}
+}
+
+// TestPaidRightAfterAcrossBatches: an invoice.paid must be the event right
+// after its payment's payment.processed (allocation invoice), also when a
+// batch ends between the two: a catch-up's (1024 events an Apply), a
+// rebuild's transaction, or an append (the projector sees sequences, not
+// appends). The legal log is accepted each way, with views equal to the
+// inline ones; the pair with an event between them, or paid by another
+// payment than the one processed, is refused each way.
+func TestPaidRightAfterAcrossBatches(t *testing.T) {
+	const boundary = 1024 // boltlog's catch-up batch; the rebuild's transaction below
+	for _, tc := range []struct {
+		name string
+		// tail: the appends from sequence boundary on.
+		tail func(g *gen, p, p2 *pay, filler ledger.Write) [][]ledger.Write
+		want error
+	}{
+		{"paid in the next append, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
+			ws := g.process(p, commands.AllocInvoice, true, false)
+			return [][]ledger.Write{{ws[0]}, {ws[1]}}
+		}, nil},
+		{"an event between, at the boundary", func(g *gen, p, _ *pay, filler ledger.Write) [][]ledger.Write {
+			ws := g.process(p, commands.AllocInvoice, true, false)
+			return [][]ledger.Write{{ws[0]}, {filler}, {ws[1]}}
+		}, projections.ErrInconsistent},
+		{"paid by another payment than the one processed, at the boundary", func(g *gen, p, p2 *pay, _ ledger.Write) [][]ledger.Write {
+			ws := g.process(p2, commands.AllocInvoice, false, false)
+			return [][]ledger.Write{ws, {g.invoiceEnd(p.in, commands.TypeInvoicePaid, commands.InvoicePaid{
+				PaymentID: p.stream, PaidAt: g.now, PaidAmount: p.in.amount})}}
+		}, projections.ErrInconsistent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGen()
+			appends := [][]ledger.Write{{g.merchant("m1", "2")}}
+			in, w := g.invoice("m1", "o", "100", "UAH", "41.5", "2")
+			appends = append(appends, []ledger.Write{w})
+			p, w := g.payment(in)
+			appends = append(appends, []ledger.Write{w})
+			p2, w := g.payment(in)
+			appends = append(appends, []ledger.Write{w})
+			filler := func() ledger.Write { // an event the projector skips
+				return write("future-1", ledger.Any, ledger.NewEvent{ID: g.ulid(), Type: "future.thing", Time: g.now, Data: []byte(`{}`)})
+			}
+			n := 0
+			for _, ws := range appends {
+				for _, w := range ws {
+					n += len(w.Events)
+				}
+			}
+			for ; n < boundary-1; n++ {
+				appends = append(appends, []ledger.Write{filler()})
+			}
+			tailAt := len(appends)
+			appends = append(appends, tc.tail(g, p, p2, filler())...)
+
+			path := filepath.Join(t.TempDir(), "ledger.db")
+			st := openLog(t, path, nil)
+			var last []ledger.Event
+			for i, ws := range appends {
+				last = mustAppend(t, st, ws...)
+				if i == tailAt && last[0].Seq != boundary {
+					t.Fatalf("the tail starts at sequence %d, not %d", last[0].Seq, boundary)
+				}
+			}
+			want := "sequence " + strconv.FormatUint(last[len(last)-1].Seq, 10) + " "
+			check := func(how string, err error) {
+				t.Helper()
+				switch {
+				case tc.want == nil && err != nil:
+					t.Errorf("%s: %v", how, err)
+				case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), want)):
+					t.Errorf("%s = %v, want %v at %q", how, err, tc.want, want)
+				}
+			}
+
+			db, err := bbolt.Open(filepath.Join(t.TempDir(), "views.db"), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			restore := projections.SetRebuildTxEvents(boundary)
+			_, err = projections.Rebuild(context.Background(), st.Events(context.Background(), 1), db, time.Time{})
+			restore()
+			check("Rebuild", err)
+			var ref *bbolt.DB // the views with no batch ending between the two
+			if tc.want == nil {
+				ref, _ = rebuildInto(t, st, time.Time{})
+			}
+			st.Close()
+
+			caught, err := boltlog.Open(path, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
+			check("open with the projector (catch-up)", err)
+			if err == nil {
+				defer caught.Close()
+			}
+
+			live := newLog(t)
+			for i, ws := range appends {
+				_, err = live.AppendWrites(context.Background(), ws...)
+				if i < len(appends)-1 && err != nil {
+					t.Fatal(err)
+				}
+			}
+			check("inline", err)
+
+			if tc.want == nil && caught != nil {
+				for _, c := range []struct {
+					name string
+					db   *bbolt.DB
+				}{{"rebuilt", db}, {"caught up", caught.DB()}, {"inline", live.DB()}} {
+					if err := projections.Compare(ref, c.db); err != nil {
+						t.Errorf("%s views: %v", c.name, err)
+					}
+				}
 			}
 		})
 	}
