@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -28,14 +28,55 @@ import (
 	"github.com/payledger/payledger/stream/natstest"
 )
 
-func freeAddr(t *testing.T) string {
+// serveChild is `payledger serve` in a child process (the test binary
+// re-executed, see TestWebhooksWorkerChild), so a test can signal it.
+type serveChild struct {
+	cmd    *exec.Cmd
+	out    *syncbuf.Buffer // its stdout and stderr: the log
+	exited chan struct{}   // closed when it has exited
+	err    error           // its exit (cmd.Wait's), once exited is closed
+	base   string          // http://host:port it serves on
+}
+
+// servingLine is node.Serve's log line with the address it listens on.
+var servingLine = regexp.MustCompile(`msg=serving addr=(\S+)`)
+
+// startServe starts `payledger serve` with args in a child process on a
+// loopback port the kernel picks (--addr 127.0.0.1:0), and returns once
+// the child's log (text, at info) names it. A port picked here and closed
+// for the child to bind could be taken by another process in between. The
+// child is killed at the end of the test if it is still running.
+func startServe(t *testing.T, args ...string) *serveChild {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	args = append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "text", "--log-level", "info"}, args...)
+	c := &serveChild{cmd: exec.Command(os.Args[0], "-test.run=^TestWebhooksWorkerChild$"), out: &syncbuf.Buffer{}, exited: make(chan struct{})}
+	c.cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	go func() { c.err = c.cmd.Wait(); close(c.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-c.exited:
+		default:
+			c.cmd.Process.Kill()
+			<-c.exited
+		}
+	})
+	natstest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if m := servingLine.FindStringSubmatch(c.out.String()); m != nil {
+			c.base = "http://" + m[1]
+			return nil
+		}
+		select {
+		case <-c.exited:
+			t.Fatalf("serve exited (%v) before it served:\n%s", c.err, c.out.String())
+		default:
+		}
+		return fmt.Errorf("no %q line in the log:\n%s", "msg=serving", c.out.String())
+	})
+	return c
 }
 
 // TestServeGracefulShutdown runs `payledger serve` as a child process under
@@ -43,18 +84,8 @@ func freeAddr(t *testing.T) string {
 // whose create was acknowledged (2xx) is in the log and its views.
 func TestServeGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	args := []string{"serve", "--addr", addr, "--data-dir", dir, "--nats-port", "-1", "--admin-token", "t0ken", "--no-demo"}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWebhooksWorkerChild$")
-	cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
-	out := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	base := "http://" + addr
+	child := startServe(t, "--data-dir", dir, "--nats-port", "-1", "--admin-token", "t0ken", "--no-demo")
+	cmd, out, base := child.cmd, child.out, child.base
 	natstest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
@@ -141,9 +172,9 @@ func TestServeGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("serve exited with %v after SIGTERM:\n%s", err, out.String())
+	case <-child.exited:
+		if child.err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM:\n%s", child.err, out.String())
 		}
 	case <-time.After(60 * time.Second):
 		cmd.Process.Kill()
