@@ -108,6 +108,8 @@ func TestBackupOverHTTPWhileAppending(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
+	stopAppends := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopAppends() // before the node stops, when the test fails
 	waitUntil(t, "30 invoices and a checkpoint", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -120,12 +122,18 @@ func TestBackupOverHTTPWhileAppending(t *testing.T) {
 	mu.Lock()
 	during := created
 	mu.Unlock()
-	time.Sleep(20 * time.Millisecond) // appends go on after the backup too
-	close(stop)
-	wg.Wait()
 	if code != 0 || !strings.Contains(stdout, "backup of "+base+" written to "+out) || !strings.Contains(stdout, "every check of payledger verify passed") {
 		t.Fatalf("backup = %d\n%s%s", code, stdout, errs)
 	}
+	// Appends go on after the backup too: two more invoices acknowledged.
+	// The second was sent after the backup had returned, so it is in the
+	// node's log past the backup's head (checked below).
+	waitUntil(t, "two invoices after the backup", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return created >= during+2
+	})
+	stopAppends()
 	pub := n.Checkpoints.PublicKey()
 	cancel()
 	if err := <-served; err != nil {
