@@ -89,7 +89,11 @@ func TestCheckpointerInterval(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	waitFor(t, 5*time.Second, "a checkpoint of the merchant", func() bool { return len(checkpointsIn(t, b)) == 1 })
-	// Nothing new: no more checkpoints, however many intervals pass.
+	// Nothing new: no more checkpoints, however many intervals pass. What
+	// is checked is that something does not happen, so it takes a while:
+	// five intervals. Run times its intervals with the real clock (Now only
+	// stamps the checkpoints) and offers no hook per interval, so there is
+	// no condition to wait for instead.
 	time.Sleep(100 * time.Millisecond)
 	if n := len(checkpointsIn(t, b)); n != 1 {
 		t.Fatalf("%d checkpoints with nothing appended", n)
@@ -113,8 +117,13 @@ func TestCheckpointerStopsWhenTheLogCloses(t *testing.T) {
 	b := newBuilder(t, false)
 	c := NewCheckpointer(b.s, testKey, CheckpointConfig{})
 	done := make(chan error, 1)
+	// Load the last checkpoint first, as a node does: Run finds it loaded
+	// and goes straight to waiting on the log, so closing the log can only
+	// end that wait (before or while Run is in it), never Run's own load.
+	if err := c.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	go func() { done <- c.Run(context.Background()) }()
-	time.Sleep(10 * time.Millisecond)
 	b.s.Close()
 	select {
 	case err := <-done:
@@ -252,11 +261,14 @@ func TestSnapshotWhileAppending(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(20 * time.Millisecond)
+	stopAppends := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopAppends()
+	// The snapshot starts while the appends are under way.
+	started := b.s.Head().Seq
+	waitFor(t, 5*time.Second, "20 appends", func() bool { return b.s.Head().Seq >= started+20 })
 	path := filepath.Join(t.TempDir(), "backup.db")
 	head, size, err := Snapshot(b.s, path)
-	close(stop)
-	wg.Wait()
+	stopAppends()
 	if err != nil {
 		t.Fatal(err)
 	}
