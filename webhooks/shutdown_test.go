@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
 )
 
 // runner runs a dispatcher's Run as the node's supervisor does: stop
@@ -21,12 +24,48 @@ type runner struct {
 	d      *Dispatcher
 	cancel context.CancelFunc
 	done   chan error
+	// followEnded is closed when the current Run's source returns: Run
+	// saw its context end and is stopping (giving its attempts the grace).
+	followEnded chan struct{}
 }
 
 func (r *runner) start() {
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel, r.done = cancel, make(chan error, 1)
-	go func() { r.done <- r.d.Run(ctx, FromLog(r.e.store, 0, 0)) }()
+	r.cancel, r.done, r.followEnded = cancel, make(chan error, 1), make(chan struct{})
+	src := &endSignal{Source: FromLog(r.e.store, 0, 0), ended: r.followEnded}
+	go func() { r.done <- r.d.Run(ctx, src) }()
+}
+
+// endSignal is a Source that closes ended when its Follow returns.
+type endSignal struct {
+	Source
+	ended chan struct{}
+}
+
+func (s *endSignal) Follow(ctx context.Context, from uint64, ingest func([]ledger.Event) error) error {
+	defer close(s.ended)
+	return s.Source.Follow(ctx, from, ingest)
+}
+
+// settled reports, for waitFor, whether d runs, has ingested log to its
+// head, and has no attempt in flight or scheduled: then none can start
+// until something is appended or redelivered. A test shows with it that
+// something is not sent (again), instead of sleeping to see. Under
+// writeMu no commit is half applied to the schedule.
+func settled(d *Dispatcher, log *boltlog.Store) error {
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	s := running(d)
+	if s == nil {
+		return errors.New("the dispatcher is not running")
+	}
+	if c, h := d.Checkpoint(), log.Head().Seq; c < h {
+		return fmt.Errorf("ingested up to %d of %d", c, h)
+	}
+	if inflight, due := s.counts(); inflight+due > 0 {
+		return fmt.Errorf("%d attempts in flight, %d scheduled", inflight, due)
+	}
+	return nil
 }
 
 // stop cancels Run and returns how long it took to return.
@@ -128,7 +167,8 @@ func TestRestartAbortsHeldAttemptAndMakesItAgain(t *testing.T) {
 	if took := time.Since(restarted); took > 2*time.Second {
 		t.Errorf("delivered %v after the restart", took)
 	}
-	time.Sleep(200 * time.Millisecond) // room for a wrong extra attempt
+	// Nothing more in flight or scheduled: no extra attempt can come.
+	waitFor(t, 5*time.Second, func() error { return settled(r.d, e.store) })
 	got, _ = r.d.Delivery("m1", del.ID)
 	got.Body = nil
 	if got.Status != StatusDelivered || got.AttemptCount != 1 || len(got.Attempts) != 1 ||
@@ -166,8 +206,7 @@ func TestShutdownGraceRecordsAttemptsThatFinish(t *testing.T) {
 			rc := newReceiver(t, false, func(r *http.Request, n int) (int, http.Header) {
 				if calls.Add(1) == 1 {
 					close(held)
-					<-stopping
-					time.Sleep(50 * time.Millisecond) // answers after Run's context ended
+					<-stopping // answers once Run is stopping
 					return status, nil
 				}
 				return http.StatusOK, nil
@@ -181,7 +220,7 @@ func TestShutdownGraceRecordsAttemptsThatFinish(t *testing.T) {
 			r.start()
 			inv := e.invoice("m1", "")
 			recv(t, held, "request held")
-			go func() { time.Sleep(20 * time.Millisecond); close(stopping) }()
+			go func(ended <-chan struct{}) { <-ended; close(stopping) }(r.followEnded)
 			if took := r.stop(); took > 2*time.Second {
 				t.Errorf("Run took %v to return though the attempt ended at once", took)
 			}
@@ -196,7 +235,8 @@ func TestShutdownGraceRecordsAttemptsThatFinish(t *testing.T) {
 			}
 			r.start()
 			if status == http.StatusOK {
-				time.Sleep(300 * time.Millisecond) // past the backoff: room for a wrong resend
+				// Nothing in flight or scheduled: no resend can come.
+				waitFor(t, 5*time.Second, func() error { return settled(r.d, e.store) })
 				if n := len(rc.requests()); n != 1 {
 					t.Fatalf("receiver got %d requests, want 1", n)
 				}
