@@ -35,6 +35,15 @@ type ingestResult struct {
 	merchants  map[string]bool // merchants whose settings or secrets changed
 }
 
+// dropSigner notes that merchant id's view changed: its cached signer goes
+// once the transaction commits.
+func (r *ingestResult) dropSigner(id string) {
+	if r.merchants == nil {
+		r.merchants = make(map[string]bool)
+	}
+	r.merchants[id] = true
+}
+
 // ingestTx applies events in one transaction: each goes through the
 // dispatcher's projector, then makes its deliveries from the views as they
 // stand right after it, and the checkpoint moves past it. Events at or
@@ -76,6 +85,11 @@ func (d *Dispatcher) ingestTx(w *wtx, events []ledger.Event) (ingestResult, erro
 			}
 			if err := d.proj.Apply(w.tx, events[i:i+1]); err != nil {
 				return res, fmt.Errorf("project sequence %d: %w", e.Seq, err)
+			}
+			// A merchant's view moved (views catching up): a signer
+			// cached from it while it was behind is stale.
+			if id, ok := strings.CutPrefix(e.Stream, merchantStreamPrefix); ok {
+				res.dropSigner(id)
 			}
 			continue
 		}
@@ -120,10 +134,7 @@ func (d *Dispatcher) enqueue(w *wtx, e *ledger.Event, res *ingestResult) error {
 	case strings.HasPrefix(e.Stream, merchantStreamPrefix):
 		id := strings.TrimPrefix(e.Stream, merchantStreamPrefix)
 		delete(w.merchantURL, id)
-		if res.merchants == nil {
-			res.merchants = make(map[string]bool)
-		}
-		res.merchants[id] = true
+		res.dropSigner(id)
 		if e.Type == commands.TypeMerchantSettings {
 			var ch commands.MerchantSettingsChanged
 			if err := json.Unmarshal(e.Data, &ch); err != nil {

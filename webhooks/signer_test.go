@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/payledger/payledger/commands"
 )
 
@@ -99,5 +101,93 @@ func TestSignerCacheAfterRotation(t *testing.T) {
 				t.Fatalf("the webhook does not verify with the rotated secret: %v (signature %q)", reqs[0].VerifyErr, reqs[0].Signature)
 			}
 		})
+	}
+}
+
+// TestSignerAfterViewsRebuilt: views of an older format (an upgrade) are
+// dropped at Open and projected again from the first event, behind the
+// checkpoint. An attempt made while they catch up reads the merchant's
+// view as of an old event (before a rotation, here); once they have caught
+// up, a webhook must be signed with the merchant's current secret, not the
+// one that attempt read. The upgrade records no delivery twice.
+func TestSignerAfterViewsRebuilt(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, false, nil)
+	rc.secret = func(string) string { return e.kr.SigningSecret("m1", 2) } // the merchant verifies with the rotated secret
+	e.merchant("m1", rc.URL())
+	if _, err := e.svc.RotateSigningSecret(e.ctx, commands.RotateSigningSecret{
+		Meta: e.meta(), MerchantID: "m1", Secret: fixedSecret(strings.Repeat("a", 64)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.invoice("m1", "")
+
+	path := filepath.Join(t.TempDir(), FileName)
+	d, err := Open(path, e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingestNew(t, e, d)
+	cp := d.Checkpoint()
+	key := makeKey(cp, kindByteWebhook) // the invoice's webhook
+	before, err := d.ListDeliveries("m1", ListQuery{})
+	if err != nil || before.Details.TotalObjects != 1 {
+		t.Fatalf("deliveries before the upgrade: %+v, %v", before.Details, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The views as an older build left them: Open drops them.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("v_meta")).Put([]byte("format"), []byte{4})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	d, err = Open(path, e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var evs []ledgerEvent
+	rotated := -1
+	for ev, err := range e.store.Events(context.Background(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == commands.TypeSigningSecretRotated {
+			rotated = len(evs)
+		}
+		evs = append(evs, ev)
+	}
+	if rotated < 0 || evs[len(evs)-1].Seq != cp {
+		t.Fatalf("rotation at %d of %d events, checkpoint %d", rotated, len(evs), cp)
+	}
+	// The views catch up to just before the rotation; an attempt due then
+	// reads the merchant's first secret.
+	if err := d.Ingest(evs[:rotated]); err != nil {
+		t.Fatal(err)
+	}
+	d.attempt(context.Background(), key)
+	// The rest of the catch-up, the rotation among it.
+	if err := d.Ingest(evs[rotated:]); err != nil {
+		t.Fatal(err)
+	}
+	res := d.attempt(context.Background(), key)
+	if res.status != http.StatusOK {
+		t.Fatalf("attempt: %+v", res)
+	}
+	reqs := rc.requests()
+	if last := reqs[len(reqs)-1]; last.VerifyErr != nil {
+		t.Errorf("after the views caught up, the webhook does not verify with the current secret: %v (signature %q)", last.VerifyErr, last.Signature)
+	}
+	after, err := d.ListDeliveries("m1", ListQuery{})
+	if err != nil || after.Details.TotalObjects != 1 || d.Checkpoint() != cp {
+		t.Errorf("after the upgrade: %+v, checkpoint %d (was %d), %v", after.Details, d.Checkpoint(), cp, err)
 	}
 }
