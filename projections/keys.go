@@ -62,8 +62,10 @@ var (
 	// keyPaying: a transaction that ends with a payment.processed of
 	// allocation invoice leaves its sequence and payment stream here, for
 	// the next one to check that the next event is its invoice.paid, which
-	// deletes it (state.paidRightAfter). A legal log's views never keep it:
-	// the commands append the two events together.
+	// deletes it (state.paidRightAfter); a next transaction that applies
+	// anything deletes it too (flush). It stays only while the views end
+	// right after such a payment.processed, which the commands never
+	// leave: they append the two events together.
 	keyPaying = []byte("paying")
 )
 
