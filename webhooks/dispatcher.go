@@ -34,6 +34,12 @@ type Dispatcher struct {
 	// start is the first sequence a source must send: past both the
 	// checkpoint and the views (rebuilt views start behind it).
 	start atomic.Uint64
+	// viewsAt is the last sequence the views hold; under writeMu.
+	// installSched, set by Run while the views are behind the checkpoint,
+	// starts the schedule once an ingest brings them to installAt.
+	viewsAt      uint64
+	installSched func() error
+	installAt    uint64
 
 	running atomic.Bool
 	schedMu sync.Mutex
@@ -90,6 +96,7 @@ func Open(path string, cfg Config) (*Dispatcher, error) {
 		}
 		d.checkpoint.Store(cp)
 		d.start.Store(projected + 1)
+		d.viewsAt = projected
 		return tx.Bucket(bDisabled).ForEach(func(k, _ []byte) error {
 			d.disabled[string(k)] = true
 			return nil
@@ -154,6 +161,12 @@ func (d *Dispatcher) Ingest(events []ledger.Event) error {
 		d.signersMu.Unlock()
 	}
 	d.afterCommit(w, nil)
+	d.viewsAt = max(d.viewsAt, events[len(events)-1].Seq)
+	if d.installSched != nil && d.viewsAt >= d.installAt {
+		install := d.installSched
+		d.installSched = nil
+		return install()
+	}
 	return nil
 }
 
@@ -226,28 +239,44 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 			results <- res
 		}()
 	})
-	// Install the scheduler and load the due index under writeMu, so no
-	// commit falls between the load and the installation.
-	d.writeMu.Lock()
-	err := d.db.View(func(tx *bbolt.Tx) error { return s.load(tx) })
-	if err == nil {
+	var schedWG, writerWG sync.WaitGroup
+	// install loads the due index and starts the schedule, under writeMu,
+	// so no commit falls between the load and the installation.
+	install := func() error {
+		if err := d.db.View(func(tx *bbolt.Tx) error { return s.load(tx) }); err != nil {
+			return fmt.Errorf("load schedule: %w", err)
+		}
 		d.schedMu.Lock()
 		d.sched = s
 		d.schedMu.Unlock()
+		schedWG.Add(1)
+		go func() { defer schedWG.Done(); s.run(ctx) }()
+		return nil
+	}
+	// An attempt signs with the merchant's secret and reads its URL from
+	// the views. Views behind the checkpoint (an upgrade that changed
+	// their format projects them again from the first event) would give
+	// an old secret, or no merchant at all: the schedule waits for the
+	// ingest that brings them level.
+	d.writeMu.Lock()
+	var err error
+	if cp := d.checkpoint.Load(); d.viewsAt < cp {
+		d.installSched, d.installAt = install, cp
+	} else {
+		err = install()
 	}
 	d.writeMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("load schedule: %w", err)
+		return err
 	}
-
-	var schedWG, writerWG sync.WaitGroup
-	schedWG.Add(1)
-	go func() { defer schedWG.Done(); s.run(ctx) }()
 	writerWG.Add(1)
 	go func() { defer writerWG.Done(); d.writeResults(results) }()
 
 	from := min(d.start.Load(), d.checkpoint.Load()+1)
 	err = src.Follow(ctx, from, d.Ingest)
+	d.writeMu.Lock()
+	d.installSched = nil
+	d.writeMu.Unlock()
 	// Stop launching, give the attempts under way their grace, abort
 	// those still under way, record what finished, then detach the
 	// scheduler.
