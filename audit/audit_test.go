@@ -278,6 +278,25 @@ func TestRunInvoiceEventsOfAnotherMerchant(t *testing.T) {
 	}
 }
 
+// TestRunViewsOfAnOlderFormat: a data dir from before an upgrade that
+// changed the views' format (serve rebuilds them when it next starts) is
+// no fault: the views are not compared, the log is still rebuilt.
+func TestRunViewsOfAnOlderFormat(t *testing.T) {
+	b := newBuilder(t, true)
+	b.history()
+	b.s.Close()
+	editBolt(t, b.path, func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("v_meta")).Put([]byte("format"), []byte{4})
+	})
+	r, err := run(t, b.readOnly())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if want := "not compared: the views are of format 4, an older build's"; !strings.Contains(r.Views, want) || !strings.Contains(r.Views, "the log rebuilds cleanly") {
+		t.Errorf("views %q, want %q and the rebuild", r.Views, want)
+	}
+}
+
 // TestRunInvoiceViewEditedBehindTheLog: a view written into v_invoices
 // directly, not by the projector, is named by its invoice.
 func TestRunInvoiceViewEditedBehindTheLog(t *testing.T) {

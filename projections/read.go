@@ -476,6 +476,23 @@ func (v *Views) NextDue() (time.Time, bool) {
 	return at, ok
 }
 
+// OlderFormat reports whether the views are of a format older than this
+// build's, and which: a data dir from before an upgrade that changed the
+// views, which Init rebuilds from the log (payledger serve, when it next
+// opens the file). Until then they cannot be compared with a rebuild or
+// read by this build. False when there are no views.
+func (v *Views) OlderFormat() (format byte, older bool) {
+	_ = v.view(func(tx *bbolt.Tx) error {
+		f := tx.Bucket(bMeta).Get(keyFormat)
+		if len(f) == 1 {
+			format = f[0]
+		}
+		older = format < formatVersion
+		return nil
+	})
+	return format, older
+}
+
 // Checkpoint returns the sequence of the last event the views applied (0:
 // none, or no views in the file).
 func (v *Views) Checkpoint() uint64 {

@@ -130,7 +130,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if until.IsZero() && !*noCompare {
-		switch live := projections.NewViews(log.DB()).Checkpoint(); {
+		lv := projections.NewViews(log.DB())
+		format, older := lv.OlderFormat()
+		switch live := lv.Checkpoint(); {
+		case live > 0 && older:
+			fmt.Fprintf(stdout, "live views: of format %d, an older build's: not compared (serve rebuilds them from the log when it next starts)\n", format)
 		case live == 0 && head.Seq > 0:
 			fmt.Fprintln(stdout, "live views: none in the log file, nothing to compare")
 		case live != sum.Checkpoint:

@@ -259,3 +259,28 @@ func TestReplayOutKeepsOldViewsOnFailure(t *testing.T) {
 		t.Fatal("replay --out changed the event log it was pointed at")
 	}
 }
+
+// TestReplayLiveViewsOfAnOlderFormat: views an older build left are not
+// compared (this build cannot read them; serve rebuilds them), and that is
+// no failure.
+func TestReplayLiveViewsOfAnOlderFormat(t *testing.T) {
+	dir := replayLog(t)
+	db, err := bbolt.Open(filepath.Join(dir, logFileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("v_meta")).Put([]byte("format"), []byte{4})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	code, out, errs := runCmd(t, "replay", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "live views: of format 4, an older build's: not compared") {
+		t.Fatalf("replay = %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCmd(t, "verify", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "format 4, an older build's") {
+		t.Fatalf("verify = %d\n%s%s", code, out, errs)
+	}
+}
