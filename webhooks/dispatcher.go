@@ -207,7 +207,10 @@ func (d *Dispatcher) isDisabled(merchant, url string) bool {
 // delivery stays pending and due, so the next Run attempts it at once. On
 // return no attempt is in flight.
 //
-// Errors: ErrRunning; the source's or Ingest's error. nil when ctx ends.
+// Errors: ErrRunning; the source's or Ingest's error; "load schedule"
+// wrapping ErrCorrupt when the due index does not load, at the start or
+// once views rebuilt after an upgrade are level with the checkpoint (the
+// deliveries stay recorded and pending). nil when ctx ends.
 func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -244,7 +247,7 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 	// so no commit falls between the load and the installation.
 	install := func() error {
 		if err := d.db.View(func(tx *bbolt.Tx) error { return s.load(tx) }); err != nil {
-			return fmt.Errorf("load schedule: %w", err)
+			return fmt.Errorf("load schedule from %s: %w", d.db.Path(), err)
 		}
 		d.schedMu.Lock()
 		d.sched = s
@@ -257,11 +260,22 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 	// the views. Views behind the checkpoint (an upgrade that changed
 	// their format projects them again from the first event) would give
 	// an old secret, or no merchant at all: the schedule waits for the
-	// ingest that brings them level.
+	// ingest that brings them level. If it fails there, Run ends with the
+	// error whatever the source does with Ingest's: a source that hands
+	// the batch again (FromStream's) would find the installation spent,
+	// and Run would go on recording deliveries and attempting none.
 	d.writeMu.Lock()
-	var err error
+	var err, installErr error // installErr under writeMu
 	if cp := d.checkpoint.Load(); d.viewsAt < cp {
-		d.installSched, d.installAt = install, cp
+		d.installSched = func() error {
+			if err := install(); err != nil {
+				installErr = err
+				cancel()
+				return err
+			}
+			return nil
+		}
+		d.installAt = cp
 	} else {
 		err = install()
 	}
@@ -276,6 +290,9 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 	err = src.Follow(ctx, from, d.Ingest)
 	d.writeMu.Lock()
 	d.installSched = nil
+	if installErr != nil {
+		err = installErr
+	}
 	d.writeMu.Unlock()
 	// Stop launching, give the attempts under way their grace, abort
 	// those still under way, record what finished, then detach the

@@ -21,29 +21,9 @@ import (
 // does a consumer deleted on the server.
 func TestJetStreamSource(t *testing.T) {
 	e := newEnv(t)
-	srv := natstest.RunServer(t)
+	conn := relayed(t, e)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	conn, err := stream.Open(ctx, stream.Config{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.EnsureStream(ctx); err != nil {
-		t.Fatal(err)
-	}
-	relay, err := stream.NewRelay(conn, e.store, stream.RelayConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	relayDone := make(chan error, 1)
-	go func() { relayDone <- relay.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-relayDone; err != nil {
-			t.Errorf("relay: %v", err)
-		}
-	}()
 
 	rc := newReceiver(t, false, nil)
 	rc.secret = func(string) string { return e.kr.SigningSecret("m1", 1) }
@@ -100,6 +80,36 @@ func TestJetStreamSource(t *testing.T) {
 	inv = e.invoice("m1", "")
 	e.cancel("m1", inv)
 	checkDelivered(t, d, "m1", rc, 9)
+}
+
+// relayed is a connection to an embedded NATS server whose event stream a
+// relay fills from e's log until the test ends.
+func relayed(t *testing.T, e *env) *stream.Conn {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	conn, err := stream.Open(ctx, stream.Config{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	if _, err := conn.EnsureStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := stream.NewRelay(conn, e.store, stream.RelayConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-relayDone; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+	return conn
 }
 
 // recreations records when the source logged that it makes its consumer

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"container/heap"
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -87,13 +88,15 @@ func newScheduler(maxActive, perHost int, launch func(*entry)) *scheduler {
 	}
 }
 
-// load fills the heap from the due index.
+// load fills the heap from the due index. A key of another length is
+// ErrCorrupt: skipping it could leave a delivery, and every later one of
+// its resource, never attempted, and nothing would say so.
 func (s *scheduler) load(tx *bbolt.Tx) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return tx.Bucket(bDue).ForEach(func(k, v []byte) error {
 		if len(k) != 17 {
-			return nil
+			return fmt.Errorf("%w: %s key %x of %d bytes, want 17", ErrCorrupt, bDue, k, len(k))
 		}
 		var key dkey
 		copy(key[:], k[8:])

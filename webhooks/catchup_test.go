@@ -1,0 +1,173 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/stream"
+)
+
+// fromEnvLog feeds a dispatcher from the env's log, as serve does.
+func fromEnvLog(_ *testing.T, e *env) Source { return FromLog(e.store, 0, 0) }
+
+// fromEnvStream feeds a dispatcher through a durable JetStream consumer
+// on an embedded server that a relay publishes the env's log to, as
+// payledger worker webhooks does.
+func fromEnvStream(t *testing.T, e *env) Source {
+	return FromStream(relayed(t, e), stream.ConsumerConfig{FetchWait: 100 * time.Millisecond})
+}
+
+// tearDueKey replaces the due index record of delivery k in the
+// webhooks.db at path with one a byte short (a torn write), and returns a
+// function that puts the right one back.
+func tearDueKey(t *testing.T, path string, k dkey) (repair func()) {
+	t.Helper()
+	var key, host []byte
+	update := func(fn func(b *bbolt.Bucket) error) {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bbolt.Tx) error { return fn(tx.Bucket(bDue)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update(func(b *bbolt.Bucket) error {
+		c := b.Cursor()
+		for ck, v := c.First(); ck != nil; ck, v = c.Next() {
+			if len(ck) == 17 && bytes.Equal(ck[8:], k[:]) {
+				key, host = bytes.Clone(ck), bytes.Clone(v)
+			}
+		}
+		if key == nil {
+			t.Fatalf("delivery %x is not in the due index", k)
+		}
+		if err := b.Delete(key); err != nil {
+			return err
+		}
+		return b.Put(key[:16], host)
+	})
+	return func() {
+		update(func(b *bbolt.Bucket) error {
+			if err := b.Delete(key[:16]); err != nil {
+				return err
+			}
+			return b.Put(key, host)
+		})
+	}
+}
+
+// runToError runs d on src and returns Run's error, failing the test if
+// Run is still going after a while: it should have stopped on its own.
+func runToError(t *testing.T, d *Dispatcher, src Source, rc *receiver) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, src) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		d.schedMu.Lock()
+		installed := d.sched != nil
+		d.schedMu.Unlock()
+		cancel()
+		err := <-done
+		t.Fatalf("Run still going after 10 s (schedule installed: %v, checkpoint %d, %d attempts made); on cancel it returned %v",
+			installed, d.Checkpoint(), len(rc.requests()), err)
+		return nil
+	}
+}
+
+// TestScheduleLoadFails: a due index that does not load (the due
+// webhook's own record torn) fails Run with an error that says so, both
+// when the ingest that ends a catch-up after an upgrade loads it and when
+// Run loads it at its start, and whichever source feeds the dispatcher (a
+// JetStream consumer hands a failed batch again, and must not find the
+// schedule's installation spent). A dispatcher that skipped the record, or
+// ran on without its schedule, would never deliver the webhook and say
+// nothing. Nothing is attempted meanwhile; once the record is repaired the
+// webhook goes, once.
+func TestScheduleLoadFails(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  func(*testing.T, *env) Source
+	}{
+		{"log", fromEnvLog},
+		{"stream", fromEnvStream},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			u := openUpgraded(t, e)
+			path := u.d.DB().Path()
+			if err := u.d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			repair := tearDueKey(t, path, u.key)
+			d, err := Open(path, e.config())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.Close() })
+			src := tc.src(t, e)
+			check := func(when string, err error) {
+				t.Helper()
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "load schedule") {
+					t.Fatalf("%s: Run returned %v, want the schedule's load failing on a corrupt record", when, err)
+				}
+			}
+
+			check("during the catch-up", runToError(t, d, src, u.rc))
+			if d.viewsAt != u.cp || d.Checkpoint() != u.cp {
+				t.Fatalf("views at %d, checkpoint %d; want both at %d", d.viewsAt, d.Checkpoint(), u.cp)
+			}
+			check("views level", runToError(t, d, src, u.rc))
+			if n := len(u.rc.requests()); n != 0 {
+				t.Errorf("%d attempts without a schedule", n)
+			}
+			id := u.evs[len(u.evs)-1].ID.String()
+			if del, err := d.Delivery("m1", id); err != nil || del.Status != StatusPending || del.AttemptCount != 0 {
+				t.Fatalf("delivery after the failures: %+v, %v; want pending, never attempted", del, err)
+			}
+
+			// Repaired: the webhook goes, once.
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			repair()
+			if d, err = Open(path, e.config()); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx, src) }()
+			waitFor(t, 10*time.Second, func() error {
+				del, err := d.Delivery("m1", id)
+				if err == nil && del.Status != StatusDelivered {
+					err = errors.New("delivery " + del.Status)
+				}
+				return err
+			})
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run after the repair: %v", err)
+			}
+			reqs := u.rc.requests()
+			if len(reqs) != 1 {
+				t.Fatalf("%d attempts after the repair, want 1", len(reqs))
+			}
+			if reqs[0].VerifyErr != nil {
+				t.Errorf("the webhook does not verify: %v", reqs[0].VerifyErr)
+			}
+		})
+	}
+}
