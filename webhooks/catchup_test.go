@@ -88,6 +88,34 @@ func runToError(t *testing.T, d *Dispatcher, src Source, rc *receiver) error {
 	}
 }
 
+// deliversOnce runs d on src until delivery id of the upgraded setup u is
+// delivered, then stops it: the receiver must have had exactly one
+// attempt, signed with the merchant's current secret.
+func deliversOnce(t *testing.T, d *Dispatcher, src Source, u *upgraded, id string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, src) }()
+	waitFor(t, 10*time.Second, func() error {
+		del, err := d.Delivery("m1", id)
+		if err == nil && del.Status != StatusDelivered {
+			err = errors.New("delivery " + del.Status)
+		}
+		return err
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	reqs := u.rc.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d attempts, want 1", len(reqs))
+	}
+	if reqs[0].VerifyErr != nil {
+		t.Errorf("the webhook does not verify with the current secret: %v", reqs[0].VerifyErr)
+	}
+}
+
 // TestScheduleLoadFails: a due index that does not load (the due
 // webhook's own record torn) fails Run with an error that says so, both
 // when the ingest that ends a catch-up after an upgrade loads it and when
@@ -147,27 +175,42 @@ func TestScheduleLoadFails(t *testing.T) {
 			if d, err = Open(path, e.config()); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- d.Run(ctx, src) }()
-			waitFor(t, 10*time.Second, func() error {
-				del, err := d.Delivery("m1", id)
-				if err == nil && del.Status != StatusDelivered {
-					err = errors.New("delivery " + del.Status)
-				}
-				return err
-			})
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run after the repair: %v", err)
-			}
-			reqs := u.rc.requests()
-			if len(reqs) != 1 {
-				t.Fatalf("%d attempts after the repair, want 1", len(reqs))
-			}
-			if reqs[0].VerifyErr != nil {
-				t.Errorf("the webhook does not verify: %v", reqs[0].VerifyErr)
-			}
+			deliversOnce(t, d, src, u, id)
 		})
 	}
+}
+
+// TestCatchUpIngestFails: an ingest that fails during the catch-up after
+// an upgrade (here the projector refuses an event) commits nothing and
+// ends Run with its error; the schedule is not installed on the strength
+// of views that never caught up, so nothing is attempted. The next Run in
+// the same process (serve's supervisor starts one) follows from where the
+// views are, not from past the checkpoint, which would leave them behind
+// for good: no schedule, nothing delivered, and no word of it until a new
+// event failed on the views' gap. Here the due webhook goes once, signed
+// with the current secret.
+func TestCatchUpIngestFails(t *testing.T) {
+	e := newEnv(t)
+	u := openUpgraded(t, e)
+	d := u.d
+	bad := u.evs[u.rotated]
+	bad.Data = []byte("{")
+	src := sourceFunc(func(ctx context.Context, from uint64, ingest func([]ledgerEvent) error) error {
+		if err := ingest(u.evs[:u.rotated]); err != nil {
+			return err
+		}
+		return ingest(append([]ledgerEvent{bad}, u.evs[u.rotated+1:]...))
+	})
+	err := runToError(t, d, src, u.rc)
+	if err == nil || !strings.Contains(err.Error(), "project sequence") {
+		t.Fatalf("Run: %v, want the projector's refusal", err)
+	}
+	if want := u.evs[u.rotated-1].Seq; d.viewsAt != want || d.Checkpoint() != u.cp {
+		t.Errorf("views at %d, checkpoint %d; want %d, %d", d.viewsAt, d.Checkpoint(), want, u.cp)
+	}
+	if n := len(u.rc.requests()); n != 0 {
+		t.Fatalf("%d attempts before the views caught up", n)
+	}
+
+	deliversOnce(t, d, FromLog(e.store, 0, 0), u, u.evs[len(u.evs)-1].ID.String())
 }

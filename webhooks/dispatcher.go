@@ -31,10 +31,9 @@ type Dispatcher struct {
 	// imply, so memory follows the commits in their order.
 	writeMu    sync.Mutex
 	checkpoint atomic.Uint64
-	// start is the first sequence a source must send: past both the
-	// checkpoint and the views (rebuilt views start behind it).
-	start atomic.Uint64
-	// viewsAt is the last sequence the views hold; under writeMu.
+	// viewsAt is the last sequence the views hold; under writeMu. It is
+	// never past the checkpoint, and behind it while views rebuilt after
+	// an upgrade catch up: a source must start right after it.
 	// installSched, set by Run while the views are behind the checkpoint,
 	// starts the schedule once an ingest brings them to installAt.
 	viewsAt      uint64
@@ -95,7 +94,6 @@ func Open(path string, cfg Config) (*Dispatcher, error) {
 			return fmt.Errorf("%w: views at %d are ahead of the checkpoint %d", ErrCorrupt, projected, cp)
 		}
 		d.checkpoint.Store(cp)
-		d.start.Store(projected + 1)
 		d.viewsAt = projected
 		return tx.Bucket(bDisabled).ForEach(func(k, _ []byte) error {
 			d.disabled[string(k)] = true
@@ -151,7 +149,6 @@ func (d *Dispatcher) Ingest(events []ledger.Event) error {
 		return err
 	}
 	d.checkpoint.Store(res.checkpoint)
-	d.start.Store(max(d.start.Load(), res.checkpoint+1))
 	if len(res.merchants) > 0 {
 		d.signersMu.Lock()
 		d.signersGen++
@@ -266,6 +263,7 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 	// and Run would go on recording deliveries and attempting none.
 	d.writeMu.Lock()
 	var err, installErr error // installErr under writeMu
+	from := d.viewsAt + 1
 	if cp := d.checkpoint.Load(); d.viewsAt < cp {
 		d.installSched = func() error {
 			if err := install(); err != nil {
@@ -286,7 +284,6 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 	writerWG.Add(1)
 	go func() { defer writerWG.Done(); d.writeResults(results) }()
 
-	from := min(d.start.Load(), d.checkpoint.Load()+1)
 	err = src.Follow(ctx, from, d.Ingest)
 	d.writeMu.Lock()
 	d.installSched = nil
