@@ -48,6 +48,18 @@ func ingestNew(t *testing.T, e *env, d *Dispatcher) {
 	}
 }
 
+// ingested opens a dispatcher on a new webhooks.db and ingests the log.
+func ingested(t *testing.T, e *env) (d *Dispatcher, path string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), FileName)
+	d, err := Open(path, e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingestNew(t, e, d)
+	return d, path
+}
+
 // TestSignerCacheAfterRotation: a signer cache fill reads the merchant's
 // view (secret 1); meanwhile a rotation to secret 2, with no overlap, is
 // ingested and drops the cache; then the fill stores what it read. Webhooks
@@ -133,12 +145,7 @@ func openUpgraded(t *testing.T, e *env) *upgraded {
 	}
 	e.invoice("m1", "")
 
-	path := filepath.Join(t.TempDir(), FileName)
-	d, err := Open(path, e.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ingestNew(t, e, d)
+	d, path := ingested(t, e)
 	u.cp = d.Checkpoint()
 	u.key = makeKey(u.cp, kindByteWebhook)
 	before, err := d.ListDeliveries("m1", ListQuery{})
