@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -113,5 +114,71 @@ func TestRunWhileRunning(t *testing.T) {
 	checkDelivered(t, d, "m1", rc, 5)
 	if n := len(rc.accepted()); n != 5 {
 		t.Errorf("%d webhooks accepted, want 5", n)
+	}
+}
+
+// TestIngestAllOrNothing: a batch one of whose events cannot be read
+// through the views (a corrupt invoice view in webhooks.db) is refused
+// whole: the checkpoint stays, and no delivery of the batch is recorded,
+// not even those before the bad event, so a source hands it all again
+// and none is skipped. Once the record is good again the same batch makes
+// each delivery once.
+func TestIngestAllOrNothing(t *testing.T) {
+	e := newEnv(t)
+	e.merchant("m1", "https://hooks.example.com/m1")
+	first := e.invoice("m1", "")
+	d, _ := ingested(t, e)
+	defer d.Close()
+	cp := d.Checkpoint()
+	e.invoice("m1", "")
+	e.cancel("m1", first)
+	var batch []ledgerEvent
+	for ev, err := range e.store.Events(context.Background(), cp+1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, ev)
+	}
+	if len(batch) != 2 {
+		t.Fatalf("%d events after the checkpoint, want 2", len(batch))
+	}
+	count := func() int {
+		t.Helper()
+		p, err := d.ListDeliveries("m1", ListQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Details.TotalObjects
+	}
+	before := count()
+
+	var key, good []byte
+	if err := d.DB().Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(vInvoices)
+		k, v := b.Cursor().First() // the first invoice's view: ULIDs sort by time
+		key, good = bytes.Clone(k), bytes.Clone(v)
+		return b.Put(key, []byte{0xff, 0xff, 0xff})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ingest(batch); err == nil {
+		t.Fatal("Ingest of the batch with a corrupt view succeeded")
+	} else if !errors.Is(err, projections.ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("sequence %d", batch[1].Seq)) {
+		t.Errorf("Ingest: %v; want a corrupt view, at sequence %d", err, batch[1].Seq)
+	}
+	if d.Checkpoint() != cp || count() != before {
+		t.Fatalf("after the refused batch: checkpoint %d (was %d), %d deliveries (were %d)", d.Checkpoint(), cp, count(), before)
+	}
+
+	if err := d.DB().Update(func(tx *bbolt.Tx) error { return tx.Bucket(vInvoices).Put(key, good) }); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a source may hand it again
+		if err := d.Ingest(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d.Checkpoint() != batch[1].Seq || count() != before+2 {
+		t.Errorf("after the repair: checkpoint %d, %d deliveries; want %d, %d", d.Checkpoint(), count(), batch[1].Seq, before+2)
 	}
 }
