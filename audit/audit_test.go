@@ -183,9 +183,9 @@ func TestRunInvoiceLifecycleFaults(t *testing.T) {
 			inv := b.invoice("m1", "o1")
 			p := b.payment("m1", inv)
 			b.expire("m1", inv)
-			evs := b.pay("m1", inv, p, false)
+			evs := b.payLate("m1", inv, p, true, false)
 			return evs[1].Seq, evs[1].Stream
-		}, CheckInvoices, "not flagged late"},
+		}, CheckInvoices, "invoice.paid not flagged late"},
 		{"payment of a cancelled invoice", func(b *builder) (uint64, string) {
 			inv := b.invoice("m1", "o1")
 			b.cancel("m1", inv)
@@ -216,6 +216,69 @@ func TestRunInvoiceLifecycleFaults(t *testing.T) {
 			_, err := run(t, b.readOnly())
 			wantFault(t, err, tc.check, seq, stream, tc.reason)
 		})
+	}
+}
+
+// TestRunPaidLate: the late flag of a payment.processed (allocation
+// invoice) and of its invoice.paid is commands.PaidLate's: set when the
+// invoice was expired, or when the money came at or after its expires_at;
+// clear otherwise. Every combination of the invoice's status (pending,
+// expired), the processing time (before, at, after expires_at) and the
+// flag (true, false): the legal ones verify (the log written through the
+// projector), a wrong flag is an invoices fault naming the event that
+// carries it, the payment.processed when both do.
+func TestRunPaidLate(t *testing.T) {
+	expires := t0.Add(20 * time.Minute) // the builder's invoices'
+	for _, status := range []string{commands.InvoiceStatusPending, commands.InvoiceStatusExpired} {
+		for _, d := range []time.Duration{-time.Second, 0, time.Second} { // processed at expires + d
+			rule := status == commands.InvoiceStatusExpired || d >= 0
+			for _, late := range []bool{rule, !rule} {
+				// carried: the events that carry late; the other carries rule.
+				carried := []string{"both"}
+				if late != rule {
+					carried = append(carried, commands.TypePaymentProcessed, commands.TypeInvoicePaid)
+				}
+				for _, carry := range carried {
+					name := fmt.Sprintf("%s invoice, processed %v from expires_at, late %t on %s", status, d, late, carry)
+					t.Run(name, func(t *testing.T) {
+						b := newBuilder(t, late == rule)
+						b.merchant("m1")
+						b.rate()
+						inv := b.invoice("m1", "o1")
+						p := b.payment("m1", inv)
+						if status == commands.InvoiceStatusExpired {
+							b.at = expires
+							b.expire("m1", inv)
+						}
+						b.at = expires.Add(d)
+						procLate, paidLate := late, late
+						switch carry {
+						case commands.TypePaymentProcessed:
+							paidLate = rule
+						case commands.TypeInvoicePaid:
+							procLate = rule
+						}
+						evs := b.payLate("m1", inv, p, procLate, paidLate)
+						_, err := run(t, b.readOnly())
+						if late == rule {
+							if err != nil {
+								t.Fatalf("a legal history: %v", err)
+							}
+							return
+						}
+						e := evs[0] // the payment.processed, first, when both are wrong
+						if procLate == rule {
+							e = evs[1]
+						}
+						reason := e.Type + " not flagged late"
+						if late {
+							reason = e.Type + " flagged late"
+						}
+						wantFault(t, err, CheckInvoices, e.Seq, e.Stream, reason)
+					})
+				}
+			}
+		}
 	}
 }
 

@@ -287,8 +287,9 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 		}
 	case commands.TypeInvoicePaid:
 		var d struct {
-			PaymentID string `json:"payment_id"`
-			Late      bool   `json:"late"`
+			PaymentID string    `json:"payment_id"`
+			PaidAt    time.Time `json:"paid_at"`
+			Late      bool      `json:"late"`
 		}
 		if f := decode(e, CheckInvoices, &d); f != nil {
 			return f
@@ -301,8 +302,8 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid by %q is not appended with that payment's payment.processed (allocation invoice) for this invoice", d.PaymentID)
 		}
 		c.expect = nil
-		if commands.PaidOnlyLate(statusNames[st.status]) && !d.Late {
-			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid of an expired invoice is not flagged late")
+		if f := lateFault(e, d.Late, d.PaidAt, id, st); f != nil {
+			return f
 		}
 		st.status, st.late = stSuccess, d.Late
 		st.paidBy = ulidKey(strings.TrimPrefix(d.PaymentID, commands.StreamPayment+"-"))
@@ -312,6 +313,22 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 	st.version, st.lastSeq = e.Version, e.Seq
 	c.invoices[k] = st
 	return nil
+}
+
+// lateFault reports an event e at time at, for invoice id in state st
+// (before e), flagged late where the commands would not flag it, or the
+// other way round (commands.PaidLate).
+func lateFault(e *ledger.Event, late bool, at time.Time, id string, st invoiceState) *Fault {
+	status := statusNames[st.status]
+	if late == commands.PaidLate(status, at, st.expires) {
+		return nil
+	}
+	not := ""
+	if !late {
+		not = "not "
+	}
+	return fault(CheckInvoices, e.Seq, e.Stream, "%s %sflagged late at %s, for invoice %s in status %s with expires_at %s",
+		e.Type, not, at.Format(time.RFC3339Nano), id, status, st.expires.Format(time.RFC3339Nano))
 }
 
 func (c *checker) paymentCreated(e *ledger.Event) *Fault {
@@ -352,7 +369,9 @@ var plainDecimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 // payment that paid its invoice, whose invoice.paid must come next.
 func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 	var d struct {
-		Allocation string `json:"allocation"`
+		At         time.Time `json:"at"`
+		Allocation string    `json:"allocation"`
+		Late       bool      `json:"late"`
 		Postings   []struct {
 			Account  string          `json:"account"`
 			Currency string          `json:"currency"`
@@ -409,6 +428,12 @@ func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 		c.postingEvents++
 	}
 	if d.Allocation == commands.AllocInvoice {
+		// Only this allocation's flag is checked: logs written before
+		// every payment.processed was flagged (commands.PaidLate) left a
+		// late duplicate or underpayment unflagged.
+		if f := lateFault(e, d.Late, d.At, inv.uuid(), c.invoices[inv]); f != nil {
+			return f
+		}
 		c.expect = &expectPaid{seq: e.Seq, payment: e.Stream, invoice: inv,
 			stream: commands.StreamID(commands.StreamInvoice, inv.uuid())}
 	}

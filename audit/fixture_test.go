@@ -140,8 +140,14 @@ func (b *builder) paidEv(m, payStream string, late bool) ledger.NewEvent {
 
 // pay processes a payment that pays its invoice: one append, as the domain does.
 func (b *builder) pay(m, inv, payStream string, late bool) []ledger.Event {
+	return b.payLate(m, inv, payStream, late, late)
+}
+
+// payLate is pay with the payment.processed's late flag and the
+// invoice.paid's apart (the domain sets both alike).
+func (b *builder) payLate(m, inv, payStream string, late, paidLate bool) []ledger.Event {
 	return b.app(w(payStream, b.processedEv(m, postings(m), late)),
-		w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv(m, payStream, late)))
+		w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv(m, payStream, paidLate)))
 }
 
 func (b *builder) cancel(m, inv string) {

@@ -312,7 +312,7 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 	// Late: the money came after the invoice's expires_at, whatever became
 	// of it (docs/events.md), so that a late duplicate or underpayment is
 	// told apart from one in time.
-	late := PaidOnlyLate(inv.Status) || !at.Before(inv.ExpiresAt)
+	late := PaidLate(inv.Status, at, inv.ExpiresAt)
 	out := processing{processed: PaymentProcessed{At: at, PaidAmount: paid, Late: late}}
 	suspense := func(alloc string) processing {
 		out.processed.Allocation = alloc

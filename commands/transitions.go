@@ -1,5 +1,7 @@
 package commands
 
+import "time"
+
 // The status machines of invoices, payments and widgets (docs/payments.md,
 // docs/events.md), in one place: the commands decide with them, and the
 // projector (projections) and the auditor (audit) refuse a log that holds
@@ -35,13 +37,22 @@ func NextInvoiceStatus(from, typ string) (string, bool) {
 	return "", false
 }
 
-// PaidOnlyLate reports whether the commands flag late every invoice.paid
-// of an invoice in status from: an expired invoice is paid only by a late
-// payment (created while it was pending, processed after it expired). A
-// pending invoice's invoice.paid is flagged late or not, by whether it was
-// paid at or after its expires_at, which may pass before the invoice is
-// marked expired (ProcessPayment).
-func PaidOnlyLate(from string) bool { return from == InvoiceStatusExpired }
+// PaidLate reports whether the commands flag late a payment processed at
+// time at for an invoice in status from (its status before the processing)
+// whose expires_at is expiresAt: the money came at or after expires_at, or
+// the invoice was already expired (which the scheduler marks only at or
+// after expires_at, though a processing command may carry an earlier
+// time). A pending invoice is thus paid late or not by its expires_at
+// alone, which may pass before the scheduler marks it expired.
+// ProcessPayment flags with it every payment.processed, whatever its
+// allocation, and the invoice.paid it may lead to; the projector and the
+// audit refuse a payment.processed with allocation invoice, or an
+// invoice.paid, flagged otherwise. (They do not check the other
+// allocations: logs written before every payment.processed was flagged
+// left a late duplicate or underpayment unflagged.)
+func PaidLate(from string, at, expiresAt time.Time) bool {
+	return from == InvoiceStatusExpired || !at.Before(expiresAt)
+}
 
 // PaymentCreationAllowed reports whether the commands create a payment for
 // an invoice in status st: only a pending one. An expired invoice takes no

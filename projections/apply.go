@@ -544,8 +544,8 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		} else if !ok {
 			return fmt.Errorf("%w: invoice %s paid by %s, which was not processed (allocation invoice) right before, in the same append", ErrInconsistent, p.id, pd.by)
 		}
-		if commands.PaidOnlyLate(en.v.Status) && !pd.late {
-			return fmt.Errorf("%w: %s of an invoice in status %s not flagged late", ErrIllegalTransition, e.Type, en.v.Status)
+		if err := checkLate(e.Type, pd.late, pd.at, en.v); err != nil {
+			return err
 		}
 	}
 	en.dirty = true
@@ -571,6 +571,21 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		}
 	}
 	return nil
+}
+
+// checkLate returns ErrIllegalTransition when an event of type typ at time
+// at for invoice inv (as it was before the event) is flagged late where
+// the commands would not flag it, or the other way round (commands.PaidLate).
+func checkLate(typ string, late bool, at time.Time, inv *InvoiceView) error {
+	if late == commands.PaidLate(inv.Status, at, inv.ExpiresAt) {
+		return nil
+	}
+	not := ""
+	if !late {
+		not = "not "
+	}
+	return fmt.Errorf("%w: %s %sflagged late at %s, for invoice %s in status %s with expires_at %s", ErrIllegalTransition,
+		typ, not, at.Format(time.RFC3339Nano), inv.InvoiceID, inv.Status, inv.ExpiresAt.Format(time.RFC3339Nano))
 }
 
 // awaitedPaid is a payment.processed with allocation invoice, whose
@@ -672,6 +687,18 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 	if _, ok := commands.NextPaymentStatus(en.v.Status, e.Type); !ok {
 		return fmt.Errorf("%w: %s of a payment in status %s", ErrIllegalTransition, e.Type, en.v.Status)
 	}
+	if pr := p.processed; pr != nil && pr.allocation == commands.AllocInvoice {
+		// Its invoice.paid comes next and reads the invoice anyway: read
+		// here, it is in the cache for it.
+		inv, err := s.invoice(en.v.InvoiceID)
+		if err != nil {
+			return fmt.Errorf("payment %s of invoice: %w", e.Stream, err)
+		}
+		if err := checkLate(e.Type, pr.late, pr.at, inv.v); err != nil {
+			return err
+		}
+		s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream}
+	}
 	en.dirty = true
 	v := en.v
 	v.Version = e.Version
@@ -679,9 +706,6 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 	v.Status = p.status
 	v.Reason = p.reason
 	if pr := p.processed; pr != nil {
-		if pr.allocation == commands.AllocInvoice {
-			s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream}
-		}
 		v.Allocation = pr.allocation
 		v.Late = pr.late
 		v.PaidAmount = fiatAmount(pr.paid, v.PaymentCurrency)

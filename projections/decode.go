@@ -106,6 +106,7 @@ type (
 		processed      *pProcessed
 	}
 	pProcessed struct {
+		at         time.Time
 		allocation string
 		late       bool
 		paid       num
@@ -195,7 +196,7 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 			return nil, err
 		}
 		return &pPaymentUpdate{status: commands.PaymentStatusProcessed, processed: &pProcessed{
-			allocation: d.Allocation, late: d.Late, paid: d.PaidAmount, postings: ps,
+			at: utc(d.At), allocation: d.Allocation, late: d.Late, paid: d.PaidAmount, postings: ps,
 		}}, nil
 	case *mWidgetCreated:
 		return buildWidget(e, d)

@@ -173,6 +173,12 @@ func postings(p *pay, merchantAccount string) []commands.Posting {
 // process processes a payment: with paid, it also marks the invoice paid
 // (both streams in one atomic append, as the command does).
 func (g *gen) process(p *pay, alloc string, paid, late bool) []ledger.Write {
+	return g.processLate(p, alloc, paid, late, late)
+}
+
+// processLate is process with the payment.processed's late flag and the
+// invoice.paid's apart (the commands set both alike).
+func (g *gen) processLate(p *pay, alloc string, paid, late, paidLate bool) []ledger.Write {
 	acct := commands.AccountAvailable
 	if alloc != commands.AllocInvoice {
 		acct = commands.AccountSuspense
@@ -183,7 +189,7 @@ func (g *gen) process(p *pay, alloc string, paid, late bool) []ledger.Write {
 	}))}
 	if paid {
 		ws = append(ws, g.invoiceEnd(p.in, commands.TypeInvoicePaid, commands.InvoicePaid{
-			PaymentID: p.stream, PaidAt: g.now, Late: late, PaidAmount: p.in.amount,
+			PaymentID: p.stream, PaidAt: g.now, Late: paidLate, PaidAmount: p.in.amount,
 		}))
 	}
 	return ws

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"iter"
 	"math"
 	"math/rand/v2"
@@ -695,15 +696,6 @@ func TestRefusedEvents(t *testing.T) {
 // the legal neighbours of the others (a late payment of an expired
 // invoice, a duplicate): every projector takes them.
 func TestIllegalTransitionsRefused(t *testing.T) {
-	type world struct {
-		g   *gen
-		in  *inv
-		p   *pay
-		p2  *pay
-		in2 *inv // another invoice of the merchant's
-		p3  *pay // in2's payment
-		w   *wid
-	}
 	paid := func(x *world) [][]ledger.Write {
 		return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, true, false)}
 	}
@@ -824,10 +816,11 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			return [][]ledger.Write{append(ws, paidOnly(x, x.p, false))}
 		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
 
-		// An expired invoice is paid only late (commands.PaidOnlyLate).
+		// An expired invoice is paid only late (commands.PaidLate; every
+		// combination in TestPaidLateChecked).
 		{"expired invoice paid, not flagged late", func(x *world) [][]ledger.Write {
-			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocInvoice, true, false)}
-		}, projections.ErrIllegalTransition, "invoice.paid of an invoice in status expired not flagged late"},
+			return [][]ledger.Write{{expire(x)}, x.g.processLate(x.p, commands.AllocInvoice, true, true, false)}
+		}, projections.ErrIllegalTransition, "invoice.paid not flagged late"},
 
 		// The legal neighbours.
 		{"late payment of an expired invoice", func(x *world) [][]ledger.Write {
@@ -865,88 +858,174 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			return [][]ledger.Write{{wi, wp}, x.g.process(p, commands.AllocInvoice, true, false)}
 		}, nil, ""},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "ledger.db")
-			st := openLog(t, path, nil) // no projector: nothing stops the bad event going in
-			x := &world{g: newGen()}
-			var w ledger.Write
-			setup := []ledger.Write{x.g.merchant("m1", "2")}
-			x.in, w = x.g.invoice("m1", "o", "100", "UAH", "41.5", "2")
-			setup = append(setup, w)
-			x.in2, w = x.g.invoice("m1", "o2", "50", "UAH", "41.5", "2")
-			setup = append(setup, w)
-			x.w, w = x.g.widget("m1", time.Hour)
-			setup = append(setup, w)
-			appends := [][]ledger.Write{setup}
-			for _, p := range []struct {
-				p  **pay
-				in *inv
-			}{{&x.p, x.in}, {&x.p2, x.in}, {&x.p3, x.in2}} {
-				*p.p, w = x.g.payment(p.in)
-				appends = append(appends, []ledger.Write{w})
-			}
-			appends = append(appends, tc.build(x)...)
-			var last []ledger.Event
-			for _, ws := range appends {
-				last = mustAppend(t, st, ws...)
-			}
-			// The case's event is the last append's last.
-			seq := last[len(last)-1].Seq
-			want := "sequence " + strconv.FormatUint(seq, 10) + " "
+		t.Run(tc.name, func(t *testing.T) { checkRefused(t, tc.build, tc.want, tc.what, 0) })
+	}
+}
 
-			db, err := bbolt.Open(filepath.Join(t.TempDir(), "views.db"), 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			_, err = projections.Rebuild(context.Background(), st.Events(context.Background(), 1), db, time.Time{})
-			switch {
-			case tc.want == nil && err != nil:
-				t.Errorf("Rebuild of a legal history: %v", err)
-			case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.what)):
-				t.Errorf("Rebuild = %v, want %v at %q: %q", err, tc.want, want, tc.what)
-			case tc.want != nil:
-				// The history before it rebuilds.
-				before := func(yield func(ledger.Event, error) bool) {
-					for e, err := range st.Events(context.Background(), 1) {
-						if err == nil && e.Seq == seq || !yield(e, err) {
+// TestPaidLateChecked: the late flag of a payment.processed (allocation
+// invoice) and of its invoice.paid is commands.PaidLate's, the commands'
+// rule: set when the invoice was expired, or when the money came at or
+// after its expires_at; clear otherwise. Every combination of the invoice's
+// status (pending, expired), the processing time (before, at, after
+// expires_at) and the flag (true, false): the legal ones are taken by
+// Rebuild, a catch-up and inline; a wrong flag is refused with
+// ErrIllegalTransition naming the event that carries it, whether both
+// events carry it (the payment.processed, first, is named) or only one.
+func TestPaidLateChecked(t *testing.T) {
+	for _, expired := range []bool{false, true} {
+		for _, when := range []struct {
+			name string
+			d    time.Duration // from expires_at
+		}{{"before", -time.Second}, {"at", 0}, {"after", time.Second}} {
+			for _, late := range []bool{true, false} {
+				status := map[bool]string{false: commands.InvoiceStatusPending, true: commands.InvoiceStatusExpired}[expired]
+				rule := expired || when.d >= 0
+				name := fmt.Sprintf("%s, processed %s expires_at, late %t", status, when.name, late)
+				// wrong: which events carry late; the others carry rule.
+				for _, wrong := range []struct {
+					name      string
+					processed bool
+					paid      bool
+				}{{"both", true, true}, {"payment.processed only", true, false}, {"invoice.paid only", false, true}} {
+					if late == rule && wrong.name != "both" {
+						continue // the same legal history again
+					}
+					build := func(x *world) [][]ledger.Write {
+						var out [][]ledger.Write
+						if expired {
+							x.g.now = x.in.expires // the scheduler expires it then
+							out = append(out, []ledger.Write{x.g.invoiceEnd(x.in, commands.TypeInvoiceExpired, commands.InvoiceExpired{ExpiredAt: x.g.now})})
+						}
+						x.g.now = x.in.expires.Add(when.d)
+						flag := func(carries bool) bool {
+							if carries {
+								return late
+							}
+							return rule
+						}
+						return append(out, x.g.processLate(x.p, commands.AllocInvoice, true, flag(wrong.processed), flag(wrong.paid)))
+					}
+					t.Run(name+", "+wrong.name, func(t *testing.T) {
+						if late == rule {
+							checkRefused(t, build, nil, "", 0)
 							return
 						}
-					}
+						typ, back := commands.TypePaymentProcessed, uint64(1)
+						if !wrong.processed {
+							typ, back = commands.TypeInvoicePaid, 0
+						}
+						what := typ + " not flagged late"
+						if late {
+							what = typ + " flagged late"
+						}
+						checkRefused(t, build, projections.ErrIllegalTransition, what, back)
+					})
 				}
-				if _, err := projections.Rebuild(context.Background(), before, db, time.Time{}); err != nil {
-					t.Errorf("Rebuild of the legal history: %v", err)
-				}
 			}
-			st.Close()
-			reopened, err := boltlog.Open(path, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
-			if err == nil {
-				reopened.Close()
-			}
-			switch {
-			case tc.want == nil && err != nil:
-				t.Errorf("open with the projector: %v", err)
-			case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), want)):
-				t.Errorf("open with the projector = %v, want %v at %q", err, tc.want, want)
-			}
+		}
+	}
+}
 
-			// Inline, the projector refuses the case's append and takes
-			// everything before it.
-			live := newLog(t)
-			for _, ws := range appends[:len(appends)-1] {
-				mustAppend(t, live, ws...)
+// world is the legal history TestIllegalTransitionsRefused and
+// TestPaidLateChecked start from: merchant m1, its invoices in and in2,
+// in's payments p and p2, in2's payment p3 (all pending) and a widget w.
+type world struct {
+	g   *gen
+	in  *inv
+	p   *pay
+	p2  *pay
+	in2 *inv // another invoice of the merchant's
+	p3  *pay // in2's payment
+	w   *wid
+}
+
+// checkRefused appends the world's setup, then build's appends, to a log
+// without a projector, and checks that Rebuild and a catch-up take the
+// history (want nil) or fail with want naming the refused event's sequence
+// (back events before the last append's last) and, Rebuild, what; and
+// that inline the projector takes the last append or refuses it with want
+// and what, leaving the log as it was.
+func checkRefused(t *testing.T, build func(x *world) [][]ledger.Write, want error, what string, back uint64) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	st := openLog(t, path, nil) // no projector: nothing stops the bad event going in
+	x := &world{g: newGen()}
+	var w ledger.Write
+	setup := []ledger.Write{x.g.merchant("m1", "2")}
+	x.in, w = x.g.invoice("m1", "o", "100", "UAH", "41.5", "2")
+	setup = append(setup, w)
+	x.in2, w = x.g.invoice("m1", "o2", "50", "UAH", "41.5", "2")
+	setup = append(setup, w)
+	x.w, w = x.g.widget("m1", time.Hour)
+	setup = append(setup, w)
+	appends := [][]ledger.Write{setup}
+	for _, p := range []struct {
+		p  **pay
+		in *inv
+	}{{&x.p, x.in}, {&x.p2, x.in}, {&x.p3, x.in2}} {
+		*p.p, w = x.g.payment(p.in)
+		appends = append(appends, []ledger.Write{w})
+	}
+	appends = append(appends, build(x)...)
+	var last []ledger.Event
+	for _, ws := range appends {
+		last = mustAppend(t, st, ws...)
+	}
+	// The case's event is the last append's last, or back events before it.
+	seq := last[len(last)-1].Seq - back
+	at := "sequence " + strconv.FormatUint(seq, 10) + " "
+
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "views.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = projections.Rebuild(context.Background(), st.Events(context.Background(), 1), db, time.Time{})
+	switch {
+	case want == nil && err != nil:
+		t.Errorf("Rebuild of a legal history: %v", err)
+	case want != nil && (!isErr(err, want) || !strings.Contains(err.Error(), at) || !strings.Contains(err.Error(), what)):
+		t.Errorf("Rebuild = %v, want %v at %q: %q", err, want, at, what)
+	case want != nil:
+		// The history before it rebuilds.
+		before := func(yield func(ledger.Event, error) bool) {
+			for e, err := range st.Events(context.Background(), 1) {
+				if err == nil && e.Seq == seq || !yield(e, err) {
+					return
+				}
 			}
-			head := live.Head()
-			_, err = live.AppendWrites(context.Background(), appends[len(appends)-1]...)
-			switch {
-			case tc.want == nil && err != nil:
-				t.Errorf("inline append of a legal history: %v", err)
-			case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), tc.what)):
-				t.Errorf("inline append = %v, want %v: %q", err, tc.want, tc.what)
-			case tc.want != nil && live.Head() != head:
-				t.Errorf("the refused append moved the log from %v to %v", head, live.Head())
-			}
-		})
+		}
+		if _, err := projections.Rebuild(context.Background(), before, db, time.Time{}); err != nil {
+			t.Errorf("Rebuild of the legal history: %v", err)
+		}
+	}
+	st.Close()
+	reopened, err := boltlog.Open(path, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
+	if err == nil {
+		reopened.Close()
+	}
+	switch {
+	case want == nil && err != nil:
+		t.Errorf("open with the projector: %v", err)
+	case want != nil && (!isErr(err, want) || !strings.Contains(err.Error(), at)):
+		t.Errorf("open with the projector = %v, want %v at %q", err, want, at)
+	}
+
+	// Inline, the projector refuses the case's append and takes
+	// everything before it.
+	live := newLog(t)
+	for _, ws := range appends[:len(appends)-1] {
+		mustAppend(t, live, ws...)
+	}
+	head := live.Head()
+	_, err = live.AppendWrites(context.Background(), appends[len(appends)-1]...)
+	switch {
+	case want == nil && err != nil:
+		t.Errorf("inline append of a legal history: %v", err)
+	case want != nil && (!isErr(err, want) || !strings.Contains(err.Error(), what)):
+		t.Errorf("inline append = %v, want %v: %q", err, want, what)
+	case want != nil && live.Head() != head:
+		t.Errorf("the refused append moved the log from %v to %v", head, live.Head())
 	}
 }
 

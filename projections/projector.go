@@ -21,9 +21,10 @@ import (
 // on aggregates the views do not hold, or changes the commands never make
 // (an invoice paid twice, a payment going back from a final status, a
 // payment created for an invoice that is not pending, an invoice paid by
-// another invoice's payment or not right after its payment.processed, an
-// expired invoice paid and not flagged late) fail the append, and a rebuild or catch-up of
-// a log that holds one: the inline projection is the last line of defence
+// another invoice's payment or not right after its payment.processed, a
+// payment.processed with allocation invoice or an invoice.paid whose late
+// flag is not commands.PaidLate's) fail the append, and a rebuild or
+// catch-up of a log that holds one: the inline projection is the last line of defence
 // before a bad event is committed, and a view never shows a state its
 // events cannot reach.
 type Projector struct {
