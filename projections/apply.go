@@ -33,9 +33,10 @@ type state struct {
 	start      uint64 // the checkpoint when the transaction (or Apply) began
 
 	// paying is the last payment.processed with allocation invoice this
-	// transaction applied: its sequence and its payment's stream. The
-	// invoice.paid it leads to must be the very next event (one append
-	// holds both, payment.processed first): see paidRightAfter.
+	// transaction applied, or the one the last transaction ended with
+	// (keyPaying): its sequence and its payment's stream. The very next
+	// event must be the invoice.paid it leads to (one append holds both,
+	// payment.processed first): see apply and paidRightAfter.
 	paying awaitedPaid
 
 	invoices  map[string]*invoiceEntry
@@ -277,6 +278,16 @@ func (s *state) reset(tx *bbolt.Tx) error {
 	s.checkpoint = u64(b.meta.Get(keyCheckpoint))
 	s.events = u64(b.meta.Get(keyEvents))
 	s.start, s.paying = s.checkpoint, awaitedPaid{}
+	// The last transaction may have ended right after a payment.processed
+	// whose invoice.paid is then this one's first event (keyPaying).
+	if raw := b.meta.Get(keyPaying); raw != nil {
+		if len(raw) < 8 {
+			return fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, keyPaying, len(raw))
+		}
+		if seq := u64(raw[:8]); seq == s.checkpoint {
+			s.paying = awaitedPaid{seq: seq, stream: string(raw[8:])}
+		}
+	}
 	if c := s.carried; c != nil {
 		c.keep(s)
 	}
@@ -306,6 +317,11 @@ func (s *state) apply(e *ledger.Event, p any) error {
 	}
 	if e.Seq != s.checkpoint+1 {
 		return fmt.Errorf("%w: sequence %d after checkpoint %d", ErrSequenceGap, e.Seq, s.checkpoint)
+	}
+	if s.paying.seq != 0 && s.paying.seq == s.checkpoint && e.Type != commands.TypeInvoicePaid {
+		// Whose invoice.paid it is, invoiceUpdate checks (paidRightAfter).
+		return fmt.Errorf("sequence %d (%s on %s): %w: the %s (allocation invoice) of %s at sequence %d is not followed by its invoice.paid (one append holds both)",
+			e.Seq, e.Type, e.Stream, ErrInconsistent, commands.TypePaymentProcessed, s.paying.stream, s.paying.seq)
 	}
 	if p != nil {
 		if err := s.dispatch(e, p); err != nil {
@@ -539,9 +555,7 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		if pay.v.InvoiceID != p.id {
 			return fmt.Errorf("%w: invoice %s paid by %s, a payment of invoice %s", ErrInconsistent, p.id, pd.by, pay.v.InvoiceID)
 		}
-		if ok, err := s.paidRightAfter(e.Seq, pd.by); err != nil {
-			return err
-		} else if !ok {
+		if !s.paidRightAfter(e.Seq, pd.by) {
 			return fmt.Errorf("%w: invoice %s paid by %s, which was not processed (allocation invoice) right before, in the same append", ErrInconsistent, p.id, pd.by)
 		}
 		if err := checkLate(e.Type, pd.late, pd.at, en.v); err != nil {
@@ -596,27 +610,10 @@ type awaitedPaid struct {
 }
 
 // paidRightAfter reports whether the event before seq was the
-// payment.processed, allocation invoice, of payment stream by. Applied in
-// this transaction, s.paying says so; applied before it (a catch-up's or a
-// rebuild's batch, or an append, may end between the two), flush left it
-// in v_meta, read here only then: an inline append holds both events, so
-// it reads nothing.
-func (s *state) paidRightAfter(seq uint64, by string) (bool, error) {
-	prev := seq - 1
-	if prev != s.start {
-		return s.paying.seq == prev && s.paying.stream == by, nil
-	}
-	raw := s.b.meta.Get(keyPaying)
-	if raw == nil {
-		return false, nil
-	}
-	if len(raw) < 8 {
-		return false, fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, keyPaying, len(raw))
-	}
-	if u64(raw[:8]) != prev || string(raw[8:]) != by {
-		return false, nil
-	}
-	return true, s.b.meta.Delete(keyPaying)
+// payment.processed, allocation invoice, of payment stream by: applied in
+// this transaction, or the last one's last event (reset read keyPaying).
+func (s *state) paidRightAfter(seq uint64, by string) bool {
+	return s.paying.seq != 0 && s.paying.seq == seq-1 && s.paying.stream == by
 }
 
 // invoicePayable returns what a payment's creation needs of invoice id: from
@@ -823,18 +820,18 @@ func (s *state) flush() error {
 		return err
 	}
 	switch {
-	case s.paying.seq != 0 && s.paying.seq == s.checkpoint:
+	case s.checkpoint == s.start:
+		// Nothing applied: what the last transaction left stays.
+	case s.paying.seq == s.checkpoint:
 		// The transaction ends between a payment.processed (allocation
 		// invoice) and its invoice.paid: the next one checks it here.
 		rec := binary.BigEndian.AppendUint64(nil, s.paying.seq)
 		if err := s.b.meta.Put(keyPaying, append(rec, s.paying.stream...)); err != nil {
 			return err
 		}
-	case s.checkpoint != s.start:
-		// An event followed what an earlier transaction left here:
-		// paidRightAfter took it, or no invoice.paid came (a log the
-		// audit refuses and the projector takes). Either way it goes, so
-		// that the views do not depend on where a batch ended.
+	default:
+		// Its invoice.paid followed what an earlier transaction left here,
+		// if anything.
 		if err := s.b.meta.Delete(keyPaying); err != nil {
 			return err
 		}

@@ -60,12 +60,12 @@ var (
 	keyEvents     = []byte("events")
 	keyViewsOnly  = []byte("views_only") // present (empty) in a ViewsOnly projector's meta
 	// keyPaying: a transaction that ends with a payment.processed of
-	// allocation invoice leaves its sequence and payment stream here, for
-	// the next one to check that the next event is its invoice.paid, which
-	// deletes it (state.paidRightAfter); a next transaction that applies
-	// anything deletes it too (flush). It stays only while the views end
-	// right after such a payment.processed, which the commands never
-	// leave: they append the two events together.
+	// allocation invoice (a catch-up's or a rebuild's batch may) leaves its
+	// sequence and payment stream here, for the next one to check that its
+	// first event is that invoice.paid (state.reset reads it); the next
+	// transaction that applies anything deletes it (flush). It stays only
+	// while the views end right after such a payment.processed, which an
+	// append never leaves (Projector.ApplyAppend).
 	keyPaying = []byte("paying")
 )
 

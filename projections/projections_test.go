@@ -641,34 +641,53 @@ func TestRefusedEvents(t *testing.T) {
 	d.Postings[0].Amount = d.Postings[0].Amount.Add(dec("0.01"))
 	unbalanced[0].Events[0].Data, _ = json.Marshal(d)
 	p.version, in.version = p.version-1, in.version-1 // never committed
+	// A payment.processed that pays its invoice and its invoice.paid are
+	// one append, payment.processed first (the commands write them so):
+	// an append that ends between them is refused, or the next append,
+	// whatever it held, would be; so is one with another event between.
+	pair := g.process(p, commands.AllocInvoice, true, false)
+	p.version, in.version = p.version-1, in.version-1 // the pair goes in last
+	processed := "sequence " + strconv.FormatUint(head.Seq+1, 10) + " "
+	after := "sequence " + strconv.FormatUint(head.Seq+2, 10) + " "
 
 	for _, c := range []struct {
 		name string
 		ws   []ledger.Write
 		want error
+		what []string // in the error
 	}{
 		{"malformed data", []ledger.Write{write(commands.StreamID(commands.StreamInvoice, "x"), ledger.NoStream,
-			ledger.NewEvent{ID: g.ulid(), Type: commands.TypeInvoiceCreated, Time: g.now, Data: []byte(`[1,2]`)})}, projections.ErrMalformedEvent},
+			ledger.NewEvent{ID: g.ulid(), Type: commands.TypeInvoiceCreated, Time: g.now, Data: []byte(`[1,2]`)})}, projections.ErrMalformedEvent, nil},
 		{"wrong field type", []ledger.Write{write(commands.StreamID(commands.StreamInvoice, "x"), ledger.NoStream,
-			ledger.NewEvent{ID: g.ulid(), Type: commands.TypeInvoiceCreated, Time: g.now, Data: []byte(`{"invoice_id":5}`)})}, projections.ErrMalformedEvent},
+			ledger.NewEvent{ID: g.ulid(), Type: commands.TypeInvoiceCreated, Time: g.now, Data: []byte(`{"invoice_id":5}`)})}, projections.ErrMalformedEvent, nil},
 		{"stream mismatch", []ledger.Write{write(commands.StreamID(commands.StreamInvoice, "y"), ledger.NoStream,
-			g.ev(commands.TypeInvoiceCreated, "m1", commands.InvoiceCreated{InvoiceID: "z", MerchantID: "m1"}))}, projections.ErrMalformedEvent},
-		{"unbalanced postings", unbalanced, projections.ErrUnbalanced},
+			g.ev(commands.TypeInvoiceCreated, "m1", commands.InvoiceCreated{InvoiceID: "z", MerchantID: "m1"}))}, projections.ErrMalformedEvent, nil},
+		{"unbalanced postings", unbalanced, projections.ErrUnbalanced, nil},
 		{"paid unknown invoice", []ledger.Write{write(commands.StreamID(commands.StreamInvoice, "nope"), ledger.Any,
-			g.ev(commands.TypeInvoicePaid, "m1", commands.InvoicePaid{PaymentID: p.stream, PaidAt: g.now}))}, projections.ErrInconsistent},
+			g.ev(commands.TypeInvoicePaid, "m1", commands.InvoicePaid{PaymentID: p.stream, PaidAt: g.now}))}, projections.ErrInconsistent, nil},
 		{"invoice created twice", []ledger.Write{write(in.stream(), ledger.Any,
-			g.ev(commands.TypeInvoiceCreated, "m1", commands.InvoiceCreated{InvoiceID: in.id, MerchantID: "m1"}))}, projections.ErrInconsistent},
+			g.ev(commands.TypeInvoiceCreated, "m1", commands.InvoiceCreated{InvoiceID: in.id, MerchantID: "m1"}))}, projections.ErrInconsistent, nil},
 		// The expiry is legal, the cancellation after it is not: neither
 		// is written, nor is the payment's confirmation beside them.
 		{"expired then cancelled", []ledger.Write{write(in.stream(), ledger.Exactly(in.version),
 			g.ev(commands.TypeInvoiceExpired, "m1", commands.InvoiceExpired{ExpiredAt: g.now}),
 			g.ev(commands.TypeInvoiceCancelled, "m1", commands.InvoiceCancelled{CancelledAt: g.now})),
 			write(p.stream, ledger.Exactly(p.version), g.ev(commands.TypePaymentConfirmed, "m1", commands.PaymentStatusChanged{Status: commands.PaymentStatusConfirmed, At: g.now}))},
-			projections.ErrIllegalTransition},
+			projections.ErrIllegalTransition, nil},
+		{"payment.processed alone", pair[:1], projections.ErrInconsistent, []string{processed, "it ends the append"}},
+		{"payment.processed and another event", []ledger.Write{pair[0], g.rate("UAH", "41.6")},
+			projections.ErrInconsistent, []string{after, "is not followed by its invoice.paid"}},
+		{"payment.processed, another event, its invoice.paid", []ledger.Write{pair[0], g.rate("UAH", "41.6"), pair[1]},
+			projections.ErrInconsistent, []string{after, "is not followed by its invoice.paid"}},
 	} {
 		_, err := st.AppendWrites(context.Background(), c.ws...)
 		if !isErr(err, c.want) {
 			t.Errorf("%s: err %v, want %v", c.name, err, c.want)
+		}
+		for _, what := range c.what {
+			if err != nil && !strings.Contains(err.Error(), what) {
+				t.Errorf("%s: %v does not say %q", c.name, err, what)
+			}
 		}
 		if st.Head() != head {
 			t.Errorf("%s: the log moved", c.name)
@@ -681,8 +700,13 @@ func TestRefusedEvents(t *testing.T) {
 	if pv, err := v.PaymentByStream(p.stream); err != nil || pv.Status != commands.PaymentStatusPending {
 		t.Errorf("payment view after the refusals: %s (%v), want PENDING", pv.Status, err)
 	}
-	// The log and the views still work.
-	mustAppend(t, st, g.process(p, commands.AllocInvoice, true, false)...)
+	// The log and the views still work: the next append goes in, and
+	// the pair.
+	mustAppend(t, st, g.rate("UAH", "41.7"))
+	mustAppend(t, st, pair...)
+	if iv, err := v.InvoicePublic(in.id); err != nil || iv.Status != commands.InvoiceStatusSuccess {
+		t.Errorf("invoice view after the pair: %s (%v), want success", iv.Status, err)
+	}
 }
 
 // TestIllegalTransitionsRefused: a log holding a status change the
@@ -805,16 +829,19 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 		{"invoice paid by a payment other than the one processed before it", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{append(x.g.process(x.p2, commands.AllocInvoice, false, false), paidOnly(x, x.p, false))}
 		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
-		{"invoice paid by its payment processed appends before", func(x *world) [][]ledger.Write {
-			return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, false, false),
-				{x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled)},
-				{paidOnly(x, x.p, false)}}
-		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
-		{"invoice paid by its payment with another event between them in one append", func(x *world) [][]ledger.Write {
+		// And the event right after a payment.processed (allocation
+		// invoice) is its invoice.paid. (An invoice.paid after an event
+		// between them is not reached: the event between is refused, in
+		// an append in TestRefusedEvents, and where a batch
+		// ends between them in TestPaidRightAfterAcrossBatches.)
+		{"payment processed (allocation invoice), then another event in its append", func(x *world) [][]ledger.Write {
 			ws := x.g.process(x.p, commands.AllocInvoice, false, false)
-			ws = append(ws, x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled))
-			return [][]ledger.Write{append(ws, paidOnly(x, x.p, false))}
-		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
+			return [][]ledger.Write{append(ws, x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled))}
+		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
+		{"payment processed (allocation invoice), then an event of a type the projector skips", func(x *world) [][]ledger.Write {
+			ws := x.g.process(x.p, commands.AllocInvoice, false, false)
+			return [][]ledger.Write{append(ws, write("future-1", ledger.Any, ledger.NewEvent{ID: x.g.ulid(), Type: "future.thing", Time: x.g.now, Data: []byte(`{}`)}))}
+		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
 
 		// An expired invoice is paid only late (commands.PaidLate; every
 		// combination in TestPaidLateChecked).
@@ -829,11 +856,6 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 		{"payment processed at the expiry of an invoice still pending, paid late", func(x *world) [][]ledger.Write {
 			x.g.now = x.in.expires
 			return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, true, true)}
-		}, nil, ""},
-		{"invoice paid by its payment processed in the append right before", func(x *world) [][]ledger.Write {
-			// Not what the commands write (one append), but the same
-			// sequence: the projector and the audit see sequences.
-			return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, false, false), {paidOnly(x, x.p, false)}}
 		}, nil, ""},
 		{"duplicate payment of a paid invoice", func(x *world) [][]ledger.Write {
 			return append(paid(x), x.g.process(x.p2, commands.AllocDuplicate, false, false))
@@ -1029,43 +1051,48 @@ func checkRefused(t *testing.T, build func(x *world) [][]ledger.Write, want erro
 	}
 }
 
-// TestPaidRightAfterAcrossBatches: an invoice.paid must be the event right
-// after its payment's payment.processed (allocation invoice), also when a
-// batch ends between the two: a catch-up's (1024 events an Apply), a
-// rebuild's transaction, or an append (the projector sees sequences, not
-// appends). The legal log is accepted each way, with views equal to the
-// inline ones; the pair with an event between them, or paid by another
-// payment than the one processed, is refused each way. A payment.processed
-// that no invoice.paid follows (a log the audit refuses, the projector
-// takes) leaves the same views whichever batch it ends.
+// TestPaidRightAfterAcrossBatches: a payment.processed (allocation
+// invoice) and its invoice.paid are consecutive events, also where a batch
+// ends between the two: a catch-up's (1024 events an Apply) or a rebuild's
+// transaction. The pair split at the boundary rebuilds and catches up into
+// the views of the pair in one append; the payment.processed followed by
+// another event (one the projector skips, or a known one), or by the
+// invoice.paid of another payment, is refused each way, naming the event
+// after the boundary. Inline, the log is written by appends, and an append
+// that ends between the two is refused (TestRefusedEvents):
+// the tail's first append, the payment.processed alone, is refused, and
+// the whole tail in one append is what the legal case's views are.
 func TestPaidRightAfterAcrossBatches(t *testing.T) {
 	const boundary = 1024 // boltlog's catch-up batch; the rebuild's transaction below
 	for _, tc := range []struct {
 		name string
-		// tail: the appends from sequence boundary on.
+		// tail: the appends from sequence boundary on, the first the
+		// payment.processed (allocation invoice) alone.
 		tail func(g *gen, p, p2 *pay, filler ledger.Write) [][]ledger.Write
-		want error
+		want error  // at sequence boundary+1
+		what string // in the error
 	}{
 		{"paid in the next append, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
 			ws := g.process(p, commands.AllocInvoice, true, false)
 			return [][]ledger.Write{{ws[0]}, {ws[1]}}
-		}, nil},
-		{"an event between, at the boundary", func(g *gen, p, _ *pay, filler ledger.Write) [][]ledger.Write {
+		}, nil, ""},
+		{"an event the projector skips between, after the boundary", func(g *gen, p, _ *pay, filler ledger.Write) [][]ledger.Write {
 			ws := g.process(p, commands.AllocInvoice, true, false)
 			return [][]ledger.Write{{ws[0]}, {filler}, {ws[1]}}
-		}, projections.ErrInconsistent},
-		// Not what the commands write (the audit's invoices check refuses
-		// it), but the projector takes it: its views must not depend on
-		// where a batch ended either.
+		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
+		{"a rate set between, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
+			ws := g.process(p, commands.AllocInvoice, true, false)
+			return [][]ledger.Write{{ws[0]}, {g.rate("UAH", "41.6")}, {ws[1]}}
+		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
 		{"processed at the boundary, its invoice.paid never written", func(g *gen, p, _ *pay, filler ledger.Write) [][]ledger.Write {
 			ws := g.process(p, commands.AllocInvoice, true, false)
 			return [][]ledger.Write{{ws[0]}, {filler}}
-		}, nil},
-		{"paid by another payment than the one processed, at the boundary", func(g *gen, p, p2 *pay, _ ledger.Write) [][]ledger.Write {
+		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
+		{"paid by another payment than the one processed, after the boundary", func(g *gen, p, p2 *pay, _ ledger.Write) [][]ledger.Write {
 			ws := g.process(p2, commands.AllocInvoice, false, false)
 			return [][]ledger.Write{ws, {g.invoiceEnd(p.in, commands.TypeInvoicePaid, commands.InvoicePaid{
 				PaymentID: p.stream, PaidAt: g.now, PaidAmount: p.in.amount})}}
-		}, projections.ErrInconsistent},
+		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGen()
@@ -1092,22 +1119,20 @@ func TestPaidRightAfterAcrossBatches(t *testing.T) {
 			appends = append(appends, tc.tail(g, p, p2, filler())...)
 
 			path := filepath.Join(t.TempDir(), "ledger.db")
-			st := openLog(t, path, nil)
-			var last []ledger.Event
+			st := openLog(t, path, nil) // no projector: nothing refuses the split pair
 			for i, ws := range appends {
-				last = mustAppend(t, st, ws...)
-				if i == tailAt && last[0].Seq != boundary {
-					t.Fatalf("the tail starts at sequence %d, not %d", last[0].Seq, boundary)
+				if evs := mustAppend(t, st, ws...); i == tailAt && evs[0].Seq != boundary {
+					t.Fatalf("the tail starts at sequence %d, not %d", evs[0].Seq, boundary)
 				}
 			}
-			want := "sequence " + strconv.FormatUint(last[len(last)-1].Seq, 10) + " "
+			at := "sequence " + strconv.FormatUint(boundary+1, 10) + " "
 			check := func(how string, err error) {
 				t.Helper()
 				switch {
 				case tc.want == nil && err != nil:
 					t.Errorf("%s: %v", how, err)
-				case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), want)):
-					t.Errorf("%s = %v, want %v at %q", how, err, tc.want, want)
+				case tc.want != nil && (!isErr(err, tc.want) || !strings.Contains(err.Error(), at) || !strings.Contains(err.Error(), tc.what)):
+					t.Errorf("%s = %v, want %v at %q: %q", how, err, tc.want, at, tc.what)
 				}
 			}
 
@@ -1120,10 +1145,6 @@ func TestPaidRightAfterAcrossBatches(t *testing.T) {
 			_, err = projections.Rebuild(context.Background(), st.Events(context.Background(), 1), db, time.Time{})
 			restore()
 			check("Rebuild", err)
-			var ref *bbolt.DB // the views with no batch ending between the two
-			if tc.want == nil {
-				ref, _ = rebuildInto(t, st, time.Time{})
-			}
 			st.Close()
 
 			caught, err := boltlog.Open(path, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
@@ -1133,22 +1154,24 @@ func TestPaidRightAfterAcrossBatches(t *testing.T) {
 			}
 
 			live := newLog(t)
-			for i, ws := range appends {
-				_, err = live.AppendWrites(context.Background(), ws...)
-				if i < len(appends)-1 && err != nil {
-					t.Fatal(err)
-				}
+			appendAll(t, live, appends[:tailAt])
+			head := live.Head()
+			if _, err := live.AppendWrites(context.Background(), appends[tailAt]...); !isErr(err, projections.ErrInconsistent) || !strings.Contains(err.Error(), "ends the append") {
+				t.Errorf("inline, the payment.processed alone = %v, want %v: ends the append", err, projections.ErrInconsistent)
 			}
-			check("inline", err)
-
-			if tc.want == nil && caught != nil {
-				for _, c := range []struct {
-					name string
-					db   *bbolt.DB
-				}{{"rebuilt", db}, {"caught up", caught.DB()}, {"inline", live.DB()}} {
-					if err := projections.Compare(ref, c.db); err != nil {
-						t.Errorf("%s views: %v", c.name, err)
-					}
+			if live.Head() != head {
+				t.Errorf("the refused append moved the log from %v to %v", head, live.Head())
+			}
+			if tc.want != nil || caught == nil {
+				return
+			}
+			mustAppend(t, live, slices.Concat(appends[tailAt:]...)...)
+			for _, c := range []struct {
+				name string
+				db   *bbolt.DB
+			}{{"caught up", caught.DB()}, {"inline", live.DB()}} {
+				if err := projections.Compare(db, c.db); err != nil {
+					t.Errorf("%s views against the rebuilt ones: %v", c.name, err)
 				}
 			}
 		})
@@ -1220,14 +1243,21 @@ func TestRebuildEqualsLive(t *testing.T) {
 	g := newGen()
 	rng := rand.New(rand.NewPCG(7, 7))
 	appends := workload(g, rng, []string{"m1", "m2", "m3"}, 1500, 37) // > parallelMin views: the rebuild encodes in parallel
-	// Some appends one write at a time, some grouped: batching must not matter.
+	// Some appends one write at a time, some grouped: batching must not
+	// matter. (A payment.processed that pays its invoice goes with its
+	// invoice.paid, in one append, as the commands write them.)
 	for i, ws := range appends {
 		if i%2 == 0 {
 			mustAppend(t, st, ws...)
 			continue
 		}
-		for _, w := range ws {
-			mustAppend(t, st, w)
+		for j := 0; j < len(ws); j++ {
+			if j+1 < len(ws) && ws[j+1].Events[0].Type == commands.TypeInvoicePaid {
+				mustAppend(t, st, ws[j:j+2]...)
+				j++
+				continue
+			}
+			mustAppend(t, st, ws[j])
 		}
 	}
 	db, sum := rebuildInto(t, st, time.Time{})

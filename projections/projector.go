@@ -7,6 +7,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 )
@@ -16,17 +17,24 @@ import (
 //
 // Apply is deterministic (it reads only the events and its own buckets),
 // idempotent (events at or below the checkpoint are skipped), and ignores
-// event types it does not know while still advancing the checkpoint. Known
+// event types it does not know while still advancing the checkpoint (but
+// refuses one right after a payment.processed that awaits its
+// invoice.paid, as it refuses any other event there). Known
 // types with data that do not decode, postings that do not balance, events
 // on aggregates the views do not hold, or changes the commands never make
 // (an invoice paid twice, a payment going back from a final status, a
 // payment created for an invoice that is not pending, an invoice paid by
 // another invoice's payment or not right after its payment.processed, a
-// payment.processed with allocation invoice or an invoice.paid whose late
-// flag is not commands.PaidLate's) fail the append, and a rebuild or
-// catch-up of a log that holds one: the inline projection is the last line of defence
-// before a bad event is committed, and a view never shows a state its
-// events cannot reach.
+// payment.processed with allocation invoice followed by another event than
+// its invoice.paid, a payment.processed with allocation invoice or an
+// invoice.paid whose late flag is not commands.PaidLate's) fail the append,
+// and a rebuild or catch-up of a log that holds one: the inline projection
+// is the last line of defence before a bad event is committed, and a view
+// never shows a state its events cannot reach. Inline, boltlog calls
+// ApplyAppend, which also refuses an append that ends between a
+// payment.processed with allocation invoice and its invoice.paid; a
+// catch-up's or a rebuild's batch may end there (Apply), and the next
+// batch's first event must then be that invoice.paid.
 type Projector struct {
 	// ViewsOnly keeps the views a reader looks up by id (invoices,
 	// payments, widgets, merchants, API keys, rates) and leaves out the
@@ -40,7 +48,7 @@ type Projector struct {
 	ViewsOnly bool
 }
 
-var _ boltlog.Projector = (*Projector)(nil)
+var _ boltlog.AppendProjector = (*Projector)(nil)
 
 // states keeps Apply's state (its maps and slices) from one append to the
 // next; reset clears it.
@@ -76,10 +84,26 @@ func (p *Projector) Init(tx *bbolt.Tx) (uint64, error) {
 	return u64(tx.Bucket(bMeta).Get(keyCheckpoint)), nil
 }
 
-// Apply applies one append's events. Errors: ErrMalformedEvent,
-// ErrUnbalanced, ErrInconsistent, ErrIllegalTransition, ErrSequenceGap,
-// ErrCorrupt, or bbolt's.
+// Apply applies events in sequence order: a catch-up's or a rebuild's
+// batch, which may end anywhere, even between a payment.processed and its
+// invoice.paid (the next batch's first event must then be that
+// invoice.paid). Errors: ErrMalformedEvent, ErrUnbalanced, ErrInconsistent,
+// ErrIllegalTransition, ErrSequenceGap, ErrCorrupt, or bbolt's.
 func (p *Projector) Apply(tx *bbolt.Tx, events []ledger.Event) error {
+	return p.apply(tx, events, false)
+}
+
+// ApplyAppend applies one append's events (boltlog's append path): as
+// Apply, and it also refuses, with ErrInconsistent, an append whose last
+// event is a payment.processed with allocation invoice. The commands
+// append its invoice.paid with it, right after it; an append that ends
+// before it would otherwise have the next append refused instead, and
+// every append after that.
+func (p *Projector) ApplyAppend(tx *bbolt.Tx, events []ledger.Event) error {
+	return p.apply(tx, events, true)
+}
+
+func (p *Projector) apply(tx *bbolt.Tx, events []ledger.Event, appended bool) error {
 	s, _ := states.Get().(*state)
 	var err error
 	if s == nil {
@@ -107,6 +131,10 @@ func (p *Projector) Apply(tx *bbolt.Tx, events []ledger.Event) error {
 		if err := s.apply(e, data); err != nil {
 			return err
 		}
+	}
+	if appended && s.checkpoint != s.start && s.paying.seq == s.checkpoint {
+		return fmt.Errorf("sequence %d (%s on %s): %w: it ends the append: its invoice.paid must follow it in the same append",
+			s.paying.seq, commands.TypePaymentProcessed, s.paying.stream, ErrInconsistent)
 	}
 	return s.flush()
 }

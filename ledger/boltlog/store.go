@@ -44,13 +44,27 @@ var (
 // existing log, or one whose buckets were dropped, catches up before the first
 // append.
 //
-// Apply receives the events of one append (in sequence order) in the same
-// transaction that stores them, and records its checkpoint there. It must be
-// deterministic and depend only on the events and its own buckets. An error
-// rolls back that append alone: the others in the commit group go ahead.
+// Apply receives the events of one append, of one Import or of one batch of
+// a catch-up (in sequence order; a batch of a catch-up may end anywhere) in
+// the same transaction that stores them, and records its checkpoint there.
+// It must be deterministic and depend only on the events and its own
+// buckets. An error rolls back that append alone: the others in the commit
+// group go ahead. A projector that must know an append's events from the
+// others implements AppendProjector.
 type Projector interface {
 	Init(tx *bbolt.Tx) (applied uint64, err error)
 	Apply(tx *bbolt.Tx, events []ledger.Event) error
+}
+
+// AppendProjector is a Projector told when its events are exactly one
+// append's. For an append (Append, AppendWrites) the store calls
+// ApplyAppend instead of Apply, so that a projector can refuse an append
+// that ends where its writer's appends never end; a catch-up's batches and
+// an Import's events, whose ends are not appends' ends, still go to Apply.
+// ApplyAppend has Apply's contract otherwise.
+type AppendProjector interface {
+	Projector
+	ApplyAppend(tx *bbolt.Tx, events []ledger.Event) error
 }
 
 // Options configures a Store. The zero value is the default.
@@ -758,7 +772,7 @@ func (s *Store) write(tx *bbolt.Tx, writes []ledger.Write, head *ledger.Head, a 
 			out = append(out, e)
 		}
 	}
-	if err := s.project(tx, out); err != nil {
+	if err := s.project(tx, out, true); err != nil {
 		return nil, &retryError{err}
 	}
 	*head = pos
@@ -906,17 +920,18 @@ func (s *Store) importEvents(tx *bbolt.Tx, events []ledger.Event, head *ledger.H
 		}
 		out[i] = e
 	}
-	if err := s.project(tx, out); err != nil {
+	if err := s.project(tx, out, false); err != nil {
 		return nil, &retryError{err}
 	}
 	*head = pos
 	return out, nil
 }
 
-// project runs the projectors over one append's events. A panicking
+// project runs the projectors over one append's events, or an import's
+// (appended false: they go to Apply, not ApplyAppend). A panicking
 // projector fails that append like an error would, instead of killing the
 // writer goroutine and with it every other append.
-func (s *Store) project(tx *bbolt.Tx, events []ledger.Event) (err error) {
+func (s *Store) project(tx *bbolt.Tx, events []ledger.Event, appended bool) (err error) {
 	for i, p := range s.opts.Projectors {
 		func() {
 			defer func() {
@@ -924,7 +939,11 @@ func (s *Store) project(tx *bbolt.Tx, events []ledger.Event) (err error) {
 					err = fmt.Errorf("projector %d: panic: %v", i, r)
 				}
 			}()
-			if e := p.Apply(tx, events); e != nil {
+			apply := p.Apply
+			if ap, ok := p.(AppendProjector); ok && appended {
+				apply = ap.ApplyAppend
+			}
+			if e := apply(tx, events); e != nil {
 				err = fmt.Errorf("projector %d: %w", i, e)
 			}
 		}()

@@ -1,6 +1,7 @@
 package boltlog_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -410,6 +411,66 @@ func TestProjectorCatchUpOnReopen(t *testing.T) {
 	if _, err := boltlog.Open(path, &boltlog.Options{Projectors: []boltlog.Projector{bad}}); !errors.Is(err, errPoison) {
 		t.Fatalf("open with a failing projector: %v", err)
 	}
+}
+
+// appendProjector is a countProjector that also counts, under
+// "_appended", the events it is given through ApplyAppend.
+type appendProjector struct{ countProjector }
+
+func (p *appendProjector) ApplyAppend(tx *bbolt.Tx, events []ledger.Event) error {
+	b := tx.Bucket([]byte(p.bucket))
+	var n uint64
+	if v := b.Get([]byte("_appended")); v != nil {
+		n = binary.BigEndian.Uint64(v)
+	}
+	if err := b.Put([]byte("_appended"), binary.BigEndian.AppendUint64(nil, n+uint64(len(events)))); err != nil {
+		return err
+	}
+	return p.Apply(tx, events)
+}
+
+// TestAppendProjector: an AppendProjector gets an append's events through
+// ApplyAppend, and a catch-up's batches and an import's events through
+// Apply, whose ends are not appends' ends.
+func TestAppendProjector(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s := boltlogtest.OpenAt(t, path, nil)
+	for range 5 {
+		if _, err := s.Append(ctx, "s0", ledger.Any, ev("ok")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	check := func(s *boltlog.Store, p *appendProjector, what string, wantAll, wantAppended uint64) {
+		t.Helper()
+		all, applied := p.count(t, s.DB(), "ok")
+		appended, _ := p.count(t, s.DB(), "_appended")
+		if all != wantAll || applied != wantAll || appended != wantAppended {
+			t.Errorf("%s: %d events applied up to %d, %d through ApplyAppend; want %d, %d", what, all, applied, appended, wantAll, wantAppended)
+		}
+	}
+
+	p := &appendProjector{countProjector{bucket: "counts"}}
+	s = boltlogtest.OpenAt(t, path, &boltlog.Options{Projectors: []boltlog.Projector{p}})
+	check(s, p, "after the catch-up", 5, 0)
+	if _, err := s.Append(ctx, "s1", ledger.Any, ev("ok"), ev("ok")); err != nil {
+		t.Fatal(err)
+	}
+	check(s, p, "after an append", 7, 2)
+
+	var all []ledger.Event
+	for e, err := range s.Events(ctx, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, e)
+	}
+	ip := &appendProjector{countProjector{bucket: "counts"}}
+	dst, _ := boltlogtest.Open(t, &boltlog.Options{Projectors: []boltlog.Projector{ip}})
+	if err := dst.Import(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	check(dst, ip, "after an import", 7, 0)
 }
 
 func TestImport(t *testing.T) {
