@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -13,6 +14,10 @@ import (
 
 // binaryViews are the stored views, one of each.
 var binaryViews = []any{&InvoiceView{}, &PaymentView{}, &WidgetView{}, &MerchantView{}, &APIKey{}, &Rate{}}
+
+// viewOfTag is the view each tag names.
+var viewOfTag = map[byte]any{tagInvoice: &InvoiceView{}, tagPayment: &PaymentView{}, tagWidget: &WidgetView{},
+	tagMerchant: &MerchantView{}, tagAPIKey: &APIKey{}, tagRate: &Rate{}}
 
 // newLike returns a new zero value of the type v points to.
 func newLike(v any) any { return reflect.New(reflect.TypeOf(v).Elem()).Interface() }
@@ -105,6 +110,32 @@ func TestViewCodecTimes(t *testing.T) {
 	}
 }
 
+// TestViewCodecZoneOffsets: a time in a zone of whole minutes, up to a day
+// each way, is stored; one whose offset has seconds, or is more than a
+// day, is not, as DecodeView would refuse it.
+func TestViewCodecZoneOffsets(t *testing.T) {
+	at := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
+	for _, off := range []int{5*3600 + 45*60, -9*3600 - 30*60, maxZoneOffset, -maxZoneOffset} {
+		in := &Rate{SetAt: at.In(time.FixedZone("", off))}
+		raw, err := EncodeView(in)
+		if err != nil {
+			t.Fatalf("offset %d: %v", off, err)
+		}
+		var out Rate
+		if err := DecodeView(raw, &out); err != nil {
+			t.Fatalf("offset %d: %v", off, err)
+		}
+		if _, got := out.SetAt.Zone(); !out.SetAt.Equal(at) || got != off {
+			t.Errorf("offset %d: %v came back as %v", off, in.SetAt, out.SetAt)
+		}
+	}
+	for _, off := range []int{30, -3600 - 1, maxZoneOffset + 60} {
+		if raw, err := EncodeView(&Rate{SetAt: at.In(time.FixedZone("", off))}); err == nil {
+			t.Errorf("offset %d: encoded as %x", off, raw)
+		}
+	}
+}
+
 // TestViewCodecSmallerThanJSON: the point of the binary form, on a view as
 // the commands fill it.
 func TestViewCodecSmallerThanJSON(t *testing.T) {
@@ -174,11 +205,34 @@ func TestViewCodecRefusesMalformed(t *testing.T) {
 	}{
 		{"nanoseconds of a whole second", payment(1e9, 0, 0)},
 		{"an offset past a day", payment(0, maxZoneOffset+1, 0)},
+		{"an offset of a minute and a second", payment(0, 61, 0)},
 		{"a bool of 2", payment(0, 0, 2)},
 		{"a string longer than the value", []byte{tagPayment, 100, 'a', 'b'}},
 	} {
 		if err := DecodeView(c.raw, &PaymentView{}); !errors.Is(err, errViewCodec) {
 			t.Errorf("%s: err %v, want errViewCodec", c.what, err)
+		}
+	}
+	// Extra fields' keys are in ascending order, each once, as EncodeView
+	// writes them.
+	invoice := func(pairs ...string) []byte {
+		w := invoiceBeforeExtra()
+		w.uint(uint64(len(pairs) / 2))
+		for _, s := range pairs {
+			w.str(s)
+		}
+		invoiceAfterExtra(&w)
+		return w.b
+	}
+	if err := DecodeView(invoice("", "x", "a", "y", "b", ""), &InvoiceView{}); err != nil {
+		t.Errorf("extra fields in order refused: %v", err)
+	}
+	for what, raw := range map[string][]byte{
+		"extra fields out of order": invoice("b", "x", "a", "y"),
+		"an extra field twice":      invoice("a", "x", "a", "y"),
+	} {
+		if err := DecodeView(raw, &InvoiceView{}); !errors.Is(err, errViewCodec) {
+			t.Errorf("%s: err %v, want errViewCodec", what, err)
 		}
 	}
 	if err := DecodeView(nil, &InvoiceView{}); !errors.Is(err, errViewCodec) {
@@ -226,6 +280,13 @@ func TestInvoicePayable(t *testing.T) {
 	}
 }
 
+// fuzzing reports whether go test was asked to fuzz (-fuzz), not only to
+// run the fuzz targets' corpora.
+func fuzzing() bool {
+	f := flag.Lookup("test.fuzz")
+	return f != nil && f.Value.String() != ""
+}
+
 func FuzzDecodeView(f *testing.F) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	for _, typ := range binaryViews {
@@ -233,7 +294,20 @@ func FuzzDecodeView(f *testing.F) {
 		f.Add(raw)
 	}
 	f.Add([]byte{tagInvoice})
+	for _, c := range hostileViews(64) {
+		f.Add(c.raw)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		// Whatever raw is, decoding it allocates in proportion to its
+		// size (TestDecodeViewAllocationBounded). Only the view its tag
+		// names reads past the tag. Checked on the corpus that go test
+		// runs, not while fuzzing: runtime.ReadMemStats stops the world,
+		// and fuzzing ran 5 times fewer values with it.
+		if !fuzzing() && len(raw) > 0 && viewOfTag[raw[0]] != nil {
+			if msg, over := decodeAllocOver(raw, viewOfTag[raw[0]]); over {
+				t.Fatal(msg)
+			}
+		}
 		for _, typ := range binaryViews {
 			v := newLike(typ)
 			if DecodeView(raw, v) != nil {
