@@ -385,19 +385,46 @@ func TestRunInvoiceViewEditedBehindTheLog(t *testing.T) {
 }
 
 // TestRunViewsDifferFromRebuild: a view the invoice check does not read
-// (a rate) edited behind the log: the rebuild comparison names it.
+// (a rate) edited behind the log, to another well-formed rate: the rebuild
+// comparison names it.
 func TestRunViewsDifferFromRebuild(t *testing.T) {
 	b := newBuilder(t, true)
 	b.history()
 	b.s.Close()
+	var logged projections.Rate
 	editBolt(t, b.path, func(tx *bbolt.Tx) error {
-		return tx.Bucket([]byte("v_rates")).Put([]byte("UAH"), []byte(`{"currency":"UAH","rate":"1.00"}`))
+		bk := tx.Bucket([]byte("v_rates"))
+		if err := projections.DecodeView(bk.Get([]byte("UAH")), &logged); err != nil {
+			return err
+		}
+		edited := logged
+		edited.Rate = "1.00"
+		if edited.Rate == logged.Rate {
+			t.Fatalf("the history's rate is already %s", logged.Rate)
+		}
+		raw, err := projections.EncodeView(&edited)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte("UAH"), raw)
 	})
 	_, err := run(t, b.readOnly())
 	wantFault(t, err, CheckProjections, 0, "", "v_rates")
 	var de *projections.DiffError
 	if !errors.As(err, &de) {
 		t.Fatalf("projections fault without its *projections.DiffError: %v", err)
+	}
+	// The live view (a) is the edited rate, the rebuild's (b) the logged
+	// one: both decode, only the rate differs.
+	var live, rebuilt projections.Rate
+	if de.Bucket != "v_rates" || string(de.Key) != "UAH" {
+		t.Fatalf("difference at %s %q, want v_rates UAH", de.Bucket, de.Key)
+	}
+	if err := projections.DecodeView(de.A, &live); err != nil || live.Rate != "1.00" {
+		t.Errorf("live view %+v (%v), want the edited rate 1.00", live, err)
+	}
+	if err := projections.DecodeView(de.B, &rebuilt); err != nil || rebuilt.Rate != logged.Rate || !rebuilt.SetAt.Equal(logged.SetAt) {
+		t.Errorf("rebuilt view %+v (%v), want the logged %+v", rebuilt, err, logged)
 	}
 }
 
