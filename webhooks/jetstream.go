@@ -22,6 +22,8 @@ const DefaultDurable = "payledger-webhooks"
 // after it; events the consumer hands again are skipped; a consumer ahead
 // of the checkpoint (its webhooks.db replaced, say) is recreated at the
 // checkpoint rather than skip events; and so is one deleted on the server.
+// An ingest error other than a gap ends Follow with it, the batch not
+// acknowledged.
 func FromStream(conn *stream.Conn, cfg stream.ConsumerConfig) Source {
 	if cfg.Durable == "" {
 		cfg.Durable = DefaultDurable
@@ -96,7 +98,7 @@ func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]le
 			continue
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		var gap error
+		var gap, failed error
 		err = c.RunBatch(rctx, func(_ context.Context, events []ledger.Event) error {
 			err := ingest(events)
 			switch {
@@ -105,10 +107,21 @@ func (s *streamSource) Follow(ctx context.Context, from uint64, ingest func([]le
 			case errors.Is(err, ErrSequenceGap):
 				gap = err
 				cancel()
+			default:
+				// The consumer would hand the batch again, after a pause,
+				// for ever: a corrupt webhooks.db or a refused event
+				// fails the same way each time, and the worker would sit
+				// delivering nothing, with a warning now and then. End
+				// Follow with it, as FromLog does: Run returns it.
+				failed = err
+				cancel()
 			}
 			return err
 		})
 		cancel()
+		if failed != nil && ctx.Err() == nil {
+			return failed
+		}
 		if errors.Is(err, stream.ErrConsumerGone) && ctx.Err() == nil {
 			// Deleted on the server: the next round makes it anew at the
 			// checkpoint.
