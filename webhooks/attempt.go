@@ -34,6 +34,9 @@ type result struct {
 	refused    bool // not attempted: the URL breaks the SSRF policy for good
 	host       string
 	outcome    string // set when recorded: the delivery's status after it
+	// unreadable is set when the delivery's own record does not decode:
+	// the attempt is set aside, and the rest of its batch recorded.
+	unreadable error
 }
 
 // signer holds a merchant's signing keys as of the dispatcher's views.
@@ -270,19 +273,37 @@ func (d *Dispatcher) commitResults(batch []result) {
 		for i := range batch {
 			w.ops = append(w.ops, memOp{key: batch[i].key, due: retry, host: batch[i].host})
 			batch[i].outcome = ""
+			batch[i].unreadable = nil
 		}
 	}
 	for i := range batch {
+		if res := &batch[i]; res.unreadable != nil {
+			// The key, the answer's status and the error only: the record is what
+			// could not be read, and a body or URL has no place in a log.
+			d.cfg.Logger.Error("webhook attempt not recorded: its delivery record does not decode; out of the schedule until the dispatcher runs again",
+				"key", fmt.Sprintf("%x", res.key[:]), "status", res.status, "err", res.unreadable)
+		}
 		d.stats.count(&batch[i])
 	}
 	d.afterCommit(w, done)
 }
 
 // recordResult records one attempt and decides what comes next: done,
-// failed, or the next attempt's time.
+// failed, or the next attempt's time. An attempt whose delivery record
+// does not decode is set aside (res.unreadable), nothing written for it,
+// rather than fail the transaction: that would leave the batch's other
+// attempts unrecorded, to be sent again, each time a batch held this one.
+// It leaves the schedule: its attempt could only be set aside again. Its
+// w_due entry stays, so the next Run loads it and tries again (with no
+// request while the record stays unreadable).
 func (d *Dispatcher) recordResult(w *wtx, res *result) error {
 	r, err := w.get(res.key)
 	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupportedVersion) {
+		res.unreadable = err
+		w.ops = append(w.ops, memOp{key: res.key})
 		return nil
 	}
 	if err != nil {

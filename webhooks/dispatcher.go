@@ -227,16 +227,19 @@ func (d *Dispatcher) Run(ctx context.Context, src Source) error {
 			defer attempts.Done()
 			res := d.attempt(actx, e.key)
 			res.host = e.host
+			// The result goes to the writer before the slot is freed: a
+			// writer that falls behind holds attempts back, rather than
+			// freed slots starting more whose results wait on it; and
+			// once no attempt holds a slot, the writer has every result.
+			if !res.dropped {
+				results <- res
+			}
 			d.schedMu.Lock()
 			sc := d.sched
 			d.schedMu.Unlock()
 			if sc != nil {
 				sc.done(e.host)
 			}
-			if res.dropped {
-				return
-			}
-			results <- res
 		}()
 	})
 	var schedWG, writerWG sync.WaitGroup
