@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/payledger/payledger/projections"
 )
@@ -40,7 +41,7 @@ func TestOpenRefuses(t *testing.T) {
 			value: func(uint64) []byte { return []byte{200} }, want: projections.ErrUnsupportedVersion},
 		{name: "views ahead of the checkpoint", bucket: "v_meta", key: "checkpoint",
 			value: func(cp uint64) []byte { return be64(cp + 1) }, want: ErrCorrupt},
-		{name: "held by another dispatcher", hold: true, want: bbolt.ErrTimeout},
+		{name: "held by another dispatcher", hold: true, want: berrors.ErrTimeout},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
