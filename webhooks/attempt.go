@@ -34,9 +34,19 @@ type result struct {
 	refused    bool // not attempted: the URL breaks the SSRF policy for good
 	host       string
 	outcome    string // set when recorded: the delivery's status after it
-	// unreadable is set when the delivery's own record does not decode:
-	// the attempt is set aside, and the rest of its batch recorded.
+	// unreadable is set when a record that recording the attempt reads
+	// does not decode, aside is that record's key: the delivery's own
+	// (the attempt is set aside) or the next of its resource (the attempt
+	// is recorded, the next is set aside). The rest of the batch is
+	// recorded.
 	unreadable error
+	aside      dkey
+}
+
+// unreadable reports whether err is a stored record's that does not
+// decode, rather than bbolt's or the transaction's.
+func unreadable(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupportedVersion)
 }
 
 // signer holds a merchant's signing keys as of the dispatcher's views.
@@ -277,11 +287,16 @@ func (d *Dispatcher) commitResults(batch []result) {
 		}
 	}
 	for i := range batch {
-		if res := &batch[i]; res.unreadable != nil {
-			// The key, the answer's status and the error only: the record is what
-			// could not be read, and a body or URL has no place in a log.
+		// The key, the answer's status and the error only: the record is what
+		// could not be read, and a body or URL has no place in a log.
+		switch res := &batch[i]; {
+		case res.unreadable == nil:
+		case res.aside == res.key:
 			d.cfg.Logger.Error("webhook attempt not recorded: its delivery record does not decode; out of the schedule until the dispatcher runs again",
 				"key", fmt.Sprintf("%x", res.key[:]), "status", res.status, "err", res.unreadable)
+		default:
+			d.cfg.Logger.Error("webhook delivery set aside: its record does not decode; it and the later deliveries of its invoice or payment wait until the dispatcher runs again",
+				"key", fmt.Sprintf("%x", res.aside[:]), "err", res.unreadable)
 		}
 		d.stats.count(&batch[i])
 	}
@@ -289,20 +304,31 @@ func (d *Dispatcher) commitResults(batch []result) {
 }
 
 // recordResult records one attempt and decides what comes next: done,
-// failed, or the next attempt's time. An attempt whose delivery record
-// does not decode is set aside (res.unreadable), nothing written for it,
-// rather than fail the transaction: that would leave the batch's other
-// attempts unrecorded, to be sent again, each time a batch held this one.
-// It leaves the schedule: its attempt could only be set aside again. Its
-// w_due entry stays, so the next Run loads it and tries again (with no
-// request while the record stays unreadable).
+// failed, or the next attempt's time. A record that does not decode sets
+// something aside (res.unreadable, res.aside) rather than fail the
+// transaction: that would leave the batch's other attempts unrecorded, to
+// be sent again, each time a batch held this one.
+//
+// An attempt whose own record does not decode is set aside, nothing
+// written for it. It leaves the schedule: its attempt could only be set
+// aside again. Its w_due entry stays, so the next Run loads it and tries
+// again (with no request while the record stays unreadable).
+//
+// A delivery that ends (delivered or failed) lets the next of its
+// resource go, which reads that one's record. It is read before anything
+// is written (bbolt cannot undo half a transaction's writes): if it does
+// not decode, the attempt is recorded and the delivery ended all the
+// same, but it stays its resource's head, in w_due, so the next one and
+// those behind it wait. It leaves the schedule; the next Run loads it, and
+// its attempt (no request: it is no longer pending) moves the queue on
+// once the next record reads.
 func (d *Dispatcher) recordResult(w *wtx, res *result) error {
 	r, err := w.get(res.key)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
-	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupportedVersion) {
-		res.unreadable = err
+	if unreadable(err) {
+		res.unreadable, res.aside = err, res.key
 		w.ops = append(w.ops, memOp{key: res.key})
 		return nil
 	}
@@ -322,8 +348,36 @@ func (d *Dispatcher) recordResult(w *wtx, res *result) error {
 			w.ops = append(w.ops, memOp{key: res.key})
 		}
 	}()
-	if res.noop || r.Status != StatusPending {
+	if r.Status != StatusPending {
+		if r.Due != 0 {
+			// Ended, its resource's queue not moved on past it.
+			return d.moveOn(w, res, r)
+		}
 		return nil
+	}
+	if res.noop {
+		return nil
+	}
+	var status, reason string
+	switch {
+	case res.status >= 200 && res.status <= 299:
+		status = StatusDelivered
+	case res.status == http.StatusGone, res.disabled:
+		status, reason = StatusFailed, ReasonTargetDisabled
+	case res.refused:
+		status, reason = StatusFailed, ReasonTargetRefused
+	case r.Round+1 >= d.cfg.MaxAttempts:
+		status, reason = StatusFailed, ReasonGaveUp
+	}
+	moveOn := status != ""
+	if moveOn {
+		k, err := w.readMoveOn(res.key, r)
+		if unreadable(err) {
+			res.unreadable, res.aside = err, k
+			moveOn = false
+		} else if err != nil {
+			return err
+		}
 	}
 	recorded = true
 	r.AttemptCount++
@@ -343,20 +397,19 @@ func (d *Dispatcher) recordResult(w *wtx, res *result) error {
 	r.LastAttemptAt = timePtr(res.start)
 	r.LastStatus, r.LastError = res.status, res.err
 	w.touch(res.key, r)
-	switch {
-	case res.status >= 200 && res.status <= 299:
-		return w.finish(res.key, r, StatusDelivered, "")
-	case res.status == http.StatusGone:
+	if res.status == http.StatusGone {
 		if err := w.setDisabled(r.MerchantID, r.URL, disabledTarget{At: w.now, DeliveryID: r.ID}); err != nil {
 			return err
 		}
-		return w.finish(res.key, r, StatusFailed, ReasonTargetDisabled)
-	case res.disabled:
-		return w.finish(res.key, r, StatusFailed, ReasonTargetDisabled)
-	case res.refused:
-		return w.finish(res.key, r, StatusFailed, ReasonTargetRefused)
-	case r.Round >= d.cfg.MaxAttempts:
-		return w.finish(res.key, r, StatusFailed, ReasonGaveUp)
+	}
+	if status != "" {
+		if err := w.end(res.key, r, status, reason); err != nil {
+			return err
+		}
+		if moveOn {
+			return w.moveOn(res.key, r)
+		}
+		return nil
 	}
 	wait := d.cfg.jittered(d.cfg.Backoff(r.Round))
 	if ra := min(res.retryAfter, d.cfg.MaxRetryAfter); ra > wait {
@@ -368,6 +421,20 @@ func (d *Dispatcher) recordResult(w *wtx, res *result) error {
 	}
 	r.NextAttemptAt = timePtr(next) // waits behind an earlier delivery
 	return nil
+}
+
+// moveOn moves the queue of an ended delivery's resource on past it, once
+// the next delivery's record reads; else sets that one aside again.
+func (d *Dispatcher) moveOn(w *wtx, res *result, r *record) error {
+	k, err := w.readMoveOn(res.key, r)
+	if unreadable(err) {
+		res.unreadable, res.aside = err, k
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return w.moveOn(res.key, r)
 }
 
 // Stats are counters since Open, for metrics.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -79,60 +80,61 @@ func (g *gates) gate(id string) chan struct{} {
 	return c
 }
 
-// TestUnreadableRecordSetAside: attempts finish together and are recorded
-// in one batch, one of whose deliveries has had its record torn in
-// webhooks.db while its request was under way. That delivery is set aside
-// (logged at Error with its key, out of the schedule); the others of the
-// batch are recorded delivered, in the same transaction, once, and never
-// sent again. A dispatcher that failed the whole batch on the one record
-// sent the others again and again, every time a batch held the bad one.
-// After a restart the torn record is reported again and no request made;
-// once repaired, the delivery goes (a second time: the answer to the
-// first was never recorded).
-func TestUnreadableRecordSetAside(t *testing.T) {
-	e := newEnv(t)
-	held := make(chan string, 8)
-	var g gates
-	rc := newReceiver(t, false, func(r *http.Request, n int) (int, http.Header) {
+// heldRun is a running dispatcher whose webhooks go to a real receiver
+// that holds each one's first request until the test opens its gate, and
+// that logs to logs.
+type heldRun struct {
+	t    *testing.T
+	e    *env
+	r    *runner
+	rc   *receiver
+	g    gates
+	held chan string // the webhook-ids of requests held, as they arrive
+	logs *logged
+}
+
+func newHeldRun(t *testing.T) *heldRun {
+	h := &heldRun{t: t, e: newEnv(t), held: make(chan string, 8), logs: &logged{}}
+	h.rc = newReceiver(t, false, func(r *http.Request, n int) (int, http.Header) {
 		if n == 1 {
 			id := r.Header.Get(HeaderID)
-			held <- id
+			h.held <- id
 			select {
-			case <-g.gate(id):
+			case <-h.g.gate(id):
 			case <-r.Context().Done():
 			}
 		}
 		return http.StatusOK, nil
 	})
-	rc.secret = func(string) string { return e.kr.SigningSecret("m1", 1) }
-	e.merchant("m1", rc.URL())
-	logs := &logged{}
-	cfg := e.config()
+	h.rc.secret = func(string) string { return h.e.kr.SigningSecret("m1", 1) }
+	h.e.merchant("m1", h.rc.URL())
+	cfg := h.e.config()
 	cfg.AttemptTimeout = 30 * time.Second // the gates hold requests, not a timeout
-	cfg.Logger = slog.New(logs)
-	r := newRunner(t, e, cfg)
-	r.start()
+	cfg.Logger = slog.New(h.logs)
+	h.r = newRunner(t, h.e, cfg)
+	h.r.start()
+	return h
+}
 
-	invs := make([]string, 4)
-	for i := range invs {
-		invs[i] = e.invoice("m1", "")
+// open lets the deliveries' held requests be answered (or their first,
+// when it comes, go straight through).
+func (h *heldRun) open(dels ...Delivery) {
+	for _, del := range dels {
+		close(h.g.gate(del.WebhookID))
 	}
-	for range invs {
-		recv(t, held, "request held")
-	}
-	dels := make([]Delivery, len(invs))
-	for i, inv := range invs {
-		dels[i] = mustFindFor(t, r.d, "m1", commands.TypeInvoiceCreated, inv)
-	}
-	// first is recorded on its own, to keep the result writer busy while
-	// the others finish; bad's record is torn; good are recorded with it.
-	first, bad, good := dels[0], dels[1], dels[2:]
-	badKey := makeKey(bad.EventSeq, kindByteWebhook)
+}
 
-	// Tear bad's record in a write transaction held open until the
-	// others' attempts are over: the writer, given first's result, waits
-	// for it holding writeMu, and their results gather behind it.
-	tx, err := r.d.DB().Begin(true)
+// tear tears k's record in webhooks.db while the held attempts of first
+// and then of rest finish, so that the results of rest are recorded in
+// one batch, after the tear; it returns the intact record. The write
+// transaction that tears it is held open until their attempts are over:
+// the result writer, given first's result, waits for it holding writeMu,
+// and the others' results gather behind it.
+func (h *heldRun) tear(k dkey, first Delivery, rest ...Delivery) []byte {
+	t := h.t
+	t.Helper()
+	d := h.r.d
+	tx, err := d.DB().Begin(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,25 +143,23 @@ func TestUnreadableRecordSetAside(t *testing.T) {
 			tx.Rollback()
 		}
 	}()
-	intact := bytes.Clone(tx.Bucket(bDeliveries).Get(badKey[:]))
+	intact := bytes.Clone(tx.Bucket(bDeliveries).Get(k[:]))
 	if len(intact) == 0 {
-		t.Fatalf("no record for %x", badKey)
+		t.Fatalf("no record for %x", k)
 	}
-	if err := tx.Bucket(bDeliveries).Put(badKey[:], intact[:len(intact)/2]); err != nil {
+	if err := tx.Bucket(bDeliveries).Put(k[:], intact[:len(intact)/2]); err != nil {
 		t.Fatal(err)
 	}
-	close(g.gate(first.WebhookID))
+	h.open(first)
 	waitFor(t, 10*time.Second, func() error {
-		if r.d.writeMu.TryLock() {
-			r.d.writeMu.Unlock()
+		if d.writeMu.TryLock() {
+			d.writeMu.Unlock()
 			return errors.New("the result writer has not taken the first result")
 		}
 		return nil
 	})
-	for _, del := range dels[1:] {
-		close(g.gate(del.WebhookID))
-	}
-	s := running(r.d)
+	h.open(rest...)
+	s := running(d)
 	waitFor(t, 10*time.Second, func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -174,116 +174,283 @@ func TestUnreadableRecordSetAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	tx = nil
+	return intact
+}
 
-	counts := func() map[string]int {
-		out := make(map[string]int)
-		for _, q := range rc.requests() {
-			out[q.ID]++
+// counts are the requests received per webhook-id.
+func (h *heldRun) counts() map[string]int {
+	out := make(map[string]int)
+	for _, q := range h.rc.requests() {
+		out[q.ID]++
+	}
+	return out
+}
+
+// delivered is a waitFor condition. By id: a list would stop at a torn
+// record.
+func (h *heldRun) delivered(del Delivery) func() error {
+	return func() error {
+		got, err := h.r.d.Delivery("m1", del.ID)
+		if err == nil && got.Status != StatusDelivered {
+			err = fmt.Errorf("delivery %s (%s) is %s after %d attempts; requests per webhook %v", del.ID, del.EventType, got.Status, got.AttemptCount, h.counts())
 		}
-		return out
+		return err
 	}
-	// By id: a list would stop at the torn record.
-	delivered := func(del Delivery) func() error {
-		return func() error {
-			got, err := r.d.Delivery("m1", del.ID)
-			if err == nil && got.Status != StatusDelivered {
-				err = fmt.Errorf("delivery %s is %s after %d attempts", del.ID, got.Status, got.AttemptCount)
-			}
-			return err
+}
+
+// settle waits until nothing is in flight or scheduled (nothing can be
+// sent again) once n errors are logged at Error.
+func (h *heldRun) settle(n int) {
+	h.t.Helper()
+	waitFor(h.t, 10*time.Second, func() error {
+		if got := len(h.logs.errors()); got < n {
+			return fmt.Errorf("%d errors logged, want %d; requests per webhook %v", got, n, h.counts())
 		}
-	}
-	for _, del := range append([]Delivery{first}, good...) {
-		waitFor(t, 10*time.Second, delivered(del))
-	}
-	// Nothing in flight or scheduled: nothing can be sent again.
-	waitFor(t, 10*time.Second, func() error {
-		if err := settled(r.d, e.store); err != nil {
-			return fmt.Errorf("%w; requests per webhook %v", err, counts())
+		if err := settled(h.r.d, h.e.store); err != nil {
+			return fmt.Errorf("%w; requests per webhook %v", err, h.counts())
 		}
 		return nil
 	})
-	got := counts()
+}
+
+// sent checks that each of dels was sent once, but those in n: as many
+// times as said.
+func (h *heldRun) sent(dels []Delivery, n map[string]int) {
+	h.t.Helper()
+	got := h.counts()
 	for _, del := range dels {
-		if got[del.WebhookID] != 1 {
-			t.Errorf("webhook %s (seq %d) sent %d times, want 1", del.WebhookID, del.EventSeq, got[del.WebhookID])
+		want, ok := n[del.ID]
+		if !ok {
+			want = 1
+		}
+		if got[del.WebhookID] != want {
+			h.t.Errorf("%s (seq %d) sent %d times, want %d", del.EventType, del.EventSeq, got[del.WebhookID], want)
 		}
 	}
+}
+
+// inOneTx checks that dels were delivered at their first attempt, in one
+// transaction.
+func (h *heldRun) inOneTx(dels []Delivery) {
+	h.t.Helper()
 	var at *time.Time
-	for _, del := range good {
-		d, err := r.d.Delivery("m1", del.ID)
+	for _, del := range dels {
+		d, err := h.r.d.Delivery("m1", del.ID)
 		if err != nil {
-			t.Fatal(err)
+			h.t.Fatal(err)
 		}
 		if d.Status != StatusDelivered || d.AttemptCount != 1 || len(d.Attempts) != 1 || d.DeliveredAt == nil {
 			d.Body = nil
-			t.Fatalf("delivery recorded with the torn one: %+v", d)
+			h.t.Fatalf("delivery recorded with the torn one: %+v", d)
 		}
 		if at != nil && !at.Equal(*d.DeliveredAt) {
-			t.Errorf("delivered at %v and %v: not recorded in one transaction", *at, *d.DeliveredAt)
+			h.t.Errorf("delivered at %v and %v: not recorded in one transaction", *at, *d.DeliveredAt)
 		}
 		at = d.DeliveredAt
 	}
-	if st := r.d.Stats(); st.Attempts != 4 || st.Delivered != 3 || st.Failed != 0 {
-		t.Errorf("stats %+v, want 4 attempts, 3 delivered", st)
+}
+
+// reported checks that n errors were logged, the last naming k's corrupt
+// record and no body (as its resource id shows), URL or secret.
+func (h *heldRun) reported(n int, k dkey, resourceIDs ...string) {
+	h.t.Helper()
+	errs := h.logs.errors()
+	if len(errs) != n {
+		h.t.Fatalf("%d errors logged, want %d: %+v", len(errs), n, errs)
 	}
-	checkReported := func(n int) {
-		t.Helper()
-		errs := logs.errors()
-		if len(errs) != n {
-			t.Fatalf("%d errors logged, want %d: %+v", len(errs), n, errs)
-		}
-		rec := errs[n-1]
-		if rec.attrs["key"] != fmt.Sprintf("%x", badKey) || !strings.Contains(rec.attrs["err"], ErrCorrupt.Error()) {
-			t.Errorf("logged %q %v; want the key %x and a corrupt record", rec.msg, rec.attrs, badKey)
-		}
-		for k, v := range rec.attrs {
-			if strings.Contains(v, bad.ResourceID) || strings.Contains(v, "whsec_") {
-				t.Errorf("log attribute %s carries the body or a secret: %s", k, v)
+	rec := errs[n-1]
+	if rec.attrs["key"] != fmt.Sprintf("%x", k) || !strings.Contains(rec.attrs["err"], ErrCorrupt.Error()) {
+		h.t.Errorf("logged %q %v; want the key %x and a corrupt record", rec.msg, rec.attrs, k)
+	}
+	for a, v := range rec.attrs {
+		for _, bad := range append(resourceIDs, "whsec_", h.rc.URL()) {
+			if strings.Contains(v, bad) {
+				h.t.Errorf("log attribute %s carries the body, the URL or a secret: %s", a, v)
 			}
 		}
 	}
-	checkReported(1)
+}
+
+// repair stops the dispatcher, puts k's intact record back and starts it
+// again.
+func (h *heldRun) repair(k dkey, intact []byte) {
+	h.t.Helper()
+	h.r.stop()
+	if err := h.r.d.DB().Update(func(tx *bbolt.Tx) error { return tx.Bucket(bDeliveries).Put(k[:], intact) }); err != nil {
+		h.t.Fatal(err)
+	}
+	h.r.start()
+}
+
+// verified checks every request's signature.
+func (h *heldRun) verified() {
+	for _, q := range h.rc.requests() {
+		if q.VerifyErr != nil {
+			h.t.Errorf("webhook %s: signature: %v", q.ID, q.VerifyErr)
+		}
+	}
+}
+
+// TestUnreadableRecordSetAside: attempts finish together and are recorded
+// in one batch, one of whose deliveries has had its record torn in
+// webhooks.db while its request was under way. That delivery is set aside
+// (logged at Error with its key, out of the schedule); the others of the
+// batch are recorded delivered, in the same transaction, once, and never
+// sent again. A dispatcher that failed the whole batch on the one record
+// sent the others again and again, every time a batch held the bad one.
+// After a restart the torn record is reported again and no request made;
+// once repaired, the delivery goes (a second time: the answer to the
+// first was never recorded).
+func TestUnreadableRecordSetAside(t *testing.T) {
+	h := newHeldRun(t)
+	d := h.r.d
+	invs := make([]string, 4)
+	for i := range invs {
+		invs[i] = h.e.invoice("m1", "")
+	}
+	for range invs {
+		recv(t, h.held, "request held")
+	}
+	dels := make([]Delivery, len(invs))
+	for i, inv := range invs {
+		dels[i] = mustFindFor(t, d, "m1", commands.TypeInvoiceCreated, inv)
+	}
+	// first is recorded on its own, to keep the result writer busy while
+	// the others finish; bad's record is torn; good are recorded with it.
+	first, bad, good := dels[0], dels[1], dels[2:]
+	badKey := makeKey(bad.EventSeq, kindByteWebhook)
+	intact := h.tear(badKey, first, dels[1:]...)
+
+	for _, del := range append([]Delivery{first}, good...) {
+		waitFor(t, 10*time.Second, h.delivered(del))
+	}
+	h.settle(1)
+	h.sent(dels, nil)
+	h.inOneTx(good)
+	if st := d.Stats(); st.Attempts != 4 || st.Delivered != 3 || st.Failed != 0 {
+		t.Errorf("stats %+v, want 4 attempts, 3 delivered", st)
+	}
+	h.reported(1, badKey, bad.ResourceID)
 	// Still in w_due: the next Run loads it.
-	if n, _ := dueEntries(t, r.d, badKey); n != 1 {
+	if n, _ := dueEntries(t, d, badKey); n != 1 {
 		t.Errorf("%d w_due entries for the torn delivery, want 1", n)
 	}
 
 	// A restart attempts it: the record still does not decode, so no
 	// request goes, and it is reported and set aside again.
-	r.stop()
-	r.start()
-	waitFor(t, 10*time.Second, func() error {
-		if len(logs.errors()) < 2 {
-			return errors.New("not reported again")
-		}
-		return settled(r.d, e.store)
-	})
-	checkReported(2)
-	if n := counts()[bad.WebhookID]; n != 1 {
-		t.Errorf("torn delivery sent %d times, want 1", n)
-	}
+	h.r.stop()
+	h.r.start()
+	h.settle(2)
+	h.reported(2, badKey, bad.ResourceID)
+	h.sent(dels, nil)
 
 	// Repaired: it goes on the next Run, once more.
-	r.stop()
-	if err := r.d.DB().Update(func(tx *bbolt.Tx) error { return tx.Bucket(bDeliveries).Put(badKey[:], intact) }); err != nil {
+	h.repair(badKey, intact)
+	waitFor(t, 10*time.Second, h.delivered(bad))
+	h.settle(2)
+	h.sent(dels, map[string]int{bad.ID: 2})
+	h.verified()
+}
+
+// TestUnreadableNextRecordSetAside: a payment's first delivery is
+// delivered while the record of the next one, waiting behind it, is torn in
+// webhooks.db; its attempt is recorded in one batch with others. Moving the
+// payment's queue on reads the torn record: the first delivery is recorded
+// delivered all the same, once, and never sent again, the rest of the batch
+// is recorded with it, and the torn delivery is reported (logged at Error
+// with its key) and set aside, the later one waiting behind it. A restart
+// reports it again and sends nothing; a redelivery of the first sends it
+// and reports the torn one again. Once it is repaired, the next Run sends
+// it and then the one behind it, in order. A dispatcher that failed the
+// whole batch on the torn record sent every attempt of it again, and the
+// first delivery again and again.
+func TestUnreadableNextRecordSetAside(t *testing.T) {
+	h := newHeldRun(t)
+	d := h.r.d
+	// Heads of four queues: two invoices' own, the paid invoice's and its
+	// payment's. The payment's three deliveries go in order, one at a time.
+	others := []string{h.e.invoice("m1", ""), h.e.invoice("m1", "")}
+	inv, _ := h.e.paidInvoice("m1", "")
+	for range 4 {
+		recv(t, h.held, "request held")
+	}
+	find := func(typ, res string) Delivery {
+		t.Helper()
+		var del Delivery
+		waitFor(t, 10*time.Second, func() (err error) {
+			del, err = findFor(d, "m1", typ, res)
+			return err
+		})
+		return del
+	}
+	// first is recorded on its own, to keep the result writer busy while
+	// the others finish; paid ends in the batch, and next's record,
+	// behind it, is torn; then waits behind next; batch are recorded with
+	// paid; invPaid goes once its invoice's first delivery is recorded.
+	first := find(commands.TypeInvoiceCreated, others[0])
+	paid := find(commands.TypePaymentCreated, "")
+	next := find(commands.TypePaymentConfirmed, "")
+	then := find(commands.TypePaymentProcessed, "")
+	batch := []Delivery{find(commands.TypeInvoiceCreated, others[1]), find(commands.TypeInvoiceCreated, inv)}
+	invPaid := find(commands.TypeInvoicePaid, inv)
+	all := []Delivery{first, paid, next, then, invPaid, batch[0], batch[1]}
+	nextKey := makeKey(next.EventSeq, kindByteWebhook)
+	h.open(next, then, invPaid) // not held: they go once their turn comes
+	intact := h.tear(nextKey, first, append([]Delivery{paid}, batch...)...)
+
+	for _, del := range []Delivery{first, paid, invPaid, batch[0], batch[1]} {
+		waitFor(t, 10*time.Second, h.delivered(del))
+	}
+	h.settle(1)
+	waiting := map[string]int{next.ID: 0, then.ID: 0}
+	h.sent(all, waiting)
+	h.inOneTx(append([]Delivery{paid}, batch...))
+	if got, err := d.Delivery("m1", then.ID); err != nil || got.Status != StatusPending || got.AttemptCount != 0 {
+		t.Errorf("the delivery behind the torn one: %v, %s after %d attempts; want pending, none", err, got.Status, got.AttemptCount)
+	}
+	if st := d.Stats(); st.Attempts != 5 || st.Delivered != 5 || st.Failed != 0 {
+		t.Errorf("stats %+v, want 5 attempts, 5 delivered", st)
+	}
+	h.reported(1, nextKey, paid.ResourceID, inv)
+
+	// A restart: the torn record is reported again, and nothing is sent.
+	h.r.stop()
+	h.r.start()
+	h.settle(2)
+	h.reported(2, nextKey, paid.ResourceID, inv)
+	h.sent(all, waiting)
+
+	// Redelivered meanwhile, the first is sent again, and the torn record
+	// reported again: the queue still waits for it.
+	if _, err := d.Redeliver("m1", paid.ID); err != nil {
 		t.Fatal(err)
 	}
-	r.start()
-	waitFor(t, 10*time.Second, delivered(bad))
-	waitFor(t, 10*time.Second, func() error { return settled(r.d, e.store) })
-	got = counts()
-	for _, del := range dels {
-		want := 1
-		if del.ID == bad.ID {
-			want = 2
-		}
-		if got[del.WebhookID] != want {
-			t.Errorf("webhook %s sent %d times, want %d", del.WebhookID, got[del.WebhookID], want)
+	h.settle(3)
+	h.reported(3, nextKey, paid.ResourceID, inv)
+	if got, err := d.Delivery("m1", paid.ID); err != nil || got.Status != StatusDelivered || got.AttemptCount != 2 {
+		t.Errorf("redelivered: %v, %s after %d attempts; want delivered after 2", err, got.Status, got.AttemptCount)
+	}
+	waiting[paid.ID] = 2
+	h.sent(all, waiting)
+
+	// Repaired: the next Run sends it, then the one behind it.
+	h.repair(nextKey, intact)
+	waitFor(t, 10*time.Second, h.delivered(then))
+	waitFor(t, 10*time.Second, h.delivered(next))
+	h.settle(3)
+	h.sent(all, map[string]int{paid.ID: 2})
+	h.verified()
+	var order []string
+	for _, q := range h.rc.requests() {
+		if q.ID == paid.WebhookID || q.ID == next.WebhookID || q.ID == then.WebhookID {
+			order = append(order, q.ID)
 		}
 	}
-	for _, q := range rc.requests() {
-		if q.VerifyErr != nil {
-			t.Errorf("webhook %s: signature: %v", q.ID, q.VerifyErr)
-		}
+	if want := []string{paid.WebhookID, paid.WebhookID, next.WebhookID, then.WebhookID}; !slices.Equal(order, want) {
+		t.Errorf("the payment's webhooks went as %v, want %v", order, want)
 	}
+	if _, n := dueEntries(t, d, nextKey); n != 0 {
+		t.Errorf("%d w_due entries left once all were delivered", n)
+	}
+	h.reported(3, nextKey, paid.ResourceID, inv)
 }

@@ -283,22 +283,12 @@ func (w *wtx) unsetDue(k dkey, r *record) error {
 	return nil
 }
 
-// refreshHead keeps the rule that, of a resource's pending deliveries,
-// exactly the earliest is in the due index: the others wait for it.
+// refreshHead keeps the rule that, of a resource's queued deliveries,
+// exactly the earliest is in the due index: the others wait for it. The
+// queue holds pending deliveries, and at its head at most one ended that
+// it could not be moved on past (see recordResult).
 func (w *wtx) refreshHead(resource string) error {
-	prefix := append([]byte(resource), 0)
-	var head dkey
-	hasHead := false
-	if qk, _ := w.queue.Cursor().Seek(prefix); qk != nil && bytes.HasPrefix(qk, prefix) && len(qk) == len(prefix)+9 {
-		copy(head[:], qk[len(prefix):])
-		hasHead = true
-	}
-	var cur dkey
-	cb := w.head.Get([]byte(resource))
-	hasCur := len(cb) == 9
-	if hasCur {
-		copy(cur[:], cb)
-	}
+	cur, hasCur, head, hasHead := w.heads(resource, nil)
 	if hasCur && hasHead && cur == head {
 		return nil
 	}
@@ -328,9 +318,29 @@ func (w *wtx) refreshHead(resource string) error {
 	return w.head.Put([]byte(resource), append([]byte(nil), head[:]...))
 }
 
-// finish ends a delivery (delivered or failed) and lets the next delivery
-// of its resource go.
-func (w *wtx) finish(k dkey, r *record, status, reason string) error {
+// heads reads the keys of a resource's current head (w_head) and of the
+// earliest delivery in its queue, passing over without if it is there.
+func (w *wtx) heads(resource string, without *dkey) (cur dkey, hasCur bool, head dkey, hasHead bool) {
+	prefix := append([]byte(resource), 0)
+	c := w.queue.Cursor()
+	qk, _ := c.Seek(prefix)
+	if without != nil && bytes.Equal(qk, queueKey(resource, *without)) {
+		qk, _ = c.Next()
+	}
+	if qk != nil && bytes.HasPrefix(qk, prefix) && len(qk) == len(prefix)+9 {
+		copy(head[:], qk[len(prefix):])
+		hasHead = true
+	}
+	if cb := w.head.Get([]byte(resource)); len(cb) == 9 {
+		copy(cur[:], cb)
+		hasCur = true
+	}
+	return cur, hasCur, head, hasHead
+}
+
+// end gives a delivery its final status. It stays its resource's head,
+// in the due index, until moveOn.
+func (w *wtx) end(k dkey, r *record, status, reason string) error {
 	if err := w.setStatus(k, r, status); err != nil {
 		return err
 	}
@@ -342,6 +352,12 @@ func (w *wtx) finish(k dkey, r *record, status, reason string) error {
 		r.FailedAt = timePtr(w.now)
 	}
 	w.touch(k, r)
+	return nil
+}
+
+// moveOn takes an ended delivery out of its resource's queue and the due
+// index, and lets the next delivery of the resource go.
+func (w *wtx) moveOn(k dkey, r *record) error {
 	if err := w.queue.Delete(queueKey(r.Key, k)); err != nil {
 		return err
 	}
@@ -349,6 +365,27 @@ func (w *wtx) finish(k dkey, r *record, status, reason string) error {
 		return err
 	}
 	return w.refreshHead(r.Key)
+}
+
+// readMoveOn reads the records that moveOn(k, r) reads (the resource's
+// next head, and its current one if another's), and writes nothing: on an
+// error, the key of the record that gave it.
+func (w *wtx) readMoveOn(k dkey, r *record) (dkey, error) {
+	cur, hasCur, head, hasHead := w.heads(r.Key, &k)
+	if hasCur && hasHead && cur == head {
+		return dkey{}, nil
+	}
+	if hasCur {
+		if _, err := w.get(cur); err != nil {
+			return cur, err
+		}
+	}
+	if hasHead {
+		if _, err := w.get(head); err != nil {
+			return head, err
+		}
+	}
+	return dkey{}, nil
 }
 
 func disabledKey(merchant, url string) string { return merchant + "\x00" + url }
@@ -421,6 +458,11 @@ func (w *wtx) redeliver(k dkey, r *record) error {
 		return err
 	}
 	r.NextAttemptAt = timePtr(w.now)
+	if r.Due != 0 {
+		// Ended, and still its resource's head in the due index: the
+		// queue was not moved on past it (see recordResult).
+		return w.setDue(k, r, w.now)
+	}
 	if err := w.queue.Put(queueKey(r.Key, k), nil); err != nil {
 		return err
 	}
