@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/commands"
@@ -279,6 +280,59 @@ func TestRunPaidLate(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRunPaidAsProcessed: an invoice.paid repeats its payment.processed's
+// time (paid_at, at) and amount (paid_amount), which the commands give both
+// from one decision: another time or amount is an invoices fault at the
+// invoice.paid, naming the payment.processed's sequence. The same amount
+// written otherwise ("1500.000" for "1500") is no fault, and the log
+// verifies written through the projector.
+func TestRunPaidAsProcessed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		edit   func(d *commands.InvoicePaid)
+		raw    func(data string) string // then edits the invoice.paid's JSON
+		reason string                   // "": verifies; else the fault's, before "but its payment.processed (sequence N)"
+	}{
+		{"paid_at a second later", func(d *commands.InvoicePaid) { d.PaidAt = d.PaidAt.Add(time.Second) }, nil,
+			"invoice.paid at 2026-02-25T12:00:01Z"},
+		{"paid_at a nanosecond earlier", func(d *commands.InvoicePaid) { d.PaidAt = d.PaidAt.Add(-time.Nanosecond) }, nil,
+			"invoice.paid at 2026-02-25T11:59:59.999999999Z"},
+		{"another paid_amount", func(d *commands.InvoicePaid) { d.PaidAmount = d.PaidAmount.Add(decimal.New(1, -2)) }, nil,
+			"invoice.paid of paid_amount 1500.01"},
+		{"the same paid_amount, with trailing zeros", func(*commands.InvoicePaid) {}, func(data string) string {
+			return strings.Replace(data, `"paid_amount":"1500"`, `"paid_amount":"1500.000"`, 1)
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t, tc.reason == "")
+			b.merchant("m1")
+			inv := b.invoice("m1", "o1")
+			p := b.payment("m1", inv)
+			d := commands.InvoicePaid{PaymentID: p, PaidAt: b.at, PaidAmount: amount}
+			tc.edit(&d)
+			paid := b.ev(commands.TypeInvoicePaid, "m1", d)
+			if tc.raw != nil {
+				edited := tc.raw(string(paid.Data))
+				if edited == string(paid.Data) {
+					t.Fatalf("the edit leaves %s as it is", paid.Data)
+				}
+				paid.Data = []byte(edited)
+			}
+			evs := b.app(w(p, b.processedEv("m1", postings("m1"), false)),
+				w(commands.StreamID(commands.StreamInvoice, inv), paid))
+			_, err := run(t, b.readOnly())
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("a legal history: %v", err)
+				}
+				return
+			}
+			wantFault(t, err, CheckInvoices, evs[1].Seq, evs[1].Stream, tc.reason,
+				fmt.Sprintf("but its payment.processed (sequence %d)", evs[0].Seq))
+		})
 	}
 }
 

@@ -77,7 +77,9 @@ type expectPaid struct {
 	seq     uint64 // of the payment.processed
 	payment string // its stream
 	invoice idKey
-	stream  string // the invoice's stream
+	stream  string          // the invoice's stream
+	at      time.Time       // its at: the invoice.paid's paid_at
+	paid    decimal.Decimal // its paid_amount: the invoice.paid's
 }
 
 type pendingCheckpoint struct {
@@ -250,7 +252,7 @@ func decode(e *ledger.Event, check string, v any) *Fault {
 // invoice folds an invoice stream's events with the lifecycle of
 // docs/payments.md: pending -> success | expired | cancelled, and
 // expired -> success for a late payment, paid at most once, and paid only
-// by the payment.processed appended with it.
+// by the payment.processed appended with it, at its time and of its amount.
 func (c *checker) invoice(e *ledger.Event) *Fault {
 	id := strings.TrimPrefix(e.Stream, commands.StreamInvoice+"-")
 	k := uuidKey(id)
@@ -287,9 +289,10 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 		}
 	case commands.TypeInvoicePaid:
 		var d struct {
-			PaymentID string    `json:"payment_id"`
-			PaidAt    time.Time `json:"paid_at"`
-			Late      bool      `json:"late"`
+			PaymentID  string          `json:"payment_id"`
+			PaidAt     time.Time       `json:"paid_at"`
+			Late       bool            `json:"late"`
+			PaidAmount decimal.Decimal `json:"paid_amount"`
 		}
 		if f := decode(e, CheckInvoices, &d); f != nil {
 			return f
@@ -302,6 +305,16 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid by %q is not appended with that payment's payment.processed (allocation invoice) for this invoice", d.PaymentID)
 		}
 		c.expect = nil
+		// commands.decideProcessing gives both events the same time and
+		// amount, in every version of it.
+		if !d.PaidAt.Equal(x.at) {
+			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid at %s, but its payment.processed (sequence %d) is at %s: they are one decision, at one time",
+				d.PaidAt.Format(time.RFC3339Nano), x.seq, x.at.Format(time.RFC3339Nano))
+		}
+		if !d.PaidAmount.Equal(x.paid) {
+			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.paid of paid_amount %s, but its payment.processed (sequence %d) has paid_amount %s: they are one decision, of one amount",
+				d.PaidAmount, x.seq, x.paid)
+		}
 		if f := lateFault(e, d.Late, d.PaidAt, id, st); f != nil {
 			return f
 		}
@@ -369,9 +382,10 @@ var plainDecimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 // payment that paid its invoice, whose invoice.paid must come next.
 func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 	var d struct {
-		At         time.Time `json:"at"`
-		Allocation string    `json:"allocation"`
-		Late       bool      `json:"late"`
+		At         time.Time       `json:"at"`
+		PaidAmount decimal.Decimal `json:"paid_amount"`
+		Allocation string          `json:"allocation"`
+		Late       bool            `json:"late"`
 		Postings   []struct {
 			Account  string          `json:"account"`
 			Currency string          `json:"currency"`
@@ -435,7 +449,7 @@ func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 			return f
 		}
 		c.expect = &expectPaid{seq: e.Seq, payment: e.Stream, invoice: inv,
-			stream: commands.StreamID(commands.StreamInvoice, inv.uuid())}
+			stream: commands.StreamID(commands.StreamInvoice, inv.uuid()), at: d.At, paid: d.PaidAmount}
 	}
 	return nil
 }

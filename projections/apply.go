@@ -34,9 +34,10 @@ type state struct {
 
 	// paying is the last payment.processed with allocation invoice this
 	// transaction applied, or the one the last transaction ended with
-	// (keyPaying): its sequence and its payment's stream. The very next
-	// event must be the invoice.paid it leads to (one append holds both,
-	// payment.processed first): see apply and paidRightAfter.
+	// (keyPaying): its sequence, its payment's stream, its at and its
+	// paid_amount. The very next event must be the invoice.paid it leads
+	// to (one append holds both, payment.processed first), with the same
+	// time and amount: see apply, paidRightAfter and paidAsProcessed.
 	paying awaitedPaid
 
 	invoices  map[string]*invoiceEntry
@@ -281,11 +282,12 @@ func (s *state) reset(tx *bbolt.Tx) error {
 	// The last transaction may have ended right after a payment.processed
 	// whose invoice.paid is then this one's first event (keyPaying).
 	if raw := b.meta.Get(keyPaying); raw != nil {
-		if len(raw) < 8 {
-			return fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, keyPaying, len(raw))
+		a, err := decodePaying(raw)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, keyPaying, err)
 		}
-		if seq := u64(raw[:8]); seq == s.checkpoint {
-			s.paying = awaitedPaid{seq: seq, stream: string(raw[8:])}
+		if a.seq == s.checkpoint {
+			s.paying = a
 		}
 	}
 	if c := s.carried; c != nil {
@@ -558,6 +560,9 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		if !s.paidRightAfter(e.Seq, pd.by) {
 			return fmt.Errorf("%w: invoice %s paid by %s, which was not processed (allocation invoice) right before, in the same append", ErrInconsistent, p.id, pd.by)
 		}
+		if err := s.paidAsProcessed(pd); err != nil {
+			return fmt.Errorf("invoice %s paid by %s: %w", p.id, pd.by, err)
+		}
 		if err := checkLate(e.Type, pd.late, pd.at, en.v); err != nil {
 			return err
 		}
@@ -603,10 +608,41 @@ func checkLate(typ string, late bool, at time.Time, inv *InvoiceView) error {
 }
 
 // awaitedPaid is a payment.processed with allocation invoice, whose
-// invoice.paid must come next.
+// invoice.paid must come next, with its time and amount.
 type awaitedPaid struct {
 	seq    uint64
-	stream string // the payment's
+	stream string    // the payment's
+	at     time.Time // its at: the invoice.paid's paid_at
+	paid   num       // its paid_amount: the invoice.paid's
+}
+
+// appendPaying appends keyPaying's record of a (views format 7): tagPaying,
+// then the sequence, the stream, at and the paid amount (as decimal text)
+// in codec.go's binary form. Format 6's record was the sequence (8 bytes)
+// and the stream; Init rebuilds such views from the log.
+func appendPaying(dst []byte, a awaitedPaid) ([]byte, error) {
+	w := binEnc{b: append(dst, tagPaying)}
+	w.uint(a.seq)
+	w.str(a.stream)
+	w.time(a.at)
+	w.str(a.paid.plain())
+	return w.b, w.err
+}
+
+// decodePaying decodes appendPaying's record.
+func decodePaying(raw []byte) (awaitedPaid, error) {
+	d := newBinDec(raw, tagPaying)
+	a := awaitedPaid{seq: d.uint(), stream: d.str(), at: d.time()}
+	paid := d.raw()
+	if err := d.done(); err != nil {
+		return awaitedPaid{}, fmt.Errorf("%w: record of %d bytes", err, len(raw))
+	}
+	n, ok := parseNum(paid)
+	if !ok {
+		return awaitedPaid{}, fmt.Errorf("%w: paid amount %q", errViewCodec, paid)
+	}
+	a.paid = n
+	return a, nil
 }
 
 // paidRightAfter reports whether the event before seq was the
@@ -614,6 +650,24 @@ type awaitedPaid struct {
 // this transaction, or the last one's last event (reset read keyPaying).
 func (s *state) paidRightAfter(seq uint64, by string) bool {
 	return s.paying.seq != 0 && s.paying.seq == seq-1 && s.paying.stream == by
+}
+
+// paidAsProcessed returns ErrInconsistent when an invoice.paid, right
+// after its payment.processed (paidRightAfter), has another paid_at than
+// that event's at, or another paid_amount: commands.decideProcessing sets
+// both events' from the same values, in every version of it. Amounts are
+// compared as numbers.
+func (s *state) paidAsProcessed(pd *pInvoicePaid) error {
+	x := &s.paying
+	if !pd.at.Equal(x.at) {
+		return fmt.Errorf("%w: paid_at %s, but the %s at sequence %d is at %s (the commands give both the same time)", ErrInconsistent,
+			pd.at.Format(time.RFC3339Nano), commands.TypePaymentProcessed, x.seq, x.at.Format(time.RFC3339Nano))
+	}
+	if !pd.amount.equal(x.paid) {
+		return fmt.Errorf("%w: paid_amount %s, but the %s at sequence %d has paid_amount %s (the commands give both the same amount)", ErrInconsistent,
+			pd.amount.plain(), commands.TypePaymentProcessed, x.seq, x.paid.plain())
+	}
+	return nil
 }
 
 // invoicePayable returns what a payment's creation needs of invoice id: from
@@ -694,7 +748,7 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 		if err := checkLate(e.Type, pr.late, pr.at, inv.v); err != nil {
 			return err
 		}
-		s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream}
+		s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream, at: pr.at, paid: pr.paid}
 	}
 	en.dirty = true
 	v := en.v
@@ -825,8 +879,11 @@ func (s *state) flush() error {
 	case s.paying.seq == s.checkpoint:
 		// The transaction ends between a payment.processed (allocation
 		// invoice) and its invoice.paid: the next one checks it here.
-		rec := binary.BigEndian.AppendUint64(nil, s.paying.seq)
-		if err := s.b.meta.Put(keyPaying, append(rec, s.paying.stream...)); err != nil {
+		rec, err := appendPaying(nil, s.paying)
+		if err != nil {
+			return fmt.Errorf("%s: %w", keyPaying, err)
+		}
+		if err := s.b.meta.Put(keyPaying, rec); err != nil {
 			return err
 		}
 	default:

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Views are stored in a compact binary form (views formats 5 and 6):
+// Views are stored in a compact binary form (views formats 5 on):
 // a tag byte naming the view, then every field in the struct's declaration
 // order, without names:
 //
@@ -44,6 +44,9 @@ const (
 	tagMerchant byte = 4
 	tagAPIKey   byte = 5
 	tagRate     byte = 6
+	// tagPaying is not a view's: it starts v_meta's keyPaying record
+	// (views format 7, apply.go's appendPaying).
+	tagPaying byte = 7
 )
 
 // errViewCodec is what a value that is not a well-formed encoding of the

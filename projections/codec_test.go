@@ -8,6 +8,7 @@ import (
 	"flag"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -327,4 +328,44 @@ func FuzzDecodeView(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPayingRecord: keyPaying's record (format 7) decodes to what was
+// encoded, amounts compared as numbers, small or not; a record cut short,
+// with bytes after it, of another tag or in format 6's layout (the
+// sequence and the stream) does not decode.
+func TestPayingRecord(t *testing.T) {
+	at := time.Date(2026, 2, 25, 12, 0, 0, 123456789, time.UTC)
+	for _, amount := range []string{"1500", "1500.00", "0.000001", "123456789012345678901234567890.5"} {
+		n, ok := parseNum([]byte(amount))
+		if !ok {
+			t.Fatalf("parseNum(%q)", amount)
+		}
+		a := awaitedPaid{seq: 1 << 40, stream: "payment-01KJAAQ6G00000000000000006", at: at, paid: n}
+		rec, err := appendPaying(nil, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodePaying(rec)
+		if err != nil || got.seq != a.seq || got.stream != a.stream || !got.at.Equal(at) || !got.paid.equal(n) {
+			t.Errorf("%s: decoded %+v (%v), want %+v", amount, got, err, a)
+		}
+		for i := range len(rec) {
+			if _, err := decodePaying(rec[:i]); err == nil {
+				t.Errorf("%s: the record cut to %d of %d bytes decodes", amount, i, len(rec))
+			}
+		}
+		if _, err := decodePaying(append(slices.Clone(rec), 0)); err == nil {
+			t.Errorf("%s: the record with a byte after it decodes", amount)
+		}
+		other := slices.Clone(rec)
+		other[0] = tagRate
+		if _, err := decodePaying(other); err == nil {
+			t.Errorf("%s: the record under another tag decodes", amount)
+		}
+	}
+	old := append(binary.BigEndian.AppendUint64(nil, 1<<40), "payment-01KJAAQ6G00000000000000006"...)
+	if a, err := decodePaying(old); err == nil {
+		t.Errorf("format 6's record decodes, to %+v", a)
+	}
 }

@@ -14,7 +14,7 @@ var (
 	ErrUnsupportedVersion = errors.New("projections: unsupported view format version")
 	// ErrMalformedEvent means a known event type carries data that does not decode or is inconsistent with its stream.
 	ErrMalformedEvent = errors.New("projections: malformed event")
-	// ErrInconsistent means an event refers to an aggregate the views do not hold, or to one not its own (an invoice paid by another invoice's payment, or by one whose payment.processed with allocation invoice is not the event right before), or creates one they already hold; or a payment.processed with allocation invoice is followed by an event other than its invoice.paid, or ends an append (Projector.ApplyAppend).
+	// ErrInconsistent means an event refers to an aggregate the views do not hold, or to one not its own (an invoice paid by another invoice's payment, or by one whose payment.processed with allocation invoice is not the event right before), or creates one they already hold; or a payment.processed with allocation invoice is followed by an event other than its invoice.paid, or by one with another paid_at or paid_amount, or ends an append (Projector.ApplyAppend).
 	ErrInconsistent = errors.New("projections: event inconsistent with the views")
 	// ErrIllegalTransition means an event moves an invoice, payment or widget out of a status the commands never move it from, creates a payment for an invoice in a status that takes none, or processes a payment that pays its invoice, or pays an invoice, with a late flag the commands would not set (commands.NextInvoiceStatus and its kin, commands.PaymentCreationAllowed, commands.PaidLate).
 	ErrIllegalTransition = errors.New("projections: illegal status transition")

@@ -180,6 +180,15 @@ func (n num) isZero() bool {
 	return n.m == 0
 }
 
+// equal reports whether n and o are the same number, however written
+// ("1500" and "1500.00" are equal).
+func (n num) equal(o num) bool {
+	if n.d == nil && o.d == nil && n.e == o.e {
+		return n.m == o.m
+	}
+	return n.decimal().Equal(o.decimal())
+}
+
 // fixed is decimal.StringFixed(places).
 func (n num) fixed(places int32) string {
 	if n.d == nil {

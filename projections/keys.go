@@ -21,7 +21,11 @@ import (
 //	5: invoice, payment and widget views are in the binary form of
 //	   codec.go, not JSON.
 //	6: merchants, API keys and rates are binary too.
-const formatVersion byte = 6
+//	7: v_meta's "paying" record also holds the payment.processed's at and
+//	   paid_amount, which its invoice.paid must repeat (tagPaying, binary);
+//	   format 6's was the sequence and the stream alone, which cannot be
+//	   checked against.
+const formatVersion byte = 7
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"
@@ -29,7 +33,7 @@ const viewPrefix = "v_"
 // Bucket names. Persisted: never rename. Keys join their parts with a 0x00
 // byte (ids never contain one); times are sortTime, 8 bytes big-endian.
 var (
-	bMeta            = []byte("v_meta")            // "format" -> 1 byte; "checkpoint" -> seq (8); "events" -> count (8); "paying" -> seq (8) payment stream id
+	bMeta            = []byte("v_meta")            // "format" -> 1 byte; "checkpoint" -> seq (8); "events" -> count (8); "paying" -> tagPaying seq stream at paid (appendPaying)
 	bInvoices        = []byte("v_invoices")        // invoice id -> InvoiceView (binary: codec.go)
 	bPayments        = []byte("v_payments")        // payment stream id -> PaymentView (binary)
 	bWidgets         = []byte("v_widgets")         // widget id -> WidgetView (binary)
@@ -61,11 +65,12 @@ var (
 	keyViewsOnly  = []byte("views_only") // present (empty) in a ViewsOnly projector's meta
 	// keyPaying: a transaction that ends with a payment.processed of
 	// allocation invoice (a catch-up's or a rebuild's batch may) leaves its
-	// sequence and payment stream here, for the next one to check that its
-	// first event is that invoice.paid (state.reset reads it); the next
-	// transaction that applies anything deletes it (flush). It stays only
-	// while the views end right after such a payment.processed, which an
-	// append never leaves (Projector.ApplyAppend).
+	// sequence, payment stream, at and paid_amount here, for the next one
+	// to check that its first event is that invoice.paid, with the same
+	// time and amount (state.reset reads it); the next transaction that
+	// applies anything deletes it (flush). It stays only while the views
+	// end right after such a payment.processed, which an append never
+	// leaves (Projector.ApplyAppend).
 	keyPaying = []byte("paying")
 )
 

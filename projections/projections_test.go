@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -843,6 +844,15 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			return [][]ledger.Write{append(ws, write("future-1", ledger.Any, ledger.NewEvent{ID: x.g.ulid(), Type: "future.thing", Time: x.g.now, Data: []byte(`{}`)}))}
 		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
 
+		// The invoice.paid repeats its payment.processed's time and amount
+		// (commands.decideProcessing gives both the same).
+		{"invoice.paid at another time than its payment.processed", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{paidEdited(x.g, x.p, func(d *commands.InvoicePaid) { d.PaidAt = d.PaidAt.Add(time.Second) })}
+		}, projections.ErrInconsistent, "paid_at 2026-02-25T12:00:01Z, but the payment.processed at sequence"},
+		{"invoice.paid of another amount than its payment.processed", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{paidEdited(x.g, x.p, func(d *commands.InvoicePaid) { d.PaidAmount = d.PaidAmount.Add(dec("0.01")) })}
+		}, projections.ErrInconsistent, "paid_amount 100.01, but the payment.processed at sequence"},
+
 		// An expired invoice is paid only late (commands.PaidLate; every
 		// combination in TestPaidLateChecked).
 		{"expired invoice paid, not flagged late", func(x *world) [][]ledger.Write {
@@ -873,6 +883,15 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			p, w := x.g.payment(x.in)
 			x.g.now = x.in.expires.Add(time.Minute)
 			return [][]ledger.Write{{w}, {expire(x)}, x.g.process(p, commands.AllocInvoice, true, true)}
+		}, nil, ""},
+		{"invoice.paid of its payment.processed's amount, written with more decimals", func(x *world) [][]ledger.Write {
+			ws := x.g.process(x.p, commands.AllocInvoice, true, false)
+			ev := &ws[1].Events[0]
+			ev.Data = []byte(strings.Replace(string(ev.Data), `"paid_amount":"100"`, `"paid_amount":"100.00"`, 1))
+			if !strings.Contains(string(ev.Data), `"100.00"`) {
+				panic("no paid_amount 100 in " + string(ev.Data))
+			}
+			return [][]ledger.Write{ws}
 		}, nil, ""},
 		{"invoice and its payment created in one append, then paid", func(x *world) [][]ledger.Write {
 			in, wi := x.g.invoice("m1", "o3", "10", "UAH", "41.5", "2")
@@ -1051,6 +1070,20 @@ func checkRefused(t *testing.T, build func(x *world) [][]ledger.Write, want erro
 	}
 }
 
+// paidEdited is p's payment.processed (allocation invoice) and its
+// invoice.paid, one append as the commands write them, the invoice.paid's
+// data changed by edit.
+func paidEdited(g *gen, p *pay, edit func(*commands.InvoicePaid)) []ledger.Write {
+	ws := g.process(p, commands.AllocInvoice, true, false)
+	var d commands.InvoicePaid
+	if err := json.Unmarshal(ws[1].Events[0].Data, &d); err != nil {
+		panic(err)
+	}
+	edit(&d)
+	ws[1].Events[0].Data, _ = json.Marshal(d)
+	return ws
+}
+
 // TestPaidRightAfterAcrossBatches: a payment.processed (allocation
 // invoice) and its invoice.paid are consecutive events, also where a batch
 // ends between the two: a catch-up's (1024 events an Apply) or a rebuild's
@@ -1088,6 +1121,14 @@ func TestPaidRightAfterAcrossBatches(t *testing.T) {
 			ws := g.process(p, commands.AllocInvoice, true, false)
 			return [][]ledger.Write{{ws[0]}, {filler}}
 		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
+		{"paid at another time, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
+			ws := paidEdited(g, p, func(d *commands.InvoicePaid) { d.PaidAt = d.PaidAt.Add(-time.Millisecond) })
+			return [][]ledger.Write{{ws[0]}, {ws[1]}}
+		}, projections.ErrInconsistent, "but the payment.processed at sequence 1024 is at"},
+		{"paid another amount, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
+			ws := paidEdited(g, p, func(d *commands.InvoicePaid) { d.PaidAmount = dec("99.99") })
+			return [][]ledger.Write{{ws[0]}, {ws[1]}}
+		}, projections.ErrInconsistent, "but the payment.processed at sequence 1024 has paid_amount 100"},
 		{"paid by another payment than the one processed, after the boundary", func(g *gen, p, p2 *pay, _ ledger.Write) [][]ledger.Write {
 			ws := g.process(p2, commands.AllocInvoice, false, false)
 			return [][]ledger.Write{ws, {g.invoiceEnd(p.in, commands.TypeInvoicePaid, commands.InvoicePaid{
@@ -1173,6 +1214,70 @@ func TestPaidRightAfterAcrossBatches(t *testing.T) {
 				if err := projections.Compare(db, c.db); err != nil {
 					t.Errorf("%s views against the rebuilt ones: %v", c.name, err)
 				}
+			}
+		})
+	}
+}
+
+// TestPayingRecordOfFormat6: views an older build (format 6) left ending
+// right after a payment.processed (allocation invoice), a catch-up's last
+// batch having ended there, hold the "paying" record in its old layout
+// (the sequence, 8 bytes, and the payment's stream), without the time and
+// amount the invoice.paid is checked against. This build reads no such
+// record (ErrCorrupt, were it left under format 7) and does not need to:
+// Init drops views of format 6 and the log projects again, so the
+// invoice.paid appended next goes in and the views are a rebuild's.
+func TestPayingRecordOfFormat6(t *testing.T) {
+	for _, format := range []byte{6, 7} {
+		t.Run(fmt.Sprintf("format %d", format), func(t *testing.T) {
+			g := newGen()
+			in, wi := g.invoice("m1", "o", "100", "UAH", "41.5", "2")
+			p, wp := g.payment(in)
+			pair := g.process(p, commands.AllocInvoice, true, false)
+			path := filepath.Join(t.TempDir(), "ledger.db")
+			st := openLog(t, path, nil) // no projector: the payment.processed alone goes in
+			appendAll(t, st, [][]ledger.Write{{g.merchant("m1", "2")}, {wi}, {wp}, pair[:1]})
+			processed := st.Head().Seq
+			st.Close()
+			// The catch-up's batch ends after the payment.processed.
+			openLog(t, path, &projections.Projector{}).Close()
+
+			db, err := bbolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Update(func(tx *bbolt.Tx) error {
+				meta := tx.Bucket([]byte("v_meta"))
+				if meta.Get([]byte("paying")) == nil {
+					return errors.New("no paying record after the catch-up")
+				}
+				if err := meta.Put([]byte("format"), []byte{format}); err != nil {
+					return err
+				}
+				old := binary.BigEndian.AppendUint64(nil, processed)
+				return meta.Put([]byte("paying"), append(old, p.stream...))
+			})
+			db.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			st = openLog(t, path, &projections.Projector{})
+			defer st.Close()
+			_, err = st.AppendWrites(context.Background(), pair[1:]...)
+			if format == 7 {
+				if !isErr(err, projections.ErrCorrupt) {
+					t.Errorf("the invoice.paid after an old record under format 7 = %v, want %v", err, projections.ErrCorrupt)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("the invoice.paid after views of format 6 were rebuilt: %v", err)
+			}
+			checkInvariants(t, st)
+			rebuilt, _ := rebuildInto(t, st, time.Time{})
+			if err := projections.Compare(rebuilt, st.DB()); err != nil {
+				t.Errorf("views against the rebuilt ones: %v", err)
 			}
 		})
 	}

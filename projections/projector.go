@@ -26,11 +26,13 @@ import (
 // payment created for an invoice that is not pending, an invoice paid by
 // another invoice's payment or not right after its payment.processed, a
 // payment.processed with allocation invoice followed by another event than
-// its invoice.paid, a payment.processed with allocation invoice or an
-// invoice.paid whose late flag is not commands.PaidLate's) fail the append,
-// and a rebuild or catch-up of a log that holds one: the inline projection
-// is the last line of defence before a bad event is committed, and a view
-// never shows a state its events cannot reach. Inline, boltlog calls
+// its invoice.paid, an invoice.paid whose paid_at or paid_amount is not its
+// payment.processed's at or paid_amount, a payment.processed with
+// allocation invoice or an invoice.paid whose late flag is not
+// commands.PaidLate's) fail the append, and a rebuild or catch-up of a
+// log that holds one: the inline projection is the last line of defence
+// before a bad event is committed, and a view never shows a state its
+// events cannot reach. Inline, boltlog calls
 // ApplyAppend, which also refuses an append that ends between a
 // payment.processed with allocation invoice and its invoice.paid; a
 // catch-up's or a rebuild's batch may end there (Apply), and the next
