@@ -64,6 +64,10 @@ type state struct {
 	// operations, counters and sums (Projector.ViewsOnly).
 	viewsOnly bool
 
+	// appending: the events are one append's (Projector.ApplyAppend), not
+	// a batch of a log that already holds them.
+	appending bool
+
 	puts []viewPut // flush's views to write, kept for the next flush
 	slab []byte    // keys and encoded views, carved off until commit (bbolt keeps the slices)
 	key  []byte    // scratch
@@ -320,8 +324,16 @@ func (s *state) apply(e *ledger.Event, p any) error {
 	if e.Seq != s.checkpoint+1 {
 		return fmt.Errorf("%w: sequence %d after checkpoint %d", ErrSequenceGap, e.Seq, s.checkpoint)
 	}
-	if s.paying.seq != 0 && s.paying.seq == s.checkpoint && e.Type != commands.TypeInvoicePaid {
-		// Whose invoice.paid it is, invoiceUpdate checks (paidRightAfter).
+	if s.appending && s.paying.seq > s.start && s.paying.seq == s.checkpoint && e.Type != commands.TypeInvoicePaid {
+		// In one append the commands write the invoice.paid right after
+		// its payment.processed (whose invoice.paid it is, invoiceUpdate
+		// checks: paidRightAfter). Only there: a log may already hold a
+		// payment.processed without it (restored from the stream, which
+		// carries each event on its own, up to a message the primary had
+		// not yet followed with the next; or written before this rule),
+		// and a projector that refused whatever comes next would refuse
+		// every later append, and a rebuild of the log once anything
+		// followed it. Such a log projects, and the audit reports it.
 		return fmt.Errorf("sequence %d (%s on %s): %w: the %s (allocation invoice) of %s at sequence %d is not followed by its invoice.paid (one append holds both)",
 			e.Seq, e.Type, e.Stream, ErrInconsistent, commands.TypePaymentProcessed, s.paying.stream, s.paying.seq)
 	}

@@ -70,7 +70,7 @@ var (
 	// time and amount (state.reset reads it); the next transaction that
 	// applies anything deletes it (flush). It stays only while the views
 	// end right after such a payment.processed, which an append never
-	// leaves (Projector.ApplyAppend).
+	// leaves (Projector.ApplyAppend), but an import or a restore may.
 	keyPaying = []byte("paying")
 )
 

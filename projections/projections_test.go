@@ -680,6 +680,9 @@ func TestRefusedEvents(t *testing.T) {
 			projections.ErrInconsistent, []string{after, "is not followed by its invoice.paid"}},
 		{"payment.processed, another event, its invoice.paid", []ledger.Write{pair[0], g.rate("UAH", "41.6"), pair[1]},
 			projections.ErrInconsistent, []string{after, "is not followed by its invoice.paid"}},
+		{"payment.processed and an event of a type the projector skips", []ledger.Write{pair[0],
+			write("future-1", ledger.Any, ledger.NewEvent{ID: g.ulid(), Type: "future.thing", Time: g.now, Data: []byte(`{}`)})},
+			projections.ErrInconsistent, []string{after, "is not followed by its invoice.paid"}},
 	} {
 		_, err := st.AppendWrites(context.Background(), c.ws...)
 		if !isErr(err, c.want) {
@@ -830,20 +833,6 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 		{"invoice paid by a payment other than the one processed before it", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{append(x.g.process(x.p2, commands.AllocInvoice, false, false), paidOnly(x, x.p, false))}
 		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
-		// And the event right after a payment.processed (allocation
-		// invoice) is its invoice.paid. (An invoice.paid after an event
-		// between them is not reached: the event between is refused, in
-		// an append in TestRefusedEvents, and where a batch
-		// ends between them in TestPaidRightAfterAcrossBatches.)
-		{"payment processed (allocation invoice), then another event in its append", func(x *world) [][]ledger.Write {
-			ws := x.g.process(x.p, commands.AllocInvoice, false, false)
-			return [][]ledger.Write{append(ws, x.g.widgetStatus(x.w, commands.TypeWidgetStatusChanged, commands.WidgetStatusDisabled))}
-		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
-		{"payment processed (allocation invoice), then an event of a type the projector skips", func(x *world) [][]ledger.Write {
-			ws := x.g.process(x.p, commands.AllocInvoice, false, false)
-			return [][]ledger.Write{append(ws, write("future-1", ledger.Any, ledger.NewEvent{ID: x.g.ulid(), Type: "future.thing", Time: x.g.now, Data: []byte(`{}`)}))}
-		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
-
 		// The invoice.paid repeats its payment.processed's time and amount
 		// (commands.decideProcessing gives both the same).
 		{"invoice.paid at another time than its payment.processed", func(x *world) [][]ledger.Write {
@@ -1088,52 +1077,59 @@ func paidEdited(g *gen, p *pay, edit func(*commands.InvoicePaid)) []ledger.Write
 // invoice) and its invoice.paid are consecutive events, also where a batch
 // ends between the two: a catch-up's (1024 events an Apply) or a rebuild's
 // transaction. The pair split at the boundary rebuilds and catches up into
-// the views of the pair in one append; the payment.processed followed by
-// another event (one the projector skips, or a known one), or by the
-// invoice.paid of another payment, is refused each way, naming the event
-// after the boundary. Inline, the log is written by appends, and an append
-// that ends between the two is refused (TestRefusedEvents):
-// the tail's first append, the payment.processed alone, is refused, and
-// the whole tail in one append is what the legal case's views are.
+// the views of the pair in one append; an invoice.paid that is not right
+// after its payment.processed, or whose time or amount is not that
+// event's, is refused each way, naming it. A payment.processed that no
+// invoice.paid follows (an event between, or none) is what an import or a
+// restore from the stream may leave: the events after it project, the
+// same each way, and only an invoice.paid after them is refused. Inline,
+// the log is written by appends, and an append that ends between the two
+// is refused (TestRefusedEvents): the tail's first append, the
+// payment.processed alone, is refused, and the whole tail in one append is
+// what the legal case's views are.
 func TestPaidRightAfterAcrossBatches(t *testing.T) {
 	const boundary = 1024 // boltlog's catch-up batch; the rebuild's transaction below
 	for _, tc := range []struct {
 		name string
 		// tail: the appends from sequence boundary on, the first the
 		// payment.processed (allocation invoice) alone.
-		tail func(g *gen, p, p2 *pay, filler ledger.Write) [][]ledger.Write
-		want error  // at sequence boundary+1
-		what string // in the error
+		tail  func(g *gen, p, p2 *pay, filler ledger.Write) [][]ledger.Write
+		want  error // at sequence boundary+after
+		after uint64
+		what  string // in the error
+		// oneAppend: the tail in one append is what the commands write
+		// (then the inline views must equal the rebuilt ones too).
+		oneAppend bool
 	}{
 		{"paid in the next append, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
 			ws := g.process(p, commands.AllocInvoice, true, false)
 			return [][]ledger.Write{{ws[0]}, {ws[1]}}
-		}, nil, ""},
+		}, nil, 0, "", true},
 		{"an event the projector skips between, after the boundary", func(g *gen, p, _ *pay, filler ledger.Write) [][]ledger.Write {
 			ws := g.process(p, commands.AllocInvoice, true, false)
 			return [][]ledger.Write{{ws[0]}, {filler}, {ws[1]}}
-		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
+		}, projections.ErrInconsistent, 2, "not processed (allocation invoice) right before", false},
 		{"a rate set between, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
 			ws := g.process(p, commands.AllocInvoice, true, false)
 			return [][]ledger.Write{{ws[0]}, {g.rate("UAH", "41.6")}, {ws[1]}}
-		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
+		}, projections.ErrInconsistent, 2, "not processed (allocation invoice) right before", false},
 		{"processed at the boundary, its invoice.paid never written", func(g *gen, p, _ *pay, filler ledger.Write) [][]ledger.Write {
 			ws := g.process(p, commands.AllocInvoice, true, false)
-			return [][]ledger.Write{{ws[0]}, {filler}}
-		}, projections.ErrInconsistent, "is not followed by its invoice.paid"},
+			return [][]ledger.Write{{ws[0]}, {filler}, {g.rate("UAH", "41.6")}}
+		}, nil, 0, "", false},
 		{"paid at another time, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
 			ws := paidEdited(g, p, func(d *commands.InvoicePaid) { d.PaidAt = d.PaidAt.Add(-time.Millisecond) })
 			return [][]ledger.Write{{ws[0]}, {ws[1]}}
-		}, projections.ErrInconsistent, "but the payment.processed at sequence 1024 is at"},
+		}, projections.ErrInconsistent, 1, "but the payment.processed at sequence 1024 is at", false},
 		{"paid another amount, after the boundary", func(g *gen, p, _ *pay, _ ledger.Write) [][]ledger.Write {
 			ws := paidEdited(g, p, func(d *commands.InvoicePaid) { d.PaidAmount = dec("99.99") })
 			return [][]ledger.Write{{ws[0]}, {ws[1]}}
-		}, projections.ErrInconsistent, "but the payment.processed at sequence 1024 has paid_amount 100"},
+		}, projections.ErrInconsistent, 1, "but the payment.processed at sequence 1024 has paid_amount 100", false},
 		{"paid by another payment than the one processed, after the boundary", func(g *gen, p, p2 *pay, _ ledger.Write) [][]ledger.Write {
 			ws := g.process(p2, commands.AllocInvoice, false, false)
 			return [][]ledger.Write{ws, {g.invoiceEnd(p.in, commands.TypeInvoicePaid, commands.InvoicePaid{
 				PaymentID: p.stream, PaidAt: g.now, PaidAmount: p.in.amount})}}
-		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
+		}, projections.ErrInconsistent, 1, "not processed (allocation invoice) right before", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGen()
@@ -1166,7 +1162,7 @@ func TestPaidRightAfterAcrossBatches(t *testing.T) {
 					t.Fatalf("the tail starts at sequence %d, not %d", evs[0].Seq, boundary)
 				}
 			}
-			at := "sequence " + strconv.FormatUint(boundary+1, 10) + " "
+			at := "sequence " + strconv.FormatUint(boundary+tc.after, 10) + " "
 			check := func(how string, err error) {
 				t.Helper()
 				switch {
@@ -1206,11 +1202,18 @@ func TestPaidRightAfterAcrossBatches(t *testing.T) {
 			if tc.want != nil || caught == nil {
 				return
 			}
-			mustAppend(t, live, slices.Concat(appends[tailAt:]...)...)
-			for _, c := range []struct {
+			dbs := []struct {
 				name string
 				db   *bbolt.DB
-			}{{"caught up", caught.DB()}, {"inline", live.DB()}} {
+			}{{"caught up", caught.DB()}}
+			if tc.oneAppend {
+				mustAppend(t, live, slices.Concat(appends[tailAt:]...)...)
+				dbs = append(dbs, struct {
+					name string
+					db   *bbolt.DB
+				}{"inline", live.DB()})
+			}
+			for _, c := range dbs {
 				if err := projections.Compare(db, c.db); err != nil {
 					t.Errorf("%s views against the rebuilt ones: %v", c.name, err)
 				}
@@ -1627,5 +1630,49 @@ func TestDueFarFutureWidget(t *testing.T) {
 	}
 	if len(ds) != 2 || ds[0].ID != a.id || ds[1].ID != far.id {
 		t.Fatalf("due by 9999: %+v, want the invoice then the widget", ds)
+	}
+}
+
+// TestLoneProcessedDoesNotBlockAppends: a log may end with a
+// payment.processed (allocation invoice) whose invoice.paid it does not
+// hold: restored from the stream, which carries each event as its own
+// message, up to one whose append's next event was not yet published (or
+// imported from such an export). The appends after it go in, and the
+// views equal a rebuild of the log: refusing whatever follows the lone
+// payment.processed would refuse every later append for good.
+func TestLoneProcessedDoesNotBlockAppends(t *testing.T) {
+	g := newGen()
+	in, wi := g.invoice("m1", "o", "100", "UAH", "41.5", "2")
+	p, wp := g.payment(in)
+	pair := g.process(p, commands.AllocInvoice, true, false)
+	src := openLog(t, filepath.Join(t.TempDir(), "ledger.db"), nil) // no projector: the payment.processed alone goes in
+	defer src.Close()
+	appendAll(t, src, [][]ledger.Write{{g.merchant("m1", "2")}, {wi}, {wp}, pair[:1]})
+	var events []ledger.Event
+	for e, err := range src.Events(context.Background(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, e)
+	}
+
+	st := newLog(t)
+	if err := st.Import(context.Background(), events); err != nil {
+		t.Fatalf("import of a log ending with a lone payment.processed: %v", err)
+	}
+	in2, wi2 := g.invoice("m1", "o2", "50", "UAH", "41.5", "2")
+	for _, ws := range [][]ledger.Write{{g.rate("UAH", "41.6")}, {wi2}} {
+		if _, err := st.AppendWrites(context.Background(), ws...); err != nil {
+			t.Fatalf("an append after the lone payment.processed: %v", err)
+		}
+	}
+	v := projections.NewViews(st.DB())
+	if iv, err := v.InvoicePublic(in2.id); err != nil || iv.Status != commands.InvoiceStatusPending {
+		t.Errorf("the invoice appended after it: %+v, %v", iv, err)
+	}
+	checkInvariants(t, st)
+	rebuilt, _ := rebuildInto(t, st, time.Time{})
+	if err := projections.Compare(rebuilt, st.DB()); err != nil {
+		t.Errorf("views against the rebuilt ones: %v", err)
 	}
 }

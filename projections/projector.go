@@ -17,26 +17,27 @@ import (
 //
 // Apply is deterministic (it reads only the events and its own buckets),
 // idempotent (events at or below the checkpoint are skipped), and ignores
-// event types it does not know while still advancing the checkpoint (but
-// refuses one right after a payment.processed that awaits its
-// invoice.paid, as it refuses any other event there). Known
+// event types it does not know while still advancing the checkpoint. Known
 // types with data that do not decode, postings that do not balance, events
 // on aggregates the views do not hold, or changes the commands never make
 // (an invoice paid twice, a payment going back from a final status, a
 // payment created for an invoice that is not pending, an invoice paid by
-// another invoice's payment or not right after its payment.processed, a
-// payment.processed with allocation invoice followed by another event than
-// its invoice.paid, an invoice.paid whose paid_at or paid_amount is not its
-// payment.processed's at or paid_amount, a payment.processed with
-// allocation invoice or an invoice.paid whose late flag is not
-// commands.PaidLate's) fail the append, and a rebuild or catch-up of a
-// log that holds one: the inline projection is the last line of defence
-// before a bad event is committed, and a view never shows a state its
-// events cannot reach. Inline, boltlog calls
-// ApplyAppend, which also refuses an append that ends between a
-// payment.processed with allocation invoice and its invoice.paid; a
-// catch-up's or a rebuild's batch may end there (Apply), and the next
-// batch's first event must then be that invoice.paid.
+// another invoice's payment or not right after its payment.processed, an
+// invoice.paid whose paid_at or paid_amount is not its payment.processed's
+// at or paid_amount, a payment.processed with allocation invoice or an
+// invoice.paid whose late flag is not commands.PaidLate's) fail the append,
+// and a rebuild or catch-up of a log that holds one: the inline projection
+// is the last line of defence before a bad event is committed, and a view
+// never shows a state its events cannot reach.
+//
+// Inline, boltlog calls ApplyAppend, which also refuses an append in which
+// a payment.processed with allocation invoice is not followed by its
+// invoice.paid (any other event after it, or the append's end), as the
+// commands never write. A log may hold one all the same (restored from the
+// stream up to a message whose append's next one had not been published;
+// written before that rule): Apply, and ApplyAppend past it, project it
+// (the audit reports it), because refusing what follows would refuse every
+// later append, and any rebuild once something did follow.
 type Projector struct {
 	// ViewsOnly keeps the views a reader looks up by id (invoices,
 	// payments, widgets, merchants, API keys, rates) and leaves out the
@@ -86,21 +87,20 @@ func (p *Projector) Init(tx *bbolt.Tx) (uint64, error) {
 	return u64(tx.Bucket(bMeta).Get(keyCheckpoint)), nil
 }
 
-// Apply applies events in sequence order: a catch-up's or a rebuild's
+// Apply applies events in sequence order: a catch-up's or an import's
 // batch, which may end anywhere, even between a payment.processed and its
-// invoice.paid (the next batch's first event must then be that
-// invoice.paid). Errors: ErrMalformedEvent, ErrUnbalanced, ErrInconsistent,
+// invoice.paid (v_meta's "paying" record lets the next batch check that
+// invoice.paid against it). Errors: ErrMalformedEvent, ErrUnbalanced, ErrInconsistent,
 // ErrIllegalTransition, ErrSequenceGap, ErrCorrupt, or bbolt's.
 func (p *Projector) Apply(tx *bbolt.Tx, events []ledger.Event) error {
 	return p.apply(tx, events, false)
 }
 
 // ApplyAppend applies one append's events (boltlog's append path): as
-// Apply, and it also refuses, with ErrInconsistent, an append whose last
-// event is a payment.processed with allocation invoice. The commands
-// append its invoice.paid with it, right after it; an append that ends
-// before it would otherwise have the next append refused instead, and
-// every append after that.
+// Apply, and it also refuses, with ErrInconsistent, an append in which a
+// payment.processed with allocation invoice is followed by another event
+// than its invoice.paid, or by none: the commands append the two together,
+// in that order.
 func (p *Projector) ApplyAppend(tx *bbolt.Tx, events []ledger.Event) error {
 	return p.apply(tx, events, true)
 }
@@ -116,9 +116,9 @@ func (p *Projector) apply(tx *bbolt.Tx, events []ledger.Event, appended bool) er
 	if err != nil {
 		return err
 	}
-	s.viewsOnly = p.ViewsOnly
+	s.viewsOnly, s.appending = p.ViewsOnly, appended
 	defer func() {
-		s.tx, s.b, s.viewsOnly = nil, buckets{}, false
+		s.tx, s.b, s.viewsOnly, s.appending = nil, buckets{}, false, false
 		states.Put(s)
 	}()
 	for i := range events {
