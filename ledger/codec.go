@@ -74,6 +74,44 @@ func Decode(b []byte) (Event, error) {
 	return e, nil
 }
 
+// Decoder decodes records as Decode does, for a reader that decodes many
+// records out of a buffer it reuses (a bbolt transaction's pages, a scan's
+// chunk). Instead of one allocation per event for its data, it copies the
+// data of consecutive events into shared slabs of decoderSlab bytes, which
+// are never written again: an event's Data still aliases no record, and
+// stays valid however long it is kept (it keeps its slab from the garbage
+// collector, a few dozen kilobytes, as long as it is kept). The zero
+// value is ready to use; a Decoder is not safe for concurrent use.
+type Decoder struct {
+	slab []byte
+}
+
+// decoderSlab is the size of a Decoder's slabs: large enough that an
+// allocation serves a hundred events or more, small enough that an event
+// kept for long (a test's, an API page's) does not keep much with it.
+const decoderSlab = 64 << 10
+
+// Decode parses one record as Decode does (the returned event does not
+// alias b), its data carved from the Decoder's current slab.
+func (d *Decoder) Decode(b []byte) (Event, error) {
+	var e Event
+	if err := decode(b, &e, false); err != nil {
+		return Event{}, err
+	}
+	n := len(e.Data)
+	if n > decoderSlab/4 {
+		e.Data = append([]byte(nil), e.Data...)
+		return e, nil
+	}
+	if cap(d.slab)-len(d.slab) < n {
+		d.slab = make([]byte, 0, decoderSlab)
+	}
+	start := len(d.slab)
+	d.slab = append(d.slab, e.Data...)
+	e.Data = d.slab[start:len(d.slab):len(d.slab)]
+	return e, nil
+}
+
 // CheckRecord verifies a record's format and hash without decoding its
 // variable fields into an Event, and returns the header fields verification
 // needs. It is the fast path of a full-log verification.

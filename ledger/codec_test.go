@@ -292,3 +292,45 @@ func TestHashText(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoder: a Decoder decodes what Decode does, from one reused buffer
+// (as a scan hands records), and each event's Data stays its own: not the
+// buffer's, and not overwritten by later events, even when appended to.
+func TestDecoder(t *testing.T) {
+	var dec ledger.Decoder
+	buf := make([]byte, 0, 1<<20) // reused for every record, as ScanRaw's chunk
+	var got, want []ledger.Event
+	sizes := []int{0, 1, 37, 300, 4000, 16 << 10, 16<<10 + 1, 200_000, 5}
+	for i := range 600 {
+		e := sampleEvent()
+		e.Seq = uint64(i + 1)
+		e.Data = json.RawMessage(`"` + strings.Repeat(string(rune('a'+i%26)), sizes[i%len(sizes)]) + `"`)
+		buf = ledger.Encode(buf[:0], &e)
+		d, err := dec.Decode(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := ledger.Decode(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(buf) // the scan moves on: nothing decoded may alias it
+		got, want = append(got, d), append(want, w)
+		if i > 0 {
+			// An append to the previous event's data reallocates it
+			// rather than write over this one's.
+			prev := &got[i-1]
+			_ = append(prev.Data, '!')
+		}
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if !bytes.Equal(g.Data, w.Data) || g.Seq != w.Seq || g.Hash != w.Hash || g.Stream != w.Stream || g.Type != w.Type ||
+			g.Merchant != w.Merchant || g.Correlation != w.Correlation || !g.Time.Equal(w.Time) || strings.Join(g.Claims, ",") != strings.Join(w.Claims, ",") {
+			t.Fatalf("event %d: Decoder gave %+v, Decode %+v", i, g, w)
+		}
+	}
+	if _, err := dec.Decode([]byte{ledger.FormatV1, 1, 2}); !errors.Is(err, ledger.ErrCorrupt) {
+		t.Errorf("a short record: %v, want %v", err, ledger.ErrCorrupt)
+	}
+}

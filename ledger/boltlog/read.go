@@ -227,8 +227,9 @@ func (s *Store) scanInTx(ctx context.Context, from, end uint64, fn func(seq uint
 func (s *Store) Events(ctx context.Context, from uint64) iter.Seq2[ledger.Event, error] {
 	return func(yield func(ledger.Event, error) bool) {
 		stopped := false
+		var dec ledger.Decoder
 		err := s.ScanRaw(ctx, from, func(seq uint64, rec []byte) error {
-			e, err := ledger.Decode(rec)
+			e, err := dec.Decode(rec)
 			if err != nil {
 				return fmt.Errorf("sequence %d: %w", seq, err)
 			}
