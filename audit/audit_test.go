@@ -19,6 +19,7 @@ import (
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/projections/projectionstest"
 	"github.com/payledger/payledger/stream"
 )
 
@@ -402,9 +403,7 @@ func TestRunViewsOfAnOlderFormat(t *testing.T) {
 	b := newBuilder(t, true)
 	b.history()
 	b.s.Close()
-	editBolt(t, b.path, func(tx *bbolt.Tx) error {
-		return tx.Bucket([]byte("v_meta")).Put([]byte("format"), []byte{4})
-	})
+	projectionstest.SetViewsFormat(t, b.path, 4)
 	r, err := run(t, b.readOnly())
 	if err != nil {
 		t.Fatalf("Run: %v", err)

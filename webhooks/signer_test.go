@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/projections/projectionstest"
 )
 
 // gateKeys blocks the first SigningKey call made while armed, so a test can
@@ -156,16 +155,7 @@ func openUpgraded(t *testing.T, e *env) *upgraded {
 		t.Fatal(err)
 	}
 	// The views as an older build left them: Open drops them.
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket([]byte("v_meta")).Put([]byte("format"), []byte{4})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	projectionstest.SetViewsFormat(t, path, 4)
 
 	if u.d, err = Open(path, e.config()); err != nil {
 		t.Fatal(err)

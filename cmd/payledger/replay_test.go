@@ -19,6 +19,7 @@ import (
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/projections/projectionstest"
 )
 
 // replayT0 is when the crafted history starts.
@@ -265,16 +266,7 @@ func TestReplayOutKeepsOldViewsOnFailure(t *testing.T) {
 // no failure.
 func TestReplayLiveViewsOfAnOlderFormat(t *testing.T) {
 	dir := replayLog(t)
-	db, err := bbolt.Open(filepath.Join(dir, logFileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket([]byte("v_meta")).Put([]byte("format"), []byte{4})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	projectionstest.SetViewsFormat(t, filepath.Join(dir, logFileName), 4)
 	code, out, errs := runCmd(t, "replay", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, "live views: of format 4, an older build's: not compared") {
 		t.Fatalf("replay = %d\n%s%s", code, out, errs)
