@@ -740,3 +740,31 @@ func TestRunViewsAheadOfATruncatedLog(t *testing.T) {
 	}
 	wantFault(t, err, CheckProjections, e.Seq+1, "", fmt.Sprintf("up to sequence %d, but the log ends at %d", full.Seq, e.Seq))
 }
+
+// TestAwaitsInvoicePaid: only a payment.processed of allocation invoice
+// awaits the invoice.paid appended with it (a log whose last event it is
+// ends part way through that append); one whose data does not decode is a
+// postings fault, as in the checks.
+func TestAwaitsInvoicePaid(t *testing.T) {
+	for _, c := range []struct {
+		typ, data string
+		want      bool
+	}{
+		{commands.TypePaymentProcessed, `{"allocation":"invoice","paid_amount":"100"}`, true},
+		{commands.TypePaymentProcessed, `{"allocation":"underpaid","paid_amount":"10"}`, false},
+		{commands.TypePaymentProcessed, `{"allocation":"duplicate"}`, false},
+		{commands.TypeInvoicePaid, `{"allocation":"invoice"}`, false},
+		{"test.event", `{}`, false},
+	} {
+		e := ledger.Event{Seq: 7, Stream: "payment-x", Type: c.typ, Data: json.RawMessage(c.data)}
+		if got, err := AwaitsInvoicePaid(&e); got != c.want || err != nil {
+			t.Errorf("%s %s: %v, %v; want %v", c.typ, c.data, got, err, c.want)
+		}
+	}
+	e := ledger.Event{Seq: 7, Stream: "payment-x", Type: commands.TypePaymentProcessed, Data: json.RawMessage(`{"allocation":1}`)}
+	got, err := AwaitsInvoicePaid(&e)
+	if got {
+		t.Error("undecodable data awaits an invoice.paid")
+	}
+	wantFault(t, err, CheckPostings, 7, "payment-x", "does not decode")
+}

@@ -373,6 +373,44 @@ func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 	return nil
 }
 
+// processedData is a payment.processed's data as the checks read it.
+type processedData struct {
+	At         time.Time       `json:"at"`
+	PaidAmount decimal.Decimal `json:"paid_amount"`
+	Allocation string          `json:"allocation"`
+	Late       bool            `json:"late"`
+	Postings   []struct {
+		Account  string          `json:"account"`
+		Currency string          `json:"currency"`
+		Amount   json.RawMessage `json:"amount"`
+	} `json:"postings"`
+}
+
+// paysInvoice: the payment paid its invoice (allocation invoice), so the
+// invoice.paid appended with it must be the very next event
+// (commands.ProcessPayment appends both, payment.processed first).
+func (d *processedData) paysInvoice() bool { return d.Allocation == commands.AllocInvoice }
+
+// AwaitsInvoicePaid reports whether e is a payment.processed that paid its
+// invoice (allocation invoice): commands.ProcessPayment appends it together
+// with that invoice's invoice.paid, right after it, and the invoices check
+// faults a log in which that invoice.paid does not follow, or which ends
+// before it (the same rule, paysInvoice). A log whose last event this is
+// therefore ends part way through an append: the relay publishes each
+// event as its own message, so a restore from the stream can end there
+// (payledger restore says so). Errors: a *Fault of the postings check when
+// e's data does not decode.
+func AwaitsInvoicePaid(e *ledger.Event) (bool, error) {
+	if e.Type != commands.TypePaymentProcessed {
+		return false, nil
+	}
+	var d processedData
+	if f := decode(e, CheckPostings, &d); f != nil {
+		return false, f
+	}
+	return d.paysInvoice(), nil
+}
+
 // plainDecimal is money as the log writes it: a decimal string, no exponent.
 var plainDecimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 
@@ -381,17 +419,7 @@ var plainDecimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 // so that one event never moves another merchant's money. It notes a
 // payment that paid its invoice, whose invoice.paid must come next.
 func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
-	var d struct {
-		At         time.Time       `json:"at"`
-		PaidAmount decimal.Decimal `json:"paid_amount"`
-		Allocation string          `json:"allocation"`
-		Late       bool            `json:"late"`
-		Postings   []struct {
-			Account  string          `json:"account"`
-			Currency string          `json:"currency"`
-			Amount   json.RawMessage `json:"amount"`
-		} `json:"postings"`
-	}
+	var d processedData
 	if f := decode(e, CheckPostings, &d); f != nil {
 		return f
 	}
@@ -441,7 +469,7 @@ func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 	if len(d.Postings) > 0 {
 		c.postingEvents++
 	}
-	if d.Allocation == commands.AllocInvoice {
+	if d.paysInvoice() {
 		// Only this allocation's flag is checked: logs written before
 		// every payment.processed was flagged (commands.PaidLate) left a
 		// late duplicate or underpayment unflagged.

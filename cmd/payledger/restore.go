@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/payledger/payledger/audit"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
@@ -26,7 +27,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, "\nCopies the events of the NATS stream into the data dir's log, checking every")
 		fmt.Fprintln(stderr, "event's hash and the chain, and builds the projections as it goes. Into a data")
 		fmt.Fprintln(stderr, "dir without events it restores all or nothing; a log that has events is")
-		fmt.Fprintln(stderr, "continued from its head. A broken chain stops it, naming the sequence.")
+		fmt.Fprintln(stderr, "continued from its head. A broken chain stops it, naming the sequence. A log")
+		fmt.Fprintln(stderr, "that ends part way through an append (a payment.processed without the")
+		fmt.Fprintln(stderr, "invoice.paid appended with it) is kept, with a warning naming it.")
 		fs.PrintDefaults()
 	}
 	if err := parseArgs(fs, args); err != nil {
@@ -45,14 +48,67 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(stderr, "payledger restore: at sequence %d\n", h.Seq)
 		}
 	}
+	var cut *cutAppend
 	path, before, head, err := fillLog(ctx, *dataDir, "restore", "restored", "no events to restore", func(st *boltlog.Store) (ledger.Head, error) {
-		return stream.Restore(ctx, conn, st, progress)
+		head, err := stream.Restore(ctx, conn, st, progress)
+		if err == nil {
+			cut, err = endsInAppend(st, head)
+		}
+		return head, err
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "restored %d events into %s: head %d %s\n", head.Seq-before.Seq, path, head.Seq, head.Hash)
+	// The restore itself succeeded: the log holds what the stream holds,
+	// and the node takes it (docs/operations.md), so a cut append is a
+	// warning, not a failure (exit status 0).
+	fmt.Fprintf(stdout, "restored %d events into %s: head %d %s", head.Seq-before.Seq, path, head.Seq, head.Hash)
+	if cut != nil {
+		fmt.Fprintf(stdout, "; the last complete append ends at sequence %d, the stream holds only the start of the next (see the warning)", cut.seq-1)
+	}
+	fmt.Fprintln(stdout)
+	if cut != nil {
+		paid := "its invoice"
+		if cut.invoice != "" {
+			paid = "invoice " + cut.invoice
+		}
+		fmt.Fprintf(stderr, "payledger restore: warning: the log ends part way through an append: sequence %d, the payment.processed of %s, paid %s, but the stream does not hold the invoice.paid appended with it; the last complete append ends at sequence %d. The node takes this log as it is (the payment processed, its invoice pending): run payledger verify, whose invoices check reports it, and settle the invoice by hand (docs/operations.md, \"Restoring\", step 3)\n",
+			cut.seq, cut.payment, paid, cut.seq-1)
+	}
 	return nil
+}
+
+// cutAppend is a restored log's last event when it is the first of an
+// append whose other events the stream does not hold.
+type cutAppend struct {
+	seq     uint64
+	payment string // the payment.processed's stream
+	invoice string // the invoice it paid, "" when its view is not found
+}
+
+// endsInAppend reports whether the log st, at head, ends part way through
+// an append. The log records no append's bounds (the relay publishes each
+// event as its own message, and boltlog keeps no append ids), so it looks
+// for the one cut the audit can tell from the events: a payment.processed
+// that paid its invoice, whose invoice.paid is appended with it, right
+// after it (audit.AwaitsInvoicePaid, the invoices check's rule).
+func endsInAppend(st *boltlog.Store, head ledger.Head) (*cutAppend, error) {
+	if head.Seq == 0 {
+		return nil, nil
+	}
+	e, err := st.Get(head.Seq)
+	if err != nil {
+		return nil, fmt.Errorf("read the log's last event: %w", err)
+	}
+	awaits, err := audit.AwaitsInvoicePaid(&e)
+	if err != nil || !awaits {
+		return nil, err
+	}
+	cut := &cutAppend{seq: e.Seq, payment: e.Stream}
+	if p, err := projections.NewViews(st.DB()).PaymentByStream(e.Stream); err == nil {
+		cut.invoice = p.InvoiceID
+	}
+	return cut, nil
 }
 
 // openReplicaLog opens a log that takes events from the stream (restore,

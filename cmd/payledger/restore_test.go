@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,9 +11,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
 
+	domain "github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/keyring"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/stream"
 	"github.com/payledger/payledger/stream/natstest"
 )
 
@@ -154,4 +160,143 @@ func TestOpenReplicaLogLocked(t *testing.T) {
 	if !errors.Is(err, boltlog.ErrLocked) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("second open: %v", err)
 	}
+}
+
+// paidInvoiceLog appends to st a merchant, a rate, an invoice and a payment
+// of it that pays it: its last append is payment.processed (allocation
+// invoice) and invoice.paid, at sequences head-1 and head. It returns the
+// payment's stream and the invoice's id.
+func paidInvoiceLog(t *testing.T, st *boltlog.Store) (payment, invoice string) {
+	t.Helper()
+	ctx := context.Background()
+	svc := domain.NewService(st, domain.Config{})
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	meta := func() domain.Meta {
+		at = at.Add(time.Second)
+		return domain.Meta{CommandID: ulid.Make(), Time: at}
+	}
+	rate, err := svc.SetRate(ctx, domain.SetRate{Meta: meta(), Currency: "UAH", Rate: "41.50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "shop"
+	if err := svc.RegisterMerchant(ctx, domain.RegisterMerchant{Meta: meta(), MerchantID: "m1",
+		Settings: domain.MerchantSettings{Name: &name},
+		Key:      domain.APIKeyIssued{KeyID: ulid.Make().String(), KeyHash: keyring.HashAPIKey("k"), Prefix: "pl_k"},
+		Secret:   domain.SecretMaterial{SecretHash: keyring.SecretHash("secret")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := svc.CreateInvoice(ctx, domain.CreateInvoice{Meta: meta(), InvoiceID: ulid.Make(), MerchantID: "m1",
+		Amount: "100.00", Currency: "UAH", ExternalID: "order-1", Rate: rate.Rate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := svc.CreatePayment(ctx, domain.CreatePayment{Meta: meta(), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: "visamaster.uah"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.ProcessPayment(ctx, domain.ProcessPayment{Meta: meta(), PaymentID: p.PaymentID})
+	if err != nil || !res.InvoicePaid {
+		t.Fatalf("process payment: %+v, %v", res, err)
+	}
+	head := st.Head().Seq
+	for seq, typ := range map[uint64]string{head - 1: domain.TypePaymentProcessed, head: domain.TypeInvoicePaid} {
+		if e, err := st.Get(seq); err != nil || e.Type != typ {
+			t.Fatalf("sequence %d: %s (%v), want %s", seq, e.Type, err, typ)
+		}
+	}
+	return domain.StreamID(domain.StreamPayment, p.PaymentID), inv.InvoiceID
+}
+
+// publishRange publishes st's events from sequence from up to last to
+// conn's stream, each as its own message, as the relay does: a primary
+// that died while publishing an append leaves the stream part way through
+// it.
+func publishRange(ctx context.Context, t *testing.T, conn *stream.Conn, st *boltlog.Store, from, last uint64) {
+	t.Helper()
+	for e, err := range st.Events(ctx, from) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Seq > last {
+			break
+		}
+		m := stream.Message(stream.DefaultSubjectPrefix, &e)
+		if _, err := conn.JetStream().PublishMsg(ctx, m, jetstream.WithExpectLastSequence(e.Seq-1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRestoreWarnsOfCutAppend: a stream whose last message is the first
+// event of a two-event append (a payment.processed that paid its invoice,
+// without the invoice.paid appended with it: the primary died while
+// publishing) restores, exit 0, but restore says on stderr and in its
+// summary that the log ends part way through an append, naming the
+// payment.processed's sequence and the last complete one, and what to do;
+// verify reports the same cut. A stream that holds whole appends, restored
+// fresh or continued up to the invoice.paid, gets no warning.
+func TestRestoreWarnsOfCutAppend(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	src := sourceLog(t)
+	payment, invoice := paidInvoiceLog(t, src)
+	paid := src.Head().Seq
+	processed := paid - 1
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := openStream(ctx, t, url)
+	publishRange(ctx, t, conn, src, 1, processed)
+
+	dir := filepath.Join(t.TempDir(), "data")
+	code, out, errs := run(ctx, "restore", "--nats-url", url, "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("restore of a cut append: exit %d\n%s%s", code, out, errs)
+	}
+	var warning string
+	for line := range strings.Lines(errs) {
+		if strings.HasPrefix(line, "payledger restore: warning: ") {
+			warning = line
+		}
+	}
+	for _, want := range []string{
+		"ends part way through an append",
+		fmt.Sprintf("sequence %d, the payment.processed of %s", processed, payment),
+		"invoice " + invoice,
+		fmt.Sprintf("the last complete append ends at sequence %d", processed-1),
+		"payledger verify", "docs/operations.md",
+	} {
+		if !strings.Contains(warning, want) {
+			t.Errorf("restore's warning does not say %q:\n%s", want, errs)
+		}
+	}
+	t.Logf("restore printed:\n%s%s", out, errs)
+	if !strings.Contains(out, fmt.Sprintf("restored %d events", processed)) ||
+		!strings.Contains(out, fmt.Sprintf("the last complete append ends at sequence %d", processed-1)) {
+		t.Errorf("restore's summary does not name the cut:\n%s", out)
+	}
+
+	// verify's invoices check reports the same event.
+	code, _, verrs := runCmd(t, "verify", "--data-dir", dir, "--skip-rebuild")
+	if code != 1 || !strings.Contains(verrs, fmt.Sprintf("invoices at sequence %d (stream %s)", processed, payment)) {
+		t.Errorf("verify of the restored log: exit %d\n%s", code, verrs)
+	}
+
+	// The invoice.paid reaches the stream after all: the continued
+	// restore completes the append, and warns of nothing.
+	publishRange(ctx, t, conn, src, paid, paid)
+	code, out, errs = run(ctx, "restore", "--nats-url", url, "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "restored 1 events") || strings.Contains(out+errs, "warning") || strings.Contains(out, "complete append") {
+		t.Fatalf("continued restore up to the invoice.paid: exit %d\n%s%s", code, out, errs)
+	}
+	requireSameLog(t, filepath.Join(dir, "ledger.db"), src)
+
+	// A fresh restore of the whole stream: no warning either.
+	dir2 := filepath.Join(t.TempDir(), "data")
+	code, out, errs = run(ctx, "restore", "--nats-url", url, "--data-dir", dir2)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("restored %d events", paid)) || strings.Contains(out+errs, "warning") || strings.Contains(out, "complete append") {
+		t.Fatalf("restore of whole appends: exit %d\n%s%s", code, out, errs)
+	}
+	requireSameLog(t, filepath.Join(dir2, "ledger.db"), src)
 }
