@@ -34,7 +34,15 @@ func validStatus(s string) bool {
 // ListDeliveries returns a page of a merchant's deliveries, newest event
 // first, without their attempts. A page past the end is empty.
 //
-// Errors: ErrInvalidQuery (unknown status), ErrCorrupt.
+// A delivery whose record does not decode is left out of its page, which
+// then holds one fewer, and logged at Error with its key; one bad record
+// does not make the merchant's list unreadable. The totals still count it
+// and the pages stay where they are (page n is the n-th page_size of the
+// index, read or not), so paging from 1 to TotalPages gives every other
+// delivery once. Filling the page from the next one instead would list
+// that one again on the next page.
+//
+// Errors: ErrInvalidQuery (unknown status).
 func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections.Page[Delivery], error) {
 	if q.Status != "" && !validStatus(q.Status) {
 		return projections.Page[Delivery]{}, fmt.Errorf("%w: status %q (pending, delivered or failed)", ErrInvalidQuery, q.Status)
@@ -50,17 +58,19 @@ func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections
 		index, prefix, ctr = bByStatus, join(merchantID, q.Status), counterStatus(merchantID, q.Status)
 	}
 	prefix = append(prefix, 0)
+	var unread []setAside
 	err := d.db.View(func(tx *bbolt.Tx) error {
+		unread = unread[:0]
 		total := int(u64(tx.Bucket(bCounters).Get([]byte(ctr))))
 		out.Details.TotalObjects = total
 		out.Details.TotalPages = (total + size - 1) / size
 		if page > out.Details.TotalPages { // not (page-1)*size >= total: that overflows
 			return nil
 		}
-		skip := (page - 1) * size
+		skip, taken := (page-1)*size, 0
 		c := tx.Bucket(index).Cursor()
 		deliveries, bodies := tx.Bucket(bDeliveries), tx.Bucket(bBodies)
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out.Items) < size; k, _ = c.Next() {
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && taken < size; k, _ = c.Next() {
 			if len(k) != len(prefix)+8+9 {
 				continue
 			}
@@ -68,9 +78,13 @@ func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections
 				skip--
 				continue
 			}
+			taken++
 			var r record
 			dk := k[len(prefix)+8:]
-			if err := decodeDelivery(deliveries.Get(dk), &r); err != nil {
+			if err := decodeDelivery(deliveries.Get(dk), &r); unreadable(err) {
+				unread = append(unread, setAside{key: dkey(dk), aside: dkey(dk), err: err})
+				continue
+			} else if err != nil {
 				return err
 			}
 			r.Body = bytes.Clone(bodies.Get(dk))
@@ -78,7 +92,22 @@ func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return projections.Page[Delivery]{}, err
+	}
+	for _, u := range unread {
+		// The key and the error only: no body, URL or secret in a log.
+		d.cfg.Logger.Error("webhook delivery left out of a list: its record does not decode",
+			"key", fmt.Sprintf("%x", u.key[:]), "err", u.err)
+	}
+	return out, nil
+}
+
+// setAside is a delivery that a read or a redelivery passed over: key's,
+// because the record at aside (its own, or one it needs) does not decode.
+type setAside struct {
+	key, aside dkey
+	err        error
 }
 
 // parseID maps a delivery id to its key.
@@ -169,9 +198,17 @@ const redeliverChunk = 1000
 
 // RedeliverSince redelivers every delivery of the merchant whose event
 // happened at or after since (of one status, or all with status ""), as
-// Redeliver does, and returns how many.
+// Redeliver does, and returns how many it redelivered.
 //
-// Errors: ErrInvalidQuery (zero since, unknown status), ErrCorrupt.
+// A delivery whose record does not decode is set aside, not redelivered
+// nor counted, and logged at Error with its key; so is one whose
+// redelivery must read another's record that does not decode (it would go
+// before it in its resource's queue), logged with that record's key and
+// its own. The others are redelivered as if they were not there.
+//
+// Errors: ErrInvalidQuery (zero since, unknown status). On an error from
+// bbolt, the chunks committed before it stay redelivered, and their count
+// is returned with the error.
 func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status string) (int, error) {
 	if since.IsZero() {
 		return 0, fmt.Errorf("%w: no since time", ErrInvalidQuery)
@@ -180,12 +217,17 @@ func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status s
 		return 0, fmt.Errorf("%w: status %q (pending, delivered or failed)", ErrInvalidQuery, status)
 	}
 	// Collect first (a snapshot), then redeliver in chunks: a redelivery
-	// moves deliveries between the status indexes being read.
+	// moves deliveries between the status indexes being read. The indexes
+	// say each delivery's time and status: no record is read here.
 	var keys []dkey
-	prefix := append(join(merchantID), 0)
+	index, prefix := bByTime, join(merchantID)
+	if status != "" {
+		index, prefix = bByStatus, join(merchantID, status)
+	}
+	prefix = append(prefix, 0)
 	err := d.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bByTime).Cursor()
-		deliveries := tx.Bucket(bDeliveries)
+		keys = keys[:0]
+		c := tx.Bucket(index).Cursor()
 		limit := ^sortTime(since)
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			if len(k) != len(prefix)+17 {
@@ -196,15 +238,6 @@ func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status s
 			}
 			var dk dkey
 			copy(dk[:], k[len(prefix)+8:])
-			if status != "" {
-				var r record
-				if err := decodeDelivery(deliveries.Get(dk[:]), &r); err != nil {
-					return err
-				}
-				if r.Status != status {
-					continue
-				}
-			}
 			keys = append(keys, dk)
 		}
 		return nil
@@ -220,10 +253,23 @@ func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status s
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), redeliverChunk)]
 		keys = keys[len(chunk):]
+		var done int
+		var unread []setAside
 		err := d.update(func(w *wtx) error {
+			done, unread = 0, unread[:0]
 			for _, k := range chunk {
 				r, err := w.get(k)
 				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				aside := k
+				if err == nil {
+					// What redeliver reads, read before it writes: bbolt
+					// cannot undo half of a transaction's writes.
+					aside, err = w.readRedeliver(k, r)
+				}
+				if unreadable(err) {
+					unread = append(unread, setAside{key: k, aside: aside, err: err})
 					continue
 				}
 				if err != nil {
@@ -232,13 +278,24 @@ func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status s
 				if err := w.redeliver(k, r); err != nil {
 					return err
 				}
+				done++
 			}
 			return nil
 		})
 		if err != nil {
 			return n, err
 		}
-		n += len(chunk)
+		n += done
+		for _, u := range unread {
+			// The keys and the error only: no body, URL or secret in a log.
+			if u.aside == u.key {
+				d.cfg.Logger.Error("webhook delivery not redelivered: its record does not decode",
+					"key", fmt.Sprintf("%x", u.key[:]), "err", u.err)
+			} else {
+				d.cfg.Logger.Error("webhook delivery not redelivered: the record of the delivery it would go before does not decode",
+					"key", fmt.Sprintf("%x", u.aside[:]), "delivery", fmt.Sprintf("%x", u.key[:]), "err", u.err)
+			}
+		}
 	}
 	return n, nil
 }

@@ -30,8 +30,10 @@ type HandlerConfig struct {
 //	POST /api/v1/webhooks/redeliver   {"since": "2026-02-25T12:00:00Z", "status": "failed"}
 //
 // Lists answer {"items": [...], "page_details": {page_number, page_size,
-// total_pages, total_objects}}; a delivery answers its JSON with attempts;
-// the bulk redelivery answers {"redelivered": n}.
+// total_pages, total_objects}} (a page before the last holds fewer than
+// page_size when it leaves out a delivery whose record does not decode:
+// see ListDeliveries); a delivery answers its JSON with attempts; the bulk
+// redelivery answers {"redelivered": n}, those it redelivered.
 func (d *Dispatcher) Handler(cfg HandlerConfig) http.Handler {
 	if cfg.WriteError == nil {
 		cfg.WriteError = func(w http.ResponseWriter, r *http.Request, err error) {

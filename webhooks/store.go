@@ -388,6 +388,35 @@ func (w *wtx) readMoveOn(k dkey, r *record) (dkey, error) {
 	return dkey{}, nil
 }
 
+// readRedeliver reads the records that redeliver(k, r) reads besides r,
+// and writes nothing: on an error, the key of the record that gave it. An
+// ended delivery out of its resource's queue goes back in at its event's
+// place, which reads the queue's current head, and the new one if that is
+// not k.
+func (w *wtx) readRedeliver(k dkey, r *record) (dkey, error) {
+	if r.Status == StatusPending || r.Due != 0 {
+		return dkey{}, nil // in the queue already
+	}
+	cur, hasCur, head, hasHead := w.heads(r.Key, nil)
+	if !hasHead || bytes.Compare(k[:], head[:]) < 0 {
+		head = k
+	}
+	if hasCur && cur == head {
+		return dkey{}, nil
+	}
+	if hasCur {
+		if _, err := w.get(cur); err != nil {
+			return cur, err
+		}
+	}
+	if head != k {
+		if _, err := w.get(head); err != nil {
+			return head, err
+		}
+	}
+	return dkey{}, nil
+}
+
 func disabledKey(merchant, url string) string { return merchant + "\x00" + url }
 
 func (w *wtx) setDisabled(merchant, url string, rec disabledTarget) error {
