@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -297,6 +299,50 @@ func schemas() js {
 			"merchant": str("The merchant"), "correlation": str("X-Request-Id of the request that caused it"),
 			"data":      js{"type": "object", "description": "The event's fields (docs/events.md)"},
 			"prev_hash": str("SHA-256 of the previous record, hex"), "hash": str("SHA-256 of this record, hex (docs/format.md)"),
+		}),
+		"Attempt": obj([]string{"n", "at", "status_code", "latency_ms"}, js{
+			"n":           integer("The attempt's number: 1 for the first, counting on across redeliveries"),
+			"at":          js{"type": "string", "format": "date-time", "description": "When the request was sent"},
+			"status_code": integer("The answer's HTTP status; 0: no response (timeout, connection error, refused address)"),
+			"latency_ms":  js{"type": "number", "description": "Milliseconds to the response (or to the error)"},
+			"error":       str("Why the attempt failed, when it did"),
+			"redelivery":  boolean("Present and true on the first attempt after a redelivery request"),
+		}),
+		"Delivery": obj([]string{"id", "webhook_id", "kind", "event_type", "event_seq", "merchant_id", "resource", "resource_id", "status", "method", "url", "created_at", "attempt_count", "next_attempt_at", "last_attempt_at", "delivered_at", "failed_at", "redeliveries"}, js{
+			"id":               strEx("Delivery id: the event id; <event id>-status for an e-invoice's status_url call", "01JN2Z7Q8R3W4X5Y6Z7A8B9C0D"),
+			"webhook_id":       str("The event id, sent as the webhook-id header on every attempt and redelivery: the receiver's deduplication key"),
+			"kind":             enum("webhook: a signed POST of the resource to the callback_url or webhook_url; status_url: seed 001's signed GET of an e-invoice's status_url on its final status", "webhook", "status_url"),
+			"event_type":       strEx("The event that caused it (docs/events.md)", "invoice.paid"),
+			"event_seq":        integer("The event's sequence in the log"),
+			"merchant_id":      str("The merchant"),
+			"resource":         enum("What the webhook is about", "invoice", "payment"),
+			"resource_id":      str("The invoice id, or the payment's id (seed 002's integer, as a string)"),
+			"status":           enum("pending: waiting for its next attempt (or for an earlier delivery of its invoice or payment); delivered: a 2xx answered an attempt; failed: gave up, or the target is disabled or refused", "pending", "delivered", "failed"),
+			"fail_reason":      enum("Why a failed delivery failed: gave_up (the 23 attempts since it was recorded or last redelivered failed), target_disabled (the URL answered 410 Gone, now or before), target_refused (a plain http URL without --allow-private-webhooks, or a URL that does not parse: no request made). Absent unless failed", "gave_up", "target_disabled", "target_refused"),
+			"method":           enum("The request's method: POST for a webhook, GET for a status_url call", "POST", "GET"),
+			"url":              str("The target: the invoice's callback_url, else the merchant's webhook_url; or the status_url with its query"),
+			"body":             js{"type": "object", "description": "The body sent: the invoice (seed 003) or payment (seed 002) as of the event, the same bytes on every attempt. Absent for a status_url call"},
+			"created_at":       js{"type": "string", "format": "date-time", "description": "The event's time"},
+			"attempt_count":    integer("Attempts made, counting across redeliveries"),
+			"next_attempt_at":  js{"type": []any{"string", "null"}, "format": "date-time", "description": "When the next attempt is due; null unless pending"},
+			"last_attempt_at":  js{"type": []any{"string", "null"}, "format": "date-time", "description": "When the last attempt was made; null before the first"},
+			"last_status_code": integer("The last attempt's HTTP status; absent when it had no response, or before the first attempt"),
+			"last_error":       str("Why the last attempt failed (\"HTTP 500\", a timeout, a refused address...); absent when it succeeded, or before the first attempt"),
+			"delivered_at":     js{"type": []any{"string", "null"}, "format": "date-time", "description": "When a 2xx answered; null unless delivered"},
+			"failed_at":        js{"type": []any{"string", "null"}, "format": "date-time", "description": "When it failed; null unless failed"},
+			"redeliveries":     integer("Redelivery requests it has had"),
+			"attempts":         arr(ref("Attempt"), "Every attempt, oldest first: only in GET /api/v1/webhooks/deliveries/{id}"),
+		}),
+		"DeliveryList": obj([]string{"items", "page_details"}, js{
+			"items":        arr(ref("Delivery"), "Deliveries, newest event first, without their attempts. A delivery whose stored record does not decode is left out of its page but counted in page_details, so page through to total_pages (docs/webhooks.md)"),
+			"page_details": ref("PageDetails"),
+		}),
+		"RedeliverRequest": obj([]string{"since"}, js{
+			"since":  js{"type": "string", "format": "date-time", "description": "Redeliver the deliveries whose event happened at or after this time (RFC 3339)"},
+			"status": enum("Only deliveries in this status; absent: all", "pending", "delivered", "failed"),
+		}),
+		"RedeliverResponse": obj([]string{"redelivered"}, js{
+			"redelivered": integer("How many deliveries were redelivered (those whose record does not decode are set aside, not counted)"),
 		}),
 		"EventFeed": obj([]string{"items", "next_after", "head"}, js{
 			"items":      arr(ref("Event"), "The merchant's events after `after`, in log order"),
@@ -689,4 +735,83 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	e = h.api(m, "POST", "/api/einvoice/create", seed001Request)
 	_ = json.Unmarshal(e.Body, &ev)
 	check("EInvoiceError", ref("EInvoiceError"), ev)
+}
+
+// TestOpenAPIRefsResolve walks the whole document, generated and embedded:
+// every $ref is a local JSON pointer to something the document defines, so
+// a client generator can read it.
+func TestOpenAPIRefsResolve(t *testing.T) {
+	for _, d := range []struct {
+		name string
+		raw  []byte
+	}{{"generated", renderOpenAPI(t)}, {"http/api/openapi.json", openAPIDoc}} {
+		var doc any
+		if err := json.Unmarshal(d.raw, &doc); err != nil {
+			t.Fatalf("%s: %v", d.name, err)
+		}
+		refs := 0
+		var walk func(at string, v any)
+		walk = func(at string, v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				for k, sub := range v {
+					if k == "$ref" {
+						refs++
+						r, _ := sub.(string)
+						if target, err := resolvePointer(doc, r); err != "" {
+							t.Errorf("%s: %s: $ref %q: %s", d.name, at, r, err)
+						} else if _, ok := target.(map[string]any); !ok {
+							t.Errorf("%s: %s: $ref %q is not an object", d.name, at, r)
+						}
+						continue
+					}
+					walk(at+"/"+strings.NewReplacer("~", "~0", "/", "~1").Replace(k), sub)
+				}
+			case []any:
+				for i, sub := range v {
+					walk(at+"/"+itoa(i), sub)
+				}
+			}
+		}
+		walk("#", doc)
+		if refs == 0 {
+			t.Errorf("%s: no $ref found: the walk is broken", d.name)
+		}
+	}
+}
+
+// resolvePointer follows a local JSON pointer ("#/components/schemas/X",
+// RFC 6901) in doc; the error is "" when it resolves.
+func resolvePointer(doc any, ref string) (any, string) {
+	p, ok := strings.CutPrefix(ref, "#")
+	if !ok {
+		return nil, "not a local reference"
+	}
+	if p == "" {
+		return doc, ""
+	}
+	if !strings.HasPrefix(p, "/") {
+		return nil, "not a JSON pointer"
+	}
+	v := doc
+	for _, tok := range strings.Split(p[1:], "/") {
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		switch c := v.(type) {
+		case map[string]any:
+			next, ok := c[tok]
+			if !ok {
+				return nil, "no " + strconv.Quote(tok) + " in the document"
+			}
+			v = next
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, "no element " + strconv.Quote(tok) + " in the document"
+			}
+			v = c[i]
+		default:
+			return nil, "path goes through a " + fmt.Sprintf("%T", v)
+		}
+	}
+	return v, ""
 }
