@@ -23,6 +23,7 @@ import (
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
 	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/webhooks"
 )
 
 // seedTime is seed 003's created_at.
@@ -113,6 +114,53 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 		}
 	})
 	return h
+}
+
+// newWebhookHarness is newHarness with a real webhooks.Dispatcher mounted
+// as Config.Webhooks, as node.New mounts it: its own webhooks.db under
+// t.TempDir(), the harness's keyring, the server's error envelope, and Run
+// following the harness's log until the test ends. Private targets are
+// allowed (receivers are httptest servers; keep every callback_url,
+// webhook_url and status_url on one, never a real host), the certificate
+// of the TLS receiver rcv is trusted (callback_url must be https), and a
+// failed attempt is retried after 10 to 100 ms.
+func newWebhookHarness(t *testing.T, rcv *httptest.Server, configure ...func(*Config)) (*harness, *webhooks.Dispatcher) {
+	t.Helper()
+	var d *webhooks.Dispatcher
+	var srv *Server // set once New returns, before any request
+	mount := func(c *Config) {
+		var err error
+		d, err = webhooks.Open(filepath.Join(t.TempDir(), webhooks.FileName), webhooks.Config{
+			Keys: c.Keyring, BaseURL: c.BaseURL, AllowPrivate: true, TLSConfig: rcv.Client().Transport.(*http.Transport).TLSClientConfig,
+			AttemptTimeout: 5 * time.Second, BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatalf("open dispatcher: %v", err)
+		}
+		t.Cleanup(func() {
+			if err := d.Close(); err != nil {
+				t.Errorf("close dispatcher: %v", err)
+			}
+		})
+		c.AllowPrivateWebhooks = true
+		c.Webhooks = d.Handler(webhooks.HandlerConfig{
+			Merchant:   MerchantID,
+			WriteError: func(w http.ResponseWriter, r *http.Request, err error) { srv.WriteError(w, r, err) },
+		})
+	}
+	h := newHarness(t, append([]func(*Config){mount}, configure...)...)
+	srv = h.srv
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, webhooks.FromLog(h.store, 0, 0)) }()
+	// Runs before Close (registered later) and before the log closes.
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dispatcher run: %v", err)
+		}
+	})
+	return h, d
 }
 
 type lockedWriter struct {
