@@ -130,10 +130,27 @@ func (h *heldRun) open(dels ...Delivery) {
 // transaction that tears it is held open until their attempts are over:
 // the result writer, given first's result, waits for it holding writeMu,
 // and the others' results gather behind it.
+//
+// It starts once nothing but the result writer can take writeMu: every
+// event ingested, and the Ingest that recorded the last one returned. A
+// held request does not mean that: Ingest starts the attempts its commit
+// made due before it lets writeMu go, and an Ingest still holding it
+// passed for the writer with first's result, so rest were let go with
+// first and their results split across batches as they came.
 func (h *heldRun) tear(k dkey, first Delivery, rest ...Delivery) []byte {
 	t := h.t
 	t.Helper()
 	d := h.r.d
+	waitFor(t, 10*time.Second, func() error {
+		if c, head := d.Checkpoint(), h.e.store.Head().Seq; c < head {
+			return fmt.Errorf("ingested up to %d of %d", c, head)
+		}
+		if !d.writeMu.TryLock() {
+			return errors.New("an ingest holds writeMu")
+		}
+		d.writeMu.Unlock()
+		return nil
+	})
 	tx, err := d.DB().Begin(true)
 	if err != nil {
 		t.Fatal(err)
