@@ -110,7 +110,7 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 	}
 	checkText("customer_id", c.CustomerID, maxIDLen, v)
 	checkText("purpose", c.Purpose, maxPurposeLen, v)
-	checkOptionalURL("callback_url", c.CallbackURL, true, v)
+	checkTarget("callback_url", c.CallbackURL, s.allowPrivate, v)
 	checkOptionalURL("success_url", c.SuccessURL, false, v)
 	checkOptionalURL("fail_url", c.FailURL, false, v)
 	if err := v.Err(); err != nil {
@@ -376,7 +376,7 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 	}
 	checkOptionalURL("success_url", c.SuccessURL, false, v)
 	checkOptionalURL("fail_url", c.FailURL, false, v)
-	checkOptionalURL("status_url", c.StatusURL, false, v)
+	checkTarget("status_url", c.StatusURL, s.allowPrivate, v)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/payledger/payledger/internal/publicaddr"
 	"github.com/payledger/payledger/ledger"
 )
 
@@ -228,7 +230,7 @@ func (s *Service) RegisterMerchant(ctx context.Context, c RegisterMerchant) erro
 		InvoicingEnabled:  true,
 		RegisteredAt:      c.Time.UTC(),
 	}
-	ch := validateSettings(c.Settings, v)
+	ch := validateSettings(c.Settings, s.allowPrivate, v)
 	if ch.Name != nil {
 		d.Name = *ch.Name
 	}
@@ -293,7 +295,7 @@ func (s *Service) ChangeMerchantSettings(ctx context.Context, c ChangeMerchantSe
 		return err
 	}
 	v := &ValidationError{}
-	ch := validateSettings(c.Settings, v)
+	ch := validateSettings(c.Settings, s.allowPrivate, v)
 	if err := v.Err(); err != nil {
 		return err
 	}
@@ -308,7 +310,7 @@ func (s *Service) ChangeMerchantSettings(ctx context.Context, c ChangeMerchantSe
 	return err
 }
 
-func validateSettings(in MerchantSettings, v *ValidationError) MerchantSettingsChanged {
+func validateSettings(in MerchantSettings, allowPrivate bool, v *ValidationError) MerchantSettingsChanged {
 	var out MerchantSettingsChanged
 	if in.Name != nil {
 		n := strings.TrimSpace(*in.Name)
@@ -319,11 +321,7 @@ func validateSettings(in MerchantSettings, v *ValidationError) MerchantSettingsC
 	}
 	if in.WebhookURL != nil {
 		u := *in.WebhookURL
-		if u != "" {
-			if err := checkURL(u, false); err != "" {
-				v.Add("webhook_url", "invalid", "webhook_url "+err)
-			}
-		}
+		checkTarget("webhook_url", u, allowPrivate, v) // "" clears it
 		out.WebhookURL = &u
 	}
 	if in.CommissionPercent != nil {
@@ -585,6 +583,35 @@ func checkURL(s string, httpsOnly bool) string {
 		return "must use https"
 	}
 	return ""
+}
+
+// checkTarget checks a URL that payledger calls (webhook_url, callback_url,
+// status_url), if any: without allowPrivate an absolute https URL whose
+// host is not a loopback, private or other non-public address literal;
+// with it, also http and any address, as the webhook dispatcher's
+// AllowPrivate reaches them. A host name is not resolved here (what it
+// resolves to may change): the dispatcher checks every address it
+// connects to.
+func checkTarget(field, s string, allowPrivate bool, v *ValidationError) {
+	if s == "" {
+		return
+	}
+	if msg := checkURL(s, !allowPrivate); msg != "" {
+		v.Add(field, "invalid", field+" "+msg)
+		return
+	}
+	if allowPrivate {
+		return
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return // checkURL parsed it
+	}
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		if reason := publicaddr.Reason(a); reason != "" {
+			v.Add(field, "not_public", fmt.Sprintf("%s must name a public address, not %s (%s)", field, u.Hostname(), reason))
+		}
+	}
 }
 
 // isPlainDecimal reports whether s is a plain decimal ("2", "1.5"), in the

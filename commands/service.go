@@ -56,6 +56,14 @@ type Config struct {
 	// MaxRetries bounds how often a command is re-decided after a version
 	// conflict. Default 64.
 	MaxRetries int
+	// AllowPrivateWebhooks accepts the URLs payledger calls (a merchant's
+	// webhook_url, an invoice's callback_url, an e-invoice's status_url)
+	// over plain http and at loopback and private address literals, which
+	// the webhook dispatcher then reaches (serve's --allow-private-webhooks,
+	// also the dispatcher's webhooks.Config.AllowPrivate). Without it such
+	// URLs are refused by the command, rather than stored to fail at every
+	// delivery.
+	AllowPrivateWebhooks bool
 }
 
 // Service executes commands against the log.
@@ -63,6 +71,8 @@ type Service struct {
 	store    Store
 	gateways *Gateways
 	retries  int
+	// allowPrivate is Config.AllowPrivateWebhooks (see checkTarget).
+	allowPrivate bool
 
 	merchantsMu sync.Mutex
 	merchants   map[string]*Merchant // folded merchant streams, by id (see LoadMerchant)
@@ -73,7 +83,7 @@ type Service struct {
 
 // NewService returns a Service over store.
 func NewService(store Store, cfg Config) *Service {
-	s := &Service{store: store, gateways: cfg.Gateways, retries: cfg.MaxRetries, merchants: map[string]*Merchant{}}
+	s := &Service{store: store, gateways: cfg.Gateways, retries: cfg.MaxRetries, allowPrivate: cfg.AllowPrivateWebhooks, merchants: map[string]*Merchant{}}
 	if s.gateways == nil {
 		s.gateways = DefaultGateways()
 	}
@@ -82,6 +92,11 @@ func NewService(store Store, cfg Config) *Service {
 	}
 	return s
 }
+
+// AllowPrivateWebhooks reports Config.AllowPrivateWebhooks: whether
+// webhook_url, callback_url and status_url may be plain http or name a
+// loopback or private address.
+func (s *Service) AllowPrivateWebhooks() bool { return s.allowPrivate }
 
 // OnDue registers f to be called after every command that created
 // something that expires by itself: an invoice (from the API, an e-invoice,

@@ -226,7 +226,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 	n.Views = projections.NewViews(n.Log.DB())
-	n.Service = commands.NewService(n.Log, commands.Config{})
+	n.Service = commands.NewService(n.Log, commands.Config{AllowPrivateWebhooks: cfg.AllowPrivateWebhooks})
 	n.Scheduler = commands.NewScheduler(n.Service, dueSource{n.Views}, cfg.Clock, cfg.Logger.With("component", "scheduler"))
 	registerSchedulerMetrics(n.Registry, n.Scheduler.Stats)
 

@@ -105,7 +105,9 @@ func TestWebhooksWorkerKilledMidRetry(t *testing.T) {
 	}))
 	defer rcv.Close()
 
-	svc := domain.NewService(store, domain.Config{})
+	// rcv is plain http on loopback, as the worker's --allow-private-webhooks
+	// and serve's lets the commands take.
+	svc := domain.NewService(store, domain.Config{AllowPrivateWebhooks: true})
 	meta := func() domain.Meta { return domain.Meta{CommandID: ulid.Make(), Time: time.Now()} }
 	rate, err := svc.SetRate(ctx, domain.SetRate{Meta: meta(), Currency: "UAH", Rate: "41.50"})
 	if err != nil {

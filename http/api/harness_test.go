@@ -75,12 +75,11 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	var master [32]byte
 	copy(master[:], "payledger test master key 32byte")
 	h := &harness{
-		t: t, store: store, svc: commands.NewService(store, commands.Config{}),
-		views: projections.NewViews(store.DB()), kr: keyring.New(master),
+		t: t, store: store, views: projections.NewViews(store.DB()), kr: keyring.New(master),
 		clock: &clock{t: seedTime}, logs: &bytes.Buffer{},
 	}
 	cfg := Config{
-		Service: h.svc, Views: h.views, Log: store, Keyring: h.kr,
+		Views: h.views, Log: store, Keyring: h.kr,
 		AdminTokenHash: keyring.HashAPIKey(testAdminToken),
 		BaseURL:        "https://pay.app.com",
 		IdempotencyDB:  idb,
@@ -90,6 +89,13 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	}
 	for _, f := range configure {
 		f(&cfg)
+	}
+	// The service is made once the configuration says whether private
+	// webhook targets are allowed, as node.New makes it; a test that
+	// brings a Service of its own keeps h.svc as a second one on the log.
+	h.svc = commands.NewService(store, commands.Config{AllowPrivateWebhooks: cfg.AllowPrivateWebhooks})
+	if cfg.Service == nil {
+		cfg.Service = h.svc
 	}
 	h.srv, err = New(cfg)
 	if err != nil {

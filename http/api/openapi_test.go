@@ -154,7 +154,7 @@ func schemas() js {
 	})
 	merchantSettings := js{
 		"name":                     str("Merchant name (1 to 200 characters)"),
-		"webhook_url":              str("Default webhook URL (https; http for local development)"),
+		"webhook_url":              str("Default webhook URL: https, and a host that is an IP address must be a public one (a server run with --allow-private-webhooks also takes http and loopback or private addresses). \"\" clears it"),
 		"commission_percent":       money("Commission in percent, a decimal string from 0 to below 100, e.g. \"2\"", "2"),
 		"invoice_lifetime_seconds": integer("Invoice lifetime, 60 seconds to 30 days (default 1200)"),
 		"methods":                  arr(js{"type": "string"}, "Enabled payment method codes; empty: all"),
@@ -201,7 +201,7 @@ func schemas() js {
 			"customer_id":   str("Unique customer identifier in your system. Used for rate limiting"),
 			"external_id":   str("Your unique invoice/order ID. Must be unique per merchant"),
 			"purpose":       str("Payment description shown to the customer on the payment page"),
-			"callback_url":  str("HTTPS URL for webhook notifications. Overrides the merchant's default webhook_url"),
+			"callback_url":  str("HTTPS URL for webhook notifications. Overrides the merchant's default webhook_url. A host that is an IP address must be a public one (a server run with --allow-private-webhooks also takes http and loopback or private addresses)"),
 			"success_url":   str("URL to redirect the customer to after successful payment"),
 			"fail_url":      str("URL to redirect the customer to after failed or expired payment"),
 		}),
@@ -243,7 +243,7 @@ func schemas() js {
 			"sender":       str("Wallet number the payment should come from, without spaces or separators (optional)"),
 			"success_url":  str("URL the user is redirected to after successful payment"),
 			"fail_url":     str("URL the user is redirected to after unsuccessful payment"),
-			"status_url":   str("URL sent a GET request when the invoice reaches its final status (optional)"),
+			"status_url":   str("HTTPS URL sent a GET request when the invoice reaches its final status (optional). A host that is an IP address must be a public one (a server run with --allow-private-webhooks also takes http and loopback or private addresses)"),
 			"extra_fields": js{"type": "object", "additionalProperties": js{"type": "string"}, "description": "Parameters the method needs (GET /api/extrafields/list)"},
 		}),
 		"EInvoiceResponse": obj([]string{"tracking", "payment_id", "invoice_id", "payment_link"}, js{
