@@ -21,6 +21,10 @@ var (
 	ErrCurrencyInvalid = errors.New("currency not found or disabled")
 	// ErrMethodInvalid means the payment method is unknown or not enabled for the merchant.
 	ErrMethodInvalid = errors.New("payment method not found or disabled")
+	// ErrNoGateway means no enabled gateway serves the payment method (the
+	// operator disabled them all). It wraps ErrMethodInvalid: to the payer,
+	// the method is disabled.
+	ErrNoGateway = fmt.Errorf("no enabled gateway serves the payment method: %w", ErrMethodInvalid)
 	// ErrDealsDisabled means the merchant's invoicing switch is off.
 	ErrDealsDisabled = errors.New("deals system is disabled")
 	// ErrMerchantDisabled means the merchant account is suspended.

@@ -28,6 +28,8 @@ const (
 	TypeWidgetCreated        = "widget.created"            // WidgetCreated
 	TypeWidgetStatusChanged  = "widget.status_changed"     // WidgetStatusChanged
 	TypeWidgetExpired        = "widget.expired"            // WidgetStatusChanged (status expired)
+	TypeGatewayEnabled       = "gateway.enabled"           // GatewaySwitched
+	TypeGatewayDisabled      = "gateway.disabled"          // GatewaySwitched
 )
 
 // Stream id prefixes: a stream is "<prefix>-<id>".
@@ -36,7 +38,8 @@ const (
 	StreamInvoice  = "invoice"
 	StreamPayment  = "payment"
 	StreamWidget   = "widget"
-	StreamRates    = "rates" // one stream for every rate
+	StreamRates    = "rates"    // one stream for every rate
+	StreamGateways = "gateways" // one stream for every gateway's switches
 )
 
 // Invoice statuses (seed 003).
@@ -276,4 +279,12 @@ type WidgetCreated struct {
 type WidgetStatusChanged struct {
 	Status string    `json:"status"`
 	At     time.Time `json:"at"`
+}
+
+// GatewaySwitched records the operator enabling (gateway.enabled) or
+// disabling (gateway.disabled) a configured gateway. A gateway with no such
+// event is enabled.
+type GatewaySwitched struct {
+	GatewayID string    `json:"gateway_id"`
+	At        time.Time `json:"at"`
 }

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/ledger"
 )
 
 // PaymentDetails is what the customer pays to: seed 002's "extra".
@@ -209,16 +212,17 @@ func methodProvider(m Method) string {
 }
 
 // Gateways is the registry of configured gateways, in registration order. It
-// is safe for concurrent use.
+// is safe for concurrent use. Which of them are enabled is not the
+// registry's: the operator switches them with events (SwitchGateway), and
+// GatewaySwitches folds those.
 type Gateways struct {
-	mu       sync.RWMutex
-	list     []Gateway
-	disabled map[string]bool
+	mu   sync.RWMutex
+	list []Gateway
 }
 
 // NewGateways returns an empty registry.
 func NewGateways() *Gateways {
-	return &Gateways{disabled: map[string]bool{}}
+	return &Gateways{}
 }
 
 // DefaultGateways returns a registry holding only the sandbox gateway.
@@ -228,8 +232,8 @@ func DefaultGateways() *Gateways {
 	return g
 }
 
-// Register adds g, enabled. A gateway with the same ID is replaced in place,
-// keeping its position and its enabled state.
+// Register adds g. A gateway with the same ID is replaced in place, keeping
+// its position.
 func (r *Gateways) Register(g Gateway) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -240,28 +244,6 @@ func (r *Gateways) Register(g Gateway) {
 		}
 	}
 	r.list = append(r.list, g)
-}
-
-// SetEnabled enables or disables the gateway with this id and reports
-// whether it exists. A disabled gateway is still found by Lookup (its
-// payments go on) but For no longer routes new payments to it.
-func (r *Gateways) SetEnabled(id string, enabled bool) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, g := range r.list {
-		if g.ID() == id {
-			if r.disabled == nil {
-				r.disabled = map[string]bool{}
-			}
-			if enabled {
-				delete(r.disabled, id)
-			} else {
-				r.disabled[id] = true
-			}
-			return true
-		}
-	}
-	return false
 }
 
 // Lookup returns the gateway with this id, enabled or not.
@@ -276,13 +258,14 @@ func (r *Gateways) Lookup(id string) (Gateway, bool) {
 	return nil, false
 }
 
-// For returns the first enabled gateway, in registration order, that
-// supports m.
-func (r *Gateways) For(m Method) (Gateway, bool) {
+// For returns the first gateway, in registration order, that sw leaves
+// enabled and that supports m. A disabled gateway is still found by Lookup:
+// its payments carry on, only new ones go elsewhere.
+func (r *Gateways) For(m Method, sw GatewaySwitches) (Gateway, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, g := range r.list {
-		if !r.disabled[g.ID()] && g.Supports(m) {
+		if sw.Enabled(g.ID()) && g.Supports(m) {
 			return g, true
 		}
 	}
@@ -294,4 +277,111 @@ func (r *Gateways) All() []Gateway {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return append([]Gateway(nil), r.list...)
+}
+
+// GatewaySwitches are the operator's gateway switches, folded from the
+// gateways stream: a gateway is enabled unless its last switch disabled it.
+// The zero value enables every gateway. Disabled is never changed once
+// returned (a later fold makes a new map), so a value may be shared.
+type GatewaySwitches struct {
+	Disabled map[string]bool // gateway id -> disabled
+	Version  uint64          // the gateways stream's version folded
+}
+
+// Enabled reports whether the gateway with this id is switched on.
+func (sw GatewaySwitches) Enabled(id string) bool { return !sw.Disabled[id] }
+
+// apply folds one event of the gateways stream into a copy of sw.
+func (sw GatewaySwitches) apply(e ledger.Event) (GatewaySwitches, error) {
+	out := GatewaySwitches{Disabled: sw.Disabled, Version: e.Version}
+	if e.Type != TypeGatewayEnabled && e.Type != TypeGatewayDisabled {
+		return out, nil
+	}
+	var d GatewaySwitched
+	if err := unmarshal(e, &d); err != nil {
+		return sw, err
+	}
+	out.Disabled = make(map[string]bool, len(sw.Disabled)+1)
+	for id, off := range sw.Disabled {
+		out.Disabled[id] = off
+	}
+	if e.Type == TypeGatewayDisabled {
+		out.Disabled[d.GatewayID] = true
+	} else {
+		delete(out.Disabled, d.GatewayID)
+	}
+	return out, nil
+}
+
+// GatewaySwitches folds the gateways stream: which gateways the operator
+// has disabled. The fold is cached by stream version, so a call reads only
+// the events after the cached version (usually none).
+//
+// Errors: infrastructure errors, and a gateway event whose data do not
+// decode.
+func (s *Service) GatewaySwitches(ctx context.Context) (GatewaySwitches, error) {
+	s.switchesMu.Lock()
+	sw := s.switches
+	s.switchesMu.Unlock()
+	evs, err := s.store.ReadStream(ctx, StreamGateways, sw.Version+1)
+	if err != nil {
+		return GatewaySwitches{}, fmt.Errorf("load %s: %w", StreamGateways, err)
+	}
+	if len(evs) == 0 {
+		return sw, nil
+	}
+	for _, e := range evs {
+		if sw, err = sw.apply(e); err != nil {
+			return GatewaySwitches{}, fmt.Errorf("load %s version %d: %w", StreamGateways, e.Version, err)
+		}
+	}
+	s.switchesMu.Lock()
+	if s.switches.Version < sw.Version {
+		s.switches = sw
+	}
+	s.switchesMu.Unlock()
+	return sw, nil
+}
+
+// SwitchGateway is the operator's command to enable or disable a
+// configured gateway for new payments.
+type SwitchGateway struct {
+	Meta
+	GatewayID string
+	Enabled   bool
+}
+
+// SwitchGateway appends gateway.enabled or gateway.disabled. A switch to
+// the state the gateway is already in appends nothing and reports
+// changed false: retried by a script, it is the same answer. Payments made
+// through a gateway carry on whatever its switch; only new payments are
+// routed by it (CreatePayment).
+//
+// Errors: ErrNotFound (no gateway with this id is configured), ErrConflict,
+// infrastructure errors.
+func (s *Service) SwitchGateway(ctx context.Context, c SwitchGateway) (changed bool, _ error) {
+	if err := checkMeta(c.Meta); err != nil {
+		return false, err
+	}
+	if _, ok := s.gateways.Lookup(c.GatewayID); !ok {
+		return false, fmt.Errorf("gateway %q: %w", c.GatewayID, ErrNotFound)
+	}
+	typ := TypeGatewayDisabled
+	if c.Enabled {
+		typ = TypeGatewayEnabled
+	}
+	_, err := s.run(ctx, func() (decision, error) {
+		sw, err := s.GatewaySwitches(ctx)
+		if err != nil {
+			return decision{}, err
+		}
+		if changed = sw.Enabled(c.GatewayID) != c.Enabled; !changed {
+			return decision{}, nil
+		}
+		return single(c.Meta, StreamGateways, "", sw.Version, typ, GatewaySwitched{GatewayID: c.GatewayID, At: c.Time.UTC()}), nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("switch gateway %s: %w", c.GatewayID, err)
+	}
+	return changed, nil
 }

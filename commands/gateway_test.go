@@ -169,12 +169,13 @@ func (g cryptoOnly) Assign(req AssignRequest) (PaymentDetails, error) {
 func TestGateways(t *testing.T) {
 	btc, _ := LookupMethod("bitcoin")
 	card, _ := LookupMethod("visamaster.uah")
+	all := GatewaySwitches{}
 
 	r := DefaultGateways()
 	if g, ok := r.Lookup("1"); !ok || g.Name() != "sandbox" {
 		t.Fatalf("DefaultGateways().Lookup(1) = %v, %v", g, ok)
 	}
-	if g, ok := r.For(card); !ok || g.ID() != SandboxID {
+	if g, ok := r.For(card, all); !ok || g.ID() != SandboxID {
 		t.Fatalf("DefaultGateways().For(card) = %v, %v", g, ok)
 	}
 	if _, ok := r.Lookup("2"); ok {
@@ -186,33 +187,22 @@ func TestGateways(t *testing.T) {
 	r = NewGateways()
 	r.Register(cryptoOnly{id: "7"})
 	r.Register(NewSandbox())
-	if g, _ := r.For(btc); g.ID() != "7" {
+	if g, _ := r.For(btc, all); g.ID() != "7" {
 		t.Errorf("For(bitcoin) = %s, want 7", g.ID())
 	}
-	if g, _ := r.For(card); g.ID() != "1" {
+	if g, _ := r.For(card, all); g.ID() != "1" {
 		t.Errorf("For(card) = %s, want 1", g.ID())
 	}
 
-	// Disabling routes around a gateway but keeps it reachable by id.
-	if !r.SetEnabled("7", false) {
-		t.Fatal("SetEnabled(7) = false")
-	}
-	if g, _ := r.For(btc); g.ID() != "1" {
+	// A switched-off gateway is routed around but stays reachable by id.
+	if g, _ := r.For(btc, GatewaySwitches{Disabled: map[string]bool{"7": true}}); g.ID() != "1" {
 		t.Errorf("For(bitcoin) with 7 disabled = %s, want 1", g.ID())
 	}
 	if _, ok := r.Lookup("7"); !ok {
-		t.Error("disabled gateway not found by Lookup")
+		t.Error("gateway not found by Lookup")
 	}
-	r.SetEnabled("1", false)
-	if g, ok := r.For(card); ok {
+	if g, ok := r.For(card, GatewaySwitches{Disabled: map[string]bool{"1": true, "7": true}}); ok {
 		t.Errorf("For(card) with everything disabled = %s", g.ID())
-	}
-	r.SetEnabled("7", true)
-	if g, _ := r.For(btc); g.ID() != "7" {
-		t.Errorf("For(bitcoin) re-enabled = %s, want 7", g.ID())
-	}
-	if r.SetEnabled("42", true) {
-		t.Error("SetEnabled(42) = true for an unknown gateway")
 	}
 
 	// Re-registering an id replaces the gateway in place.
@@ -223,8 +213,7 @@ func TestGateways(t *testing.T) {
 
 	var zero Gateways
 	zero.Register(NewSandbox())
-	zero.SetEnabled("1", false)
-	if _, ok := zero.For(card); ok {
-		t.Error("zero-value registry routes to a disabled gateway")
+	if g, ok := zero.For(card, all); !ok || g.ID() != "1" {
+		t.Errorf("zero-value registry: For(card) = %v, %v", g, ok)
 	}
 }

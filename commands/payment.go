@@ -78,7 +78,8 @@ type CreatePayment struct {
 //
 // Errors: *ValidationError, ErrNotFound, ErrInvoiceNotPayable,
 // ErrMerchantDisabled (the merchant is suspended), ErrMethodInvalid,
-// ErrCurrencyInvalid (no rate to convert), ErrConflict, *RepeatedError
+// ErrNoGateway (no enabled gateway serves the method; it wraps
+// ErrMethodInvalid), ErrCurrencyInvalid (no rate to convert), ErrConflict, *RepeatedError
 // (ErrRepeated).
 func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment, uint64, error) {
 	if err := checkMeta(c.Meta); err != nil {
@@ -130,9 +131,13 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 			}
 			amount = ConvertBetween(inv.Amount, inv.ConversionRate, rate, cur)
 		}
-		gw, ok := s.gateways.For(method)
+		sw, err := s.GatewaySwitches(ctx)
+		if err != nil {
+			return decision{}, err
+		}
+		gw, ok := s.gateways.For(method, sw)
 		if !ok {
-			return decision{}, fmt.Errorf("no gateway for method %q: %w", method.Code, ErrMethodInvalid)
+			return decision{}, fmt.Errorf("method %q: %w", method.Code, ErrNoGateway)
 		}
 		pid := c.PaymentID.String()
 		details, err := gw.Assign(AssignRequest{PaymentID: pid, InvoiceID: inv.InvoiceID, Method: method, Amount: amount, Currency: cur.Code})
@@ -159,6 +164,9 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 			// The invoice must still be as read: cancelled or expired since, and
 			// the payment is refused on the retry.
 			{Stream: StreamID(StreamInvoice, inv.InvoiceID), Expected: ledger.Exactly(inv.Version)},
+			// And the gateway switches: a gateway disabled since is not
+			// given the payment (the retry routes it anew, or refuses it).
+			{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},
 		}}, nil
 	})
 	if err != nil {

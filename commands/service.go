@@ -77,6 +77,9 @@ type Service struct {
 	merchantsMu sync.Mutex
 	merchants   map[string]*Merchant // folded merchant streams, by id (see LoadMerchant)
 
+	switchesMu sync.Mutex
+	switches   GatewaySwitches // the folded gateways stream (see GatewaySwitches)
+
 	dueMu    sync.RWMutex
 	dueHooks []func() // called after something with an expiry was created (OnDue)
 }
@@ -128,12 +131,15 @@ type decision struct {
 
 // run decides and appends, re-deciding on a version conflict: decide reads
 // the aggregates afresh each time. A claim conflict is returned as is, for the
-// caller to map.
+// caller to map. A decision with no writes appends nothing.
 func (s *Service) run(ctx context.Context, decide func() (decision, error)) ([]ledger.Event, error) {
 	for attempt := 0; ; attempt++ {
 		d, err := decide()
 		if err != nil {
 			return nil, err
+		}
+		if len(d.writes) == 0 {
+			return nil, nil
 		}
 		evs, err := s.store.AppendWrites(ctx, d.writes...)
 		if err == nil {

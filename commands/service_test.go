@@ -857,3 +857,66 @@ func TestSuspendedMerchant(t *testing.T) {
 		t.Errorf("processing a payment made before the suspension: %+v %v", res, err)
 	}
 }
+
+// TestSwitchGateway: the operator's switches are events on the gateways
+// stream. A disabled gateway takes no new payment (with none left for the
+// method, payment creation is refused with ErrNoGateway, which is an
+// ErrMethodInvalid, and appends nothing), its payments carry on, a switch to
+// the current state appends nothing, an unknown gateway is ErrNotFound,
+// and a new service over the same log (a restart) folds the same switches.
+func TestSwitchGateway(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice("o-1")
+	p, _ := e.payment(inv)
+	sw := func(on bool) (bool, error) {
+		return e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: on})
+	}
+
+	if changed, err := sw(true); err != nil || changed {
+		t.Fatalf("enabling the enabled sandbox = %v, %v; want no change", changed, err)
+	}
+	if v, _ := e.store.StreamVersion(commands.StreamGateways); v != 0 {
+		t.Fatalf("a switch that changes nothing appended: gateways stream at version %d", v)
+	}
+	if changed, err := sw(false); err != nil || !changed {
+		t.Fatalf("disable = %v, %v", changed, err)
+	}
+	evs, err := e.store.ReadStream(e.ctx, commands.StreamGateways, 1)
+	if err != nil || len(evs) != 1 || evs[0].Type != commands.TypeGatewayDisabled || evs[0].Merchant != "" ||
+		string(evs[0].Data) != `{"gateway_id":"1","at":"2026-02-25T12:00:00Z"}` {
+		t.Fatalf("gateways stream = %+v, %v", evs, err)
+	}
+	if changed, err := sw(false); err != nil || changed {
+		t.Fatalf("disabling again = %v, %v; want no change", changed, err)
+	}
+	if _, err := e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: "42"}); !errors.Is(err, commands.ErrNotFound) {
+		t.Fatalf("unknown gateway: %v, want ErrNotFound", err)
+	}
+
+	pending := e.invoice("o-2")
+	head := e.store.Head()
+	_, _, err = e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: pending.InvoiceID, Method: "visamaster.uah"})
+	if !errors.Is(err, commands.ErrNoGateway) || !errors.Is(err, commands.ErrMethodInvalid) {
+		t.Fatalf("payment with the only gateway disabled: %v, want ErrNoGateway", err)
+	}
+	if e.store.Head() != head {
+		t.Fatal("a refused payment appended events")
+	}
+	// A payment made before the switch carries on.
+	if res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID}); err != nil || !res.InvoicePaid {
+		t.Fatalf("processing a payment of the disabled gateway: %+v %v", res, err)
+	}
+
+	// A restart: a new service folds the switches from the log.
+	again := commands.NewService(e.store, commands.Config{})
+	if got, err := again.GatewaySwitches(e.ctx); err != nil || got.Enabled(commands.SandboxID) || got.Version != 1 {
+		t.Fatalf("switches after a restart = %+v, %v", got, err)
+	}
+	if changed, err := again.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: true}); err != nil || !changed {
+		t.Fatalf("enable = %v, %v", changed, err)
+	}
+	// The first service sees the other's switch (its cache is by version).
+	if _, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: pending.InvoiceID, Method: "visamaster.uah"}); err != nil {
+		t.Fatalf("payment with the sandbox enabled again: %v", err)
+	}
+}

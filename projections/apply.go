@@ -22,8 +22,8 @@ import (
 // memory, and written (with their index moves and counter changes) by flush.
 // An invoice created and paid within one batch is thus encoded once, and
 // never re-read from the JSON just written. Index writes are queued (ops)
-// and applied at flush in key order. API keys and rates, rare, are written
-// at once.
+// and applied at flush in key order. API keys, rates and gateway switches,
+// rare, are written at once.
 type state struct {
 	tx *bbolt.Tx
 	b  buckets
@@ -199,7 +199,7 @@ func (s *state) flushOps() error {
 type buckets struct {
 	meta, invoices, payments, widgets, merchants, apiKeys, apiKeyIDs, rates,
 	externalIDs, paymentIDs, tracking, paymentSeq, invoicePayments, invByTime,
-	invByStatus, widByTime, counters, due, balances, merchantTotals, totals *bbolt.Bucket
+	invByStatus, widByTime, counters, due, balances, merchantTotals, totals, gateways *bbolt.Bucket
 }
 
 // packPages makes bbolt fill pages to 95% instead of 50% when it splits
@@ -208,7 +208,7 @@ type buckets struct {
 func (b *buckets) packPages() {
 	for _, bk := range []*bbolt.Bucket{b.meta, b.invoices, b.payments, b.widgets, b.merchants, b.apiKeys,
 		b.apiKeyIDs, b.rates, b.externalIDs, b.paymentIDs, b.tracking, b.paymentSeq, b.invoicePayments,
-		b.invByTime, b.invByStatus, b.widByTime, b.counters, b.due, b.balances, b.merchantTotals, b.totals} {
+		b.invByTime, b.invByStatus, b.widByTime, b.counters, b.due, b.balances, b.merchantTotals, b.totals, b.gateways} {
 		bk.FillPercent = 0.95
 	}
 }
@@ -218,7 +218,7 @@ func openBuckets(tx *bbolt.Tx) (buckets, error) {
 	ptrs := []**bbolt.Bucket{&b.meta, &b.invoices, &b.payments, &b.widgets, &b.merchants, &b.apiKeys,
 		&b.apiKeyIDs, &b.rates, &b.externalIDs, &b.paymentIDs, &b.tracking, &b.paymentSeq,
 		&b.invoicePayments, &b.invByTime, &b.invByStatus, &b.widByTime, &b.counters, &b.due,
-		&b.balances, &b.merchantTotals, &b.totals}
+		&b.balances, &b.merchantTotals, &b.totals, &b.gateways}
 	for i, name := range allBuckets {
 		bk := tx.Bucket(name)
 		if bk == nil {
@@ -353,6 +353,8 @@ func (s *state) dispatch(e *ledger.Event, p any) error {
 		return s.merchantEvent(e, p)
 	case *pRate:
 		return s.b.rates.Put([]byte(p.currency), p.rec)
+	case *pGateway:
+		return s.b.gateways.Put([]byte(p.id), p.rec)
 	case *pInvoiceCreated:
 		return s.invoiceCreated(p)
 	case *pInvoiceUpdate:

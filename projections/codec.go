@@ -47,6 +47,8 @@ const (
 	// tagPaying is not a view's: it starts v_meta's keyPaying record
 	// (views format 7, apply.go's appendPaying).
 	tagPaying byte = 7
+	// tagGateway: views format 8.
+	tagGateway byte = 8
 )
 
 // errViewCodec is what a value that is not a well-formed encoding of the
@@ -54,7 +56,7 @@ const (
 var errViewCodec = errors.New("malformed view")
 
 // EncodeView returns the stored form of a view: *InvoiceView, *PaymentView,
-// *WidgetView, *MerchantView, *APIKey or *Rate. Any other value is an
+// *WidgetView, *MerchantView, *APIKey, *Rate or *GatewayView. Any other value is an
 // error, and so is a time whose zone offset is not whole minutes or is
 // more than a day (the views' times are UTC).
 func EncodeView(v any) ([]byte, error) { return encodeView(nil, v) }
@@ -74,6 +76,8 @@ func DecodeView(raw []byte, v any) error {
 		return decodeAPIKey(raw, v)
 	case *Rate:
 		return decodeRate(raw, v)
+	case *GatewayView:
+		return decodeGateway(raw, v)
 	}
 	return fmt.Errorf("projections: DecodeView of a %T", v)
 }
@@ -199,6 +203,11 @@ func encodeView(dst []byte, v any) ([]byte, error) {
 		w.str(v.Currency)
 		w.str(v.Rate)
 		w.time(v.SetAt)
+	case *GatewayView:
+		w.b = append(w.b, tagGateway)
+		w.str(v.ID)
+		w.boolean(v.Enabled)
+		w.time(v.ChangedAt)
 	default:
 		return dst, fmt.Errorf("projections: EncodeView of a %T", v)
 	}
@@ -675,6 +684,12 @@ func decodeRate(raw []byte, v *Rate) error {
 	d := newBinDec(raw, tagRate)
 	*v = Rate{Currency: d.str(), Rate: d.str(), SetAt: d.time()}
 	return viewDecoded(d, "rate")
+}
+
+func decodeGateway(raw []byte, v *GatewayView) error {
+	d := newBinDec(raw, tagGateway)
+	*v = GatewayView{ID: d.str(), Enabled: d.boolean(), ChangedAt: d.time()}
+	return viewDecoded(d, "gateway")
 }
 
 func viewDecoded(d *binDec, kind string) error {

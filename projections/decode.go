@@ -53,6 +53,8 @@ func newData(typ string) any {
 		return new(commands.SigningSecretRotated)
 	case commands.TypeRateSet:
 		return new(commands.RateSet)
+	case commands.TypeGatewayEnabled, commands.TypeGatewayDisabled:
+		return new(commands.GatewaySwitched)
 	case commands.TypeInvoiceCreated:
 		return new(commands.InvoiceCreated)
 	case commands.TypeInvoiceCancelled:
@@ -86,6 +88,10 @@ type (
 	pRate struct {
 		currency string
 		rec      []byte // Rate JSON
+	}
+	pGateway struct {
+		id  string
+		rec []byte // GatewayView (binary)
 	}
 	pInvoiceCreated struct{ v InvoiceView }
 	pInvoiceUpdate  struct {
@@ -164,6 +170,12 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 		}
 		rec, err := EncodeView(&Rate{Currency: d.Currency, Rate: numOf(d.Rate).rate(), SetAt: utc(d.SetAt)})
 		return &pRate{currency: d.Currency, rec: rec}, err
+	case *commands.GatewaySwitched:
+		if e.Stream != commands.StreamGateways || d.GatewayID == "" {
+			return nil, fmt.Errorf("%w: %s of gateway %q on stream %q", ErrMalformedEvent, e.Type, d.GatewayID, e.Stream)
+		}
+		rec, err := EncodeView(&GatewayView{ID: d.GatewayID, Enabled: e.Type == commands.TypeGatewayEnabled, ChangedAt: utc(d.At)})
+		return &pGateway{id: d.GatewayID, rec: rec}, err
 	case *mInvoiceCreated:
 		return buildInvoice(e, d)
 	case *commands.InvoiceCancelled:

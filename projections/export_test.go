@@ -32,3 +32,6 @@ func SetRebuildTxEvents(n int) (restore func()) {
 	rebuildTxEvents = n
 	return func() { rebuildTxEvents = old }
 }
+
+// FormatVersion is this build's views format.
+const FormatVersion = formatVersion

@@ -25,7 +25,9 @@ import (
 //	   paid_amount, which its invoice.paid must repeat (tagPaying, binary);
 //	   format 6's was the sequence and the stream alone, which cannot be
 //	   checked against.
-const formatVersion byte = 7
+//	8: v_gateways, the operator's gateway switches (gateway.enabled,
+//	   gateway.disabled), which format 7 ignored.
+const formatVersion byte = 8
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"
@@ -41,6 +43,7 @@ var (
 	bAPIKeys         = []byte("v_api_keys")        // key hash -> APIKey (binary)
 	bAPIKeyIDs       = []byte("v_api_key_ids")     // merchant 0 key id -> key hash
 	bRates           = []byte("v_rates")           // currency -> Rate (binary)
+	bGateways        = []byte("v_gateways")        // gateway id -> GatewayView (binary)
 	bExternalIDs     = []byte("v_ix_external_id")  // merchant 0 external id -> invoice id
 	bPaymentIDs      = []byte("v_ix_payment_id")   // merchant 0 e-invoice payment_id -> invoice id
 	bTracking        = []byte("v_ix_tracking")     // tracking -> invoice id
@@ -57,7 +60,7 @@ var (
 
 	allBuckets = [][]byte{bMeta, bInvoices, bPayments, bWidgets, bMerchants, bAPIKeys, bAPIKeyIDs,
 		bRates, bExternalIDs, bPaymentIDs, bTracking, bPaymentSeq, bInvoicePayments, bInvByTime,
-		bInvByStatus, bWidByTime, bCounters, bDue, bBalances, bMerchantTotals, bTotals}
+		bInvByStatus, bWidByTime, bCounters, bDue, bBalances, bMerchantTotals, bTotals, bGateways}
 
 	keyFormat     = []byte("format")
 	keyCheckpoint = []byte("checkpoint")

@@ -1227,11 +1227,11 @@ func TestPaidRightAfterAcrossBatches(t *testing.T) {
 // batch having ended there, hold the "paying" record in its old layout
 // (the sequence, 8 bytes, and the payment's stream), without the time and
 // amount the invoice.paid is checked against. This build reads no such
-// record (ErrCorrupt, were it left under format 7) and does not need to:
+// record (ErrCorrupt, were it left under this build's format) and does not need to:
 // Init drops views of format 6 and the log projects again, so the
 // invoice.paid appended next goes in and the views are a rebuild's.
 func TestPayingRecordOfFormat6(t *testing.T) {
-	for _, format := range []byte{6, 7} {
+	for _, format := range []byte{6, projections.FormatVersion} {
 		t.Run(fmt.Sprintf("format %d", format), func(t *testing.T) {
 			g := newGen()
 			in, wi := g.invoice("m1", "o", "100", "UAH", "41.5", "2")
@@ -1268,9 +1268,9 @@ func TestPayingRecordOfFormat6(t *testing.T) {
 			st = openLog(t, path, &projections.Projector{})
 			defer st.Close()
 			_, err = st.AppendWrites(context.Background(), pair[1:]...)
-			if format == 7 {
+			if format == projections.FormatVersion {
 				if !isErr(err, projections.ErrCorrupt) {
-					t.Errorf("the invoice.paid after an old record under format 7 = %v, want %v", err, projections.ErrCorrupt)
+					t.Errorf("the invoice.paid after an old record under format %d = %v, want %v", format, err, projections.ErrCorrupt)
 				}
 				return
 			}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/shopspring/decimal"
 	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/commands"
 )
 
 // Views reads the views. It is safe for concurrent use; each call reads one
@@ -277,21 +279,27 @@ func (v *Views) Merchant(id string) (MerchantView, error) {
 	return m, err
 }
 
-// Merchants returns every merchant, ordered by id.
-// Errors: ErrCorrupt.
-func (v *Views) Merchants() ([]MerchantView, error) {
-	out := []MerchantView{}
+// allViews decodes every view of a bucket, in key order; kind names the
+// view in an ErrCorrupt.
+func allViews[T any](v *Views, bucket []byte, kind string) ([]T, error) {
+	out := []T{}
 	err := v.view(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bMerchants).ForEach(func(k, raw []byte) error {
-			var m MerchantView
-			if err := DecodeView(raw, &m); err != nil {
-				return fmt.Errorf("%w: merchant %q: %v", ErrCorrupt, k, err)
+		return tx.Bucket(bucket).ForEach(func(k, raw []byte) error {
+			var x T
+			if err := DecodeView(raw, &x); err != nil {
+				return fmt.Errorf("%w: %s %q: %v", ErrCorrupt, kind, k, err)
 			}
-			out = append(out, m)
+			out = append(out, x)
 			return nil
 		})
 	})
 	return out, err
+}
+
+// Merchants returns every merchant, ordered by id.
+// Errors: ErrCorrupt.
+func (v *Views) Merchants() ([]MerchantView, error) {
+	return allViews[MerchantView](v, bMerchants, "merchant")
 }
 
 // APIKey looks up an API key by its hash (hex SHA-256 of the whole key, as
@@ -316,21 +324,38 @@ func (v *Views) Rate(currency string) (Rate, error) {
 	return r, err
 }
 
+// Gateways returns the operator's last switch of every gateway ever
+// switched, ordered by gateway id. A gateway it does not list is enabled.
+// Errors: ErrCorrupt.
+func (v *Views) Gateways() ([]GatewayView, error) {
+	return allViews[GatewayView](v, bGateways, "gateway")
+}
+
+// GatewaySwitches returns the gateways the views say are disabled, in the
+// form the gateway registry routes by (commands.Gateways.For). Its Version
+// is 0: the views do not track the gateways stream's version.
+// Errors: ErrCorrupt.
+func (v *Views) GatewaySwitches() (commands.GatewaySwitches, error) {
+	gs, err := v.Gateways()
+	if err != nil {
+		return commands.GatewaySwitches{}, err
+	}
+	var sw commands.GatewaySwitches
+	for _, g := range gs {
+		if !g.Enabled {
+			if sw.Disabled == nil {
+				sw.Disabled = map[string]bool{}
+			}
+			sw.Disabled[g.ID] = true
+		}
+	}
+	return sw, nil
+}
+
 // Rates returns every rate, ordered by currency.
 // Errors: ErrCorrupt.
 func (v *Views) Rates() ([]Rate, error) {
-	out := []Rate{}
-	err := v.view(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bRates).ForEach(func(k, raw []byte) error {
-			var r Rate
-			if err := DecodeView(raw, &r); err != nil {
-				return fmt.Errorf("%w: rate %q: %v", ErrCorrupt, k, err)
-			}
-			out = append(out, r)
-			return nil
-		})
-	})
-	return out, err
+	return allViews[Rate](v, bRates, "rate")
 }
 
 // Balances returns a merchant's balances ("_": the system accounts), by

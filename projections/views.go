@@ -209,6 +209,14 @@ type Rate struct {
 	SetAt    time.Time `json:"set_at"`
 }
 
+// GatewayView is the operator's last switch of a gateway. A gateway with no
+// view was never switched, and is enabled.
+type GatewayView struct {
+	ID        string    `json:"id"`
+	Enabled   bool      `json:"enabled"`
+	ChangedAt time.Time `json:"changed_at"`
+}
+
 // Balance is the sum of one account's postings in one currency. Debits are
 // positive, credits negative (commands.Posting).
 type Balance struct {

@@ -36,6 +36,9 @@ const adminUsage = `usage: payledger admin [--server URL] [--admin-token TOKEN] 
   secret rotate MERCHANT_ID
   rate set CURRENCY RATE          e.g. rate set UAH 41.50
   rate list
+  gateway list                    the gateways, enabled or not, and their methods
+  gateway enable|disable ID       route new payments to it, or no longer
+                                  ("gateways" works as well as "gateway")
   payment get ID
   payment confirm|reject|fail ID [--reason TEXT]
   payment process ID [--paid-amount AMOUNT]
@@ -212,6 +215,9 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	esc := url.PathEscape
+	if len(pos) > 0 && pos[0] == "gateways" {
+		pos[0] = "gateway" // "gateways list" reads as well: both spellings
+	}
 	cmd := strings.Join(pos[:min(2, len(pos))], " ")
 	switch cmd {
 	case "merchant create":
@@ -266,6 +272,16 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		return c.call(ctx, stdout, "GET", "/admin/v1/rates", nil)
+	case "gateway list":
+		if err := need(2, "gateway list"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "GET", "/admin/v1/gateways", nil)
+	case "gateway enable", "gateway disable":
+		if err := need(3, "gateway "+pos[1]+" ID"); err != nil {
+			return err
+		}
+		return c.call(ctx, stdout, "POST", "/admin/v1/gateways/"+esc(pos[2])+"/"+pos[1], nil)
 	case "payment get":
 		if err := need(3, "payment get ID"); err != nil {
 			return err

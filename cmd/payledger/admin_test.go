@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	domain "github.com/payledger/payledger/commands"
@@ -133,18 +134,7 @@ func TestAdminCLIPaymentFlow(t *testing.T) {
 	runAdminCLI(t, append(g, "rate", "set", "UAH", "41.50")...)
 	post := func(path, body string) map[string]any {
 		t.Helper()
-		req, err := http.NewRequest("POST", url+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Api-Key", m.APIKey)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		var v map[string]any
-		_ = json.NewDecoder(res.Body).Decode(&v)
+		_, v := merchantPost(t, url, m.APIKey, path, body)
 		return v
 	}
 	inv := post("/api/v1/create-invoice", `{"amount": "1500.00", "currency_code": "UAH", "external_id": "cli-1"}`)
@@ -159,6 +149,25 @@ func TestAdminCLIPaymentFlow(t *testing.T) {
 	if out, _, code := runAdminCLI(t, append(g, "payment", "get", id)...); code != 0 || !strings.Contains(out, `"allocation": "invoice"`) {
 		t.Errorf("get: %d %s", code, out)
 	}
+}
+
+// merchantPost sends a merchant API POST with key and returns the status
+// and the JSON answer.
+func merchantPost(t *testing.T, base, key, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest("POST", base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Api-Key", key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var v map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&v)
+	return res.StatusCode, v
 }
 
 // TestAdminCLIRetriesWithTheSameKey: the CLI's POST reaches the server, but
@@ -279,5 +288,99 @@ func TestAdminCLIRetriesTransientAnswers(t *testing.T) {
 		if c.wantCode == 1 && !strings.Contains(errs, "503 UNAVAILABLE") {
 			t.Errorf("gave up with %q, want the last answer", errs)
 		}
+	}
+}
+
+// TestAdminCLIGateways: the operator disables the sandbox, the only
+// gateway, with `payledger admin gateway disable`; a payment is then
+// refused with METHOD_INVALID. The switch is an event: `payledger serve`
+// restarted on the same data dir still has it disabled, enabling it again
+// lets payments through, and `payledger replay` rebuilds views identical
+// to the live ones. Before, the switch was only in memory (and no route
+// or CLI command reached it).
+func TestAdminCLIGateways(t *testing.T) {
+	dir := t.TempDir()
+	serve := func() *serveChild {
+		return startServe(t, "--data-dir", dir, "--nats-port", "-1", "--admin-token", "tok", "--no-demo")
+	}
+	stop := func(c *serveChild) {
+		t.Helper()
+		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		<-c.exited
+		if c.err != nil {
+			t.Fatalf("serve exited: %v\n%s", c.err, c.out.String())
+		}
+	}
+	child := serve()
+	g := func(args ...string) []string {
+		return append([]string{"--server", child.base, "--admin-token", "tok"}, args...)
+	}
+	out, errs, code := runAdminCLI(t, g("merchant", "create", "--name", "Shop")...)
+	var m struct {
+		APIKey string `json:"api_key"`
+	}
+	if err := json.Unmarshal([]byte(out), &m); code != 0 || err != nil {
+		t.Fatalf("merchant create: %d %s %s", code, out, errs)
+	}
+	if _, errs, code := runAdminCLI(t, g("rate", "set", "UAH", "41.50")...); code != 0 {
+		t.Fatalf("rate set: %d %s", code, errs)
+	}
+	pay := func(ext string) (int, string) {
+		t.Helper()
+		post := func(path, body string) (int, map[string]any) {
+			return merchantPost(t, child.base, m.APIKey, path, body)
+		}
+		st, inv := post("/api/v1/create-invoice", `{"amount": "1500.00", "currency_code": "UAH", "external_id": "`+ext+`"}`)
+		if st != http.StatusCreated {
+			t.Fatalf("create invoice: %d %v", st, inv)
+		}
+		st, p := post("/api/v1/invoices/"+inv["invoice_id"].(string)+"/payments", `{"method": "visamaster.uah"}`)
+		e, _ := p["error"].(map[string]any)
+		c, _ := e["code"].(string)
+		return st, c
+	}
+	if st, _ := pay("g-1"); st != http.StatusCreated {
+		t.Fatalf("payment with the sandbox enabled: %d", st)
+	}
+	if out, errs, code := runAdminCLI(t, g("gateways", "list")...); code != 0 ||
+		!strings.Contains(out, `"name": "sandbox"`) || !strings.Contains(out, `"enabled": true`) || !strings.Contains(out, `"visamaster.uah"`) {
+		t.Fatalf("gateways list: %d %s %s", code, out, errs)
+	}
+	if out, errs, code := runAdminCLI(t, g("gateway", "disable", "1")...); code != 0 || !strings.Contains(out, `"enabled": false`) {
+		t.Fatalf("gateway disable: %d %s %s", code, out, errs)
+	}
+	if _, errs, code := runAdminCLI(t, g("gateway", "disable", "42")...); code != 1 || !strings.Contains(errs, "NOT_FOUND") {
+		t.Fatalf("disable an unknown gateway: %d %s", code, errs)
+	}
+	if _, _, code := runAdminCLI(t, g("gateway", "enable")...); code != 2 {
+		t.Fatalf("gateway enable without an id: exit %d, want 2", code)
+	}
+	if st, c := pay("g-2"); st != http.StatusBadRequest || c != "METHOD_INVALID" {
+		t.Fatalf("payment with the sandbox disabled: %d %s, want 400 METHOD_INVALID", st, c)
+	}
+	stop(child)
+
+	child = serve()
+	if out, errs, code := runAdminCLI(t, g("gateway", "list")...); code != 0 || !strings.Contains(out, `"enabled": false`) {
+		t.Fatalf("gateway list after a restart: %d %s %s", code, out, errs)
+	}
+	if st, c := pay("g-3"); st != http.StatusBadRequest || c != "METHOD_INVALID" {
+		t.Fatalf("payment after a restart: %d %s, want 400 METHOD_INVALID", st, c)
+	}
+	if out, errs, code := runAdminCLI(t, g("gateway", "enable", "1")...); code != 0 || !strings.Contains(out, `"enabled": true`) {
+		t.Fatalf("gateway enable: %d %s %s", code, out, errs)
+	}
+	if st, _ := pay("g-4"); st != http.StatusCreated {
+		t.Fatalf("payment with the sandbox enabled again: %d", st)
+	}
+	stop(child)
+
+	if code, out, errs := runCmd(t, "replay", "--data-dir", dir); code != 0 || !strings.Contains(out, "live views: identical to the replay") {
+		t.Fatalf("replay = %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := runCmd(t, "verify", "--data-dir", dir); code != 0 {
+		t.Fatalf("verify = %d\n%s%s", code, out, errs)
 	}
 }

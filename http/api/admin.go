@@ -355,3 +355,79 @@ func (s *Server) adminPaymentAfter(stream string) (int, any, error) {
 	}
 	return http.StatusOK, adminPayment(p), nil
 }
+
+// gatewayBody is a configured gateway as the operator sees it.
+type gatewayBody struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Enabled bool   `json:"enabled"`
+	// ChangedAt is the operator's last switch; nil: never switched (enabled).
+	ChangedAt *time.Time `json:"changed_at"`
+	Methods   []string   `json:"methods"` // the catalogue's codes it serves, in catalogue order
+}
+
+type gatewayList struct {
+	Gateways []gatewayBody `json:"gateways"`
+}
+
+// gateways returns the configured gateways, in routing order, with their
+// switches as the views hold them.
+func (s *Server) gateways() ([]gatewayBody, error) {
+	switched, err := s.views.Gateways()
+	if err != nil {
+		return nil, err
+	}
+	last := make(map[string]projections.GatewayView, len(switched))
+	for _, g := range switched {
+		last[g.ID] = g
+	}
+	out := []gatewayBody{}
+	for _, g := range s.svc.Gateways().All() {
+		b := gatewayBody{ID: g.ID(), Name: g.Name(), Enabled: true, Methods: []string{}}
+		if v, ok := last[g.ID()]; ok {
+			at := v.ChangedAt
+			b.Enabled, b.ChangedAt = v.Enabled, &at
+		}
+		for _, m := range commands.Methods() {
+			if g.Supports(m) {
+				b.Methods = append(b.Methods, m.Code)
+			}
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// adminListGateways is GET /admin/v1/gateways.
+func (s *Server) adminListGateways(c *call) (int, any, error) {
+	gs, err := s.gateways()
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, gatewayList{Gateways: gs}, nil
+}
+
+// adminSwitchGateway is POST /admin/v1/gateways/{id}/enable and /disable:
+// the gateway as it is after the switch. A switch to the state it is in
+// appends nothing and answers the same.
+func (s *Server) adminSwitchGateway(enabled bool) handler {
+	return func(c *call) (int, any, error) {
+		if err := decode(c.body, &struct{}{}, true); err != nil {
+			return 0, nil, err
+		}
+		id := c.r.PathValue("id")
+		if _, err := s.svc.SwitchGateway(c.ctx, commands.SwitchGateway{Meta: c.meta, GatewayID: id, Enabled: enabled}); err != nil {
+			return 0, nil, err
+		}
+		gs, err := s.gateways()
+		if err != nil {
+			return 0, nil, fmt.Errorf("read gateway %s: %w", id, err)
+		}
+		for _, g := range gs {
+			if g.ID == id {
+				return http.StatusOK, g, nil
+			}
+		}
+		return 0, nil, fmt.Errorf("read gateway %s: %w", id, projections.ErrNotFound)
+	}
+}

@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/keyring"
@@ -269,4 +273,102 @@ func TestAdminLostRecordCreations(t *testing.T) {
 			t.Errorf("UAH rate %s after the retry, want the later 42.00", r.Rate)
 		}
 	}
+}
+
+// TestAdminGateways: GET /admin/v1/gateways lists the configured gateways
+// with their switch and methods; POST .../disable and .../enable append
+// gateway.disabled and gateway.enabled (a switch to the current state and
+// an unknown gateway append nothing); a payment with no enabled gateway
+// for its method is refused 400 METHOD_INVALID and appends nothing, while
+// a payment made before the switch is still driven; and views rebuilt
+// from the log equal the live ones.
+func TestAdminGateways(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	inv := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	before := h.api(m, "POST", "/api/v1/invoices/"+inv+"/payments", `{"method": "visamaster.uah"}`)
+	if before.Status != http.StatusCreated {
+		t.Fatalf("payment: %d %s", before.Status, before.Body)
+	}
+
+	if r := h.do(req{method: "GET", path: "/admin/v1/gateways"}); r.Status != http.StatusUnauthorized {
+		t.Fatalf("without the admin token: %d", r.Status)
+	}
+	list := h.admin("GET", "/admin/v1/gateways", "")
+	var gl struct {
+		Gateways []struct {
+			ID        string   `json:"id"`
+			Name      string   `json:"name"`
+			Enabled   bool     `json:"enabled"`
+			ChangedAt *string  `json:"changed_at"`
+			Methods   []string `json:"methods"`
+		} `json:"gateways"`
+	}
+	if err := json.Unmarshal(list.Body, &gl); err != nil || list.Status != http.StatusOK || len(gl.Gateways) != 1 {
+		t.Fatalf("list: %d %s", list.Status, list.Body)
+	}
+	if g := gl.Gateways[0]; g.ID != "1" || g.Name != "sandbox" || !g.Enabled || g.ChangedAt != nil || len(g.Methods) != len(commands.Methods()) {
+		t.Fatalf("sandbox = %+v", g)
+	}
+
+	head := h.head()
+	if r := h.admin("POST", "/admin/v1/gateways/1/enable", ""); r.Status != http.StatusOK || h.head() != head {
+		t.Fatalf("enabling the enabled sandbox: %d %s; head %d -> %d", r.Status, r.Body, head, h.head())
+	}
+	if r := h.admin("POST", "/admin/v1/gateways/9/disable", ""); r.Status != http.StatusNotFound || r.errCode(t) != CodeNotFound || h.head() != head {
+		t.Fatalf("unknown gateway: %d %s", r.Status, r.Body)
+	}
+	r := h.admin("POST", "/admin/v1/gateways/1/disable", "")
+	jsonEqual(t, r.Body, `{"id": "1", "name": "sandbox", "enabled": false, "changed_at": "2026-02-25T12:00:00Z", "methods": `+mustJSON(t, gl.Gateways[0].Methods)+`}`)
+	if h.head() != head+1 {
+		t.Fatalf("disable appended %d events, want 1", h.head()-head)
+	}
+	ev, err := h.store.ReadStream(context.Background(), commands.StreamGateways, 1)
+	if err != nil || len(ev) != 1 || ev[0].Type != commands.TypeGatewayDisabled || ev[0].Correlation != r.Header.Get("X-Request-Id") {
+		t.Fatalf("gateways stream: %+v %v", ev, err)
+	}
+	head = h.head()
+	if r := h.admin("POST", "/admin/v1/gateways/1/disable", "{}"); r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(`"enabled":false`)) || h.head() != head {
+		t.Fatalf("disabling again: %d %s; head %d -> %d", r.Status, r.Body, head, h.head())
+	}
+
+	// New payments are refused; the payment made before goes on.
+	inv2 := h.api(m, "POST", "/api/v1/create-invoice", strings.Replace(seed003Request, "order-2026-0001", "order-2", 1)).JSON(t)["invoice_id"].(string)
+	head = h.head()
+	r = h.api(m, "POST", "/api/v1/invoices/"+inv2+"/payments", `{"method": "visamaster.uah"}`)
+	if r.Status != http.StatusBadRequest || r.errCode(t) != CodeMethodInvalid || !strings.Contains(string(r.Body), "no enabled gateway") || h.head() != head {
+		t.Fatalf("payment with the sandbox disabled: %d %s", r.Status, r.Body)
+	}
+	pid := before.JSON(t)["id"].(string)
+	if r := h.admin("POST", "/admin/v1/payments/"+pid+"/process", ""); r.Status != http.StatusOK {
+		t.Fatalf("processing a payment of the disabled gateway: %d %s", r.Status, r.Body)
+	}
+
+	if r := h.admin("POST", "/admin/v1/gateways/1/enable", ""); r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(`"enabled":true`)) {
+		t.Fatalf("enable: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "POST", "/api/v1/invoices/"+inv2+"/payments", `{"method": "visamaster.uah"}`); r.Status != http.StatusCreated {
+		t.Fatalf("payment with the sandbox enabled again: %d %s", r.Status, r.Body)
+	}
+
+	dst, err := bbolt.Open(filepath.Join(t.TempDir(), "rebuilt.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if _, err := projections.Rebuild(context.Background(), h.store.Events(context.Background(), 1), dst, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := projections.Compare(h.store.DB(), dst); err != nil {
+		t.Fatalf("rebuilt views differ from the live ones: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -175,6 +175,7 @@ var domainErrors = []struct {
 	{commands.ErrDuplicatePaymentID, http.StatusConflict, CodeDuplicatePaymentID, "Transaction already exists", EInvoiceDuplicate},
 	{commands.ErrCurrencyInvalid, http.StatusBadRequest, CodeCurrencyInvalid, "Currency not found or disabled", EInvoiceRate},
 	{commands.ErrRateMissing, http.StatusBadRequest, CodeCurrencyInvalid, "Currency not found or disabled", EInvoiceRate},
+	{commands.ErrNoGateway, http.StatusBadRequest, CodeMethodInvalid, "Payment method is disabled: no enabled gateway serves it", EInvoiceMethod},
 	{commands.ErrMethodInvalid, http.StatusBadRequest, CodeMethodInvalid, "Payment method not found or disabled", EInvoiceMethod},
 	{commands.ErrDealsDisabled, http.StatusForbidden, CodeDealsDisabled, "Deals system is disabled", EInvoiceDisabled},
 	{commands.ErrMerchantDisabled, http.StatusForbidden, CodeMerchantDisabled, "Merchant account is disabled", EInvoiceDisabled},

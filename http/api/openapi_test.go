@@ -294,10 +294,17 @@ func schemas() js {
 		"RateRequest":     obj([]string{"currency", "rate"}, js{"currency": strEx("Currency code", "UAH"), "rate": money("Units of the currency per 1 USDT", "41.50")}),
 		"Rate":            rate,
 		"RateList":        obj([]string{"rates"}, js{"rates": arr(ref("Rate"), "Every rate, by currency")}),
-		"AdminPayment":    js{"allOf": []any{ref("Payment"), js{"type": "object", "properties": js{"invoice_id": str("Invoice"), "merchant_id": str("Merchant"), "method": str("Method"), "allocation": enum("Where a processed payment's money went", "invoice", "duplicate", "cancelled_invoice", "underpaid"), "paid_amount": money("What arrived", "1500.00"), "late": boolean("Processed after the invoice's expires_at, whatever the allocation"), "reason": str("Reason of the last status change")}}}},
-		"ReasonRequest":   obj(nil, js{"reason": str("Reason (optional)")}),
-		"ProcessRequest":  obj(nil, js{"paid_amount": money("Amount received, in the payment currency (default: the amount due)", "1500.00")}),
-		"Health":          obj([]string{"status"}, js{"status": str("ok or ready"), "head": integer("The log's last sequence")}),
+		"Gateway": obj([]string{"id", "name", "enabled", "changed_at", "methods"}, js{
+			"id": strEx("Gateway id: seed 002's gatewayId", "1"), "name": strEx("Operator-facing name", "sandbox"),
+			"enabled":    boolean("Whether new payments may be routed to it; its existing payments carry on either way"),
+			"changed_at": js{"type": []any{"string", "null"}, "format": "date-time", "description": "The operator's last switch; null: never switched (enabled)"},
+			"methods":    arr(js{"type": "string"}, "The catalogue's method codes it serves, in catalogue order"),
+		}),
+		"GatewayList":    obj([]string{"gateways"}, js{"gateways": arr(ref("Gateway"), "Every configured gateway, in routing order: a new payment goes to the first enabled one serving its method")}),
+		"AdminPayment":   js{"allOf": []any{ref("Payment"), js{"type": "object", "properties": js{"invoice_id": str("Invoice"), "merchant_id": str("Merchant"), "method": str("Method"), "allocation": enum("Where a processed payment's money went", "invoice", "duplicate", "cancelled_invoice", "underpaid"), "paid_amount": money("What arrived", "1500.00"), "late": boolean("Processed after the invoice's expires_at, whatever the allocation"), "reason": str("Reason of the last status change")}}}},
+		"ReasonRequest":  obj(nil, js{"reason": str("Reason (optional)")}),
+		"ProcessRequest": obj(nil, js{"paid_amount": money("Amount received, in the payment currency (default: the amount due)", "1500.00")}),
+		"Health":         obj([]string{"status"}, js{"status": str("ok or ready"), "head": integer("The log's last sequence")}),
 		"Event": obj([]string{"id", "seq", "stream", "version", "type", "time", "data", "prev_hash", "hash"}, js{
 			"id": str("Event id (ULID): the webhook-id of the webhooks it causes"), "seq": integer("Global sequence in the log (and the stream)"),
 			"stream": str("Aggregate stream: invoice-<id>, payment-<id> or widget-<id>"), "version": integer("Version within the stream, from 1"),
@@ -388,6 +395,7 @@ var (
 	pPayment = pathParam("id", "Payment id: the integer of seed 002")
 	pWidget  = pathParam("id", "Widget external id (UUID, in any case; answers show it in lower case)")
 	pMerch   = pathParam("id", "Merchant id")
+	pGateway = pathParam("id", "Gateway id (the sandbox is 1)")
 	qPage    = queryParam("page", "Page number, from 1 (default 1)", js{"type": "integer", "minimum": 1})
 	qSize    = queryParam("page_size", "Page size, 1 to 100 (default 20)", js{"type": "integer", "minimum": 1, "maximum": 100})
 	qAccount = queryParam("account_id", "Seed 000's account id: must be the key's merchant", js{"type": "string"})
@@ -445,6 +453,13 @@ func operations() []operation {
 		{route: "POST /admin/v1/merchants/{id}/secret/rotate", id: "adminRotateSecret", tag: "admin", summary: "Rotate the signing secret; the previous one stays valid 24 hours", security: a, params: []js{pMerch}, status: 200, response: "RotatedSecret", errors: []int{401, 404, 409}},
 		{route: "POST /admin/v1/rates", id: "adminSetRate", tag: "admin", summary: "Set a currency's rate per USDT", security: a, body: "RateRequest", bodyReq: true, status: 200, response: "Rate", errors: []int{400, 401}},
 		{route: "GET /admin/v1/rates", id: "adminListRates", tag: "admin", summary: "List rates", security: a, status: 200, response: "RateList", errors: []int{401}},
+		{route: "GET /admin/v1/gateways", id: "adminListGateways", tag: "admin", summary: "List the configured gateways, whether each is enabled, and the methods it serves", security: a, status: 200, response: "GatewayList", errors: []int{401}},
+		{route: "POST /admin/v1/gateways/{id}/enable", id: "adminEnableGateway", tag: "admin", summary: "Enable a gateway for new payments",
+			desc:     "Appends gateway.enabled; a gateway already enabled is answered as it is, and nothing is appended.",
+			security: a, params: []js{pGateway}, status: 200, response: "Gateway", errors: []int{400, 401, 404}},
+		{route: "POST /admin/v1/gateways/{id}/disable", id: "adminDisableGateway", tag: "admin", summary: "Disable a gateway for new payments",
+			desc:     "Appends gateway.disabled; a gateway already disabled is answered as it is, and nothing is appended. Its existing payments carry on (the sandbox routes still drive them). New payments go to the next enabled gateway serving their method; with none, payment creation is refused with 400 METHOD_INVALID.",
+			security: a, params: []js{pGateway}, status: 200, response: "Gateway", errors: []int{400, 401, 404}},
 		{route: "GET /admin/v1/payments/{id}", id: "adminGetPayment", tag: "sandbox", summary: "Get any merchant's payment", security: a, params: []js{pPayment}, status: 200, response: "AdminPayment", errors: []int{401, 404}},
 		{route: "POST /admin/v1/payments/{id}/confirm", id: "adminConfirmPayment", tag: "sandbox", summary: "Sandbox: the customer says they paid (CONFIRMED)", security: a, params: []js{pPayment}, body: "ReasonRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 		{route: "POST /admin/v1/payments/{id}/process", id: "adminProcessPayment", tag: "sandbox", summary: "Sandbox: the money arrived (PROCESSED); pays the invoice", security: a, params: []js{pPayment}, body: "ProcessRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
@@ -775,6 +790,9 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	shape("RevokedKey", h.admin("DELETE", "/admin/v1/merchants/"+m.ID+"/keys/"+m.KeyID, ""))
 	shape("RateList", h.admin("GET", "/admin/v1/rates", ""))
 	shape("Rate", h.admin("POST", "/admin/v1/rates", `{"currency": "USD", "rate": "1.00"}`))
+	shape("GatewayList", h.admin("GET", "/admin/v1/gateways", ""))
+	shape("Gateway", h.admin("POST", "/admin/v1/gateways/1/disable", ""))
+	shape("Gateway", h.admin("POST", "/admin/v1/gateways/1/enable", ""))
 	shape("Health", h.do(req{method: "GET", path: "/readyz"}))
 	e := h.api(m, "POST", "/api/v1/create-invoice", `{"amount": 1}`)
 	check("Error", ref("Error"), decode(e))

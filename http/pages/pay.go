@@ -60,11 +60,15 @@ func (h *handler) loadPay(invoiceID string) (*payState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("merchant of invoice %s: %w", invoiceID, err)
 	}
+	sw, err := h.views.GatewaySwitches()
+	if err != nil {
+		return nil, err
+	}
 	st := &payState{inv: inv, merchant: m.Name, payments: payments}
 	if len(payments) > 0 {
 		st.payment = &payments[len(payments)-1]
 	}
-	st.methods = h.offered(inv, m.Methods)
+	st.methods = h.offered(inv, m.Methods, sw)
 	st.decide(h.now())
 	return st, nil
 }
@@ -130,8 +134,9 @@ func (st *payState) message() string {
 
 // offered returns the methods a customer may choose for an invoice: its
 // fixed method (e-invoices, widget invoices) or the catalogue's methods in
-// its currency, enabled for the merchant and served by a gateway.
-func (h *handler) offered(inv projections.InvoiceView, enabled []string) []commands.Method {
+// its currency, enabled for the merchant and served by a gateway that sw
+// leaves enabled.
+func (h *handler) offered(inv projections.InvoiceView, enabled []string, sw commands.GatewaySwitches) []commands.Method {
 	var ms []commands.Method
 	if inv.Method != "" {
 		if m, ok := commands.LookupMethod(inv.Method); ok {
@@ -140,16 +145,16 @@ func (h *handler) offered(inv projections.InvoiceView, enabled []string) []comma
 	} else {
 		ms = commands.MethodsForCurrency(inv.Currency)
 	}
-	return h.usable(ms, enabled)
+	return h.usable(ms, enabled, sw)
 }
 
-func (h *handler) usable(ms []commands.Method, enabled []string) []commands.Method {
+func (h *handler) usable(ms []commands.Method, enabled []string, sw commands.GatewaySwitches) []commands.Method {
 	out := ms[:0]
 	for _, m := range ms {
 		if !methodEnabled(enabled, m.Code) {
 			continue
 		}
-		if _, ok := h.svc.Gateways().For(m); !ok {
+		if _, ok := h.svc.Gateways().For(m, sw); !ok {
 			continue
 		}
 		out = append(out, m)

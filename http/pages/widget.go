@@ -57,7 +57,11 @@ func (h *handler) loadWidget(id string) (*widgetState, error) {
 	for _, r := range rates {
 		hasRate[r.Currency] = true
 	}
-	for _, m := range h.usable(ms, m.Methods) {
+	sw, err := h.views.GatewaySwitches()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range h.usable(ms, m.Methods, sw) {
 		// Without a rate the invoice cannot be priced in USDT: not offered.
 		if hasRate[m.Currency] {
 			st.methods = append(st.methods, m)
