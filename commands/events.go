@@ -227,8 +227,16 @@ type PaymentExtra struct {
 type PaymentStatusChanged struct {
 	Status string    `json:"status"`
 	Reason string    `json:"reason,omitempty"`
+	By     string    `json:"by,omitempty"` // who asked: ByMerchant, ByCustomer, ByOperator; omitted: not recorded
 	At     time.Time `json:"at"`
 }
+
+// Who asked for a payment's status change (PaymentStatusChanged.By).
+const (
+	ByMerchant = "merchant" // the merchant API (POST /api/v1/payments/{id}/cancel)
+	ByCustomer = "customer" // the hosted payment page
+	ByOperator = "operator" // the admin API (the sandbox gateway's routes)
+)
 
 // PaymentStatusProcessed records money received for a payment, where it was
 // allocated, and the balanced postings it made.

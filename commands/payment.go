@@ -176,13 +176,15 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 }
 
 // PaymentTransition moves a payment to CONFIRMED, REJECTED, CANCELLED or
-// ERROR. MerchantID "" is the operator (or the gateway).
+// ERROR. MerchantID "" is the operator (or the gateway, or the hosted
+// page); else the merchant must own the payment.
 type PaymentTransition struct {
 	Meta
 	MerchantID string
 	PaymentID  string
 	Status     string
 	Reason     string
+	By         string // who asked (ByMerchant, ByCustomer, ByOperator), recorded in the event; "": not recorded
 }
 
 var transitionType = map[string]string{
@@ -218,7 +220,7 @@ func (s *Service) TransitionPayment(ctx context.Context, c PaymentTransition) (*
 		}
 		out = p
 		return single(c.Meta, StreamID(StreamPayment, p.PaymentID), p.MerchantID, p.Version, typ,
-			PaymentStatusChanged{Status: c.Status, Reason: c.Reason, At: c.Time.UTC()}), nil
+			PaymentStatusChanged{Status: c.Status, Reason: c.Reason, By: c.By, At: c.Time.UTC()}), nil
 	})
 	if err != nil {
 		return nil, err

@@ -313,6 +313,8 @@ func fastDecode(data []byte, v any, c *cache) bool {
 				return l.istr(&d.Status)
 			case "reason":
 				return l.istr(&d.Reason)
+			case "by":
+				return l.istr(&d.By)
 			case "at":
 				return l.tm(&d.At)
 			}

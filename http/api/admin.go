@@ -312,11 +312,7 @@ func (s *Server) adminTransition(status string) handler {
 		if err != nil {
 			return 0, nil, err
 		}
-		pid, err := paymentStream(p)
-		if err != nil {
-			return 0, nil, err
-		}
-		if _, err := s.svc.TransitionPayment(c.ctx, commands.PaymentTransition{Meta: c.meta, PaymentID: pid, Status: status, Reason: req.Reason}); err != nil {
+		if err := s.transition(c, p, commands.PaymentTransition{Status: status, Reason: req.Reason, By: commands.ByOperator}); err != nil {
 			return 0, nil, err
 		}
 		return s.adminPaymentAfter(p.Stream)

@@ -187,17 +187,27 @@ type cancelRequest struct {
 	Reason string `json:"reason"`
 }
 
-// cancelInvoice is POST /api/v1/invoices/{invoice_id}/cancel.
-func (s *Server) cancelInvoice(c *call) (int, any, error) {
+// decodeCancel reads a cancel's optional body, {"reason"}, and returns
+// the reason (at most 1024 bytes).
+func decodeCancel(c *call) (string, error) {
 	var req cancelRequest
 	if err := decode(c.body, &req, true); err != nil {
-		return 0, nil, err
+		return "", err
 	}
 	if len(req.Reason) > 1024 {
-		return 0, nil, badField("reason", "string_too_long", "reason must be at most 1024 characters")
+		return "", badField("reason", "string_too_long", "reason must be at most 1024 characters")
+	}
+	return req.Reason, nil
+}
+
+// cancelInvoice is POST /api/v1/invoices/{invoice_id}/cancel.
+func (s *Server) cancelInvoice(c *call) (int, any, error) {
+	reason, err := decodeCancel(c)
+	if err != nil {
+		return 0, nil, err
 	}
 	id := c.r.PathValue("invoice_id")
-	if _, err := s.svc.CancelInvoice(c.ctx, commands.CancelInvoice{Meta: c.meta, MerchantID: c.merchantID, InvoiceID: id, Reason: req.Reason}); err != nil {
+	if _, err := s.svc.CancelInvoice(c.ctx, commands.CancelInvoice{Meta: c.meta, MerchantID: c.merchantID, InvoiceID: id, Reason: reason}); err != nil {
 		return 0, nil, err
 	}
 	return s.invoiceBody(c, id, http.StatusOK)

@@ -424,6 +424,9 @@ func operations() []operation {
 		{route: "POST /api/v1/invoices/{invoice_id}/payments", id: "createPayment", tag: "payments", summary: "Create a payment for an invoice with a method",
 			desc: "The gateway for the method assigns the payment details (extra). The invoice must be pending and not past expires_at.", security: m, params: []js{pInvoice}, body: "CreatePaymentRequest", bodyReq: true, status: 201, response: "Payment", errors: []int{400, 401, 403, 404, 409, 429}},
 		{route: "GET /api/v1/invoices/{invoice_id}/payments", id: "listInvoicePayments", tag: "payments", summary: "List an invoice's payments", security: m, params: []js{pInvoice}, status: 200, response: "PaymentList", errors: []int{401, 404, 429}},
+		{route: "POST /api/v1/payments/{id}/cancel", id: "cancelPayment", tag: "payments", summary: "Cancel a PENDING payment (CANCELLED); seed 002's body",
+			desc:     "The merchant drops a payment (seed 002: CANCELLED, \"rejected by the user or merchant\"); the payment webhook follows. Only from PENDING: any other status is 409 INVALID_STATUS_TRANSITION and appends nothing. The event records by: merchant and the optional reason.",
+			security: m, params: []js{pPayment}, body: "CancelRequest", status: 200, response: "Payment", errors: []int{400, 401, 404, 409, 429}},
 		{route: "GET /api/v1/payments/{id}", id: "getPayment", tag: "payments", summary: "Get a payment (seed 002's body exactly)", security: m, params: []js{pPayment}, status: 200, response: "Payment", errors: []int{401, 404, 429}},
 		{route: "POST /api/v1/widgets", id: "createWidget", tag: "widgets", summary: "Create a payment widget (seed 000)", security: m, body: "CreateWidgetRequest", bodyReq: true, status: 201, response: "Widget", errors: []int{400, 401, 404, 409, 429}},
 		{route: "GET /api/v1/widgets", id: "listWidgets", tag: "widgets", summary: "List widgets, newest first, with seed 000's page details", security: m, params: []js{qPage, qSize, qAccount, qStamp}, status: 200, response: "WidgetList", errors: []int{400, 401, 404, 429}},
@@ -774,6 +777,9 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	shape("PaymentList", h.api(m, "GET", "/api/v1/invoices/"+id+"/payments", ""))
 	pid, _ := p.JSON(t)["id"].(string)
 	h.admin("POST", "/admin/v1/payments/"+pid+"/process", "")
+	inv2 := h.api(m, "POST", "/api/v1/create-invoice", `{"amount": "10.00", "currency_code": "UAH", "external_id": "shape-cancel"}`).JSON(t)["invoice_id"].(string)
+	p2, _ := h.api(m, "POST", "/api/v1/invoices/"+inv2+"/payments", `{"method": "visamaster.uah"}`).JSON(t)["id"].(string)
+	shape("Payment", h.api(m, "POST", "/api/v1/payments/"+p2+"/cancel", `{"reason": "shape"}`))
 	shape("Widget", h.api(m, "POST", "/api/v1/widgets", `{"type": "single", "fiat_currency": "UAH", "fiat_amount": "10.00"}`))
 	shape("WidgetList", h.api(m, "GET", "/api/v1/widgets", ""))
 	shape("MethodsList", h.api(m, "GET", "/api/v1/methods", ""))

@@ -70,15 +70,46 @@ func (s *Server) createPayment(c *call) (int, any, error) {
 
 // getPayment is GET /api/v1/payments/{id}: seed 002's body exactly.
 func (s *Server) getPayment(c *call) (int, any, error) {
-	n, ok := paymentNumber(c.r.PathValue("id"))
-	if !ok {
-		return 0, nil, projections.ErrNotFound
-	}
-	p, err := s.views.Payment(c.merchantID, n)
+	p, err := s.merchantPayment(c)
 	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, p.Body(), nil
+}
+
+// merchantPayment reads the payment the path's {id} names, if the
+// request's merchant owns it (else projections.ErrNotFound).
+func (s *Server) merchantPayment(c *call) (projections.PaymentView, error) {
+	n, ok := paymentNumber(c.r.PathValue("id"))
+	if !ok {
+		return projections.PaymentView{}, projections.ErrNotFound
+	}
+	return s.views.Payment(c.merchantID, n)
+}
+
+// cancelPayment is POST /api/v1/payments/{id}/cancel: the merchant drops
+// a PENDING payment (CANCELLED, seed 002: "rejected by the user or
+// merchant"); 200 with seed 002's body. Another merchant's payment is
+// NOT_FOUND; a payment in a status the transition table does not let
+// become CANCELLED is 409 INVALID_STATUS_TRANSITION, appending nothing.
+func (s *Server) cancelPayment(c *call) (int, any, error) {
+	reason, err := decodeCancel(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	p, err := s.merchantPayment(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.transition(c, p, commands.PaymentTransition{MerchantID: c.merchantID,
+		Status: commands.PaymentStatusCancelled, Reason: reason, By: commands.ByMerchant}); err != nil {
+		return 0, nil, err
+	}
+	after, err := s.views.PaymentByStream(p.Stream)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read payment %s: %w", p.Stream, err)
+	}
+	return http.StatusOK, after.Body(), nil
 }
 
 // listInvoicePayments is GET /api/v1/invoices/{invoice_id}/payments.
@@ -105,6 +136,18 @@ func paymentNumber(s string) (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	return n, err == nil && n > 0
+}
+
+// transition moves payment p as t says (its Meta and PaymentID are the
+// call's and p's).
+func (s *Server) transition(c *call, p projections.PaymentView, t commands.PaymentTransition) error {
+	pid, err := paymentStream(p)
+	if err != nil {
+		return err
+	}
+	t.Meta, t.PaymentID = c.meta, pid
+	_, err = s.svc.TransitionPayment(c.ctx, t)
+	return err
 }
 
 // paymentStream returns the ULID a payment's stream is named by.

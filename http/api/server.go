@@ -150,6 +150,7 @@ func (s *Server) register() {
 	s.json("POST /api/v1/invoices/{invoice_id}/payments", authMerchant, s.createPayment)
 	s.json("GET /api/v1/invoices/{invoice_id}/payments", authMerchant, s.listInvoicePayments)
 	s.json("GET /api/v1/payments/{id}", authMerchant, s.getPayment)
+	s.json("POST /api/v1/payments/{id}/cancel", authMerchant, s.cancelPayment)
 	s.json("POST /api/v1/widgets", authMerchant, s.createWidget)
 	s.json("GET /api/v1/widgets", authMerchant, s.listWidgets)
 	s.json("GET /api/v1/widgets/{id}", authMerchant, s.getWidget)

@@ -458,6 +458,7 @@ func (h *handler) transition(w http.ResponseWriter, r *http.Request, status, ref
 	}
 	_, err := h.svc.TransitionPayment(r.Context(), commands.PaymentTransition{
 		Meta: h.meta(w, r), PaymentID: strings.TrimPrefix(p.Stream, commands.StreamPayment+"-"), Status: status,
+		By: commands.ByCustomer,
 	})
 	switch {
 	case err == nil:
