@@ -339,6 +339,10 @@ func TestAdminGateways(t *testing.T) {
 	if r.Status != http.StatusBadRequest || r.errCode(t) != CodeMethodInvalid || !strings.Contains(string(r.Body), "no enabled gateway") || h.head() != head {
 		t.Fatalf("payment with the sandbox disabled: %d %s", r.Status, r.Body)
 	}
+	// The merchant's method list says so.
+	if methodEnabled(t, h.api(m, "GET", "/api/v1/methods", ""), "visamaster.uah") {
+		t.Fatal("GET /api/v1/methods lists visamaster.uah enabled with its only gateway disabled")
+	}
 	pid := before.JSON(t)["id"].(string)
 	if r := h.admin("POST", "/admin/v1/payments/"+pid+"/process", ""); r.Status != http.StatusOK {
 		t.Fatalf("processing a payment of the disabled gateway: %d %s", r.Status, r.Body)
@@ -346,6 +350,9 @@ func TestAdminGateways(t *testing.T) {
 
 	if r := h.admin("POST", "/admin/v1/gateways/1/enable", ""); r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(`"enabled":true`)) {
 		t.Fatalf("enable: %d %s", r.Status, r.Body)
+	}
+	if !methodEnabled(t, h.api(m, "GET", "/api/v1/methods", ""), "visamaster.uah") {
+		t.Fatal("GET /api/v1/methods lists visamaster.uah disabled with its gateway enabled again")
 	}
 	if r := h.api(m, "POST", "/api/v1/invoices/"+inv2+"/payments", `{"method": "visamaster.uah"}`); r.Status != http.StatusCreated {
 		t.Fatalf("payment with the sandbox enabled again: %d %s", r.Status, r.Body)
@@ -362,6 +369,30 @@ func TestAdminGateways(t *testing.T) {
 	if err := projections.Compare(h.store.DB(), dst); err != nil {
 		t.Fatalf("rebuilt views differ from the live ones: %v", err)
 	}
+}
+
+// methodEnabled reads a method's enabled flag from a GET /api/v1/methods answer.
+func methodEnabled(t *testing.T, r resp, code string) bool {
+	t.Helper()
+	var list struct {
+		Methods []struct {
+			Code    string `json:"code"`
+			Enabled bool   `json:"enabled"`
+		} `json:"methods"`
+	}
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET /api/v1/methods: %d %s", r.Status, r.Body)
+	}
+	if err := json.Unmarshal(r.Body, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range list.Methods {
+		if m.Code == code {
+			return m.Enabled
+		}
+	}
+	t.Fatalf("GET /api/v1/methods does not list %s", code)
+	return false
 }
 
 func mustJSON(t *testing.T, v any) string {

@@ -91,12 +91,20 @@ func (s *Server) listMethods(c *call) (int, any, error) {
 	for _, r := range rates {
 		rateOf[r.Currency] = r.Rate
 	}
+	sw, err := s.views.GatewaySwitches()
+	if err != nil {
+		return 0, nil, err
+	}
 	out := methodsList{}
 	codes := map[string]bool{}
 	for _, meth := range commands.Methods() {
+		// Enabled as a payment would be allowed: the merchant accepts it
+		// and a gateway the operator has not switched off serves it.
+		_, served := s.svc.Gateways().For(meth, sw)
 		out.Methods = append(out.Methods, methodBody{
 			Code: meth.Code, Name: meth.Name, Currency: meth.Currency, Kind: meth.Kind, Country: meth.Country,
-			Enabled: len(m.Methods) == 0 || enabled[meth.Code], ExtraFields: extraFieldBodies(meth.ExtraFields),
+			Enabled:     served && (len(m.Methods) == 0 || enabled[meth.Code]),
+			ExtraFields: extraFieldBodies(meth.ExtraFields),
 		})
 		codes[meth.Currency] = true
 	}
