@@ -284,6 +284,93 @@ func TestRunPaidLate(t *testing.T) {
 	}
 }
 
+// TestRunHeldAsExpired: a payment processed at or after its invoice's
+// expires_at, or once the invoice is expired, is held as expired_invoice
+// (commands.HeldAsExpired) and flagged late; it pays nothing, so no
+// invoice.paid follows it. The audit checks all three on this allocation
+// (no older log holds one), and still verifies a log written before it,
+// in which such a payment paid its invoice (allocation invoice, late, and
+// an invoice.paid after invoice.expired). The legal histories are written
+// through the projector.
+func TestRunHeldAsExpired(t *testing.T) {
+	expires := t0.Add(20 * time.Minute) // the builder's invoices'
+	held := func(b *builder, p string, late bool) ledger.Write {
+		return w(p, b.ev(commands.TypePaymentProcessed, "m1", commands.PaymentProcessed{At: b.at, PaidAmount: amount,
+			Allocation: commands.AllocExpired, Late: late, Postings: []commands.Posting{
+				{Account: "gateway_clearing:1", Currency: "UAH", Amount: amount},
+				{Account: "merchant_suspense:m1", Currency: "UAH", Amount: amount.Neg()},
+			}}))
+	}
+	for _, tc := range []struct {
+		name   string
+		before string        // "expired", "cancelled", "paid" or "" (pending)
+		d      time.Duration // processed at expires_at + d
+		late   bool
+		paid   bool   // an invoice.paid in the same append
+		reason string // "": verifies
+		last   bool   // the fault is at the append's last event
+	}{
+		{"expired, held late", "expired", time.Minute, true, false, "", false},
+		{"pending at expires_at, held late", "", 0, true, false, "", false},
+		{"pending past expires_at, held late", "", time.Minute, true, false, "", false},
+		{"expired, held not flagged late", "expired", time.Minute, false, false, "payment.processed not flagged late", false},
+		{"pending before expires_at, held", "", -time.Second, true, false, "only a late payment of an invoice neither paid nor cancelled is held as expired", false},
+		{"cancelled, held", "cancelled", time.Minute, true, false, "in status cancelled", false},
+		{"paid, held", "paid", time.Minute, true, false, "in status success", false},
+		{"expired, held, then paid", "expired", time.Minute, true, true, "invoice.paid by", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t, tc.reason == "")
+			b.merchant("m1")
+			b.rate()
+			inv := b.invoice("m1", "o1")
+			p := b.payment("m1", inv)
+			other := b.payment("m1", inv)
+			switch tc.before {
+			case "expired":
+				b.at = expires
+				b.expire("m1", inv)
+			case "cancelled":
+				b.cancel("m1", inv)
+			case "paid":
+				b.pay("m1", inv, other, false)
+			}
+			b.at = expires.Add(tc.d)
+			ws := []ledger.Write{held(b, p, tc.late)}
+			if tc.paid {
+				ws = append(ws, w(commands.StreamID(commands.StreamInvoice, inv), b.paidEv("m1", p, true)))
+			}
+			evs := b.app(ws...)
+			_, err := run(t, b.readOnly())
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("a legal history: %v", err)
+				}
+				return
+			}
+			e := evs[0]
+			if tc.last {
+				e = evs[len(evs)-1]
+			}
+			wantFault(t, err, CheckInvoices, e.Seq, e.Stream, tc.reason)
+		})
+	}
+	t.Run("a log written before expired_invoice: paid late", func(t *testing.T) {
+		b := newBuilder(t, true)
+		b.merchant("m1")
+		b.rate()
+		inv := b.invoice("m1", "o1")
+		p := b.payment("m1", inv)
+		b.at = expires
+		b.expire("m1", inv)
+		b.at = expires.Add(time.Minute)
+		b.pay("m1", inv, p, true) // allocation invoice, late; invoice.paid late: expired -> success
+		if _, err := run(t, b.readOnly()); err != nil {
+			t.Fatalf("an older log: %v", err)
+		}
+	})
+}
+
 // TestRunPaidAsProcessed: an invoice.paid repeats its payment.processed's
 // time (paid_at, at) and amount (paid_amount), which the commands give both
 // from one decision: another time or amount is an invoices fault at the
