@@ -346,8 +346,9 @@ var senderRE = regexp.MustCompile(`^[0-9A-Za-z]{1,64}$`)
 // tracking number in seed 001's form.
 //
 // Errors: *ValidationError, ErrNotFound (merchant), ErrMerchantDisabled,
-// ErrDealsDisabled, ErrMethodInvalid, ErrCurrencyInvalid,
-// ErrDuplicatePaymentID, *RepeatedError (ErrRepeated).
+// ErrDealsDisabled, ErrMethodInvalid, ErrNoGateway (no enabled gateway
+// serves the method; it wraps ErrMethodInvalid), ErrCurrencyInvalid,
+// ErrDuplicatePaymentID, ErrConflict, *RepeatedError (ErrRepeated).
 func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoice, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
@@ -400,12 +401,26 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 	d.PaymentID, d.Method, d.Purpose = c.PaymentID, method.Code, c.Description
 	d.Account, d.Sender, d.StatusURL, d.ExtraFields = c.Account, c.Sender, c.StatusURL, c.ExtraFields
 	d.SuccessURL, d.FailURL = c.SuccessURL, c.FailURL
-	ids := &eventIDs{meta: c.Meta}
 	for attempt := 0; ; attempt++ {
 		d.Tracking = Tracking(c.InvoiceID, attempt)
-		ids.n = 0
-		ev := ids.event(TypeInvoiceCreated, m.ID, d, append(claims[:len(claims):len(claims)], PaymentIDClaim(m.ID, c.PaymentID), TrackingClaim(d.Tracking))...)
-		evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}})
+		evs, err := s.run(ctx, func() (decision, error) {
+			// The method is fixed: with no enabled gateway serving it, the
+			// invoice could never be paid.
+			sw, err := s.GatewaySwitches(ctx)
+			if err != nil {
+				return decision{}, err
+			}
+			if _, ok := s.gateways.For(method, sw); !ok {
+				return decision{}, fmt.Errorf("method %q: %w", method.Code, ErrNoGateway)
+			}
+			ids := &eventIDs{meta: c.Meta}
+			ev := ids.event(TypeInvoiceCreated, m.ID, d, append(claims[:len(claims):len(claims)], PaymentIDClaim(m.ID, c.PaymentID), TrackingClaim(d.Tracking))...)
+			return decision{writes: []ledger.Write{
+				{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}},
+				// A gateway disabled since the check: decide again.
+				{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},
+			}}, nil
+		})
 		err = s.repeated(err, claims)
 		var ce *ledger.ClaimError
 		switch {
@@ -419,7 +434,7 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 		case errors.As(err, &ce):
 			return nil, fmt.Errorf("payment_id %q: %w", c.PaymentID, ErrDuplicatePaymentID)
 		default:
-			return nil, fmt.Errorf("create e-invoice: %w", mapConflict(err))
+			return nil, fmt.Errorf("create e-invoice: %w", err) // run made a version conflict ErrConflict
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -1073,5 +1074,174 @@ func TestSwitchGateway(t *testing.T) {
 	// The first service sees the other's switch (its cache is by version).
 	if _, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: pending.InvoiceID, Method: "visamaster.uah"}); err != nil {
 		t.Fatalf("payment with the sandbox enabled again: %v", err)
+	}
+}
+
+// An e-invoice, and a widget invoice given a method, fix the method: with
+// no enabled gateway serving it, the invoice could never be paid, so it is
+// refused with ErrNoGateway and nothing is appended.
+func TestFixedMethodInvoiceNeedsAnEnabledGateway(t *testing.T) {
+	e := newEnv(t)
+	einvoice := func() (*commands.Invoice, error) {
+		return e.svc.CreateEInvoice(e.ctx, commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+			PaymentID: ulid.Make().String(), Method: "visamaster.uah", Amount: "100.00", StatusURL: "https://test.ua", Rate: dec("41.50")})
+	}
+	single, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(),
+		Kind: commands.WidgetSingle, FiatCurrency: "UAH", FiatAmount: "100.00"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlimited, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(), Kind: commands.WidgetUnlimited})
+	if err != nil {
+		t.Fatal(err)
+	}
+	widgetInvoice := func(w *commands.Widget, method, amount string) (*commands.Invoice, error) {
+		return e.svc.CreateWidgetInvoice(e.ctx, commands.CreateWidgetInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), WidgetID: w.WidgetID,
+			Method: method, Amount: amount, Rate: dec("41.50")})
+	}
+	if _, err := e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID}); err != nil {
+		t.Fatal(err)
+	}
+
+	head := e.store.Head()
+	for name, create := range map[string]func() (*commands.Invoice, error){
+		"e-invoice":                 einvoice,
+		"single widget with method": func() (*commands.Invoice, error) { return widgetInvoice(single, "visamaster.uah", "") },
+		"unlimited widget":          func() (*commands.Invoice, error) { return widgetInvoice(unlimited, "visamaster.uah", "100.00") },
+	} {
+		inv, err := create()
+		if !errors.Is(err, commands.ErrNoGateway) || !errors.Is(err, commands.ErrMethodInvalid) {
+			t.Errorf("%s with the only gateway disabled: %+v, %v; want ErrNoGateway", name, inv, err)
+		}
+		if e.store.Head() != head {
+			t.Fatalf("%s: a refused invoice appended events", name)
+		}
+	}
+	// A single widget's invoice without a method leaves the choice to the
+	// payment, which is refused while no gateway serves any.
+	if _, err := widgetInvoice(single, "", ""); err != nil {
+		t.Errorf("single widget without a method: %v", err)
+	}
+
+	if _, err := e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := einvoice()
+	if err != nil {
+		t.Fatalf("e-invoice with the sandbox enabled again: %v", err)
+	}
+	if _, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: "visamaster.uah"}); err != nil {
+		t.Fatalf("paying the e-invoice: %v", err)
+	}
+	if _, err := widgetInvoice(unlimited, "visamaster.uah", "100.00"); err != nil {
+		t.Fatalf("unlimited widget invoice with the sandbox enabled again: %v", err)
+	}
+}
+
+// whileSandboxToggles has the operator disable and enable the sandbox, the
+// only gateway, n times each (leaving it enabled), while workers goroutines
+// call create over and over until the toggling ends. create may fail only
+// with ErrNoGateway.
+func (e *env) whileSandboxToggles(n, workers int, create func() error) {
+	e.t.Helper()
+	errs := make(chan error, workers+1)
+	start, stop := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(stop)
+		<-start
+		for i := 0; i < 2*n; i++ {
+			if _, err := e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: i%2 == 1}); err != nil {
+				errs <- fmt.Errorf("switch: %w", err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := create(); err != nil && !errors.Is(err, commands.ErrNoGateway) {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		e.t.Error(err)
+	}
+}
+
+// appendedWhileDisabled walks the log and returns the sequence numbers of
+// the events of type typ appended while the sandbox was disabled.
+func (e *env) appendedWhileDisabled(typ string) []uint64 {
+	e.t.Helper()
+	var seqs []uint64
+	enabled := true
+	for ev, err := range e.store.Events(e.ctx, 1) {
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		switch ev.Type {
+		case commands.TypeGatewayDisabled:
+			enabled = false
+		case commands.TypeGatewayEnabled:
+			enabled = true
+		case typ:
+			if !enabled {
+				seqs = append(seqs, ev.Seq)
+			}
+		}
+	}
+	return seqs
+}
+
+// An e-invoice, or a widget invoice given a method, created while the
+// operator toggles the only gateway is appended only while the gateway is
+// enabled: the append is conditional on the gateway switches as read.
+func TestFixedMethodInvoiceNeverCreatedWhileGatewayDisabled(t *testing.T) {
+	for name, create := range map[string]func(e *env) func() error{
+		"e-invoice": func(e *env) func() error {
+			return func() error {
+				_, err := e.svc.CreateEInvoice(e.ctx, commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+					PaymentID: ulid.Make().String(), Method: "visamaster.uah", Amount: "100.00", StatusURL: "https://test.ua", Rate: dec("41.50")})
+				return err
+			}
+		},
+		"widget invoice": func(e *env) func() error {
+			w, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(), Kind: commands.WidgetUnlimited})
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			return func() error {
+				_, err := e.svc.CreateWidgetInvoice(e.ctx, commands.CreateWidgetInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), WidgetID: w.WidgetID,
+					Method: "visamaster.uah", Amount: "100.00", Rate: dec("41.50")})
+				if errors.Is(err, commands.ErrConflict) {
+					return nil // the widget's version moved under a concurrent invoice's retries
+				}
+				return err
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			e.whileSandboxToggles(100, 8, create(e))
+			if seqs := e.appendedWhileDisabled(commands.TypeInvoiceCreated); len(seqs) > 0 {
+				t.Errorf("invoices created while the sandbox was disabled, at %v", seqs)
+			}
+		})
 	}
 }

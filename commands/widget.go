@@ -245,8 +245,9 @@ func WidgetInvoiceCurrency(w *Widget, method string) string {
 // merchant external id, conditional on the widget still being as read.
 //
 // Errors: *ValidationError, ErrNotFound, ErrWidgetNotActive,
-// ErrDealsDisabled, ErrMethodInvalid, ErrCurrencyInvalid, ErrConflict,
-// *RepeatedError (ErrRepeated).
+// ErrDealsDisabled, ErrMethodInvalid, ErrNoGateway (a method given that no
+// enabled gateway serves; it wraps ErrMethodInvalid), ErrCurrencyInvalid,
+// ErrConflict, *RepeatedError (ErrRepeated).
 func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice) (*Invoice, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
@@ -302,6 +303,17 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 		if c.Method != "" && !m.MethodEnabled(method.Code) {
 			return decision{}, fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid)
 		}
+		// A method given is fixed: with no enabled gateway serving it, the
+		// invoice could never be paid.
+		var sw GatewaySwitches
+		if c.Method != "" {
+			if sw, err = s.GatewaySwitches(ctx); err != nil {
+				return decision{}, err
+			}
+			if _, ok := s.gateways.For(method, sw); !ok {
+				return decision{}, fmt.Errorf("method %q: %w", method.Code, ErrNoGateway)
+			}
+		}
 		rate := settlementRate(cur.Code, c.Rate)
 		if !rate.IsPositive() {
 			return decision{}, fmt.Errorf("currency %q: %w", cur.Code, ErrCurrencyInvalid)
@@ -313,11 +325,16 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 		d.SuccessURL, d.FailURL = w.ReturnURL, w.ReturnURL
 		out = d
 		ids := &eventIDs{meta: c.Meta}
-		return decision{writes: []ledger.Write{
+		writes := []ledger.Write{
 			{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream,
 				Events: []ledger.NewEvent{ids.event(TypeInvoiceCreated, m.ID, d, claims...)}},
 			{Stream: StreamID(StreamWidget, w.WidgetID), Expected: ledger.Exactly(w.Version)},
-		}}, nil
+		}
+		if c.Method != "" {
+			// A gateway disabled since the check: decide again.
+			writes = append(writes, ledger.Write{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)})
+		}
+		return decision{writes: writes}, nil
 	})
 	if err != nil {
 		return nil, s.repeated(err, claims)

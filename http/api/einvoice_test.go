@@ -233,3 +233,45 @@ func TestWidgetExternalIDAnyCase(t *testing.T) {
 		t.Errorf("unknown id: %d %s", g.Status, g.Body)
 	}
 }
+
+// With the only gateway disabled, GET /api/v1/methods says visamaster.uah
+// is disabled, and an invoice fixing that method could never be paid: an
+// e-invoice is refused with code 3 and a widget invoice given the method
+// with METHOD_INVALID, appending nothing.
+func TestFixedMethodInvoiceRefusedWithNoEnabledGateway(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	unl := h.api(m, "POST", "/api/v1/widgets", `{"type": "unlimited"}`)
+	uid, _ := unl.JSON(t)["external_id"].(string)
+	if r := h.admin("POST", "/admin/v1/gateways/1/disable", ""); r.Status != http.StatusOK {
+		t.Fatalf("disable: %d %s", r.Status, r.Body)
+	}
+	if methodEnabled(t, h.api(m, "GET", "/api/v1/methods", ""), "visamaster.uah") {
+		t.Fatal("the methods list says visamaster.uah is enabled")
+	}
+
+	head := h.head()
+	r := h.api(m, "POST", "/api/einvoice/create", seed001Request)
+	var e struct {
+		Error struct {
+			Code    *int   `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(r.Body, &e); err != nil || r.Status != http.StatusBadRequest || e.Error.Code == nil || *e.Error.Code != EInvoiceMethod {
+		t.Errorf("e-invoice for a method no enabled gateway serves: %d %s, want 400 with code %d", r.Status, r.Body, EInvoiceMethod)
+	}
+	if r := h.api(m, "POST", "/api/v1/widgets/"+uid+"/invoices", `{"amount": "99.99", "method": "visamaster.uah"}`); r.Status != http.StatusBadRequest || r.errCode(t) != CodeMethodInvalid {
+		t.Errorf("widget invoice for a method no enabled gateway serves: %d %s, want 400 %s", r.Status, r.Body, CodeMethodInvalid)
+	}
+	if h.head() != head {
+		t.Errorf("refused invoices appended: head %d -> %d", head, h.head())
+	}
+
+	if r := h.admin("POST", "/admin/v1/gateways/1/enable", ""); r.Status != http.StatusOK {
+		t.Fatalf("enable: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "POST", "/api/einvoice/create", seed001Request); r.Status != http.StatusOK {
+		t.Errorf("e-invoice with the gateway enabled again: %d %s", r.Status, r.Body)
+	}
+}
