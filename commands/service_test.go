@@ -1245,3 +1245,23 @@ func TestFixedMethodInvoiceNeverCreatedWhileGatewayDisabled(t *testing.T) {
 		})
 	}
 }
+
+// Payments created while the operator toggles the only gateway are given it
+// only while it is enabled: CreatePayment's append is conditional on the
+// gateway switches as read, and a payment refused meanwhile fails only with
+// ErrNoGateway, never ErrConflict.
+func TestPaymentNeverRoutedToDisabledGateway(t *testing.T) {
+	e := newEnv(t)
+	e.whileSandboxToggles(100, 8, func() error {
+		inv, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+			Amount: "1500.00", Currency: "UAH", ExternalID: ulid.Make().String(), CallbackURL: "https://shop.example/webhooks", Rate: dec("41.50")})
+		if err != nil {
+			return err
+		}
+		_, _, err = e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: "visamaster.uah"})
+		return err
+	})
+	if seqs := e.appendedWhileDisabled(commands.TypePaymentCreated); len(seqs) > 0 {
+		t.Errorf("payment.created while the sandbox was disabled, at %v", seqs)
+	}
+}
