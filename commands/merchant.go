@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -587,11 +588,12 @@ func checkURL(s string, httpsOnly bool) string {
 
 // checkTarget checks a URL that payledger calls (webhook_url, callback_url,
 // status_url), if any: without allowPrivate an absolute https URL whose
-// host is not a loopback, private or other non-public address literal;
-// with it, also http and any address, as the webhook dispatcher's
-// AllowPrivate reaches them. A host name is not resolved here (what it
-// resolves to may change): the dispatcher checks every address it
-// connects to.
+// host is not a loopback, private or other non-public address literal, in
+// any form a resolver takes for one (see ipv4Literal; one trailing dot is
+// dropped), nor localhost or a name under it (RFC 6761); with it, also
+// http and any address, as the webhook dispatcher's AllowPrivate reaches
+// them. A host name is not resolved here (what it resolves to may change):
+// the dispatcher checks every address it connects to.
 func checkTarget(field, s string, allowPrivate bool, v *ValidationError) {
 	if s == "" {
 		return
@@ -607,11 +609,106 @@ func checkTarget(field, s string, allowPrivate bool, v *ValidationError) {
 	if err != nil {
 		return // checkURL parsed it
 	}
-	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
-		if reason := publicaddr.Reason(a); reason != "" {
-			v.Add(field, "not_public", fmt.Sprintf("%s must name a public address, not %s (%s)", field, u.Hostname(), reason))
+	host := strings.TrimSuffix(u.Hostname(), ".")
+	if name := strings.ToLower(host); name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		v.Add(field, "not_public", fmt.Sprintf("%s must name a public address, not %s (loopback name)", field, u.Hostname()))
+		return
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		var numeric bool
+		if a, numeric, err = ipv4Literal(host); !numeric {
+			return // a name
+		}
+		if err != nil {
+			v.Add(field, "invalid", fmt.Sprintf("%s host %s is not a valid IPv4 address: %v", field, u.Hostname(), err))
+			return
 		}
 	}
+	if reason := publicaddr.Reason(a); reason != "" {
+		shown := u.Hostname()
+		if shown != a.String() {
+			shown += " = " + a.String()
+		}
+		v.Add(field, "not_public", fmt.Sprintf("%s must name a public address, not %s (%s)", field, shown, reason))
+	}
+}
+
+// ipv4Literal parses host as an IPv4 address in the forms inet_aton and
+// the WHATWG URL standard take besides the dotted quad: 1 to 4 parts
+// separated by dots, each decimal, hexadecimal (0x) or octal (a leading
+// 0), the last filling the bytes the others leave ("127.1",
+// "2130706433", "0x7f000001", "017700000001", "0"). numeric is false for
+// a host that is not made only of such numbers and dots (a name, left to
+// the resolver); err is non-nil for one that is but is no address (a part
+// out of range, an 8 or 9 in an octal part, more than 4 parts, an empty
+// part).
+func ipv4Literal(host string) (a netip.Addr, numeric bool, err error) {
+	parts := strings.Split(host, ".")
+	for _, p := range parts {
+		if p != "" && !numericPart(p) {
+			return netip.Addr{}, false, nil
+		}
+	}
+	if len(parts) > 4 {
+		return netip.Addr{}, true, fmt.Errorf("%d parts", len(parts))
+	}
+	var b [4]byte
+	for i, p := range parts {
+		if p == "" {
+			return netip.Addr{}, true, errors.New("an empty part")
+		}
+		base, digits := 10, p
+		switch {
+		case len(p) >= 2 && (p[:2] == "0x" || p[:2] == "0X"):
+			base, digits = 16, p[2:]
+		case len(p) > 1 && p[0] == '0':
+			base, digits = 8, p[1:]
+		}
+		n := uint64(0) // "0x" is 0, as WHATWG has it
+		if digits != "" {
+			if n, err = strconv.ParseUint(digits, base, 32); err != nil {
+				return netip.Addr{}, true, fmt.Errorf("part %q out of range", p)
+			}
+		}
+		if i < len(parts)-1 {
+			if n > 255 {
+				return netip.Addr{}, true, fmt.Errorf("part %q over 255", p)
+			}
+			b[i] = byte(n)
+			continue
+		}
+		// The last part fills the remaining 5-len(parts) bytes.
+		rest := 5 - len(parts)
+		if rest < 4 && n>>(8*rest) != 0 {
+			return netip.Addr{}, true, fmt.Errorf("part %q over %d bytes", p, rest)
+		}
+		for j := 3; j >= i; j-- {
+			b[j] = byte(n)
+			n >>= 8
+		}
+	}
+	return netip.AddrFrom4(b), true, nil
+}
+
+// numericPart reports whether p is made of decimal digits, or is 0x (or
+// 0X) and hexadecimal digits: a part ipv4Literal reads as a number.
+func numericPart(p string) bool {
+	if len(p) >= 2 && (p[:2] == "0x" || p[:2] == "0X") {
+		p = p[2:]
+		for i := 0; i < len(p); i++ {
+			if !strings.ContainsRune("0123456789abcdefABCDEF", rune(p[i])) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // isPlainDecimal reports whether s is a plain decimal ("2", "1.5"), in the

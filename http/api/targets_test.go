@@ -15,7 +15,9 @@ import (
 // webhook_url on registration and on a settings change, an invoice's
 // callback_url, an e-invoice's status_url) in each kind, without and with
 // --allow-private-webhooks: without it only https to a host that is not a
-// loopback, private or link-local address literal is taken; with it plain
+// loopback, private or link-local address literal (in any form a resolver
+// reads as an address: "127.1", "2130706433", "0x7f000001", a trailing
+// dot) nor localhost is taken; with it plain
 // http and such addresses are taken too, as the dispatcher then reaches
 // them. A malformed URL is refused either way. A refusal is a 400 naming
 // the field (seed 001's envelope and numeric code for the e-invoice) and
@@ -35,6 +37,18 @@ func TestWebhookTargets(t *testing.T) {
 		{"https private literal", "https://10.1.2.3/pay", true, false},
 		{"https IPv6 private literal", "https://[fd00::1]/pay", true, false},
 		{"https link-local literal", "https://169.254.169.254/latest", true, false},
+		{"https public name, trailing dot", "https://hooks.example.com./pay", false, false},
+		{"https public address, trailing dot", "https://93.184.216.34./pay", false, false},
+		{"https loopback literal, trailing dot", "https://127.0.0.1./pay", true, false},
+		{"https loopback, two parts", "https://127.1/pay", true, false},
+		{"https loopback, one decimal number", "https://2130706433/pay", true, false},
+		{"https loopback, hexadecimal", "https://0x7f000001/pay", true, false},
+		{"https loopback, octal", "https://017700000001/pay", true, false},
+		{"https unspecified, one number", "https://0/pay", true, false},
+		{"https numeric host out of range", "https://1.2.3.256/pay", true, false},
+		{"https localhost", "https://localhost/pay", true, false},
+		{"https localhost, upper case and trailing dot", "https://LOCALHOST./pay", true, false},
+		{"https name under localhost", "https://foo.localhost/pay", true, false},
 		{"malformed: no scheme", "hooks.example.com/pay", false, true},
 		{"malformed: ftp", "ftp://hooks.example.com/pay", false, true},
 		{"malformed: user info", "https://user:pw@hooks.example.com/pay", false, true},
@@ -57,7 +71,9 @@ func TestWebhookTargets(t *testing.T) {
 			return h.admin("PATCH", "/admin/v1/merchants/"+m.ID, `{"webhook_url": `+q(u)+`}`)
 		}},
 		{"callback_url", http.StatusCreated, false, func(h *harness, m merchant, n int, u string) resp {
-			body := strings.NewReplacer(`"https://yoursite.com/webhooks/payment"`, q(u), "order-2026-0001", fmt.Sprintf("order-%d", n)).Replace(seed003Request)
+			// A customer per request: the per-customer rate limit is not what is tested.
+			body := strings.NewReplacer(`"https://yoursite.com/webhooks/payment"`, q(u), "order-2026-0001", fmt.Sprintf("order-%d", n),
+				"user_12345", fmt.Sprintf("user_%d", n)).Replace(seed003Request)
 			return h.api(m, "POST", "/api/v1/create-invoice", body)
 		}},
 		{"status_url", http.StatusOK, true, func(h *harness, m merchant, n int, u string) resp {
