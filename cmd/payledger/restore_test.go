@@ -16,6 +16,7 @@ import (
 
 	domain "github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/keyring"
+	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/stream"
@@ -299,4 +300,27 @@ func TestRestoreWarnsOfCutAppend(t *testing.T) {
 		t.Fatalf("restore of whole appends: exit %d\n%s%s", code, out, errs)
 	}
 	requireSameLog(t, filepath.Join(dir2, "ledger.db"), src)
+}
+
+// TestEndsInAppendUndecodableLastEvent: a last event whose data do not
+// decode cannot be checked for a cut append, which endsInAppend reports as
+// unchecked rather than as an error that would fail the restore (and throw
+// a fresh data dir's restore away). The inline projector refuses such an
+// event before a restore gets here, so the log is written without one.
+func TestEndsInAppendUndecodableLastEvent(t *testing.T) {
+	st, err := boltlog.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	stream := domain.StreamID(domain.StreamPayment, ulid.Make().String())
+	evs, err := st.AppendWrites(context.Background(), ledger.Write{Stream: stream, Expected: ledger.NoStream,
+		Events: []ledger.NewEvent{{ID: ulid.Make(), Type: domain.TypePaymentProcessed, Time: time.Now(), Data: []byte(`{"at": 5}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, err := endsInAppend(st, st.Head())
+	if err != nil || cut == nil || cut.unchecked == nil || cut.seq != evs[0].Seq || cut.payment != stream {
+		t.Fatalf("endsInAppend = %+v, %v; want the event unchecked, no error", cut, err)
+	}
 }
