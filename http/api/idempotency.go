@@ -48,7 +48,14 @@ import (
 // merchant, except a rotation's, whose secret is derived, and a rate's,
 // answered from the recorded rate (admin.go).
 
-const idemRecordVersion byte = 1
+// idemRecordVersion is the stored records' layout (sealer.encode). Version
+// 1 authenticated only the sealed part (content type and body) and the id,
+// not the created time, fingerprint and status before it; version 2
+// authenticates every byte. A version 1 record left by an older build does
+// not decode: it is treated as absent, as a deleted record is, and its
+// request is decided again on a retry (the request keys above answer a
+// creation's retry with what it made).
+const idemRecordVersion byte = 2
 
 // idemRecord is a stored response.
 type idemRecord struct {
@@ -265,33 +272,55 @@ func newSealer(kr *keyring.Keyring) *sealer {
 
 // encode lays a record out as: version (1) | created unix ms (8) |
 // fingerprint (32) | status (2) | nonce (12) | sealed(len(ct) (2) | ct | body).
+// The sealing authenticates the whole record: its additional data is the
+// head before the nonce (version, created, fingerprint, status) followed by
+// the record's id, so a record edited in the file, or moved to another key,
+// does not open.
 func (s *sealer) encode(id []byte, rec *idemRecord) []byte {
+	nonce := make([]byte, idemNonceLen)
+	if _, err := rand.Read(nonce); err != nil {
+		panic(fmt.Sprintf("api: random nonce: %v", err)) // crypto/rand never fails on supported systems
+	}
+	return s.seal(id, rec, nonce)
+}
+
+const (
+	idemNonceLen = 12
+	idemAuthHead = 1 + 8 + 32 + 2 // version, created, fingerprint, status
+	idemHead     = idemAuthHead + idemNonceLen
+)
+
+// seal is encode with a given nonce.
+func (s *sealer) seal(id []byte, rec *idemRecord, nonce []byte) []byte {
 	plain := make([]byte, 0, 2+len(rec.ContentType)+len(rec.Body))
 	plain = binary.BigEndian.AppendUint16(plain, uint16(len(rec.ContentType)))
 	plain = append(plain, rec.ContentType...)
 	plain = append(plain, rec.Body...)
-	out := make([]byte, 0, 1+8+32+2+12+len(plain)+s.aead.Overhead())
+	out := make([]byte, 0, idemHead+len(plain)+s.aead.Overhead())
 	out = append(out, idemRecordVersion)
 	out = binary.BigEndian.AppendUint64(out, uint64(rec.Created.UnixMilli()))
 	out = append(out, rec.Fingerprint[:]...)
 	out = binary.BigEndian.AppendUint16(out, uint16(rec.Status))
-	nonce := make([]byte, 12)
-	if _, err := rand.Read(nonce); err != nil {
-		panic(fmt.Sprintf("api: random nonce: %v", err)) // crypto/rand never fails on supported systems
-	}
 	out = append(out, nonce...)
-	return s.aead.Seal(out, nonce, plain, id)
+	return s.aead.Seal(out, nonce, plain, idemAD(id, out[:idemAuthHead]))
 }
 
+// idemAD is a record's additional data: its fixed-length head, then its id.
+func idemAD(id, head []byte) []byte {
+	ad := make([]byte, 0, len(head)+len(id))
+	return append(append(ad, head...), id...)
+}
+
+// decode opens a record stored under id. Anything that does not open
+// (edited, truncated, another key's, or written by a build before version
+// 2, whose head was not authenticated) is ErrIdempotencyRecord, which the
+// stores treat as no record: see the top of this file for why a lost
+// record is safe.
 func (s *sealer) decode(id, raw []byte) (*idemRecord, error) {
-	const head = 1 + 8 + 32 + 2 + 12
-	if len(raw) < head || raw[0] != idemRecordVersion {
+	if len(raw) < idemHead || raw[0] != idemRecordVersion {
 		return nil, ErrIdempotencyRecord
 	}
-	rec := &idemRecord{Created: time.UnixMilli(int64(binary.BigEndian.Uint64(raw[1:9])))}
-	copy(rec.Fingerprint[:], raw[9:41])
-	rec.Status = int(binary.BigEndian.Uint16(raw[41:43]))
-	plain, err := s.aead.Open(nil, raw[43:55], raw[55:], id)
+	plain, err := s.aead.Open(nil, raw[idemAuthHead:idemHead], raw[idemHead:], idemAD(id, raw[:idemAuthHead]))
 	if err != nil || len(plain) < 2 {
 		return nil, ErrIdempotencyRecord
 	}
@@ -299,6 +328,9 @@ func (s *sealer) decode(id, raw []byte) (*idemRecord, error) {
 	if len(plain) < 2+n {
 		return nil, ErrIdempotencyRecord
 	}
+	rec := &idemRecord{Created: time.UnixMilli(int64(binary.BigEndian.Uint64(raw[1:9])))}
+	copy(rec.Fingerprint[:], raw[9:41])
+	rec.Status = int(binary.BigEndian.Uint16(raw[41:43]))
 	rec.ContentType = string(plain[2 : 2+n])
 	rec.Body = plain[2+n:]
 	return rec, nil
