@@ -1,9 +1,14 @@
 package api
 
 import (
+	"bytes"
+	"errors"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fuzzServer is one harness shared by a fuzz target's inputs.
@@ -98,6 +103,101 @@ func FuzzDecode(f *testing.F) {
 		e, internal := classify(err)
 		if internal || e.Status != http.StatusBadRequest || len(e.Details) == 0 || e.Details[0].Path == "" {
 			t.Fatalf("decode(%q): %v (%+v)", b, err, e)
+		}
+	})
+}
+
+// FuzzSignature feeds a signed request's X-Timestamp and X-Signature
+// arbitrary values: verification never panics and refuses with a signature
+// code, and accepts only the signature of the request made with the
+// merchant's key. A request signed within the window is accepted once (then
+// SIGNATURE_REPLAYED), and one byte changed in its X-Signature (other than
+// a hex digit's case), X-Timestamp or body is refused.
+func FuzzSignature(f *testing.F) {
+	h, m := fuzzServer(f)
+	mv, err := h.views.Merchant(m.ID)
+	if err != nil {
+		f.Fatal(err)
+	}
+	key := h.kr.SigningKey(m.ID, mv.SecretVersion)
+	now := h.clock.Now()
+	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
+	body := []byte(seed003Request)
+	f.Add(nowMS, Sign(key, nowMS, "POST", "/api/v1/create-invoice", body), int64(0), body, 0, byte(1))
+	f.Add(nowMS, strings.ToUpper(Sign(key, nowMS, "POST", "/api/v1/create-invoice", body)), int64(-179_999), []byte{}, 63, byte(0x20))
+	f.Add("+"+nowMS, "", int64(1<<62), []byte("{}"), 12, byte(0xff))
+	f.Add("", "00", int64(0), []byte(nil), 0, byte(0))
+	f.Add("-9223372036854775808", strings.Repeat("0", 64), int64(0), []byte("x"), 1, byte(8))
+	f.Add("9223372036854775807", strings.Repeat("g", 64), int64(0), []byte("x"), 1, byte(8))
+	window := h.srv.cfg.SignatureWindow
+	f.Fuzz(func(t *testing.T, ts, sig string, offsetMS int64, body []byte, at int, flip byte) {
+		s := h.srv
+		s.replays = newReplayCache(s.cfg.MaxSignaturesPerMerchant, s.cfg.MaxSignatures)
+		verify := func(ts, sig string, body []byte) error {
+			r := httptest.NewRequest("POST", "/api/v1/create-invoice", nil)
+			if ts != "" {
+				r.Header["X-Timestamp"] = []string{ts}
+			}
+			if sig != "" {
+				r.Header["X-Signature"] = []string{sig}
+			}
+			err := s.verifySignature(&call{s: s, r: r, ctx: r.Context(), merchantID: m.ID, body: body})
+			if err == nil {
+				return nil
+			}
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				t.Fatalf("X-Timestamp %q X-Signature %q: %v, want a signature error", ts, sig, err)
+			}
+			switch ae.Code {
+			case CodeSignatureInvalid, CodeSignatureExpired, CodeSignatureReplayed:
+			default:
+				t.Fatalf("X-Timestamp %q X-Signature %q: code %s", ts, sig, ae.Code)
+			}
+			return ae
+		}
+		code := func(err error) string {
+			var ae *apiError
+			if errors.As(err, &ae) {
+				return ae.Code
+			}
+			return ""
+		}
+		if verify(ts, sig, body) == nil && (ts != "" || sig != "") && !strings.EqualFold(sig, Sign(key, ts, "POST", "/api/v1/create-invoice", body)) {
+			t.Fatalf("accepted X-Timestamp %q X-Signature %q, not the request's signature", ts, sig)
+		}
+
+		// A request signed now (give or take the window).
+		s.replays = newReplayCache(s.cfg.MaxSignaturesPerMerchant, s.cfg.MaxSignatures)
+		ts = strconv.FormatInt(now.Add(time.Duration(offsetMS%window.Milliseconds())*time.Millisecond).UnixMilli(), 10)
+		sig = Sign(key, ts, "POST", "/api/v1/create-invoice", body)
+		if err := verify(ts, sig, body); err != nil {
+			t.Fatalf("signed at %s: %v", ts, err)
+		}
+		if err := verify(ts, sig, body); code(err) != CodeSignatureReplayed {
+			t.Fatalf("the same signature again: %v", err)
+		}
+		if flip == 0 {
+			return
+		}
+		b := []byte(sig)
+		b[uint(at)%uint(len(b))] ^= flip
+		if !strings.EqualFold(string(b), sig) {
+			if err := verify(ts, string(b), body); code(err) != CodeSignatureInvalid {
+				t.Fatalf("X-Signature %q (one byte changed): %v", b, err)
+			}
+		}
+		b = []byte(ts)
+		b[uint(at)%uint(len(b))] ^= flip
+		if c := code(verify(string(b), sig, body)); c != CodeSignatureInvalid && c != CodeSignatureExpired {
+			t.Fatalf("X-Timestamp %q (one byte changed): %q", b, c)
+		}
+		if len(body) > 0 {
+			b = bytes.Clone(body)
+			b[uint(at)%uint(len(b))] ^= flip
+			if err := verify(ts, sig, b); code(err) != CodeSignatureInvalid {
+				t.Fatalf("body byte %d changed: %v", uint(at)%uint(len(b)), err)
+			}
 		}
 	})
 }
