@@ -212,8 +212,12 @@ func attemptError(err error, timeout time.Duration) string {
 	return err.Error()
 }
 
+// maxRetryAfter bounds what parseRetryAfter returns; Config.MaxRetryAfter
+// caps the wait further.
+const maxRetryAfter = 365 * 24 * time.Hour
+
 // parseRetryAfter reads Retry-After as seconds or an HTTP date; zero when
-// absent or unreadable.
+// absent or unreadable, at most maxRetryAfter.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -223,14 +227,14 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		if n <= 0 {
 			return 0
 		}
-		if n > int64(365*24*time.Hour/time.Second) {
-			n = int64(365 * 24 * time.Hour / time.Second)
+		if n > int64(maxRetryAfter/time.Second) {
+			n = int64(maxRetryAfter / time.Second)
 		}
 		return time.Duration(n) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, maxRetryAfter)
 		}
 	}
 	return 0
