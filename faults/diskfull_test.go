@@ -166,8 +166,10 @@ func TestDiskFull(t *testing.T) {
 		// The full profile stops the last cycle gracefully, to see how a
 		// shutdown copes with a relay that is stuck.
 		if prof.Name == full.Name && cycle == prof.DiskCycles-1 {
-			took, err := sv.stop(45 * time.Second)
-			if err != nil || took > 10*time.Second {
+			// A stop that waits on the stuck relay misses the deadline
+			// and is killed, which stop reports as an error.
+			took, err := sv.stop(10 * time.Second)
+			if err != nil {
 				t.Errorf("graceful stop after the disk was full: %v after %s", err, took.Round(100*time.Millisecond))
 			} else {
 				counts.add("graceful stops", 1)

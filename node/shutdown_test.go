@@ -95,7 +95,10 @@ func TestServeEndsLongPolls(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	start := time.Now()
+	// One deadline bounds the whole shutdown: well under the poll's
+	// 20 s wait, so a shutdown that waits the poll out misses it.
+	stopped := time.NewTimer(10 * time.Second)
+	defer stopped.Stop()
 	cancel()
 	select {
 	case a := <-polled:
@@ -105,7 +108,7 @@ func TestServeEndsLongPolls(t *testing.T) {
 		if err := json.Unmarshal(a.body, &page); err != nil || len(page.Items) != 0 {
 			t.Errorf("poll at shutdown: %s (%v)", a.body, err)
 		}
-	case <-time.After(15 * time.Second):
+	case <-stopped.C:
 		t.Fatal("the long poll held the shutdown")
 	}
 	select {
@@ -113,11 +116,8 @@ func TestServeEndsLongPolls(t *testing.T) {
 		if err != nil {
 			t.Fatalf("serve: %v", err)
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not return")
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Errorf("shutdown took %v with a long poll parked", took)
+	case <-stopped.C:
+		t.Fatal("serve did not return with a long poll parked")
 	}
 	// The operator's last line says the node stopped cleanly, and where.
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
@@ -254,8 +254,10 @@ func openTimingOut(t *testing.T, logs *syncbuf.Buffer, cp node.CheckpointConfig)
 }
 
 // serveTimingOut serves n and stops it at once, and checks that Serve
-// returns ErrShutdownTimeout within about shortTimeout. If Serve still
-// runs well past it, unblock lets the node finish before the test ends.
+// gives up with ErrShutdownTimeout rather than waiting out the blocked
+// work: the work never ends on its own, so a Serve that waits for it
+// is still running at the select's deadline. unblock then lets the
+// node finish before the test ends.
 func serveTimingOut(t *testing.T, n *node.Node, unblock func()) {
 	timeout := shortTimeout
 	t.Helper()
@@ -271,9 +273,6 @@ func serveTimingOut(t *testing.T, n *node.Node, unblock func()) {
 		unblock()
 		<-served
 		t.Fatalf("serve still running %v after a shutdown with a %v timeout", time.Since(start).Round(time.Millisecond), timeout)
-	}
-	if took := time.Since(start); took > timeout+time.Second {
-		t.Errorf("shutdown took %v with a %v timeout", took, timeout)
 	}
 	if !errors.Is(err, node.ErrShutdownTimeout) {
 		t.Errorf("serve: %v, want ErrShutdownTimeout", err)

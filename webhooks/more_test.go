@@ -281,7 +281,10 @@ func TestSlowReceiverDoesNotBlockOthers(t *testing.T) {
 	e.merchant("slow", slow.URL())
 	e.merchant("fast", fast.URL())
 	cfg := e.config()
-	cfg.AttemptTimeout = 30 * time.Second
+	// The slow receiver's attempts end only with the test: far past
+	// checkDelivered's 20 s deadline, so fast deliveries that wait for
+	// a slow attempt to time out fail there.
+	cfg.AttemptTimeout = time.Minute
 	cfg.PerHostConcurrency = 2
 	cfg.Concurrency = 4
 	d, _ := e.dispatcher("", cfg)
@@ -294,14 +297,10 @@ func TestSlowReceiverDoesNotBlockOthers(t *testing.T) {
 		}
 		return nil
 	})
-	start := time.Now()
 	for range 10 {
 		e.invoice("fast", "")
 	}
 	checkDelivered(t, d, "fast", fast, 10)
-	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("fast merchant took %v behind a hanging one", took)
-	}
 	// Once the fast merchant's attempts are recorded, the slow host still
 	// holds its 2 slots, and no more.
 	waitFor(t, 5*time.Second, func() error {

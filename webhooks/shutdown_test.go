@@ -139,10 +139,14 @@ func TestRestartAbortsHeldAttemptAndMakesItAgain(t *testing.T) {
 	r.start()
 	inv := e.invoice("m1", "")
 	recv(t, held, "request held")
+	heldAt := time.Now()
 
-	took := r.stop()
-	if took < cfg.ShutdownGrace || took > cfg.ShutdownGrace+2*time.Second {
-		t.Errorf("Run returned %v after its context ended, grace %v", took, cfg.ShutdownGrace)
+	// Run gives the held attempt its grace before aborting it (a timer
+	// never fires early, so this bound cannot flake); that it then aborts
+	// it, rather than waiting out the 30 s attempt timeout, stop's 20 s
+	// deadline shows.
+	if took := r.stop(); took < cfg.ShutdownGrace {
+		t.Errorf("Run returned %v after its context ended, before its grace of %v", took, cfg.ShutdownGrace)
 	}
 	recv(t, cutOff, "hang-up seen by the receiver")
 	del, err := findFor(r.d, "m1", commands.TypeInvoiceCreated, inv)
@@ -157,16 +161,17 @@ func TestRestartAbortsHeldAttemptAndMakesItAgain(t *testing.T) {
 	if got.Status != StatusPending || got.AttemptCount != 0 || len(got.Attempts) != 0 || got.LastError != "" || got.NextAttemptAt == nil {
 		t.Fatalf("after the cut-off attempt: %+v", got)
 	}
+	// Still due when the cut-off attempt was made, not pushed back by a
+	// backoff: the next Run attempts it at once.
+	if got.NextAttemptAt.After(heldAt) {
+		t.Fatalf("next attempt at %v, after the cut-off attempt was under way at %v", got.NextAttemptAt, heldAt)
+	}
 	if st := r.d.Stats(); st.Attempts != 0 || st.Delivered != 0 || st.Failed != 0 {
 		t.Fatalf("stats count the cut-off attempt: %+v", st)
 	}
 
-	restarted := time.Now()
 	r.start()
 	waitFor(t, 5*time.Second, func() error { return statusIs(r.d, "m1", commands.TypeInvoiceCreated, inv, StatusDelivered) })
-	if took := time.Since(restarted); took > 2*time.Second {
-		t.Errorf("delivered %v after the restart", took)
-	}
 	// Nothing more in flight or scheduled: no extra attempt can come.
 	waitFor(t, 5*time.Second, func() error { return settled(r.d, e.store) })
 	got, _ = r.d.Delivery("m1", del.ID)
@@ -214,16 +219,16 @@ func TestShutdownGraceRecordsAttemptsThatFinish(t *testing.T) {
 			e.merchant("m1", rc.URL())
 			cfg := e.config()
 			cfg.AttemptTimeout = 30 * time.Second
-			cfg.ShutdownGrace = 5 * time.Second
+			// Longer than stop's 20 s deadline: a Run that waits out the
+			// grace, not just the attempt, fails there.
+			cfg.ShutdownGrace = time.Minute
 			cfg.BackoffBase, cfg.BackoffMax = 200*time.Millisecond, 200*time.Millisecond
 			r := newRunner(t, e, cfg)
 			r.start()
 			inv := e.invoice("m1", "")
 			recv(t, held, "request held")
 			go func(ended <-chan struct{}) { <-ended; close(stopping) }(r.followEnded)
-			if took := r.stop(); took > 2*time.Second {
-				t.Errorf("Run took %v to return though the attempt ended at once", took)
-			}
+			r.stop()
 			del, err := findFor(r.d, "m1", commands.TypeInvoiceCreated, inv)
 			if err != nil {
 				t.Fatal(err)
