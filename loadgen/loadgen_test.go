@@ -95,29 +95,34 @@ func TestPercentileIsNearestRank(t *testing.T) {
 }
 
 // TestRunIgnoresWarmupErrors: failures while warming up are neither counted
-// nor reported as the run's first error.
+// nor reported as the run's first error. The server fails its first
+// warmupFailures requests, then succeeds; the first request cannot be
+// built. A handful of local requests ends well within the warmup.
 func TestRunIgnoresWarmupErrors(t *testing.T) {
-	var warm atomic.Bool
-	warm.Store(true)
+	const warmupFailures = 10
+	var failed atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if warm.Load() {
+		if failed.Add(1) <= warmupFailures {
 			http.Error(w, "warming", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte(`{"ok":true}`))
 	}))
 	defer srv.Close()
-	time.AfterFunc(50*time.Millisecond, func() { warm.Store(false) })
-	bad := atomic.Bool{}
-	res, err := Run(context.Background(), Config{Connections: 2, Duration: 5 * time.Second, Warmup: 300 * time.Millisecond, MaxRequests: 200},
+	var built atomic.Int64
+	res, err := Run(context.Background(), Config{Connections: 2, Duration: 5 * time.Second, Warmup: time.Second, MaxRequests: 200},
 		func(w, i int) (*http.Request, error) {
-			if warm.Load() && bad.CompareAndSwap(false, true) {
+			if built.Add(1) == 1 {
 				return nil, fmt.Errorf("cannot build a request")
 			}
 			return http.NewRequest(http.MethodGet, srv.URL, nil)
 		})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The warmup did see errors: a build failure and the server's.
+	if n := failed.Load(); n <= warmupFailures {
+		t.Fatalf("the server answered %d requests, want its %d failures and more", n, warmupFailures)
 	}
 	if res.Errors != 0 || res.FirstError != "" || res.Requests < 200 {
 		t.Fatalf("errors while warming up show in the run: %+v", res)
