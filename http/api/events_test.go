@@ -156,9 +156,11 @@ func TestEventFeedScanBound(t *testing.T) {
 	}
 }
 
-// TestEventFeedWait: a long poll at the head answers with the next event
-// of the merchant's; one waiting when the server starts shutting down
-// answers at once, empty.
+// TestEventFeedWait: a long poll parked at the head answers with the next
+// event of the merchant's; one parked when the server starts shutting down
+// answers at once, empty. Each poll is seen parked (the feed_waiting
+// gauge) before the append or the shutdown, so neither is answered by a
+// poll that merely started late.
 func TestEventFeedWait(t *testing.T) {
 	h := newHarness(t)
 	m := h.seedSetup()
@@ -170,6 +172,7 @@ func TestEventFeedWait(t *testing.T) {
 		_ = json.Unmarshal(r.Body, &p)
 		got <- p
 	}()
+	h.waitFeedWaiting(t, 1)
 	h.api(m, "POST", "/api/v1/create-invoice", seed003Request)
 	select {
 	case p := <-got:
@@ -180,6 +183,7 @@ func TestEventFeedWait(t *testing.T) {
 		t.Fatal("the long poll did not answer the append")
 	}
 
+	h.waitFeedWaiting(t, 0)
 	head = h.head()
 	go func() {
 		r := h.api(m, "GET", fmt.Sprintf("/api/v1/events?after=%d&wait=20", head), "")
@@ -187,6 +191,7 @@ func TestEventFeedWait(t *testing.T) {
 		_ = json.Unmarshal(r.Body, &p)
 		got <- p
 	}()
+	h.waitFeedWaiting(t, 1)
 	h.srv.Stopping()
 	select {
 	case p := <-got:
@@ -207,13 +212,7 @@ func TestEventFeedLogClosed(t *testing.T) {
 	head := h.head()
 	got := make(chan resp, 1)
 	go func() { got <- h.api(m, "GET", fmt.Sprintf("/api/v1/events?after=%d&wait=20", head), "") }()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.feedWaiting(t) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the long poll never parked")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	h.waitFeedWaiting(t, 1)
 	if err := h.store.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +237,22 @@ func (h *harness) feedWaiting(t *testing.T) float64 {
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
+}
+
+// waitFeedWaiting waits until want long polls are parked.
+func (h *harness) waitFeedWaiting(t *testing.T, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := h.feedWaiting(t)
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v long polls parked, want %v", n, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // TestEventFeedRateLimit: the feed has a per-merchant limit of its own (a
