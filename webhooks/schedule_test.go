@@ -29,6 +29,10 @@ func TestSchedulerStopWaitsForLaunches(t *testing.T) {
 	<-entered
 	stopped := make(chan struct{})
 	go func() { s.stop(); close(stopped) }()
+	// A negative check: nothing signals that stop is (rightly) still
+	// waiting, so it gets a short window to return wrongly. A stop that
+	// does not wait has nothing to wait for and returns well within it; a
+	// correct stop never fails it, however slow the machine.
 	select {
 	case <-stopped:
 		t.Fatal("stop returned while a begun attempt was still to be launched")
@@ -114,6 +118,9 @@ func TestSchedulerCancelledWaitingEntriesLeave(t *testing.T) {
 	if got := <-launched; got != other {
 		t.Fatalf("launched %v, want %v", got, other)
 	}
+	// A negative check: a second launch would follow done at once, so a
+	// short window catches it; a correct scheduler never fails it, however
+	// slow the machine.
 	select {
 	case got := <-launched:
 		t.Fatalf("launched %v too", got)

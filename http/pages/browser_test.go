@@ -31,9 +31,10 @@ var screenshotDir = flag.String("pages.screenshots", "",
 
 const chromiumMissing = "headless Chromium not found: install it with `apt-get install chromium` (Debian) or set PAYLEDGER_CHROMIUM"
 
-// chromium finds the browser: $PAYLEDGER_CHROMIUM, else Debian's
-// /usr/bin/chromium. Without one the test skips, except on CI (CI=true),
-// where a missing browser is a failure.
+// chromium finds the browser: $PAYLEDGER_CHROMIUM, else chromium or
+// chromium-browser on PATH (.ci/run installs one unless `command -v
+// chromium` finds it), else Debian's /usr/bin/chromium. Without one the
+// test skips, except on CI (CI=true), where a missing browser is a failure.
 func chromium(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("PAYLEDGER_CHROMIUM"); p != "" {
@@ -43,6 +44,11 @@ func chromium(t *testing.T) string {
 		}
 		return exe
 	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if exe, err := exec.LookPath(name); err == nil {
+			return exe
+		}
+	}
 	if st, err := os.Stat("/usr/bin/chromium"); err == nil && !st.IsDir() {
 		return "/usr/bin/chromium"
 	}
@@ -51,6 +57,25 @@ func chromium(t *testing.T) string {
 	}
 	t.Skip(chromiumMissing)
 	return ""
+}
+
+// TestChromiumOnPath: a browser on PATH is the one the tests use, as .ci/run
+// takes `command -v chromium` finding one for the browser being there.
+func TestChromiumOnPath(t *testing.T) {
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			exe := filepath.Join(dir, name)
+			if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PAYLEDGER_CHROMIUM", "")
+			t.Setenv("PATH", dir)
+			if got := chromium(t); got != exe {
+				t.Fatalf("chromium() = %q, want %q on PATH", got, exe)
+			}
+		})
+	}
 }
 
 // browser starts a headless Chromium with a fresh profile at a phone's
