@@ -124,9 +124,13 @@ func (s *seqRanges) add(seq uint64) {
 }
 
 // NewConsumer creates the durable consumer, or takes up an existing one
-// (updating its filter, batch and ack wait).
+// (updating its filter, batch and ack wait). While the server is still
+// closing a consumer of that name (just deleted, say by a worker making it
+// anew), its errors are logged and the attempt made again after a backoff
+// (MinBackoff doubling to MaxBackoff), for as long as ctx lives.
 //
-// Errors: ErrConfig without a durable name, or the JetStream API's.
+// Errors: ErrConfig without a durable name, or the JetStream API's (the
+// last one if ctx ends while the server is closing the old consumer).
 func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.Durable == "" {
 		return nil, fmt.Errorf("%w: a consumer needs a durable name", ErrConfig)
@@ -155,6 +159,44 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 	if len(cfg.FilterSubjects) == 0 {
 		cfg.FilterSubjects = []string{conn.AllSubjects()}
 	}
+	backoff := cfg.MinBackoff
+	for {
+		cc, err := takeUp(ctx, conn, cfg)
+		if err == nil {
+			return &Consumer{conn: conn, cfg: cfg, cons: cc}, nil
+		}
+		if !errors.Is(err, errClosing) || ctx.Err() != nil {
+			return nil, fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+		}
+		cfg.Logger.Warn("consumer: the server is still closing the old one; trying again",
+			"consumer", cfg.Durable, "err", err, "retry_in", backoff)
+		sleepCtx(ctx, backoff)
+		backoff = min(backoff*2, cfg.MaxBackoff)
+	}
+}
+
+// errClosing marks a JetStream API error that the server returns for a
+// moment while it closes a consumer of the same name (deleted by an
+// operator, or by a worker making it anew): taking it up again after a
+// backoff gets past it.
+var errClosing = errors.New("consumer closing on the server")
+
+// takeUp creates the durable consumer, or takes up and updates an existing
+// one. An error that the server's closing of an old consumer of that name
+// can cause, and that a later attempt gets past, also matches errClosing:
+//
+//   - creation failing on the server (JSErrCodeConsumerCreate, 10012): the
+//     old consumer closed under the request ("consumer closed"), or its
+//     store still being removed ("error creating store for consumer", a
+//     failed rename in it). Creation's configuration errors have codes of
+//     their own.
+//   - an update answered "consumer closed" (10012; an update's other 10012
+//     errors are changes the server refuses, and stay errors).
+//   - a creation answered that the consumer does not exist (10149: the old
+//     one, still registered, closed under it) or already exists with
+//     another configuration (10105: the old one not yet removed, or another
+//     worker's made just now, which the next attempt takes up).
+func takeUp(ctx context.Context, conn *Conn, cfg ConsumerConfig) (jetstream.Consumer, error) {
 	s, err := conn.Stream(ctx)
 	if err != nil {
 		return nil, err
@@ -169,28 +211,46 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 			// Deleted on the server since it was looked up (by an
 			// operator, or a worker making it anew): make it below.
 			err = jetstream.ErrConsumerNotFound
+		} else if apiErrorIs(err, jetstream.JSErrCodeConsumerCreate) && apiDescription(err) == "consumer closed" {
+			return nil, fmt.Errorf("%w: %w", errClosing, err)
 		}
 	}
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		want := jetstream.ConsumerConfig{
-			Durable:        cfg.Durable,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			DeliverPolicy:  jetstream.DeliverAllPolicy,
-			FilterSubjects: cfg.FilterSubjects,
-			AckWait:        cfg.AckWait,
-			MaxAckPending:  cfg.Batch,
-			MaxDeliver:     -1,
-			ReplayPolicy:   jetstream.ReplayInstantPolicy,
-		}
-		if cfg.StartSeq > 1 {
-			want.DeliverPolicy, want.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cfg.StartSeq
-		}
-		cc, err = s.CreateConsumer(ctx, want)
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return cc, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+	want := jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		FilterSubjects: cfg.FilterSubjects,
+		AckWait:        cfg.AckWait,
+		MaxAckPending:  cfg.Batch,
+		MaxDeliver:     -1,
+		ReplayPolicy:   jetstream.ReplayInstantPolicy,
 	}
-	return &Consumer{conn: conn, cfg: cfg, cons: cc}, nil
+	if cfg.StartSeq > 1 {
+		want.DeliverPolicy, want.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cfg.StartSeq
+	}
+	cc, err = s.CreateConsumer(ctx, want)
+	if apiErrorIs(err, jetstream.JSErrCodeConsumerCreate, jetstream.JSErrCodeConsumerDoesNotExist, jetstream.JSErrCodeConsumerAlreadyExists) {
+		return nil, fmt.Errorf("%w: %w", errClosing, err)
+	}
+	return cc, err
+}
+
+// apiErrorIs reports whether err is a JetStream API error with one of codes.
+func apiErrorIs(err error, codes ...jetstream.ErrorCode) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && slices.Contains(codes, ae.ErrorCode)
+}
+
+// apiDescription is the description of a JetStream API error, or "".
+func apiDescription(err error) string {
+	var ae *jetstream.APIError
+	if errors.As(err, &ae) {
+		return ae.Description
+	}
+	return ""
 }
 
 // Info is the consumer's state on the server.

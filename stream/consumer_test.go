@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,5 +259,67 @@ func TestConsumerGoneEndsRun(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run still going 10s after its consumer was deleted")
+	}
+}
+
+// TestNewConsumerWhileOldOneCloses: a worker whose durable consumer was
+// deleted makes it anew at once, while the server may still be closing the
+// old one. The server then answers "consumer closed" (or that the consumer
+// does or does not exist) for a moment; NewConsumer must wait that out
+// rather than fail, or the worker stops. Repeated, for the window is
+// narrow.
+func TestNewConsumerWhileOldOneCloses(t *testing.T) {
+	conn, _ := publishedLog(t, 20, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := stream.ConsumerConfig{Durable: "closing", StartSeq: 21, FetchWait: 5 * time.Second}
+	var deletes []chan error
+	for i := range 30 {
+		c, err := stream.NewConsumer(ctx, conn, cfg)
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(rctx, func(context.Context, ledger.Event) error { return nil }) }()
+		// Deleted while a pull waits on it, as under a running worker.
+		natstest.WaitFor(t, 10*time.Second, time.Millisecond, func() error {
+			info, err := c.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if info.NumWaiting == 0 {
+				return errors.New("no pull waiting")
+			}
+			return nil
+		})
+		// The next round's NewConsumer runs as soon as Run has seen the
+		// deletion, while the server may not have finished it.
+		deleted := make(chan error, 1)
+		go func() { deleted <- conn.JetStream().DeleteConsumer(ctx, conn.Config().Stream, cfg.Durable) }()
+		err = <-done
+		stop()
+		if !errors.Is(err, stream.ErrConsumerGone) {
+			t.Fatalf("round %d: Run after its consumer was deleted: %v, want ErrConsumerGone", i, err)
+		}
+		deletes = append(deletes, deleted)
+	}
+	for _, d := range deletes {
+		if err := <-d; err != nil {
+			t.Errorf("delete: %v", err)
+		}
+	}
+}
+
+// TestNewConsumerRefusedConfigFails: an error no retry gets past (here a
+// durable name the server finds too long) still fails NewConsumer at once.
+func TestNewConsumerRefusedConfigFails(t *testing.T) {
+	conn, _ := publishedLog(t, 1, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := stream.NewConsumer(ctx, conn, stream.ConsumerConfig{Durable: strings.Repeat("d", 300)})
+	var ae *jetstream.APIError
+	if !errors.As(err, &ae) || ctx.Err() != nil {
+		t.Fatalf("NewConsumer with a filter outside the stream: %v (ctx %v), want the API's error at once", err, ctx.Err())
 	}
 }
