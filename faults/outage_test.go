@@ -2,11 +2,14 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +34,25 @@ func TestNATSAndReceiverOutage(t *testing.T) {
 	t.Parallel()
 	natsCfg := stream.Config{StoreDir: t.TempDir(), Port: freePort(t)}
 	startNATS := func() *server.Server {
+		// Another process may take the port while NATS is away (a
+		// connection's ephemeral port, say): wait until it lets go, as
+		// the receiver does, rather than start a server that cannot
+		// listen. (A process taking it in the instant between this check
+		// and the server's listen is not covered.)
+		addr := fmt.Sprintf("127.0.0.1:%d", natsCfg.Port)
+		err := poll(10*time.Second, func() error {
+			ln, err := net.Listen("tcp", addr)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return err
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ln.Close()
+		})
+		if err != nil {
+			t.Fatalf("NATS cannot listen on %s again: %v", addr, err)
+		}
 		srv, err := stream.StartServer(natsCfg)
 		if err != nil {
 			t.Fatal(err)

@@ -4,11 +4,13 @@
 package natstest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,8 +83,81 @@ func Restart(t testing.TB, s *server.Server) *server.Server {
 		opts.Port = port(t, s.ClientURL())
 	}
 	Shutdown(s)
-	return RunServerOptions(t, opts)
+	// Another process may take the port between the shutdown and the
+	// start (a connection's ephemeral port, say): wait until it lets go,
+	// as faults' receiver does, rather than fail.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := startListening(opts)
+		if err == nil {
+			options.Store(s, opts)
+			t.Cleanup(func() { Shutdown(s) })
+			return s
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			t.Fatalf("natstest: restart on port %d: %v", opts.Port, err)
+		}
+		if restartPortBusy != nil {
+			restartPortBusy()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
+
+// restartPortBusy, if set, is called each time Restart finds its port
+// taken (for a test to let go of it then).
+var restartPortBusy func()
+
+// startListening starts a server with opts and waits until it accepts
+// connections. Unlike RunServerOptions it returns the error of a client
+// listener that cannot listen (its port taken) as soon as the server
+// reports it, rather than wait for readiness that will not come.
+func startListening(opts *server.Options) (*server.Server, error) {
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	fatal := make(chan error, 1)
+	s.SetLogger(fatalLogger(fatal), false, false)
+	s.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.ReadyForConnections(20 * time.Millisecond) {
+		select {
+		case err := <-fatal:
+			Shutdown(s)
+			return nil, err
+		default:
+		}
+		if time.Now().After(deadline) {
+			Shutdown(s)
+			return nil, fmt.Errorf("server %s not ready", opts.ServerName)
+		}
+	}
+	return s, nil
+}
+
+// fatalLogger hands a server's fatal errors (such as failing to listen)
+// to a channel and drops everything else.
+type fatalLogger chan<- error
+
+func (l fatalLogger) Fatalf(format string, v ...any) {
+	err := fmt.Errorf(format, v...)
+	for _, a := range v {
+		if e, ok := a.(error); ok {
+			err = fmt.Errorf("%s: %w", err, e)
+			break
+		}
+	}
+	select {
+	case l <- err:
+	default:
+	}
+}
+func (fatalLogger) Noticef(string, ...any) {}
+func (fatalLogger) Warnf(string, ...any)   {}
+func (fatalLogger) Errorf(string, ...any)  {}
+func (fatalLogger) Debugf(string, ...any)  {}
+func (fatalLogger) Tracef(string, ...any)  {}
 
 func port(t testing.TB, rawURL string) int {
 	t.Helper()
