@@ -95,12 +95,30 @@ func StartServer(cfg Config) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats server: %w", err)
 	}
-	srv.SetLoggerV2(slogLogger{cfg.Logger}, false, false, false)
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(slogLogger{l: cfg.Logger, fatal: fatal}, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, fmt.Errorf("embedded nats server on %s:%d did not become ready", cfg.Host, cfg.Port)
+	// A server that cannot listen (its port taken) logs a fatal error and
+	// never becomes ready: report that at once, not after the wait.
+	deadline := time.Now().Add(30 * time.Second)
+	for !srv.ReadyForConnections(25 * time.Millisecond) {
+		var err error
+		select {
+		case msg := <-fatal:
+			if strings.Contains(msg, "address already in use") {
+				msg += " (another process, perhaps a NATS server, holds the port: choose another, or -1 for a free one)"
+			}
+			err = fmt.Errorf("embedded nats server on %s:%d: %s", cfg.Host, cfg.Port, msg)
+		default:
+			if time.Now().After(deadline) {
+				err = fmt.Errorf("embedded nats server on %s:%d did not become ready", cfg.Host, cfg.Port)
+			}
+		}
+		if err != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil, err
+		}
 	}
 	return srv, nil
 }
@@ -287,7 +305,13 @@ func (c *Conn) Stream(ctx context.Context) (jetstream.Stream, error) {
 }
 
 // slogLogger adapts slog to nats-server's logger.
-type slogLogger struct{ l *slog.Logger }
+// slogLogger writes the embedded server's log to slog. Its fatal errors
+// (failing to listen) also go to fatal, when set, if nothing is waiting
+// there yet.
+type slogLogger struct {
+	l     *slog.Logger
+	fatal chan<- string
+}
 
 func (s slogLogger) Noticef(format string, v ...any) {
 	s.l.Info(fmt.Sprintf(format, v...), "component", "nats")
@@ -296,7 +320,14 @@ func (s slogLogger) Warnf(format string, v ...any) {
 	s.l.Warn(fmt.Sprintf(format, v...), "component", "nats")
 }
 func (s slogLogger) Fatalf(format string, v ...any) {
-	s.l.Error(fmt.Sprintf(format, v...), "component", "nats", "fatal", true)
+	msg := fmt.Sprintf(format, v...)
+	s.l.Error(msg, "component", "nats", "fatal", true)
+	if s.fatal != nil {
+		select {
+		case s.fatal <- msg:
+		default:
+		}
+	}
 }
 func (s slogLogger) Errorf(format string, v ...any) {
 	s.l.Error(fmt.Sprintf(format, v...), "component", "nats")
