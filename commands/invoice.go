@@ -22,7 +22,7 @@ type Invoice struct {
 	Status  string
 	PaidBy  string // payment stream id that paid it
 	PaidAt  time.Time
-	Late    bool // paid late: only in logs written before AllocExpired
+	Late    bool
 	Version uint64
 }
 

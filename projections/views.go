@@ -42,7 +42,7 @@ type InvoiceView struct {
 	CommissionPercent  string            `json:"commission_percent"`
 	GrossUSDT          string            `json:"gross_usdt"`
 	FeeUSDT            string            `json:"fee_usdt"`
-	Late               bool              `json:"late"`                  // paid after expires_at (logs written before allocation expired_invoice only)
+	Late               bool              `json:"late"`                  // paid after expires_at
 	PaidBy             string            `json:"paid_by,omitempty"`     // stream id of the payment that paid it
 	PaidAmount         string            `json:"paid_amount,omitempty"` // in the paying payment's currency
 	Overpaid           string            `json:"overpaid,omitempty"`    // excess over the expected amount
