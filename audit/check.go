@@ -251,10 +251,8 @@ func decode(e *ledger.Event, check string, v any) *Fault {
 
 // invoice folds an invoice stream's events with the lifecycle of
 // docs/payments.md: pending -> success | expired | cancelled, and
-// expired -> success for a late payment in logs written before late money
-// was held (allocation expired_invoice; such logs still verify), paid at
-// most once, and paid only by the payment.processed appended with it, at
-// its time and of its amount.
+// expired -> success for a late payment, paid at most once, and paid only
+// by the payment.processed appended with it, at its time and of its amount.
 func (c *checker) invoice(e *ledger.Event) *Fault {
 	id := strings.TrimPrefix(e.Stream, commands.StreamInvoice+"-")
 	k := uuidKey(id)
@@ -481,29 +479,7 @@ func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 		c.expect = &expectPaid{seq: e.Seq, payment: e.Stream, invoice: inv,
 			stream: commands.StreamID(commands.StreamInvoice, inv.uuid()), at: d.At, paid: d.PaidAmount}
 	}
-	if d.Allocation == commands.AllocExpired {
-		// No log holds one written before every late payment was
-		// flagged: its flag is checked. It awaits no invoice.paid, so one
-		// after it is a fault of the invoice (not appended with a
-		// payment.processed of allocation invoice).
-		if f := heldFault(e, d.Late, d.At, inv.uuid(), c.invoices[inv]); f != nil {
-			return f
-		}
-	}
 	return nil
-}
-
-// heldFault reports a payment.processed e at time at with allocation
-// expired_invoice, for invoice id in state st, that the commands would not
-// append: they hold a payment as expired exactly when
-// commands.HeldAsExpired, flagged late (commands.PaidLate).
-func heldFault(e *ledger.Event, late bool, at time.Time, id string, st invoiceState) *Fault {
-	status := statusNames[st.status]
-	if !commands.HeldAsExpired(status, at, st.expires) {
-		return fault(CheckInvoices, e.Seq, e.Stream, "%s with allocation %s at %s, for invoice %s in status %s with expires_at %s: only a late payment of an invoice neither paid nor cancelled is held as expired",
-			e.Type, commands.AllocExpired, at.Format(time.RFC3339Nano), id, status, st.expires.Format(time.RFC3339Nano))
-	}
-	return lateFault(e, late, at, id, st)
 }
 
 func flow(m map[string]*Flow, cur string) *Flow {

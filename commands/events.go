@@ -79,17 +79,12 @@ const (
 
 // Allocations of a processed payment: where its money went.
 const (
-	// AllocInvoice: the payment paid its invoice, before its expires_at.
-	// (Logs written before AllocExpired also hold late ones, flagged late.)
+	// AllocInvoice: the payment paid its invoice (on time, or late after expiry).
 	AllocInvoice = "invoice"
 	// AllocDuplicate: the invoice was already paid by another payment; funds held in suspense.
 	AllocDuplicate = "duplicate"
 	// AllocCancelled: the invoice had been cancelled; funds held in suspense.
 	AllocCancelled = "cancelled_invoice"
-	// AllocExpired: the payment came at or after its invoice's expires_at
-	// (commands.HeldAsExpired), which it therefore does not pay, whatever
-	// the amount; funds held in suspense for the merchant's decision.
-	AllocExpired = "expired_invoice"
 	// AllocUnderpaid: less than the expected amount arrived; funds held in suspense, invoice stays pending.
 	AllocUnderpaid = "underpaid"
 )
@@ -200,7 +195,7 @@ type InvoiceExpired struct {
 type InvoicePaid struct {
 	PaymentID  string          `json:"payment_id"` // the payment's stream id
 	PaidAt     time.Time       `json:"paid_at"`
-	Late       bool            `json:"late,omitempty"`    // processed after expires_at (logs written before AllocExpired only)
+	Late       bool            `json:"late,omitempty"`    // processed after expires_at
 	PaidAmount decimal.Decimal `json:"paid_amount"`       // in the payment's currency
 	Overpaid   decimal.Decimal `json:"overpaid,omitzero"` // excess over the expected amount, held for refund
 }

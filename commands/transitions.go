@@ -15,19 +15,15 @@ var invoiceTransitions = map[string]struct {
 }{
 	TypeInvoiceCancelled: {[]string{InvoiceStatusPending}, InvoiceStatusCancelled},
 	TypeInvoiceExpired:   {[]string{InvoiceStatusPending}, InvoiceStatusExpired},
-	// Expired -> success: a late payment in a log written before late
-	// money was held (AllocExpired); the commands no longer append it, but
-	// such logs must still replay (docs/payments.md).
+	// Expired -> success: a late payment (docs/payments.md).
 	TypeInvoicePaid: {[]string{InvoiceStatusPending, InvoiceStatusExpired}, InvoiceStatusSuccess},
 }
 
 // NextInvoiceStatus returns the status an invoice in status from takes on
 // an event of type typ (invoice.cancelled, invoice.expired, invoice.paid),
-// and false when no version of the commands appended that event to an
-// invoice in that status: an invoice is cancelled or expires only while
-// pending, and is paid only while pending (or, by the commands before
-// AllocExpired, expired), so at most once. The commands now pay an invoice
-// only when PaidLate is false, which rules out an expired one.
+// and false when the commands never append that event to an invoice in
+// that status: an invoice is cancelled or expires only while pending, and
+// is paid only while pending or expired, so at most once.
 func NextInvoiceStatus(from, typ string) (string, bool) {
 	t, ok := invoiceTransitions[typ]
 	if !ok {
@@ -49,32 +45,19 @@ func NextInvoiceStatus(from, typ string) (string, bool) {
 // time). A pending invoice is thus paid late or not by its expires_at
 // alone, which may pass before the scheduler marks it expired.
 // ProcessPayment flags with it every payment.processed, whatever its
-// allocation; a late payment never pays its invoice (HeldAsExpired). The
-// projector and the audit refuse a payment.processed with allocation
-// invoice or expired_invoice, or an invoice.paid, flagged otherwise. (They
-// do not check the other allocations: logs written before every
-// payment.processed was flagged left a late duplicate or underpayment
-// unflagged. Logs written before HeldAsExpired hold late payments that
-// paid their invoice: allocation invoice and an invoice.paid, both late.)
+// allocation, and the invoice.paid it may lead to; the projector and the
+// audit refuse a payment.processed with allocation invoice, or an
+// invoice.paid, flagged otherwise. (They do not check the other
+// allocations: logs written before every payment.processed was flagged
+// left a late duplicate or underpayment unflagged.)
 func PaidLate(from string, at, expiresAt time.Time) bool {
 	return from == InvoiceStatusExpired || !at.Before(expiresAt)
-}
-
-// HeldAsExpired reports whether the commands allocate AllocExpired a
-// payment processed at time at for an invoice in status from whose
-// expires_at is expiresAt: the invoice is neither paid nor cancelled, and
-// the payment is late (PaidLate). After expires_at an invoice cannot be
-// paid (seed 003, SPEC §3: expired is final), so the money is held in the
-// merchant's suspense account, whatever its amount, and the invoice stays
-// as it is (a pending one expires at the scheduler's next pass).
-func HeldAsExpired(from string, at, expiresAt time.Time) bool {
-	return (from == InvoiceStatusPending || from == InvoiceStatusExpired) && PaidLate(from, at, expiresAt)
 }
 
 // PaymentCreationAllowed reports whether the commands create a payment for
 // an invoice in status st: only a pending one. An expired invoice takes no
 // new payment; a payment created while it was pending may still be
-// processed after it expired, and its money is then held (HeldAsExpired).
+// processed after it expired, and pays it late (NextInvoiceStatus).
 // (Whether the invoice's expires_at has passed is the command's to check.)
 func PaymentCreationAllowed(st string) bool { return st == InvoiceStatusPending }
 

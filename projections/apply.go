@@ -621,20 +621,6 @@ func checkLate(typ string, late bool, at time.Time, inv *InvoiceView) error {
 		typ, not, at.Format(time.RFC3339Nano), inv.InvoiceID, inv.Status, inv.ExpiresAt.Format(time.RFC3339Nano))
 }
 
-// checkHeld returns ErrIllegalTransition when a payment.processed (typ)
-// with allocation expired_invoice at time at, for invoice inv (as it was
-// before the event), is one the commands would not append: they hold a
-// payment as expired_invoice exactly when commands.HeldAsExpired, and flag
-// it late (commands.PaidLate). No log written before that allocation holds
-// one, so its flag is checked, unlike a duplicate's or an underpayment's.
-func checkHeld(typ string, late bool, at time.Time, inv *InvoiceView) error {
-	if !commands.HeldAsExpired(inv.Status, at, inv.ExpiresAt) {
-		return fmt.Errorf("%w: %s with allocation %s at %s, for invoice %s in status %s with expires_at %s: only a late payment of an invoice neither paid nor cancelled is held as expired",
-			ErrIllegalTransition, typ, commands.AllocExpired, at.Format(time.RFC3339Nano), inv.InvoiceID, inv.Status, inv.ExpiresAt.Format(time.RFC3339Nano))
-	}
-	return checkLate(typ, late, at, inv)
-}
-
 // awaitedPaid is a payment.processed with allocation invoice, whose
 // invoice.paid must come next, with its time and amount.
 type awaitedPaid struct {
@@ -766,23 +752,17 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 	if _, ok := commands.NextPaymentStatus(en.v.Status, e.Type); !ok {
 		return fmt.Errorf("%w: %s of a payment in status %s", ErrIllegalTransition, e.Type, en.v.Status)
 	}
-	if pr := p.processed; pr != nil && (pr.allocation == commands.AllocInvoice || pr.allocation == commands.AllocExpired) {
-		// Allocation invoice: its invoice.paid comes next and reads the
-		// invoice anyway: read here, it is in the cache for it.
+	if pr := p.processed; pr != nil && pr.allocation == commands.AllocInvoice {
+		// Its invoice.paid comes next and reads the invoice anyway: read
+		// here, it is in the cache for it.
 		inv, err := s.invoice(en.v.InvoiceID)
 		if err != nil {
 			return fmt.Errorf("payment %s of invoice: %w", e.Stream, err)
 		}
-		check := checkLate
-		if pr.allocation == commands.AllocExpired {
-			check = checkHeld
-		}
-		if err := check(e.Type, pr.late, pr.at, inv.v); err != nil {
+		if err := checkLate(e.Type, pr.late, pr.at, inv.v); err != nil {
 			return err
 		}
-		if pr.allocation == commands.AllocInvoice {
-			s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream, at: pr.at, paid: pr.paid}
-		}
+		s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream, at: pr.at, paid: pr.paid}
 	}
 	en.dirty = true
 	v := en.v

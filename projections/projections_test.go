@@ -848,45 +848,11 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			return [][]ledger.Write{{expire(x)}, x.g.processLate(x.p, commands.AllocInvoice, true, true, false)}
 		}, projections.ErrIllegalTransition, "invoice.paid not flagged late"},
 
-		// A late payment is held as expired_invoice (commands.HeldAsExpired):
-		// flagged late, of an invoice neither paid nor cancelled, and
-		// never followed by an invoice.paid.
-		{"payment held as expired, not flagged late", func(x *world) [][]ledger.Write {
-			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocExpired, false, false)}
-		}, projections.ErrIllegalTransition, "payment.processed not flagged late"},
-		{"payment held as expired before the invoice's expires_at", func(x *world) [][]ledger.Write {
-			return [][]ledger.Write{x.g.process(x.p, commands.AllocExpired, false, true)}
-		}, projections.ErrIllegalTransition, "in status pending"},
-		{"payment of a paid invoice held as expired", func(x *world) [][]ledger.Write {
-			ws := paid(x)
-			x.g.now = x.in.expires.Add(time.Minute)
-			return append(ws, x.g.process(x.p2, commands.AllocExpired, false, true))
-		}, projections.ErrIllegalTransition, "in status success"},
-		{"payment of a cancelled invoice held as expired", func(x *world) [][]ledger.Write {
-			x.g.now = x.in.expires.Add(time.Minute)
-			return [][]ledger.Write{{cancel(x)}, x.g.process(x.p, commands.AllocExpired, false, true)}
-		}, projections.ErrIllegalTransition, "in status cancelled"},
-		{"invoice paid by a payment held as expired", func(x *world) [][]ledger.Write {
-			x.g.now = x.in.expires.Add(time.Minute)
-			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocExpired, true, true)}
-		}, projections.ErrInconsistent, "not processed (allocation invoice) right before"},
-
 		// The legal neighbours.
-		{"late payment of an expired invoice, held", func(x *world) [][]ledger.Write {
-			x.g.now = x.in.expires.Add(time.Minute)
-			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocExpired, false, true)}
-		}, nil, ""},
-		{"payment processed at the expiry of an invoice still pending, held, then another, then the expiry", func(x *world) [][]ledger.Write {
-			x.g.now = x.in.expires
-			return [][]ledger.Write{x.g.process(x.p, commands.AllocExpired, false, true), x.g.process(x.p2, commands.AllocExpired, false, true), {expire(x)}}
-		}, nil, ""},
-		// Logs written before expired_invoice: a late payment paid its
-		// invoice (expired -> success, both events flagged late). They
-		// still replay.
-		{"late payment of an expired invoice, paid (an older log)", func(x *world) [][]ledger.Write {
+		{"late payment of an expired invoice", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocInvoice, true, true)}
 		}, nil, ""},
-		{"payment processed at the expiry of an invoice still pending, paid late (an older log)", func(x *world) [][]ledger.Write {
+		{"payment processed at the expiry of an invoice still pending, paid late", func(x *world) [][]ledger.Write {
 			x.g.now = x.in.expires
 			return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, true, true)}
 		}, nil, ""},

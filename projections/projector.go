@@ -24,10 +24,8 @@ import (
 // payment created for an invoice that is not pending, an invoice paid by
 // another invoice's payment or not right after its payment.processed, an
 // invoice.paid whose paid_at or paid_amount is not its payment.processed's
-// at or paid_amount, a payment.processed with allocation invoice or
-// expired_invoice or an invoice.paid whose late flag is not
-// commands.PaidLate's, a payment.processed with allocation expired_invoice
-// that commands.HeldAsExpired does not allow) fail the append,
+// at or paid_amount, a payment.processed with allocation invoice or an
+// invoice.paid whose late flag is not commands.PaidLate's) fail the append,
 // and a rebuild or catch-up of a log that holds one: the inline projection
 // is the last line of defence before a bad event is committed, and a view
 // never shows a state its events cannot reach.
