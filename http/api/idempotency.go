@@ -51,11 +51,16 @@ import (
 // idemRecordVersion is the stored records' layout (sealer.encode). Version
 // 1 authenticated only the sealed part (content type and body) and the id,
 // not the created time, fingerprint and status before it; version 2
-// authenticates every byte. A version 1 record left by an older build does
-// not decode: it is treated as absent, as a deleted record is, and its
-// request is decided again on a retry (the request keys above answer a
-// creation's retry with what it made).
-const idemRecordVersion byte = 2
+// authenticates every byte. Records are written in version 2; a version 1
+// record left by an older build is still read, as that build trusted it,
+// until it expires (IdempotencyTTL after it was made): treating it as
+// absent would decide its request again on a retry, which the request keys
+// above make safe for a creation but not for a change (a retried PATCH or
+// status change would be applied again, over a later one).
+const (
+	idemRecordVersion byte = 2
+	idemRecordV1      byte = 1
+)
 
 // idemRecord is a stored response.
 type idemRecord struct {
@@ -311,16 +316,25 @@ func idemAD(id, head []byte) []byte {
 	return append(append(ad, head...), id...)
 }
 
-// decode opens a record stored under id. Anything that does not open
-// (edited, truncated, another key's, or written by a build before version
-// 2, whose head was not authenticated) is ErrIdempotencyRecord, which the
-// stores treat as no record: see the top of this file for why a lost
-// record is safe.
+// decode opens a record stored under id, of version 2 or of version 1
+// (same layout, only its id as additional data). Anything that does not
+// open (edited, truncated, another key's) is ErrIdempotencyRecord, which
+// the stores treat as no record: see the top of this file for why a lost
+// record is safe for a creation.
 func (s *sealer) decode(id, raw []byte) (*idemRecord, error) {
-	if len(raw) < idemHead || raw[0] != idemRecordVersion {
+	if len(raw) < idemHead {
 		return nil, ErrIdempotencyRecord
 	}
-	plain, err := s.aead.Open(nil, raw[idemAuthHead:idemHead], raw[idemHead:], idemAD(id, raw[:idemAuthHead]))
+	var ad []byte
+	switch raw[0] {
+	case idemRecordVersion:
+		ad = idemAD(id, raw[:idemAuthHead])
+	case idemRecordV1:
+		ad = id
+	default:
+		return nil, ErrIdempotencyRecord
+	}
+	plain, err := s.aead.Open(nil, raw[idemAuthHead:idemHead], raw[idemHead:], ad)
 	if err != nil || len(plain) < 2 {
 		return nil, ErrIdempotencyRecord
 	}

@@ -60,24 +60,29 @@ func TestIdempotencyRecordTampered(t *testing.T) {
 // sealV1 writes a record as builds before version 2 did: the head in the
 // clear, only the id as additional data.
 func sealV1(s *sealer, id []byte, rec *idemRecord) []byte {
+	return sealV1Nonce(s, id, rec, make([]byte, idemNonceLen))
+}
+
+// sealV1Nonce is sealV1 with a given nonce.
+func sealV1Nonce(s *sealer, id []byte, rec *idemRecord, nonce []byte) []byte {
 	plain := binary.BigEndian.AppendUint16(nil, uint16(len(rec.ContentType)))
 	plain = append(append(plain, rec.ContentType...), rec.Body...)
 	out := []byte{1}
 	out = binary.BigEndian.AppendUint64(out, uint64(rec.Created.UnixMilli()))
 	out = append(out, rec.Fingerprint[:]...)
 	out = binary.BigEndian.AppendUint16(out, uint16(rec.Status))
-	nonce := make([]byte, idemNonceLen)
 	out = append(out, nonce...)
 	return s.aead.Seal(out, nonce, plain, id)
 }
 
 // TestIdempotencyRecordEditedInFile edits the stored record of a created
-// invoice in idempotency.db: its status, its fingerprint, its created time,
-// and finally rewrites it in version 1's layout. None is replayed as
-// stored: each retry is decided again, and create-invoice's request key
-// answers it with the invoice the first attempt made (201, replayed), which
-// is stored afresh. Before version 2 the edited status was replayed
-// (200) and the edited fingerprint answered 409 IDEMPOTENCY_KEY_REUSED.
+// invoice in idempotency.db: its status, its fingerprint, its created time.
+// None is replayed as stored: each retry is decided again, and
+// create-invoice's request key answers it with the invoice the first
+// attempt made (201, replayed), which is stored afresh. Before version 2 the
+// edited status was replayed (200) and the edited fingerprint answered 409
+// IDEMPOTENCY_KEY_REUSED. Last, the record is rewritten in version 1's
+// layout, as an older build left it: that one is replayed as stored.
 func TestIdempotencyRecordEditedInFile(t *testing.T) {
 	h := newHarness(t)
 	m := h.seedSetup()
@@ -163,7 +168,11 @@ func FuzzIdempotencyRecord(f *testing.F) {
 				}
 				return false
 			}
-			if again := s.seal(id, r, raw[idemAuthHead:idemHead]); !bytes.Equal(again, raw) {
+			again := s.seal(id, r, raw[idemAuthHead:idemHead])
+			if raw[0] == idemRecordV1 {
+				again = sealV1Nonce(s, id, r, raw[idemAuthHead:idemHead])
+			}
+			if !bytes.Equal(again, raw) {
 				t.Fatalf("re-encoded differently:\n%x\n%x", raw, again)
 			}
 			return true
@@ -189,4 +198,101 @@ func FuzzIdempotencyRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+// downgradeRecords rewrites every stored record in version 1's layout:
+// idempotency.db as a build before version 2 left it.
+func (h *harness) downgradeRecords(t *testing.T) {
+	t.Helper()
+	b := h.srv.idem.(*boltIdem)
+	err := b.db.Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketIdem)
+		type kv struct{ k, v []byte }
+		var all []kv
+		if err := bk.ForEach(func(k, v []byte) error {
+			rec, err := b.seal.decode(k, v)
+			if err != nil {
+				return err
+			}
+			all = append(all, kv{bytes.Clone(k), sealV1(b.seal, k, rec)})
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, e := range all {
+			if err := bk.Put(e.k, e.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIdempotencyV1RecordsReplayedAfterUpgrade retries, across the upgrade
+// to version 2 records, requests that have no request key of their own: a
+// merchant PATCH, a widget status change and a sandbox process. Each is
+// replayed from its version 1 record and appends nothing. Read as absent,
+// the PATCH was applied again over a later one (commission back to 5), the
+// status change disabled the widget again, and the process answered 409.
+func TestIdempotencyV1RecordsReplayedAfterUpgrade(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	admin := func(method, path, key, body string) resp {
+		return h.do(req{method: method, path: path, body: body,
+			header: map[string]string{"Authorization": "Bearer " + testAdminToken, "Idempotency-Key": key}})
+	}
+	merchant := func(path, key, body string) resp {
+		return h.do(req{method: "POST", path: path, body: body,
+			header: map[string]string{"X-Api-Key": m.Key, "Idempotency-Key": key}})
+	}
+	mpath := "/admin/v1/merchants/" + m.ID
+	if r := admin("PATCH", mpath, "p-1", `{"commission_percent": "5"}`); r.Status != http.StatusOK {
+		t.Fatalf("patch 1: %d %s", r.Status, r.Body)
+	}
+	if r := admin("PATCH", mpath, "p-2", `{"commission_percent": "3"}`); r.Status != http.StatusOK {
+		t.Fatalf("patch 2: %d %s", r.Status, r.Body)
+	}
+	wid, _ := h.api(m, "POST", "/api/v1/widgets", `{"type": "single", "fiat_currency": "UAH", "fiat_amount": "10.00"}`).JSON(t)["external_id"].(string)
+	wpath := "/api/v1/widgets/" + wid + "/status"
+	if r := merchant(wpath, "s-1", `{"status": "disabled"}`); r.Status != http.StatusOK {
+		t.Fatalf("disable: %d %s", r.Status, r.Body)
+	}
+	if r := merchant(wpath, "s-2", `{"status": "active"}`); r.Status != http.StatusOK {
+		t.Fatalf("enable: %d %s", r.Status, r.Body)
+	}
+	inv := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	pid := h.api(m, "POST", "/api/v1/invoices/"+inv+"/payments", `{"method": "visamaster.uah"}`).JSON(t)["id"].(string)
+	ppath := "/admin/v1/payments/" + pid + "/process"
+	processed := admin("POST", ppath, "proc-1", "")
+	if processed.Status != http.StatusOK {
+		t.Fatalf("process: %d %s", processed.Status, processed.Body)
+	}
+
+	h.downgradeRecords(t)
+	head := h.head()
+	for _, r := range []struct {
+		name string
+		got  resp
+		want int
+	}{
+		{"patch p-1", admin("PATCH", mpath, "p-1", `{"commission_percent": "5"}`), http.StatusOK},
+		{"widget status s-1", merchant(wpath, "s-1", `{"status": "disabled"}`), http.StatusOK},
+		{"process proc-1", admin("POST", ppath, "proc-1", ""), processed.Status},
+	} {
+		if r.got.Status != r.want || r.got.Header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("%s retried after the upgrade: %d replayed=%q %s; want %d replayed", r.name, r.got.Status, r.got.Header.Get("Idempotent-Replayed"), r.got.Body, r.want)
+		}
+	}
+	if h.head() != head {
+		t.Errorf("the retries appended %d events", h.head()-head)
+	}
+	if got := h.admin("GET", mpath, "").JSON(t)["commission_percent"]; got != "3" {
+		t.Errorf("commission %v after the retry, want 3 (p-2's)", got)
+	}
+	if got := h.api(m, "GET", "/api/v1/widgets/"+wid, "").JSON(t)["status"]; got != "active" {
+		t.Errorf("widget %v after the retry, want active (s-2's)", got)
+	}
 }
