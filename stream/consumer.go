@@ -160,12 +160,12 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 		cfg.FilterSubjects = []string{conn.AllSubjects()}
 	}
 	backoff := cfg.MinBackoff
-	for {
+	for attempt := 1; ; attempt++ {
 		cc, err := takeUp(ctx, conn, cfg)
 		if err == nil {
 			return &Consumer{conn: conn, cfg: cfg, cons: cc}, nil
 		}
-		if !errors.Is(err, errClosing) || ctx.Err() != nil {
+		if !retryTakeUp(err, attempt) || ctx.Err() != nil {
 			return nil, fmt.Errorf("consumer %s: %w", cfg.Durable, err)
 		}
 		cfg.Logger.Warn("consumer: the server is still closing the old one; trying again",
@@ -173,6 +173,23 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 		sleepCtx(ctx, backoff)
 		backoff = min(backoff*2, cfg.MaxBackoff)
 	}
+}
+
+// closingAttempts bounds the attempts at taking up a consumer through
+// errors that the server's closing of an old one causes but that a lasting
+// fault causes too (a store that cannot be made: disk full, permissions):
+// with the backoff's doubling, about ten seconds or more. A "consumer
+// closed" answer says the closing itself, and is retried for as long as
+// the context lives.
+const closingAttempts = 8
+
+// retryTakeUp reports whether takeUp's error err, on the given attempt
+// (from 1), is worth another one.
+func retryTakeUp(err error, attempt int) bool {
+	if !errors.Is(err, errClosing) {
+		return false
+	}
+	return apiDescription(err) == "consumer closed" || attempt < closingAttempts
 }
 
 // errClosing marks a JetStream API error that the server returns for a

@@ -320,6 +320,6 @@ func TestNewConsumerRefusedConfigFails(t *testing.T) {
 	_, err := stream.NewConsumer(ctx, conn, stream.ConsumerConfig{Durable: strings.Repeat("d", 300)})
 	var ae *jetstream.APIError
 	if !errors.As(err, &ae) || ctx.Err() != nil {
-		t.Fatalf("NewConsumer with a filter outside the stream: %v (ctx %v), want the API's error at once", err, ctx.Err())
+		t.Fatalf("NewConsumer with a 300-character durable name: %v (ctx %v), want the API's error at once", err, ctx.Err())
 	}
 }
