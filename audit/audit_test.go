@@ -122,10 +122,7 @@ func TestRunPostingsFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBuilder(t, tc.projected)
-			b.merchant("m1")
-			b.merchant("m2")
-			inv := b.invoice("m1", "o1")
-			pay := b.payment("m1", inv)
+			inv, pay := b.twoMerchantsPayment()
 			ev := b.processedEv("m1", tc.ps, false)
 			if tc.raw != "" {
 				var m map[string]json.RawMessage
@@ -767,4 +764,59 @@ func TestAwaitsInvoicePaid(t *testing.T) {
 		t.Error("undecodable data awaits an invoice.paid")
 	}
 	wantFault(t, err, CheckPostings, 7, "payment-x", "does not decode")
+}
+
+// TestRunReceiptHeld: a payment.receipt_held, money held in suspense for a
+// cancelled payment, verifies (the log written with the projector inline,
+// every check including the views' rebuild); one whose postings do not
+// balance, or move another merchant's money, or post nothing, is a
+// postings fault at that event; one for a payment that is not CANCELLED,
+// REJECTED or ERROR is refused by the rebuild (projections check). Before,
+// the audit ignored the type: an unbalanced one verified.
+func TestRunReceiptHeld(t *testing.T) {
+	held := func(m string, paid decimal.Decimal) []commands.Posting {
+		return []commands.Posting{
+			{Account: "gateway_clearing:1", Currency: "UAH", Amount: paid},
+			{Account: "merchant_suspense:" + m, Currency: "UAH", Amount: paid.Neg()},
+		}
+	}
+	unbalanced := held("m1", amount)
+	unbalanced[1].Amount = amount.Neg().Add(decimalOf(1))
+	other := held("m1", amount)
+	other[1].Account = "merchant_suspense:m2"
+	for _, tc := range []struct {
+		name      string
+		projected bool
+		cancel    bool
+		ps        []commands.Posting
+		check     string // "": verifies
+		reason    string
+	}{
+		{"held for a cancelled payment", true, true, held("m1", amount), "", ""},
+		{"unbalanced", false, true, unbalanced, CheckPostings, "UAH postings sum to 1, not zero"},
+		{"another merchant's account", true, true, other, CheckPostings, `an account of merchant "m2", in an event of merchant "m1"`},
+		{"no postings", true, true, nil, CheckPostings, "without postings"},
+		{"held for a pending payment", false, false, held("m1", amount), CheckProjections, "payment.receipt_held of a payment in status PENDING"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t, tc.projected)
+			_, pay := b.twoMerchantsPayment()
+			if tc.cancel {
+				b.app(w(pay, b.ev(commands.TypePaymentCancelled, "m1", commands.PaymentStatusChanged{Status: commands.PaymentStatusCancelled, By: commands.ByCustomer, At: b.at})))
+			}
+			evs := b.app(w(pay, b.ev(commands.TypePaymentReceiptHeld, "m1", commands.PaymentReceiptHeld{
+				At: b.at, PaidAmount: amount, By: commands.ByOperator, Postings: tc.ps})))
+			r, err := run(t, b.readOnly())
+			if tc.check == "" {
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if r.PostingEvents != 1 || !r.Merchants["m1"]["UAH"].Debits.Equal(amount) || !r.Merchants["m1"]["UAH"].Net().IsZero() {
+					t.Fatalf("postings %d, merchants %+v", r.PostingEvents, r.Merchants)
+				}
+				return
+			}
+			wantFault(t, err, tc.check, evs[0].Seq, pay, tc.reason)
+		})
+	}
 }

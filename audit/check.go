@@ -217,6 +217,8 @@ func (c *checker) event(e *ledger.Event) *Fault {
 		return c.paymentCreated(e)
 	case e.Type == commands.TypePaymentProcessed:
 		return c.paymentProcessed(e)
+	case e.Type == commands.TypePaymentReceiptHeld:
+		return c.receiptHeld(e)
 	}
 	return nil
 }
@@ -373,17 +375,21 @@ func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 	return nil
 }
 
+// postingData is one posting as the checks read it: the amount raw, to
+// check it is a decimal string.
+type postingData struct {
+	Account  string          `json:"account"`
+	Currency string          `json:"currency"`
+	Amount   json.RawMessage `json:"amount"`
+}
+
 // processedData is a payment.processed's data as the checks read it.
 type processedData struct {
 	At         time.Time       `json:"at"`
 	PaidAmount decimal.Decimal `json:"paid_amount"`
 	Allocation string          `json:"allocation"`
 	Late       bool            `json:"late"`
-	Postings   []struct {
-		Account  string          `json:"account"`
-		Currency string          `json:"currency"`
-		Amount   json.RawMessage `json:"amount"`
-	} `json:"postings"`
+	Postings   []postingData   `json:"postings"`
 }
 
 // paysInvoice: the payment paid its invoice (allocation invoice), so the
@@ -423,29 +429,54 @@ func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 	if f := decode(e, CheckPostings, &d); f != nil {
 		return f
 	}
+	inv, f := c.paymentPostings(e, d.Postings)
+	if f != nil {
+		return f
+	}
+	if d.paysInvoice() {
+		// Only this allocation's flag is checked: logs written before
+		// every payment.processed was flagged (commands.PaidLate) left a
+		// late duplicate or underpayment unflagged.
+		if f := lateFault(e, d.Late, d.At, inv.uuid(), c.invoices[inv]); f != nil {
+			return f
+		}
+		c.expect = &expectPaid{seq: e.Seq, payment: e.Stream, invoice: inv,
+			stream: commands.StreamID(commands.StreamInvoice, inv.uuid()), at: d.At, paid: d.PaidAmount}
+	}
+	return nil
+}
+
+// paymentPostings checks a payment event's (payment.processed,
+// payment.receipt_held) payment and postings: the payment exists and is
+// the event's merchant's; each posting is an account, a currency and a
+// decimal string; every merchant account is the event's merchant's, so
+// that one event never moves another merchant's money; and the postings
+// sum to zero in every currency. It adds them to the totals and returns
+// the payment's invoice.
+func (c *checker) paymentPostings(e *ledger.Event, ps []postingData) (idKey, *Fault) {
 	pk := ulidKey(strings.TrimPrefix(e.Stream, commands.StreamPayment+"-"))
 	inv, ok := c.payments[pk]
 	if !ok {
-		return fault(CheckInvoices, e.Seq, e.Stream, "payment.processed of a payment that was never created")
+		return inv, fault(CheckInvoices, e.Seq, e.Stream, "%s of a payment that was never created", e.Type)
 	}
 	if m := c.invoices[inv].merchant; e.Merchant != m {
-		return fault(CheckInvoices, e.Seq, e.Stream, "payment.processed of merchant %q for invoice %s of merchant %q", e.Merchant, inv.uuid(), m)
+		return inv, fault(CheckInvoices, e.Seq, e.Stream, "%s of merchant %q for invoice %s of merchant %q", e.Type, e.Merchant, inv.uuid(), m)
 	}
-	if len(d.Postings) > 0 && e.Merchant == "" {
-		return fault(CheckPostings, e.Seq, e.Stream, "postings on an event without a merchant")
+	if len(ps) > 0 && e.Merchant == "" {
+		return inv, fault(CheckPostings, e.Seq, e.Stream, "postings on an event without a merchant")
 	}
 	c.sums = c.sums[:0]
-	for i, p := range d.Postings {
+	for i, p := range ps {
 		var s string
 		if p.Account == "" || p.Currency == "" || json.Unmarshal(p.Amount, &s) != nil || !plainDecimal.MatchString(s) {
-			return fault(CheckPostings, e.Seq, e.Stream, "posting %d: want an account, a currency and a decimal string amount, got %q %q %s", i+1, p.Account, p.Currency, p.Amount)
+			return inv, fault(CheckPostings, e.Seq, e.Stream, "posting %d: want an account, a currency and a decimal string amount, got %q %q %s", i+1, p.Account, p.Currency, p.Amount)
 		}
 		amount, err := decimal.NewFromString(s)
 		if err != nil {
-			return fault(CheckPostings, e.Seq, e.Stream, "posting %d: amount %q: %v", i+1, s, err)
+			return inv, fault(CheckPostings, e.Seq, e.Stream, "posting %d: amount %q: %v", i+1, s, err)
 		}
 		if name, owner, ok := strings.Cut(p.Account, ":"); ok && strings.HasPrefix(name, "merchant_") && owner != e.Merchant {
-			return fault(CheckPostings, e.Seq, e.Stream, "posting %d moves %s %s on %s, an account of merchant %q, in an event of merchant %q", i+1, amount, p.Currency, p.Account, owner, e.Merchant)
+			return inv, fault(CheckPostings, e.Seq, e.Stream, "posting %d moves %s %s on %s, an account of merchant %q, in an event of merchant %q", i+1, amount, p.Currency, p.Account, owner, e.Merchant)
 		}
 		j := slices.IndexFunc(c.sums, func(cs curSum) bool { return cs.cur == p.Currency })
 		if j < 0 {
@@ -463,21 +494,32 @@ func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 	}
 	for _, cs := range c.sums {
 		if !cs.sum.IsZero() {
-			return fault(CheckPostings, e.Seq, e.Stream, "%s postings sum to %s, not zero", cs.cur, cs.sum)
+			return inv, fault(CheckPostings, e.Seq, e.Stream, "%s postings sum to %s, not zero", cs.cur, cs.sum)
 		}
 	}
-	if len(d.Postings) > 0 {
+	if len(ps) > 0 {
 		c.postingEvents++
 	}
-	if d.paysInvoice() {
-		// Only this allocation's flag is checked: logs written before
-		// every payment.processed was flagged (commands.PaidLate) left a
-		// late duplicate or underpayment unflagged.
-		if f := lateFault(e, d.Late, d.At, inv.uuid(), c.invoices[inv]); f != nil {
-			return f
-		}
-		c.expect = &expectPaid{seq: e.Seq, payment: e.Stream, invoice: inv,
-			stream: commands.StreamID(commands.StreamInvoice, inv.uuid()), at: d.At, paid: d.PaidAmount}
+	return inv, nil
+}
+
+// receiptHeld checks a payment.receipt_held: its payment and postings as
+// paymentPostings does, and that it posts something (the money it
+// records). That the payment was CANCELLED, REJECTED or ERROR
+// (commands.ReceiptHoldAllowed) is the projector's rule, which the
+// projections check's rebuild applies.
+func (c *checker) receiptHeld(e *ledger.Event) *Fault {
+	var d struct {
+		Postings []postingData `json:"postings"`
+	}
+	if f := decode(e, CheckPostings, &d); f != nil {
+		return f
+	}
+	if _, f := c.paymentPostings(e, d.Postings); f != nil {
+		return f
+	}
+	if len(d.Postings) == 0 {
+		return fault(CheckPostings, e.Seq, e.Stream, "%s without postings: the money it records is posted nowhere", e.Type)
 	}
 	return nil
 }

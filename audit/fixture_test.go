@@ -118,6 +118,16 @@ func (b *builder) payment(m, inv string) string {
 	return stream
 }
 
+// twoMerchantsPayment registers merchants m1 and m2 and makes an invoice
+// of m1 (external id o1) and a payment of it; it returns the invoice's id
+// and the payment's stream.
+func (b *builder) twoMerchantsPayment() (inv, pay string) {
+	b.merchant("m1")
+	b.merchant("m2")
+	inv = b.invoice("m1", "o1")
+	return inv, b.payment("m1", inv)
+}
+
 // postings are those of seq 003's invoice paid in full (docs/payments.md).
 func postings(m string) []commands.Posting {
 	return []commands.Posting{

@@ -30,6 +30,7 @@ const (
 	TypeWidgetExpired        = "widget.expired"            // WidgetStatusChanged (status expired)
 	TypeGatewayEnabled       = "gateway.enabled"           // GatewaySwitched
 	TypeGatewayDisabled      = "gateway.disabled"          // GatewaySwitched
+	TypePaymentReceiptHeld   = "payment.receipt_held"      // PaymentReceiptHeld
 )
 
 // Stream id prefixes: a stream is "<prefix>-<id>".
@@ -245,6 +246,20 @@ type PaymentProcessed struct {
 	PaidAmount decimal.Decimal `json:"paid_amount"` // in the payment currency
 	Allocation string          `json:"allocation"`
 	Late       bool            `json:"late,omitempty"`
+	Postings   []Posting       `json:"postings"`
+}
+
+// PaymentReceiptHeld records money the gateway received for a payment in
+// a final status other than PROCESSED (CANCELLED, REJECTED, ERROR): it is
+// held in the merchant's suspense account, as a suspense allocation of
+// payment.processed is, and the payment's status does not change (SPEC §3:
+// those statuses are final). A payment may hold several: money can arrive
+// twice.
+type PaymentReceiptHeld struct {
+	At         time.Time       `json:"at"`
+	PaidAmount decimal.Decimal `json:"paid_amount"` // in the payment currency
+	Reason     string          `json:"reason,omitempty"`
+	By         string          `json:"by,omitempty"` // who recorded it: ByOperator
 	Postings   []Posting       `json:"postings"`
 }
 

@@ -326,7 +326,7 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 	out := processing{processed: PaymentProcessed{At: at, PaidAmount: paid, Late: late}}
 	suspense := func(alloc string) processing {
 		out.processed.Allocation = alloc
-		out.processed.Postings = []Posting{clearing, {Account: AccountSuspense + ":" + m, Currency: p.PaymentCurrency, Amount: paid.Neg()}}
+		out.processed.Postings = suspensePostings(p.GatewayID, m, p.PaymentCurrency, paid)
 		return out
 	}
 	switch {
@@ -361,6 +361,88 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 	}
 	out.paid = &paidEv
 	return out
+}
+
+// suspensePostings are the two lines of money held for merchant m: the
+// gateway's clearing account debited and the merchant's suspense account
+// credited with what arrived, in the payment's currency (no conversion, no
+// fee). Every suspense allocation of payment.processed posts them, and so
+// does payment.receipt_held.
+func suspensePostings(gateway, m, currency string, paid decimal.Decimal) []Posting {
+	return []Posting{
+		{Account: AccountClearing + ":" + gateway, Currency: currency, Amount: paid},
+		{Account: AccountSuspense + ":" + m, Currency: currency, Amount: paid.Neg()},
+	}
+}
+
+// HoldReceipt is the operator's record of money the gateway received for a
+// payment that ended CANCELLED, REJECTED or ERROR (ReceiptHoldAllowed).
+type HoldReceipt struct {
+	Meta
+	PaymentID  string
+	PaidAmount string // required: what arrived, in the payment currency
+	Reason     string
+	// RequestKey: see Service.requestClaim; scoped to the admin API
+	// (AdminRequestClaim). A payment may hold several receipts, so a
+	// retried request must not record a second one.
+	RequestKey string
+}
+
+// HoldReceipt appends payment.receipt_held: paid_amount held in the
+// merchant's suspense account (the postings of a suspense allocation), the
+// payment's status unchanged. Each call records one receipt: money can
+// arrive twice for one payment, and each arrival is recorded. When an
+// earlier command with the request key recorded one, it appends nothing
+// and returns a *RepeatedError naming the payment's stream.
+//
+// Errors: ErrNotFound, ErrInvalidTransition (the payment is PENDING or
+// CONFIRMED: process it; or PROCESSED: its money is recorded),
+// *ValidationError (missing or bad paid amount, reason too long),
+// *RepeatedError (ErrRepeated), ErrConflict.
+func (s *Service) HoldReceipt(ctx context.Context, c HoldReceipt) (*Payment, error) {
+	if err := checkMeta(c.Meta); err != nil {
+		return nil, err
+	}
+	if c.PaidAmount == "" {
+		return nil, &ValidationError{Fields: []FieldError{{Path: "paid_amount", Type: "missing", Message: "paid_amount is required"}}}
+	}
+	if len(c.Reason) > maxPurposeLen {
+		return nil, &ValidationError{Fields: []FieldError{{Path: "reason", Type: "too_long", Message: "reason must be at most 1024 characters"}}}
+	}
+	var out *Payment
+	evs, err := s.run(ctx, func() (decision, error) {
+		p, err := s.LoadPayment(ctx, "", c.PaymentID)
+		if err != nil {
+			return decision{}, err
+		}
+		if !ReceiptHoldAllowed(p.Status) {
+			return decision{}, fmt.Errorf("payment %s is %s: only a CANCELLED, REJECTED or ERROR payment's money is held as a receipt: %w",
+				p.PaymentID, p.Status, ErrInvalidTransition)
+		}
+		cur, _ := LookupCurrency(p.PaymentCurrency)
+		paid, ferr := ParseAmount("paid_amount", c.PaidAmount, cur)
+		if ferr != nil {
+			return decision{}, &ValidationError{Fields: []FieldError{*ferr}}
+		}
+		// The claim is checked after the stream's version is read, and the
+		// append expects that version: a twin that appended first is a
+		// version conflict, and the next attempt sees its claim.
+		claims, err := s.adminRequestClaim(c.RequestKey)
+		if err != nil {
+			return decision{}, err
+		}
+		out = p
+		return single(c.Meta, StreamID(StreamPayment, p.PaymentID), p.MerchantID, p.Version, TypePaymentReceiptHeld,
+			PaymentReceiptHeld{At: c.Time.UTC(), PaidAmount: paid, Reason: c.Reason, By: ByOperator,
+				Postings: suspensePostings(p.GatewayID, p.MerchantID, p.PaymentCurrency, paid)}, claims...), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := out.apply(evs[0]); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // PostingsBalance sums postings per currency; every event's must be zero.

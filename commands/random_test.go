@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,7 +131,7 @@ func TestRandomizedCommands(t *testing.T) {
 	sums := map[string]decimal.Decimal{}
 	balances := map[string]decimal.Decimal{} // account|currency
 	paid := map[string]int{}
-	events := 0
+	events, receipts := 0, 0
 	for ev, err := range store.Events(ctx, 1) {
 		if err != nil {
 			t.Fatal(err)
@@ -148,6 +149,19 @@ func TestRandomizedCommands(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, p := range d.Postings {
+				sums[p.Currency] = sums[p.Currency].Add(p.Amount)
+				balances[p.Account+"|"+p.Currency] = balances[p.Account+"|"+p.Currency].Add(p.Amount)
+			}
+		case commands.TypePaymentReceiptHeld:
+			var d commands.PaymentReceiptHeld
+			if err := json.Unmarshal(ev.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			receipts++
+			for _, p := range d.Postings {
+				if !strings.HasPrefix(p.Account, commands.AccountClearing) && p.Account != commands.AccountSuspense+":"+ev.Merchant {
+					t.Fatalf("receipt on %s posts to %s", ev.Stream, p.Account)
+				}
 				sums[p.Currency] = sums[p.Currency].Add(p.Amount)
 				balances[p.Account+"|"+p.Currency] = balances[p.Account+"|"+p.Currency].Add(p.Amount)
 			}
@@ -185,10 +199,10 @@ func TestRandomizedCommands(t *testing.T) {
 			seen++
 		}
 	}
-	if len(paid) == 0 || seen == 0 {
-		t.Fatalf("the simulation paid no invoice (%d) or has no balances (%d): it tested nothing", len(paid), seen)
+	if len(paid) == 0 || seen == 0 || receipts == 0 {
+		t.Fatalf("the simulation paid no invoice (%d), recorded no receipt (%d) or has no balances (%d): it tested nothing", len(paid), receipts, seen)
 	}
-	t.Logf("%d commands, %d events, %d invoices paid, %d balances checked", total, events, len(paid), seen)
+	t.Logf("%d commands, %d events, %d invoices paid, %d receipts held, %d balances checked", total, events, len(paid), receipts, seen)
 }
 
 func isExpected(err error) bool {
@@ -252,7 +266,7 @@ func randomCommand(ctx context.Context, r *rand.Rand, svc *commands.Service, met
 			mu.Unlock()
 		}
 		return err
-	case op < 70 && nPay > 0:
+	case op < 66 && nPay > 0:
 		paid := ""
 		switch r.IntN(10) {
 		case 0:
@@ -261,6 +275,11 @@ func randomCommand(ctx context.Context, r *rand.Rand, svc *commands.Service, met
 			paid = "999999.00" // usually an overpayment
 		}
 		_, err := svc.ProcessPayment(ctx, commands.ProcessPayment{Meta: meta(), PaymentID: pay, PaidAmount: paid})
+		return err
+	case op < 70 && nPay > 0:
+		// Money for a payment that may have ended CANCELLED, REJECTED or
+		// ERROR (else refused: ErrInvalidTransition).
+		_, err := svc.HoldReceipt(ctx, commands.HoldReceipt{Meta: meta(), PaymentID: pay, PaidAmount: fmt.Sprintf("%d.%02d", 1+r.IntN(5000), r.IntN(100))})
 		return err
 	case op < 80 && nPay > 0:
 		to := []string{commands.PaymentStatusConfirmed, commands.PaymentStatusRejected, commands.PaymentStatusCancelled, commands.PaymentStatusError}[r.IntN(4)]

@@ -88,6 +88,16 @@ func NextPaymentStatus(from, typ string) (string, bool) {
 	return to, ok
 }
 
+// ReceiptHoldAllowed reports whether the commands record a
+// payment.receipt_held for a payment in status st: money that arrived for
+// a payment that ended CANCELLED, REJECTED or ERROR, which no
+// payment.processed can take any more. A PENDING or CONFIRMED payment's
+// money is processed (payment.processed allocates it), and a PROCESSED
+// payment's money is already recorded.
+func ReceiptHoldAllowed(st string) bool {
+	return st == PaymentStatusCancelled || st == PaymentStatusRejected || st == PaymentStatusError
+}
+
 // WidgetStatusAllowed reports whether a widget in status from may move to
 // status to: active <-> disabled, and either to expired, which is final.
 // (Whether the widget's expiry time allows it is the command's to check.)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/commands"
@@ -363,6 +364,8 @@ func (s *state) dispatch(e *ledger.Event, p any) error {
 		return s.paymentCreated(e, p)
 	case *pPaymentUpdate:
 		return s.paymentUpdate(e, p)
+	case *pReceiptHeld:
+		return s.receiptHeld(e, p)
 	case *pWidgetCreated:
 		return s.widgetCreated(p)
 	case *pWidgetUpdate:
@@ -774,14 +777,47 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 		v.Allocation = pr.allocation
 		v.Late = pr.late
 		v.PaidAmount = fiatAmount(pr.paid, v.PaymentCurrency)
-		for i := range pr.postings {
-			ps := &pr.postings[i]
-			addTo(s.balances, ps.balanceKey, ps.amount)
-			addTo(s.merchantTotals, ps.merchantTotal, ps.amount)
-			addTo(s.totals, ps.currency, ps.amount)
-		}
+		s.post(pr.postings)
 	}
 	return nil
+}
+
+// receiptHeld applies a payment.receipt_held: the money is posted and the
+// payment's view counts it; its status stays.
+func (s *state) receiptHeld(e *ledger.Event, p *pReceiptHeld) error {
+	en, err := s.payment(e.Stream)
+	if err != nil {
+		return err
+	}
+	if !commands.ReceiptHoldAllowed(en.v.Status) {
+		return fmt.Errorf("%w: %s of a payment in status %s", ErrIllegalTransition, e.Type, en.v.Status)
+	}
+	en.dirty = true
+	v := en.v
+	v.Version = e.Version
+	v.UpdatedAt = utc(e.Time)
+	v.HeldReceipts++
+	total := p.paid.decimal()
+	if v.HeldAmount != "" {
+		prev, err := decimal.NewFromString(v.HeldAmount)
+		if err != nil {
+			return fmt.Errorf("%w: payment %s held_amount %q: %v", ErrCorrupt, e.Stream, v.HeldAmount, err)
+		}
+		total = total.Add(prev)
+	}
+	v.HeldAmount = fiatAmount(numOf(total), v.PaymentCurrency)
+	s.post(p.postings)
+	return nil
+}
+
+// post adds an event's postings to the balances and the posting totals.
+func (s *state) post(ps []posting) {
+	for i := range ps {
+		p := &ps[i]
+		addTo(s.balances, p.balanceKey, p.amount)
+		addTo(s.merchantTotals, p.merchantTotal, p.amount)
+		addTo(s.totals, p.currency, p.amount)
+	}
 }
 
 // ---- widgets ----

@@ -147,6 +147,8 @@ func encodeView(dst []byte, v any) ([]byte, error) {
 		w.str(v.Reason)
 		w.time(v.UpdatedAt)
 		w.uint(v.Version)
+		w.uint(v.HeldReceipts) // views format 9
+		w.str(v.HeldAmount)
 	case *WidgetView:
 		w.b = append(w.b, tagWidget)
 		w.str(v.ID)
@@ -598,6 +600,8 @@ func decodePayment(raw []byte, v *PaymentView) error {
 		Reason:              d.str(),
 		UpdatedAt:           d.time(),
 		Version:             d.uint(),
+		HeldReceipts:        d.uint(),
+		HeldAmount:          d.str(),
 	}
 	return viewDecoded(d, "payment")
 }

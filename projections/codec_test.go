@@ -195,6 +195,8 @@ func TestViewCodecRefusesMalformed(t *testing.T) {
 		w.str("")
 		w.time(time.Time{})
 		w.uint(0)
+		w.uint(0) // held_receipts, held_amount (views format 9)
+		w.str("")
 		return w.b
 	}
 	if err := DecodeView(payment(999_999_999, -maxZoneOffset, 1), &PaymentView{}); err != nil {

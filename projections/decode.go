@@ -70,6 +70,8 @@ func newData(typ string) any {
 		return new(commands.PaymentStatusChanged)
 	case commands.TypePaymentProcessed:
 		return new(commands.PaymentProcessed)
+	case commands.TypePaymentReceiptHeld:
+		return new(commands.PaymentReceiptHeld)
 	case commands.TypeWidgetCreated:
 		return new(commands.WidgetCreated)
 	case commands.TypeWidgetStatusChanged, commands.TypeWidgetExpired:
@@ -124,6 +126,12 @@ type (
 		balanceKey    string // merchant 0 account 0 currency
 		merchantTotal string // merchant 0 currency
 		amount        num
+	}
+	// pReceiptHeld is a payment.receipt_held: money held, the payment's
+	// status unchanged.
+	pReceiptHeld struct {
+		paid     num
+		postings []posting
 	}
 	pWidgetCreated struct{ v WidgetView }
 	pWidgetUpdate  struct{ id, status string }
@@ -210,6 +218,18 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 		return &pPaymentUpdate{status: commands.PaymentStatusProcessed, processed: &pProcessed{
 			at: utc(d.At), allocation: d.Allocation, late: d.Late, paid: d.PaidAmount, postings: ps,
 		}}, nil
+	case *mReceiptHeld:
+		if _, err := streamID(e, commands.StreamPayment); err != nil {
+			return nil, err
+		}
+		if !d.PaidAmount.decimal().IsPositive() {
+			return nil, fmt.Errorf("%w: paid_amount %s", ErrMalformedEvent, d.PaidAmount.plain())
+		}
+		ps, err := buildPostings(d.Postings, c)
+		if err != nil {
+			return nil, err
+		}
+		return &pReceiptHeld{paid: d.PaidAmount, postings: ps}, nil
 	case *mWidgetCreated:
 		return buildWidget(e, d)
 	case *commands.WidgetStatusChanged:

@@ -86,6 +86,12 @@ type (
 		Account, Currency string
 		Amount            num
 	}
+	// mReceiptHeld: payment.receipt_held, decoded by encoding/json
+	// (mirror); it is rare enough.
+	mReceiptHeld struct {
+		PaidAmount num
+		Postings   []mPosting
+	}
 	mWidgetCreated struct {
 		WidgetID, MerchantID, Kind                                      string
 		Currencies                                                      []string
@@ -149,14 +155,10 @@ func mirror(v any) any {
 			DestinationAmount: numOf(d.DestinationAmount), CreatedAt: d.CreatedAt,
 		}
 	case *commands.PaymentProcessed:
-		m := &mPaymentProcessed{At: d.At, PaidAmount: numOf(d.PaidAmount), Allocation: d.Allocation, Late: d.Late}
-		if d.Postings != nil {
-			m.Postings = make([]mPosting, len(d.Postings))
-			for i, p := range d.Postings {
-				m.Postings[i] = mPosting{Account: p.Account, Currency: p.Currency, Amount: numOf(p.Amount)}
-			}
-		}
-		return m
+		return &mPaymentProcessed{At: d.At, PaidAmount: numOf(d.PaidAmount), Allocation: d.Allocation, Late: d.Late,
+			Postings: mirrorPostings(d.Postings)}
+	case *commands.PaymentReceiptHeld:
+		return &mReceiptHeld{PaidAmount: numOf(d.PaidAmount), Postings: mirrorPostings(d.Postings)}
 	case *commands.WidgetCreated:
 		return &mWidgetCreated{
 			WidgetID: d.WidgetID, MerchantID: d.MerchantID, Kind: d.Kind, Currencies: d.Currencies,
@@ -166,6 +168,18 @@ func mirror(v any) any {
 		}
 	}
 	return v
+}
+
+// mirrorPostings converts postings as mirror does (nil stays nil).
+func mirrorPostings(ps []commands.Posting) []mPosting {
+	if ps == nil {
+		return nil
+	}
+	out := make([]mPosting, len(ps))
+	for i, p := range ps {
+		out[i] = mPosting{Account: p.Account, Currency: p.Currency, Amount: numOf(p.Amount)}
+	}
+	return out
 }
 
 // fastDecode decodes data into v (from newFast) and reports whether it

@@ -195,6 +195,18 @@ func (g *gen) processLate(p *pay, alloc string, paid, late, paidLate bool) []led
 	return ws
 }
 
+// receipt is a payment.receipt_held of amount on p, held in suspense as
+// commands.HoldReceipt writes it.
+func (g *gen) receipt(p *pay, amount string) ledger.Write {
+	p.version++
+	a := dec(amount)
+	return write(p.stream, ledger.Exactly(p.version-1), g.ev(commands.TypePaymentReceiptHeld, p.in.merchant, commands.PaymentReceiptHeld{
+		At: g.now, PaidAmount: a, By: commands.ByOperator, Postings: []commands.Posting{
+			{Account: commands.AccountClearing + ":12", Currency: p.in.currency, Amount: a},
+			{Account: commands.AccountSuspense + ":" + p.in.merchant, Currency: p.in.currency, Amount: a.Neg()},
+		}}))
+}
+
 // wid is what the generator remembers of a widget.
 type wid struct {
 	id, merchant string

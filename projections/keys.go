@@ -27,7 +27,9 @@ import (
 //	   checked against.
 //	8: v_gateways, the operator's gateway switches (gateway.enabled,
 //	   gateway.disabled), which format 7 ignored.
-const formatVersion byte = 8
+//	9: payment views count and sum their payment.receipt_held events
+//	   (held_receipts, held_amount), which format 8 ignored.
+const formatVersion byte = 9
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"

@@ -848,7 +848,31 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			return [][]ledger.Write{{expire(x)}, x.g.processLate(x.p, commands.AllocInvoice, true, true, false)}
 		}, projections.ErrIllegalTransition, "invoice.paid not flagged late"},
 
+		// Money held for a payment is held only once it ended CANCELLED,
+		// REJECTED or ERROR (commands.ReceiptHoldAllowed).
+		{"receipt held for a pending payment", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{x.g.receipt(x.p, "100")}}
+		}, projections.ErrIllegalTransition, "payment.receipt_held of a payment in status PENDING"},
+		{"receipt held for a confirmed payment", func(x *world) [][]ledger.Write {
+			return two(x.g.paymentStatus(x.p, commands.TypePaymentConfirmed, commands.PaymentStatusConfirmed), x.g.receipt(x.p, "100"))
+		}, projections.ErrIllegalTransition, "payment.receipt_held of a payment in status CONFIRMED"},
+		{"receipt held for a processed payment", func(x *world) [][]ledger.Write {
+			return append(paid(x), []ledger.Write{x.g.receipt(x.p, "100")})
+		}, projections.ErrIllegalTransition, "payment.receipt_held of a payment in status PROCESSED"},
+		{"receipt held, unbalanced", func(x *world) [][]ledger.Write {
+			cancelled := x.g.paymentStatus(x.p, commands.TypePaymentCancelled, commands.PaymentStatusCancelled)
+			w := x.g.receipt(x.p, "100")
+			ev := &w.Events[0]
+			ev.Data = []byte(strings.Replace(string(ev.Data), `"amount":"-100"`, `"amount":"-99"`, 1))
+			return two(cancelled, w)
+		}, projections.ErrUnbalanced, "UAH postings sum to 1"},
+
 		// The legal neighbours.
+		{"receipts held twice for a cancelled payment, once for a rejected one and one in error", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{{x.g.paymentStatus(x.p, commands.TypePaymentCancelled, commands.PaymentStatusCancelled)}, {x.g.receipt(x.p, "100")}, {x.g.receipt(x.p, "0.5")},
+				{x.g.paymentStatus(x.p2, commands.TypePaymentRejected, commands.PaymentStatusRejected)}, {x.g.receipt(x.p2, "7")},
+				{x.g.paymentStatus(x.p3, commands.TypePaymentFailed, commands.PaymentStatusError)}, {x.g.receipt(x.p3, "50")}}
+		}, nil, ""},
 		{"late payment of an expired invoice", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocInvoice, true, true)}
 		}, nil, ""},

@@ -42,6 +42,10 @@ const adminUsage = `usage: payledger admin [--server URL] [--admin-token TOKEN] 
   payment get ID
   payment confirm|reject|fail ID [--reason TEXT]
   payment process ID [--paid-amount AMOUNT]
+  payment receipt ID --paid-amount AMOUNT [--reason TEXT]
+                                  money received for a CANCELLED, REJECTED
+                                  or ERROR payment: held in the merchant's
+                                  suspense account, the status unchanged
 
 The token is --admin-token, else the admin.token file that 'payledger serve'
 wrote in --data-dir. Answers are printed as JSON; a refusal exits 1.
@@ -146,8 +150,8 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&invoicing, "invoicing", "invoicing switch: true or false")
 	fs.Var(&disabled, "disabled", "suspend the merchant: true or false")
 	fs.StringVar(&label, "label", "", "API key label")
-	fs.StringVar(&reason, "reason", "", "reason for a payment status change")
-	fs.StringVar(&paid, "paid-amount", "", "amount received (default: the amount due)")
+	fs.StringVar(&reason, "reason", "", "reason for a payment status change or a held receipt")
+	fs.StringVar(&paid, "paid-amount", "", "amount received (process: default the amount due; receipt: required)")
 	idemKey := fs.String("idempotency-key", "", "Idempotency-Key of the POST (default: a random one for this run); the same key and request get the first answer again")
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fs.Usage()
@@ -305,6 +309,19 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			body = map[string]any{"paid_amount": paid}
 		}
 		return c.call(ctx, stdout, "POST", "/admin/v1/payments/"+esc(pos[2])+"/process", body)
+	case "payment receipt":
+		const usage = "payment receipt ID --paid-amount AMOUNT [--reason TEXT]"
+		if err := need(3, usage); err != nil {
+			return err
+		}
+		if !set["paid-amount"] {
+			return &exitError{code: 2, err: fmt.Errorf("usage: payledger admin %s: --paid-amount is required", usage)}
+		}
+		body := map[string]any{"paid_amount": paid}
+		if set["reason"] {
+			body["reason"] = reason
+		}
+		return c.call(ctx, stdout, "POST", "/admin/v1/payments/"+esc(pos[2])+"/receipt", body)
 	}
 	fmt.Fprint(stderr, adminUsage)
 	return &exitError{code: 2, err: fmt.Errorf("unknown admin command %q", strings.Join(pos, " "))}

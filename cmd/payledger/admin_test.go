@@ -303,34 +303,16 @@ func TestAdminCLIGateways(t *testing.T) {
 	serve := func() *serveChild {
 		return startServe(t, "--data-dir", dir, "--nats-port", "-1", "--admin-token", "tok", "--no-demo")
 	}
-	stop := func(c *serveChild) {
-		t.Helper()
-		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		<-c.exited
-		if c.err != nil {
-			t.Fatalf("serve exited: %v\n%s", c.err, c.out.String())
-		}
-	}
+	stop := func(c *serveChild) { t.Helper(); stopServe(t, c) }
 	child := serve()
 	g := func(args ...string) []string {
 		return append([]string{"--server", child.base, "--admin-token", "tok"}, args...)
 	}
-	out, errs, code := runAdminCLI(t, g("merchant", "create", "--name", "Shop")...)
-	var m struct {
-		APIKey string `json:"api_key"`
-	}
-	if err := json.Unmarshal([]byte(out), &m); code != 0 || err != nil {
-		t.Fatalf("merchant create: %d %s %s", code, out, errs)
-	}
-	if _, errs, code := runAdminCLI(t, g("rate", "set", "UAH", "41.50")...); code != 0 {
-		t.Fatalf("rate set: %d %s", code, errs)
-	}
+	key := cliShop(t, g)
 	pay := func(ext string) (int, string) {
 		t.Helper()
 		post := func(path, body string) (int, map[string]any) {
-			return merchantPost(t, child.base, m.APIKey, path, body)
+			return merchantPost(t, child.base, key, path, body)
 		}
 		st, inv := post("/api/v1/create-invoice", `{"amount": "1500.00", "currency_code": "UAH", "external_id": "`+ext+`"}`)
 		if st != http.StatusCreated {
@@ -383,4 +365,85 @@ func TestAdminCLIGateways(t *testing.T) {
 	if code, out, errs := runCmd(t, "verify", "--data-dir", dir); code != 0 {
 		t.Fatalf("verify = %d\n%s%s", code, out, errs)
 	}
+}
+
+// TestAdminCLIReceipt: `payledger admin payment receipt ID --paid-amount X`
+// records money that arrived for a rejected payment against a real
+// `payledger serve`: the payment stays REJECTED and shows the held
+// receipt; without --paid-amount it is a usage error (exit 2), and a
+// PENDING payment's is refused (exit 1, INVALID_STATUS_TRANSITION). Then
+// `payledger replay` finds the live views identical and `payledger verify`
+// passes on the log that holds the payment.receipt_held. Before, the CLI
+// had no such command (exit 2, "unknown admin command").
+func TestAdminCLIReceipt(t *testing.T) {
+	dir := t.TempDir()
+	child := startServe(t, "--data-dir", dir, "--nats-port", "-1", "--admin-token", "tok", "--no-demo")
+	g := func(args ...string) []string {
+		return append([]string{"--server", child.base, "--admin-token", "tok"}, args...)
+	}
+	key := cliShop(t, g)
+	st, inv := merchantPost(t, child.base, key, "/api/v1/create-invoice", `{"amount": "1500.00", "currency_code": "UAH", "external_id": "r-1"}`)
+	if st != http.StatusCreated {
+		t.Fatalf("create invoice: %d %v", st, inv)
+	}
+	payment := func() string {
+		t.Helper()
+		st, p := merchantPost(t, child.base, key, "/api/v1/invoices/"+inv["invoice_id"].(string)+"/payments", `{"method": "visamaster.uah"}`)
+		if st != http.StatusCreated {
+			t.Fatalf("payment: %d %v", st, p)
+		}
+		return p["id"].(string)
+	}
+	rejected, pending := payment(), payment()
+	if out, errs, code := runAdminCLI(t, g("payment", "reject", rejected, "--reason", "declined")...); code != 0 || !strings.Contains(out, `"status": "REJECTED"`) {
+		t.Fatalf("reject: %d %s %s", code, out, errs)
+	}
+	if _, errs, code := runAdminCLI(t, g("payment", "receipt", rejected)...); code != 2 || !strings.Contains(errs, "--paid-amount is required") {
+		t.Fatalf("receipt without --paid-amount: %d %s", code, errs)
+	}
+	if _, errs, code := runAdminCLI(t, g("payment", "receipt", pending, "--paid-amount", "1500.00")...); code != 1 || !strings.Contains(errs, "INVALID_STATUS_TRANSITION") {
+		t.Fatalf("receipt of a pending payment: %d %s", code, errs)
+	}
+	out, errs, code := runAdminCLI(t, g("payment", "receipt", rejected, "--paid-amount", "1500.00", "--reason", "transfer 42")...)
+	if code != 0 || !strings.Contains(out, `"status": "REJECTED"`) || !strings.Contains(out, `"held_receipts": 1`) || !strings.Contains(out, `"held_amount": "1500.00"`) {
+		t.Fatalf("receipt: %d %s %s", code, out, errs)
+	}
+	stopServe(t, child)
+
+	if code, out, errs := runCmd(t, "replay", "--data-dir", dir); code != 0 || !strings.Contains(out, "live views: identical to the replay") {
+		t.Fatalf("replay = %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := runCmd(t, "verify", "--data-dir", dir); code != 0 {
+		t.Fatalf("verify = %d\n%s%s", code, out, errs)
+	}
+}
+
+// stopServe stops a `payledger serve` child gracefully and checks it exited cleanly.
+func stopServe(t *testing.T, c *serveChild) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-c.exited
+	if c.err != nil {
+		t.Fatalf("serve exited: %v\n%s", c.err, c.out.String())
+	}
+}
+
+// cliShop creates merchant "Shop" and sets the UAH rate with the admin CLI
+// (g adds the server and token to its arguments); it returns the
+// merchant's API key.
+func cliShop(t *testing.T, g func(args ...string) []string) string {
+	t.Helper()
+	out, errs, code := runAdminCLI(t, g("merchant", "create", "--name", "Shop")...)
+	var m struct {
+		APIKey string `json:"api_key"`
+	}
+	if err := json.Unmarshal([]byte(out), &m); code != 0 || err != nil {
+		t.Fatalf("merchant create: %d %s %s", code, out, errs)
+	}
+	if _, errs, code := runAdminCLI(t, g("rate", "set", "UAH", "41.50")...); code != 0 {
+		t.Fatalf("rate set: %d %s", code, errs)
+	}
+	return m.APIKey
 }

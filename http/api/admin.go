@@ -273,11 +273,17 @@ type adminPaymentBody struct {
 	PaidAmount string `json:"paid_amount,omitempty"`
 	Late       bool   `json:"late"`
 	Reason     string `json:"reason,omitempty"`
+	// HeldReceipts and HeldAmount: money recorded after the payment ended
+	// CANCELLED, REJECTED or ERROR (POST .../receipt), held in the
+	// merchant's suspense account.
+	HeldReceipts uint64 `json:"held_receipts"`
+	HeldAmount   string `json:"held_amount,omitempty"`
 }
 
 func adminPayment(p projections.PaymentView) adminPaymentBody {
 	return adminPaymentBody{PaymentBody: p.Body(), InvoiceID: p.InvoiceID, MerchantID: p.MerchantID, Method: p.Method,
-		Allocation: p.Allocation, PaidAmount: p.PaidAmount, Late: p.Late, Reason: p.Reason}
+		Allocation: p.Allocation, PaidAmount: p.PaidAmount, Late: p.Late, Reason: p.Reason,
+		HeldReceipts: p.HeldReceipts, HeldAmount: p.HeldAmount}
 }
 
 func (s *Server) adminPaymentView(c *call) (projections.PaymentView, error) {
@@ -327,7 +333,18 @@ type processRequest struct {
 // received paid_amount (default: exactly the amount due).
 func (s *Server) adminProcess(c *call) (int, any, error) {
 	var req processRequest
-	if err := decode(c.body, &req, true); err != nil {
+	return s.adminPaymentCommand(c, &req, true, func(p projections.PaymentView, pid string) error {
+		_, err := s.svc.ProcessPayment(c.ctx, commands.ProcessPayment{Meta: c.meta, PaymentID: pid, PaidAmount: req.PaidAmount})
+		return err
+	})
+}
+
+// adminPaymentCommand decodes an admin payment route's body into req (an
+// empty body is refused unless emptyOK), finds the payment the path
+// names, runs the command on it (pid: its stream's ULID) and answers the
+// payment as it is afterwards.
+func (s *Server) adminPaymentCommand(c *call, req any, emptyOK bool, run func(p projections.PaymentView, pid string) error) (int, any, error) {
+	if err := decode(c.body, req, emptyOK); err != nil {
 		return 0, nil, err
 	}
 	p, err := s.adminPaymentView(c)
@@ -338,10 +355,35 @@ func (s *Server) adminProcess(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if _, err := s.svc.ProcessPayment(c.ctx, commands.ProcessPayment{Meta: c.meta, PaymentID: pid, PaidAmount: req.PaidAmount}); err != nil {
+	if err := run(p, pid); err != nil {
 		return 0, nil, err
 	}
 	return s.adminPaymentAfter(p.Stream)
+}
+
+type receiptRequest struct {
+	PaidAmount string `json:"paid_amount"`
+	Reason     string `json:"reason"`
+}
+
+// adminReceipt is POST /admin/v1/payments/{id}/receipt: the gateway
+// received paid_amount for a payment that ended CANCELLED, REJECTED or
+// ERROR; it is held in the merchant's suspense account and the payment's
+// status stays (docs/payments.md).
+func (s *Server) adminReceipt(c *call) (int, any, error) {
+	var req receiptRequest
+	return s.adminPaymentCommand(c, &req, false, func(p projections.PaymentView, pid string) error {
+		_, err := s.svc.HoldReceipt(c.ctx, commands.HoldReceipt{Meta: c.meta, PaymentID: pid, PaidAmount: req.PaidAmount,
+			Reason: req.Reason, RequestKey: c.requestKey})
+		var rep *commands.RepeatedError
+		if errors.As(err, &rep) && rep.Stream == p.Stream {
+			// A repeated request (its stored answer lost) recorded its
+			// receipt the first time: nothing is appended, and it gets
+			// the payment as it is now.
+			c.replayed, err = true, nil
+		}
+		return err
+	})
 }
 
 func (s *Server) adminPaymentAfter(stream string) (int, any, error) {

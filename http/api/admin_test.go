@@ -358,17 +358,7 @@ func TestAdminGateways(t *testing.T) {
 		t.Fatalf("payment with the sandbox enabled again: %d %s", r.Status, r.Body)
 	}
 
-	dst, err := bbolt.Open(filepath.Join(t.TempDir(), "rebuilt.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	if _, err := projections.Rebuild(context.Background(), h.store.Events(context.Background(), 1), dst, time.Time{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := projections.Compare(h.store.DB(), dst); err != nil {
-		t.Fatalf("rebuilt views differ from the live ones: %v", err)
-	}
+	h.rebuiltEqualsLive()
 }
 
 // methodEnabled reads a method's enabled flag from a GET /api/v1/methods answer.
@@ -402,4 +392,109 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestAdminReceipt: POST /admin/v1/payments/{id}/receipt records money
+// that arrived for a payment that ended CANCELLED, REJECTED or ERROR: the
+// payment's status stays, the admin payment body counts the held receipts
+// and their total, the merchant's balance shows the money in suspense, and
+// the rebuilt views equal the live ones. A PENDING or PROCESSED payment is
+// refused (409 INVALID_STATUS_TRANSITION), as are a bad amount (400), an
+// unknown payment (404) and a request without the admin token (401), and
+// nothing is appended. Before, no route recorded that money (404).
+func TestAdminReceipt(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	inv := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	pid := func() string {
+		t.Helper()
+		r := h.api(m, "POST", "/api/v1/invoices/"+inv+"/payments", `{"method": "visamaster.uah"}`)
+		if r.Status != http.StatusCreated {
+			t.Fatalf("payment: %d %s", r.Status, r.Body)
+		}
+		return r.JSON(t)["id"].(string)
+	}
+	cancelled, pending := pid(), pid()
+	if r := h.api(m, "POST", "/api/v1/payments/"+cancelled+"/cancel", ""); r.Status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	receipt := "/admin/v1/payments/" + cancelled + "/receipt"
+
+	head := h.head()
+	for _, c := range []struct {
+		name   string
+		r      resp
+		status int
+		code   string
+	}{
+		{"without the admin token", h.do(req{method: "POST", path: receipt, body: `{"paid_amount": "1500.00"}`}), http.StatusUnauthorized, ""},
+		{"unknown payment", h.admin("POST", "/admin/v1/payments/999999/receipt", `{"paid_amount": "1500.00"}`), http.StatusNotFound, CodeNotFound},
+		{"pending payment", h.admin("POST", "/admin/v1/payments/"+pending+"/receipt", `{"paid_amount": "1500.00"}`), http.StatusConflict, CodeInvalidTransition},
+		{"no amount", h.admin("POST", receipt, `{"reason": "x"}`), http.StatusBadRequest, CodeValidation},
+		{"no body", h.admin("POST", receipt, ""), http.StatusBadRequest, CodeValidation},
+		{"too precise", h.admin("POST", receipt, `{"paid_amount": "1.001"}`), http.StatusBadRequest, CodeValidation},
+		{"negative", h.admin("POST", receipt, `{"paid_amount": "-1"}`), http.StatusBadRequest, CodeValidation},
+		{"an unknown field", h.admin("POST", receipt, `{"paid_amount": "1", "status": "PROCESSED"}`), http.StatusBadRequest, CodeValidation},
+	} {
+		if c.r.Status != c.status || (c.code != "" && c.r.errCode(t) != c.code) || h.head() != head {
+			t.Errorf("%s: %d %s; head %d -> %d", c.name, c.r.Status, c.r.Body, head, h.head())
+		}
+	}
+
+	r := h.admin("POST", receipt, `{"paid_amount": "1500.00", "reason": "transfer seen after the cancel"}`)
+	if r.Status != http.StatusOK || h.head() != head+1 {
+		t.Fatalf("receipt: %d %s; head %d -> %d", r.Status, r.Body, head, h.head())
+	}
+	got := r.JSON(t)
+	if got["status"] != "CANCELLED" || got["held_receipts"] != 1.0 || got["held_amount"] != "1500.00" || got["allocation"] != nil {
+		t.Fatalf("after the receipt: %s", r.Body)
+	}
+	for ev, err := range h.store.Events(context.Background(), head+1) {
+		if err != nil || ev.Type != commands.TypePaymentReceiptHeld || ev.Correlation != r.Header.Get("X-Request-Id") ||
+			ev.Merchant != m.ID || !bytes.Contains(ev.Data, []byte(`"reason":"transfer seen after the cancel"`)) {
+			t.Fatalf("appended: %+v %v", ev, err)
+		}
+	}
+	// Money can arrive twice.
+	if r := h.admin("POST", receipt, `{"paid_amount": "0.50"}`); r.Status != http.StatusOK || r.JSON(t)["held_receipts"] != 2.0 || r.JSON(t)["held_amount"] != "1500.50" {
+		t.Fatalf("second receipt: %d %s", r.Status, r.Body)
+	}
+	if g := h.admin("GET", "/admin/v1/payments/"+cancelled, ""); g.JSON(t)["held_amount"] != "1500.50" || g.JSON(t)["status"] != "CANCELLED" {
+		t.Fatalf("GET: %s", g.Body)
+	}
+	if g := h.api(m, "GET", "/api/v1/payments/"+cancelled, ""); g.JSON(t)["status"] != "CANCELLED" {
+		t.Fatalf("merchant GET: %s", g.Body)
+	}
+	b := h.api(m, "GET", "/api/v1/balance", "")
+	if b.Status != http.StatusOK || !bytes.Contains(b.Body, []byte(`{"account":"suspense","currency":"UAH","amount":"1500.50"}`)) {
+		t.Fatalf("balance: %d %s", b.Status, b.Body)
+	}
+
+	// A processed payment's money is recorded already.
+	if r := h.admin("POST", "/admin/v1/payments/"+pending+"/process", ""); r.Status != http.StatusOK {
+		t.Fatalf("process: %d %s", r.Status, r.Body)
+	}
+	head = h.head()
+	if r := h.admin("POST", "/admin/v1/payments/"+pending+"/receipt", `{"paid_amount": "1"}`); r.Status != http.StatusConflict || r.errCode(t) != CodeInvalidTransition || h.head() != head {
+		t.Fatalf("receipt of a processed payment: %d %s", r.Status, r.Body)
+	}
+
+	h.rebuiltEqualsLive()
+}
+
+// rebuiltEqualsLive checks that the views rebuilt from the log equal the
+// live ones (projections.Compare).
+func (h *harness) rebuiltEqualsLive() {
+	h.t.Helper()
+	dst, err := bbolt.Open(filepath.Join(h.t.TempDir(), "rebuilt.db"), 0o600, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer dst.Close()
+	if _, err := projections.Rebuild(context.Background(), h.store.Events(context.Background(), 1), dst, time.Time{}); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := projections.Compare(h.store.DB(), dst); err != nil {
+		h.t.Fatalf("rebuilt views differ from the live ones: %v", err)
+	}
 }

@@ -301,8 +301,9 @@ func schemas() js {
 			"methods":    arr(js{"type": "string"}, "The catalogue's method codes it serves, in catalogue order"),
 		}),
 		"GatewayList":    obj([]string{"gateways"}, js{"gateways": arr(ref("Gateway"), "Every configured gateway, in routing order: a new payment goes to the first enabled one serving its method")}),
-		"AdminPayment":   js{"allOf": []any{ref("Payment"), js{"type": "object", "properties": js{"invoice_id": str("Invoice"), "merchant_id": str("Merchant"), "method": str("Method"), "allocation": enum("Where a processed payment's money went", "invoice", "duplicate", "cancelled_invoice", "underpaid"), "paid_amount": money("What arrived", "1500.00"), "late": boolean("Processed after the invoice's expires_at, whatever the allocation"), "reason": str("Reason of the last status change")}}}},
+		"AdminPayment":   js{"allOf": []any{ref("Payment"), js{"type": "object", "properties": js{"invoice_id": str("Invoice"), "merchant_id": str("Merchant"), "method": str("Method"), "allocation": enum("Where a processed payment's money went", "invoice", "duplicate", "cancelled_invoice", "underpaid"), "paid_amount": money("What arrived", "1500.00"), "late": boolean("Processed after the invoice's expires_at, whatever the allocation"), "reason": str("Reason of the last status change"), "held_receipts": integer("How many receipts were held for the payment after it ended CANCELLED, REJECTED or ERROR (POST /admin/v1/payments/{id}/receipt)"), "held_amount": money("Their total, in the payment currency, held in the merchant's suspense account; absent when none", "1500.00")}}}},
 		"ReasonRequest":  obj(nil, js{"reason": str("Reason (optional)")}),
+		"ReceiptRequest": obj([]string{"paid_amount"}, js{"paid_amount": money("Amount received, in the payment currency", "1500.00"), "reason": str("Why, or which transfer (optional); recorded in the event")}),
 		"ProcessRequest": obj(nil, js{"paid_amount": money("Amount received, in the payment currency (default: the amount due)", "1500.00")}),
 		"Health":         obj([]string{"status"}, js{"status": str("ok or ready"), "head": integer("The log's last sequence")}),
 		"Event": obj([]string{"id", "seq", "stream", "version", "type", "time", "data", "prev_hash", "hash"}, js{
@@ -466,6 +467,9 @@ func operations() []operation {
 		{route: "GET /admin/v1/payments/{id}", id: "adminGetPayment", tag: "sandbox", summary: "Get any merchant's payment", security: a, params: []js{pPayment}, status: 200, response: "AdminPayment", errors: []int{401, 404}},
 		{route: "POST /admin/v1/payments/{id}/confirm", id: "adminConfirmPayment", tag: "sandbox", summary: "Sandbox: the customer says they paid (CONFIRMED)", security: a, params: []js{pPayment}, body: "ReasonRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 		{route: "POST /admin/v1/payments/{id}/process", id: "adminProcessPayment", tag: "sandbox", summary: "Sandbox: the money arrived (PROCESSED); pays the invoice", security: a, params: []js{pPayment}, body: "ProcessRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
+		{route: "POST /admin/v1/payments/{id}/receipt", id: "adminHoldReceipt", tag: "sandbox", summary: "Money arrived for a CANCELLED, REJECTED or ERROR payment: held in the merchant's suspense account",
+			desc:     "Appends payment.receipt_held: paid_amount is posted from the gateway's clearing account to the merchant's suspense account (as a suspense allocation of payment.processed), and the payment's status does not change. Each call records one receipt: money can arrive twice. A PENDING or CONFIRMED payment is refused (process it), and so is a PROCESSED one (its money is recorded): 409 INVALID_STATUS_TRANSITION, nothing appended. No webhook is sent: the payment's status did not change.",
+			security: a, params: []js{pPayment}, body: "ReceiptRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 		{route: "POST /admin/v1/payments/{id}/reject", id: "adminRejectPayment", tag: "sandbox", summary: "Sandbox: reject the payment (REJECTED)", security: a, params: []js{pPayment}, body: "ReasonRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 		{route: "POST /admin/v1/payments/{id}/fail", id: "adminFailPayment", tag: "sandbox", summary: "Sandbox: the gateway failed (ERROR)", security: a, params: []js{pPayment}, body: "ReasonRequest", status: 200, response: "AdminPayment", errors: []int{400, 401, 404, 409}},
 		{route: "GET /admin/v1/backup", id: "adminBackup", tag: "admin", summary: "A consistent snapshot of the log's bbolt file (ledger.db), taken while serving",
@@ -780,6 +784,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	inv2 := h.api(m, "POST", "/api/v1/create-invoice", `{"amount": "10.00", "currency_code": "UAH", "external_id": "shape-cancel"}`).JSON(t)["invoice_id"].(string)
 	p2, _ := h.api(m, "POST", "/api/v1/invoices/"+inv2+"/payments", `{"method": "visamaster.uah"}`).JSON(t)["id"].(string)
 	shape("Payment", h.api(m, "POST", "/api/v1/payments/"+p2+"/cancel", `{"reason": "shape"}`))
+	shape("AdminPayment", h.admin("POST", "/admin/v1/payments/"+p2+"/receipt", `{"paid_amount": "10.00", "reason": "shape"}`))
 	shape("Widget", h.api(m, "POST", "/api/v1/widgets", `{"type": "single", "fiat_currency": "UAH", "fiat_amount": "10.00"}`))
 	shape("WidgetList", h.api(m, "GET", "/api/v1/widgets", ""))
 	shape("MethodsList", h.api(m, "GET", "/api/v1/methods", ""))

@@ -20,29 +20,11 @@ import (
 // nothing; and the same Idempotency-Key gets the first answer again.
 // Before, only the hosted page could cancel a payment (the route was 404).
 func TestMerchantCancelsPayment(t *testing.T) {
-	var mu sync.Mutex
-	var hooks [][]byte
-	rcv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		hooks = append(hooks, b)
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(rcv.Close) // after the dispatcher stops
-	h, _ := newWebhookHarness(t, rcv)
+	hk := newHookReceiver(t)
+	h, _ := newWebhookHarness(t, hk.rcv)
 	m := h.seedSetup()
 	other := h.newMerchant(`{"name": "Other"}`)
-	payment := func(ext string) string {
-		t.Helper()
-		body := strings.NewReplacer("https://yoursite.com/webhooks/payment", rcv.URL+"/hook", "order-2026-0001", ext).Replace(seed003Request)
-		inv := h.api(m, "POST", "/api/v1/create-invoice", body).JSON(t)["invoice_id"].(string)
-		p := h.api(m, "POST", "/api/v1/invoices/"+inv+"/payments", `{"method": "visamaster.uah"}`)
-		if p.Status != http.StatusCreated {
-			t.Fatalf("payment: %d %s", p.Status, p.Body)
-		}
-		return p.JSON(t)["id"].(string)
-	}
+	payment := func(ext string) string { return hk.payment(t, h, m, ext) }
 	id := payment("o-1")
 	path := "/api/v1/payments/" + id + "/cancel"
 
@@ -92,20 +74,60 @@ func TestMerchantCancelsPayment(t *testing.T) {
 	}
 
 	// The payment webhook carries the CANCELLED body, as GET gives it.
+	hk.await(t, got.Body)
+}
+
+// hookReceiver is a webhook endpoint that keeps every body it receives.
+type hookReceiver struct {
+	rcv   *httptest.Server
+	mu    sync.Mutex
+	hooks [][]byte
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	hk := &hookReceiver{}
+	hk.rcv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hk.mu.Lock()
+		hk.hooks = append(hk.hooks, b)
+		hk.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(hk.rcv.Close) // after the dispatcher stops
+	return hk
+}
+
+// payment makes a seed 003 invoice of m (external id ext) whose
+// callback_url is the receiver, and a payment of it; it returns the
+// payment's id.
+func (hk *hookReceiver) payment(t *testing.T, h *harness, m merchant, ext string) string {
+	t.Helper()
+	body := strings.NewReplacer("https://yoursite.com/webhooks/payment", hk.rcv.URL+"/hook", "order-2026-0001", ext).Replace(seed003Request)
+	inv := h.api(m, "POST", "/api/v1/create-invoice", body).JSON(t)["invoice_id"].(string)
+	p := h.api(m, "POST", "/api/v1/invoices/"+inv+"/payments", `{"method": "visamaster.uah"}`)
+	if p.Status != http.StatusCreated {
+		t.Fatalf("payment: %d %s", p.Status, p.Body)
+	}
+	return p.JSON(t)["id"].(string)
+}
+
+// await waits, up to 10 seconds, for a webhook whose body is the JSON want.
+func (hk *hookReceiver) await(t *testing.T, want []byte) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		mu.Lock()
+		hk.mu.Lock()
 		var found bool
-		for _, b := range hooks {
-			found = found || sameJSON(b, got.Body)
+		for _, b := range hk.hooks {
+			found = found || sameJSON(b, want)
 		}
-		n := len(hooks)
-		mu.Unlock()
+		n := len(hk.hooks)
+		hk.mu.Unlock()
 		if found {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no webhook with %s among %d received", got.Body, n)
+			t.Fatalf("no webhook with %s among %d received", want, n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -130,4 +152,33 @@ func paymentULID(t *testing.T, h *harness, id string) string {
 func sameJSON(a, b []byte) bool {
 	var x, y any
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
+}
+
+// TestReceiptSendsNoWebhook: a receipt held for a cancelled payment
+// (payment.receipt_held) changes no status, so the webhook dispatcher,
+// which projects it like every event, sends nothing for it: once the
+// webhook of a later event (another payment's cancel) is delivered, the
+// merchant's deliveries hold none for the receipt, and the cancelled
+// payment's webhook was sent once.
+func TestReceiptSendsNoWebhook(t *testing.T) {
+	hk := newHookReceiver(t)
+	h, _ := newWebhookHarness(t, hk.rcv)
+	m := h.seedSetup()
+	first, second := hk.payment(t, h, m, "o-1"), hk.payment(t, h, m, "o-2")
+	if r := h.api(m, "POST", "/api/v1/payments/"+first+"/cancel", ""); r.Status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	if r := h.admin("POST", "/admin/v1/payments/"+first+"/receipt", `{"paid_amount": "1500.00"}`); r.Status != http.StatusOK {
+		t.Fatalf("receipt: %d %s", r.Status, r.Body)
+	}
+	marker := h.api(m, "POST", "/api/v1/payments/"+second+"/cancel", "")
+	if marker.Status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", marker.Status, marker.Body)
+	}
+	hk.await(t, marker.Body)
+	d := h.api(m, "GET", "/api/v1/webhooks/deliveries?page_size=100", "")
+	if d.Status != http.StatusOK || bytes.Contains(d.Body, []byte(`"event_type":"payment.receipt_held"`)) ||
+		bytes.Count(d.Body, []byte(`"event_type":"payment.cancelled"`)) != 2 {
+		t.Fatalf("deliveries: %d %s", d.Status, d.Body)
+	}
 }

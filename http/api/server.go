@@ -182,6 +182,7 @@ func (s *Server) register() {
 	s.json("POST /admin/v1/payments/{id}/process", authAdmin, s.adminProcess)
 	s.json("POST /admin/v1/payments/{id}/reject", authAdmin, s.adminTransition(commands.PaymentStatusRejected))
 	s.json("POST /admin/v1/payments/{id}/fail", authAdmin, s.adminTransition(commands.PaymentStatusError))
+	s.json("POST /admin/v1/payments/{id}/receipt", authAdmin, s.adminReceipt)
 	s.raw("GET /admin/v1/backup", http.HandlerFunc(s.adminBackup)) // admin auth inside; backup.go
 
 	// Webhook deliveries (webhooks.Dispatcher.Handler), behind merchant auth.
