@@ -784,6 +784,18 @@ func TestRunReceiptHeld(t *testing.T) {
 	unbalanced[1].Amount = amount.Neg().Add(decimalOf(1))
 	other := held("m1", amount)
 	other[1].Account = "merchant_suspense:m2"
+	// Balanced, but not the two lines of money held (a review's cases):
+	// the postings check passes them, the projector refuses them, so the
+	// projections check reports them.
+	available := held("m1", amount)
+	available[1].Account = "merchant_available:m1"
+	fee := held("m1", amount)
+	fee[1].Account = "fee_income"
+	less := held("m1", decimalOf(1))
+	usdt := held("m1", amount)
+	usdt[0].Currency, usdt[1].Currency = "USDT", "USDT"
+	gateway := held("m1", amount)
+	gateway[0].Account = "gateway_clearing:9"
 	for _, tc := range []struct {
 		name      string
 		projected bool
@@ -794,8 +806,13 @@ func TestRunReceiptHeld(t *testing.T) {
 	}{
 		{"held for a cancelled payment", true, true, held("m1", amount), "", ""},
 		{"unbalanced", false, true, unbalanced, CheckPostings, "UAH postings sum to 1, not zero"},
-		{"another merchant's account", true, true, other, CheckPostings, `an account of merchant "m2", in an event of merchant "m1"`},
-		{"no postings", true, true, nil, CheckPostings, "without postings"},
+		{"another merchant's account", false, true, other, CheckPostings, `an account of merchant "m2", in an event of merchant "m1"`},
+		{"no postings", false, true, nil, CheckPostings, "without postings"},
+		{"into the available balance", false, true, available, CheckProjections, "want gateway_clearing:<gateway> +1500 and merchant_suspense:m1 -1500"},
+		{"into fee income", false, true, fee, CheckProjections, "want gateway_clearing:<gateway> +1500 and merchant_suspense:m1 -1500"},
+		{"postings of another amount", false, true, less, CheckProjections, "want gateway_clearing:<gateway> +1500"},
+		{"in another currency", false, true, usdt, CheckProjections, "posts through gateway 1 in USDT, the payment's are 1 and UAH"},
+		{"through another gateway", false, true, gateway, CheckProjections, "posts through gateway 9 in UAH, the payment's are 1 and UAH"},
 		{"held for a pending payment", false, false, held("m1", amount), CheckProjections, "payment.receipt_held of a payment in status PENDING"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -792,6 +792,10 @@ func (s *state) receiptHeld(e *ledger.Event, p *pReceiptHeld) error {
 	if !commands.ReceiptHoldAllowed(en.v.Status) {
 		return fmt.Errorf("%w: %s of a payment in status %s", ErrIllegalTransition, e.Type, en.v.Status)
 	}
+	if p.gateway != en.v.GatewayID || p.currency != en.v.PaymentCurrency {
+		return fmt.Errorf("%w: %s posts through gateway %s in %s, the payment's are %s and %s",
+			ErrInconsistent, e.Type, p.gateway, p.currency, en.v.GatewayID, en.v.PaymentCurrency)
+	}
 	en.dirty = true
 	v := en.v
 	v.Version = e.Version
