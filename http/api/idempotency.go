@@ -69,6 +69,18 @@ type idemRecord struct {
 	Status      int
 	ContentType string
 	Body        []byte
+	v1          bool // read from a version 1 record: Created, Fingerprint and Status unauthenticated
+}
+
+// live reports whether the record still answers at now: made less than ttl
+// ago. A version 1 record's time is not authenticated, so one dated after
+// now (edited to outlive its ttl) answers nothing; a version 2 one's is, and
+// a clock stepped back keeps it.
+func (r *idemRecord) live(now time.Time, ttl time.Duration) bool {
+	if r.v1 && r.Created.After(now) {
+		return false
+	}
+	return now.Sub(r.Created) < ttl
 }
 
 // idemStore keeps records; implementations: bbolt and memory.
@@ -347,6 +359,7 @@ func (s *sealer) decode(id, raw []byte) (*idemRecord, error) {
 	rec.Status = int(binary.BigEndian.Uint16(raw[41:43]))
 	rec.ContentType = string(plain[2 : 2+n])
 	rec.Body = plain[2+n:]
+	rec.v1 = raw[0] == idemRecordV1
 	return rec, nil
 }
 
@@ -391,7 +404,7 @@ func (b *boltIdem) get(id []byte, now time.Time, ttl time.Duration) (*idemRecord
 		if err != nil {
 			return nil // treated as absent; the next put overwrites it
 		}
-		if now.Sub(r.Created) < ttl {
+		if r.live(now, ttl) {
 			rec = r
 		}
 		return nil
@@ -474,7 +487,7 @@ func (m *memIdem) get(id []byte, now time.Time, ttl time.Duration) (*idemRecord,
 		return nil, false, nil
 	}
 	rec, err := m.seal.decode(id, raw)
-	if err != nil || now.Sub(rec.Created) >= ttl {
+	if err != nil || !rec.live(now, ttl) {
 		return nil, false, nil
 	}
 	return rec, true, nil

@@ -296,3 +296,38 @@ func TestIdempotencyV1RecordsReplayedAfterUpgrade(t *testing.T) {
 		t.Errorf("widget %v after the retry, want active (s-2's)", got)
 	}
 }
+
+// TestIdempotencyV1RecordDatedAhead: a version 1 record's time is not
+// authenticated, so one edited to a time after now must not answer for
+// ever; an unedited one answers until its ttl, and a version 2 record
+// dated after now (a clock stepped back) still answers.
+func TestIdempotencyV1RecordDatedAhead(t *testing.T) {
+	h := newHarness(t)
+	b := h.srv.idem.(*boltIdem)
+	id := idemID("merchant/m-1", "ahead")
+	ttl := 24 * time.Hour
+	store := func(raw []byte) {
+		t.Helper()
+		if err := b.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketIdem).Put(id, raw) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := &idemRecord{Created: seedTime, Status: http.StatusOK, ContentType: "application/json", Body: []byte(`{}`)}
+	for _, c := range []struct {
+		name    string
+		raw     []byte
+		now     time.Time
+		answers bool
+	}{
+		{"version 1, within its ttl", sealV1(b.seal, id, rec), seedTime.Add(time.Hour), true},
+		{"version 1, past its ttl", sealV1(b.seal, id, rec), seedTime.Add(ttl), false},
+		{"version 1 dated ten years ahead, a year on", sealV1(b.seal, id, &idemRecord{Created: seedTime.AddDate(10, 0, 0), Status: http.StatusOK}), seedTime.AddDate(1, 0, 0), false},
+		{"version 2 dated a minute ahead", b.seal.encode(id, &idemRecord{Created: seedTime.Add(time.Minute), Status: http.StatusOK}), seedTime, true},
+	} {
+		store(c.raw)
+		_, ok, err := b.get(id, c.now, ttl)
+		if err != nil || ok != c.answers {
+			t.Errorf("%s: answers %v (%v), want %v", c.name, ok, err, c.answers)
+		}
+	}
+}
