@@ -160,12 +160,13 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 		cfg.FilterSubjects = []string{conn.AllSubjects()}
 	}
 	backoff := cfg.MinBackoff
-	for attempt := 1; ; attempt++ {
+	var retries takeUpRetries
+	for {
 		cc, err := takeUp(ctx, conn, cfg)
 		if err == nil {
 			return &Consumer{conn: conn, cfg: cfg, cons: cc}, nil
 		}
-		if !retryTakeUp(err, attempt) || ctx.Err() != nil {
+		if !retries.again(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("consumer %s: %w", cfg.Durable, err)
 		}
 		cfg.Logger.Warn("consumer: the server is still closing the old one; trying again",
@@ -183,13 +184,22 @@ func NewConsumer(ctx context.Context, conn *Conn, cfg ConsumerConfig) (*Consumer
 // the context lives.
 const closingAttempts = 8
 
-// retryTakeUp reports whether takeUp's error err, on the given attempt
-// (from 1), is worth another one.
-func retryTakeUp(err error, attempt int) bool {
+// takeUpRetries decides NewConsumer's retries: a "consumer closed" answer
+// always gets another attempt; the other answers a closing can cause,
+// counted apart from those, at most closingAttempts in all; anything else
+// none.
+type takeUpRetries struct{ others int }
+
+// again reports whether takeUp's error err is worth another attempt.
+func (r *takeUpRetries) again(err error) bool {
 	if !errors.Is(err, errClosing) {
 		return false
 	}
-	return apiDescription(err) == "consumer closed" || attempt < closingAttempts
+	if apiDescription(err) == "consumer closed" {
+		return true
+	}
+	r.others++
+	return r.others < closingAttempts
 }
 
 // errClosing marks a JetStream API error that the server returns for a

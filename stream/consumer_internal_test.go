@@ -8,11 +8,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestRetryTakeUp: a "consumer closed" answer is retried for as long as
-// the caller waits; the other answers a closing can cause, which a lasting
-// fault such as a store that cannot be made causes too, only a bounded
-// number of times; anything else not at all.
-func TestRetryTakeUp(t *testing.T) {
+// TestTakeUpRetries: a "consumer closed" answer is retried for as long as
+// the caller waits, and does not use up the bound of the other answers a
+// closing can cause, which a lasting fault such as a store that cannot be
+// made causes too; anything else is not retried.
+func TestTakeUpRetries(t *testing.T) {
 	closing := func(code jetstream.ErrorCode, desc string) error {
 		return fmt.Errorf("%w: %w", errClosing, &jetstream.APIError{Code: 500, ErrorCode: code, Description: desc})
 	}
@@ -20,23 +20,36 @@ func TestRetryTakeUp(t *testing.T) {
 	store := closing(jetstream.JSErrCodeConsumerCreate, "error creating store for consumer: open o.dat: no space left on device")
 	exists := closing(jetstream.JSErrCodeConsumerAlreadyExists, "consumer already exists")
 	other := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeBadRequest, Description: "bad request"}
-	for _, c := range []struct {
-		name    string
-		err     error
-		attempt int
-		want    bool
-	}{
-		{"closed, first", closed, 1, true},
-		{"closed, long after", closed, 1000, true},
-		{"store, first", store, 1, true},
-		{"store, last retried", store, closingAttempts - 1, true},
-		{"store, bound reached", store, closingAttempts, false},
-		{"exists, bound reached", exists, closingAttempts, false},
-		{"another API error", other, 1, false},
-		{"not an API error", errors.New("connection refused"), 1, false},
-	} {
-		if got := retryTakeUp(c.err, c.attempt); got != c.want {
-			t.Errorf("%s (attempt %d): retry %v, want %v", c.name, c.attempt, got, c.want)
+
+	var r takeUpRetries
+	for i := range 1000 {
+		if !r.again(closed) {
+			t.Fatalf("consumer closed, answer %d: not retried", i+1)
+		}
+	}
+	// The others' bound is whole after any number of "consumer closed".
+	for i := 1; i < closingAttempts; i++ {
+		err := store
+		if i%2 == 0 {
+			err = exists
+		}
+		if !r.again(err) {
+			t.Fatalf("answer %d of the others: not retried, want %d attempts", i, closingAttempts)
+		}
+		if !r.again(closed) {
+			t.Fatal("consumer closed between the others: not retried")
+		}
+	}
+	if r.again(store) {
+		t.Fatalf("retried after %d attempts of the others", closingAttempts)
+	}
+	if !r.again(closed) {
+		t.Fatal("consumer closed after the others' bound: not retried")
+	}
+	for _, err := range []error{other, errors.New("connection refused")} {
+		var fresh takeUpRetries
+		if fresh.again(err) {
+			t.Errorf("%v: retried", err)
 		}
 	}
 }
