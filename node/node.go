@@ -329,7 +329,7 @@ func (n *Node) buildHTTP() error {
 		Service: n.Service, Views: n.Views, Log: n.Log, Keyring: n.Keyring,
 		AdminTokenHash: adminHash, BaseURL: n.BaseURL(), Pages: pg, Webhooks: n.webhookHandler,
 		IdempotencyDB: idem, Now: cfg.Clock.Now, Logger: cfg.Logger.With("component", "http"),
-		Metrics: api.NewMetrics(n.Registry), AllowPrivateWebhooks: cfg.AllowPrivateWebhooks,
+		Metrics: api.NewMetrics(n.Registry),
 		Ready:   n.ready,
 		KeyRate: cfg.KeyRate, CustomerRate: cfg.CustomerRate, AuthFailRate: cfg.AuthFailRate,
 		TrustedProxies: cfg.TrustedProxies,

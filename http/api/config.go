@@ -129,12 +129,6 @@ type Config struct {
 	// Metrics holds the Prometheus collectors served at /metrics. Default
 	// NewMetrics(nil): a fresh registry.
 	Metrics *Metrics
-	// AllowPrivateWebhooks says whether webhooks and status_url calls may
-	// reach loopback and private addresses over plain http. The API does
-	// not decide on it: Service must be built with the same setting
-	// (commands.Config.AllowPrivateWebhooks), which refuses or accepts
-	// webhook_url, callback_url and status_url; New checks that they agree.
-	AllowPrivateWebhooks bool
 	// Ready is an extra readiness check for /readyz (NATS, relay lag...).
 	// nil: only the log and the idempotency store are checked.
 	Ready func(ctx context.Context) error

@@ -65,6 +65,14 @@ type harness struct {
 
 func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	t.Helper()
+	return newHarnessPrivate(t, false, configure...)
+}
+
+// newHarnessPrivate is newHarness with the commands accepting plain-http
+// and private webhook targets or not (commands.Config.AllowPrivateWebhooks,
+// as serve's --allow-private-webhooks sets it).
+func newHarnessPrivate(t testing.TB, allowPrivate bool, configure ...func(*Config)) *harness {
+	t.Helper()
 	metrics := NewMetrics(nil)
 	store, path := boltlogtest.Open(t, &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}, OnCommit: metrics.OnCommit})
 	idb, err := bbolt.Open(filepath.Join(filepath.Dir(path), "idempotency.db"), 0o600, nil)
@@ -90,10 +98,9 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	// The service is made once the configuration says whether private
-	// webhook targets are allowed, as node.New makes it; a test that
-	// brings a Service of its own keeps h.svc as a second one on the log.
-	h.svc = commands.NewService(store, commands.Config{AllowPrivateWebhooks: cfg.AllowPrivateWebhooks})
+	// A test that brings a Service of its own keeps h.svc as a second one
+	// on the log.
+	h.svc = commands.NewService(store, commands.Config{AllowPrivateWebhooks: allowPrivate})
 	if cfg.Service == nil {
 		cfg.Service = h.svc
 	}
@@ -148,13 +155,12 @@ func newWebhookHarness(t *testing.T, rcv *httptest.Server, configure ...func(*Co
 				t.Errorf("close dispatcher: %v", err)
 			}
 		})
-		c.AllowPrivateWebhooks = true
 		c.Webhooks = d.Handler(webhooks.HandlerConfig{
 			Merchant:   MerchantID,
 			WriteError: func(w http.ResponseWriter, r *http.Request, err error) { srv.WriteError(w, r, err) },
 		})
 	}
-	h := newHarness(t, append([]func(*Config){mount}, configure...)...)
+	h := newHarnessPrivate(t, true, append([]func(*Config){mount}, configure...)...)
 	srv = h.srv
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -67,8 +67,7 @@ type handler func(c *call) (status int, body any, err error)
 
 // New builds the server and its routes.
 //
-// Errors: a required Config field is nil, or AllowPrivateWebhooks is not
-// the Service's; ErrTrustedProxy for an invalid
+// Errors: a required Config field is nil; ErrTrustedProxy for an invalid
 // Config.TrustedProxies prefix; the idempotency database cannot be prepared.
 func New(cfg Config) (*Server, error) {
 	switch {
@@ -80,8 +79,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("api: Config.Log is required")
 	case cfg.Keyring == nil:
 		return nil, errors.New("api: Config.Keyring is required")
-	case cfg.AllowPrivateWebhooks != cfg.Service.AllowPrivateWebhooks():
-		return nil, errors.New("api: Config.AllowPrivateWebhooks differs from the Service's commands.Config.AllowPrivateWebhooks")
 	}
 	cfg = cfg.withDefaults()
 	proxies := make([]netip.Prefix, len(cfg.TrustedProxies))

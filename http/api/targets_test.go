@@ -83,7 +83,7 @@ func TestWebhookTargets(t *testing.T) {
 	}
 	for _, allow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("allow-private=%v", allow), func(t *testing.T) {
-			h := newHarness(t, func(c *Config) { c.AllowPrivateWebhooks = allow })
+			h := newHarnessPrivate(t, allow)
 			m := h.seedSetup()
 			n := 0
 			for ri, rt := range routes {
