@@ -168,6 +168,10 @@ var catalogue = []Method{
 
 var (
 	methodIndex = make(map[string]int, len(catalogue))
+	// currencyMethods lists, per currency, the catalogue positions of its
+	// methods in catalogue order: create-invoice asks on every request
+	// whether one is payable (Service.payableIn), without copying them.
+	currencyMethods = map[string][]int{}
 	// extraPatterns holds every catalogue pattern compiled once; MustCompile makes a
 	// bad pattern fail at start-up and in every test, not on a customer.
 	extraPatterns = map[string]*regexp.Regexp{}
@@ -179,6 +183,7 @@ func init() {
 			panic("commands: duplicate method code " + m.Code)
 		}
 		methodIndex[m.Code] = i
+		currencyMethods[m.Currency] = append(currencyMethods[m.Currency], i)
 		for _, f := range m.ExtraFields {
 			if _, ok := extraPatterns[f.Pattern]; !ok && f.Pattern != "" {
 				extraPatterns[f.Pattern] = regexp.MustCompile(f.Pattern)

@@ -25,6 +25,11 @@ var (
 	// operator disabled them all). It wraps ErrMethodInvalid: to the payer,
 	// the method is disabled.
 	ErrNoGateway = fmt.Errorf("no enabled gateway serves the payment method: %w", ErrMethodInvalid)
+	// ErrNoPayableMethod means no method in an invoice's currency can be
+	// paid: the merchant accepts none of them, or no enabled gateway serves
+	// those it accepts. It wraps ErrCurrencyInvalid: to the merchant, the
+	// currency is disabled.
+	ErrNoPayableMethod = fmt.Errorf("no payment method in the currency is accepted by the merchant and served by an enabled gateway: %w", ErrCurrencyInvalid)
 	// ErrDealsDisabled means the merchant's invoicing switch is off.
 	ErrDealsDisabled = errors.New("deals system is disabled")
 	// ErrMerchantDisabled means the merchant account is suspended.

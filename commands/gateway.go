@@ -343,6 +343,31 @@ func (s *Service) GatewaySwitches(ctx context.Context) (GatewaySwitches, error) 
 	return sw, nil
 }
 
+// cachedSwitches returns the last fold GatewaySwitches made, without
+// reading the log: it may be behind it. A decision taken on it must append
+// on condition of its Version (a stale fold then conflicts, and the command
+// decides again on a fresh one), and must not refuse on it alone.
+func (s *Service) cachedSwitches() GatewaySwitches {
+	s.switchesMu.Lock()
+	defer s.switchesMu.Unlock()
+	return s.switches
+}
+
+// payableIn reports whether a customer could pay an invoice of merchant m
+// in currency cur now: some catalogue method in cur is one m accepts and a
+// gateway that sw leaves enabled serves.
+func (s *Service) payableIn(m *Merchant, cur string, sw GatewaySwitches) bool {
+	for _, i := range currencyMethods[cur] {
+		if !m.MethodEnabled(catalogue[i].Code) {
+			continue
+		}
+		if _, ok := s.gateways.For(catalogue[i], sw); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // SwitchGateway is the operator's command to enable or disable a
 // configured gateway for new payments.
 type SwitchGateway struct {

@@ -93,7 +93,9 @@ type CreateInvoice struct {
 // CreateInvoice decides and appends invoice.created.
 //
 // Errors: *ValidationError, ErrNotFound (merchant), ErrMerchantDisabled,
-// ErrDealsDisabled, ErrCurrencyInvalid, ErrDuplicateExternalID,
+// ErrDealsDisabled, ErrCurrencyInvalid, ErrNoPayableMethod (no method in
+// the currency that the merchant accepts is served by an enabled gateway;
+// it wraps ErrCurrencyInvalid), ErrDuplicateExternalID, ErrConflict,
 // *RepeatedError (ErrRepeated), and infrastructure errors.
 func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice, error) {
 	if err := checkMeta(c.Meta); err != nil {
@@ -131,9 +133,34 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 	d.Source = SourceAPI
 	d.ExternalID, d.CustomerID, d.Purpose = c.ExternalID, c.CustomerID, c.Purpose
 	d.CallbackURL, d.SuccessURL, d.FailURL = c.CallbackURL, c.SuccessURL, c.FailURL
-	ids := &eventIDs{meta: c.Meta}
-	ev := ids.event(TypeInvoiceCreated, m.ID, d, append(claims, ExternalIDClaim(m.ID, c.ExternalID))...)
-	evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}})
+	evClaims := append(claims[:len(claims):len(claims)], ExternalIDClaim(m.ID, c.ExternalID))
+	fresh := false
+	evs, err := s.run(ctx, func() (decision, error) {
+		// The customer picks the method on the payment page: with none in
+		// the currency that the merchant accepts and an enabled gateway
+		// serves, the page could offer nothing. The switches are the
+		// cached fold, read from the log only to confirm a refusal or
+		// after a conflict: the append is conditional on their version,
+		// so a stale fold decides again rather than creating an invoice
+		// while every gateway for it is disabled.
+		sw := s.cachedSwitches()
+		if fresh || !s.payableIn(m, cur.Code, sw) {
+			var err error
+			if sw, err = s.GatewaySwitches(ctx); err != nil {
+				return decision{}, err
+			}
+			if !s.payableIn(m, cur.Code, sw) {
+				return decision{}, fmt.Errorf("currency %q: %w", cur.Code, ErrNoPayableMethod)
+			}
+		}
+		fresh = true
+		ids := &eventIDs{meta: c.Meta}
+		ev := ids.event(TypeInvoiceCreated, m.ID, d, evClaims...)
+		return decision{writes: []ledger.Write{
+			{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}},
+			{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},
+		}}, nil
+	})
 	if err = s.repeated(err, claims); err != nil {
 		if errors.Is(err, ErrRepeated) {
 			return nil, err
@@ -141,7 +168,7 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 		if errors.Is(err, ledger.ErrClaimed) {
 			return nil, fmt.Errorf("external_id %q: %w", c.ExternalID, ErrDuplicateExternalID)
 		}
-		return nil, fmt.Errorf("create invoice: %w", mapConflict(err))
+		return nil, fmt.Errorf("create invoice: %w", err) // run made a version conflict ErrConflict
 	}
 	s.created()
 	return &Invoice{InvoiceCreated: d, Status: InvoiceStatusPending, Version: evs[0].Version}, nil

@@ -869,6 +869,7 @@ func TestSwitchGateway(t *testing.T) {
 	e := newEnv(t)
 	inv := e.invoice("o-1")
 	p, _ := e.payment(inv)
+	pending := e.invoice("o-2") // none can be made while no gateway serves UAH
 	sw := func(on bool) (bool, error) {
 		return e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: on})
 	}
@@ -894,7 +895,6 @@ func TestSwitchGateway(t *testing.T) {
 		t.Fatalf("unknown gateway: %v, want ErrNotFound", err)
 	}
 
-	pending := e.invoice("o-2")
 	head := e.store.Head()
 	_, _, err = e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: pending.InvoiceID, Method: "visamaster.uah"})
 	if !errors.Is(err, commands.ErrNoGateway) || !errors.Is(err, commands.ErrMethodInvalid) {
@@ -1094,12 +1094,16 @@ func TestFixedMethodInvoiceNeverCreatedWhileGatewayDisabled(t *testing.T) {
 // Payments created while the operator toggles the only gateway are given it
 // only while it is enabled: CreatePayment's append is conditional on the
 // gateway switches as read, and a payment refused meanwhile fails only with
-// ErrNoGateway, never ErrConflict.
+// ErrNoGateway, never ErrConflict. (An invoice refused meanwhile, with
+// ErrNoPayableMethod, makes no payment.)
 func TestPaymentNeverRoutedToDisabledGateway(t *testing.T) {
 	e := newEnv(t)
 	e.whileSandboxToggles(100, 8, func() error {
 		inv, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
 			Amount: "1500.00", Currency: "UAH", ExternalID: ulid.Make().String(), CallbackURL: "https://shop.example/webhooks", Rate: dec("41.50")})
+		if errors.Is(err, commands.ErrNoPayableMethod) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -1108,5 +1112,88 @@ func TestPaymentNeverRoutedToDisabledGateway(t *testing.T) {
 	})
 	if seqs := e.appendedWhileDisabled(commands.TypePaymentCreated); len(seqs) > 0 {
 		t.Errorf("payment.created while the sandbox was disabled, at %v", seqs)
+	}
+}
+
+// An invoice without a fixed method leaves the choice to the customer, on
+// the payment page: it is refused with ErrNoPayableMethod (which wraps
+// ErrCurrencyInvalid), appending nothing, when no method in its currency
+// is one the merchant accepts and an enabled gateway serves. The switches
+// are read as the log has them, whichever Service appended them.
+func TestInvoiceNeedsAPayableMethod(t *testing.T) {
+	e := newEnv(t)
+	create := func(svc *commands.Service, cur string) error {
+		_, err := svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+			Amount: "100.00", Currency: cur, ExternalID: "x-" + ulid.Make().String(), Rate: dec("41.50")})
+		return err
+	}
+	switchSandbox := func(svc *commands.Service, on bool) {
+		t.Helper()
+		if _, err := svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: on}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(name string, err error) {
+		t.Helper()
+		if !errors.Is(err, commands.ErrNoPayableMethod) || !errors.Is(err, commands.ErrCurrencyInvalid) {
+			t.Errorf("%s: %v; want ErrNoPayableMethod", name, err)
+		}
+	}
+	if err := create(e.svc, "UAH"); err != nil {
+		t.Fatal(err)
+	}
+
+	switchSandbox(e.svc, false)
+	head := e.store.Head()
+	refused("the only gateway disabled", create(e.svc, "UAH"))
+	if e.store.Head() != head {
+		t.Fatal("a refused invoice appended events")
+	}
+	switchSandbox(e.svc, true)
+	if err := create(e.svc, "UAH"); err != nil {
+		t.Fatalf("the sandbox enabled again: %v", err)
+	}
+
+	// Another Service over the same log switches the sandbox off and on:
+	// this one's view of the switches follows.
+	other := commands.NewService(e.store, commands.Config{})
+	switchSandbox(other, false)
+	refused("disabled by another service", create(e.svc, "UAH"))
+	switchSandbox(other, true)
+	if err := create(e.svc, "UAH"); err != nil {
+		t.Fatalf("enabled again by another service: %v", err)
+	}
+
+	// The merchant accepts no method in the currency.
+	only := []string{"bitcoin", "visamaster.ngn"}
+	if err := e.svc.ChangeMerchantSettings(e.ctx, commands.ChangeMerchantSettings{Meta: e.meta(), MerchantID: e.m,
+		Settings: commands.MerchantSettings{Methods: &only}}); err != nil {
+		t.Fatal(err)
+	}
+	head = e.store.Head()
+	refused("UAH, no UAH method accepted", create(e.svc, "UAH"))
+	if e.store.Head() != head {
+		t.Fatal("a refused invoice appended events")
+	}
+	if err := create(e.svc, "NGN"); err != nil {
+		t.Fatalf("NGN with visamaster.ngn accepted: %v", err)
+	}
+}
+
+// An invoice created while the operator toggles the only gateway is
+// appended only while the gateway is enabled, though the command decides
+// on its cached switches: the append is conditional on their version.
+func TestInvoiceNeverCreatedWhileGatewayDisabled(t *testing.T) {
+	e := newEnv(t)
+	e.whileSandboxToggles(100, 8, func() error {
+		_, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+			Amount: "100.00", Currency: "UAH", ExternalID: "x-" + ulid.Make().String(), Rate: dec("41.50")})
+		if errors.Is(err, commands.ErrNoPayableMethod) {
+			return nil
+		}
+		return err
+	})
+	if seqs := e.appendedWhileDisabled(commands.TypeInvoiceCreated); len(seqs) > 0 {
+		t.Errorf("invoices created while the sandbox was disabled, at %v", seqs)
 	}
 }

@@ -294,7 +294,8 @@ func TestAdminCLIRetriesTransientAnswers(t *testing.T) {
 // TestAdminCLIGateways: the operator disables the sandbox, the only
 // gateway, with `payledger admin gateway disable`; a payment is then
 // refused with METHOD_INVALID. The switch is an event: `payledger serve`
-// restarted on the same data dir still has it disabled, enabling it again
+// restarted on the same data dir still has it disabled (a payment and a
+// new UAH invoice are refused), enabling it again
 // lets payments through, and `payledger replay` rebuilds views identical
 // to the live ones. Before, the switch was only in memory (and no route
 // or CLI command reached it).
@@ -309,23 +310,31 @@ func TestAdminCLIGateways(t *testing.T) {
 		return append([]string{"--server", child.base, "--admin-token", "tok"}, args...)
 	}
 	key := cliShop(t, g)
-	pay := func(ext string) (int, string) {
+	post := func(path, body string) (int, string, map[string]any) {
 		t.Helper()
-		post := func(path, body string) (int, map[string]any) {
-			return merchantPost(t, child.base, key, path, body)
-		}
-		st, inv := post("/api/v1/create-invoice", `{"amount": "1500.00", "currency_code": "UAH", "external_id": "`+ext+`"}`)
+		st, b := merchantPost(t, child.base, key, path, body)
+		e, _ := b["error"].(map[string]any)
+		c, _ := e["code"].(string)
+		return st, c, b
+	}
+	invoice := func(ext string) string {
+		t.Helper()
+		st, _, inv := post("/api/v1/create-invoice", `{"amount": "1500.00", "currency_code": "UAH", "external_id": "`+ext+`"}`)
 		if st != http.StatusCreated {
 			t.Fatalf("create invoice: %d %v", st, inv)
 		}
-		st, p := post("/api/v1/invoices/"+inv["invoice_id"].(string)+"/payments", `{"method": "visamaster.uah"}`)
-		e, _ := p["error"].(map[string]any)
-		c, _ := e["code"].(string)
+		return inv["invoice_id"].(string)
+	}
+	pay := func(invoiceID string) (int, string) {
+		t.Helper()
+		st, c, _ := post("/api/v1/invoices/"+invoiceID+"/payments", `{"method": "visamaster.uah"}`)
 		return st, c
 	}
-	if st, _ := pay("g-1"); st != http.StatusCreated {
+	if st, _ := pay(invoice("g-1")); st != http.StatusCreated {
 		t.Fatalf("payment with the sandbox enabled: %d", st)
 	}
+	// Invoices made before the switch: none can be made after it.
+	g2, g3 := invoice("g-2"), invoice("g-3")
 	if out, errs, code := runAdminCLI(t, g("gateways", "list")...); code != 0 ||
 		!strings.Contains(out, `"name": "sandbox"`) || !strings.Contains(out, `"enabled": true`) || !strings.Contains(out, `"visamaster.uah"`) {
 		t.Fatalf("gateways list: %d %s %s", code, out, errs)
@@ -339,7 +348,7 @@ func TestAdminCLIGateways(t *testing.T) {
 	if _, _, code := runAdminCLI(t, g("gateway", "enable")...); code != 2 {
 		t.Fatalf("gateway enable without an id: exit %d, want 2", code)
 	}
-	if st, c := pay("g-2"); st != http.StatusBadRequest || c != "METHOD_INVALID" {
+	if st, c := pay(g2); st != http.StatusBadRequest || c != "METHOD_INVALID" {
 		t.Fatalf("payment with the sandbox disabled: %d %s, want 400 METHOD_INVALID", st, c)
 	}
 	stop(child)
@@ -348,13 +357,16 @@ func TestAdminCLIGateways(t *testing.T) {
 	if out, errs, code := runAdminCLI(t, g("gateway", "list")...); code != 0 || !strings.Contains(out, `"enabled": false`) {
 		t.Fatalf("gateway list after a restart: %d %s %s", code, out, errs)
 	}
-	if st, c := pay("g-3"); st != http.StatusBadRequest || c != "METHOD_INVALID" {
+	if st, c := pay(g3); st != http.StatusBadRequest || c != "METHOD_INVALID" {
 		t.Fatalf("payment after a restart: %d %s, want 400 METHOD_INVALID", st, c)
+	}
+	if st, c, _ := post("/api/v1/create-invoice", `{"amount": "1500.00", "currency_code": "UAH", "external_id": "g-5"}`); st != http.StatusBadRequest || c != "CURRENCY_INVALID" {
+		t.Fatalf("invoice after a restart: %d %s, want 400 CURRENCY_INVALID", st, c)
 	}
 	if out, errs, code := runAdminCLI(t, g("gateway", "enable", "1")...); code != 0 || !strings.Contains(out, `"enabled": true`) {
 		t.Fatalf("gateway enable: %d %s %s", code, out, errs)
 	}
-	if st, _ := pay("g-4"); st != http.StatusCreated {
+	if st, _ := pay(invoice("g-4")); st != http.StatusCreated {
 		t.Fatalf("payment with the sandbox enabled again: %d", st)
 	}
 	stop(child)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -311,6 +312,8 @@ func TestAdminGateways(t *testing.T) {
 		t.Fatalf("sandbox = %+v", g)
 	}
 
+	// An invoice made before the switch (none can be made after it).
+	inv2 := h.api(m, "POST", "/api/v1/create-invoice", strings.Replace(seed003Request, "order-2026-0001", "order-2", 1)).JSON(t)["invoice_id"].(string)
 	head := h.head()
 	if r := h.admin("POST", "/admin/v1/gateways/1/enable", ""); r.Status != http.StatusOK || h.head() != head {
 		t.Fatalf("enabling the enabled sandbox: %d %s; head %d -> %d", r.Status, r.Body, head, h.head())
@@ -333,7 +336,6 @@ func TestAdminGateways(t *testing.T) {
 	}
 
 	// New payments are refused; the payment made before goes on.
-	inv2 := h.api(m, "POST", "/api/v1/create-invoice", strings.Replace(seed003Request, "order-2026-0001", "order-2", 1)).JSON(t)["invoice_id"].(string)
 	head = h.head()
 	r = h.api(m, "POST", "/api/v1/invoices/"+inv2+"/payments", `{"method": "visamaster.uah"}`)
 	if r.Status != http.StatusBadRequest || r.errCode(t) != CodeMethodInvalid || !strings.Contains(string(r.Body), "no enabled gateway") || h.head() != head {
@@ -361,27 +363,103 @@ func TestAdminGateways(t *testing.T) {
 	h.rebuiltEqualsLive()
 }
 
+// With no enabled gateway serving a method in its currency, an invoice
+// could not be paid whatever the customer picked: create-invoice refuses it
+// with 400 CURRENCY_INVALID naming currency_code, appending nothing, and
+// GET /api/v1/methods lists the currency as not invoiceable. So it is for a
+// merchant that accepts no method in the currency. Enabled again, both
+// answer as before.
+func TestInvoiceRefusedWithNoEnabledGateway(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	order := 0
+	create := func(m merchant) resp {
+		order++
+		return h.api(m, "POST", "/api/v1/create-invoice", strings.Replace(seed003Request, "order-2026-0001", fmt.Sprintf("order-%d", order), 1))
+	}
+	refused := func(name string, r resp) {
+		t.Helper()
+		d := r.details(t)
+		if r.Status != http.StatusBadRequest || r.errCode(t) != CodeCurrencyInvalid || len(d) != 1 || d[0].Path != "currency_code" ||
+			!strings.Contains(d[0].Message, "enabled gateway") {
+			t.Errorf("%s: %d %s, want 400 %s naming currency_code", name, r.Status, r.Body, CodeCurrencyInvalid)
+		}
+	}
+	if r := create(m); r.Status != http.StatusCreated {
+		t.Fatalf("create-invoice: %d %s", r.Status, r.Body)
+	}
+	if !invoiceable(t, h.api(m, "GET", "/api/v1/methods", ""), "UAH") {
+		t.Error("UAH is not invoiceable with the sandbox enabled")
+	}
+
+	if r := h.admin("POST", "/admin/v1/gateways/1/disable", ""); r.Status != http.StatusOK {
+		t.Fatalf("disable: %d %s", r.Status, r.Body)
+	}
+	head := h.head()
+	refused("the only gateway disabled", create(m))
+	if h.head() != head {
+		t.Errorf("a refused invoice appended: head %d -> %d", head, h.head())
+	}
+	if invoiceable(t, h.api(m, "GET", "/api/v1/methods", ""), "UAH") {
+		t.Error("GET /api/v1/methods says UAH is invoiceable with its only gateway disabled")
+	}
+
+	if r := h.admin("POST", "/admin/v1/gateways/1/enable", ""); r.Status != http.StatusOK {
+		t.Fatalf("enable: %d %s", r.Status, r.Body)
+	}
+	if r := create(m); r.Status != http.StatusCreated {
+		t.Errorf("create-invoice with the sandbox enabled again: %d %s", r.Status, r.Body)
+	}
+	if !invoiceable(t, h.api(m, "GET", "/api/v1/methods", ""), "UAH") {
+		t.Error("UAH is not invoiceable with the sandbox enabled again")
+	}
+
+	// A merchant accepting no UAH method.
+	btc := h.newMerchant(`{"name": "Coins only", "methods": ["bitcoin"]}`)
+	head = h.head()
+	refused("no UAH method accepted", create(btc))
+	if h.head() != head {
+		t.Errorf("a refused invoice appended: head %d -> %d", head, h.head())
+	}
+	if invoiceable(t, h.api(btc, "GET", "/api/v1/methods", ""), "UAH") {
+		t.Error("GET /api/v1/methods says UAH is invoiceable for a merchant accepting no UAH method")
+	}
+}
+
+// invoiceable reads a currency's invoiceable flag from a GET
+// /api/v1/methods answer.
+func invoiceable(t *testing.T, r resp, code string) bool {
+	t.Helper()
+	return methodsFlag(t, r, "currencies", "invoiceable", code)
+}
+
 // methodEnabled reads a method's enabled flag from a GET /api/v1/methods answer.
 func methodEnabled(t *testing.T, r resp, code string) bool {
 	t.Helper()
-	var list struct {
-		Methods []struct {
-			Code    string `json:"code"`
-			Enabled bool   `json:"enabled"`
-		} `json:"methods"`
-	}
+	return methodsFlag(t, r, "methods", "enabled", code)
+}
+
+// methodsFlag reads the boolean field flag of the item with this code in
+// the list named list of a GET /api/v1/methods answer.
+func methodsFlag(t *testing.T, r resp, list, flag, code string) bool {
+	t.Helper()
 	if r.Status != http.StatusOK {
 		t.Fatalf("GET /api/v1/methods: %d %s", r.Status, r.Body)
 	}
-	if err := json.Unmarshal(r.Body, &list); err != nil {
+	var body map[string][]map[string]any
+	if err := json.Unmarshal(r.Body, &body); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range list.Methods {
-		if m.Code == code {
-			return m.Enabled
+	for _, item := range body[list] {
+		if item["code"] == code {
+			on, ok := item[flag].(bool)
+			if !ok {
+				t.Fatalf("GET /api/v1/methods: %s %s has no boolean %s", list, code, flag)
+			}
+			return on
 		}
 	}
-	t.Fatalf("GET /api/v1/methods does not list %s", code)
+	t.Fatalf("GET /api/v1/methods does not list %s in %s", code, list)
 	return false
 }
 

@@ -97,16 +97,19 @@ func (s *Server) listMethods(c *call) (int, any, error) {
 	}
 	out := methodsList{}
 	codes := map[string]bool{}
+	payable := map[string]bool{} // currencies with an enabled method
 	for _, meth := range commands.Methods() {
 		// Enabled as a payment would be allowed: the merchant accepts it
 		// and a gateway the operator has not switched off serves it.
 		_, served := s.svc.Gateways().For(meth, sw)
+		on := served && (len(m.Methods) == 0 || enabled[meth.Code])
 		out.Methods = append(out.Methods, methodBody{
 			Code: meth.Code, Name: meth.Name, Currency: meth.Currency, Kind: meth.Kind, Country: meth.Country,
-			Enabled:     served && (len(m.Methods) == 0 || enabled[meth.Code]),
+			Enabled:     on,
 			ExtraFields: extraFieldBodies(meth.ExtraFields),
 		})
 		codes[meth.Currency] = true
+		payable[meth.Currency] = payable[meth.Currency] || on
 	}
 	for cur := range rateOf {
 		codes[cur] = true
@@ -124,7 +127,9 @@ func (s *Server) listMethods(c *call) (int, any, error) {
 		b := currencyBody{Code: code, MinorUnits: cur.MinorUnits, Crypto: cur.Crypto}
 		if r, ok := rateOf[code]; ok {
 			b.Rate = &r
-			b.Invoiceable = !cur.Crypto
+			// As create-invoice decides: a fiat currency with a rate and
+			// a method in it that a payment could use.
+			b.Invoiceable = !cur.Crypto && payable[code]
 		}
 		out.Currencies = append(out.Currencies, b)
 	}

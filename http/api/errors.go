@@ -173,6 +173,7 @@ var domainErrors = []struct {
 }{
 	{commands.ErrDuplicateExternalID, http.StatusConflict, CodeDuplicateExternalID, "External ID for this merchant is already exists, try to generate another External ID", EInvoiceDuplicate},
 	{commands.ErrDuplicatePaymentID, http.StatusConflict, CodeDuplicatePaymentID, "Transaction already exists", EInvoiceDuplicate},
+	{commands.ErrNoPayableMethod, http.StatusBadRequest, CodeCurrencyInvalid, "Currency is disabled: no payment method in it that you accept is served by an enabled gateway", EInvoiceRate},
 	{commands.ErrCurrencyInvalid, http.StatusBadRequest, CodeCurrencyInvalid, "Currency not found or disabled", EInvoiceRate},
 	{commands.ErrRateMissing, http.StatusBadRequest, CodeCurrencyInvalid, "Currency not found or disabled", EInvoiceRate},
 	{commands.ErrNoGateway, http.StatusBadRequest, CodeMethodInvalid, "Payment method is disabled: no enabled gateway serves it", EInvoiceMethod},

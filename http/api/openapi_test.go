@@ -269,7 +269,7 @@ func schemas() js {
 			"currencies": arr(obj([]string{"code", "minor_units", "crypto", "rate", "invoiceable"}, js{
 				"code": str("Currency code"), "minor_units": integer("Decimal places an amount may have"),
 				"crypto": boolean("Crypto asset"), "rate": nullStr("Units per 1 USDT; null: no rate set"),
-				"invoiceable": boolean("Accepted as create-invoice's currency_code"),
+				"invoiceable": boolean("Accepted as create-invoice's currency_code now: a fiat currency with a rate and a method in it that is enabled (see methods' enabled)"),
 			}), "Currencies of the methods and of the rates"),
 		}),
 		"Balance": obj([]string{"merchant_id", "available_usdt", "balances"}, js{
@@ -415,7 +415,7 @@ func operations() []operation {
 		{route: "GET /openapi.json", id: "openapi", tag: "operations", summary: "This document", status: 200},
 
 		{route: "POST /api/v1/create-invoice", id: "createInvoice", tag: "invoices", summary: "Create an invoice (seed 003)",
-			desc:     "Converts the fiat amount to USDT at the operator's current rate and the merchant's commission. external_id is unique per merchant. Rate limited per API key and per customer_id.",
+			desc:     "Converts the fiat amount to USDT at the operator's current rate and the merchant's commission. external_id is unique per merchant. A currency with no method in it that the merchant accepts and an enabled gateway serves is refused 400 CURRENCY_INVALID (the customer could pay nothing). Rate limited per API key and per customer_id.",
 			security: m, body: "CreateInvoiceRequest", bodyReq: true, status: 201, response: "Invoice", errors: []int{400, 401, 403, 409, 413, 429}},
 		{route: "GET /api/v1/invoices", id: "listInvoices", tag: "invoices", summary: "List invoices, newest first", security: m,
 			params: []js{queryParam("status", "Only invoices in this status", js{"type": "string", "enum": []any{"pending", "success", "expired", "cancelled"}}), qPage, qSize},
