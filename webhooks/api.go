@@ -206,9 +206,10 @@ const redeliverChunk = 1000
 // before it in its resource's queue), logged with that record's key and
 // its own. The others are redelivered as if they were not there.
 //
-// Errors: ErrInvalidQuery (zero since, unknown status). On an error from
-// bbolt, the chunks committed before it stay redelivered, and their count
-// is returned with the error.
+// Errors: ErrInvalidQuery (zero since, unknown status); any other error
+// (bbolt's) is a *RedeliverError saying how many were redelivered before
+// it: the chunks committed before it stay redelivered, and their count is
+// also returned with the error.
 func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status string) (int, error) {
 	if since.IsZero() {
 		return 0, fmt.Errorf("%w: no since time", ErrInvalidQuery)
@@ -243,7 +244,7 @@ func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status s
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, &RedeliverError{Err: err}
 	}
 	// Oldest first, so each resource's queue fills in event order.
 	for i, j := 0, len(keys)-1; i < j; i, j = i+1, j-1 {
@@ -283,7 +284,7 @@ func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status s
 			return nil
 		})
 		if err != nil {
-			return n, err
+			return n, &RedeliverError{Redelivered: n, Err: err}
 		}
 		n += done
 		for _, u := range unread {

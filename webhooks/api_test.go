@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,12 +12,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger"
 )
 
 // tearRecord tears k's delivery record in webhooks.db (half of it is
@@ -235,4 +239,137 @@ func TestRedeliverSinceSetsAsideUnreadable(t *testing.T) {
 	sent[invCreated.ID], sent[invPaid.ID], sent[da.ID] = 3, 3, 3
 	h.sent(all, sent)
 	h.verified()
+}
+
+// onLog is a log handler that calls do, once, when a record with message
+// msg is logged: a test's hook into a point the code under test logs.
+type onLog struct {
+	msg  string
+	once sync.Once
+	do   func()
+}
+
+func (h *onLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *onLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *onLog) WithGroup(string) slog.Handler            { return h }
+func (h *onLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(h.do)
+	}
+	return nil
+}
+
+// TestRedeliverSinceFailsPartWay: a bulk redelivery of one more delivery
+// than a transaction takes fails in its second transaction, webhooks.db
+// closed after the first committed (which held a torn record: the line
+// that sets it aside, logged once the first commits, closes the file).
+// The merchant route answers 500 with a detail saying how many were
+// redelivered, the Go API's error is a *RedeliverError with that count,
+// and the file, opened again, has exactly those redelivered.
+func TestRedeliverSinceFailsPartWay(t *testing.T) {
+	e := newEnv(t)
+	e.merchant("m1", "https://hooks.example.com/webhooks")
+	total := redeliverChunk + 1
+	var wg sync.WaitGroup
+	errs := make(chan error, total)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < total; i += 8 {
+				id := ulid.Make()
+				_, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: id, MerchantID: "m1",
+					Amount: "10.00", Currency: "UAH", ExternalID: "order-" + id.String(), Rate: e.rate})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	path := filepath.Join(t.TempDir(), FileName)
+	var d *Dispatcher
+	closed := false
+	cfg := e.config()
+	cfg.Logger = slog.New(&onLog{msg: "webhook delivery not redelivered: its record does not decode", do: func() {
+		closed = d.DB().Close() == nil
+	}})
+	d, err := Open(path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	var evs []ledger.Event
+	for ev, err := range e.store.Events(e.ctx, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	if err := d.Ingest(evs); err != nil { // not running: no attempt starts
+		t.Fatal(err)
+	}
+	last, err := d.ListDeliveries("m1", ListQuery{Page: total, PageSize: 1})
+	if err != nil || len(last.Items) != 1 || last.Details.TotalObjects != total {
+		t.Fatalf("the oldest delivery: %+v, %v", last, err)
+	}
+	oldest := last.Items[0]
+	tearRecord(t, d, makeKey(oldest.EventSeq, kindByteWebhook))
+
+	var got error
+	h := d.Handler(HandlerConfig{
+		Merchant:   func(*http.Request) (string, bool) { return "m1", true },
+		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { got = err; writeError(w, r, err) },
+	})
+	since, _ := json.Marshal(oldest.CreatedAt)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v1/webhooks/redeliver", strings.NewReader(`{"since": `+string(since)+`}`)))
+	if !closed {
+		t.Fatal("webhooks.db was not closed after the first transaction")
+	}
+	want := redeliverChunk - 1 // the first transaction's, but the torn one
+	var re *RedeliverError
+	if !errors.As(got, &re) || re.Redelivered != want || !errors.Is(got, bbolt.ErrDatabaseNotOpen) {
+		t.Errorf("error = %v; want a *RedeliverError of %d wrapping bbolt.ErrDatabaseNotOpen", got, want)
+	}
+	var body struct {
+		Error struct {
+			Code    string              `json:"code"`
+			Details []map[string]string `json:"details"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusInternalServerError || body.Error.Code != "INTERNAL_ERROR" ||
+		len(body.Error.Details) != 1 || body.Error.Details[0]["path"] != "redelivered" || body.Error.Details[0]["type"] != "partial" ||
+		!strings.HasPrefix(body.Error.Details[0]["message"], fmt.Sprintf("%d deliveries were redelivered", want)) {
+		t.Errorf("answer: %d %s; want 500 INTERNAL_ERROR with a detail redelivered saying %d", rec.Code, rec.Body, want)
+	}
+
+	// What the answer says is what the file holds.
+	d2, err := Open(path, e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	redelivered := 0
+	for p := 1; ; p++ {
+		page, err := d2.ListDeliveries("m1", ListQuery{Page: p, PageSize: MaxPageSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) == 0 && p > page.Details.TotalPages {
+			break
+		}
+		for _, del := range page.Items {
+			redelivered += del.Redeliveries
+		}
+	}
+	if redelivered != want {
+		t.Errorf("webhooks.db holds %d redeliveries; the answer said %d", redelivered, want)
+	}
 }

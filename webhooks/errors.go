@@ -53,3 +53,24 @@ func (e *RefusedError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrRefused) true.
 func (e *RefusedError) Unwrap() error { return ErrRefused }
+
+// RedeliverError is a bulk redelivery (RedeliverSince) that failed part
+// way: Redelivered deliveries were redelivered, in transactions that
+// committed, before Err, and stay redelivered (a retry of the same range
+// redelivers them again, a new round each). It unwraps to Err.
+type RedeliverError struct {
+	Redelivered int
+	Err         error
+}
+
+func (e *RedeliverError) Error() string {
+	return fmt.Sprintf("webhooks: redelivery failed after %d redelivered: %v", e.Redelivered, e.Err)
+}
+
+// Unwrap returns the failure.
+func (e *RedeliverError) Unwrap() error { return e.Err }
+
+// Done says, for a client, how many were redelivered before the failure.
+func (e *RedeliverError) Done() string {
+	return fmt.Sprintf("%d deliveries were redelivered before the failure; they stay redelivered", e.Redelivered)
+}

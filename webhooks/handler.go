@@ -17,7 +17,10 @@ type HandlerConfig struct {
 	// WriteError writes an error response. Default: seed 003's envelope
 	// {"successful": false, "request_id", "error": {"code", "message"}}
 	// with ErrNotFound as 404 NOT_FOUND, ErrInvalidQuery as 400
-	// VALIDATION_ERROR, anything else 500 INTERNAL_ERROR.
+	// VALIDATION_ERROR, anything else 500 INTERNAL_ERROR; a
+	// *RedeliverError adds "details": [{"path": "redelivered", "type":
+	// "partial", "message": "<n> deliveries were redelivered before the
+	// failure; ..."}]. A WriteError of its own should say that count too.
 	WriteError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
@@ -33,7 +36,8 @@ type HandlerConfig struct {
 // total_pages, total_objects}} (a page before the last holds fewer than
 // page_size when it leaves out a delivery whose record does not decode:
 // see ListDeliveries); a delivery answers its JSON with attempts; the bulk
-// redelivery answers {"redelivered": n}, those it redelivered.
+// redelivery answers {"redelivered": n}, those it redelivered, or, failing
+// part way, an error whose details say how many it redelivered first.
 func (d *Dispatcher) Handler(cfg HandlerConfig) http.Handler {
 	if cfg.WriteError == nil {
 		cfg.WriteError = func(w http.ResponseWriter, r *http.Request, err error) {
@@ -144,9 +148,14 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, ErrInvalidQuery):
 		status, code, msg = http.StatusBadRequest, "VALIDATION_ERROR", err.Error()
 	}
+	body := map[string]any{"code": code, "message": msg}
+	var re *RedeliverError
+	if errors.As(err, &re) {
+		body["details"] = []map[string]string{{"path": "redelivered", "type": "partial", "message": re.Done()}}
+	}
 	writeJSON(w, status, map[string]any{
 		"successful": false,
 		"request_id": w.Header().Get("X-Request-Id"),
-		"error":      map[string]string{"code": code, "message": msg},
+		"error":      body,
 	})
 }

@@ -201,8 +201,21 @@ var domainErrors = []struct {
 
 // classify turns any error into the answer the client gets. It reports
 // internal=true for errors it does not know: those are answered 500
-// INTERNAL_ERROR and logged once by the caller.
+// INTERNAL_ERROR and logged once by the caller. A bulk webhook redelivery
+// that failed part way (*webhooks.RedeliverError) is answered as its
+// failure, with a detail saying how many it redelivered first.
 func classify(err error) (e *apiError, internal bool) {
+	e, internal = classifyCause(err)
+	var re *webhooks.RedeliverError
+	if errors.As(err, &re) {
+		c := *e
+		c.Details = append(append([]Detail(nil), e.Details...), Detail{Path: "redelivered", Type: "partial", Message: re.Done()})
+		e = &c
+	}
+	return e, internal
+}
+
+func classifyCause(err error) (e *apiError, internal bool) {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae, false

@@ -3,8 +3,13 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/payledger/payledger/webhooks"
 )
 
 // TestSeed003Errors answers every error of seed 003 in its envelope.
@@ -282,5 +287,26 @@ func TestKeysRevokeAndRotate(t *testing.T) {
 	}
 	if r := h.admin("POST", "/admin/v1/rates", `{"currency": "UAH", "rate": "-1"}`); r.Status != http.StatusBadRequest || r.details(t)[0].Path != "rate" {
 		t.Errorf("bad rate: %d %s", r.Status, r.Body)
+	}
+}
+
+// A bulk webhook redelivery that fails part way (webhooks'
+// TestRedeliverSinceFailsPartWay makes one, closing webhooks.db between
+// its transactions) is answered by the API's error writer, which the node
+// mounts on the webhook routes, as its failure (500 INTERNAL_ERROR,
+// logged once) with a detail saying how many were redelivered first.
+func TestRedeliverErrorSaysHowManyWereDone(t *testing.T) {
+	h := newHarness(t)
+	err := fmt.Errorf("redeliver since: %w", &webhooks.RedeliverError{Redelivered: 999, Err: fmt.Errorf("update: %w", bbolt.ErrDatabaseNotOpen)})
+	rec := httptest.NewRecorder()
+	h.srv.WriteError(rec, httptest.NewRequest("POST", "/api/v1/webhooks/redeliver", nil), err)
+	r := resp{Status: rec.Code, Body: rec.Body.Bytes()}
+	d := r.details(t)
+	if r.Status != http.StatusInternalServerError || r.errCode(t) != CodeInternal || len(d) != 1 ||
+		d[0] != (Detail{Path: "redelivered", Type: "partial", Message: "999 deliveries were redelivered before the failure; they stay redelivered"}) {
+		t.Errorf("answer: %d %s", r.Status, r.Body)
+	}
+	if strings.Contains(string(r.Body), "database not open") {
+		t.Errorf("the cause is in the body: %s", r.Body)
 	}
 }

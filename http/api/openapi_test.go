@@ -481,7 +481,8 @@ func operations() []operation {
 			status: 200, response: "DeliveryList", errors: []int{400, 401, 429}},
 		{route: "GET /api/v1/webhooks/deliveries/{id}", id: "getDelivery", tag: "webhooks", summary: "Get a delivery with its attempts", security: m, params: []js{pathParam("id", "Delivery id")}, status: 200, response: "Delivery", errors: []int{401, 404, 429}},
 		{route: "POST /api/v1/webhooks/deliveries/{id}/redeliver", id: "redeliverDelivery", tag: "webhooks", summary: "Deliver again (the same webhook-id)", security: m, params: []js{pathParam("id", "Delivery id")}, status: 202, response: "Delivery", errors: []int{401, 404, 409, 429}},
-		{route: "POST /api/v1/webhooks/redeliver", id: "redeliverSince", tag: "webhooks", summary: "Deliver again every delivery since a time", security: m, body: "RedeliverRequest", bodyReq: true, status: 202, response: "RedeliverResponse", errors: []int{400, 401, 409, 429}},
+		{route: "POST /api/v1/webhooks/redeliver", id: "redeliverSince", tag: "webhooks", summary: "Deliver again every delivery since a time", security: m, body: "RedeliverRequest", bodyReq: true, status: 202, response: "RedeliverResponse", errors: []int{400, 401, 409, 429},
+			errText: map[int]string{500: "INTERNAL_ERROR, logged with the request id. Failing part way, it says how many deliveries it redelivered first (they stay redelivered; the same request again redelivers them again): one detail, path redelivered, type partial, whose message starts with that number"}},
 
 		{route: "GET /pay/", id: "paymentPage", tag: "pages", summary: "Hosted payment page (HTML) at payment_link", params: []js{pInvoice}, status: 200},
 		{route: "POST /pay/", id: "paymentPageAction", tag: "pages", summary: "Hosted payment page form: the customer picks a method (HTML)", params: []js{pInvoice}, status: 200},
@@ -579,7 +580,11 @@ func buildOpenAPI() js {
 			rs[itoa(code)] = e
 		}
 		if o.security != "" {
-			rs["500"] = js{"description": "INTERNAL_ERROR, logged with the request id", "content": js{"application/json": js{"schema": ref(errSchema)}}}
+			desc := "INTERNAL_ERROR, logged with the request id"
+			if d, ok := o.errText[500]; ok {
+				desc = d
+			}
+			rs["500"] = js{"description": desc, "content": js{"application/json": js{"schema": ref(errSchema)}}}
 		}
 		op["responses"] = rs
 		item[strings.ToLower(method)] = op
