@@ -32,7 +32,9 @@ func validStatus(s string) bool {
 }
 
 // ListDeliveries returns a page of a merchant's deliveries, newest event
-// first, without their attempts. A page past the end is empty.
+// first (by the event's time, then, for one time, by its sequence; an
+// e-invoice event's status_url call after its webhook), without their
+// attempts. A page past the end is empty.
 //
 // A delivery whose record does not decode is left out of its page, which
 // then holds one fewer, and logged at Error with its key; one bad record
@@ -80,14 +82,14 @@ func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections
 			}
 			taken++
 			var r record
-			dk := k[len(prefix)+8:]
-			if err := decodeDelivery(deliveries.Get(dk), &r); unreadable(err) {
-				unread = append(unread, setAside{key: dkey(dk), aside: dkey(dk), err: err})
+			dk := indexKey(dkey(k[len(prefix)+8:]))
+			if err := decodeDelivery(deliveries.Get(dk[:]), &r); unreadable(err) {
+				unread = append(unread, setAside{key: dk, aside: dk, err: err})
 				continue
 			} else if err != nil {
 				return err
 			}
-			r.Body = bytes.Clone(bodies.Get(dk))
+			r.Body = bytes.Clone(bodies.Get(dk[:]))
 			out.Items = append(out.Items, r.Delivery)
 		}
 		return nil
@@ -237,9 +239,7 @@ func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status s
 			if u64(k[len(prefix):len(prefix)+8]) > limit {
 				break // older than since: the index is newest first
 			}
-			var dk dkey
-			copy(dk[:], k[len(prefix)+8:])
-			keys = append(keys, dk)
+			keys = append(keys, indexKey(dkey(k[len(prefix)+8:])))
 		}
 		return nil
 	})

@@ -373,3 +373,140 @@ func TestRedeliverSinceFailsPartWay(t *testing.T) {
 		t.Errorf("webhooks.db holds %d redeliveries; the answer said %d", redelivered, want)
 	}
 }
+
+// TestListTiesNewestFirst: deliveries whose events share a time (the
+// events one command appends, or commands given the same time) are listed
+// newest event first, like the rest of the list, with or without a status;
+// paging with a small page_size gives every delivery once.
+func TestListTiesNewestFirst(t *testing.T) {
+	e := newEnv(t)
+	e.merchant("m1", "https://hooks.example.com/m1")
+	t0 := time.Now().UTC().Truncate(time.Second)
+	create := func(at time.Time) {
+		t.Helper()
+		id := ulid.Make()
+		if _, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: commands.Meta{CommandID: ulid.Make(), Time: at}, InvoiceID: id,
+			MerchantID: "m1", Amount: "10.00", Currency: "UAH", ExternalID: "order-" + id.String(), Rate: e.rate}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create(t0)
+	for range 10 {
+		create(t0.Add(time.Second))
+	}
+	create(t0.Add(2 * time.Second))
+	e.paidInvoice("m1", "") // payment.processed and invoice.paid: one command's time
+	d, _ := ingested(t, e)
+	defer d.Close()
+	checkListOrder(t, d, 17)
+}
+
+// checkListOrder pages through m1's deliveries, all and pending, 3 a page,
+// and checks that each of the total comes once, newest event first: by
+// time, then by event sequence, then a status_url call after its
+// event's webhook.
+func checkListOrder(t *testing.T, d *Dispatcher, total int) {
+	t.Helper()
+	for _, status := range []string{"", StatusPending} {
+		var got []Delivery
+		for p := 1; ; p++ {
+			page, err := d.ListDeliveries("m1", ListQuery{Status: status, Page: p, PageSize: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p > page.Details.TotalPages {
+				break
+			}
+			got = append(got, page.Items...)
+		}
+		seen := map[string]bool{}
+		for i, del := range got {
+			if seen[del.ID] {
+				t.Errorf("status %q: %s listed twice", status, del.ID)
+			}
+			seen[del.ID] = true
+			if i == 0 {
+				continue
+			}
+			prev := got[i-1]
+			if c := prev.CreatedAt.Compare(del.CreatedAt); c < 0 || c == 0 && (prev.EventSeq < del.EventSeq ||
+				prev.EventSeq == del.EventSeq && prev.Kind == KindStatusURL) {
+				t.Errorf("status %q: item %d (%s seq %d at %s) after item %d (%s seq %d at %s): not newest first", status,
+					i+1, del.EventType, del.EventSeq, del.CreatedAt.Format(time.RFC3339Nano), i, prev.EventType, prev.EventSeq, prev.CreatedAt.Format(time.RFC3339Nano))
+			}
+		}
+		if len(seen) != total {
+			t.Errorf("status %q: %d deliveries listed, want %d", status, len(seen), total)
+		}
+	}
+}
+
+// TestOpenMigratesFormat1: a webhooks.db of format 1, whose time indexes
+// listed deliveries of one time oldest event first, is rewritten by Open
+// to format 2: the list is then newest first throughout, every delivery
+// once, and a bulk redelivery finds them all.
+func TestOpenMigratesFormat1(t *testing.T) {
+	e := newEnv(t)
+	e.merchant("m1", "https://hooks.example.com/m1")
+	at := time.Now().UTC().Truncate(time.Second)
+	for range 7 {
+		id := ulid.Make()
+		if _, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: commands.Meta{CommandID: ulid.Make(), Time: at}, InvoiceID: id,
+			MerchantID: "m1", Amount: "10.00", Currency: "UAH", ExternalID: "order-" + id.String(), Rate: e.rate}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.paidInvoice("m1", "")
+	d, path := ingested(t, e)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Format 1: the index keys end in the delivery's key as it is.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range []string{"w_ix_time", "w_ix_status"} {
+			b := tx.Bucket([]byte(name))
+			var keys [][]byte
+			if err := b.ForEach(func(k, _ []byte) error { keys = append(keys, bytes.Clone(k)); return nil }); err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				for i := len(k) - 9; i < len(k); i++ {
+					k[i] ^= 0xff
+				}
+				if err := b.Put(k, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Bucket([]byte("w_meta")).Put([]byte("format"), []byte{1})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d, err = Open(path, e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.DB().View(func(tx *bbolt.Tx) error {
+		if f := tx.Bucket([]byte("w_meta")).Get([]byte("format")); !bytes.Equal(f, []byte{2}) {
+			return fmt.Errorf("format record %v, want 2", f)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkListOrder(t, d, 12)
+	if n, err := d.RedeliverSince("m1", at.Add(-time.Hour), ""); err != nil || n != 12 {
+		t.Errorf("redeliver since: %d, %v; want 12", n, err)
+	}
+}

@@ -11,7 +11,12 @@ import (
 
 // formatVersion is the layout of the w_ buckets. Persisted: bump it (never
 // reuse a number) when a key or value layout changes.
-const formatVersion byte = 1
+//
+//	1: the time indexes end in the dkey, so deliveries of one time listed
+//	   oldest event first;
+//	2: they end in the dkey inverted (indexKey), so they list newest first
+//	   like the rest. Open rewrites a format 1 file's indexes (migrate1).
+const formatVersion byte = 2
 
 // Bucket names. Persisted: never rename. Keys join parts with 0x00 (ids and
 // URLs never contain one); a dkey is 9 bytes (event sequence, kind).
@@ -24,8 +29,8 @@ var (
 	bQueue      = []byte("w_queue")      // resource key 0 dkey -> "": pending deliveries in event order
 	bHead       = []byte("w_head")       // resource key -> dkey: the queue's head, which is in w_due
 	bDue        = []byte("w_due")        // due time (8) dkey -> host
-	bByTime     = []byte("w_ix_time")    // merchant 0 ^created (8) dkey -> ""
-	bByStatus   = []byte("w_ix_status")  // merchant 0 status 0 ^created (8) dkey -> ""
+	bByTime     = []byte("w_ix_time")    // merchant 0 ^created (8) ^dkey -> ""
+	bByStatus   = []byte("w_ix_status")  // merchant 0 status 0 ^created (8) ^dkey -> ""
 	bCounters   = []byte("w_counters")   // "t" 0 merchant | "s" 0 merchant 0 status -> count (8)
 	bDisabled   = []byte("w_disabled")   // merchant 0 url -> disabledTarget
 
@@ -55,6 +60,13 @@ func initBuckets(tx *bbolt.Tx) (uint64, error) {
 		}
 	case len(f) != 1:
 		return 0, fmt.Errorf("%w: format record of %d bytes", ErrCorrupt, len(f))
+	case f[0] == 1:
+		if err := migrate1(tx); err != nil {
+			return 0, fmt.Errorf("webhooks format 1 to %d: %w", formatVersion, err)
+		}
+		if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
+			return 0, err
+		}
 	case f[0] != formatVersion:
 		return 0, fmt.Errorf("%w: webhooks format %d, this build reads %d", ErrUnsupportedVersion, f[0], formatVersion)
 	}
@@ -81,11 +93,55 @@ func join(parts ...string) []byte {
 	return b
 }
 
+// timeIndexKey is a time index's key: newest first, by the event's time
+// and then, for one time, by the event's sequence (and kind).
 func timeIndexKey(prefix []byte, created time.Time, k dkey) []byte {
 	out := make([]byte, 0, len(prefix)+1+8+9)
 	out = append(append(out, prefix...), 0)
 	out = binary.BigEndian.AppendUint64(out, ^sortTime(created))
-	return append(out, k[:]...)
+	ik := indexKey(k)
+	return append(out, ik[:]...)
+}
+
+// indexKey inverts the bytes of a dkey, as the time indexes keep it; it is
+// its own inverse, so it also reads a dkey back from an index key's tail.
+func indexKey(k dkey) dkey {
+	for i := range k {
+		k[i] = ^k[i]
+	}
+	return k
+}
+
+// migrate1 rewrites a format 1 file's time indexes, whose keys end in the
+// dkey as it is, to end in it inverted. It runs in Open's transaction,
+// with the format record's change: all or nothing.
+func migrate1(tx *bbolt.Tx) error {
+	for _, name := range [][]byte{bByTime, bByStatus} {
+		b := tx.Bucket(name)
+		var old [][]byte
+		if err := b.ForEach(func(k, _ []byte) error {
+			old = append(old, bytes.Clone(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, k := range old {
+			if len(k) < 1+8+9 {
+				return fmt.Errorf("%w: %s key of %d bytes", ErrCorrupt, name, len(k))
+			}
+			tail := (*dkey)(k[len(k)-9:])
+			*tail = indexKey(*tail)
+			if err := b.Put(k, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func queueKey(resource string, k dkey) []byte {

@@ -476,7 +476,8 @@ func operations() []operation {
 			desc:     "The log and its views as one read transaction saw them, while appends go on: a file payledger serve opens as its ledger.db (docs/operations.md, backup and restore). Content-Disposition names the head sequence (ledger-<seq>.db); Payledger-Head-Seq and Payledger-Head-Hash give the head. One backup runs at a time; a second waits.",
 			security: a, status: 200, errors: []int{401, 429}},
 
-		{route: "GET /api/v1/webhooks/deliveries", id: "listDeliveries", tag: "webhooks", summary: "List the merchant's webhook deliveries", security: m,
+		{route: "GET /api/v1/webhooks/deliveries", id: "listDeliveries", tag: "webhooks", summary: "List the merchant's webhook deliveries, newest first", security: m,
+			desc:   "Newest event first: by the event's time, then, for events of one time, by their sequence (the reverse of event order), so paging never skips or repeats a delivery.",
 			params: []js{queryParam("status", "Only deliveries in this status", js{"type": "string", "enum": []any{"pending", "delivered", "failed"}}), qPage, qSize},
 			status: 200, response: "DeliveryList", errors: []int{400, 401, 429}},
 		{route: "GET /api/v1/webhooks/deliveries/{id}", id: "getDelivery", tag: "webhooks", summary: "Get a delivery with its attempts", security: m, params: []js{pathParam("id", "Delivery id")}, status: 200, response: "Delivery", errors: []int{401, 404, 429}},
