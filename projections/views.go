@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/commands"
 )
 
 // InvoiceView is an invoice as the API shows it. The fields up to PaidAt are
@@ -53,7 +55,15 @@ type InvoiceView struct {
 // InvoiceBody is exactly seed 003's GET body (and invoice webhook body),
 // its fields in the order of the seed's example response: alphabetical,
 // with paid_at (absent from the example) in its alphabetical place.
+//
+// An e-invoice's body (seed 001) also carries account, payment_id and
+// tracking, in their alphabetical places, so its webhook can be matched to
+// the merchant's payment_id; for any other invoice they are nil and left
+// out, and the body is seed 003's alone. payment_id is a string even when
+// the merchant sent a number: the log keeps its text (123 and "123" are
+// one id), not its JSON type.
 type InvoiceBody struct {
+	Account        *string `json:"account,omitempty"` // e-invoices only; "" when none was given
 	Amount         string  `json:"amount"`
 	CallbackURL    string  `json:"callback_url"`
 	ConversionRate string  `json:"conversion_rate"`
@@ -66,14 +76,17 @@ type InvoiceBody struct {
 	InvoiceID      string  `json:"invoice_id"`
 	MerchantUSDT   string  `json:"merchant_usdt"`
 	PaidAt         *string `json:"paid_at"`
+	PaymentID      *string `json:"payment_id,omitempty"` // e-invoices only
 	PaymentLink    string  `json:"payment_link"`
 	Purpose        string  `json:"purpose"`
 	Status         string  `json:"status"`
 	SuccessURL     string  `json:"success_url"`
+	Tracking       *string `json:"tracking,omitempty"` // e-invoices only
 }
 
 // Body returns seed 003's body for the invoice, with the payment link the
 // HTTP layer computed. Times are RFC 3339 in UTC to the second, as the seed.
+// An e-invoice's account, payment_id and tracking point into v.
 func (v *InvoiceView) Body(paymentLink string) InvoiceBody {
 	b := InvoiceBody{
 		InvoiceID: v.InvoiceID, ExternalID: v.ExternalID, Amount: v.Amount, Currency: v.Currency,
@@ -86,6 +99,9 @@ func (v *InvoiceView) Body(paymentLink string) InvoiceBody {
 	if v.PaidAt != nil {
 		s := v.PaidAt.UTC().Format(time.RFC3339)
 		b.PaidAt = &s
+	}
+	if v.Source == commands.SourceEInvoice {
+		b.Account, b.PaymentID, b.Tracking = &v.Account, &v.PaymentID, &v.Tracking
 	}
 	return b
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -273,5 +274,48 @@ func TestFixedMethodInvoiceRefusedWithNoEnabledGateway(t *testing.T) {
 	}
 	if r := h.api(m, "POST", "/api/einvoice/create", seed001Request); r.Status != http.StatusOK {
 		t.Errorf("e-invoice with the gateway enabled again: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestEInvoiceBodyCarriesPaymentID: an e-invoice's GET body, and so its
+// invoice webhook, carries seed 001's payment_id (as a string: the log
+// keeps its text, not its JSON type), tracking and account, in the body's
+// alphabetical order, so a merchant matches the webhook to its payment_id.
+// A seed 003 invoice's body is unchanged (TestSeed003BodyOrder).
+func TestEInvoiceBodyCarriesPaymentID(t *testing.T) {
+	hk := newHookReceiver(t)
+	h, _ := newWebhookHarness(t, hk.rcv)
+	m := h.seedSetup()
+	if r := h.admin("PATCH", "/admin/v1/merchants/"+m.ID, `{"webhook_url": "`+hk.rcv.URL+`/hook"}`); r.Status != http.StatusOK {
+		t.Fatalf("webhook_url: %d %s", r.Status, r.Body)
+	}
+	want := []string{"account", "amount", "callback_url", "conversion_rate", "created_at", "currency", "customer_id",
+		"expires_at", "external_id", "fail_url", "invoice_id", "merchant_usdt", "paid_at", "payment_id", "payment_link",
+		"purpose", "status", "success_url", "tracking"}
+	for _, tc := range []struct{ name, body, paymentID, account string }{
+		{"number payment_id, with account", strings.NewReplacer(`"description"`, `"account": "user_12345", "description"`,
+			`"https://test.ua"`, `"`+hk.rcv.URL+`/status"`).Replace(seed001Request), "123", "user_12345"},
+		{"string payment_id, no account", strings.NewReplacer(`"payment_id": 123`, `"payment_id": "INV-77"`,
+			`"https://test.ua"`, `"`+hk.rcv.URL+`/status"`).Replace(seed001Request), "INV-77", ""},
+	} {
+		r := h.api(m, "POST", "/api/einvoice/create", tc.body)
+		if r.Status != http.StatusOK {
+			t.Fatalf("%s: create: %d %s", tc.name, r.Status, r.Body)
+		}
+		created := r.JSON(t)
+		id, _ := created["invoice_id"].(string)
+		g := h.api(m, "GET", "/api/v1/invoices/"+id, "")
+		if g.Status != http.StatusOK {
+			t.Fatalf("%s: GET: %d %s", tc.name, g.Status, g.Body)
+		}
+		if got := topKeys(t, g.Body); !slices.Equal(got, want) {
+			t.Errorf("%s: GET keys\n got: %v\nwant: %v", tc.name, got, want)
+		}
+		b := g.JSON(t)
+		if b["payment_id"] != tc.paymentID || b["tracking"] != created["tracking"] || b["account"] != tc.account {
+			t.Errorf("%s: GET body %s, want payment_id %q, tracking %v, account %q", tc.name, g.Body, tc.paymentID, created["tracking"], tc.account)
+		}
+		// The invoice.created webhook carries the same body.
+		hk.await(t, g.Body)
 	}
 }

@@ -94,6 +94,10 @@ func schemas() js {
 		invoiceRequired = append(invoiceRequired, k)
 	}
 	sort.Strings(invoiceRequired)
+	// Seed 001's fields, present only in an e-invoice's body.
+	invoiceProps["payment_id"] = str("E-invoices only: the payment_id given to POST /api/einvoice/create, as a string even if it was sent as a number")
+	invoiceProps["tracking"] = strEx("E-invoices only: the tracking number", "79DF-60B0-17F6")
+	invoiceProps["account"] = str("E-invoices only: the account given to POST /api/einvoice/create; empty if none was")
 	pageDetails := obj([]string{"page_number", "page_size", "total_pages", "total_objects"}, js{
 		"page_number":   integer("The page number, from 1"),
 		"page_size":     integer("The page size"),
@@ -823,6 +827,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	// receiver answers 410 Gone (failed, target_disabled).
 	ei := h.api(m, "POST", "/api/einvoice/create", strings.NewReplacer(`"payment_id": 123`, `"payment_id": 124`, `"https://test.ua"`, `"`+rcv.URL+`/gone"`).Replace(seed001Request))
 	eid, _ := ei.JSON(t)["invoice_id"].(string)
+	shape("Invoice", h.api(m, "GET", "/api/v1/invoices/"+eid, ""))
 	if r := h.api(m, "POST", "/api/v1/invoices/"+eid+"/cancel", ""); r.Status != http.StatusOK {
 		t.Fatalf("cancel e-invoice: %d %s", r.Status, r.Body)
 	}
