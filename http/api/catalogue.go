@@ -98,11 +98,15 @@ func (s *Server) listMethods(c *call) (int, any, error) {
 	out := methodsList{}
 	codes := map[string]bool{}
 	payable := map[string]bool{} // currencies with an enabled method
+	settlement := commands.SettlementCurrency().Code
 	for _, meth := range commands.Methods() {
-		// Enabled as a payment would be allowed: the merchant accepts it
-		// and a gateway the operator has not switched off serves it.
+		// Enabled as a payment would be allowed: the merchant accepts it,
+		// a gateway the operator has not switched off serves it, and its
+		// currency has a rate to price it in USDT (USDT needs none), as
+		// the hosted pages offer it.
 		_, served := s.svc.Gateways().For(meth, sw)
-		on := served && (len(m.Methods) == 0 || enabled[meth.Code])
+		_, priced := rateOf[meth.Currency]
+		on := served && (priced || meth.Currency == settlement) && (len(m.Methods) == 0 || enabled[meth.Code])
 		out.Methods = append(out.Methods, methodBody{
 			Code: meth.Code, Name: meth.Name, Currency: meth.Currency, Kind: meth.Kind, Country: meth.Country,
 			Enabled:     on,

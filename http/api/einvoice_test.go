@@ -126,6 +126,7 @@ func TestMethodsAndWidgets(t *testing.T) {
 	h := newHarness(t)
 	m := h.newMerchant(`{"name": "w", "methods": ["visamaster.uah", "visamaster.usd"]}`)
 	h.setRate("UAH", "41.50")
+	h.setRate("USD", "1.00") // a method without a rate is not enabled (TestMethodsListNeedsARate)
 
 	r := h.api(m, "GET", "/api/v1/methods", "")
 	var ml methodsList
@@ -317,5 +318,33 @@ func TestEInvoiceBodyCarriesPaymentID(t *testing.T) {
 		}
 		// The invoice.created webhook carries the same body.
 		hk.await(t, g.Body)
+	}
+}
+
+// TestMethodsListNeedsARate: GET /api/v1/methods says a method is enabled
+// only if an invoice with it can be priced: a method whose currency has no
+// rate is refused (e-invoice code 4, CURRENCY_INVALID), so the list says
+// "enabled": false for it until the operator sets one. USDT, the
+// settlement currency, needs none.
+func TestMethodsListNeedsARate(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup() // UAH only
+	list := h.api(m, "GET", "/api/v1/methods", "")
+	for code, want := range map[string]bool{"visamaster.uah": true, "visamaster.usd": false, "litecoin": false, "usdt_trc20": true} {
+		if got := methodEnabled(t, list, code); got != want {
+			t.Errorf("%s enabled = %v, want %v", code, got, want)
+		}
+	}
+	// What the list says is what an e-invoice finds.
+	ltc := strings.NewReplacer(`"visamaster.uah"`, `"litecoin"`, `100.00`, `"0.50"`, `"card_holder": "Ivan Ivanov"`, ``).Replace(seed001Request)
+	if r := h.api(m, "POST", "/api/einvoice/create", ltc); !strings.Contains(string(r.Body), `"code":4`) {
+		t.Errorf("litecoin e-invoice without a rate: %d %s, want code 4", r.Status, r.Body)
+	}
+	h.setRate("LTC", "0.011")
+	if !methodEnabled(t, h.api(m, "GET", "/api/v1/methods", ""), "litecoin") {
+		t.Error("litecoin is not enabled once LTC has a rate")
+	}
+	if r := h.api(m, "POST", "/api/einvoice/create", ltc); r.Status != http.StatusOK {
+		t.Errorf("litecoin e-invoice with a rate: %d %s", r.Status, r.Body)
 	}
 }

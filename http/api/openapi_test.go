@@ -268,7 +268,7 @@ func schemas() js {
 				"code": str("Method code"), "name": str("Method name"), "currency": str("Currency paid in"),
 				"kind":    enum("Kind of method", "card", "mobile_money", "bank", "crypto", "upi_wallet"),
 				"country": str("ISO 3166 country, if the method is tied to one"),
-				"enabled": boolean("Whether a payment may use it now: this merchant accepts it and a gateway the operator has not disabled serves it"), "extra_fields": arr(ref("ExtraField"), "Extra fields"),
+				"enabled": boolean("Whether a payment may use it now: this merchant accepts it, a gateway the operator has not disabled serves it, and its currency has a rate (USDT needs none)"), "extra_fields": arr(ref("ExtraField"), "Extra fields"),
 			}), "The method catalogue"),
 			"currencies": arr(obj([]string{"code", "minor_units", "crypto", "rate", "invoiceable"}, js{
 				"code": str("Currency code"), "minor_units": integer("Decimal places an amount may have"),
