@@ -14,11 +14,14 @@ import (
 	"github.com/payledger/payledger/keyring"
 )
 
-// DemoRates are the rates a fresh demo node starts with (units per USDT).
+// DemoRates are the rates a fresh demo node starts with (units per USDT):
+// one for the currency of every catalogue method, so the demo merchant can
+// use them all (TestDemoEveryMethodUsable).
 var DemoRates = map[string]string{
 	"UAH": "41.50", "USD": "1.00", "EUR": "0.92", "NGN": "1550.00", "XOF": "605.00",
 	"INR": "84.00", "MGA": "4600.00", "CDF": "2850.00", "GNF": "8600.00",
 	"BTC": "0.000010", "ETH": "0.00030", "USDT": "1", "USDC": "1",
+	"BCH": "0.0025", "LINK": "0.067", "LTC": "0.011", "XMR": "0.0063", "TRX": "4.00",
 }
 
 // Demo is the demo merchant made on an empty data dir.

@@ -225,3 +225,63 @@ func demoEvents(t *testing.T, n *node.Node) (merchants int, rates map[string]int
 	}
 	return merchants, rates
 }
+
+// TestDemoEveryMethodUsable: the demo setup gives every catalogue method's
+// currency a rate, so the demo merchant's method list says every method is
+// enabled, and an e-invoice with each method that once had no demo rate
+// (BCH, LINK, LTC, XMR, TRX: code 4, "Currency not found or disabled") is
+// made.
+func TestDemoEveryMethodUsable(t *testing.T) {
+	n, key := openDemo(t)
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Api-Key", key)
+		rec := httptest.NewRecorder()
+		n.Handler().ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+
+	code, body := call("GET", "/api/v1/methods", "")
+	var list struct {
+		Methods []struct {
+			Code    string `json:"code"`
+			Enabled bool   `json:"enabled"`
+		} `json:"methods"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); err != nil || code != http.StatusOK || len(list.Methods) != len(commands.Methods()) {
+		t.Fatalf("methods: %d %v %s", code, err, body)
+	}
+	for _, m := range list.Methods {
+		if !m.Enabled {
+			t.Errorf("demo merchant: %s is not enabled", m.Code)
+		}
+	}
+
+	for i, tc := range []struct{ method, amount string }{
+		{"bitcoin_cash", "0.10"}, {"link", "2.00"}, {"litecoin", "0.50"}, {"monero", "0.25"}, {"tron", "100.00"},
+	} {
+		code, body := call("POST", "/api/einvoice/create", fmt.Sprintf(`{"payment_id": %d, "currency": %q, "amount": %q, "description": "demo"}`, i+1, tc.method, tc.amount))
+		if code != http.StatusOK || !strings.Contains(body, `"tracking":"`) {
+			t.Errorf("e-invoice with %s: %d %s", tc.method, code, body)
+		}
+	}
+}
+
+// openDemo opens a node with no NATS on a fresh data dir, closed when the
+// test ends, and returns it with the demo merchant's API key.
+func openDemo(t *testing.T) (*node.Node, string) {
+	t.Helper()
+	var out bytes.Buffer
+	n, err := node.Open(context.Background(), node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", NoNATS: true, Demo: true, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	key := regexp.MustCompile(`api_key:\s+(pl_\S+)`).FindStringSubmatch(out.String())
+	if key == nil {
+		t.Fatalf("no key in the demo banner:\n%s", out.String())
+	}
+	return n, key[1]
+}

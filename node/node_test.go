@@ -187,13 +187,7 @@ func TestNodeRefusesWebhookStoreAheadOfLog(t *testing.T) {
 // The webhook delivery routes answer errors in seed 003's envelope, like
 // every other merchant route.
 func TestWebhookRoutesUseTheAPIEnvelope(t *testing.T) {
-	var out bytes.Buffer
-	n, err := node.Open(context.Background(), node.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", NoNATS: true, Demo: true, Out: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	key := regexp.MustCompile(`api_key:\s+(\S+)`).FindStringSubmatch(out.String())[1]
+	n, key := openDemo(t)
 	for path, want := range map[string]int{
 		"/api/v1/webhooks/deliveries/nope":           http.StatusNotFound,
 		"/api/v1/webhooks/deliveries?status=unknown": http.StatusBadRequest,
