@@ -102,7 +102,7 @@ func TestRunNamesTamperedRecord(t *testing.T) {
 }
 
 // TestRunPostingsFaults crafts events the projections would refuse (so the
-// log has no projector) and events they accept but the audit does not.
+// log has no projector).
 func TestRunPostingsFaults(t *testing.T) {
 	unbalanced := postings("m1")
 	unbalanced[3].Amount = unbalanced[3].Amount.Add(decimalOf(1)) // the merchant credited 34.42: USDT is 1 over
@@ -110,18 +110,17 @@ func TestRunPostingsFaults(t *testing.T) {
 	otherMerchant[3].Account = "merchant_available:m2" // balanced, but m2's money in m1's event
 	number := postings("m1")
 	for _, tc := range []struct {
-		name      string
-		projected bool
-		ps        []commands.Posting
-		raw       string // replaces the postings' JSON when set
-		reason    string
+		name   string
+		ps     []commands.Posting
+		raw    string // replaces the postings' JSON when set
+		reason string
 	}{
-		{"unbalanced", false, unbalanced, "", "USDT postings sum to 1, not zero"},
-		{"another merchant's account", true, otherMerchant, "", `an account of merchant "m2", in an event of merchant "m1"`},
-		{"amount as a JSON number", false, number, `[{"account":"gateway_clearing:1","currency":"UAH","amount":1500},{"account":"conversion","currency":"UAH","amount":"-1500"}]`, "decimal string amount"},
+		{"unbalanced", unbalanced, "", "USDT postings sum to 1, not zero"},
+		{"another merchant's account", otherMerchant, "", `an account of merchant "m2", in an event of merchant "m1"`},
+		{"amount as a JSON number", number, `[{"account":"gateway_clearing:1","currency":"UAH","amount":1500},{"account":"conversion","currency":"UAH","amount":"-1500"}]`, "decimal string amount"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBuilder(t, tc.projected)
+			b := newBuilder(t, false)
 			inv, pay := b.twoMerchantsPayment()
 			ev := b.processedEv("m1", tc.ps, false)
 			if tc.raw != "" {

@@ -314,65 +314,41 @@ type processing struct {
 	paid      *InvoicePaid
 }
 
-// decideProcessing is the pure allocation rule of ProcessPayment.
+// decideProcessing is the pure allocation rule of ProcessPayment: which
+// allocation the money gets, from the invoice's status and the amount;
+// the postings of that allocation are AppendProcessingPostings'.
 func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Time) processing {
 	at = at.UTC()
-	m := inv.MerchantID
-	clearing := Posting{Account: AccountClearing + ":" + p.GatewayID, Currency: p.PaymentCurrency, Amount: paid}
 	// Late: the money came after the invoice's expires_at, whatever became
 	// of it (docs/events.md), so that a late duplicate or underpayment is
 	// told apart from one in time.
 	late := PaidLate(inv.Status, at, inv.ExpiresAt)
-	out := processing{processed: PaymentProcessed{At: at, PaidAmount: paid, Late: late}}
-	suspense := func(alloc string) processing {
-		out.processed.Allocation = alloc
-		out.processed.Postings = suspensePostings(p.GatewayID, m, p.PaymentCurrency, paid)
-		return out
-	}
+	var alloc string
 	switch {
 	case inv.Status == InvoiceStatusSuccess:
-		return suspense(AllocDuplicate)
+		alloc = AllocDuplicate
 	case inv.Status == InvoiceStatusCancelled:
-		return suspense(AllocCancelled)
+		alloc = AllocCancelled
 	case paid.LessThan(p.PaymentAmount):
-		return suspense(AllocUnderpaid)
+		alloc = AllocUnderpaid
+	default:
+		// Pending or expired, and at least the expected amount arrived: pay it.
+		alloc = AllocInvoice
 	}
-	// Pending or expired, and at least the expected amount arrived: pay it.
-	over := paid.Sub(p.PaymentAmount)
-	postings := []Posting{
-		clearing,
-		{Account: AccountConversion, Currency: p.PaymentCurrency, Amount: p.PaymentAmount.Neg()},
+	terms := ProcessingTerms[decimal.Decimal]{Gateway: p.GatewayID, Currency: p.PaymentCurrency, Expected: p.PaymentAmount,
+		Merchant: inv.MerchantID, GrossUSDT: inv.GrossUSDT, MerchantUSDT: inv.MerchantUSDT, FeeUSDT: inv.FeeUSDT}
+	// The switch chose an allocation the rule has for this amount.
+	lines, _ := AppendProcessingPostings(nil, &terms, alloc, paid)
+	out := processing{processed: PaymentProcessed{At: at, PaidAmount: paid, Allocation: alloc, Late: late, Postings: postingsOf(lines)}}
+	if alloc != AllocInvoice {
+		return out
 	}
-	if over.IsPositive() {
-		postings = append(postings, Posting{Account: AccountOverpayment + ":" + m, Currency: p.PaymentCurrency, Amount: over.Neg()})
-	}
-	postings = append(postings,
-		Posting{Account: AccountConversion, Currency: "USDT", Amount: inv.GrossUSDT},
-		Posting{Account: AccountAvailable + ":" + m, Currency: "USDT", Amount: inv.MerchantUSDT.Neg()},
-	)
-	if inv.FeeUSDT.IsPositive() {
-		postings = append(postings, Posting{Account: AccountFeeIncome, Currency: "USDT", Amount: inv.FeeUSDT.Neg()})
-	}
-	out.processed.Allocation = AllocInvoice
-	out.processed.Postings = postings
 	paidEv := InvoicePaid{PaymentID: StreamID(StreamPayment, p.PaymentID), PaidAt: at, Late: late, PaidAmount: paid}
-	if over.IsPositive() {
+	if over := paid.Sub(p.PaymentAmount); over.IsPositive() {
 		paidEv.Overpaid = over
 	}
 	out.paid = &paidEv
 	return out
-}
-
-// suspensePostings are the two lines of money held for merchant m: the
-// gateway's clearing account debited and the merchant's suspense account
-// credited with what arrived, in the payment's currency (no conversion, no
-// fee). Every suspense allocation of payment.processed posts them, and so
-// does payment.receipt_held.
-func suspensePostings(gateway, m, currency string, paid decimal.Decimal) []Posting {
-	return []Posting{
-		{Account: AccountClearing + ":" + gateway, Currency: currency, Amount: paid},
-		{Account: AccountSuspense + ":" + m, Currency: currency, Amount: paid.Neg()},
-	}
 }
 
 // HoldReceipt is the operator's record of money the gateway received for a
@@ -434,7 +410,7 @@ func (s *Service) HoldReceipt(ctx context.Context, c HoldReceipt) (*Payment, err
 		out = p
 		return single(c.Meta, StreamID(StreamPayment, p.PaymentID), p.MerchantID, p.Version, TypePaymentReceiptHeld,
 			PaymentReceiptHeld{At: c.Time.UTC(), PaidAmount: paid, Reason: c.Reason, By: ByOperator,
-				Postings: suspensePostings(p.GatewayID, p.MerchantID, p.PaymentCurrency, paid)}, claims...), nil
+				Postings: postingsOf(AppendSuspensePostings(nil, p.GatewayID, p.MerchantID, p.PaymentCurrency, paid))}, claims...), nil
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,8 @@ type state struct {
 	// appending: the events are one append's (Projector.ApplyAppend), not
 	// a batch of a log that already holds them.
 	appending bool
+
+	lines []commands.PostingLine[num] // checkAllocated's, kept for the next event
 
 	puts []viewPut // flush's views to write, kept for the next flush
 	slab []byte    // keys and encoded views, carved off until commit (bbolt keeps the slices)
@@ -755,17 +758,26 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 	if _, ok := commands.NextPaymentStatus(en.v.Status, e.Type); !ok {
 		return fmt.Errorf("%w: %s of a payment in status %s", ErrIllegalTransition, e.Type, en.v.Status)
 	}
-	if pr := p.processed; pr != nil && pr.allocation == commands.AllocInvoice {
-		// Its invoice.paid comes next and reads the invoice anyway: read
-		// here, it is in the cache for it.
-		inv, err := s.invoice(en.v.InvoiceID)
-		if err != nil {
-			return fmt.Errorf("payment %s of invoice: %w", e.Stream, err)
+	if pr := p.processed; pr != nil {
+		var inv *InvoiceView
+		if pr.allocation == commands.AllocInvoice {
+			// Its invoice.paid comes next and reads the invoice anyway:
+			// read here, it is in the cache for it.
+			ien, err := s.invoice(en.v.InvoiceID)
+			if err != nil {
+				return fmt.Errorf("payment %s of invoice: %w", e.Stream, err)
+			}
+			inv = ien.v
+			if err := checkLate(e.Type, pr.late, pr.at, inv); err != nil {
+				return err
+			}
 		}
-		if err := checkLate(e.Type, pr.late, pr.at, inv.v); err != nil {
+		if err := s.checkAllocated(en.v, inv, pr); err != nil {
 			return err
 		}
-		s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream, at: pr.at, paid: pr.paid}
+		if inv != nil {
+			s.paying = awaitedPaid{seq: e.Seq, stream: e.Stream, at: pr.at, paid: pr.paid}
+		}
 	}
 	en.dirty = true
 	v := en.v
@@ -780,6 +792,69 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 		s.post(pr.postings)
 	}
 	return nil
+}
+
+// checkAllocated returns ErrInconsistent unless a payment.processed's
+// postings are exactly, in order, those of the commands' allocation rule
+// (commands.AppendProcessingPostings) for its allocation and paid_amount,
+// with its payment's gateway, currency, expected amount and merchant and,
+// for allocation invoice, its invoice's (inv; nil for the others) USDT
+// split. In order: every version of the commands wrote one order, so an
+// event in another is not theirs, and the comparison is one pass. It
+// allocates nothing (a rebuild checks every processed payment): the
+// amounts are nums, the views' decimal text parsed without the decimal
+// package; the accounts are compared in their parts; the rule's lines go
+// into s.lines.
+func (s *state) checkAllocated(pay *PaymentView, inv *InvoiceView, pr *pProcessed) error {
+	// The payment's merchant is its invoice's (paymentCreated).
+	t := commands.ProcessingTerms[num]{Gateway: pay.GatewayID, Currency: pay.PaymentCurrency, Merchant: pay.MerchantID}
+	parsed := viewNum(&t.Expected, pay.PaymentAmount)
+	if inv != nil {
+		parsed = parsed && viewNum(&t.GrossUSDT, inv.GrossUSDT) && viewNum(&t.MerchantUSDT, inv.MerchantUSDT) && viewNum(&t.FeeUSDT, inv.FeeUSDT)
+	}
+	if !parsed {
+		return fmt.Errorf("%w: payment %s: an amount of its view or its invoice's does not parse", ErrCorrupt, pay.Stream)
+	}
+	lines, ok := commands.AppendProcessingPostings(s.lines[:0], &t, pr.allocation, pr.paid)
+	s.lines = lines
+	if !ok {
+		return fmt.Errorf("%w: allocation %q of paid_amount %s, for a payment of %s %s: the commands make no such allocation",
+			ErrInconsistent, pr.allocation, pr.paid.plain(), pay.PaymentAmount, pay.PaymentCurrency)
+	}
+	for i := range min(len(lines), len(pr.lines)) {
+		l, p := &lines[i], &pr.lines[i]
+		if !l.IsAccount(p.Account) || p.Currency != l.Currency || !p.Amount.equal(l.Amount) {
+			return fmt.Errorf("%w: allocation %s posting %d is %s %s %s, want %s", ErrInconsistent, pr.allocation, i+1,
+				p.Account, p.Currency, p.Amount.plain(), wantLines(lines))
+		}
+	}
+	if len(pr.lines) != len(lines) {
+		return fmt.Errorf("%w: allocation %s with %d postings, want %d: %s", ErrInconsistent, pr.allocation, len(pr.lines), len(lines), wantLines(lines))
+	}
+	return nil
+}
+
+// viewNum parses into n an amount a view keeps as decimal text. The
+// number is the event's: a payment's amount is at its currency's minor
+// units there (fiatAmount), which the commands never exceed (ParseAmount,
+// ConvertBetween), and the invoice's USDT amounts are FormatRate's, exact.
+func viewNum(n *num, text string) bool {
+	var ok bool
+	*n, ok = parseNum([]byte(text))
+	return ok
+}
+
+// wantLines describes the rule's postings, for an error.
+func wantLines(lines []commands.PostingLine[num]) string {
+	var b strings.Builder
+	for i := range lines {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		l := &lines[i]
+		fmt.Fprintf(&b, "%s %s %s", l.FullAccount(), l.Currency, l.Amount.plain())
+	}
+	return b.String()
 }
 
 // receiptHeld applies a payment.receipt_held: the money is posted and the

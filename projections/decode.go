@@ -119,6 +119,7 @@ type (
 		late       bool
 		paid       num
 		postings   []posting
+		lines      []mPosting // the postings as written: the allocation rule's, checked on apply
 	}
 	// posting is a commands.Posting with its view keys worked out.
 	posting struct {
@@ -217,7 +218,7 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 			return nil, err
 		}
 		return &pPaymentUpdate{status: commands.PaymentStatusProcessed, processed: &pProcessed{
-			at: utc(d.At), allocation: d.Allocation, late: d.Late, paid: d.PaidAmount, postings: ps,
+			at: utc(d.At), allocation: d.Allocation, late: d.Late, paid: d.PaidAmount, postings: ps, lines: d.Postings,
 		}}, nil
 	case *mReceiptHeld:
 		if _, err := streamID(e, commands.StreamPayment); err != nil {
@@ -231,7 +232,7 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 			return nil, err
 		}
 		// Exactly a suspense allocation's two lines (commands'
-		// suspensePostings): the gateway's clearing debited and the
+		// AppendSuspensePostings): the gateway's clearing debited and the
 		// event's merchant's suspense credited with paid_amount, in one
 		// currency. Which gateway and currency are the payment's, the apply
 		// checks against its view.

@@ -183,10 +183,52 @@ func (n num) isZero() bool {
 // equal reports whether n and o are the same number, however written
 // ("1500" and "1500.00" are equal).
 func (n num) equal(o num) bool {
-	if n.d == nil && o.d == nil && n.e == o.e {
-		return n.m == o.m
+	if n.d == nil && o.d == nil {
+		if n.e < o.e {
+			n, o = o, n
+		}
+		// n has the larger exponent: scaled to o's, its coefficient is
+		// o's if they are equal, and then it fits.
+		if k := n.e - o.e; k <= 18 && abs64(n.m) < pow10[18-k] {
+			return n.m*pow10[k] == o.m
+		}
 	}
 	return n.decimal().Equal(o.decimal())
+}
+
+// Neg, Sub and Sign are the arithmetic the commands' allocation rule
+// needs (commands.Money), exact, on int64s while the result fits.
+
+// Neg is -n.
+func (n num) Neg() num {
+	if n.d != nil {
+		return numOf(n.d.Neg())
+	}
+	return num{m: -n.m, e: n.e}
+}
+
+// Sub is n - o.
+func (n num) Sub(o num) num {
+	var a sum
+	a.addNum(n)
+	a.addNum(o.Neg())
+	if a.big != nil {
+		return numOf(*a.big)
+	}
+	return num{m: a.m, e: a.e}
+}
+
+// Sign is -1, 0 or 1 as n is below, at or above zero.
+func (n num) Sign() int {
+	switch {
+	case n.d != nil:
+		return n.d.Sign()
+	case n.m < 0:
+		return -1
+	case n.m > 0:
+		return 1
+	}
+	return 0
 }
 
 // fixed is decimal.StringFixed(places).

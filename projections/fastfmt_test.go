@@ -103,3 +103,38 @@ func TestNumMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestNumArithmeticMatches: num's Neg, Sub, Sign and equal (the
+// arithmetic of the commands' allocation rule, checkAllocated's) give the
+// decimal's results, whatever the exponents.
+func TestNumArithmeticMatches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 3))
+	for range 100_000 {
+		a, b := randDecimal(rng), randDecimal(rng)
+		if rng.IntN(3) == 0 { // the same number, written with another exponent
+			k := rng.IntN(4)
+			b = decimal.NewFromBigInt(new(big.Int).Mul(a.Coefficient(), big.NewInt(pow10[k])), a.Exponent()-int32(k))
+		}
+		ta, _ := a.MarshalJSON()
+		tb, _ := b.MarshalJSON()
+		x, okA := parseNum(ta)
+		y, okB := parseNum(tb) // decimal text: trailing zeros trimmed
+		if !okA || !okB {
+			t.Fatalf("parseNum(%s, %s) failed", ta, tb)
+		}
+		if rng.IntN(2) == 0 {
+			y = numOf(b) // b's own exponent
+		}
+		for _, n := range []num{x, numOf(a)} {
+			if got := n.Sub(y); !got.decimal().Equal(a.Sub(b)) {
+				t.Fatalf("%s - %s = %s, want %s", a, b, got.decimal(), a.Sub(b))
+			}
+			if got := n.Neg(); !got.decimal().Equal(a.Neg()) || got.Sign() != a.Neg().Sign() {
+				t.Fatalf("-(%s) = %s (sign %d)", a, got.decimal(), got.Sign())
+			}
+			if n.Sign() != a.Sign() || n.equal(y) != a.Equal(b) || y.equal(n) != a.Equal(b) {
+				t.Fatalf("%s vs %s: sign %d, equal %t", a, b, n.Sign(), n.equal(y))
+			}
+		}
+	}
+}

@@ -155,17 +155,24 @@ func (g *gen) paymentStatus(p *pay, typ, status string) ledger.Write {
 	return write(p.stream, ledger.Exactly(p.version-1), g.ev(typ, p.in.merchant, commands.PaymentStatusChanged{Status: status, At: g.now}))
 }
 
-// postings are a processed payment's balanced entries: the fiat arrives at
-// the gateway and is converted; the USDT is split between the merchant
-// (or suspense) and the fee.
-func postings(p *pay, merchantAccount string) []commands.Posting {
+// postings are a processed payment's balanced entries (docs/payments.md):
+// paying its invoice, the fiat arrives at the gateway and is converted, the
+// USDT split between the merchant and the fee; any other allocation holds
+// what arrived (paid) in the merchant's suspense account.
+func postings(p *pay, alloc string, paid decimal.Decimal) []commands.Posting {
 	in := p.in
 	m := in.merchant
+	if alloc != commands.AllocInvoice {
+		return []commands.Posting{
+			{Account: commands.AccountClearing + ":12", Currency: in.currency, Amount: paid},
+			{Account: commands.AccountSuspense + ":" + m, Currency: in.currency, Amount: paid.Neg()},
+		}
+	}
 	return []commands.Posting{
 		{Account: commands.AccountClearing + ":12", Currency: in.currency, Amount: in.amount},
 		{Account: commands.AccountConversion, Currency: in.currency, Amount: in.amount.Neg()},
 		{Account: commands.AccountConversion, Currency: "USDT", Amount: in.conv.GrossUSDT},
-		{Account: merchantAccount + ":" + m, Currency: "USDT", Amount: in.conv.MerchantUSDT.Neg()},
+		{Account: commands.AccountAvailable + ":" + m, Currency: "USDT", Amount: in.conv.MerchantUSDT.Neg()},
 		{Account: commands.AccountFeeIncome, Currency: "USDT", Amount: in.conv.FeeUSDT.Neg()},
 	}
 }
@@ -179,13 +186,13 @@ func (g *gen) process(p *pay, alloc string, paid, late bool) []ledger.Write {
 // processLate is process with the payment.processed's late flag and the
 // invoice.paid's apart (the commands set both alike).
 func (g *gen) processLate(p *pay, alloc string, paid, late, paidLate bool) []ledger.Write {
-	acct := commands.AccountAvailable
-	if alloc != commands.AllocInvoice {
-		acct = commands.AccountSuspense
+	paidAmount := p.in.amount
+	if alloc == commands.AllocUnderpaid {
+		paidAmount = paidAmount.Sub(dec("1")) // less than expected, as the commands allocate it
 	}
 	p.version++
 	ws := []ledger.Write{write(p.stream, ledger.Exactly(p.version-1), g.ev(commands.TypePaymentProcessed, p.in.merchant, commands.PaymentProcessed{
-		At: g.now, PaidAmount: p.in.amount, Allocation: alloc, Late: late, Postings: postings(p, acct),
+		At: g.now, PaidAmount: paidAmount, Allocation: alloc, Late: late, Postings: postings(p, alloc, paidAmount),
 	}))}
 	if paid {
 		ws = append(ws, g.invoiceEnd(p.in, commands.TypeInvoicePaid, commands.InvoicePaid{

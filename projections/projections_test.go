@@ -899,11 +899,7 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 		}, nil, ""},
 		{"invoice.paid of its payment.processed's amount, written with more decimals", func(x *world) [][]ledger.Write {
 			ws := x.g.process(x.p, commands.AllocInvoice, true, false)
-			ev := &ws[1].Events[0]
-			ev.Data = []byte(strings.Replace(string(ev.Data), `"paid_amount":"100"`, `"paid_amount":"100.00"`, 1))
-			if !strings.Contains(string(ev.Data), `"100.00"`) {
-				panic("no paid_amount 100 in " + string(ev.Data))
-			}
+			rewrite(&ws[1].Events[0], `"paid_amount":"100"`, `"paid_amount":"100.00"`)
 			return [][]ledger.Write{ws}
 		}, nil, ""},
 		{"invoice and its payment created in one append, then paid", func(x *world) [][]ledger.Write {
@@ -1083,6 +1079,14 @@ func checkRefused(t *testing.T, build func(x *world) [][]ledger.Write, want erro
 	}
 }
 
+// rewrite replaces the first old in ev's data with new; ev must hold old.
+func rewrite(ev *ledger.NewEvent, old, new string) {
+	if !strings.Contains(string(ev.Data), old) {
+		panic("no " + old + " in " + string(ev.Data))
+	}
+	ev.Data = []byte(strings.Replace(string(ev.Data), old, new, 1))
+}
+
 // paidEdited is p's payment.processed (allocation invoice) and its
 // invoice.paid, one append as the commands write them, the invoice.paid's
 // data changed by edit.
@@ -1095,6 +1099,167 @@ func paidEdited(g *gen, p *pay, edit func(*commands.InvoicePaid)) []ledger.Write
 	edit(&d)
 	ws[1].Events[0].Data, _ = json.Marshal(d)
 	return ws
+}
+
+// processedEdited is p's payment.processed of allocation alloc as the
+// commands write it (with its invoice.paid, one append, for allocation
+// invoice), its data then changed by edit: the invoice.paid follows its
+// paid_amount, so that only the postings are at fault.
+func processedEdited(g *gen, p *pay, alloc string, edit func(*commands.PaymentProcessed)) []ledger.Write {
+	ws := g.process(p, alloc, alloc == commands.AllocInvoice, false)
+	var d commands.PaymentProcessed
+	if err := json.Unmarshal(ws[0].Events[0].Data, &d); err != nil {
+		panic(err)
+	}
+	edit(&d)
+	ws[0].Events[0].Data, _ = json.Marshal(d)
+	if len(ws) > 1 {
+		var paid commands.InvoicePaid
+		if err := json.Unmarshal(ws[1].Events[0].Data, &paid); err != nil {
+			panic(err)
+		}
+		paid.PaidAmount = d.PaidAmount
+		if over := d.PaidAmount.Sub(p.in.amount); over.IsPositive() {
+			paid.Overpaid = over
+		}
+		ws[1].Events[0].Data, _ = json.Marshal(paid)
+	}
+	return ws
+}
+
+// TestProcessedPostingsChecked: a payment.processed's postings are exactly
+// those of the commands' allocation rule (commands.AppendProcessingPostings)
+// for its allocation, paid_amount, payment and invoice; one whose postings
+// balance but move the money elsewhere (a review's cases), or whose
+// allocation the commands never make of that amount, is refused
+// (ErrInconsistent, naming it) by Rebuild, a catch-up and inline. Each
+// verified and projected before. The world's invoice is 100 UAH at 41.5
+// with 2%: gross 2.409638 USDT, the merchant's 2.36, the fee 0.049638;
+// its payments go through gateway 12.
+func TestProcessedPostingsChecked(t *testing.T) {
+	const paying = 1 // a payment.processed of allocation invoice: its invoice.paid follows
+	set := func(i int, account, currency, amount string) func(*commands.PaymentProcessed) {
+		return func(d *commands.PaymentProcessed) {
+			p := &d.Postings[i]
+			if account != "" {
+				p.Account = account
+			}
+			if currency != "" {
+				p.Currency = currency
+			}
+			if amount != "" {
+				p.Amount = dec(amount)
+			}
+		}
+	}
+	all := func(edits ...func(*commands.PaymentProcessed)) func(*commands.PaymentProcessed) {
+		return func(d *commands.PaymentProcessed) {
+			for _, e := range edits {
+				e(d)
+			}
+		}
+	}
+	paidAmount := func(a string) func(*commands.PaymentProcessed) {
+		return func(d *commands.PaymentProcessed) { d.PaidAmount = dec(a) }
+	}
+	paid := func(x *world) [][]ledger.Write {
+		return [][]ledger.Write{x.g.process(x.p, commands.AllocInvoice, true, false)}
+	}
+	for _, tc := range []struct {
+		name  string
+		build func(x *world) [][]ledger.Write
+		back  uint64
+		what  string // "": legal
+	}{
+		{"invoice: the merchant's share credited to fee income", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, set(3, commands.AccountFeeIncome, "", ""))}
+		}, paying, "allocation invoice posting 4 is fee_income USDT -2.36, want gateway_clearing:12 UAH 100, conversion UAH -100, conversion USDT 2.409638, merchant_available:m1 USDT -2.36, fee_income USDT -0.049638"},
+		{"invoice: another merchant's available balance credited", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, set(3, "merchant_available:m2", "", ""))}
+		}, paying, "posting 4 is merchant_available:m2 USDT -2.36"},
+		{"invoice: through another gateway", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, set(0, "gateway_clearing:9", "", ""))}
+		}, paying, "posting 1 is gateway_clearing:9 UAH 100"},
+		{"invoice: more arrived than paid_amount says", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, all(set(0, "", "", "101"), set(1, "", "", "-101")))}
+		}, paying, "posting 1 is gateway_clearing:12 UAH 101"},
+		{"invoice: an overpayment credited as the conversion", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, all(paidAmount("120"), set(0, "", "", "120"), set(1, "", "", "-120")))}
+		}, paying, "posting 2 is conversion UAH -120"},
+		{"invoice: paid with less than expected", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, all(paidAmount("90"), set(0, "", "", "90"), set(1, "", "", "-90")))}
+		}, paying, `allocation "invoice" of paid_amount 90, for a payment of 100.00 UAH: the commands make no such allocation`},
+		{"invoice: the USDT postings in another order", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, func(d *commands.PaymentProcessed) {
+				d.Postings[2], d.Postings[3] = d.Postings[3], d.Postings[2]
+			})}
+		}, paying, "posting 3 is merchant_available:m1 USDT -2.36"},
+		{"invoice: the fee never converted", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, all(set(2, "", "", "2.36"), func(d *commands.PaymentProcessed) {
+				d.Postings = d.Postings[:4]
+			}))}
+		}, paying, "posting 3 is conversion USDT 2.36"},
+		{"invoice: fee income paid to the merchant after", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, func(d *commands.PaymentProcessed) {
+				d.Postings = append(d.Postings, commands.Posting{Account: "fee_income", Currency: "USDT", Amount: dec("0.04")},
+					commands.Posting{Account: "merchant_available:m1", Currency: "USDT", Amount: dec("-0.04")})
+			})}
+		}, paying, "allocation invoice with 7 postings, want 5"},
+		{"duplicate: into the available balance instead of suspense", func(x *world) [][]ledger.Write {
+			return append(paid(x), processedEdited(x.g, x.p2, commands.AllocDuplicate, set(1, "merchant_available:m1", "", "")))
+		}, 0, "allocation duplicate posting 2 is merchant_available:m1 UAH -100, want gateway_clearing:12 UAH 100, merchant_suspense:m1 UAH -100"},
+		{"cancelled_invoice: in another currency", func(x *world) [][]ledger.Write {
+			cancel := x.g.invoiceEnd(x.in, commands.TypeInvoiceCancelled, commands.InvoiceCancelled{CancelledAt: x.g.now})
+			return [][]ledger.Write{{cancel}, processedEdited(x.g, x.p, commands.AllocCancelled, all(set(0, "", "USDT", ""), set(1, "", "USDT", "")))}
+		}, 0, "posting 1 is gateway_clearing:12 USDT 100"},
+		{"underpaid: through another gateway", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocUnderpaid, set(0, "gateway_clearing:9", "", ""))}
+		}, 0, "posting 1 is gateway_clearing:9 UAH 99"},
+		{"underpaid: less held than paid_amount", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocUnderpaid, all(set(0, "", "", "50"), set(1, "", "", "-50")))}
+		}, 0, "posting 1 is gateway_clearing:12 UAH 50"},
+		{"underpaid: of the full amount", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocUnderpaid, all(paidAmount("100"), set(0, "", "", "100"), set(1, "", "", "-100")))}
+		}, 0, `allocation "underpaid" of paid_amount 100, for a payment of 100.00 UAH: the commands make no such allocation`},
+		{"an allocation the commands never make", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocUnderpaid, func(d *commands.PaymentProcessed) { d.Allocation = "gift" })}
+		}, 0, `allocation "gift" of paid_amount 99`},
+
+		// The legal neighbours.
+		{"invoice overpaid, the excess held as overpayment", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocInvoice, func(d *commands.PaymentProcessed) {
+				d.PaidAmount = dec("120")
+				d.Postings[0].Amount = dec("120")
+				d.Postings = slices.Insert(d.Postings, 2, commands.Posting{Account: "merchant_overpayment:m1", Currency: "UAH", Amount: dec("-20")})
+			})}
+		}, 0, ""},
+		{"invoice without a fee", func(x *world) [][]ledger.Write {
+			in, w := x.g.invoice("m1", "o3", "41.50", "UAH", "41.5", "0") // 1 USDT, all the merchant's
+			p, wp := x.g.payment(in)
+			return [][]ledger.Write{{w, wp}, processedEdited(x.g, p, commands.AllocInvoice, func(d *commands.PaymentProcessed) {
+				if !d.Postings[4].Amount.IsZero() {
+					panic("a fee " + d.Postings[4].Amount.String())
+				}
+				d.Postings = d.Postings[:4]
+			})}
+		}, 0, ""},
+		{"invoice, amounts written with more decimals", func(x *world) [][]ledger.Write {
+			ws := x.g.process(x.p, commands.AllocInvoice, true, false)
+			rewrite(&ws[0].Events[0], `"amount":"-100"`, `"amount":"-100.00"`)
+			return [][]ledger.Write{ws}
+		}, 0, ""},
+		{"expired_invoice, held in suspense by a short-lived version of the commands", func(x *world) [][]ledger.Write {
+			return [][]ledger.Write{processedEdited(x.g, x.p, commands.AllocUnderpaid, func(d *commands.PaymentProcessed) { d.Allocation = "expired_invoice" })}
+		}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.what == "" {
+				checkRefused(t, tc.build, nil, "", 0)
+				return
+			}
+			checkRefused(t, tc.build, projections.ErrInconsistent, tc.what, tc.back)
+		})
+	}
 }
 
 // TestPaidRightAfterAcrossBatches: a payment.processed (allocation
