@@ -19,7 +19,8 @@ import (
 
 // checker makes the checks that need every event in sequence order but no
 // storage: postings, invoice lifecycles, stream creation events and
-// checkpoints. It keeps a few dozen bytes per invoice and per payment.
+// checkpoints. It keeps about two hundred bytes per invoice and a
+// hundred per payment: what their events' postings depend on.
 type checker struct {
 	trusted []ed25519.PublicKey
 
@@ -28,14 +29,16 @@ type checker struct {
 	types           map[string]uint64
 
 	invoices map[idKey]invoiceState
-	payments map[idKey]idKey   // payment -> its invoice
-	names    map[string]string // merchant ids, interned: invoices share one copy
+	payments map[idKey]paymentState
+	names    map[string]string // merchant and gateway ids and currencies, interned: invoices and payments share one copy
 	expect   *expectPaid       // a payment.processed that paid its invoice, awaiting invoice.paid
 
 	postingEvents uint64
 	totals        map[string]*Flow
 	merchants     map[string]map[string]*Flow
-	sums          []curSum // scratch: one event's sums
+	sums          []curSum                                // scratch: one event's sums
+	amounts       []decimal.Decimal                       // scratch: one event's posting amounts
+	lines         []commands.PostingLine[decimal.Decimal] // scratch: the postings the commands' rule wants
 
 	// Checkpoints: the hashes of the last ringSize events, to check a
 	// checkpoint's hash as soon as it is seen; older ones wait in deferred.
@@ -56,6 +59,41 @@ type invoiceState struct {
 	expires  time.Time
 	status   uint8
 	late     bool
+
+	// Its USDT split, which a payment.processed of allocation invoice posts.
+	gross, merchantUSDT, fee compact
+}
+
+// paymentState is what the checks keep of a payment: its invoice, and what
+// its postings depend on besides the invoice (commands.ProcessingTerms).
+type paymentState struct {
+	invoice           idKey
+	gateway, currency string
+	expected          compact // payment_amount
+}
+
+// compact is money as the checker keeps it per invoice and per payment: the
+// coefficient and exponent when the coefficient fits an int64 (every
+// amount but the largest), so that a long log's amounts cost no big.Int
+// each; else the decimal.
+type compact struct {
+	m   int64
+	e   int32
+	big *decimal.Decimal
+}
+
+func compactOf(d decimal.Decimal) compact {
+	if d.NumDigits() <= 18 {
+		return compact{m: d.CoefficientInt64(), e: d.Exponent()}
+	}
+	return compact{big: &d}
+}
+
+func (a compact) decimal() decimal.Decimal {
+	if a.big != nil {
+		return *a.big
+	}
+	return decimal.New(a.m, a.e)
 }
 
 // Invoice statuses of the fold (docs/payments.md).
@@ -124,7 +162,7 @@ func newChecker(trusted []ed25519.PublicKey) *checker {
 		trusted:   trusted,
 		types:     map[string]uint64{},
 		invoices:  map[idKey]invoiceState{},
-		payments:  map[idKey]idKey{},
+		payments:  map[idKey]paymentState{},
 		names:     map[string]string{},
 		totals:    map[string]*Flow{},
 		merchants: map[string]map[string]*Flow{},
@@ -265,9 +303,12 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 	switch e.Type {
 	case commands.TypeInvoiceCreated:
 		var d struct {
-			InvoiceID  string    `json:"invoice_id"`
-			MerchantID string    `json:"merchant_id"`
-			ExpiresAt  time.Time `json:"expires_at"`
+			InvoiceID    string          `json:"invoice_id"`
+			MerchantID   string          `json:"merchant_id"`
+			ExpiresAt    time.Time       `json:"expires_at"`
+			GrossUSDT    decimal.Decimal `json:"gross_usdt"`
+			MerchantUSDT decimal.Decimal `json:"merchant_usdt"`
+			FeeUSDT      decimal.Decimal `json:"fee_usdt"`
 		}
 		if f := decode(e, CheckInvoices, &d); f != nil {
 			return f
@@ -275,12 +316,8 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 		if d.InvoiceID != id || d.MerchantID == "" || d.MerchantID != e.Merchant {
 			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.created names invoice %q of merchant %q (envelope merchant %q)", d.InvoiceID, d.MerchantID, e.Merchant)
 		}
-		m, ok := c.names[d.MerchantID]
-		if !ok {
-			m = d.MerchantID
-			c.names[m] = m
-		}
-		st = invoiceState{status: stPending, merchant: m, expires: d.ExpiresAt}
+		st = invoiceState{status: stPending, merchant: c.intern(d.MerchantID), expires: d.ExpiresAt,
+			gross: compactOf(d.GrossUSDT), merchantUSDT: compactOf(d.MerchantUSDT), fee: compactOf(d.FeeUSDT)}
 	case commands.TypeInvoiceCancelled, commands.TypeInvoiceExpired:
 		if _, ok := commands.NextInvoiceStatus(statusNames[st.status], e.Type); !ok {
 			return fault(CheckInvoices, e.Seq, e.Stream, "%s of a %s invoice: only a pending invoice is cancelled or expires", e.Type, statusNames[st.status])
@@ -330,6 +367,15 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 	return nil
 }
 
+// intern returns the checker's copy of s.
+func (c *checker) intern(s string) string {
+	if v, ok := c.names[s]; ok {
+		return v
+	}
+	c.names[s] = s
+	return s
+}
+
 // lateFault reports an event e at time at, for invoice id in state st
 // (before e), flagged late where the commands would not flag it, or the
 // other way round (commands.PaidLate).
@@ -348,10 +394,13 @@ func lateFault(e *ledger.Event, late bool, at time.Time, id string, st invoiceSt
 
 func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 	var d struct {
-		PaymentID  string    `json:"payment_id"`
-		InvoiceID  string    `json:"invoice_id"`
-		MerchantID string    `json:"merchant_id"`
-		CreatedAt  time.Time `json:"created_at"`
+		PaymentID       string          `json:"payment_id"`
+		InvoiceID       string          `json:"invoice_id"`
+		MerchantID      string          `json:"merchant_id"`
+		GatewayID       string          `json:"gateway_id"`
+		PaymentCurrency string          `json:"payment_currency"`
+		PaymentAmount   decimal.Decimal `json:"payment_amount"`
+		CreatedAt       time.Time       `json:"created_at"`
 	}
 	if f := decode(e, CheckInvoices, &d); f != nil {
 		return f
@@ -371,7 +420,8 @@ func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 	case !d.CreatedAt.Before(inv.expires):
 		return fault(CheckInvoices, e.Seq, e.Stream, "payment created at %s for invoice %s, which expires at %s: a payment is created only before", d.CreatedAt.Format(time.RFC3339Nano), d.InvoiceID, inv.expires.Format(time.RFC3339Nano))
 	}
-	c.payments[ulidKey(d.PaymentID)] = ik
+	c.payments[ulidKey(d.PaymentID)] = paymentState{invoice: ik, gateway: c.intern(d.GatewayID), currency: c.intern(d.PaymentCurrency),
+		expected: compactOf(d.PaymentAmount)}
 	return nil
 }
 
@@ -421,23 +471,38 @@ func AwaitsInvoicePaid(e *ledger.Event) (bool, error) {
 var plainDecimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 
 // paymentProcessed checks the postings: each event's sum to zero in every
-// currency, and every merchant account in them is the event's merchant's,
-// so that one event never moves another merchant's money. It notes a
+// currency, every merchant account in them is the event's merchant's, so
+// that one event never moves another merchant's money, and they are
+// exactly those of the commands' allocation rule for the event's
+// allocation and paid_amount, its payment and its invoice. It notes a
 // payment that paid its invoice, whose invoice.paid must come next.
 func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 	var d processedData
 	if f := decode(e, CheckPostings, &d); f != nil {
 		return f
 	}
-	inv, f := c.paymentPostings(e, d.Postings)
+	pay, f := c.paymentPostings(e, d.Postings)
 	if f != nil {
+		return f
+	}
+	inv := pay.invoice
+	st := c.invoices[inv]
+	t := commands.ProcessingTerms[decimal.Decimal]{Gateway: pay.gateway, Currency: pay.currency, Expected: pay.expected.decimal(),
+		Merchant: st.merchant, GrossUSDT: st.gross.decimal(), MerchantUSDT: st.merchantUSDT.decimal(), FeeUSDT: st.fee.decimal()}
+	lines, ok := commands.AppendProcessingPostings(c.lines[:0], &t, d.Allocation, d.PaidAmount)
+	c.lines = lines
+	if !ok {
+		return fault(CheckPostings, e.Seq, e.Stream, "allocation %q of paid_amount %s, for a payment of %s %s: the commands make no such allocation",
+			d.Allocation, d.PaidAmount, t.Expected, t.Currency)
+	}
+	if f := c.rulePostings(e, "allocation "+d.Allocation, d.Postings, lines); f != nil {
 		return f
 	}
 	if d.paysInvoice() {
 		// Only this allocation's flag is checked: logs written before
 		// every payment.processed was flagged (commands.PaidLate) left a
 		// late duplicate or underpayment unflagged.
-		if f := lateFault(e, d.Late, d.At, inv.uuid(), c.invoices[inv]); f != nil {
+		if f := lateFault(e, d.Late, d.At, inv.uuid(), st); f != nil {
 			return f
 		}
 		c.expect = &expectPaid{seq: e.Seq, payment: e.Stream, invoice: inv,
@@ -451,33 +516,35 @@ func (c *checker) paymentProcessed(e *ledger.Event) *Fault {
 // the event's merchant's; each posting is an account, a currency and a
 // decimal string; every merchant account is the event's merchant's, so
 // that one event never moves another merchant's money; and the postings
-// sum to zero in every currency. It adds them to the totals and returns
-// the payment's invoice.
-func (c *checker) paymentPostings(e *ledger.Event, ps []postingData) (idKey, *Fault) {
+// sum to zero in every currency. It adds them to the totals, leaves their
+// amounts in c.amounts and returns the payment.
+func (c *checker) paymentPostings(e *ledger.Event, ps []postingData) (paymentState, *Fault) {
 	pk := ulidKey(strings.TrimPrefix(e.Stream, commands.StreamPayment+"-"))
-	inv, ok := c.payments[pk]
+	pay, ok := c.payments[pk]
+	inv := pay.invoice
 	if !ok {
-		return inv, fault(CheckInvoices, e.Seq, e.Stream, "%s of a payment that was never created", e.Type)
+		return pay, fault(CheckInvoices, e.Seq, e.Stream, "%s of a payment that was never created", e.Type)
 	}
 	if m := c.invoices[inv].merchant; e.Merchant != m {
-		return inv, fault(CheckInvoices, e.Seq, e.Stream, "%s of merchant %q for invoice %s of merchant %q", e.Type, e.Merchant, inv.uuid(), m)
+		return pay, fault(CheckInvoices, e.Seq, e.Stream, "%s of merchant %q for invoice %s of merchant %q", e.Type, e.Merchant, inv.uuid(), m)
 	}
 	if len(ps) > 0 && e.Merchant == "" {
-		return inv, fault(CheckPostings, e.Seq, e.Stream, "postings on an event without a merchant")
+		return pay, fault(CheckPostings, e.Seq, e.Stream, "postings on an event without a merchant")
 	}
-	c.sums = c.sums[:0]
+	c.sums, c.amounts = c.sums[:0], c.amounts[:0]
 	for i, p := range ps {
 		var s string
 		if p.Account == "" || p.Currency == "" || json.Unmarshal(p.Amount, &s) != nil || !plainDecimal.MatchString(s) {
-			return inv, fault(CheckPostings, e.Seq, e.Stream, "posting %d: want an account, a currency and a decimal string amount, got %q %q %s", i+1, p.Account, p.Currency, p.Amount)
+			return pay, fault(CheckPostings, e.Seq, e.Stream, "posting %d: want an account, a currency and a decimal string amount, got %q %q %s", i+1, p.Account, p.Currency, p.Amount)
 		}
 		amount, err := decimal.NewFromString(s)
 		if err != nil {
-			return inv, fault(CheckPostings, e.Seq, e.Stream, "posting %d: amount %q: %v", i+1, s, err)
+			return pay, fault(CheckPostings, e.Seq, e.Stream, "posting %d: amount %q: %v", i+1, s, err)
 		}
 		if name, owner, ok := strings.Cut(p.Account, ":"); ok && strings.HasPrefix(name, "merchant_") && owner != e.Merchant {
-			return inv, fault(CheckPostings, e.Seq, e.Stream, "posting %d moves %s %s on %s, an account of merchant %q, in an event of merchant %q", i+1, amount, p.Currency, p.Account, owner, e.Merchant)
+			return pay, fault(CheckPostings, e.Seq, e.Stream, "posting %d moves %s %s on %s, an account of merchant %q, in an event of merchant %q", i+1, amount, p.Currency, p.Account, owner, e.Merchant)
 		}
+		c.amounts = append(c.amounts, amount)
 		j := slices.IndexFunc(c.sums, func(cs curSum) bool { return cs.cur == p.Currency })
 		if j < 0 {
 			c.sums = append(c.sums, curSum{cur: p.Currency})
@@ -494,34 +561,70 @@ func (c *checker) paymentPostings(e *ledger.Event, ps []postingData) (idKey, *Fa
 	}
 	for _, cs := range c.sums {
 		if !cs.sum.IsZero() {
-			return inv, fault(CheckPostings, e.Seq, e.Stream, "%s postings sum to %s, not zero", cs.cur, cs.sum)
+			return pay, fault(CheckPostings, e.Seq, e.Stream, "%s postings sum to %s, not zero", cs.cur, cs.sum)
 		}
 	}
 	if len(ps) > 0 {
 		c.postingEvents++
 	}
-	return inv, nil
+	return pay, nil
+}
+
+// rulePostings returns a postings fault unless an event's postings ps
+// (their amounts in c.amounts, paymentPostings') are exactly, in order,
+// the lines of the commands' rule (what names them in the fault): the
+// commands have always written them in that order.
+func (c *checker) rulePostings(e *ledger.Event, what string, ps []postingData, lines []commands.PostingLine[decimal.Decimal]) *Fault {
+	for i := range min(len(lines), len(ps)) {
+		l, p := &lines[i], &ps[i]
+		if !l.IsAccount(p.Account) || p.Currency != l.Currency || !c.amounts[i].Equal(l.Amount) {
+			return fault(CheckPostings, e.Seq, e.Stream, "%s (%s) posting %d is %s %s %s, want %s", e.Type, what, i+1,
+				p.Account, p.Currency, c.amounts[i], describeLines(lines))
+		}
+	}
+	if len(ps) != len(lines) {
+		return fault(CheckPostings, e.Seq, e.Stream, "%s (%s) with %d postings, want %d: %s", e.Type, what, len(ps), len(lines), describeLines(lines))
+	}
+	return nil
+}
+
+// describeLines describes the rule's postings, for a fault.
+func describeLines(lines []commands.PostingLine[decimal.Decimal]) string {
+	parts := make([]string, len(lines))
+	for i := range lines {
+		parts[i] = lines[i].FullAccount() + " " + lines[i].Currency + " " + lines[i].Amount.String()
+	}
+	return strings.Join(parts, ", ")
 }
 
 // receiptHeld checks a payment.receipt_held: its payment and postings as
-// paymentPostings does, and that it posts something (the money it
-// records). That the payment was CANCELLED, REJECTED or ERROR
+// paymentPostings does, that it posts something (the money it records,
+// above zero), and that its postings are exactly the two lines of money
+// held (commands.AppendSuspensePostings): its payment's gateway debited
+// and the merchant's suspense credited with paid_amount, in the payment's
+// currency. That the payment was CANCELLED, REJECTED or ERROR
 // (commands.ReceiptHoldAllowed) is the projector's rule, which the
 // projections check's rebuild applies.
 func (c *checker) receiptHeld(e *ledger.Event) *Fault {
 	var d struct {
-		Postings []postingData `json:"postings"`
+		PaidAmount decimal.Decimal `json:"paid_amount"`
+		Postings   []postingData   `json:"postings"`
 	}
 	if f := decode(e, CheckPostings, &d); f != nil {
 		return f
 	}
-	if _, f := c.paymentPostings(e, d.Postings); f != nil {
+	pay, f := c.paymentPostings(e, d.Postings)
+	if f != nil {
 		return f
 	}
 	if len(d.Postings) == 0 {
 		return fault(CheckPostings, e.Seq, e.Stream, "%s without postings: the money it records is posted nowhere", e.Type)
 	}
-	return nil
+	if !d.PaidAmount.IsPositive() {
+		return fault(CheckPostings, e.Seq, e.Stream, "%s of paid_amount %s: it records no money", e.Type, d.PaidAmount)
+	}
+	c.lines = commands.AppendSuspensePostings(c.lines[:0], pay.gateway, c.invoices[pay.invoice].merchant, pay.currency, d.PaidAmount)
+	return c.rulePostings(e, "paid_amount "+d.PaidAmount.String(), d.Postings, c.lines)
 }
 
 func flow(m map[string]*Flow, cur string) *Flow {
