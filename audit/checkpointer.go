@@ -10,8 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 )
@@ -137,7 +136,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (ledger.Event, bool, erro
 	if err != nil {
 		return ledger.Event{}, false, err
 	}
-	id, err := ulid.New(ulid.Timestamp(now), ulid.DefaultEntropy())
+	id, err := ids.At(now)
 	if err != nil {
 		return ledger.Event{}, false, err
 	}

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/oklog/ulid/v2"
+	"github.com/payledger/payledger/internal/ids"
 )
 
 // Clock is the scheduler's time source; tests inject a manual one.
@@ -62,9 +62,6 @@ type Scheduler struct {
 	log   *slog.Logger
 	kick  chan struct{}
 
-	mu      sync.Mutex
-	entropy ulid.MonotonicReader
-
 	pass    sync.Mutex // one pass at a time; guards retries and wake
 	retries map[dueKey]*retry
 	wake    time.Time // when the last pass left something to do: a retry, or an item it did not reach (zero: unknown)
@@ -114,7 +111,7 @@ func NewScheduler(svc *Service, src DueSource, clock Clock, log *slog.Logger) *S
 		log = slog.Default()
 	}
 	s := &Scheduler{svc: svc, src: src, clock: clock, log: log, kick: make(chan struct{}, 1),
-		entropy: ulid.Monotonic(ulid.DefaultEntropy(), 0), retries: map[dueKey]*retry{}}
+		retries: map[dueKey]*retry{}}
 	svc.OnDue(s.Kick) // every creation through svc, whichever adapter made it
 	return s
 }
@@ -304,8 +301,11 @@ func (s *Scheduler) wakeAt() time.Time {
 
 // expire issues the command that expires it.
 func (s *Scheduler) expire(ctx context.Context, now time.Time, it Due) error {
-	meta := Meta{CommandID: s.newID(now), Time: now, Correlation: "scheduler"}
-	var err error
+	id, err := ids.At(now)
+	if err != nil {
+		return fmt.Errorf("expire %s %s: %w", it.Kind, it.ID, err)
+	}
+	meta := Meta{CommandID: id, Time: now, Correlation: "scheduler"}
 	switch it.Kind {
 	case "invoice":
 		_, err = s.svc.ExpireInvoice(ctx, ExpireInvoice{Meta: meta, InvoiceID: it.ID})
@@ -318,10 +318,4 @@ func (s *Scheduler) expire(ctx context.Context, now time.Time, it Due) error {
 		return fmt.Errorf("expire %s %s: %w", it.Kind, it.ID, err)
 	}
 	return nil
-}
-
-func (s *Scheduler) newID(t time.Time) ulid.ULID {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return ulid.MustNew(ulid.Timestamp(t), s.entropy)
 }

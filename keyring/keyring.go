@@ -18,9 +18,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/payledger/payledger/internal/durable"
+	"github.com/payledger/payledger/internal/ids"
 )
 
 // APIKeyPrefix starts every API key, so a leaked key is recognisable.
@@ -102,7 +101,7 @@ func NewAPIKey() (APIKey, error) {
 		return APIKey{}, fmt.Errorf("keyring: api key: %w", err)
 	}
 	key := APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	return APIKey{ID: ulid.Make().String(), Key: key, Hash: HashAPIKey(key), Prefix: key[:10]}, nil
+	return APIKey{ID: ids.New().String(), Key: key, Hash: HashAPIKey(key), Prefix: key[:10]}, nil
 }
 
 // HashAPIKey is the hex SHA-256 of a key: how keys are stored and looked up.

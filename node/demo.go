@@ -7,10 +7,10 @@ import (
 	"net"
 	"slices"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/keyring"
 )
 
@@ -110,7 +110,7 @@ func (n *Node) createMerchant(ctx context.Context, meta commands.Meta, name, com
 	if err != nil {
 		return Demo{}, err
 	}
-	id := commands.UUID(ulid.Make())
+	id := commands.UUID(ids.New())
 	secret := n.Keyring.SigningSecret(id, 1)
 	err = n.Service.RegisterMerchant(ctx, commands.RegisterMerchant{
 		Meta:       meta,
@@ -126,7 +126,7 @@ func (n *Node) createMerchant(ctx context.Context, meta commands.Meta, name, com
 }
 
 func (n *Node) meta(correlation string) commands.Meta {
-	return commands.Meta{CommandID: ulid.Make(), Time: n.cfg.Clock.Now(), Correlation: correlation}
+	return commands.Meta{CommandID: ids.New(), Time: n.cfg.Clock.Now(), Correlation: correlation}
 }
 
 // BaseURL is the node's public URL: Config.BaseURL, else http:// and the

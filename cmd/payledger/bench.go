@@ -15,9 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/loadgen"
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
@@ -199,7 +198,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func benchRate() commands.SetRate {
-	return commands.SetRate{Meta: commands.Meta{CommandID: ulid.Make(), Time: time.Now(), Correlation: "bench"}, Currency: "UAH", Rate: "41.50"}
+	return commands.SetRate{Meta: commands.Meta{CommandID: ids.New(), Time: time.Now(), Correlation: "bench"}, Currency: "UAH", Rate: "41.50"}
 }
 
 // startProfile runs start on a new file at path (nothing when path is

@@ -7,9 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/keyring"
 	"github.com/payledger/payledger/projections"
 )
@@ -65,7 +64,7 @@ func (s *Server) adminCreateMerchant(c *call) (int, any, error) {
 	if err := decode(c.body, &req, false); err != nil {
 		return 0, nil, err
 	}
-	id := commands.UUID(ulid.Make())
+	id := commands.UUID(ids.New())
 	key, err := keyring.NewAPIKey()
 	if err != nil {
 		return 0, nil, err

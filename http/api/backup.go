@@ -9,9 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/payledger/payledger/audit"
+	"github.com/payledger/payledger/internal/ids"
 )
 
 // Headers of a backup response: the snapshot's head, so a client can check
@@ -47,7 +46,7 @@ func (s *Server) adminBackup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, r.Context().Err())
 		return
 	}
-	tmp := filepath.Join(filepath.Dir(s.store.Path()), ".backup-"+ulid.Make().String()+".db")
+	tmp := filepath.Join(filepath.Dir(s.store.Path()), ".backup-"+ids.New().String()+".db")
 	head, size, err := audit.Snapshot(s.store, tmp)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("backup: %w", err))

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 )
 
 // einvoiceRequest is seed 001's body. payment_id and amount may each be a
@@ -113,7 +113,7 @@ func (s *Server) createEInvoice(c *call) (int, any, error) {
 		}
 	}
 	inv, err := s.svc.CreateEInvoice(c.ctx, commands.CreateEInvoice{
-		Meta: c.meta, InvoiceID: ulid.Make(), MerchantID: c.merchantID,
+		Meta: c.meta, InvoiceID: ids.New(), MerchantID: c.merchantID,
 		PaymentID: paymentID, Method: req.Currency, Amount: amount, Description: req.Description,
 		Account: req.Account, Sender: req.Sender, SuccessURL: req.SuccessURL, FailURL: req.FailURL,
 		StatusURL: req.StatusURL, ExtraFields: req.ExtraFields, Rate: rate, RequestKey: c.requestKey,

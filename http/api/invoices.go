@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -46,7 +46,7 @@ func (s *Server) createInvoice(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	inv, err := s.svc.CreateInvoice(c.ctx, commands.CreateInvoice{
-		Meta: c.meta, InvoiceID: ulid.Make(), MerchantID: c.merchantID,
+		Meta: c.meta, InvoiceID: ids.New(), MerchantID: c.merchantID,
 		Amount: req.Amount, Currency: req.CurrencyCode, CustomerID: req.CustomerID, ExternalID: req.ExternalID,
 		Purpose: req.Purpose, CallbackURL: req.CallbackURL, SuccessURL: req.SuccessURL, FailURL: req.FailURL,
 		Rate: rate, RequestKey: c.requestKey,

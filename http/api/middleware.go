@@ -12,9 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/keyring"
 	"github.com/payledger/payledger/projections"
@@ -134,7 +133,7 @@ func (s *Server) outer(next http.Handler) http.Handler {
 		start := time.Now()
 		rid := r.Header.Get("X-Request-Id")
 		if !validRequestID(rid) {
-			rid = ulid.Make().String()
+			rid = ids.New().String()
 		}
 		w.Header().Set("X-Request-Id", rid)
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -204,7 +203,7 @@ func (s *Server) endpoint(a auth, h handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		c.meta = commands.Meta{CommandID: ulid.Make(), Time: s.now(), Correlation: requestID(r.Context())}
+		c.meta = commands.Meta{CommandID: ids.New(), Time: s.now(), Correlation: requestID(r.Context())}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if key := r.Header.Get("Idempotency-Key"); key != "" {
 				s.idempotent(w, c, key, func(w http.ResponseWriter) { s.run(w, c, h) })

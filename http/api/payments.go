@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -42,7 +42,7 @@ func (s *Server) createPayment(c *call) (int, any, error) {
 		}
 	}
 	_, seq, err := s.svc.CreatePayment(c.ctx, commands.CreatePayment{
-		Meta: c.meta, PaymentID: ulid.Make(), InvoiceID: id, MerchantID: c.merchantID,
+		Meta: c.meta, PaymentID: ids.New(), InvoiceID: id, MerchantID: c.merchantID,
 		Method: req.Method, MethodRate: methodRate, RequestKey: c.requestKey,
 	})
 	if pid, ok, rerr := repeated(c, err, commands.StreamPayment); ok || rerr != nil {

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -138,7 +137,7 @@ func (s *Server) createWidget(c *call) (int, any, error) {
 		expires = t
 	}
 	w, err := s.svc.CreateWidget(c.ctx, commands.CreateWidget{
-		Meta: c.meta, MerchantID: c.merchantID, WidgetID: req.ExternalID, NewID: ulid.Make(),
+		Meta: c.meta, MerchantID: c.merchantID, WidgetID: req.ExternalID, NewID: ids.New(),
 		Kind: req.Type, Currencies: req.Currencies, Description: req.Description,
 		LogoURL: req.LogoURL, ReturnURL: req.ReturnURL, SupportURL: req.SupportURL,
 		MerchantExternalID: req.MerchantExternalID, FiatCurrency: req.FiatCurrency, FiatAmount: req.FiatAmount,
@@ -258,7 +257,7 @@ func (s *Server) createWidgetInvoice(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	inv, err := s.svc.CreateWidgetInvoice(c.ctx, commands.CreateWidgetInvoice{
-		Meta: c.meta, InvoiceID: ulid.Make(), WidgetID: w.WidgetID,
+		Meta: c.meta, InvoiceID: ids.New(), WidgetID: w.WidgetID,
 		Amount: req.Amount, Method: req.Method, CustomerID: req.CustomerID, Rate: rate,
 		MerchantID: c.merchantID, RequestKey: c.requestKey,
 	})

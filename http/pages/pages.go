@@ -23,10 +23,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/projections"
 )
@@ -224,7 +224,7 @@ func requestID(w http.ResponseWriter, r *http.Request) string {
 	}
 	id := r.Header.Get("X-Request-Id")
 	if !plausibleRequestID(id) {
-		id = ulid.Make().String()
+		id = ids.New().String()
 	}
 	w.Header().Set("X-Request-Id", id)
 	return id
@@ -245,7 +245,7 @@ func plausibleRequestID(id string) bool {
 
 // meta is a command's metadata for a request.
 func (h *handler) meta(w http.ResponseWriter, r *http.Request) commands.Meta {
-	return commands.Meta{CommandID: ulid.Make(), Time: h.now().UTC(), Correlation: requestID(w, r)}
+	return commands.Meta{CommandID: ids.New(), Time: h.now().UTC(), Correlation: requestID(w, r)}
 }
 
 // lock serialises commands on one aggregate id.

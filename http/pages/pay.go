@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -388,7 +387,7 @@ func (h *handler) payMethod(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _, err := h.svc.CreatePayment(r.Context(), commands.CreatePayment{
-		Meta: h.meta(w, r), PaymentID: ulid.Make(), InvoiceID: id, Method: code,
+		Meta: h.meta(w, r), PaymentID: ids.New(), InvoiceID: id, Method: code,
 	})
 	switch {
 	case err == nil:

@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/internal/ids"
 	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/projections"
 )
@@ -246,7 +246,7 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	invoiceKey, paymentKey := formKeys(r, id, method.Code, amount)
 	invoiceID, repeated, err := h.repeatedInvoice(h.svc.CreateWidgetInvoice(r.Context(), commands.CreateWidgetInvoice{
-		Meta: h.meta(w, r), InvoiceID: ulid.Make(), WidgetID: id, Amount: amount, Method: method.Code, Rate: rate,
+		Meta: h.meta(w, r), InvoiceID: ids.New(), WidgetID: id, Amount: amount, Method: method.Code, Rate: rate,
 		MerchantID: st.w.MerchantID, RequestKey: invoiceKey,
 	}))
 	var ve *commands.ValidationError
@@ -280,7 +280,7 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 	// A form sent again makes it only if the first sending did not.
 	to := PayPrefix + invoiceID
 	_, _, err = h.svc.CreatePayment(r.Context(), commands.CreatePayment{
-		Meta: h.meta(w, r), PaymentID: ulid.Make(), InvoiceID: invoiceID, Method: method.Code,
+		Meta: h.meta(w, r), PaymentID: ids.New(), InvoiceID: invoiceID, Method: method.Code,
 		MerchantID: st.w.MerchantID, RequestKey: paymentKey,
 	})
 	switch {
