@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -383,5 +384,57 @@ func TestReadyzHidesErrors(t *testing.T) {
 	}
 	if r := h.do(req{method: "GET", path: "/healthz"}); r.Status != http.StatusOK {
 		t.Errorf("healthz: %d", r.Status)
+	}
+}
+
+// TestMetricsMethodsBounded: made-up methods, on unknown paths and known
+// ones, share one method label value, so a client cannot grow /metrics
+// without bound by inventing methods.
+func TestMetricsMethodsBounded(t *testing.T) {
+	h := newHarness(t)
+	known := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+	for _, m := range known {
+		h.do(req{method: m, path: "/api/v1/invoices"})
+	}
+	for i := range 40 {
+		m := "BREW" + strconv.Itoa(i)
+		if i%10 == 0 {
+			m += strings.Repeat("X", 4000)
+		}
+		for _, p := range []string{"/nope", "/api/v1/invoices", "/pay/x"} {
+			h.do(req{method: m, path: p})
+		}
+	}
+	h.do(req{method: "get", path: "/healthz"}) // methods are case-sensitive
+	h.do(req{method: "CONNECT", path: "/healthz"})
+
+	mfs, err := h.srv.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	methods := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != "payledger_http_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "method" {
+					methods[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	want := map[string]bool{"other": true}
+	for _, m := range known {
+		want[m] = true
+	}
+	if len(methods) != len(want) {
+		t.Errorf("%d method label values, want %d", len(methods), len(want))
+	}
+	for m := range methods {
+		if !want[m] {
+			t.Errorf("method label %.40q", m)
+		}
 	}
 }

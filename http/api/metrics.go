@@ -85,7 +85,19 @@ func (m *Metrics) OnCommit(events, appends int, took time.Duration) {
 }
 
 func (m *Metrics) observe(route, method string, code int, took time.Duration) {
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Observe(took.Seconds())
+	m.requests.WithLabelValues(route, methodLabel(method), strconv.Itoa(code)).Observe(took.Seconds())
+}
+
+// methodLabel is a request's method as a label value: the methods payledger
+// serves, and "other" for every other one. The client chooses the method,
+// and each label value is a series /metrics keeps for good.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return method
+	}
+	return "other"
 }
 
 func (m *Metrics) handler() http.Handler {
