@@ -31,6 +31,20 @@ func validStatus(s string) bool {
 	return s == StatusPending || s == StatusDelivered || s == StatusFailed
 }
 
+// status names status in e unless it is "" or a delivery's status.
+func (e *QueryError) status(status string) {
+	if status != "" && !validStatus(status) {
+		e.add("status", "enum", "status must be one of pending, delivered, failed")
+	}
+}
+
+// since names since in e if it is zero.
+func (e *QueryError) since(since time.Time) {
+	if since.IsZero() {
+		e.add("since", "missing", "since is required: an RFC 3339 time such as 2026-02-25T12:00:00Z")
+	}
+}
+
 // ListDeliveries returns a page of a merchant's deliveries, newest event
 // first (by the event's time, then, for one time, by its sequence; an
 // e-invoice event's status_url call after its webhook), without their
@@ -46,8 +60,10 @@ func validStatus(s string) bool {
 //
 // Errors: ErrInvalidQuery (unknown status).
 func (d *Dispatcher) ListDeliveries(merchantID string, q ListQuery) (projections.Page[Delivery], error) {
-	if q.Status != "" && !validStatus(q.Status) {
-		return projections.Page[Delivery]{}, fmt.Errorf("%w: status %q (pending, delivered or failed)", ErrInvalidQuery, q.Status)
+	var bad QueryError
+	bad.status(q.Status)
+	if err := bad.err(); err != nil {
+		return projections.Page[Delivery]{}, err
 	}
 	page, size := max(q.Page, 1), q.PageSize
 	if size <= 0 {
@@ -213,11 +229,11 @@ const redeliverChunk = 1000
 // it: the chunks committed before it stay redelivered, and their count is
 // also returned with the error.
 func (d *Dispatcher) RedeliverSince(merchantID string, since time.Time, status string) (int, error) {
-	if since.IsZero() {
-		return 0, fmt.Errorf("%w: no since time", ErrInvalidQuery)
-	}
-	if status != "" && !validStatus(status) {
-		return 0, fmt.Errorf("%w: status %q (pending, delivered or failed)", ErrInvalidQuery, status)
+	var bad QueryError
+	bad.since(since)
+	bad.status(status)
+	if err := bad.err(); err != nil {
+		return 0, err
 	}
 	// Collect first (a snapshot), then redeliver in chunks: a redelivery
 	// moves deliveries between the status indexes being read. The indexes

@@ -3,13 +3,14 @@ package webhooks
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 var (
 	// ErrNotFound means no such delivery, or one of another merchant.
 	ErrNotFound = errors.New("webhooks: delivery not found")
 	// ErrInvalidQuery means a list or redelivery request with a bad
-	// parameter (an unknown status, a zero time).
+	// parameter (an unknown status, a zero time): a *QueryError names them.
 	ErrInvalidQuery = errors.New("webhooks: invalid query")
 	// ErrConfig means a Config that cannot work (no signing keys).
 	ErrConfig = errors.New("webhooks: invalid config")
@@ -40,6 +41,50 @@ var (
 	// ErrSecret means a signing secret that is not "whsec_" and base64.
 	ErrSecret = errors.New("webhooks: malformed signing secret")
 )
+
+// QueryError names every bad field of a list or redelivery request. It
+// unwraps to ErrInvalidQuery.
+type QueryError struct {
+	Fields []QueryField
+}
+
+// QueryField is one bad field: Path is a query parameter (page, page_size,
+// status), a body field (since, status, an unknown field's name) or "body"
+// for the body as a whole; Type is machine-readable (int_parsing, enum,
+// missing, datetime_parsing, extra_forbidden, json_invalid...); Message
+// says what is wrong to a person.
+type QueryField struct {
+	Path    string
+	Type    string
+	Message string
+}
+
+func (e *QueryError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrInvalidQuery.Error())
+	sep := ": "
+	for _, f := range e.Fields {
+		b.WriteString(sep + f.Path + ": " + f.Message)
+		sep = "; "
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidQuery) true.
+func (e *QueryError) Unwrap() error { return ErrInvalidQuery }
+
+// add records a bad field.
+func (e *QueryError) add(path, typ, msg string) {
+	e.Fields = append(e.Fields, QueryField{Path: path, Type: typ, Message: msg})
+}
+
+// err returns e if it names a field, else nil.
+func (e *QueryError) err() error {
+	if len(e.Fields) == 0 {
+		return nil
+	}
+	return e
+}
 
 // RefusedError says which target was refused and why.
 type RefusedError struct {

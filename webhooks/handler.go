@@ -3,9 +3,12 @@ package webhooks
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -63,9 +66,11 @@ func (d *Dispatcher) Handler(cfg HandlerConfig) http.Handler {
 	}
 	mux.Handle("GET /api/v1/webhooks/deliveries", auth(func(w http.ResponseWriter, r *http.Request, m string) {
 		q := r.URL.Query()
-		page, err1 := atoiOr(q.Get("page"), 1)
-		size, err2 := atoiOr(q.Get("page_size"), DefaultPageSize)
-		if err := errors.Join(err1, err2); err != nil {
+		var bad QueryError
+		page := bad.whole(q, "page", 1, maxPage)
+		size := bad.whole(q, "page_size", DefaultPageSize, MaxPageSize)
+		bad.status(q.Get("status"))
+		if err := bad.err(); err != nil {
 			cfg.WriteError(w, r, err)
 			return
 		}
@@ -93,14 +98,9 @@ func (d *Dispatcher) Handler(cfg HandlerConfig) http.Handler {
 		writeJSON(w, http.StatusAccepted, del)
 	}))
 	mux.Handle("POST /api/v1/webhooks/redeliver", auth(func(w http.ResponseWriter, r *http.Request, m string) {
-		var req struct {
-			Since  time.Time `json:"since"`
-			Status string    `json:"status"`
-		}
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			cfg.WriteError(w, r, &queryError{"body must be {\"since\": RFC 3339 time, \"status\": optional}: " + err.Error()})
+		req, err := decodeRedeliver(r.Body)
+		if err != nil {
+			cfg.WriteError(w, r, err)
 			return
 		}
 		n, err := d.RedeliverSince(m, req.Since, req.Status)
@@ -115,20 +115,80 @@ func (d *Dispatcher) Handler(cfg HandlerConfig) http.Handler {
 
 var errUnauthenticated = errors.New("webhooks: no authenticated merchant")
 
-type queryError struct{ msg string }
+// maxPage bounds page as the API's other lists do.
+const maxPage = 1_000_000
 
-func (e *queryError) Error() string { return "webhooks: " + e.msg }
-func (e *queryError) Unwrap() error { return ErrInvalidQuery }
+// whole reads the optional whole-number query parameter name, from 1 to
+// hi (def when absent), naming it in e otherwise.
+func (e *QueryError) whole(q url.Values, name string, def, hi int) int {
+	v := q.Get(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n < 1 || n > uint64(hi) {
+		e.add(name, "int_parsing", fmt.Sprintf("%s must be a whole number from 1 to %d", name, hi))
+		return def
+	}
+	return int(n)
+}
 
-func atoiOr(s string, def int) (int, error) {
-	if s == "" {
-		return def, nil
+// redeliverRequest is the body of POST /api/v1/webhooks/redeliver.
+type redeliverRequest struct {
+	Since  time.Time
+	Status string
+}
+
+// redeliverShape is what POST /api/v1/webhooks/redeliver takes.
+const redeliverShape = `{"since": RFC 3339 time, "status": optional}`
+
+// decodeRedeliver reads the body of a bulk redelivery: a *QueryError names
+// what is wrong with it.
+func decodeRedeliver(body io.Reader) (redeliverRequest, error) {
+	var raw struct {
+		Since  string `json:"since"`
+		Status string `json:"status"`
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return 0, &queryError{"page and page_size must be positive integers"}
+	var bad QueryError
+	dec := json.NewDecoder(io.LimitReader(body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		bad.Fields = append(bad.Fields, bodyField(err))
+		return redeliverRequest{}, &bad
 	}
-	return n, nil
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		bad.add("body", "json_invalid", "body must hold exactly one JSON value: "+redeliverShape)
+		return redeliverRequest{}, &bad
+	}
+	req := redeliverRequest{Status: raw.Status}
+	if raw.Since != "" && req.Since.UnmarshalText([]byte(raw.Since)) != nil {
+		bad.add("since", "datetime_parsing", "since must be an RFC 3339 time such as 2026-02-25T12:00:00Z")
+	} else {
+		bad.since(req.Since)
+	}
+	bad.status(raw.Status)
+	if err := bad.err(); err != nil {
+		return redeliverRequest{}, err
+	}
+	return req, nil
+}
+
+// bodyField names what a decoding error of the redelivery body concerns.
+func bodyField(err error) QueryField {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return QueryField{"body", "missing", "body is required: " + redeliverShape}
+	case errors.As(err, &te) && te.Field == "":
+		return QueryField{"body", "model_type", "body must be a JSON object: " + redeliverShape}
+	case errors.As(err, &te):
+		return QueryField{te.Field, "string_type", fmt.Sprintf("%s must be a string, not a JSON %s", te.Field, te.Value)}
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return QueryField{name, "extra_forbidden", fmt.Sprintf("%q is not a field of this request: %s", name, redeliverShape)}
+	}
+	return QueryField{"body", "json_invalid", "body is not valid JSON (" + strings.TrimPrefix(err.Error(), "json: ") + "): " + redeliverShape}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -360,7 +360,8 @@ func TestListGetRedeliver(t *testing.T) {
 	if delivered.Details.TotalObjects != 3 {
 		t.Fatalf("delivered: %+v", delivered.Details)
 	}
-	if _, err := d.ListDeliveries("m1", ListQuery{Status: "nope"}); !errors.Is(err, ErrInvalidQuery) {
+	var qe *QueryError
+	if _, err := d.ListDeliveries("m1", ListQuery{Status: "nope"}); !errors.Is(err, ErrInvalidQuery) || !errors.As(err, &qe) || len(qe.Fields) != 1 || qe.Fields[0].Path != "status" {
 		t.Fatalf("bad status: %v", err)
 	}
 	// Another merchant's delivery is not found.
@@ -406,8 +407,9 @@ func TestListGetRedeliver(t *testing.T) {
 	if n, _ := d.RedeliverSince("m1", time.Now().Add(time.Hour), ""); n != 0 {
 		t.Errorf("since the future: %d", n)
 	}
-	if _, err := d.RedeliverSince("m1", time.Time{}, ""); !errors.Is(err, ErrInvalidQuery) {
-		t.Errorf("zero since: %v", err)
+	_, err = d.RedeliverSince("m1", time.Time{}, "nope")
+	if !errors.Is(err, ErrInvalidQuery) || !errors.As(err, &qe) || len(qe.Fields) != 2 || qe.Fields[0].Path != "since" || qe.Fields[1].Path != "status" {
+		t.Errorf("zero since, unknown status: %v", err)
 	}
 }
 

@@ -222,14 +222,11 @@ func classifyCause(err error) (e *apiError, internal bool) {
 	}
 	var ve *commands.ValidationError
 	if errors.As(err, &ve) {
-		out := newError(CodeValidation, "The request contains invalid parameters or malformed data")
-		for _, f := range ve.Fields {
-			out.Details = append(out.Details, Detail(f))
-		}
-		if len(out.Details) == 1 {
-			out.Message = out.Details[0].Message
-		}
-		return out, false
+		return validationError(ve.Fields), false
+	}
+	var qe *webhooks.QueryError
+	if errors.As(err, &qe) {
+		return validationError(qe.Fields), false
 	}
 	for _, m := range domainErrors {
 		if errors.Is(err, m.err) {
@@ -248,6 +245,19 @@ func classifyCause(err error) (e *apiError, internal bool) {
 		}
 	}
 	return newError(CodeInternal, "Internal server error; quote the request id to support"), true
+}
+
+// validationError is a 400 VALIDATION_ERROR with a detail per bad field,
+// whose message is the field's when there is one.
+func validationError[F commands.FieldError | webhooks.QueryField](fields []F) *apiError {
+	out := newError(CodeValidation, "The request contains invalid parameters or malformed data")
+	for _, f := range fields {
+		out.Details = append(out.Details, Detail(f))
+	}
+	if len(out.Details) == 1 {
+		out.Message = out.Details[0].Message
+	}
+	return out
 }
 
 // detailType is the detail type of a field-named domain refusal.

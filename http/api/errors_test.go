@@ -169,6 +169,90 @@ func TestBadInputAppendsNothing(t *testing.T) {
 	}
 }
 
+// TestWebhooksBadInput sends bad queries and bodies to the webhook
+// delivery routes: each is answered 400 VALIDATION_ERROR with one detail
+// per bad field (path, type, message), the message the detail's when there
+// is one, and the log's head does not move. (TestBadInputAppendsNothing's
+// harness refuses plain-http targets; the webhook harness allows them.)
+// Before, each answered the same message with no detail, and page_size
+// over 100 was cut to 100.
+func TestWebhooksBadInput(t *testing.T) {
+	h, _ := newWebhookHarness(t, newHookReceiver(t).rcv)
+	m := h.newMerchant(`{"name": "hooks"}`)
+	const (
+		list  = "GET /api/v1/webhooks/deliveries"
+		since = "POST /api/v1/webhooks/redeliver"
+		ok    = `"since": "2026-02-25T12:00:00Z"`
+	)
+	tests := []struct {
+		name, route, query, body string
+		fields                   []string // the details' paths, in order
+	}{
+		{"page 0", list, "?page=0", "", []string{"page"}},
+		{"page not a number", list, "?page=x", "", []string{"page"}},
+		{"page signed", list, "?page=+1", "", []string{"page"}},
+		{"page_size not a number", list, "?page_size=abc", "", []string{"page_size"}},
+		{"page_size 0", list, "?page_size=0", "", []string{"page_size"}},
+		{"page_size 101", list, "?page_size=101", "", []string{"page_size"}},
+		{"page_size 100000", list, "?page_size=100000", "", []string{"page_size"}},
+		{"unknown status", list, "?status=bogus", "", []string{"status"}},
+		{"three bad", list, "?page=0&page_size=abc&status=bogus", "", []string{"page", "page_size", "status"}},
+		{"no since", since, "", `{}`, []string{"since"}},
+		{"null since", since, "", `{"since": null}`, []string{"since"}},
+		{"zero since", since, "", `{"since": "0001-01-01T00:00:00Z"}`, []string{"since"}},
+		{"since not a time", since, "", `{"since": "yesterday"}`, []string{"since"}},
+		{"since a number", since, "", `{"since": 1772020800}`, []string{"since"}},
+		{"unknown field", since, "", `{` + ok + `, "foo": 1}`, []string{"foo"}},
+		{"unknown status", since, "", `{` + ok + `, "status": "bogus"}`, []string{"status"}},
+		{"no since, unknown status", since, "", `{"status": "bogus"}`, []string{"since", "status"}},
+		{"bad since, unknown status", since, "", `{"since": "yesterday", "status": "bogus"}`, []string{"since", "status"}},
+		{"malformed", since, "", `{bad`, []string{"body"}},
+		{"cut short", since, "", `{` + ok, []string{"body"}},
+		{"not an object", since, "", `[{` + ok + `}]`, []string{"body"}},
+		{"two values", since, "", `{` + ok + `} {}`, []string{"body"}},
+		{"empty", since, "", ``, []string{"body"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.route+" "+tc.name, func(t *testing.T) {
+			before := h.head()
+			method, path, _ := strings.Cut(tc.route, " ")
+			r := h.api(m, method, path+tc.query, tc.body)
+			if r.Status != http.StatusBadRequest || r.errCode(t) != CodeValidation {
+				t.Fatalf("%d %s, want 400 %s", r.Status, r.Body, CodeValidation)
+			}
+			d := r.details(t)
+			var paths []string
+			for _, f := range d {
+				paths = append(paths, f.Path)
+				if f.Type == "" || f.Message == "" {
+					t.Errorf("detail without type or message: %+v", f)
+				}
+			}
+			if fmt.Sprint(paths) != fmt.Sprint(tc.fields) {
+				t.Errorf("details name %v, want %v: %s", paths, tc.fields, r.Body)
+			}
+			if msg := r.JSON(t)["error"].(map[string]any)["message"]; len(d) == 1 && msg != d[0].Message {
+				t.Errorf("message %q, not its one detail's %q", msg, d[0].Message)
+			}
+			if after := h.head(); after != before {
+				t.Errorf("log head moved from %d to %d", before, after)
+			}
+		})
+	}
+
+	// The deliveries list refuses what the invoices list refuses, saying
+	// the same.
+	for _, q := range []string{"?page_size=100000", "?page_size=0", "?page=0", "?page=1000001"} {
+		inv, del := h.api(m, "GET", "/api/v1/invoices"+q, ""), h.api(m, "GET", "/api/v1/webhooks/deliveries"+q, "")
+		if inv.Status != del.Status || fmt.Sprint(inv.details(t)) != fmt.Sprint(del.details(t)) {
+			t.Errorf("%s: invoices %d %s, deliveries %d %s", q, inv.Status, inv.Body, del.Status, del.Body)
+		}
+	}
+	if r := h.api(m, "GET", "/api/v1/webhooks/deliveries?page=1000000&page_size=100", ""); r.Status != http.StatusOK {
+		t.Errorf("the last page of the largest size: %d %s", r.Status, r.Body)
+	}
+}
+
 func TestCrossMerchant404(t *testing.T) {
 	h := newHarness(t)
 	a := h.seedSetup()

@@ -401,7 +401,7 @@ var (
 	pWidget  = pathParam("id", "Widget external id (UUID, in any case; answers show it in lower case)")
 	pMerch   = pathParam("id", "Merchant id")
 	pGateway = pathParam("id", "Gateway id (the sandbox is 1)")
-	qPage    = queryParam("page", "Page number, from 1 (default 1)", js{"type": "integer", "minimum": 1})
+	qPage    = queryParam("page", "Page number, 1 to 1,000,000 (default 1)", js{"type": "integer", "minimum": 1, "maximum": 1000000})
 	qSize    = queryParam("page_size", "Page size, 1 to 100 (default 20)", js{"type": "integer", "minimum": 1, "maximum": 100})
 	qAccount = queryParam("account_id", "Seed 000's account id: must be the key's merchant", js{"type": "string"})
 	qStamp   = queryParam("timestamp", "Seed 000's Unix time in milliseconds, within 3 minutes", js{"type": "integer"})
