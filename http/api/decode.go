@@ -56,7 +56,13 @@ func decodeError(err error, body []byte) error {
 	case errors.As(err, &se):
 		return badBody("json_invalid", fmt.Sprintf("body is not valid JSON at byte %d: %s", se.Offset, se.Error()))
 	case errors.As(err, &te):
+		// te.Field names struct fields only (an embedded struct by its Go
+		// name), not map keys or list indices: name the value the error
+		// came from in the body, when its kind is what the error says.
 		path := te.Field
+		if p, kind, ok := valueAt(body, te.Offset-1); ok && strings.HasPrefix(te.Value+" ", kind+" ") {
+			path = p
+		}
 		if path == "" {
 			path = "body"
 		}
@@ -79,6 +85,86 @@ func decodeError(err error, body []byte) error {
 		return badField(fe.path, fe.typ, fe.msg)
 	}
 	return badBody("json_invalid", "body is not valid JSON: "+strings.TrimPrefix(msg, "json: "))
+}
+
+// valueAt finds the value of body that byte at lies in (an
+// UnmarshalTypeError's Offset-1: the decoder reads into the bad value before
+// it errs) and returns its path, object keys joined by dots and list
+// indices in brackets ("extra_fields.phone", "currencies[2]"; "" for the
+// body itself), and its JSON kind ("object", "array", "string", "number",
+// "bool", "null"). ok is false when no value holds at.
+func valueAt(body []byte, at int64) (path, kind string, ok bool) {
+	type level struct {
+		list  bool
+		index int    // list: the current element's
+		key   string // object: the current member's
+		inKey bool   // object: a key comes next
+	}
+	var stack []level
+	done := func() { // the current member or element is read
+		if len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			top.index++
+			top.inKey = !top.list
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil || start > at {
+			return "", "", false
+		}
+		d, delim := tok.(json.Delim)
+		switch {
+		case delim && (d == '}' || d == ']'):
+			stack = stack[:len(stack)-1]
+			done()
+			continue
+		case len(stack) > 0 && stack[len(stack)-1].inKey:
+			stack[len(stack)-1].key, stack[len(stack)-1].inKey = tok.(string), false
+			continue
+		}
+		if at < dec.InputOffset() {
+			var b strings.Builder
+			for i, l := range stack {
+				switch {
+				case l.list:
+					fmt.Fprintf(&b, "[%d]", l.index)
+				case i > 0:
+					b.WriteString("." + l.key)
+				default:
+					b.WriteString(l.key)
+				}
+			}
+			return b.String(), jsonKind(tok), true
+		}
+		if delim {
+			stack = append(stack, level{list: d == '[', inKey: d == '{'})
+			continue
+		}
+		done()
+	}
+}
+
+// jsonKind names the JSON kind of a token: what an UnmarshalTypeError's
+// Value starts with.
+func jsonKind(tok json.Token) string {
+	switch t := tok.(type) {
+	case json.Delim:
+		if t == '[' {
+			return "array"
+		}
+		return "object"
+	case string:
+		return "string"
+	case json.Number:
+		return "number"
+	case bool:
+		return "bool"
+	}
+	return "null"
 }
 
 // fieldDecodeError is returned by a field's own UnmarshalJSON to name itself.

@@ -58,6 +58,48 @@ func TestCheckKeys(t *testing.T) {
 	}
 }
 
+// A wrong type is named by where it is in the body: map keys and list
+// indices included, an embedded struct's fields by their JSON names
+// (encoding/json's UnmarshalTypeError.Field stops at the struct field, and
+// names an embedded struct by its Go name). Before, extra_fields.phone was
+// "extra_fields" and a merchant patch's name "merchantRequest.name".
+func TestDecodeTypeErrorPath(t *testing.T) {
+	type inner struct {
+		Tags map[string]int `json:"tags"`
+	}
+	type req struct {
+		Extra map[string]string            `json:"extra_fields"`
+		Deep  map[string]map[string]string `json:"deep"`
+		List  []inner                      `json:"list"`
+		Nums  []int                        `json:"nums"`
+		Inner inner                        `json:"inner"`
+	}
+	tests := []struct {
+		body string
+		into any
+		path string
+		msg  string
+	}{
+		{`{"extra_fields": {"phone": 12345678}}`, &req{}, "extra_fields.phone", "extra_fields.phone must be a string, not a JSON number"},
+		{" \n {\"extra_fields\": {\"a\": \"1\", \"b\": true}}", &req{}, "extra_fields.b", "extra_fields.b must be a string, not a JSON bool"},
+		{`{"extra_fields": {"\u0070hone": {}}}`, &req{}, "extra_fields.phone", "extra_fields.phone must be a string, not a JSON object"},
+		{`{"extra_fields": [1]}`, &req{}, "extra_fields", "extra_fields must be an object, not a JSON array"},
+		{`{"extra_fields": "x"}`, &req{}, "extra_fields", "extra_fields must be an object, not a JSON string"},
+		{`{"deep": {"x": {"y": 1}}}`, &req{}, "deep.x.y", "deep.x.y must be a string, not a JSON number"},
+		{`{"list": [{"tags": {}}, {"tags": {"k": "v"}}]}`, &req{}, "list[1].tags.k", "list[1].tags.k must be an integer, not a JSON string"},
+		{`{"nums": [1, 2, "3"]}`, &req{}, "nums[2]", "nums[2] must be an integer, not a JSON string"},
+		{`{"inner": {"tags": {"k": 1.5}}}`, &req{}, "inner.tags.k", "inner.tags.k must be an integer, not a JSON number 1.5"},
+		{`{"name": 5}`, &merchantPatch{}, "name", "name must be a string, not a JSON number"},
+		{`{"amount": 1500}`, &createInvoiceRequest{}, "amount", "amount must be a string, not a JSON number"},
+	}
+	for _, tc := range tests {
+		e, internal := classify(decode([]byte(tc.body), tc.into, false))
+		if internal || e.Status != http.StatusBadRequest || len(e.Details) != 1 || e.Details[0].Path != tc.path || e.Details[0].Message != tc.msg {
+			t.Errorf("%s: %+v, want %s: %q", tc.body, e, tc.path, tc.msg)
+		}
+	}
+}
+
 // checkKeys runs on every request with a body: an ordinary one costs it no
 // allocation beyond the type's (cached) field table.
 func TestCheckKeysAllocations(t *testing.T) {

@@ -81,6 +81,7 @@ func TestEInvoice(t *testing.T) {
 		{"unknown method", strings.Replace(seed001Request, `visamaster.uah`, `visamaster.zzz`, 1), EInvoiceMethod, "currency"},
 		{"method without rate", strings.NewReplacer(`visamaster.uah`, `visamaster.ngn`, `"card_holder": "Ivan Ivanov"`, ``).Replace(seed001Request), EInvoiceRate, "currency"},
 		{"bad extra field", strings.Replace(seed001Request, `"card_holder"`, `"phone"`, 1), EInvoiceInvalid, "extra_fields.phone"},
+		{"extra field a number", strings.Replace(seed001Request, `"card_holder": "Ivan Ivanov"`, `"phone": 12345678`, 1), EInvoiceInvalid, "extra_fields.phone"},
 		{"unknown field", strings.Replace(seed001Request, `"sender"`, `"senderx"`, 1), EInvoiceInvalid, "senderx"},
 		{"extra field twice", strings.Replace(seed001Request, `"card_holder"`, `"card_holder": "Petr Petrov", "card_holder"`, 1), EInvoiceInvalid, "extra_fields.card_holder"},
 		{"malformed", `{"payment_id": `, EInvoiceInvalid, "body"},

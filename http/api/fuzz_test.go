@@ -89,20 +89,24 @@ func FuzzEInvoiceRequest(f *testing.F) {
 	})
 }
 
-// FuzzDecode checks the strict decoder alone: a refusal always names a path.
+// FuzzDecode checks the strict decoder alone: a refusal always names a
+// path, into a request with a map (e-invoice's extra_fields) too.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(seed003Request))
 	f.Add([]byte(`{"amount": 1}`))
 	f.Add([]byte(`{"x": 1}`))
+	f.Add([]byte(seed001Request))
+	f.Add([]byte(`{"extra_fields": {"phone": 12345678, "a": [1]}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var req createInvoiceRequest
-		err := decode(b, &req, false)
-		if err == nil {
-			return
-		}
-		e, internal := classify(err)
-		if internal || e.Status != http.StatusBadRequest || len(e.Details) == 0 || e.Details[0].Path == "" {
-			t.Fatalf("decode(%q): %v (%+v)", b, err, e)
+		for _, req := range []any{&createInvoiceRequest{}, &einvoiceRequest{}} {
+			err := decode(b, req, false)
+			if err == nil {
+				continue
+			}
+			e, internal := classify(err)
+			if internal || e.Status != http.StatusBadRequest || len(e.Details) == 0 || e.Details[0].Path == "" {
+				t.Fatalf("decode(%q) into %T: %v (%+v)", b, req, err, e)
+			}
 		}
 	})
 }
