@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -374,6 +375,29 @@ func UUID(id ulid.ULID) string {
 		j += 2
 	}
 	return string(b[:])
+}
+
+// CanonicalUUID returns s in lower case if it is UUID text (8-4-4-4-12 hex
+// digits) in any case, as UUID renders the ids it makes: a client may have
+// upper-cased one. Anything else comes back as it is.
+func CanonicalUUID(s string) string {
+	if len(s) != 36 {
+		return s
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return s
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return s
+			}
+		}
+	}
+	return strings.ToLower(s)
 }
 
 func isVersionConflict(err error) bool { return errors.Is(err, ledger.ErrVersionConflict) }

@@ -1197,3 +1197,26 @@ func TestInvoiceNeverCreatedWhileGatewayDisabled(t *testing.T) {
 		t.Errorf("invoices created while the sandbox was disabled, at %v", seqs)
 	}
 }
+
+// CanonicalUUID lowers UUID text in any case, as UUID writes it, and leaves
+// anything else alone: a payment's integer id, a ULID, a near-UUID.
+func TestCanonicalUUID(t *testing.T) {
+	id := commands.UUID(ulid.Make())
+	for in, want := range map[string]string{
+		strings.ToUpper(id):                    id,
+		"0191FB39-0B2E-7F1A-9C3D-ab12CD34ef56": "0191fb39-0b2e-7f1a-9c3d-ab12cd34ef56",
+	} {
+		if got := commands.CanonicalUUID(in); got != want {
+			t.Errorf("CanonicalUUID(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, same := range []string{
+		id, "", "123", "01J5ZK1R2Q3W4E5R6T7Y8U9X0P", "ORDER-2026-0001",
+		"0191FB39-0B2E-7F1A-9C3D-AB12CD34EF5G", "0191FB390B2E-7F1A-9C3D-AB12CD34EF56X",
+		"{0191FB39-0B2E-7F1A-9C3D-AB12CD34EF56}", "0191FB39-0B2E-7F1A-9C3D-AB12CD34EF5",
+	} {
+		if got := commands.CanonicalUUID(same); got != same {
+			t.Errorf("CanonicalUUID(%q) = %q, want it unchanged", same, got)
+		}
+	}
+}

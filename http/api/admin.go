@@ -91,9 +91,14 @@ func (s *Server) adminListMerchants(c *call) (int, any, error) {
 	return http.StatusOK, merchantList{Merchants: ms}, nil
 }
 
+// merchantPathID is the {id} of a merchant route. A merchant's id is UUID
+// text in lower case (commands.UUID); the same UUID in upper or mixed case
+// names it too.
+func merchantPathID(c *call) string { return commands.CanonicalUUID(c.r.PathValue("id")) }
+
 // adminGetMerchant is GET /admin/v1/merchants/{id}.
 func (s *Server) adminGetMerchant(c *call) (int, any, error) {
-	m, err := s.views.Merchant(c.r.PathValue("id"))
+	m, err := s.views.Merchant(merchantPathID(c))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -111,7 +116,7 @@ func (s *Server) adminPatchMerchant(c *call) (int, any, error) {
 	if st == (commands.MerchantSettings{}) {
 		return 0, nil, badBody("missing", "body must change at least one setting")
 	}
-	id := c.r.PathValue("id")
+	id := merchantPathID(c)
 	if err := s.svc.ChangeMerchantSettings(c.ctx, commands.ChangeMerchantSettings{Meta: c.meta, MerchantID: id, Settings: st}); err != nil {
 		return 0, nil, err
 	}
@@ -143,7 +148,7 @@ func (s *Server) adminIssueKey(c *call) (int, any, error) {
 	if utf8.RuneCountInString(req.Label) > 100 || !utf8.ValidString(req.Label) {
 		return 0, nil, badField("label", "string_too_long", "label must be at most 100 characters")
 	}
-	id := c.r.PathValue("id")
+	id := merchantPathID(c)
 	key, err := keyring.NewAPIKey()
 	if err != nil {
 		return 0, nil, err
@@ -181,7 +186,7 @@ func alreadyCreated(c *call, err error, what string) error {
 
 // adminRevokeKey is DELETE /admin/v1/merchants/{id}/keys/{key_id}.
 func (s *Server) adminRevokeKey(c *call) (int, any, error) {
-	id, keyID := c.r.PathValue("id"), c.r.PathValue("key_id")
+	id, keyID := merchantPathID(c), c.r.PathValue("key_id")
 	if err := s.svc.RevokeAPIKey(c.ctx, commands.RevokeAPIKey{Meta: c.meta, MerchantID: id, KeyID: keyID}); err != nil {
 		return 0, nil, err
 	}
@@ -202,7 +207,7 @@ func (s *Server) adminRotateSecret(c *call) (int, any, error) {
 	if err := decode(c.body, &struct{}{}, true); err != nil {
 		return 0, nil, err
 	}
-	id := c.r.PathValue("id")
+	id := merchantPathID(c)
 	// The command decides the version (again after a concurrent rotation
 	// took one), so the secret is derived for the version it decides.
 	rot, err := s.svc.RotateSigningSecret(c.ctx, commands.RotateSigningSecret{Meta: c.meta, MerchantID: id,

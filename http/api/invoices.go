@@ -141,9 +141,14 @@ func (s *Server) rateFor(currency string) (decimal.Decimal, error) {
 	return d, nil
 }
 
+// invoiceID is the {invoice_id} of an invoice route. An invoice's id is
+// UUID text in lower case (commands.UUID); the same UUID in upper or mixed
+// case names it too.
+func invoiceID(c *call) string { return commands.CanonicalUUID(c.r.PathValue("invoice_id")) }
+
 // getInvoice is GET /api/v1/invoices/{invoice_id}.
 func (s *Server) getInvoice(c *call) (int, any, error) {
-	return s.invoiceBody(c, c.r.PathValue("invoice_id"), http.StatusOK)
+	return s.invoiceBody(c, invoiceID(c), http.StatusOK)
 }
 
 // listInvoices is GET /api/v1/invoices?status=&page=&page_size=.
@@ -206,7 +211,7 @@ func (s *Server) cancelInvoice(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	id := c.r.PathValue("invoice_id")
+	id := invoiceID(c)
 	if _, err := s.svc.CancelInvoice(c.ctx, commands.CancelInvoice{Meta: c.meta, MerchantID: c.merchantID, InvoiceID: id, Reason: reason}); err != nil {
 		return 0, nil, err
 	}

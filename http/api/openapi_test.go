@@ -396,10 +396,10 @@ func queryParam(name, desc string, schema js) js {
 }
 
 var (
-	pInvoice = pathParam("invoice_id", "Invoice id (UUID text)")
+	pInvoice = pathParam("invoice_id", "Invoice id (UUID, in any case; answers show it in lower case)")
 	pPayment = pathParam("id", "Payment id: the integer of seed 002")
 	pWidget  = pathParam("id", "Widget external id (UUID, in any case; answers show it in lower case)")
-	pMerch   = pathParam("id", "Merchant id")
+	pMerch   = pathParam("id", "Merchant id (UUID, in any case; answers show it in lower case)")
 	pGateway = pathParam("id", "Gateway id (the sandbox is 1)")
 	qPage    = queryParam("page", "Page number, 1 to 1,000,000 (default 1)", js{"type": "integer", "minimum": 1, "maximum": 1000000})
 	qSize    = queryParam("page_size", "Page size, 1 to 100 (default 20)", js{"type": "integer", "minimum": 1, "maximum": 100})

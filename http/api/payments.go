@@ -30,7 +30,7 @@ func (s *Server) createPayment(c *call) (int, any, error) {
 	if err := decode(c.body, &req, false); err != nil {
 		return 0, nil, err
 	}
-	id := c.r.PathValue("invoice_id")
+	id := invoiceID(c)
 	inv, err := s.views.Invoice(c.merchantID, id)
 	if err != nil {
 		return 0, nil, err
@@ -114,7 +114,7 @@ func (s *Server) cancelPayment(c *call) (int, any, error) {
 
 // listInvoicePayments is GET /api/v1/invoices/{invoice_id}/payments.
 func (s *Server) listInvoicePayments(c *call) (int, any, error) {
-	id := c.r.PathValue("invoice_id")
+	id := invoiceID(c)
 	if _, err := s.views.Invoice(c.merchantID, id); err != nil {
 		return 0, nil, err
 	}

@@ -26,7 +26,7 @@ type accountStamp struct {
 // checkStamp refuses an account_id other than the caller's (404, as for any
 // other merchant's resource) and a timestamp off by more than the window.
 func (s *Server) checkStamp(c *call, st accountStamp) error {
-	if st.AccountID != "" && st.AccountID != c.merchantID {
+	if st.AccountID != "" && commands.CanonicalUUID(st.AccountID) != c.merchantID {
 		return newError(CodeNotFound, "Account not found",
 			Detail{Path: "account_id", Type: "not_found", Message: "account_id is not the account of this API key"})
 	}

@@ -490,6 +490,37 @@ func TestPayNotFound(t *testing.T) {
 	}
 }
 
+// An invoice's id in upper or mixed case names it on every payment page
+// route: payment_link has it in lower case, but a shop or a customer may
+// have upper-cased the UUID. Before, each answered 404.
+func TestPayInvoiceIDInAnyCase(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	id := inv.InvoiceID
+	upper, mixed := strings.ToUpper(id), id[:18]+strings.ToUpper(id[18:])
+	if upper == id {
+		t.Skip("the invoice's id has no letter") // one in millions
+	}
+	c := e.client()
+	page := c.get("/pay/" + upper)
+	wantStatus(t, page, http.StatusOK)
+	tok := formToken(t, page.body)
+	if st := c.status(mixed); st["invoice_id"] != id {
+		t.Errorf("status of %s: %v", mixed, st)
+	}
+	res := c.post("/pay/"+mixed+"/method", url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}})
+	wantRedirect(t, res, "/pay/"+id+"#details")
+	ps := e.payments(id)
+	if len(ps) != 1 {
+		t.Fatalf("payments after choosing through %s: %+v", mixed, ps)
+	}
+	res = c.post("/pay/"+upper+"/confirm", url.Values{"csrf_token": {tok}, "payment": {ps[0].ID}})
+	wantRedirect(t, res, "/pay/"+id)
+	if got := e.payments(id)[0].Status; got != commands.PaymentStatusConfirmed {
+		t.Fatalf("payment status %s after confirming through %s, want CONFIRMED", got, upper)
+	}
+}
+
 func TestPayMethodNotAllowed(t *testing.T) {
 	e := newEnv(t)
 	inv := e.invoice(invoiceOpts{})

@@ -323,7 +323,7 @@ func (h *handler) payPage(w http.ResponseWriter, r *http.Request) {
 
 // loadPayOrFail loads the page state, answering 404 or 500 itself.
 func (h *handler) loadPayOrFail(w http.ResponseWriter, r *http.Request) (*payState, bool) {
-	st, err := h.loadPay(r.PathValue("invoice_id"))
+	st, err := h.loadPay(invoiceID(r))
 	switch {
 	case errors.Is(err, projections.ErrNotFound):
 		h.notFound(w, r)
@@ -339,7 +339,7 @@ func (h *handler) loadPayOrFail(w http.ResponseWriter, r *http.Request) (*paySta
 // takes the invoice's lock; it answers the failures itself. The caller
 // must call unlock when ok.
 func (h *handler) postPrelude(w http.ResponseWriter, r *http.Request) (id string, unlock func(), ok bool) {
-	id = r.PathValue("invoice_id")
+	id = invoiceID(r)
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		h.renderMessage(w, r, http.StatusBadRequest, "Please try again", "The form could not be read.",
@@ -484,7 +484,7 @@ type statusBody struct {
 }
 
 func (h *handler) payStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := h.loadPay(r.PathValue("invoice_id"))
+	st, err := h.loadPay(invoiceID(r))
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
 	hd.Set("Cache-Control", "no-store")
@@ -522,6 +522,11 @@ func safeURL(u string) string {
 	}
 	return u
 }
+
+// invoiceID is the {invoice_id} of a payment page route. An invoice's id is
+// UUID text in lower case (commands.UUID); the same UUID in upper or mixed
+// case names it too.
+func invoiceID(r *http.Request) string { return commands.CanonicalUUID(r.PathValue("invoice_id")) }
 
 // plausibleID bounds the ids the views are asked about.
 func plausibleID(id string) bool {
