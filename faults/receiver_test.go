@@ -98,7 +98,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.total++
-	if err := webhooks.Verify(r.secret, req.Header, body, 5*time.Minute); err != nil {
+	if err := webhooks.Verify(r.secret, req, body, 5*time.Minute); err != nil {
 		r.badSig++
 		w.WriteHeader(http.StatusUnauthorized)
 		return

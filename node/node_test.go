@@ -83,7 +83,7 @@ func TestNodeEndToEnd(t *testing.T) {
 	var hooks []string // "webhook-id status"
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if err := webhooks.Verify(secret, r.Header, body, 5*time.Minute); err != nil {
+		if err := webhooks.Verify(secret, r, body, 5*time.Minute); err != nil {
 			t.Errorf("webhook signature: %v", err)
 			http.Error(w, "bad signature", http.StatusBadRequest)
 			return

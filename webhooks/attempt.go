@@ -156,19 +156,22 @@ func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 		res.err = err.Error()
 		return res
 	}
-	signed := r.Body
+	keys, ts, client := sg.keys(res.start), res.start.Unix(), d.client
 	if r.Method == http.MethodGet {
-		signed = nil
+		// A status_url call: signed over its URL, which carries the status.
+		req.Header.Set(HeaderSignature, Sign(keys, r.WebhookID, ts, statusContent(sentURL(req.URL))))
+		client = resigning(d.client, func(u *url.URL) string {
+			return Sign(keys, r.WebhookID, ts, statusContent(sentURL(u)))
+		})
 	} else {
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(HeaderSignature, Sign(keys, r.WebhookID, ts, r.Body))
 	}
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
 	req.Header.Set(HeaderID, r.WebhookID)
-	ts := res.start.Unix()
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(sg.keys(res.start), r.WebhookID, ts, signed))
 
-	resp, err := d.client.Do(req)
+	resp, err := client.Do(req)
 	if err == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
 		resp.Body.Close()
@@ -198,6 +201,22 @@ func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 		})
 	}
 	return res
+}
+
+// resigning is c (its transport shared) with each redirect hop, once c's
+// policy lets it through, signed anew for its own URL by sign: a status
+// call's signature covers its URL, so the one made for the first hop
+// would not verify at the next.
+func resigning(c *http.Client, sign func(*url.URL) string) *http.Client {
+	rc := *c
+	rc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := c.CheckRedirect(req, via); err != nil {
+			return err
+		}
+		req.Header.Set(HeaderSignature, sign(req.URL))
+		return nil
+	}
+	return &rc
 }
 
 func attemptError(err error, timeout time.Duration) string {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -245,7 +246,7 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	if rc.secret != nil {
 		rec.VerifyErr = errors.New("unknown merchant")
 		for _, s := range rc.secretsFor() {
-			if err := Verify(s, r.Header, body, time.Minute); err == nil {
+			if err := Verify(s, r, body, time.Minute); err == nil {
 				rec.VerifyErr = nil
 				break
 			} else {
@@ -405,6 +406,12 @@ type (
 var io_NopCloser = io.NopCloser
 
 func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// posted is a webhook as its receiver's server has it: a POST with
+// headers h (its body is passed to Verify on its own).
+func posted(h http.Header) *http.Request {
+	return &http.Request{Method: http.MethodPost, URL: &url.URL{Path: "/hook"}, RequestURI: "/hook", Header: h}
+}
 
 // hdr builds canonical webhook headers, as a server sees them.
 func hdr(id, ts, sig string) http.Header {

@@ -489,11 +489,11 @@ func TestRotationSignsTwice(t *testing.T) {
 		t.Fatalf("%d signatures during rotation: %q", n, r.Signature)
 	}
 	for v := 1; v <= 2; v++ {
-		if err := Verify(e.kr.SigningSecret("m1", v), h, r.Body, time.Minute); err != nil {
+		if err := Verify(e.kr.SigningSecret("m1", v), posted(h), r.Body, time.Minute); err != nil {
 			t.Errorf("secret version %d: %v", v, err)
 		}
 	}
-	if err := Verify(e.kr.SigningSecret("m1", 3), h, r.Body, time.Minute); !errors.Is(err, ErrSignature) {
+	if err := Verify(e.kr.SigningSecret("m1", 3), posted(h), r.Body, time.Minute); !errors.Is(err, ErrSignature) {
 		t.Errorf("unknown secret: %v", err)
 	}
 	// Without overlap: one signature, the new secret's.
@@ -511,7 +511,7 @@ func TestRotationSignsTwice(t *testing.T) {
 	})
 	r = rc.accepted()[1]
 	h = hdr(r.ID, r.Timestamp, r.Signature)
-	if len(strings.Fields(r.Signature)) != 1 || Verify(e.kr.SigningSecret("m1", 3), h, r.Body, time.Minute) != nil {
+	if len(strings.Fields(r.Signature)) != 1 || Verify(e.kr.SigningSecret("m1", 3), posted(h), r.Body, time.Minute) != nil {
 		t.Errorf("after rotation without overlap: %q", r.Signature)
 	}
 	_ = d

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 
@@ -88,6 +89,14 @@ func newClientControl(cfg Config, control func(ctx context.Context, network, add
 				// receiver would see no webhook and answer 2xx.
 				return fmt.Errorf("%w: %d would change %s into %s (use 307 or 308)", errRedirect, req.Response.StatusCode, via[0].Method, req.Method)
 			}
+			if req.Method == http.MethodGet && !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
+				// A status_url call (the only GET) goes to its own host:
+				// the status it reports, and its signature, are for the
+				// merchant, not for whichever host a redirect names.
+				return fmt.Errorf("%w: %d to another host (%s); a status_url call follows redirects within its own host only", errRedirect, req.Response.StatusCode, req.URL.Host)
+			}
+			// The previous hop's URL, query and all, is nobody else's business.
+			req.Header.Del("Referer")
 			return checkScheme(req.URL, cfg.AllowPrivate)
 		},
 	}

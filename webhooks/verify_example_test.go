@@ -18,16 +18,17 @@ import (
 
 // docs:begin (docs/webhooks.md shows this code; TestDocsVerifyCode keeps them equal)
 
-// VerifyPayledgerWebhook checks a payledger webhook with only the standard
-// library (imports: crypto/hmac, crypto/sha256, encoding/base64, errors,
-// net/http, strconv, strings, time). secret is your signing secret,
-// "whsec_..."; body is the raw request body, read before any JSON decoding.
-func VerifyPayledgerWebhook(secret string, h http.Header, body []byte, now time.Time) error {
+// VerifyPayledgerWebhook checks a request from payledger, a webhook or a
+// status_url call, with only the standard library (imports: crypto/hmac,
+// crypto/sha256, encoding/base64, errors, net/http, strconv, strings,
+// time). secret is your signing secret, "whsec_..."; body is the raw
+// request body, read before any JSON decoding.
+func VerifyPayledgerWebhook(secret string, r *http.Request, body []byte, now time.Time) error {
 	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 	if err != nil {
 		return errors.New("malformed secret")
 	}
-	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")
+	id, ts := r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp")
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if id == "" || err != nil {
 		return errors.New("missing webhook-id or webhook-timestamp")
@@ -38,10 +39,22 @@ func VerifyPayledgerWebhook(secret string, h http.Header, body []byte, now time.
 	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(id + "." + ts + "."))
-	mac.Write(body)
+	if r.Method == http.MethodGet {
+		// A status_url call has no body: it is signed over "GET " and the
+		// URL it was sent to, query (the status) included. Behind a proxy
+		// that terminates TLS or changes the Host, put your status_url's
+		// scheme and host here instead.
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		mac.Write([]byte("GET " + scheme + "://" + r.Host + r.RequestURI))
+	} else {
+		mac.Write(body)
+	}
 	want := mac.Sum(nil)
 	// Several signatures while payledger rotates your secret: any one will do.
-	for _, sig := range strings.Fields(h.Get("webhook-signature")) {
+	for _, sig := range strings.Fields(r.Header.Get("webhook-signature")) {
 		b64, ok := strings.CutPrefix(sig, "v1,")
 		got, err := base64.StdEncoding.DecodeString(b64)
 		if ok && err == nil && hmac.Equal(got, want) {
@@ -76,7 +89,7 @@ func TestDocsVerifyCode(t *testing.T) {
 	rc := newReceiver(t, false, nil)
 	rc.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		err := VerifyPayledgerWebhook(e.kr.SigningSecret("m1", 1), r.Header, body, time.Now())
+		err := VerifyPayledgerWebhook(e.kr.SigningSecret("m1", 1), r, body, time.Now())
 		got = append(got, err)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
@@ -88,31 +101,65 @@ func TestDocsVerifyCode(t *testing.T) {
 	e.merchant("m1", rc.URL())
 	d, stop := e.dispatcher("", e.config())
 	e.invoice("m1", "")
+	// An e-invoice ended: two more webhooks, and a status_url call.
+	e.cancelledEInvoice("m1", rc.URL()+"?shop=1")
 	waitFor(t, 10*time.Second, func() error {
-		if len(rc.accepted()) == 1 {
+		if len(rc.accepted()) == 4 {
 			return nil
 		}
 		return errors.New("not delivered")
 	})
 	stop()
 	_ = d
-	if len(got) != 1 || got[0] != nil {
-		t.Fatalf("documented verification of a real webhook: %v", got)
+	if len(got) != 4 || got[0] != nil || got[1] != nil || got[2] != nil || got[3] != nil {
+		t.Fatalf("documented verification of real webhooks and a status_url call: %v", got)
 	}
-	r := rc.accepted()[0]
+	var r, status received
+	for _, a := range rc.accepted() {
+		if a.Method == http.MethodGet {
+			status = a
+		} else if r.ID == "" {
+			r = a
+		}
+	}
 	h := hdr(r.ID, r.Timestamp, r.Signature)
+	req := posted(h)
 	secret := e.kr.SigningSecret("m1", 1)
-	if err := VerifyPayledgerWebhook(secret, h, []byte(strings.Replace(string(r.Body), "pending", "success", 1)), time.Now()); err == nil {
+	if err := VerifyPayledgerWebhook(secret, req, []byte(strings.Replace(string(r.Body), "pending", "success", 1)), time.Now()); err == nil {
 		t.Error("tampered body accepted")
 	}
-	if err := VerifyPayledgerWebhook(e.kr.SigningSecret("m1", 2), h, r.Body, time.Now()); err == nil {
+	if err := VerifyPayledgerWebhook(e.kr.SigningSecret("m1", 2), req, r.Body, time.Now()); err == nil {
 		t.Error("wrong secret accepted")
 	}
-	if err := VerifyPayledgerWebhook(secret, h, r.Body, time.Now().Add(10*time.Minute)); err == nil {
+	if err := VerifyPayledgerWebhook(secret, req, r.Body, time.Now().Add(10*time.Minute)); err == nil {
 		t.Error("replay accepted")
 	}
-	if err := Verify(secret, h, r.Body, 5*time.Minute); err != nil {
+	if err := Verify(secret, req, r.Body, 5*time.Minute); err != nil {
 		t.Errorf("webhooks.Verify: %v", err)
+	}
+
+	// The status_url call, as its server got it, and forged.
+	call := func(target string) *http.Request {
+		g := httptest.NewRequest(http.MethodGet, target, nil)
+		g.Host = rc.srv.Listener.Addr().String()
+		g.Header = hdr(status.ID, status.Timestamp, status.Signature)
+		return g
+	}
+	if !strings.Contains(status.URL, "status=cancelled") {
+		t.Fatalf("status_url call: %+v", status)
+	}
+	if err := VerifyPayledgerWebhook(secret, call(status.URL), nil, time.Now()); err != nil {
+		t.Errorf("the status_url call again: %v", err)
+	}
+	if err := Verify(secret, call(status.URL), nil, 5*time.Minute); err != nil {
+		t.Errorf("webhooks.Verify of the status_url call: %v", err)
+	}
+	forged := call(strings.Replace(status.URL, "status=cancelled", "status=success", 1))
+	if err := VerifyPayledgerWebhook(secret, forged, nil, time.Now()); err == nil {
+		t.Error("status_url call with a forged status accepted")
+	}
+	if err := Verify(secret, forged, nil, 5*time.Minute); !errors.Is(err, ErrSignature) {
+		t.Errorf("webhooks.Verify of a forged status: %v", err)
 	}
 }
 
@@ -127,5 +174,3 @@ func between(s, from, to string) string {
 	}
 	return ""
 }
-
-var _ = httptest.NewServer

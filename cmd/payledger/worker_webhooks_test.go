@@ -94,7 +94,7 @@ func TestWebhooksWorkerKilledMidRetry(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts[id]++
-		if err := webhooks.Verify(kr.SigningSecret("m1", 1), r.Header, body, time.Minute); err != nil {
+		if err := webhooks.Verify(kr.SigningSecret("m1", 1), r, body, time.Minute); err != nil {
 			badSig = append(badSig, id+": "+err.Error())
 		}
 		if failing.Load() {
