@@ -133,7 +133,7 @@ func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 	if err == nil {
 		err = checkScheme(u, d.cfg.AllowPrivate)
 	}
-	if err != nil {
+	if err = redactErr(err); err != nil {
 		res.refused = true
 		res.err = err.Error()
 		d.cfg.Logger.Warn("webhook target refused", "delivery", r.ID, "merchant", r.MerchantID, "err", err)
@@ -153,7 +153,7 @@ func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 	req, err := http.NewRequestWithContext(actx, r.Method, r.URL, body)
 	if err != nil {
 		res.refused = true
-		res.err = err.Error()
+		res.err = redactErr(err).Error()
 		return res
 	}
 	keys, ts, client := sg.keys(res.start), res.start.Unix(), d.client
@@ -172,6 +172,7 @@ func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
 
 	resp, err := client.Do(req)
+	err = redactErr(err) // for the log, the record and OnAttempt
 	if err == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
 		resp.Body.Close()

@@ -47,9 +47,9 @@ func checkScheme(u *url.URL, allowPrivate bool) error {
 		if allowPrivate {
 			return nil
 		}
-		return &RefusedError{Target: u.Redacted(), Reason: "plain http (https required)"}
+		return &RefusedError{Target: redacted(u), Reason: "plain http (https required)"}
 	default:
-		return &RefusedError{Target: u.Redacted(), Reason: "scheme " + u.Scheme}
+		return &RefusedError{Target: redacted(u), Reason: "scheme " + u.Scheme}
 	}
 }
 
