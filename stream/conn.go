@@ -139,10 +139,10 @@ func connect(ctx context.Context, urls string, cfg Config, retry bool) (*nats.Co
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected", "url", redact(nc.ConnectedUrl()))
 		}),
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+			log.Info("nats connected", "url", redact(nc.ConnectedUrl()))
 		}),
 	}
 	if cfg.CredsFile != "" {
@@ -170,15 +170,30 @@ func connect(ctx context.Context, urls string, cfg Config, retry bool) (*nats.Co
 	return nc, nil
 }
 
-// redact hides passwords in a comma-separated list of URLs.
+// redact hides the credentials in a comma-separated list of URLs: a
+// password, and a user without one, which is how a NATS URL carries a
+// token (nats://TOKEN@host). url.URL.Redacted hides only the first.
 func redact(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+		u, err := url.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil && strings.Contains(p, "@"):
+			parts[i] = "(unparsable URL)"
+		case err != nil || u.User == nil:
+		case hasPassword(u.User):
 			parts[i] = u.Redacted()
+		default:
+			u.User = url.User("xxxxx")
+			parts[i] = u.String()
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+func hasPassword(u *url.Userinfo) bool {
+	_, ok := u.Password()
+	return ok
 }
 
 // Close closes the connection and, if Open started a server, shuts the
