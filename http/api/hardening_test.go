@@ -292,6 +292,41 @@ func TestRateLimits(t *testing.T) {
 			t.Errorf("another customer: %d %s", r.Status, r.Body)
 		}
 	})
+	// One customer_id written another way (case, spaces around, a
+	// zero-width space) is the same customer: it gets no fresh bucket. The
+	// invoice keeps the id as sent; one whose key is empty is not limited
+	// per customer.
+	t.Run("per customer_id, however written", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.CustomerRate, c.CustomerBurst = 0.5, 2 })
+		m := h.seedSetup()
+		create := func(i int, customer string) resp {
+			body := strings.NewReplacer("order-2026-0001", fmt.Sprintf("order-%d", i), `"user_12345"`, strconv.Quote(customer)).Replace(seed003Request)
+			return h.api(m, "POST", "/api/v1/create-invoice", body)
+		}
+		for i, id := range []string{"carol@example.com", "Carol@Example.COM "} {
+			r := create(i, id)
+			if r.Status != http.StatusCreated {
+				t.Fatalf("invoice %d: %d %s", i, r.Status, r.Body)
+			}
+			if got := r.JSON(t)["customer_id"]; got != id {
+				t.Errorf("invoice %d: customer_id %q, want %q as sent", i, got, id)
+			}
+		}
+		head := h.head()
+		for i, id := range []string{"CAROL@example.com", " carol@example.com", "carol@example.com\u200b", "\ufeffcarol@\u200dexample.com\t"} {
+			if r := create(10+i, id); r.Status != http.StatusTooManyRequests || r.errCode(t) != CodeRateLimited {
+				t.Errorf("customer_id %q: %d %s, want 429 %s", id, r.Status, r.Body, CodeRateLimited)
+			}
+		}
+		if h.head() != head {
+			t.Error("a rate-limited request appended")
+		}
+		for i, id := range []string{"", "", "", " \u200b"} {
+			if r := create(20+i, id); r.Status != http.StatusCreated {
+				t.Errorf("customer_id %q (no per-customer limit): %d %s", id, r.Status, r.Body)
+			}
+		}
+	})
 	// customer_id may be 128 characters, so up to 512 bytes of UTF-8: a
 	// long one is limited like any other.
 	t.Run("per long customer_id", func(t *testing.T) {

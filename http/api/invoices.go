@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
+	"unicode"
 
 	"github.com/shopspring/decimal"
 
@@ -102,8 +104,12 @@ func (s *Server) paymentLink(invoiceID string) string {
 	return s.cfg.BaseURL + "/pay/" + url.PathEscape(invoiceID)
 }
 
-// limitCustomer applies the per-customer_id rate limit (seed 003).
+// limitCustomer applies the per-customer_id rate limit (seed 003), under
+// the id's customerKey. An id that is empty, or becomes empty so, is not
+// limited per customer: leaving it out gets the same, and the per-key limit
+// still holds.
 func (s *Server) limitCustomer(c *call, customerID string) error {
+	customerID = customerKey(customerID)
 	if customerID == "" {
 		return nil
 	}
@@ -119,6 +125,21 @@ func (s *Server) limitCustomer(c *call, customerID string) error {
 		return rateLimited(wait, "Too many invoices for this customer_id")
 	}
 	return nil
+}
+
+// customerKey is the form of a customer_id its rate limit is kept under,
+// so that one customer cannot get a fresh bucket by writing the id another
+// way: format characters (unicode.Cf: zero-width spaces and joiners, the
+// byte order mark, bidirectional marks) dropped, spaces around trimmed,
+// letters lower-cased. The invoice keeps the id as sent.
+func customerKey(id string) string {
+	id = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, id)
+	return strings.ToLower(strings.TrimSpace(id))
 }
 
 // rateFor reads the operator's current rate for a currency (zero when none
