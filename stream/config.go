@@ -3,6 +3,8 @@ package stream
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -32,12 +34,14 @@ type Config struct {
 	// CredsFile is a NATS credentials file (user JWT and NKey seed) for URL.
 	CredsFile string
 	// User and Password authenticate the connection. With an embedded
-	// server they are also the one user the server accepts; without them the
-	// embedded server has no authentication, which is why it listens on
-	// loopback by default.
+	// server they are also the one user the server accepts; without them
+	// (or a Token) the embedded server has no authentication, which is why
+	// it listens on loopback by default and refuses any other Host
+	// (CheckExposure).
 	User     string
 	Password string
-	// Token authenticates the connection to URL with a token.
+	// Token authenticates the connection with a token; with an embedded
+	// server it is also the token the server requires.
 	Token string
 	// TLSCAFile is a PEM file of the CAs that sign the server's certificate.
 	TLSCAFile string
@@ -53,7 +57,8 @@ type Config struct {
 	// Required when URL is empty; ignored otherwise.
 	StoreDir string
 	// Host is the address the embedded server listens on. Default
-	// 127.0.0.1: only processes on this machine can connect.
+	// 127.0.0.1: only processes on this machine can connect. Any host but
+	// a loopback one needs User and Password, or Token (CheckExposure).
 	Host string
 	// Port is the embedded server's client port. 0 means 4222 (so the nats
 	// CLI and payledger tail find it without flags); -1 picks a free port.
@@ -158,7 +163,37 @@ func (c Config) withDefaults() (Config, error) {
 	case c.Port < -1 || c.Port > 65535:
 		return c, fmt.Errorf("%w: port %d", ErrConfig, c.Port)
 	}
+	if err := c.CheckExposure(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// CheckExposure refuses an embedded server (URL empty) that would listen
+// on a Host other than a loopback address with no authentication: anyone
+// who reaches it could read every event and publish into the stream that
+// workers and restores consume. A User with a Password, or a Token, makes
+// it safe to open. An empty Host is the default, 127.0.0.1.
+//
+// Errors: ErrConfig, naming the host.
+func (c Config) CheckExposure() error {
+	if c.URL != "" || c.User != "" && c.Password != "" || c.Token != "" || loopbackHost(c.Host) {
+		return nil
+	}
+	return fmt.Errorf("%w: the embedded NATS server would listen on %q, which is not a loopback address, "+
+		"with no authentication: set a user and password, or a token, or listen on 127.0.0.1", ErrConfig, c.Host)
+}
+
+// loopbackHost reports whether an embedded server listening on host can be
+// reached only from this machine: "" (DefaultHost), "localhost", or a
+// loopback IP address. A name is not resolved: any other is taken as
+// reachable.
+func loopbackHost(host string) bool {
+	if host == "" || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return err == nil && a.IsLoopback()
 }
 
 func (r RelayConfig) withDefaults(logger *slog.Logger) RelayConfig {

@@ -89,6 +89,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *checkpointEvery <= 0 {
 		return &exitError{code: 2, err: fmt.Errorf("--checkpoint-every must be positive")}
 	}
+	// Before anything is made: an embedded server open to other machines
+	// with no authentication would let anyone read and write the stream.
+	if !cfg.NoNATS {
+		if err := cfg.NATS.CheckExposure(); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--nats-host: %w (--nats-user and --nats-password, or --nats-token)", err)}
+		}
+	}
 	cfg.Checkpoints.Every = uint64(*checkpointEvery)
 	cfg.NATS.Port = *natsPort
 	cfg.NATS.Replicas = *replicas

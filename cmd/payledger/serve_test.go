@@ -330,6 +330,33 @@ func TestServeTrustedProxiesChecked(t *testing.T) {
 	}
 }
 
+// TestServeRefusesOpenNATS: an embedded NATS server on a host other
+// machines reach (--nats-host 0.0.0.0), with no user and password or
+// token, stops serve with exit status 2 saying why, before the data dir is
+// made: anyone reaching it could read every event and publish into the
+// stream that worker and restore consume.
+func TestServeRefusesOpenNATS(t *testing.T) {
+	for _, args := range [][]string{
+		{"--nats-host", "0.0.0.0"},
+		{"--nats-host", "::"},
+		{"--nats-host", "nats.internal", "--nats-user", "payledger"}, // no password
+	} {
+		dir := filepath.Join(t.TempDir(), "data")
+		// Bounded: a serve that is not refused runs until cancelled.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		var stdout, stderr bytes.Buffer
+		code := runMain(ctx, append([]string{"serve", "--data-dir", dir, "--addr", "127.0.0.1:0", "--nats-port", "-1"}, args...), &stdout, &stderr)
+		cancel()
+		out, errs := stdout.String(), stderr.String()
+		if code != 2 || !strings.Contains(errs, "not a loopback address") || !strings.Contains(errs, "--nats-token") {
+			t.Errorf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%v: the refused command made its data dir: %v", args, err)
+		}
+	}
+}
+
 // TestEnvValuesAreChecked: a PAYLEDGER_* variable holding a value its flag
 // would refuse stops the command with exit status 2, naming the variable,
 // before anything is made; it used to fall back to the flag's default
