@@ -312,6 +312,27 @@ func TestRunInvoiceLifecycleFaults(t *testing.T) {
 			p := b.payment("m1", inv)
 			return b.s.Head().Seq, p
 		}, CheckInvoices, "a payment is created only before"},
+		{"payment added apart from its payment.created", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			p := b.payment("m1", inv)
+			b.invoice("m1", "o2")
+			evs := b.app(w(commands.StreamID(commands.StreamInvoice, inv), b.addedEv("m1", p)))
+			return evs[0].Seq, evs[0].Stream
+		}, CheckInvoices, "not appended right after that payment's payment.created"},
+		{"another invoice's payment added", func(b *builder) (uint64, string) {
+			inv, other := b.invoice("m1", "o1"), b.invoice("m1", "o2")
+			p := b.payment("m1", other)
+			evs := b.app(w(commands.StreamID(commands.StreamInvoice, inv), b.addedEv("m1", p)))
+			return evs[0].Seq, evs[0].Stream
+		}, CheckInvoices, "not appended right after that payment's payment.created for this invoice"},
+		{"more payments than the commands allow", func(b *builder) (uint64, string) {
+			inv := b.invoice("m1", "o1")
+			var evs []ledger.Event
+			for range commands.MaxPaymentsPerInvoice + 1 {
+				evs = b.paymentAdded("m1", inv)
+			}
+			return evs[1].Seq, evs[1].Stream
+		}, CheckInvoices, "past the 30 the commands allow"},
 		{"an event that is not an invoice's", func(b *builder) (uint64, string) {
 			inv := b.invoice("m1", "o1")
 			s := commands.StreamID(commands.StreamInvoice, inv)

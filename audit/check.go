@@ -32,6 +32,7 @@ type checker struct {
 	payments map[idKey]paymentState
 	names    map[string]string // merchant and gateway ids and currencies, interned: invoices and payments share one copy
 	expect   *expectPaid       // a payment.processed that paid its invoice, awaiting invoice.paid
+	created  createdPayment    // the last payment.created, which its invoice.payment_added follows
 
 	postingEvents uint64
 	totals        map[string]*Flow
@@ -59,9 +60,16 @@ type invoiceState struct {
 	expires  time.Time
 	status   uint8
 	late     bool
+	added    uint16 // invoice.payment_added events
 
 	// Its USDT split, which a payment.processed of allocation invoice posts.
 	gross, merchantUSDT, fee compact
+}
+
+// createdPayment is a payment.created: its sequence and payment.
+type createdPayment struct {
+	seq     uint64
+	payment idKey
 }
 
 // paymentState is what the checks keep of a payment: its invoice, and what
@@ -326,6 +334,24 @@ func (c *checker) invoice(e *ledger.Event) *Fault {
 		if e.Type == commands.TypeInvoiceExpired {
 			st.status = stExpired
 		}
+	case commands.TypeInvoicePaymentAdded:
+		var d struct {
+			PaymentID string `json:"payment_id"`
+		}
+		if f := decode(e, CheckInvoices, &d); f != nil {
+			return f
+		}
+		pk := ulidKey(strings.TrimPrefix(d.PaymentID, commands.StreamPayment+"-"))
+		if c.created.seq != e.Seq-1 || c.created.payment != pk || c.payments[pk].invoice != k {
+			return fault(CheckInvoices, e.Seq, e.Stream, "invoice.payment_added of %q is not appended right after that payment's payment.created for this invoice", d.PaymentID)
+		}
+		if st.added >= commands.MaxPaymentsPerInvoice {
+			return fault(CheckInvoices, e.Seq, e.Stream, "invoice %s given a payment past the %d the commands allow", id, commands.MaxPaymentsPerInvoice)
+		}
+		st.added++
+		// No view shows it: the view's version stays its last shown event's.
+		c.invoices[k] = st
+		return nil
 	case commands.TypeInvoicePaid:
 		var d struct {
 			PaymentID  string          `json:"payment_id"`
@@ -422,6 +448,7 @@ func (c *checker) paymentCreated(e *ledger.Event) *Fault {
 	}
 	c.payments[ulidKey(d.PaymentID)] = paymentState{invoice: ik, gateway: c.intern(d.GatewayID), currency: c.intern(d.PaymentCurrency),
 		expected: compactOf(d.PaymentAmount)}
+	c.created = createdPayment{seq: e.Seq, payment: ulidKey(d.PaymentID)}
 	return nil
 }
 

@@ -109,13 +109,31 @@ func (b *builder) invoice(m, ext string) string {
 
 // payment creates a payment of an invoice and returns its stream.
 func (b *builder) payment(m, inv string) string {
+	stream, ev := b.createdEv(m, inv)
+	b.app(w(stream, ev))
+	return stream
+}
+
+// createdEv is a new payment's stream and payment.created, of an invoice.
+func (b *builder) createdEv(m, inv string) (string, ledger.NewEvent) {
 	pid := b.id().String()
-	stream := commands.StreamID(commands.StreamPayment, pid)
-	b.app(w(stream, b.ev(commands.TypePaymentCreated, m, commands.PaymentCreated{
+	return commands.StreamID(commands.StreamPayment, pid), b.ev(commands.TypePaymentCreated, m, commands.PaymentCreated{
 		PaymentID: pid, InvoiceID: inv, MerchantID: m, Method: "visamaster.uah", GatewayID: "1",
 		PaymentCurrency: "UAH", PaymentAmount: amount, DestinationCurrency: "USDT", DestinationAmount: conv.MerchantUSDT, CreatedAt: b.at,
-	})))
-	return stream
+	})
+}
+
+// addedEv is the invoice.payment_added of the payment of stream payStream.
+func (b *builder) addedEv(m, payStream string) ledger.NewEvent {
+	return b.ev(commands.TypeInvoicePaymentAdded, m, commands.InvoicePaymentAdded{PaymentID: payStream, AddedAt: b.at})
+}
+
+// paymentAdded creates a payment of an invoice as the commands do now:
+// its payment.created and the invoice's invoice.payment_added in one
+// append, which it returns.
+func (b *builder) paymentAdded(m, inv string) []ledger.Event {
+	stream, ev := b.createdEv(m, inv)
+	return b.app(w(stream, ev), w(commands.StreamID(commands.StreamInvoice, inv), b.addedEv(m, stream)))
 }
 
 // twoMerchantsPayment registers merchants m1 and m2 and makes an invoice

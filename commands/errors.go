@@ -38,6 +38,8 @@ var (
 	ErrInvalidTransition = errors.New("invalid status transition")
 	// ErrInvoiceNotPayable means the invoice is not pending (paid, expired or cancelled) or past expires_at.
 	ErrInvoiceNotPayable = errors.New("invoice cannot be paid")
+	// ErrTooManyPayments means the invoice already has MaxPaymentsPerInvoice payments.
+	ErrTooManyPayments = errors.New("invoice has too many payments")
 	// ErrWidgetNotActive means the widget is disabled or expired.
 	ErrWidgetNotActive = errors.New("widget is not active")
 	// ErrDuplicateWidget means a widget with this external id already exists.

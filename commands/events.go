@@ -31,6 +31,7 @@ const (
 	TypeGatewayEnabled       = "gateway.enabled"           // GatewaySwitched
 	TypeGatewayDisabled      = "gateway.disabled"          // GatewaySwitched
 	TypePaymentReceiptHeld   = "payment.receipt_held"      // PaymentReceiptHeld
+	TypeInvoicePaymentAdded  = "invoice.payment_added"     // InvoicePaymentAdded
 )
 
 // Stream id prefixes: a stream is "<prefix>-<id>".
@@ -199,6 +200,16 @@ type InvoicePaid struct {
 	Late       bool            `json:"late,omitempty"`    // processed after expires_at
 	PaidAmount decimal.Decimal `json:"paid_amount"`       // in the payment's currency
 	Overpaid   decimal.Decimal `json:"overpaid,omitzero"` // excess over the expected amount, held for refund
+}
+
+// InvoicePaymentAdded records on an invoice's stream that a payment of it
+// was created: appended with that payment's payment.created, right after
+// it, so that the invoice counts its payments from its own stream
+// (MaxPaymentsPerInvoice). Invoices whose payments were created before it
+// was written have fewer of them than payments.
+type InvoicePaymentAdded struct {
+	PaymentID string    `json:"payment_id"` // the payment's stream id
+	AddedAt   time.Time `json:"added_at"`   // its payment.created's created_at
 }
 
 // PaymentCreated starts a payment's stream: a customer's attempt to pay an

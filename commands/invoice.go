@@ -19,11 +19,12 @@ import (
 // Invoice is the invoice aggregate, folded from its stream.
 type Invoice struct {
 	InvoiceCreated
-	Status  string
-	PaidBy  string // payment stream id that paid it
-	PaidAt  time.Time
-	Late    bool
-	Version uint64
+	Status   string
+	PaidBy   string // payment stream id that paid it
+	PaidAt   time.Time
+	Late     bool
+	Payments int // its invoice.payment_added events: MaxPaymentsPerInvoice bounds them
+	Version  uint64
 }
 
 func (inv *Invoice) apply(e ledger.Event) error {
@@ -44,6 +45,8 @@ func (inv *Invoice) apply(e ledger.Event) error {
 			return err
 		}
 		inv.Status, inv.PaidBy, inv.PaidAt, inv.Late = InvoiceStatusSuccess, d.PaymentID, d.PaidAt, d.Late
+	case TypeInvoicePaymentAdded:
+		inv.Payments++
 	}
 	return nil
 }

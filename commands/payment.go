@@ -56,6 +56,13 @@ func (s *Service) LoadPayment(ctx context.Context, merchantID, paymentID string)
 	return p, nil
 }
 
+// MaxPaymentsPerInvoice bounds the payments one invoice has: a customer
+// who cancels and chooses again does so a few times, while each payment
+// is events, gateway details and webhooks to the merchant, and the hosted
+// page takes no credentials. The invoice counts them from its own stream
+// (invoice.payment_added), so the decision replays as it was made.
+const MaxPaymentsPerInvoice = 30
+
 // CreatePayment is a customer's (or the merchant's) attempt to pay an invoice
 // with a method.
 type CreatePayment struct {
@@ -74,9 +81,11 @@ type CreatePayment struct {
 }
 
 // CreatePayment decides payment.created: the gateway for the method assigns
-// the payment details. The invoice must be pending and not past expires_at.
+// the payment details. The invoice must be pending, not past expires_at,
+// and have fewer than MaxPaymentsPerInvoice payments; invoice.payment_added
+// is appended to it in the same append.
 //
-// Errors: *ValidationError, ErrNotFound, ErrInvoiceNotPayable,
+// Errors: *ValidationError, ErrNotFound, ErrInvoiceNotPayable, ErrTooManyPayments,
 // ErrMerchantDisabled (the merchant is suspended), ErrMethodInvalid,
 // ErrNoGateway (no enabled gateway serves the method; it wraps
 // ErrMethodInvalid), ErrCurrencyInvalid (no rate to convert), ErrConflict, *RepeatedError
@@ -106,6 +115,9 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		}
 		if !PaymentCreationAllowed(inv.Status) || !c.Time.Before(inv.ExpiresAt) {
 			return decision{}, fmt.Errorf("invoice %s (%s): %w", inv.InvoiceID, inv.Status, ErrInvoiceNotPayable)
+		}
+		if inv.Payments >= MaxPaymentsPerInvoice {
+			return decision{}, fmt.Errorf("invoice %s has %d payments: %w", inv.InvoiceID, inv.Payments, ErrTooManyPayments)
 		}
 		m, err := s.LoadMerchant(ctx, inv.MerchantID)
 		if err != nil {
@@ -161,9 +173,11 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		return decision{writes: []ledger.Write{
 			{Stream: StreamID(StreamPayment, pid), Expected: ledger.NoStream,
 				Events: []ledger.NewEvent{ids.event(TypePaymentCreated, inv.MerchantID, created, claims...)}},
-			// The invoice must still be as read: cancelled or expired since, and
-			// the payment is refused on the retry.
-			{Stream: StreamID(StreamInvoice, inv.InvoiceID), Expected: ledger.Exactly(inv.Version)},
+			// The invoice must still be as read: cancelled or expired since, or
+			// given another payment, and the payment is decided again.
+			{Stream: StreamID(StreamInvoice, inv.InvoiceID), Expected: ledger.Exactly(inv.Version),
+				Events: []ledger.NewEvent{ids.event(TypeInvoicePaymentAdded, inv.MerchantID,
+					InvoicePaymentAdded{PaymentID: StreamID(StreamPayment, pid), AddedAt: created.CreatedAt})}},
 			// And the gateway switches: a gateway disabled since is not
 			// given the payment (the retry routes it anew, or refuses it).
 			{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},

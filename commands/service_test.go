@@ -488,13 +488,14 @@ func TestLateOnEveryPaymentAfterExpiry(t *testing.T) {
 	}
 }
 
-// TestConcurrentProcessingPaysOnce is the conservation test: 100 goroutines
-// process 100 payments of one invoice at once; exactly one pays it, the
-// merchant's available balance moves once, and the rest are held as duplicates.
+// TestConcurrentProcessingPaysOnce is the conservation test: as many
+// goroutines as an invoice takes payments (MaxPaymentsPerInvoice) process
+// them all at once; exactly one pays it, the merchant's available balance
+// moves once, and the rest are held as duplicates.
 func TestConcurrentProcessingPaysOnce(t *testing.T) {
 	e := newEnv(t)
 	inv := e.invoice("o")
-	const n = 100
+	const n = commands.MaxPaymentsPerInvoice
 	ids := make([]string, n)
 	for i := range ids {
 		p, _ := e.payment(inv)
@@ -641,9 +642,55 @@ func TestCreatePaymentRequestKey(t *testing.T) {
 		InvoiceID: inv.InvoiceID, Method: "visamaster.uah", RequestKey: "k3"}); !errors.As(err, &ve) {
 		t.Fatalf("request key without merchant: %v", err)
 	}
-	if got := e.store.Head().Seq; got != head.Seq+1 {
-		t.Errorf("head %d, want %d: only the second key appends", got, head.Seq+1)
+	// payment.created and its invoice.payment_added.
+	if got := e.store.Head().Seq; got != head.Seq+2 {
+		t.Errorf("head %d, want %d: only the second key appends", got, head.Seq+2)
 	}
+}
+
+// TestPaymentsPerInvoiceCapped: an invoice takes MaxPaymentsPerInvoice
+// payments (each cancelled, as a customer choosing again would); the next
+// is ErrTooManyPayments and appends nothing. The count is the invoice's
+// own: its stream holds an invoice.payment_added right after each
+// payment.created, and folding it again gives the same count.
+func TestPaymentsPerInvoiceCapped(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice("o")
+	other := e.invoice("o2")
+	for i := range commands.MaxPaymentsPerInvoice {
+		p, seq := e.payment(inv)
+		if _, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(), PaymentID: p.PaymentID,
+			Status: commands.PaymentStatusCancelled, By: commands.ByCustomer}); err != nil {
+			t.Fatalf("payment %d: cancel: %v", i+1, err)
+		}
+		evs, err := e.store.ReadStream(e.ctx, commands.StreamID(commands.StreamInvoice, inv.InvoiceID), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := evs[len(evs)-1]
+		if last.Type != commands.TypeInvoicePaymentAdded || last.Seq != seq+1 || len(evs) != i+2 {
+			t.Fatalf("payment %d (seq %d): the invoice's last event is %s at %d, %d events", i+1, seq, last.Type, last.Seq, len(evs))
+		}
+	}
+	head := e.store.Head()
+	for _, c := range []commands.CreatePayment{
+		{InvoiceID: inv.InvoiceID, Method: "visamaster.uah"},
+		{InvoiceID: inv.InvoiceID, MerchantID: e.m, Method: "visamaster.uah", RequestKey: "k"},
+	} {
+		c.Meta, c.PaymentID = e.meta(), ulid.Make()
+		if _, _, err := e.svc.CreatePayment(e.ctx, c); !errors.Is(err, commands.ErrTooManyPayments) {
+			t.Fatalf("payment %d: %v, want ErrTooManyPayments", commands.MaxPaymentsPerInvoice+1, err)
+		}
+	}
+	if got := e.store.Head(); got != head {
+		t.Fatalf("head %d after the refused payments, want %d: they appended", got.Seq, head.Seq)
+	}
+	got, err := e.svc.LoadInvoice(e.ctx, "", inv.InvoiceID)
+	if err != nil || got.Payments != commands.MaxPaymentsPerInvoice || got.Status != commands.InvoiceStatusPending {
+		t.Fatalf("invoice folded again: %d payments, %s, %v", got.Payments, got.Status, err)
+	}
+	// Another invoice is not affected.
+	e.payment(other)
 }
 
 // TestCreateInvoiceRequestKey: concurrent creations of one request (same

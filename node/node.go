@@ -85,6 +85,9 @@ type Config struct {
 	// and second (pages.Config.WidgetRate): zero pages.DefaultWidgetRate,
 	// negative no limit.
 	WidgetRate rate.Limit
+	// PayRate bounds the POSTs a payment page takes per invoice and second
+	// (pages.Config.PayRate): zero pages.DefaultPayRate, negative no limit.
+	PayRate rate.Limit
 	// Demo creates a demo merchant on an empty data dir and prints its API key.
 	Demo bool
 	// Out receives the demo banner. Default os.Stdout.
@@ -316,7 +319,7 @@ func (n *Node) buildHTTP() error {
 	pg, err := pages.New(pages.Config{
 		Service: n.Service, Views: n.Views, Now: cfg.Clock.Now,
 		Logger: cfg.Logger.With("component", "pages"), CSRFKey: n.Keyring.Derive("pages-csrf"),
-		WidgetRate: cfg.WidgetRate,
+		WidgetRate: cfg.WidgetRate, PayRate: cfg.PayRate,
 	})
 	if err != nil {
 		return err

@@ -63,6 +63,10 @@ func newData(typ string) any {
 		return new(commands.InvoiceExpired)
 	case commands.TypeInvoicePaid:
 		return new(commands.InvoicePaid)
+	case commands.TypeInvoicePaymentAdded:
+		// No view shows it: the invoice aggregate counts its payments
+		// with it, and the views find them by the payments' own events.
+		return nil
 	case commands.TypePaymentCreated:
 		return new(commands.PaymentCreated)
 	case commands.TypePaymentConfirmed, commands.TypePaymentRejected,

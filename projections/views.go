@@ -31,7 +31,7 @@ type InvoiceView struct {
 
 	MerchantID         string            `json:"merchant_id"`
 	Source             string            `json:"source"`  // api, einvoice, widget
-	Version            uint64            `json:"version"` // the invoice stream's version
+	Version            uint64            `json:"version"` // the invoice stream's version at its last event the view shows (not invoice.payment_added)
 	Method             string            `json:"method,omitempty"`
 	Tracking           string            `json:"tracking,omitempty"`   // e-invoice tracking number
 	PaymentID          string            `json:"payment_id,omitempty"` // e-invoice payment_id (the merchant's)

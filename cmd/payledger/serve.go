@@ -48,6 +48,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	keyRate := fs.Float64("key-rate", 0, "requests per second allowed per API key (0: 20000; negative: no limit)")
 	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (0: 5; negative: no limit)")
 	widgetRate := fs.Float64("widget-rate", 0, "invoices per second a widget page's form may start, per widget, in bursts of 30 (0: 5; negative: no limit)")
+	payRate := fs.Float64("pay-rate", 0, "requests per second a payment page takes per invoice (choose a method, I have paid, cancel), in bursts of 10 (0: 0.2; negative: no limit)")
 	authFailRate := fs.Float64("auth-fail-rate", 0, "failed authentications (wrong API key or admin token) per second allowed per client address, in bursts of 30; past them the address is refused 429 (0: 1; negative: no limit, e.g. behind a proxy that limits them)")
 	fs.Var(&prefixesFlag{to: &cfg.TrustedProxies}, "trusted-proxies", "load balancers and reverse proxies whose X-Forwarded-For names the client: comma-separated CIDR `prefixes` or addresses (default none: the connection's address is the client's)")
 	logFormat, logLevel := logFlags(fs)
@@ -70,6 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"key-rate":               "PAYLEDGER_KEY_RATE",
 		"customer-rate":          "PAYLEDGER_CUSTOMER_RATE",
 		"widget-rate":            "PAYLEDGER_WIDGET_RATE",
+		"pay-rate":               "PAYLEDGER_PAY_RATE",
 		"auth-fail-rate":         "PAYLEDGER_AUTH_FAIL_RATE",
 		"trusted-proxies":        "PAYLEDGER_TRUSTED_PROXIES",
 	})
@@ -100,7 +102,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.NATS.Port = *natsPort
 	cfg.NATS.Replicas = *replicas
 	cfg.KeyRate, cfg.CustomerRate, cfg.WidgetRate = rate.Limit(*keyRate), rate.Limit(*customerRate), rate.Limit(*widgetRate)
-	cfg.AuthFailRate = rate.Limit(*authFailRate)
+	cfg.AuthFailRate, cfg.PayRate = rate.Limit(*authFailRate), rate.Limit(*payRate)
 	cfg.Demo = !*noDemo
 	cfg.Out = stdout
 	logger, err := newLogger(stderr, *logFormat, *logLevel)

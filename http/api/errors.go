@@ -44,6 +44,7 @@ const (
 	CodeMerchantDisabled    = "MERCHANT_DISABLED"
 	CodeInvalidTransition   = "INVALID_STATUS_TRANSITION"
 	CodeInvoiceNotPayable   = "INVOICE_NOT_PAYABLE"
+	CodeTooManyPayments     = "TOO_MANY_PAYMENTS"
 	CodeWidgetNotActive     = "WIDGET_NOT_ACTIVE"
 	CodeDuplicateWidget     = "DUPLICATE_WIDGET"
 	CodeKeyNotFound         = "API_KEY_NOT_FOUND"
@@ -181,6 +182,8 @@ var domainErrors = []struct {
 	{commands.ErrDealsDisabled, http.StatusForbidden, CodeDealsDisabled, "Deals system is disabled", EInvoiceDisabled},
 	{commands.ErrMerchantDisabled, http.StatusForbidden, CodeMerchantDisabled, "Merchant account is disabled", EInvoiceDisabled},
 	{commands.ErrInvoiceNotPayable, http.StatusConflict, CodeInvoiceNotPayable, "Invoice cannot be paid: it is not pending or has expired", EInvoiceInvalid},
+	// Not 429: waiting does not help, the invoice takes no more payments.
+	{commands.ErrTooManyPayments, http.StatusConflict, CodeTooManyPayments, "Invoice has the most payments it may have: no more can be created for it", EInvoiceInvalid},
 	{commands.ErrWidgetNotActive, http.StatusConflict, CodeWidgetNotActive, "Payment widget is disabled or expired", EInvoiceInvalid},
 	{commands.ErrDuplicateWidget, http.StatusConflict, CodeDuplicateWidget, "A payment widget with this external_id already exists", EInvoiceInvalid},
 	{commands.ErrInvalidTransition, http.StatusConflict, CodeInvalidTransition, "The resource's status does not allow this action", EInvoiceInvalid},

@@ -501,7 +501,7 @@ var errorText = map[int]string{
 	401: "API_KEY_MISSING, API_KEY_INVALID, SIGNATURE_INVALID, SIGNATURE_REPLAYED, SIGNATURE_TIMESTAMP_INVALID, SIGNATURE_REQUIRED, ADMIN_TOKEN_MISSING, ADMIN_TOKEN_INVALID",
 	403: "DEALS_SYSTEM_DISABLED, MERCHANT_DISABLED",
 	404: "NOT_FOUND (also for another merchant's resource), API_KEY_NOT_FOUND",
-	409: "DUPLICATE_EXTERNAL_ID, DUPLICATE_PAYMENT_ID, DUPLICATE_WIDGET, INVALID_STATUS_TRANSITION, INVOICE_NOT_PAYABLE, WIDGET_NOT_ACTIVE, IDEMPOTENCY_KEY_REUSED, CONFLICT",
+	409: "DUPLICATE_EXTERNAL_ID, DUPLICATE_PAYMENT_ID, DUPLICATE_WIDGET, INVALID_STATUS_TRANSITION, INVOICE_NOT_PAYABLE, TOO_MANY_PAYMENTS, WIDGET_NOT_ACTIVE, IDEMPOTENCY_KEY_REUSED, CONFLICT",
 	413: "BODY_TOO_LARGE: the body is over the size limit (64 KiB by default)",
 	429: "RATE_LIMITED: per API key, per customer_id, per client address after failed authentications (wrong API keys or admin tokens; then for any credentials from it), or per merchant past the signed requests the replay cache holds for it; see Retry-After",
 	503: "SERVICE_UNAVAILABLE (shutting down, the replay cache of signed requests is full) or STORAGE_FULL (the disk is full: nothing was recorded); see Retry-After",

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/payledger/payledger/commands"
 )
 
 // TestMerchantCancelsPayment: POST /api/v1/payments/{id}/cancel moves the
@@ -180,5 +182,29 @@ func TestReceiptSendsNoWebhook(t *testing.T) {
 	if d.Status != http.StatusOK || bytes.Contains(d.Body, []byte(`"event_type":"payment.receipt_held"`)) ||
 		bytes.Count(d.Body, []byte(`"event_type":"payment.cancelled"`)) != 2 {
 		t.Fatalf("deliveries: %d %s", d.Status, d.Body)
+	}
+}
+
+// TestPaymentsPerInvoiceCapped: the merchant API's create-payment route
+// obeys the commands' cap: an invoice takes commands.MaxPaymentsPerInvoice
+// payments, and the next is 409 TOO_MANY_PAYMENTS (not 429: waiting does
+// not help), appending nothing.
+func TestPaymentsPerInvoiceCapped(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	inv := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	path := "/api/v1/invoices/" + inv + "/payments"
+	for i := range commands.MaxPaymentsPerInvoice {
+		if r := h.api(m, "POST", path, `{"method": "visamaster.uah"}`); r.Status != http.StatusCreated {
+			t.Fatalf("payment %d: %d %s", i+1, r.Status, r.Body)
+		}
+	}
+	head := h.head()
+	r := h.api(m, "POST", path, `{"method": "visamaster.uah"}`)
+	if r.Status != http.StatusConflict || r.errCode(t) != CodeTooManyPayments || r.Header.Get("Retry-After") != "" {
+		t.Fatalf("payment %d: %d %v %s", commands.MaxPaymentsPerInvoice+1, r.Status, r.Header, r.Body)
+	}
+	if h.head() != head {
+		t.Fatal("the refused payment appended")
 	}
 }

@@ -59,6 +59,15 @@ type Config struct {
 	// no limit. WidgetBurst 0: DefaultWidgetBurst.
 	WidgetRate  rate.Limit
 	WidgetBurst int
+	// PayRate bounds the customer's POSTs to one invoice's payment page
+	// (choose a method, "I have paid", choose another method), per
+	// second, with bursts of PayBurst. The page takes no credentials:
+	// without it anyone holding the link could make payment after payment,
+	// each with its events and its webhooks to the merchant (the commands
+	// also cap an invoice's payments: commands.MaxPaymentsPerInvoice).
+	// 0: DefaultPayRate; negative: no limit. PayBurst 0: DefaultPayBurst.
+	PayRate  rate.Limit
+	PayBurst int
 }
 
 // Defaults of Config.WidgetRate and WidgetBurst: some 18,000 invoices an
@@ -66,6 +75,13 @@ type Config struct {
 const (
 	DefaultWidgetRate  = 5
 	DefaultWidgetBurst = 30
+)
+
+// Defaults of Config.PayRate and PayBurst: 10 steps at once, far more than
+// a customer who changes their mind takes, then one every 5 seconds.
+const (
+	DefaultPayRate  = 0.2
+	DefaultPayBurst = 10
 )
 
 // Paths the handler serves. The surrounding router sends every path under
@@ -87,6 +103,7 @@ var staticFS embed.FS
 // handler is the hosted pages' http.Handler.
 type handler struct {
 	widgetLimit   *ratelimit.Set // invoices started per widget
+	payLimit      *ratelimit.Set // payment page POSTs per invoice
 	svc           *commands.Service
 	views         *projections.Views
 	now           func() time.Time
@@ -142,16 +159,8 @@ func New(cfg Config) (http.Handler, error) {
 	if h.redirectDelay <= 0 {
 		h.redirectDelay = 3 * time.Second
 	}
-	switch {
-	case cfg.WidgetRate < 0:
-		cfg.WidgetRate = rate.Inf
-	case cfg.WidgetRate == 0:
-		cfg.WidgetRate = DefaultWidgetRate
-	}
-	if cfg.WidgetBurst <= 0 {
-		cfg.WidgetBurst = DefaultWidgetBurst
-	}
-	h.widgetLimit = ratelimit.New(cfg.WidgetRate, cfg.WidgetBurst)
+	h.widgetLimit = newLimit(cfg.WidgetRate, cfg.WidgetBurst, DefaultWidgetRate, DefaultWidgetBurst)
+	h.payLimit = newLimit(cfg.PayRate, cfg.PayBurst, DefaultPayRate, DefaultPayBurst)
 	key := cfg.CSRFKey
 	if len(key) == 0 {
 		key = make([]byte, 32)
@@ -168,6 +177,21 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	h.routes()
 	return h, nil
+}
+
+// newLimit is a limiter of r tokens a second in bursts of burst, with the
+// Config's meaning: r 0 is defRate, negative no limit; burst 0 is defBurst.
+func newLimit(r rate.Limit, burst int, defRate rate.Limit, defBurst int) *ratelimit.Set {
+	switch {
+	case r < 0:
+		r = rate.Inf
+	case r == 0:
+		r = defRate
+	}
+	if burst <= 0 {
+		burst = defBurst
+	}
+	return ratelimit.New(r, burst)
 }
 
 func (h *handler) routes() {

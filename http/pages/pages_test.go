@@ -598,3 +598,68 @@ func TestRequestIDBecomesCorrelation(t *testing.T) {
 		t.Errorf("payment.created correlation %q, want the request id", evs[0].Correlation)
 	}
 }
+
+// TestPayPostsRateLimited: the payment page takes DefaultPayBurst POSTs on
+// one invoice at once, then DefaultPayRate a second: a script looping
+// "choose a method", "choose another method" (each a payment, and
+// webhooks to the merchant) is answered the page with 429 and
+// Retry-After, appending nothing. Once the bucket refills, the page works
+// again; another invoice has a bucket of its own.
+func TestPayPostsRateLimited(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	c := e.client()
+	id := inv.InvoiceID
+	tok := formToken(t, c.get("/pay/"+id).body)
+	choose := func() response {
+		return c.post("/pay/"+id+"/method", url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}})
+	}
+	for i := 0; i < pages.DefaultPayBurst; i += 2 {
+		wantRedirect(t, choose(), "/pay/"+id+"#details")
+		ps := e.payments(id)
+		res := c.post("/pay/"+id+"/cancel", url.Values{"csrf_token": {tok}, "payment": {ps[len(ps)-1].ID}})
+		wantRedirect(t, res, "/pay/"+id)
+	}
+	head := e.store.Head()
+	res := choose()
+	wantStatus(t, res, http.StatusTooManyRequests)
+	wantContains(t, res, "Please try again in a few seconds.", `value="visamaster.uah"`)
+	if got := res.Header.Get("Retry-After"); got != "5" {
+		t.Errorf("Retry-After %q, want 5", got)
+	}
+	res = c.post("/pay/"+id+"/confirm", url.Values{"csrf_token": {tok}, "payment": {"1"}})
+	wantStatus(t, res, http.StatusTooManyRequests)
+	e.unchanged(head)
+	if n := len(e.payments(id)); n != pages.DefaultPayBurst/2 {
+		t.Fatalf("%d payments, want %d", n, pages.DefaultPayBurst/2)
+	}
+
+	c.chooseMethod(e.invoice(invoiceOpts{}).InvoiceID, "visamaster.uah")
+	e.advance(5 * time.Second)
+	wantRedirect(t, choose(), "/pay/"+id+"#details")
+}
+
+// TestPayTooManyPayments: an invoice that has commands.MaxPaymentsPerInvoice
+// payments takes no more from the page: 409, saying so, nothing appended.
+func TestPayTooManyPayments(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	for range commands.MaxPaymentsPerInvoice {
+		p, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(),
+			InvoiceID: inv.InvoiceID, Method: "visamaster.uah"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(), PaymentID: p.PaymentID,
+			Status: commands.PaymentStatusCancelled, By: commands.ByCustomer}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := e.client()
+	tok := formToken(t, c.get("/pay/"+inv.InvoiceID).body)
+	head := e.store.Head()
+	res := c.post("/pay/"+inv.InvoiceID+"/method", url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}})
+	wantStatus(t, res, http.StatusConflict)
+	wantContains(t, res, "Too many payment attempts were made for this invoice.")
+	e.unchanged(head)
+}

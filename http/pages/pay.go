@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/internal/ids"
+	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -335,9 +337,9 @@ func (h *handler) loadPayOrFail(w http.ResponseWriter, r *http.Request) (*paySta
 	return st, true
 }
 
-// postPrelude parses a POST to the payment page, checks its token, and
-// takes the invoice's lock; it answers the failures itself. The caller
-// must call unlock when ok.
+// postPrelude parses a POST to the payment page, checks its token and the
+// invoice's rate limit, and takes the invoice's lock; it answers the
+// failures itself. The caller must call unlock when ok.
 func (h *handler) postPrelude(w http.ResponseWriter, r *http.Request) (id string, unlock func(), ok bool) {
 	id = invoiceID(r)
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
@@ -348,6 +350,14 @@ func (h *handler) postPrelude(w http.ResponseWriter, r *http.Request) (id string
 	}
 	if !h.csrf.check(r, "pay/"+id) {
 		h.badForm(w, r, PayPrefix+url.PathEscape(id))
+		return "", nil, false
+	}
+	// After the token: only a page rendered for a real invoice gets one, so
+	// made-up ids take no bucket. Ids are hex: one bucket whatever the case.
+	if wait, ok := h.payLimit.Allow(strings.ToLower(id), h.now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfter(wait)))
+		h.refreshAndRender(w, r, http.StatusTooManyRequests,
+			"Many requests are being made on this page right now. Please try again in a few seconds.", r.PostFormValue("method"))
 		return "", nil, false
 	}
 	return id, h.lock(id), true
@@ -394,6 +404,8 @@ func (h *handler) payMethod(w http.ResponseWriter, r *http.Request) {
 		seeOther(w, r, PayPrefix+id+"#details")
 	case errors.Is(err, commands.ErrInvoiceNotPayable):
 		h.refreshAndRender(w, r, http.StatusConflict, "This invoice can no longer be paid.", "")
+	case errors.Is(err, commands.ErrTooManyPayments):
+		h.refreshAndRender(w, r, http.StatusConflict, "Too many payment attempts were made for this invoice. Please contact the shop.", "")
 	case errors.Is(err, commands.ErrMerchantDisabled):
 		h.refreshAndRender(w, r, http.StatusConflict, "The shop is not accepting payments right now. Please try again later.", "")
 	case errors.Is(err, commands.ErrMethodInvalid), errors.Is(err, commands.ErrCurrencyInvalid):
