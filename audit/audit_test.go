@@ -332,7 +332,7 @@ func TestRunInvoiceLifecycleFaults(t *testing.T) {
 				evs = b.paymentAdded("m1", inv)
 			}
 			return evs[1].Seq, evs[1].Stream
-		}, CheckInvoices, "past the 30 the commands allow"},
+		}, CheckInvoices, "past the 100 the commands allow"},
 		{"an event that is not an invoice's", func(b *builder) (uint64, string) {
 			inv := b.invoice("m1", "o1")
 			s := commands.StreamID(commands.StreamInvoice, inv)

@@ -488,14 +488,17 @@ func TestLateOnEveryPaymentAfterExpiry(t *testing.T) {
 	}
 }
 
-// TestConcurrentProcessingPaysOnce is the conservation test: as many
-// goroutines as an invoice takes payments (MaxPaymentsPerInvoice) process
-// them all at once; exactly one pays it, the merchant's available balance
+// TestConcurrentProcessingPaysOnce is the conservation test: 100 goroutines
+// process 100 payments of one invoice (as many as it takes,
+// MaxPaymentsPerInvoice) at once; exactly one pays it, the merchant's available balance
 // moves once, and the rest are held as duplicates.
 func TestConcurrentProcessingPaysOnce(t *testing.T) {
 	e := newEnv(t)
 	inv := e.invoice("o")
-	const n = commands.MaxPaymentsPerInvoice
+	const n = 100
+	if n > commands.MaxPaymentsPerInvoice {
+		t.Fatalf("an invoice takes %d payments, fewer than the %d this test processes", commands.MaxPaymentsPerInvoice, n)
+	}
 	ids := make([]string, n)
 	for i := range ids {
 		p, _ := e.payment(inv)
