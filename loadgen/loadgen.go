@@ -103,7 +103,11 @@ func Run(ctx context.Context, cfg Config, mk Request) (Result, error) {
 	var measuring atomic.Bool
 	var measured, errs atomic.Int64
 	var firstErr atomic.Value
+	// stop ends the run: closed once, by the timer or by the first worker
+	// to count MaxRequests (several may reach it together).
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
 	lat := make([][]time.Duration, cfg.Connections)
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.Connections; w++ {
@@ -154,11 +158,7 @@ func Run(ctx context.Context, cfg Config, mk Request) (Result, error) {
 				}
 				buf = append(buf, d)
 				if n := measured.Add(1); cfg.MaxRequests > 0 && n >= cfg.MaxRequests {
-					select {
-					case <-stop:
-					default:
-						close(stop)
-					}
+					halt()
 				}
 			}
 		}()
@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg Config, mk Request) (Result, error) {
 	timer.Reset(cfg.Duration)
 	select {
 	case <-timer.C:
-		close(stop)
+		halt()
 	case <-stop:
 	case <-ctx.Done():
 	}

@@ -128,3 +128,26 @@ func TestRunIgnoresWarmupErrors(t *testing.T) {
 		t.Fatalf("errors while warming up show in the run: %+v", res)
 	}
 }
+
+// TestRunStopsOnceAtMaxRequests: when many connections pass MaxRequests
+// together, the run stops once; two of them closing the stop channel
+// panicked the process.
+func TestRunStopsOnceAtMaxRequests(t *testing.T) {
+	const conns = 32
+	for range 20 {
+		// Every request waits until all the connections have one in
+		// flight, so they all come back, and count, at once.
+		var arrived atomic.Int64
+		release := make(chan struct{})
+		res := runAgainst(t, conns, 1, func(w http.ResponseWriter, r *http.Request) {
+			if arrived.Add(1) == conns {
+				close(release)
+			}
+			<-release
+			w.Write([]byte(`{"ok":true}`))
+		})
+		if res.Requests < 1 {
+			t.Fatalf("measured %d requests", res.Requests)
+		}
+	}
+}
