@@ -18,6 +18,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/ledger"
@@ -335,8 +336,8 @@ func TestRedeliverSinceFailsPartWay(t *testing.T) {
 	}
 	want := redeliverChunk - 1 // the first transaction's, but the torn one
 	var re *RedeliverError
-	if !errors.As(got, &re) || re.Redelivered != want || !errors.Is(got, bbolt.ErrDatabaseNotOpen) {
-		t.Errorf("error = %v; want a *RedeliverError of %d wrapping bbolt.ErrDatabaseNotOpen", got, want)
+	if !errors.As(got, &re) || re.Redelivered != want || !errors.Is(got, berrors.ErrDatabaseNotOpen) {
+		t.Errorf("error = %v; want a *RedeliverError of %d wrapping berrors.ErrDatabaseNotOpen", got, want)
 	}
 	var body struct {
 		Error struct {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/payledger/payledger/webhooks"
 )
@@ -381,7 +381,7 @@ func TestKeysRevokeAndRotate(t *testing.T) {
 // logged once) with a detail saying how many were redelivered first.
 func TestRedeliverErrorSaysHowManyWereDone(t *testing.T) {
 	h := newHarness(t)
-	err := fmt.Errorf("redeliver since: %w", &webhooks.RedeliverError{Redelivered: 999, Err: fmt.Errorf("update: %w", bbolt.ErrDatabaseNotOpen)})
+	err := fmt.Errorf("redeliver since: %w", &webhooks.RedeliverError{Redelivered: 999, Err: fmt.Errorf("update: %w", berrors.ErrDatabaseNotOpen)})
 	rec := httptest.NewRecorder()
 	h.srv.WriteError(rec, httptest.NewRequest("POST", "/api/v1/webhooks/redeliver", nil), err)
 	r := resp{Status: rec.Code, Body: rec.Body.Bytes()}
