@@ -1013,9 +1013,14 @@ func TestFixedMethodInvoiceNeedsAnEnabledGateway(t *testing.T) {
 		}
 	}
 	// A single widget's invoice without a method leaves the choice to the
-	// payment, which is refused while no gateway serves any.
-	if _, err := widgetInvoice(single, "", ""); err != nil {
-		t.Errorf("single widget without a method: %v", err)
+	// customer, on the payment page, as create-invoice's does: with no
+	// method in its currency that an enabled gateway serves, the page
+	// could offer nothing, so it is refused too (ErrNoPayableMethod).
+	if inv, err := widgetInvoice(single, "", ""); !errors.Is(err, commands.ErrNoPayableMethod) || !errors.Is(err, commands.ErrCurrencyInvalid) {
+		t.Errorf("single widget without a method, the only gateway disabled: %+v, %v; want ErrNoPayableMethod", inv, err)
+	}
+	if e.store.Head() != head {
+		t.Fatal("single widget without a method: a refused invoice appended events")
 	}
 
 	if _, err := e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: true}); err != nil {
@@ -1030,6 +1035,9 @@ func TestFixedMethodInvoiceNeedsAnEnabledGateway(t *testing.T) {
 	}
 	if _, err := widgetInvoice(unlimited, "visamaster.uah", "100.00"); err != nil {
 		t.Fatalf("unlimited widget invoice with the sandbox enabled again: %v", err)
+	}
+	if _, err := widgetInvoice(single, "", ""); err != nil {
+		t.Fatalf("single widget invoice without a method, the sandbox enabled again: %v", err)
 	}
 }
 

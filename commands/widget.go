@@ -247,7 +247,9 @@ func WidgetInvoiceCurrency(w *Widget, method string) string {
 // Errors: *ValidationError, ErrNotFound, ErrWidgetNotActive,
 // ErrDealsDisabled, ErrMethodInvalid, ErrNoGateway (a method given that no
 // enabled gateway serves; it wraps ErrMethodInvalid), ErrCurrencyInvalid,
-// ErrConflict, *RepeatedError (ErrRepeated).
+// ErrNoPayableMethod (no method given, and none in the currency that the
+// merchant accepts is served by an enabled gateway; it wraps
+// ErrCurrencyInvalid), ErrConflict, *RepeatedError (ErrRepeated).
 func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice) (*Invoice, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
@@ -304,15 +306,20 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 			return decision{}, fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid)
 		}
 		// A method given is fixed: with no enabled gateway serving it, the
-		// invoice could never be paid.
-		var sw GatewaySwitches
+		// invoice could never be paid. Without one (a single widget's
+		// invoice) the customer picks it on the payment page, which needs
+		// some method in the currency that the merchant accepts and an
+		// enabled gateway serves, as create-invoice does.
+		sw, err := s.GatewaySwitches(ctx)
+		if err != nil {
+			return decision{}, err
+		}
 		if c.Method != "" {
-			if sw, err = s.GatewaySwitches(ctx); err != nil {
-				return decision{}, err
-			}
 			if _, ok := s.gateways.For(method, sw); !ok {
 				return decision{}, fmt.Errorf("method %q: %w", method.Code, ErrNoGateway)
 			}
+		} else if !s.payableIn(m, cur.Code, sw) {
+			return decision{}, fmt.Errorf("currency %q: %w", cur.Code, ErrNoPayableMethod)
 		}
 		rate := settlementRate(cur.Code, c.Rate)
 		if !rate.IsPositive() {
@@ -325,16 +332,13 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 		d.SuccessURL, d.FailURL = w.ReturnURL, w.ReturnURL
 		out = d
 		ids := &eventIDs{meta: c.Meta}
-		writes := []ledger.Write{
+		return decision{writes: []ledger.Write{
 			{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream,
 				Events: []ledger.NewEvent{ids.event(TypeInvoiceCreated, m.ID, d, claims...)}},
 			{Stream: StreamID(StreamWidget, w.WidgetID), Expected: ledger.Exactly(w.Version)},
-		}
-		if c.Method != "" {
 			// A gateway disabled since the check: decide again.
-			writes = append(writes, ledger.Write{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)})
-		}
-		return decision{writes: writes}, nil
+			{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},
+		}}, nil
 	})
 	if err != nil {
 		return nil, s.repeated(err, claims)
