@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,7 +151,17 @@ func decodeRedeliver(body io.Reader) (redeliverRequest, error) {
 		Status string `json:"status"`
 	}
 	var bad QueryError
-	dec := json.NewDecoder(io.LimitReader(body, 4096))
+	data, err := io.ReadAll(io.LimitReader(body, 4096))
+	if err != nil {
+		return redeliverRequest{}, err
+	}
+	// As strict as the rest of the API (docs/api.md): encoding/json would
+	// take "SINCE" for since, and the last of a key given twice.
+	if f, ok := checkRedeliverKeys(data); !ok {
+		bad.Fields = append(bad.Fields, f)
+		return redeliverRequest{}, &bad
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&raw); err != nil {
 		bad.Fields = append(bad.Fields, bodyField(err))
@@ -171,6 +182,41 @@ func decodeRedeliver(body io.Reader) (redeliverRequest, error) {
 		return redeliverRequest{}, err
 	}
 	return req, nil
+}
+
+// checkRedeliverKeys refuses a redelivery body whose top-level object has
+// a key other than since and status as written (case counts) or one of
+// them twice. Anything it cannot read as an object it leaves to the
+// decoder, which names that.
+func checkRedeliverKeys(data []byte) (QueryField, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return QueryField{}, true
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return QueryField{}, true
+		}
+		name, _ := t.(string)
+		switch {
+		case name != "since" && name != "status":
+			msg := fmt.Sprintf("%q is not a field of this request: %s", name, redeliverShape)
+			if strings.EqualFold(name, "since") || strings.EqualFold(name, "status") {
+				msg = fmt.Sprintf("%q is not a field of this request (field names are case-sensitive): %s", name, redeliverShape)
+			}
+			return QueryField{name, "extra_forbidden", msg}, false
+		case seen[name]:
+			return QueryField{name, "duplicate", fmt.Sprintf("%q is given twice", name)}, false
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return QueryField{}, true
+		}
+	}
+	return QueryField{}, true
 }
 
 // bodyField names what a decoding error of the redelivery body concerns.

@@ -211,6 +211,10 @@ func TestWebhooksBadInput(t *testing.T) {
 		{"not an object", since, "", `[{` + ok + `}]`, []string{"body"}},
 		{"two values", since, "", `{` + ok + `} {}`, []string{"body"}},
 		{"empty", since, "", ``, []string{"body"}},
+		{"key in another case", since, "", `{"SINCE": "2026-02-25T12:00:00Z"}`, []string{"SINCE"}},
+		{"status in another case", since, "", `{` + ok + `, "Status": "failed"}`, []string{"Status"}},
+		{"since twice", since, "", `{` + ok + `, "since": "2026-02-26T12:00:00Z"}`, []string{"since"}},
+		{"status twice", since, "", `{` + ok + `, "status": "failed", "status": "delivered"}`, []string{"status"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.route+" "+tc.name, func(t *testing.T) {
