@@ -587,7 +587,8 @@ func checkURL(s string, httpsOnly bool) string {
 }
 
 // checkTarget checks a URL that payledger calls (webhook_url, callback_url,
-// status_url), if any: without allowPrivate an absolute https URL whose
+// status_url), if any: its host in ASCII (an internationalised name in its
+// xn-- form, as the HTTP client sends it); without allowPrivate an absolute https URL whose
 // host is not a loopback, private or other non-public address literal, in
 // any form a resolver takes for one (see ipv4Literal; one trailing dot is
 // dropped), nor localhost or a name under it (RFC 6761); with it, also
@@ -602,12 +603,22 @@ func checkTarget(field, s string, allowPrivate bool, v *ValidationError) {
 		v.Add(field, "invalid", field+" "+msg)
 		return
 	}
-	if allowPrivate {
-		return
-	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return // checkURL parsed it
+	}
+	// The HTTP client sends an internationalised host in its punycode
+	// (xn--) form, and a status_url call is signed over the URL as sent:
+	// a host written in Unicode would be signed as one thing and received
+	// as another, and never verify. The merchant writes the xn-- form.
+	for _, r := range u.Host {
+		if r >= utf8.RuneSelf {
+			v.Add(field, "invalid", field+" host must be ASCII: write an internationalised domain name in its xn-- (punycode) form")
+			return
+		}
+	}
+	if allowPrivate {
+		return
 	}
 	host := strings.TrimSuffix(u.Hostname(), ".")
 	if name := strings.ToLower(host); name == "localhost" || strings.HasSuffix(name, ".localhost") {

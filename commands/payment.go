@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -187,6 +188,14 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		}}, nil
 	})
 	if err != nil {
+		if errors.Is(err, ErrTooManyPayments) && len(claims) > 0 {
+			// A twin of this request (the same key) may have taken the
+			// invoice's last place after the key was checked above: its
+			// payment is this request's answer, as below the cap.
+			if holder, ok, lerr := s.store.ClaimHolder(claims[0]); lerr == nil && ok {
+				return nil, 0, &RepeatedError{Stream: holder}
+			}
+		}
 		return nil, 0, s.repeated(err, claims)
 	}
 	return &Payment{PaymentCreated: created, Status: PaymentStatusPending, Version: evs[0].Version}, evs[0].Seq, nil

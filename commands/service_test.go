@@ -696,6 +696,43 @@ func TestPaymentsPerInvoiceCapped(t *testing.T) {
 	e.payment(other)
 }
 
+// TestCreatePaymentRequestKeyAtTheCap: concurrent creations of one request
+// for the invoice's last place make one payment and answer every other
+// with a *RepeatedError naming it, as below the cap: a twin that took the
+// last place after this one checked its key is its first answer, not
+// ErrTooManyPayments.
+func TestCreatePaymentRequestKeyAtTheCap(t *testing.T) {
+	e := newEnv(t)
+	for round := range 5 {
+		inv := e.invoice(fmt.Sprintf("o-%d", round))
+		for range commands.MaxPaymentsPerInvoice - 1 {
+			e.payment(inv)
+		}
+		const n = 16
+		var made atomic.Int32
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(),
+					InvoiceID: inv.InvoiceID, MerchantID: e.m, Method: "visamaster.uah", RequestKey: fmt.Sprintf("last-%d", round)})
+				switch {
+				case err == nil:
+					made.Add(1)
+				case errors.Is(err, commands.ErrRepeated):
+				default:
+					t.Errorf("round %d, creation %d: %v; want the payment or ErrRepeated", round, i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if made.Load() != 1 {
+			t.Fatalf("round %d: %d payments made with one request key, want 1", round, made.Load())
+		}
+	}
+}
+
 // TestCreateInvoiceRequestKey: concurrent creations of one request (same
 // request key, same external id, payment_id or widget id) make one
 // invoice or widget; the others are *RepeatedError naming it, whatever the

@@ -19,7 +19,8 @@ import (
 // reads as an address: "127.1", "2130706433", "0x7f000001", a trailing
 // dot) nor localhost is taken; with it plain
 // http and such addresses are taken too, as the dispatcher then reaches
-// them. A malformed URL is refused either way. A refusal is a 400 naming
+// them. A malformed URL (an internationalised host not in its xn-- form
+// among them) is refused either way. A refusal is a 400 naming
 // the field (seed 001's envelope and numeric code for the e-invoice) and
 // appends nothing.
 func TestWebhookTargets(t *testing.T) {
@@ -53,6 +54,10 @@ func TestWebhookTargets(t *testing.T) {
 		{"malformed: ftp", "ftp://hooks.example.com/pay", false, true},
 		{"malformed: user info", "https://user:pw@hooks.example.com/pay", false, true},
 		{"malformed: no host", "https:///pay", false, true},
+		// Sent in its xn-- form, so signed as one host and received as
+		// another: the merchant writes the xn-- form, which is taken.
+		{"malformed: internationalised host in Unicode", "https://bücher.example/pay", false, true},
+		{"https internationalised host, xn-- form", "https://xn--bcher-kva.example/pay", false, false},
 	}
 	// A route that takes one of the URLs: the request, the status of a
 	// success, and the field a refusal names.
