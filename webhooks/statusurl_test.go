@@ -111,15 +111,12 @@ func TestStatusURLSignatureCoversQuery(t *testing.T) {
 		t.Fatalf("status_url call's query: %s", real.URL)
 	}
 
-	// The captured headers, replayed within the tolerance with a forged query.
-	for _, forged := range []string{
-		strings.Replace(real.URL, "status=cancelled", "status=success", 1),
-		strings.Replace(real.URL, inv.InvoiceID, ulid.Make().String(), 1),
-		strings.Replace(real.URL, "tracking=", "tracking=X", 1),
-		strings.Replace(real.URL, "/status?", "/other?", 1),
-		real.URL + "&status=success",
-	} {
-		req, err := http.NewRequest(http.MethodGet, sr.srv.URL+forged, nil)
+	// The captured headers, replayed within the tolerance: with the URL as
+	// sent they verify (the control: the refusals below are the forged
+	// URLs', not the replay's), with a forged one they do not.
+	replay := func(target string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, sr.srv.URL+target, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,12 +128,24 @@ func TestStatusURLSignatureCoversQuery(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("forged %s with the real call's headers: answered %d, want 401", forged, resp.StatusCode)
+		return resp.StatusCode
+	}
+	if got := replay(real.URL); got != http.StatusOK {
+		t.Fatalf("the real call's URL and headers, replayed: answered %d, want 200", got)
+	}
+	for _, forged := range []string{
+		strings.Replace(real.URL, "status=cancelled", "status=success", 1),
+		strings.Replace(real.URL, inv.InvoiceID, ulid.Make().String(), 1),
+		strings.Replace(real.URL, "tracking=", "tracking=X", 1),
+		strings.Replace(real.URL, "/status?", "/other?", 1),
+		real.URL + "&status=success",
+	} {
+		if got := replay(forged); got != http.StatusUnauthorized {
+			t.Errorf("forged %s with the real call's headers: answered %d, want 401", forged, got)
 		}
 	}
 	calls = sr.got()
-	for _, c := range calls[1:] {
+	for _, c := range calls[2:] {
 		if !errors.Is(c.Err, ErrSignature) {
 			t.Errorf("forged %s: Verify said %v, want ErrSignature", c.URL, c.Err)
 		}
