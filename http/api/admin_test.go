@@ -576,3 +576,36 @@ func (h *harness) rebuiltEqualsLive() {
 		h.t.Fatalf("rebuilt views differ from the live ones: %v", err)
 	}
 }
+
+// A single widget's invoice made without a method is refused like
+// create-invoice's while no method of its currency that the merchant
+// accepts is served by an enabled gateway: 400 CURRENCY_INVALID whose
+// detail names method (the request has no currency field: the choice
+// missing is the method's), appending nothing. Enabled again, it is made.
+func TestSingleWidgetInvoiceRefusedWithNoEnabledGateway(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	w := h.api(m, "POST", "/api/v1/widgets", `{"type": "single", "fiat_currency": "UAH", "fiat_amount": "10.00"}`)
+	wid, _ := w.JSON(t)["external_id"].(string)
+	if w.Status != http.StatusCreated || wid == "" {
+		t.Fatalf("single widget: %d %s", w.Status, w.Body)
+	}
+	if r := h.admin("POST", "/admin/v1/gateways/1/disable", ""); r.Status != http.StatusOK {
+		t.Fatalf("disable: %d %s", r.Status, r.Body)
+	}
+	head := h.head()
+	r := h.api(m, "POST", "/api/v1/widgets/"+wid+"/invoices", `{}`)
+	if d := r.details(t); r.Status != http.StatusBadRequest || r.errCode(t) != CodeCurrencyInvalid || len(d) != 1 || d[0].Path != "method" ||
+		!strings.Contains(d[0].Message, "enabled gateway") {
+		t.Errorf("single widget invoice with no enabled gateway: %d %s, want 400 %s naming method", r.Status, r.Body, CodeCurrencyInvalid)
+	}
+	if h.head() != head {
+		t.Errorf("a refused invoice appended: head %d -> %d", head, h.head())
+	}
+	if r := h.admin("POST", "/admin/v1/gateways/1/enable", ""); r.Status != http.StatusOK {
+		t.Fatalf("enable: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "POST", "/api/v1/widgets/"+wid+"/invoices", `{}`); r.Status != http.StatusCreated {
+		t.Errorf("single widget invoice with the sandbox enabled again: %d %s", r.Status, r.Body)
+	}
+}

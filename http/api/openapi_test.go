@@ -437,7 +437,9 @@ func operations() []operation {
 		{route: "GET /api/v1/widgets", id: "listWidgets", tag: "widgets", summary: "List widgets, newest first, with seed 000's page details", security: m, params: []js{qPage, qSize, qAccount, qStamp}, status: 200, response: "WidgetList", errors: []int{400, 401, 404, 429}},
 		{route: "GET /api/v1/widgets/{id}", id: "getWidget", tag: "widgets", summary: "Get a widget", security: m, params: []js{pWidget, qAccount, qStamp}, status: 200, response: "Widget", errors: []int{400, 401, 404, 429}},
 		{route: "POST /api/v1/widgets/{id}/status", id: "changeWidgetStatus", tag: "widgets", summary: "Disable or re-activate a widget", security: m, params: []js{pWidget}, body: "WidgetStatusRequest", bodyReq: true, status: 200, response: "Widget", errors: []int{400, 401, 404, 409, 429}},
-		{route: "POST /api/v1/widgets/{id}/invoices", id: "createWidgetInvoice", tag: "widgets", summary: "Create an invoice from a widget", security: m, params: []js{pWidget}, body: "WidgetInvoiceRequest", status: 201, response: "Invoice", errors: []int{400, 401, 403, 404, 409, 429}},
+		{route: "POST /api/v1/widgets/{id}/invoices", id: "createWidgetInvoice", tag: "widgets", summary: "Create an invoice from a widget",
+			desc:     "A method given that no enabled gateway serves is refused 400 METHOD_INVALID. A single widget's invoice made without a method (the customer picks it on the payment page) is refused 400 CURRENCY_INVALID, detail path method, while the widget's currency has no method that the merchant accepts and an enabled gateway serves.",
+			security: m, params: []js{pWidget}, body: "WidgetInvoiceRequest", status: 201, response: "Invoice", errors: []int{400, 401, 403, 404, 409, 429}},
 		{route: "GET /api/v1/methods", id: "listMethods", tag: "catalogue", summary: "Payment methods and currencies, with the merchant's enabled methods and the rates", security: m, status: 200, response: "MethodsList", errors: []int{401, 429}},
 		{route: "GET /api/v1/balance", id: "getBalance", tag: "catalogue", summary: "The merchant's balances", security: m, status: 200, response: "Balance", errors: []int{401, 429}},
 

@@ -269,6 +269,9 @@ func (s *Server) createWidgetInvoice(c *call) (int, any, error) {
 	}
 	if err != nil {
 		err = withField(err, commands.ErrMethodInvalid, "method")
+		// A single widget's currency is its own, not the request's: with
+		// no payable method in it, the choice missing is the method.
+		err = withField(err, commands.ErrNoPayableMethod, "method")
 		if w.Kind == commands.WidgetUnlimited {
 			err = withField(err, commands.ErrCurrencyInvalid, "method")
 		}
