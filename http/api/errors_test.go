@@ -257,6 +257,52 @@ func TestWebhooksBadInput(t *testing.T) {
 	}
 }
 
+// TestDecodingErrorsAreOneDetail pins docs/api.md's errors section: a body
+// that does not decode gets one detail, for the first thing wrong with it
+// (a JSON value that is not an object is model_type at path body, on
+// create-invoice and on the webhooks' bulk redelivery alike; text that is
+// not JSON is model_type on the first, json_invalid on the second, which
+// reads null as {}), while the values of a body that decodes are all named.
+func TestDecodingErrorsAreOneDetail(t *testing.T) {
+	h, _ := newWebhookHarness(t, newHookReceiver(t).rcv)
+	m := h.newMerchant(`{"name": "decoding"}`)
+	const ci, since = "/api/v1/create-invoice", "/api/v1/webhooks/redeliver"
+	tests := []struct {
+		name, path, body string
+		want             []string // "path type" of each detail, in order
+	}{
+		{"list", ci, `[1]`, []string{"body model_type"}},
+		{"string", ci, `"text"`, []string{"body model_type"}},
+		{"null", ci, `null`, []string{"body model_type"}},
+		{"redeliver list", since, `[1]`, []string{"body model_type"}},
+		{"redeliver string", since, `"text"`, []string{"body model_type"}},
+		{"not JSON", ci, `xyz`, []string{"body model_type"}},
+		{"redeliver not JSON", since, `xyz`, []string{"body json_invalid"}},
+		{"redeliver null", since, `null`, []string{"since missing"}}, // read as {}
+		{"two wrong types", ci, `{"amount": 1, "currency_code": 2, "external_id": "x"}`, []string{"amount string_type"}},
+		{"two unknown fields", ci, `{"foo": 1, "bar": 2}`, []string{"foo extra_forbidden"}},
+		{"a key twice, then malformed", ci, `{"amount": "1", "amount": "2", `, []string{"amount duplicate"}},
+		{"redeliver two wrong types", since, `{"since": 1, "status": 2}`, []string{"since string_type"}},
+		{"three bad values", ci, `{"amount": "-1", "currency_code": "uah"}`, []string{"currency_code invalid", "amount not_positive", "external_id missing"}},
+		{"redeliver two bad values", since, `{"since": "yesterday", "status": "bogus"}`, []string{"since datetime_parsing", "status enum"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.api(m, "POST", tc.path, tc.body)
+			if r.Status != http.StatusBadRequest || r.errCode(t) != CodeValidation {
+				t.Fatalf("%d %s, want 400 %s", r.Status, r.Body, CodeValidation)
+			}
+			var got []string
+			for _, d := range r.details(t) {
+				got = append(got, d.Path+" "+d.Type)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("details %q, want %q: %s", got, tc.want, r.Body)
+			}
+		})
+	}
+}
+
 func TestCrossMerchant404(t *testing.T) {
 	h := newHarness(t)
 	a := h.seedSetup()

@@ -499,7 +499,7 @@ func operations() []operation {
 }
 
 var errorText = map[int]string{
-	400: "Invalid request: VALIDATION_ERROR with one detail per bad field, CURRENCY_INVALID, METHOD_INVALID, TIMESTAMP_INVALID, IDEMPOTENCY_KEY_INVALID",
+	400: "Invalid request: VALIDATION_ERROR (one detail for the first thing that stops a body decoding, else one per bad field value), CURRENCY_INVALID, METHOD_INVALID, TIMESTAMP_INVALID, IDEMPOTENCY_KEY_INVALID",
 	401: "API_KEY_MISSING, API_KEY_INVALID, SIGNATURE_INVALID, SIGNATURE_REPLAYED, SIGNATURE_TIMESTAMP_INVALID, SIGNATURE_REQUIRED, ADMIN_TOKEN_MISSING, ADMIN_TOKEN_INVALID",
 	403: "DEALS_SYSTEM_DISABLED, MERCHANT_DISABLED",
 	404: "NOT_FOUND (also for another merchant's resource), API_KEY_NOT_FOUND",
