@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payledger/payledger/http/pages"
 	"github.com/payledger/payledger/webhooks"
 )
 
@@ -28,18 +29,6 @@ import (
 // to rewrite http/api/openapi.json (embedded, served at /openapi.json) and
 // docs/openapi.json from the description below.
 var update = flag.Bool("update", false, "rewrite openapi.json files")
-
-// docPath maps a route pattern's path to its OpenAPI path: subtree mounts
-// (the hosted pages) are described by their page's path.
-func docPath(path string) string {
-	switch path {
-	case "/pay/":
-		return "/pay/{invoice_id}"
-	case "/w/":
-		return "/w/{widget_id}"
-	}
-	return path
-}
 
 type js = map[string]any
 
@@ -362,6 +351,33 @@ func schemas() js {
 		"RedeliverResponse": obj([]string{"redelivered"}, js{
 			"redelivered": integer("How many deliveries were redelivered (those whose record does not decode are set aside, not counted)"),
 		}),
+		"PageStatus": obj([]string{"invoice_id", "invoice_status", "payment_id", "payment_status", "phase", "final", "message", "expires_at", "now", "redirect_url"}, js{
+			"invoice_id":     str("The invoice id"),
+			"invoice_status": enum("The invoice's status", "pending", "success", "expired", "cancelled"),
+			"payment_id":     nullStr("The latest payment's id (seed 002's integer, as a string); null while there is none"),
+			"payment_status": js{"type": []any{"string", "null"}, "enum": []any{"PENDING", "CONFIRMED", "PROCESSED", "REJECTED", "CANCELLED", "ERROR", nil}, "description": "The latest payment's status; null while there is none"},
+			"phase":          enum("What the page shows: choose a method, pay to the details, confirmed (waiting for the gateway), or a final phase", "choose", "pay", "confirmed", "success", "expired", "cancelled", "failed", "underpaid"),
+			"final":          boolean("The page will not change again"),
+			"message":        str("The status line shown to the customer"),
+			"expires_at":     js{"type": "string", "format": "date-time", "description": "The invoice's expiry (RFC 3339, UTC)"},
+			"now":            js{"type": "string", "format": "date-time", "description": "The server's clock, for the countdown"},
+			"redirect_url":   nullStr("success_url or fail_url once the page is final and the invoice has one; null otherwise"),
+		}),
+		"PageStatusError": obj([]string{"error"}, js{"error": enum("not_found: no such invoice; internal: logged with the request id", "not_found", "internal")}),
+		"PayMethodForm": js{"type": "object", "required": []string{"csrf_token", "method"}, "properties": js{
+			"csrf_token": str("The anti-forgery token the page rendered, checked against the pl_csrf cookie it set"),
+			"method":     strEx("The method chosen, one of those the page offers", "visamaster.uah"),
+		}},
+		"PayPaymentForm": js{"type": "object", "required": []string{"csrf_token", "payment"}, "properties": js{
+			"csrf_token": str("The anti-forgery token the page rendered, checked against the pl_csrf cookie it set"),
+			"payment":    strEx("The id of the invoice's payment the page shows", "133"),
+		}},
+		"WidgetPageForm": js{"type": "object", "required": []string{"csrf_token", "method"}, "properties": js{
+			"csrf_token": str("The anti-forgery token the page rendered, checked against the pl_csrf cookie it set"),
+			"form_token": str("The rendering's random token: the same form sent twice makes one invoice and one payment (without it, as from a page rendered before form tokens, each sending makes its own)"),
+			"method":     strEx("The method chosen, one of those the page offers", "visamaster.uah"),
+			"amount":     money("Unlimited widgets: the amount, in the method's currency (a single widget's is its own)", "99.99"),
+		}},
 		"EventFeed": obj([]string{"items", "next_after", "head"}, js{
 			"items":      arr(ref("Event"), "The merchant's events after `after`, in log order"),
 			"next_after": integer("Poll again with after set to this: the last sequence read"),
@@ -381,6 +397,8 @@ type operation struct {
 	params   []js
 	body     string // request schema
 	bodyReq  bool
+	form     string // the hosted pages: request schema of a required form body
+	location string // a 303's Location
 	status   int
 	response string // response schema ("" for non-JSON)
 	errors   []int
@@ -433,7 +451,8 @@ func operations() []operation {
 			desc:     "The merchant drops a payment (seed 002: CANCELLED, \"rejected by the user or merchant\"); the payment webhook follows. Only from PENDING: any other status is 409 INVALID_STATUS_TRANSITION and appends nothing. The event records by: merchant and the optional reason.",
 			security: m, params: []js{pPayment}, body: "CancelRequest", status: 200, response: "Payment", errors: []int{400, 401, 404, 409, 429}},
 		{route: "GET /api/v1/payments/{id}", id: "getPayment", tag: "payments", summary: "Get a payment (seed 002's body exactly)", security: m, params: []js{pPayment}, status: 200, response: "Payment", errors: []int{401, 404, 429}},
-		{route: "POST /api/v1/widgets", id: "createWidget", tag: "widgets", summary: "Create a payment widget (seed 000)", security: m, body: "CreateWidgetRequest", bodyReq: true, status: 201, response: "Widget", errors: []int{400, 401, 404, 409, 429}},
+		{route: "POST /api/v1/widgets", id: "createWidget", tag: "widgets", summary: "Create a payment widget (seed 000)", security: m, body: "CreateWidgetRequest", bodyReq: true, status: 201, response: "Widget", errors: []int{400, 401, 403, 404, 409, 429},
+			errText: map[int]string{403: "MERCHANT_DISABLED: the merchant is suspended"}},
 		{route: "GET /api/v1/widgets", id: "listWidgets", tag: "widgets", summary: "List widgets, newest first, with seed 000's page details", security: m, params: []js{qPage, qSize, qAccount, qStamp}, status: 200, response: "WidgetList", errors: []int{400, 401, 404, 429}},
 		{route: "GET /api/v1/widgets/{id}", id: "getWidget", tag: "widgets", summary: "Get a widget", security: m, params: []js{pWidget, qAccount, qStamp}, status: 200, response: "Widget", errors: []int{400, 401, 404, 429}},
 		{route: "POST /api/v1/widgets/{id}/status", id: "changeWidgetStatus", tag: "widgets", summary: "Disable or re-activate a widget", security: m, params: []js{pWidget}, body: "WidgetStatusRequest", bodyReq: true, status: 200, response: "Widget", errors: []int{400, 401, 404, 409, 429}},
@@ -491,11 +510,50 @@ func operations() []operation {
 		{route: "POST /api/v1/webhooks/redeliver", id: "redeliverSince", tag: "webhooks", summary: "Deliver again every delivery since a time", security: m, body: "RedeliverRequest", bodyReq: true, status: 202, response: "RedeliverResponse", errors: []int{400, 401, 409, 429},
 			errText: map[int]string{500: "INTERNAL_ERROR, logged with the request id. Failing part way, it says how many deliveries it redelivered first (they stay redelivered; the same request again redelivers them again): one detail, path redelivered, type partial, whose message starts with that number"}},
 
-		{route: "GET /pay/", id: "paymentPage", tag: "pages", summary: "Hosted payment page (HTML) at payment_link", params: []js{pInvoice}, status: 200},
-		{route: "POST /pay/", id: "paymentPageAction", tag: "pages", summary: "Hosted payment page form: the customer picks a method (HTML)", params: []js{pInvoice}, status: 200},
-		{route: "GET /w/", id: "widgetPage", tag: "pages", summary: "Hosted widget page (HTML)", params: []js{pathParam("widget_id", "Widget id")}, status: 200},
-		{route: "POST /w/", id: "widgetPageAction", tag: "pages", summary: "Hosted widget page form: amount and method (HTML)", params: []js{pathParam("widget_id", "Widget id")}, status: 200},
+		{route: "GET /pay/{invoice_id}", id: "paymentPage", tag: "pages", summary: "Hosted payment page (HTML) at payment_link",
+			desc:   "Renders the invoice's state: the methods to choose from, the live payment's details with \"I have paid\" and \"Choose another method\", or a final status (then, after a few seconds, the way to success_url or fail_url). Its forms post to the routes below with an anti-forgery token, checked against the pl_csrf cookie the page sets when the browser has none.",
+			params: []js{pInvoice}, status: 200, errors: []int{404, 500}},
+		{route: "POST /pay/{invoice_id}/method", id: "paymentPageMethod", tag: "pages", summary: "Payment page form: choose a method, which creates the payment",
+			desc:   "POST-redirect-GET: creates the payment with the method chosen and answers 303 to the page, which then shows its details. A payment already live (a second click, another tab) is not replaced: 303 to the page as well. A refusal renders the page again (HTML) with its message. Rate limited per invoice with the other two forms.",
+			params: []js{pInvoice}, form: "PayMethodForm", status: 303, location: "/pay/{invoice_id}#details", errors: []int{400, 403, 404, 409, 429, 500},
+			errText: map[int]string{
+				400: "The form could not be read, the method is not one the page offers, or it is no longer available (no enabled gateway serves it): the page with the message",
+				409: "The invoice can no longer be paid (paid, expired or cancelled, or its payment failed or fell short), it has the most payments it may have, or the merchant is suspended: the page with the message",
+			}},
+		payTransition("confirm", "paymentPageConfirm", "I have paid", "CONFIRMED", ""),
+		payTransition("cancel", "paymentPageCancel", "Choose another method", "CANCELLED", ", which offers the methods again"),
+		{route: "GET /pay/{invoice_id}/status", id: "paymentPageStatus", tag: "pages", summary: "The payment page's status as JSON, polled by its script",
+			desc:   "What the page shows, as it is now; Cache-Control: no-store.",
+			params: []js{pInvoice}, status: 200, response: "PageStatus", errors: []int{404, 500},
+			errText: map[int]string{404: "No such invoice: {\"error\": \"not_found\"}", 500: "Logged with the request id: {\"error\": \"internal\"}"}},
+		{route: "GET /pay/static/{version}/{file}", id: "pageStatic", tag: "pages", summary: "The hosted pages' embedded CSS and JavaScript",
+			desc:   "version is a hash of the files the pages link to: cached for a year (immutable) under the current one, a minute under any other.",
+			params: []js{pathParam("version", "The content hash in the pages' links"), pathParam("file", "The file name")}, status: 200, errors: []int{404}},
+		{route: "GET /w/{widget_id}", id: "widgetPage", tag: "pages", summary: "Hosted widget page (HTML)",
+			desc:   "The widget's form: the method and, for an unlimited widget, the amount. Its anti-forgery token is checked against the pl_csrf cookie the page sets when the browser has none.",
+			params: []js{pathParam("widget_id", "Widget id")}, status: 200, errors: []int{404, 410, 500}},
+		{route: "POST /w/{widget_id}", id: "widgetPageCreate", tag: "pages", summary: "Hosted widget page form: creates an invoice and its payment, then 303 to its payment page",
+			desc:   "Creates the widget invoice and, the method being chosen, its payment, then answers 303 to the invoice's payment page (#details when the payment was made). The same form sent twice makes one invoice and one payment and answers the same 303. A refusal renders the form again (HTML) with the customer's entries and the message. Rate limited per widget.",
+			params: []js{pathParam("widget_id", "Widget id")}, form: "WidgetPageForm", status: 303, location: "/pay/{invoice_id}#details", errors: []int{400, 403, 404, 409, 410, 429, 500},
+			errText: map[int]string{
+				400: "The form could not be read, the method is not one the page offers or is no longer available, or the amount is not valid: the form with the message",
+				409: "The merchant is suspended or its invoicing is switched off: the form with the message",
+			}},
 	}
+}
+
+// payTransition describes a payment page form that moves the payment it
+// names from PENDING to status: "I have paid", "Choose another method".
+func payTransition(action, id, label, status, after string) operation {
+	return operation{route: "POST /pay/{invoice_id}/" + action, id: id, tag: "pages",
+		summary: "Payment page form: \"" + label + "\" (the payment becomes " + status + ")",
+		desc: "Moves the payment named by the form from PENDING to " + status + " (by: customer) and answers 303 to the page" + after +
+			"; a payment already " + status + " answers the same 303. Rate limited per invoice with the other two forms.",
+		params: []js{pInvoice}, form: "PayPaymentForm", status: http.StatusSeeOther, location: "/pay/{invoice_id}", errors: []int{400, 403, 404, 409, 429, 500},
+		errText: map[int]string{
+			400: "The form could not be read, or names no payment of this invoice: the page with the message",
+			409: "The payment is no longer PENDING: the page with the message",
+		}}
 }
 
 var errorText = map[int]string{
@@ -509,11 +567,22 @@ var errorText = map[int]string{
 	503: "SERVICE_UNAVAILABLE (shutting down, the replay cache of signed requests is full) or STORAGE_FULL (the disk is full: nothing was recorded); see Retry-After",
 }
 
+// pageErrorText describes the hosted pages' error answers: HTML pages
+// for the customer (the status route's are JSON).
+var pageErrorText = map[int]string{
+	403: "The form's anti-forgery token does not check out (expired, or the pl_csrf cookie was not sent): a page saying to reload and try again",
+	404: "No such invoice (the payment page), widget (the widget page) or file (static): a page saying so",
+	410: "The widget is disabled or expired: a page saying so, with its return and support links",
+	429: "Too many requests to this page right now (rate limited per invoice on the payment page, per widget on the widget page): the page again, saying to try again in a few seconds; see Retry-After",
+	500: "A page asking to try again, with the request id to quote; the error is logged once with it",
+}
+
 func buildOpenAPI() js {
 	paths := js{}
 	for _, o := range operations() {
 		method, pattern, _ := strings.Cut(o.route, " ")
-		p := docPath(pattern)
+		p := pattern
+		page := strings.HasPrefix(pattern, "/pay/") || strings.HasPrefix(pattern, "/w/")
 		item, _ := paths[p].(js)
 		if item == nil {
 			item = js{}
@@ -539,6 +608,9 @@ func buildOpenAPI() js {
 		if o.body != "" {
 			op["requestBody"] = js{"required": o.bodyReq, "content": js{"application/json": js{"schema": ref(o.body)}}}
 		}
+		if o.form != "" {
+			op["requestBody"] = js{"required": true, "content": js{"application/x-www-form-urlencoded": js{"schema": ref(o.form)}}}
+		}
 		if o.security != "" {
 			op["security"] = []any{js{o.security: []any{}}}
 		} else {
@@ -549,7 +621,11 @@ func buildOpenAPI() js {
 		switch {
 		case o.response != "":
 			ok["content"] = js{"application/json": js{"schema": ref(o.response)}}
-		case strings.HasPrefix(pattern, "/pay/") || strings.HasPrefix(pattern, "/w/"):
+		case o.status == http.StatusSeeOther:
+			ok["headers"] = js{"Location": js{"description": o.location, "schema": js{"type": "string"}}}
+		case strings.HasPrefix(pattern, "/pay/static/"):
+			ok["content"] = js{"text/css": js{"schema": js{"type": "string"}}, "text/javascript": js{"schema": js{"type": "string"}}}
+		case page:
 			ok["content"] = js{"text/html": js{"schema": js{"type": "string"}}}
 		case pattern == "/metrics":
 			ok["content"] = js{"text/plain": js{"schema": js{"type": "string"}}}
@@ -577,10 +653,18 @@ func buildOpenAPI() js {
 		}
 		for _, code := range errs {
 			desc := errorText[code]
+			if page {
+				desc = pageErrorText[code]
+			}
 			if d, ok := o.errText[code]; ok {
 				desc = d
 			}
 			e := js{"description": desc, "content": js{"application/json": js{"schema": ref(errSchema)}}}
+			if page && o.response == "" {
+				e["content"] = js{"text/html": js{"schema": js{"type": "string"}}}
+			} else if page {
+				e["content"] = js{"application/json": js{"schema": ref("PageStatusError")}}
+			}
 			if code == 429 || code == 503 {
 				e["headers"] = js{"Retry-After": js{"description": "Seconds to wait", "schema": js{"type": "integer"}}}
 			}
@@ -656,7 +740,12 @@ func TestOpenAPIDocument(t *testing.T) {
 }
 
 // TestOpenAPIDescribesEveryRoute walks Server.Routes: every route is
-// described, and nothing described is missing from the server.
+// described, and nothing described is missing from the server. A subtree
+// mount (the hosted pages' "GET /pay/", "POST /w/"...) stands for each
+// route pages.Routes lists under it with its method, each described on
+// its own: before, the mount was checked as one path, so the document
+// could describe a POST /pay/{invoice_id} the pages answer 405 and leave
+// out the routes they serve.
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Pages, c.Webhooks = http.NotFoundHandler(), http.NotFoundHandler() })
 	var doc struct {
@@ -679,15 +768,84 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	routes := h.srv.Routes()
 	for _, route := range routes {
 		method, pattern, _ := strings.Cut(route, " ")
-		key := method + " " + docPath(pattern)
-		if !described[key] {
-			t.Errorf("route %s is not described in openapi.json", route)
+		keys := []string{route}
+		if strings.HasSuffix(pattern, "/") {
+			keys = mounted(method, pattern)
+			if len(keys) == 0 {
+				t.Errorf("route %s mounts the hosted pages, which serve no %s route under it", route, method)
+			}
 		}
-		delete(described, key)
+		for _, key := range keys {
+			if !described[key] {
+				t.Errorf("route %s is not described in openapi.json", key)
+			}
+			delete(described, key)
+		}
 	}
 	for k := range described {
 		t.Errorf("openapi.json describes %s, which the server does not serve", k)
 	}
+}
+
+// TestOpenAPIListsMerchantDisabled: a suspended merchant's creations are
+// refused 403 MERCHANT_DISABLED (e-invoice code 5) on every merchant
+// route that creates, appending nothing, and the document lists a 403 for
+// each of them. Before, POST /api/v1/widgets listed none.
+func TestOpenAPIListsMerchantDisabled(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	inv, _ := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	wid, _ := h.api(m, "POST", "/api/v1/widgets", `{"type": "single", "fiat_currency": "UAH", "fiat_amount": "10.00"}`).JSON(t)["external_id"].(string)
+	if inv == "" || wid == "" {
+		t.Fatal("invoice or widget not created")
+	}
+	if r := h.admin("PATCH", "/admin/v1/merchants/"+m.ID, `{"disabled": true}`); r.Status != http.StatusOK {
+		t.Fatalf("suspend: %d %s", r.Status, r.Body)
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]any `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPIDoc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, doc, body string }{
+		{"/api/v1/create-invoice", "/api/v1/create-invoice", strings.Replace(seed003Request, "order-2026-0001", "order-suspended", 1)},
+		{"/api/v1/invoices/" + inv + "/payments", "/api/v1/invoices/{invoice_id}/payments", `{"method": "visamaster.uah"}`},
+		{"/api/v1/widgets", "/api/v1/widgets", `{"type": "unlimited"}`},
+		{"/api/v1/widgets/" + wid + "/invoices", "/api/v1/widgets/{id}/invoices", `{}`},
+		{"/api/einvoice/create", "/api/einvoice/create", seed001Request},
+	} {
+		head := h.head()
+		r := h.api(m, "POST", c.path, c.body)
+		var e struct {
+			Error struct {
+				Code any `json:"code"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(r.Body, &e); err != nil || r.Status != http.StatusForbidden || (e.Error.Code != CodeMerchantDisabled && e.Error.Code != float64(EInvoiceDisabled)) {
+			t.Errorf("POST %s by a suspended merchant: %d %s, want 403 %s", c.doc, r.Status, r.Body, CodeMerchantDisabled)
+		}
+		if h.head() != head {
+			t.Errorf("POST %s by a suspended merchant appended: head %d -> %d", c.doc, head, h.head())
+		}
+		if _, ok := doc.Paths[c.doc]["post"].Responses["403"]; !ok {
+			t.Errorf("openapi.json: POST %s lists no 403, which a suspended merchant gets", c.doc)
+		}
+	}
+}
+
+// mounted lists the hosted pages' routes of method under the subtree
+// mount prefix, as "METHOD pattern".
+func mounted(method, prefix string) []string {
+	var out []string
+	for _, r := range pages.Routes() {
+		if m, p, _ := strings.Cut(r, " "); m == method && strings.HasPrefix(p, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // TestOpenAPISchemasMatchResponses checks real answers against the
@@ -787,10 +945,28 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	inv := h.api(m, "POST", "/api/v1/create-invoice", strings.Replace(seed003Request, "https://yoursite.com/webhooks/payment", rcv.URL+"/hook", 1))
 	shape("Invoice", inv)
 	id, _ := inv.JSON(t)["invoice_id"].(string)
+	// The payment page's status route, from the hosted pages on the same
+	// log: before the invoice has a payment (nulls) and after.
+	ph, err := pages.New(pages.Config{Service: h.svc, Views: h.views, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func(path string) resp {
+		rec := httptest.NewRecorder()
+		ph.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return resp{Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	}
+	shape("PageStatus", page("/pay/"+id+"/status"))
+	if r := page("/pay/ffffffff-62c3-4d49-9a43-1c4f6a0e2b11/status"); r.Status != http.StatusNotFound {
+		t.Errorf("status of an unknown invoice: %d %s", r.Status, r.Body)
+	} else {
+		check("PageStatusError", ref("PageStatusError"), decode(r))
+	}
 	shape("InvoiceList", h.api(m, "GET", "/api/v1/invoices", ""))
 	p := h.api(m, "POST", "/api/v1/invoices/"+id+"/payments", `{"method": "visamaster.uah"}`)
 	shape("Payment", p)
 	shape("PaymentList", h.api(m, "GET", "/api/v1/invoices/"+id+"/payments", ""))
+	shape("PageStatus", page("/pay/"+id+"/status"))
 	pid, _ := p.JSON(t)["id"].(string)
 	h.admin("POST", "/admin/v1/payments/"+pid+"/process", "")
 	inv2 := h.api(m, "POST", "/api/v1/create-invoice", `{"amount": "10.00", "currency_code": "UAH", "external_id": "shape-cancel"}`).JSON(t)["invoice_id"].(string)

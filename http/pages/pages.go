@@ -125,16 +125,9 @@ type staticFile struct {
 	contentType string
 }
 
-// New returns the handler of the hosted pages:
-//
-//	GET  /pay/{invoice_id}          the payment page
-//	POST /pay/{invoice_id}/method   choose a method: creates the payment
-//	POST /pay/{invoice_id}/confirm  "I have paid": the payment becomes CONFIRMED
-//	POST /pay/{invoice_id}/cancel   "Choose another method": the payment becomes CANCELLED
-//	GET  /pay/{invoice_id}/status   the page's status as JSON, polled by its script
-//	GET  /w/{widget_id}             the widget page
-//	POST /w/{widget_id}             create an invoice from the widget, then 303 to its page
-//	GET  /pay/static/{version}/{file}  embedded CSS and JavaScript
+// New returns the handler of the hosted pages, serving the routes of
+// pageRoutes (Routes lists them); any other method on one of their paths
+// is 405 with Allow, any other path 404.
 //
 // Errors: ErrConfig when Service or Views is missing, or the templates do
 // not parse (a build defect).
@@ -194,23 +187,56 @@ func newLimit(r rate.Limit, burst int, defRate rate.Limit, defBurst int) *rateli
 	return ratelimit.New(r, burst)
 }
 
+// pageFunc is one of the handler's routes.
+type pageFunc = func(*handler, http.ResponseWriter, *http.Request)
+
+// pageRoutes is every route the handler serves, by path and method: routes
+// registers it, Routes lists it (the OpenAPI document's test checks that
+// each is described).
+var pageRoutes = []struct {
+	pattern  string
+	byMethod map[string]pageFunc
+}{
+	// The payment page; choose a method (creates the payment); "I have
+	// paid" (CONFIRMED); "Choose another method" (CANCELLED); the page's
+	// status as JSON, polled by its script.
+	{"/pay/{invoice_id}", map[string]pageFunc{http.MethodGet: (*handler).payPage}},
+	{"/pay/{invoice_id}/method", map[string]pageFunc{http.MethodPost: (*handler).payMethod}},
+	{"/pay/{invoice_id}/confirm", map[string]pageFunc{http.MethodPost: (*handler).payConfirm}},
+	{"/pay/{invoice_id}/cancel", map[string]pageFunc{http.MethodPost: (*handler).payCancel}},
+	{"/pay/{invoice_id}/status", map[string]pageFunc{http.MethodGet: (*handler).payStatus}},
+	// The widget page; its form creates an invoice, then 303 to its page.
+	{"/w/{widget_id}", map[string]pageFunc{http.MethodGet: (*handler).widgetPage, http.MethodPost: (*handler).widgetCreate}},
+	// The embedded CSS and JavaScript. Four segments, so that it cannot
+	// collide with /pay/{invoice_id}/status.
+	{"/pay/static/{version}/{file}", map[string]pageFunc{http.MethodGet: (*handler).serveStatic}},
+}
+
+// Routes lists every route the hosted pages serve as "METHOD pattern"
+// (HEAD is served with each GET), sorted.
+func Routes() []string {
+	var out []string
+	for _, rt := range pageRoutes {
+		for method := range rt.byMethod {
+			out = append(out, method+" "+rt.pattern)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func (h *handler) routes() {
-	h.route("/pay/{invoice_id}", map[string]http.HandlerFunc{http.MethodGet: h.payPage})
-	h.route("/pay/{invoice_id}/method", map[string]http.HandlerFunc{http.MethodPost: h.payMethod})
-	h.route("/pay/{invoice_id}/confirm", map[string]http.HandlerFunc{http.MethodPost: h.payConfirm})
-	h.route("/pay/{invoice_id}/cancel", map[string]http.HandlerFunc{http.MethodPost: h.payCancel})
-	h.route("/pay/{invoice_id}/status", map[string]http.HandlerFunc{http.MethodGet: h.payStatus})
-	h.route("/w/{widget_id}", map[string]http.HandlerFunc{http.MethodGet: h.widgetPage, http.MethodPost: h.widgetCreate})
-	// Four segments, so that it cannot collide with /pay/{invoice_id}/status.
-	h.route("/pay/static/{version}/{file}", map[string]http.HandlerFunc{http.MethodGet: h.serveStatic})
+	for _, rt := range pageRoutes {
+		h.route(rt.pattern, rt.byMethod)
+	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { h.notFound(w, r) })
 }
 
 // route registers a path for some methods and a 405 with Allow for the others.
-func (h *handler) route(pattern string, byMethod map[string]http.HandlerFunc) {
+func (h *handler) route(pattern string, byMethod map[string]pageFunc) {
 	var allow []string
 	for method, fn := range byMethod {
-		h.mux.HandleFunc(method+" "+pattern, fn)
+		h.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) { fn(h, w, r) })
 		allow = append(allow, method)
 		if method == http.MethodGet {
 			allow = append(allow, http.MethodHead)
