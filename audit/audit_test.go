@@ -903,17 +903,19 @@ func TestAwaitsInvoicePaid(t *testing.T) {
 }
 
 // TestRunReceiptHeld: a payment.receipt_held, money held in suspense for a
-// cancelled payment, verifies (the log written with the projector inline,
-// every check including the views' rebuild), and so does its export; one
+// cancelled payment or a further arrival for a processed one, verifies
+// (the log written with the projector inline, every check including the
+// views' rebuild), and so does its export; one
 // whose postings do not balance, or move another merchant's money, or post
 // nothing, or are not exactly its payment's clearing debited and its
 // merchant's suspense credited with paid_amount in the payment's currency
 // (commands.AppendSuspensePostings), is a postings fault at that event, in
 // the log and in its export (an export was verified without the last rule,
 // which only the log's rebuild applied); one for a payment that is not
-// CANCELLED, REJECTED or ERROR is refused by the rebuild (projections
-// check, a log's only). Before, the audit ignored the type: an unbalanced
-// one verified.
+// CANCELLED, REJECTED, ERROR or PROCESSED is refused by the rebuild
+// (projections check, a log's only). Before, the audit ignored the type:
+// an unbalanced one verified; and one for a processed payment was refused
+// (the projector's ErrIllegalTransition).
 func TestRunReceiptHeld(t *testing.T) {
 	held := func(m string, paid decimal.Decimal) []commands.Posting {
 		return []commands.Posting{
@@ -935,31 +937,38 @@ func TestRunReceiptHeld(t *testing.T) {
 	usdt[0].Currency, usdt[1].Currency = "USDT", "USDT"
 	gateway := held("m1", amount)
 	gateway[0].Account = "gateway_clearing:9"
+	const cancel, process = "cancel", "process"
 	for _, tc := range []struct {
 		name      string
 		projected bool
-		cancel    bool
+		end       string // the payment's status change before the receipt: "" (it stays PENDING), cancel, process
 		ps        []commands.Posting
 		check     string // "": verifies
 		reason    string
 	}{
-		{"held for a cancelled payment", true, true, held("m1", amount), "", ""},
-		{"unbalanced", false, true, unbalanced, CheckPostings, "UAH postings sum to 1, not zero"},
-		{"another merchant's account", false, true, other, CheckPostings, `an account of merchant "m2", in an event of merchant "m1"`},
-		{"no postings", false, true, nil, CheckPostings, "without postings"},
-		{"into the available balance", false, true, available, CheckPostings, "payment.receipt_held (paid_amount 1500) posting 2 is merchant_available:m1 UAH -1500, want gateway_clearing:1 UAH 1500, merchant_suspense:m1 UAH -1500"},
-		{"into fee income", false, true, fee, CheckPostings, "posting 2 is fee_income UAH -1500, want gateway_clearing:1 UAH 1500, merchant_suspense:m1 UAH -1500"},
-		{"postings of another amount", false, true, less, CheckPostings, "posting 1 is gateway_clearing:1 UAH 1, want gateway_clearing:1 UAH 1500"},
-		{"in another currency", false, true, usdt, CheckPostings, "posting 1 is gateway_clearing:1 USDT 1500, want gateway_clearing:1 UAH 1500"},
-		{"through another gateway", false, true, gateway, CheckPostings, "posting 1 is gateway_clearing:9 UAH 1500, want gateway_clearing:1 UAH 1500"},
-		{"held for a pending payment", false, false, held("m1", amount), CheckProjections, "payment.receipt_held of a payment in status PENDING"},
-		{"of nothing", false, true, held("m1", decimal.Zero), CheckPostings, "payment.receipt_held of paid_amount 0: it records no money"},
+		{"held for a cancelled payment", true, cancel, held("m1", amount), "", ""},
+		{"held for a processed payment", true, process, held("m1", amount), "", ""},
+		{"unbalanced", false, cancel, unbalanced, CheckPostings, "UAH postings sum to 1, not zero"},
+		{"another merchant's account", false, cancel, other, CheckPostings, `an account of merchant "m2", in an event of merchant "m1"`},
+		{"no postings", false, cancel, nil, CheckPostings, "without postings"},
+		{"into the available balance", false, cancel, available, CheckPostings, "payment.receipt_held (paid_amount 1500) posting 2 is merchant_available:m1 UAH -1500, want gateway_clearing:1 UAH 1500, merchant_suspense:m1 UAH -1500"},
+		{"into fee income", false, cancel, fee, CheckPostings, "posting 2 is fee_income UAH -1500, want gateway_clearing:1 UAH 1500, merchant_suspense:m1 UAH -1500"},
+		{"postings of another amount", false, cancel, less, CheckPostings, "posting 1 is gateway_clearing:1 UAH 1, want gateway_clearing:1 UAH 1500"},
+		{"in another currency", false, cancel, usdt, CheckPostings, "posting 1 is gateway_clearing:1 USDT 1500, want gateway_clearing:1 UAH 1500"},
+		{"through another gateway", false, cancel, gateway, CheckPostings, "posting 1 is gateway_clearing:9 UAH 1500, want gateway_clearing:1 UAH 1500"},
+		{"held for a pending payment", false, "", held("m1", amount), CheckProjections, "payment.receipt_held of a payment in status PENDING"},
+		{"of nothing", false, cancel, held("m1", decimal.Zero), CheckPostings, "payment.receipt_held of paid_amount 0: it records no money"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBuilder(t, tc.projected)
-			_, pay := b.twoMerchantsPayment()
-			if tc.cancel {
+			inv, pay := b.twoMerchantsPayment()
+			postingEvents := uint64(1)
+			switch tc.end {
+			case cancel:
 				b.app(w(pay, b.ev(commands.TypePaymentCancelled, "m1", commands.PaymentStatusChanged{Status: commands.PaymentStatusCancelled, By: commands.ByCustomer, At: b.at})))
+			case process:
+				b.pay("m1", inv, pay, false)
+				postingEvents++
 			}
 			paid := amount
 			if len(tc.ps) > 0 && tc.ps[0].Amount.IsZero() {
@@ -974,7 +983,7 @@ func TestRunReceiptHeld(t *testing.T) {
 				if err != nil || xerr != nil {
 					t.Fatalf("Run: %v; export: %v", err, xerr)
 				}
-				if r.PostingEvents != 1 || !r.Merchants["m1"]["UAH"].Debits.Equal(amount) || !r.Merchants["m1"]["UAH"].Net().IsZero() {
+				if r.PostingEvents != postingEvents || !r.Merchants["m1"]["UAH"].Debits.Equal(amount.Mul(decimalOf(int64(postingEvents)))) || !r.Merchants["m1"]["UAH"].Net().IsZero() {
 					t.Fatalf("postings %d, merchants %+v", r.PostingEvents, r.Merchants)
 				}
 				return

@@ -629,7 +629,7 @@ func describeLines(lines []commands.PostingLine[decimal.Decimal]) string {
 // above zero), and that its postings are exactly the two lines of money
 // held (commands.AppendSuspensePostings): its payment's gateway debited
 // and the merchant's suspense credited with paid_amount, in the payment's
-// currency. That the payment was CANCELLED, REJECTED or ERROR
+// currency. That the payment was CANCELLED, REJECTED, ERROR or PROCESSED
 // (commands.ReceiptHoldAllowed) is the projector's rule, which the
 // projections check's rebuild applies.
 func (c *checker) receiptHeld(e *ledger.Event) *Fault {

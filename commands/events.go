@@ -261,8 +261,9 @@ type PaymentProcessed struct {
 }
 
 // PaymentReceiptHeld records money the gateway received for a payment in
-// a final status other than PROCESSED (CANCELLED, REJECTED, ERROR): it is
-// held in the merchant's suspense account, as a suspense allocation of
+// a final status (CANCELLED, REJECTED, ERROR, or PROCESSED: an arrival
+// after the one its payment.processed recorded): it is held in the
+// merchant's suspense account, as a suspense allocation of
 // payment.processed is, and the payment's status does not change (SPEC §3:
 // those statuses are final). A payment may hold several: money can arrive
 // twice.

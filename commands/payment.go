@@ -378,7 +378,8 @@ func decideProcessing(p *Payment, inv *Invoice, paid decimal.Decimal, at time.Ti
 }
 
 // HoldReceipt is the operator's record of money the gateway received for a
-// payment that ended CANCELLED, REJECTED or ERROR (ReceiptHoldAllowed).
+// payment that ended CANCELLED, REJECTED or ERROR, or of a further arrival
+// for a PROCESSED one (ReceiptHoldAllowed).
 type HoldReceipt struct {
 	Meta
 	PaymentID  string
@@ -392,15 +393,16 @@ type HoldReceipt struct {
 
 // HoldReceipt appends payment.receipt_held: paid_amount held in the
 // merchant's suspense account (the postings of a suspense allocation), the
-// payment's status unchanged. Each call records one receipt: money can
-// arrive twice for one payment, and each arrival is recorded. When an
-// earlier command with the request key recorded one, it appends nothing
-// and returns a *RepeatedError naming the payment's stream.
+// payment's status and its invoice unchanged. Each call records one
+// receipt: money can arrive twice for one payment, and each arrival is
+// recorded (a PROCESSED payment's first arrival is its payment.processed;
+// a receipt is any further one). When an earlier command with the request
+// key recorded one, it appends nothing and returns a *RepeatedError naming
+// the payment's stream.
 //
 // Errors: ErrNotFound, ErrInvalidTransition (the payment is PENDING or
-// CONFIRMED: process it; or PROCESSED: its money is recorded),
-// *ValidationError (missing or bad paid amount, reason too long),
-// *RepeatedError (ErrRepeated), ErrConflict.
+// CONFIRMED: process it), *ValidationError (missing or bad paid amount,
+// reason too long), *RepeatedError (ErrRepeated), ErrConflict.
 func (s *Service) HoldReceipt(ctx context.Context, c HoldReceipt) (*Payment, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
@@ -418,7 +420,7 @@ func (s *Service) HoldReceipt(ctx context.Context, c HoldReceipt) (*Payment, err
 			return decision{}, err
 		}
 		if !ReceiptHoldAllowed(p.Status) {
-			return decision{}, fmt.Errorf("payment %s is %s: only a CANCELLED, REJECTED or ERROR payment's money is held as a receipt: %w",
+			return decision{}, fmt.Errorf("payment %s is %s: process it; only a payment in a final status takes a receipt: %w",
 				p.PaymentID, p.Status, ErrInvalidTransition)
 		}
 		cur, _ := LookupCurrency(p.PaymentCurrency)

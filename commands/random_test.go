@@ -277,8 +277,8 @@ func randomCommand(ctx context.Context, r *rand.Rand, svc *commands.Service, met
 		_, err := svc.ProcessPayment(ctx, commands.ProcessPayment{Meta: meta(), PaymentID: pay, PaidAmount: paid})
 		return err
 	case op < 70 && nPay > 0:
-		// Money for a payment that may have ended CANCELLED, REJECTED or
-		// ERROR (else refused: ErrInvalidTransition).
+		// Money for a payment that may have ended CANCELLED, REJECTED,
+		// ERROR or PROCESSED (else refused: ErrInvalidTransition).
 		_, err := svc.HoldReceipt(ctx, commands.HoldReceipt{Meta: meta(), PaymentID: pay, PaidAmount: fmt.Sprintf("%d.%02d", 1+r.IntN(5000), r.IntN(100))})
 		return err
 	case op < 80 && nPay > 0:

@@ -9,14 +9,15 @@ import (
 )
 
 // TestHoldReceipt: money that arrives for a payment that ended CANCELLED
-// (by the customer or the merchant), REJECTED or ERROR is recorded as a
-// payment.receipt_held on the payment's stream, held in the merchant's
-// suspense account with the postings of a suspense allocation, and the
-// payment's status stays. A PENDING or CONFIRMED payment (processed
-// normally) and a PROCESSED one (its money is recorded) are refused with
-// ErrInvalidTransition, as is a bad amount with a *ValidationError, and
-// nothing is appended. Before, no command recorded such money: it was
-// returned outside the ledger.
+// (by the customer or the merchant), REJECTED or ERROR, or a further
+// arrival for a PROCESSED one, is recorded as a payment.receipt_held on
+// the payment's stream, held in the merchant's suspense account with the
+// postings of a suspense allocation, and the payment's status stays (a
+// PROCESSED payment's invoice too). A PENDING or CONFIRMED payment
+// (processed normally) is refused with ErrInvalidTransition, as is a bad
+// amount with a *ValidationError, and nothing is appended. Before, no
+// command recorded such money: it was returned outside the ledger; and a
+// PROCESSED payment's second arrival was refused (ErrInvalidTransition).
 func TestHoldReceipt(t *testing.T) {
 	type reach func(e *env, id string) error
 	transition := func(status, by string) reach {
@@ -43,16 +44,21 @@ func TestHoldReceipt(t *testing.T) {
 		{"error", []reach{transition(commands.PaymentStatusError, commands.ByOperator)}, commands.PaymentStatusError, true},
 		{"pending", nil, commands.PaymentStatusPending, false},
 		{"confirmed", []reach{confirm}, commands.PaymentStatusConfirmed, false},
-		{"processed", []reach{process}, commands.PaymentStatusProcessed, false},
+		{"processed", []reach{process}, commands.PaymentStatusProcessed, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			p, _ := e.payment(e.invoice("o-1"))
+			inv := e.invoice("o-1")
+			p, _ := e.payment(inv)
 			for _, step := range tc.path {
 				if err := step(e, p.PaymentID); err != nil {
 					t.Fatal(err)
 				}
+			}
+			invBefore, err := e.svc.LoadInvoice(e.ctx, "", inv.InvoiceID)
+			if err != nil {
+				t.Fatal(err)
 			}
 			stream := commands.StreamID(commands.StreamPayment, p.PaymentID)
 			head := e.store.Head().Seq
@@ -102,6 +108,9 @@ func TestHoldReceipt(t *testing.T) {
 			}
 			if again, err := e.svc.LoadPayment(e.ctx, "", p.PaymentID); err != nil || again.Status != tc.status || again.Version != last.Version {
 				t.Fatalf("payment after the receipt: %+v %v", again, err)
+			}
+			if after, err := e.svc.LoadInvoice(e.ctx, "", inv.InvoiceID); err != nil || after.Status != invBefore.Status || after.Version != invBefore.Version {
+				t.Fatalf("invoice after the receipt: %+v %v, before %s at %d", after, err, invBefore.Status, invBefore.Version)
 			}
 
 			// Money can arrive twice: a second receipt is recorded too.

@@ -90,12 +90,18 @@ func NextPaymentStatus(from, typ string) (string, bool) {
 
 // ReceiptHoldAllowed reports whether the commands record a
 // payment.receipt_held for a payment in status st: money that arrived for
-// a payment that ended CANCELLED, REJECTED or ERROR, which no
-// payment.processed can take any more. A PENDING or CONFIRMED payment's
-// money is processed (payment.processed allocates it), and a PROCESSED
-// payment's money is already recorded.
+// a payment in a final status, which no payment.processed can take any
+// more. That is a payment that ended CANCELLED, REJECTED or ERROR, or a
+// further arrival for a PROCESSED one (a customer who pays twice to the
+// same details, a gateway that delivers a transfer twice): its
+// payment.processed recorded the first arrival only. A PENDING or
+// CONFIRMED payment's money is processed (payment.processed allocates it).
 func ReceiptHoldAllowed(st string) bool {
-	return st == PaymentStatusCancelled || st == PaymentStatusRejected || st == PaymentStatusError
+	switch st {
+	case PaymentStatusCancelled, PaymentStatusRejected, PaymentStatusError, PaymentStatusProcessed:
+		return true
+	}
+	return false
 }
 
 // WidgetStatusAllowed reports whether a widget in status from may move to

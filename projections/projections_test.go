@@ -849,16 +849,14 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 		}, projections.ErrIllegalTransition, "invoice.paid not flagged late"},
 
 		// Money held for a payment is held only once it ended CANCELLED,
-		// REJECTED or ERROR (commands.ReceiptHoldAllowed).
+		// REJECTED, ERROR or PROCESSED (commands.ReceiptHoldAllowed): a
+		// PENDING or CONFIRMED payment's money is processed.
 		{"receipt held for a pending payment", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{{x.g.receipt(x.p, "100")}}
 		}, projections.ErrIllegalTransition, "payment.receipt_held of a payment in status PENDING"},
 		{"receipt held for a confirmed payment", func(x *world) [][]ledger.Write {
 			return two(x.g.paymentStatus(x.p, commands.TypePaymentConfirmed, commands.PaymentStatusConfirmed), x.g.receipt(x.p, "100"))
 		}, projections.ErrIllegalTransition, "payment.receipt_held of a payment in status CONFIRMED"},
-		{"receipt held for a processed payment", func(x *world) [][]ledger.Write {
-			return append(paid(x), []ledger.Write{x.g.receipt(x.p, "100")})
-		}, projections.ErrIllegalTransition, "payment.receipt_held of a payment in status PROCESSED"},
 		{"receipt held, unbalanced", func(x *world) [][]ledger.Write {
 			cancelled := x.g.paymentStatus(x.p, commands.TypePaymentCancelled, commands.PaymentStatusCancelled)
 			w := x.g.receipt(x.p, "100")
@@ -872,6 +870,12 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			return [][]ledger.Write{{x.g.paymentStatus(x.p, commands.TypePaymentCancelled, commands.PaymentStatusCancelled)}, {x.g.receipt(x.p, "100")}, {x.g.receipt(x.p, "0.5")},
 				{x.g.paymentStatus(x.p2, commands.TypePaymentRejected, commands.PaymentStatusRejected)}, {x.g.receipt(x.p2, "7")},
 				{x.g.paymentStatus(x.p3, commands.TypePaymentFailed, commands.PaymentStatusError)}, {x.g.receipt(x.p3, "50")}}
+		}, nil, ""},
+		// A PROCESSED payment's first arrival is its payment.processed;
+		// each further one is a receipt (the projector refused them before).
+		{"receipts held twice for a processed payment that paid its invoice, once for a duplicate", func(x *world) [][]ledger.Write {
+			return append(paid(x), []ledger.Write{x.g.receipt(x.p, "100")}, []ledger.Write{x.g.receipt(x.p, "0.5")},
+				x.g.process(x.p2, commands.AllocDuplicate, false, false), []ledger.Write{x.g.receipt(x.p2, "7")})
 		}, nil, ""},
 		{"late payment of an expired invoice", func(x *world) [][]ledger.Write {
 			return [][]ledger.Write{{expire(x)}, x.g.process(x.p, commands.AllocInvoice, true, true)}

@@ -137,9 +137,10 @@ type PaymentView struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 	Version    uint64    `json:"version"`
 	// HeldReceipts counts the payment's payment.receipt_held events: money
-	// that arrived after it ended CANCELLED, REJECTED or ERROR, held in
-	// the merchant's suspense account; HeldAmount is their sum, in the
-	// payment currency at its minor units ("" when none).
+	// that arrived after it ended CANCELLED, REJECTED or ERROR, or after
+	// the arrival its payment.processed recorded, held in the merchant's
+	// suspense account; HeldAmount is their sum, in the payment currency
+	// at its minor units ("" when none).
 	HeldReceipts uint64 `json:"held_receipts,omitempty"`
 	HeldAmount   string `json:"held_amount,omitempty"`
 }

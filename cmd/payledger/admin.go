@@ -44,8 +44,9 @@ const adminUsage = `usage: payledger admin [--server URL] [--admin-token TOKEN] 
   payment process ID [--paid-amount AMOUNT]
   payment receipt ID --paid-amount AMOUNT [--reason TEXT]
                                   money received for a CANCELLED, REJECTED
-                                  or ERROR payment: held in the merchant's
-                                  suspense account, the status unchanged
+                                  or ERROR payment, or again for a PROCESSED
+                                  one: held in the merchant's suspense
+                                  account, the status unchanged
 
 The token is --admin-token, else the admin.token file that 'payledger serve'
 wrote in --data-dir. Answers are printed as JSON; a refusal exits 1.

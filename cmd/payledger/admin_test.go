@@ -380,13 +380,15 @@ func TestAdminCLIGateways(t *testing.T) {
 }
 
 // TestAdminCLIReceipt: `payledger admin payment receipt ID --paid-amount X`
-// records money that arrived for a rejected payment against a real
-// `payledger serve`: the payment stays REJECTED and shows the held
-// receipt; without --paid-amount it is a usage error (exit 2), and a
-// PENDING payment's is refused (exit 1, INVALID_STATUS_TRANSITION). Then
-// `payledger replay` finds the live views identical and `payledger verify`
-// passes on the log that holds the payment.receipt_held. Before, the CLI
-// had no such command (exit 2, "unknown admin command").
+// records money that arrived for a rejected payment, and a second arrival
+// for a processed one, against a real `payledger serve`: the payments stay
+// REJECTED and PROCESSED and show the held receipt; without --paid-amount
+// it is a usage error (exit 2), and a PENDING payment's is refused (exit
+// 1, INVALID_STATUS_TRANSITION). Then `payledger replay` finds the live
+// views identical and `payledger verify` passes on the log that holds the
+// payment.receipt_held events. Before, the CLI had no such command (exit
+// 2, "unknown admin command"), and then refused a PROCESSED payment's
+// receipt (exit 1, INVALID_STATUS_TRANSITION).
 func TestAdminCLIReceipt(t *testing.T) {
 	dir := t.TempDir()
 	child := startServe(t, "--data-dir", dir, "--nats-port", "-1", "--admin-token", "tok", "--no-demo")
@@ -419,6 +421,13 @@ func TestAdminCLIReceipt(t *testing.T) {
 	out, errs, code := runAdminCLI(t, g("payment", "receipt", rejected, "--paid-amount", "1500.00", "--reason", "transfer 42")...)
 	if code != 0 || !strings.Contains(out, `"status": "REJECTED"`) || !strings.Contains(out, `"held_receipts": 1`) || !strings.Contains(out, `"held_amount": "1500.00"`) {
 		t.Fatalf("receipt: %d %s %s", code, out, errs)
+	}
+	if out, errs, code := runAdminCLI(t, g("payment", "process", pending)...); code != 0 || !strings.Contains(out, `"status": "PROCESSED"`) {
+		t.Fatalf("process: %d %s %s", code, out, errs)
+	}
+	out, errs, code = runAdminCLI(t, g("payment", "receipt", pending, "--paid-amount", "1500.00", "--reason", "paid twice")...)
+	if code != 0 || !strings.Contains(out, `"status": "PROCESSED"`) || !strings.Contains(out, `"held_receipts": 1`) || !strings.Contains(out, `"held_amount": "1500.00"`) {
+		t.Fatalf("receipt of a processed payment: %d %s %s", code, out, errs)
 	}
 	stopServe(t, child)
 

@@ -278,8 +278,8 @@ type adminPaymentBody struct {
 	Late       bool   `json:"late"`
 	Reason     string `json:"reason,omitempty"`
 	// HeldReceipts and HeldAmount: money recorded after the payment ended
-	// CANCELLED, REJECTED or ERROR (POST .../receipt), held in the
-	// merchant's suspense account.
+	// CANCELLED, REJECTED or ERROR, or after a PROCESSED payment's first
+	// arrival (POST .../receipt), held in the merchant's suspense account.
 	HeldReceipts uint64 `json:"held_receipts"`
 	HeldAmount   string `json:"held_amount,omitempty"`
 }
@@ -372,8 +372,8 @@ type receiptRequest struct {
 
 // adminReceipt is POST /admin/v1/payments/{id}/receipt: the gateway
 // received paid_amount for a payment that ended CANCELLED, REJECTED or
-// ERROR; it is held in the merchant's suspense account and the payment's
-// status stays (docs/payments.md).
+// ERROR, or again for a PROCESSED one; it is held in the merchant's
+// suspense account and the payment's status stays (docs/payments.md).
 func (s *Server) adminReceipt(c *call) (int, any, error) {
 	var req receiptRequest
 	return s.adminPaymentCommand(c, &req, false, func(p projections.PaymentView, pid string) error {

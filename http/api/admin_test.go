@@ -473,13 +473,16 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 // TestAdminReceipt: POST /admin/v1/payments/{id}/receipt records money
-// that arrived for a payment that ended CANCELLED, REJECTED or ERROR: the
-// payment's status stays, the admin payment body counts the held receipts
-// and their total, the merchant's balance shows the money in suspense, and
-// the rebuilt views equal the live ones. A PENDING or PROCESSED payment is
-// refused (409 INVALID_STATUS_TRANSITION), as are a bad amount (400), an
-// unknown payment (404) and a request without the admin token (401), and
-// nothing is appended. Before, no route recorded that money (404).
+// that arrived for a payment that ended CANCELLED, REJECTED or ERROR, or
+// a further arrival for a PROCESSED one: the payment's status stays (a
+// processed one's allocation and invoice too), the admin payment body
+// counts the held receipts and their total, the merchant's balance shows
+// the money in suspense, and the rebuilt views equal the live ones. A
+// PENDING or CONFIRMED payment is refused (409 INVALID_STATUS_TRANSITION),
+// as are a bad amount (400), an unknown payment (404) and a request
+// without the admin token (401), and nothing is appended. Before, no route
+// recorded that money (404); and a PROCESSED payment's receipt was 409,
+// its second arrival recorded nowhere.
 func TestAdminReceipt(t *testing.T) {
 	h := newHarness(t)
 	m := h.seedSetup()
@@ -492,9 +495,12 @@ func TestAdminReceipt(t *testing.T) {
 		}
 		return r.JSON(t)["id"].(string)
 	}
-	cancelled, pending := pid(), pid()
+	cancelled, pending, confirmed := pid(), pid(), pid()
 	if r := h.api(m, "POST", "/api/v1/payments/"+cancelled+"/cancel", ""); r.Status != http.StatusOK {
 		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	if r := h.admin("POST", "/admin/v1/payments/"+confirmed+"/confirm", ""); r.Status != http.StatusOK {
+		t.Fatalf("confirm: %d %s", r.Status, r.Body)
 	}
 	receipt := "/admin/v1/payments/" + cancelled + "/receipt"
 
@@ -508,6 +514,7 @@ func TestAdminReceipt(t *testing.T) {
 		{"without the admin token", h.do(req{method: "POST", path: receipt, body: `{"paid_amount": "1500.00"}`}), http.StatusUnauthorized, ""},
 		{"unknown payment", h.admin("POST", "/admin/v1/payments/999999/receipt", `{"paid_amount": "1500.00"}`), http.StatusNotFound, CodeNotFound},
 		{"pending payment", h.admin("POST", "/admin/v1/payments/"+pending+"/receipt", `{"paid_amount": "1500.00"}`), http.StatusConflict, CodeInvalidTransition},
+		{"confirmed payment", h.admin("POST", "/admin/v1/payments/"+confirmed+"/receipt", `{"paid_amount": "1500.00"}`), http.StatusConflict, CodeInvalidTransition},
 		{"no amount", h.admin("POST", receipt, `{"reason": "x"}`), http.StatusBadRequest, CodeValidation},
 		{"no body", h.admin("POST", receipt, ""), http.StatusBadRequest, CodeValidation},
 		{"too precise", h.admin("POST", receipt, `{"paid_amount": "1.001"}`), http.StatusBadRequest, CodeValidation},
@@ -548,13 +555,35 @@ func TestAdminReceipt(t *testing.T) {
 		t.Fatalf("balance: %d %s", b.Status, b.Body)
 	}
 
-	// A processed payment's money is recorded already.
+	// A processed payment's first arrival paid the invoice; a second one
+	// (the customer paid twice) is a receipt, held in suspense: the
+	// payment stays PROCESSED with its allocation, the invoice as it was.
 	if r := h.admin("POST", "/admin/v1/payments/"+pending+"/process", ""); r.Status != http.StatusOK {
 		t.Fatalf("process: %d %s", r.Status, r.Body)
 	}
+	invBefore := h.api(m, "GET", "/api/v1/invoices/"+inv, "")
+	if invBefore.JSON(t)["status"] != "success" {
+		t.Fatalf("invoice after the processing: %s", invBefore.Body)
+	}
 	head = h.head()
-	if r := h.admin("POST", "/admin/v1/payments/"+pending+"/receipt", `{"paid_amount": "1"}`); r.Status != http.StatusConflict || r.errCode(t) != CodeInvalidTransition || h.head() != head {
-		t.Fatalf("receipt of a processed payment: %d %s", r.Status, r.Body)
+	r = h.admin("POST", "/admin/v1/payments/"+pending+"/receipt", `{"paid_amount": "1500.00", "reason": "paid twice"}`)
+	if r.Status != http.StatusOK || h.head() != head+1 {
+		t.Fatalf("receipt of a processed payment: %d %s; head %d -> %d", r.Status, r.Body, head, h.head())
+	}
+	got = r.JSON(t)
+	if got["status"] != "PROCESSED" || got["allocation"] != "invoice" || got["paid_amount"] != "1500.00" ||
+		got["held_receipts"] != 1.0 || got["held_amount"] != "1500.00" {
+		t.Fatalf("after the receipt of a processed payment: %s", r.Body)
+	}
+	if g := h.api(m, "GET", "/api/v1/payments/"+pending, ""); g.JSON(t)["status"] != "PROCESSED" {
+		t.Fatalf("merchant GET: %s", g.Body)
+	}
+	if g := h.api(m, "GET", "/api/v1/invoices/"+inv, ""); !bytes.Equal(g.Body, invBefore.Body) {
+		t.Fatalf("invoice after the receipt: %s, before %s", g.Body, invBefore.Body)
+	}
+	b = h.api(m, "GET", "/api/v1/balance", "")
+	if b.Status != http.StatusOK || !bytes.Contains(b.Body, []byte(`{"account":"suspense","currency":"UAH","amount":"3000.50"}`)) {
+		t.Fatalf("balance after the receipt of a processed payment: %d %s", b.Status, b.Body)
 	}
 
 	h.rebuiltEqualsLive()

@@ -156,22 +156,27 @@ func sameJSON(a, b []byte) bool {
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }
 
-// TestReceiptSendsNoWebhook: a receipt held for a cancelled payment
-// (payment.receipt_held) changes no status, so the webhook dispatcher,
-// which projects it like every event, sends nothing for it: once the
-// webhook of a later event (another payment's cancel) is delivered, the
-// merchant's deliveries hold none for the receipt, and the cancelled
-// payment's webhook was sent once.
+// TestReceiptSendsNoWebhook: a receipt held for a cancelled payment, or
+// for a processed one (payment.receipt_held), changes no status, so the
+// webhook dispatcher, which projects it like every event, sends nothing
+// for it: once the webhook of a later event (another payment's cancel) is
+// delivered, the merchant's deliveries hold none for the receipts, and the
+// cancelled and processed payments' webhooks were sent once.
 func TestReceiptSendsNoWebhook(t *testing.T) {
 	hk := newHookReceiver(t)
 	h, _ := newWebhookHarness(t, hk.rcv)
 	m := h.seedSetup()
-	first, second := hk.payment(t, h, m, "o-1"), hk.payment(t, h, m, "o-2")
+	first, second, third := hk.payment(t, h, m, "o-1"), hk.payment(t, h, m, "o-2"), hk.payment(t, h, m, "o-3")
 	if r := h.api(m, "POST", "/api/v1/payments/"+first+"/cancel", ""); r.Status != http.StatusOK {
 		t.Fatalf("cancel: %d %s", r.Status, r.Body)
 	}
-	if r := h.admin("POST", "/admin/v1/payments/"+first+"/receipt", `{"paid_amount": "1500.00"}`); r.Status != http.StatusOK {
-		t.Fatalf("receipt: %d %s", r.Status, r.Body)
+	if r := h.admin("POST", "/admin/v1/payments/"+third+"/process", ""); r.Status != http.StatusOK {
+		t.Fatalf("process: %d %s", r.Status, r.Body)
+	}
+	for _, p := range []string{first, third} {
+		if r := h.admin("POST", "/admin/v1/payments/"+p+"/receipt", `{"paid_amount": "1500.00"}`); r.Status != http.StatusOK {
+			t.Fatalf("receipt: %d %s", r.Status, r.Body)
+		}
 	}
 	marker := h.api(m, "POST", "/api/v1/payments/"+second+"/cancel", "")
 	if marker.Status != http.StatusOK {
@@ -180,7 +185,7 @@ func TestReceiptSendsNoWebhook(t *testing.T) {
 	hk.await(t, marker.Body)
 	d := h.api(m, "GET", "/api/v1/webhooks/deliveries?page_size=100", "")
 	if d.Status != http.StatusOK || bytes.Contains(d.Body, []byte(`"event_type":"payment.receipt_held"`)) ||
-		bytes.Count(d.Body, []byte(`"event_type":"payment.cancelled"`)) != 2 {
+		bytes.Count(d.Body, []byte(`"event_type":"payment.cancelled"`)) != 2 || bytes.Count(d.Body, []byte(`"event_type":"payment.processed"`)) != 1 {
 		t.Fatalf("deliveries: %d %s", d.Status, d.Body)
 	}
 }
