@@ -419,6 +419,87 @@ func TestSignedRequests(t *testing.T) {
 	}
 }
 
+// TestSignedReplayAfterRestart: a signed request accepted by one server is
+// refused by the next one on the same files (a restart forgets the replay
+// memory, so a signature stamped before the start is refused), and nothing
+// is appended; a request signed after the start is accepted; a client whose
+// clock is behind is refused until the server's clock passes its start by
+// the lag; an Idempotency-Key retry signed afresh gets the first answer.
+func TestSignedReplayAfterRestart(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	key := h.kr.SigningKey(m.ID, 1)
+	const path = "/api/v1/widgets"
+	signed := func(ts time.Time, body string, extra map[string]string) resp {
+		t.Helper()
+		tss := strconv.FormatInt(ts.UnixMilli(), 10)
+		hdr := map[string]string{"X-Api-Key": m.Key, "X-Timestamp": tss, "X-Signature": Sign(key, tss, "POST", path, []byte(body))}
+		for k, v := range extra {
+			hdr[k] = v
+		}
+		return h.do(req{method: "POST", path: path, body: body, header: hdr})
+	}
+	body := `{"type": "unlimited", "description": "before the restart"}`
+	signedAt := h.clock.Now()
+	if r := signed(signedAt, body, nil); r.Status != http.StatusCreated {
+		t.Fatalf("signed: %d %s", r.Status, r.Body)
+	}
+	if r := signed(signedAt, body, nil); r.Status != http.StatusUnauthorized || r.errCode(t) != CodeSignatureReplayed {
+		t.Errorf("replay: %d %s", r.Status, r.Body)
+	}
+	idemBody := `{"type": "unlimited", "description": "idempotent"}`
+	idem := map[string]string{"Idempotency-Key": "widget-1"}
+	first := signed(signedAt, idemBody, idem)
+	if first.Status != http.StatusCreated {
+		t.Fatalf("signed with an Idempotency-Key: %d %s", first.Status, first.Body)
+	}
+
+	// A restart: a new server on the same log and idempotency file, 10
+	// seconds later, well inside the window of the first signature.
+	h.clock.Advance(10 * time.Second)
+	srv2, err := New(h.srv.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ts.Config.Handler = srv2.Handler()
+	head := h.head()
+	r := signed(signedAt, body, nil)
+	if r.Status != http.StatusUnauthorized || r.errCode(t) != CodeSignatureExpired ||
+		!strings.Contains(r.JSON(t)["error"].(map[string]any)["message"].(string), "signed before the server (re)started") {
+		t.Errorf("replay after the restart: %d %s, want 401 %s", r.Status, r.Body, CodeSignatureExpired)
+	}
+	if h.head() != head {
+		t.Errorf("the replay after the restart appended %d events", h.head()-head)
+	}
+	// Signed afresh after the start: accepted, once.
+	restarted := h.clock.Now()
+	if r := signed(restarted, body, nil); r.Status != http.StatusCreated {
+		t.Errorf("signed after the restart: %d %s", r.Status, r.Body)
+	}
+	if r := signed(restarted, body, nil); r.errCode(t) != CodeSignatureReplayed {
+		t.Errorf("replay of a request signed after the restart: %d %s", r.Status, r.Body)
+	}
+	// The Idempotency-Key retry, signed afresh, gets the first answer.
+	again := signed(restarted.Add(time.Millisecond), idemBody, idem)
+	if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.Body, first.Body) {
+		t.Errorf("Idempotency-Key retry signed afresh: %d %s", again.Status, again.Body)
+	}
+	// A client whose clock is 30 seconds behind: refused until the server's
+	// clock is 30 seconds past its start, then accepted.
+	head = h.head()
+	lag := 30 * time.Second
+	if r := signed(h.clock.Now().Add(-lag), `{"type": "unlimited", "description": "lagging"}`, nil); r.errCode(t) != CodeSignatureExpired {
+		t.Errorf("clock %s behind, just after the start: %d %s", lag, r.Status, r.Body)
+	}
+	if h.head() != head {
+		t.Error("a refused lagging request appended")
+	}
+	h.clock.Advance(lag)
+	if r := signed(h.clock.Now().Add(-lag), `{"type": "unlimited", "description": "lagging"}`, nil); r.Status != http.StatusCreated {
+		t.Errorf("clock %s behind, %s after the start: %d %s", lag, lag, r.Status, r.Body)
+	}
+}
+
 func TestPanicRecovered(t *testing.T) {
 	h := newHarness(t)
 	h.srv.mux.Handle("GET /panic", h.srv.endpoint(authNone, func(c *call) (int, any, error) { panic("boom") }))

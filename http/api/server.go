@@ -50,6 +50,10 @@ type Server struct {
 	// authLogLimit bounds the "failed authentications limited" log lines.
 	authLogLimit *ratelimit.Set
 	replays      *replayCache
+	// started is the clock when New built the server: a signed request
+	// stamped earlier may have been accepted by an earlier process, whose
+	// replay memory is gone, so it is refused (see verifySignature).
+	started time.Time
 }
 
 // auth says who may call a route.
@@ -101,6 +105,7 @@ func New(cfg Config) (*Server, error) {
 		authLogLimit: ratelimit.New(1, 5),
 		replays:      newReplayCache(cfg.MaxSignaturesPerMerchant, cfg.MaxSignatures),
 		stopping:     make(chan struct{}),
+		started:      cfg.Now(),
 	}
 	seal := newSealer(cfg.Keyring)
 	if cfg.IdempotencyDB != nil {

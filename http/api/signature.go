@@ -31,10 +31,14 @@ import (
 // new signed requests are refused with Retry-After until the earliest
 // remembered one expires. Only a correctly signed request adds to it.
 //
-// The replay cache is in memory: a restart forgets it, so a signature
-// captured less than the window before a restart could be replayed once
-// after it. Idempotency keys and natural keys (external_id, payment_id) still
-// stop a replayed create from creating twice.
+// The replay cache is in memory, so it does not outlive the process. A
+// signed request whose timestamp is earlier than the moment New built the
+// server is refused (SIGNATURE_TIMESTAMP_INVALID): any signature an earlier
+// process accepted was stamped before that moment, unless the client's clock
+// ran ahead of the server's, so none can be replayed after a restart, and no
+// request pays a disk write. The cost: after a restart a client whose clock
+// runs behind the server's by d has its requests refused for d (at most the
+// window).
 
 // SignatureMessage is the text a merchant signs: exported for clients and
 // tests in Go.
@@ -102,6 +106,10 @@ func (s *Server) verifySignature(c *call) error {
 	}
 	if !ok {
 		return invalid
+	}
+	// After the MAC: only a correctly signed request learns of the restart.
+	if at.Before(s.started) {
+		return newError(CodeSignatureExpired, "X-Timestamp is earlier than the server's start: the request was signed before the server (re)started; sign it again with the current time")
 	}
 	if err := s.replays.first(c.merchantID, mac, at.Add(s.cfg.SignatureWindow), now); err != nil {
 		return err
