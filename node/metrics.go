@@ -1,6 +1,7 @@
 package node
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,9 @@ type metrics struct {
 	publishLag    prometheus.Histogram
 	lastPublished prometheus.Gauge
 	natsRestarts  prometheus.Counter
+	// published is the last sequence acknowledged by any relay of this
+	// process, for the backlog while no relay knows its position.
+	published atomic.Uint64
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -33,7 +37,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 		publishLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "payledger_publish_lag_seconds", Help: "Time from an event's commit being seen by the relay to its JetStream acknowledgement.",
+			Name: "payledger_publish_lag_seconds", Help: "Time from an event's commit (its event time) to its JetStream acknowledgement, NATS outages included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}),
 		lastPublished: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -56,12 +60,18 @@ func (m *metrics) observeCommit(events, appends int, took time.Duration) {
 func (m *metrics) observePublish(seq uint64, lag time.Duration) {
 	m.publishLag.Observe(lag.Seconds())
 	m.lastPublished.Set(float64(seq))
+	m.published.Store(seq)
 }
 
 // registerRelayMetrics exposes whether the relay has stopped on its own
 // (stopped reports it): an event stream that no longer grows, for an
-// alert, as /readyz fails.
-func registerRelayMetrics(reg *prometheus.Registry, stopped func() bool) {
+// alert, as /readyz fails; and its backlog, the events committed and not
+// yet in the stream, which grows through a NATS outage.
+func registerRelayMetrics(reg *prometheus.Registry, stopped func() bool, backlog func() uint64) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "payledger_relay_backlog_events",
+		Help: "Events committed to the log and not yet acknowledged by JetStream: the log's head minus the relay's position. It grows while NATS is unreachable.",
+	}, func() float64 { return float64(backlog()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "payledger_relay_stopped",
 		Help: "1 when the NATS relay has stopped on its own (the stream diverged from the log, or NATS refuses an event as too large) and publishes nothing until the node restarts; else 0.",

@@ -244,7 +244,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		registerRelayMetrics(n.Registry, func() bool {
 			sn := n.Stream()
 			return sn != nil && sn.Err() != nil
-		})
+		}, n.relayBacklog)
 		// Stop the relay (flushing it) before the log closes; close the
 		// connection and the embedded server after.
 		n.closers = append(n.closers[:len(n.closers)-1],
@@ -375,6 +375,23 @@ func (n *Node) Stream() *stream.Node {
 	n.natsMu.Lock()
 	defer n.natsMu.Unlock()
 	return n.nats
+}
+
+// relayBacklog is how many committed events the stream does not have yet.
+// While no relay knows its position (an embedded server restarting, a new
+// relay before it first reaches the stream) it counts from the last
+// sequence acknowledged in this process.
+func (n *Node) relayBacklog() uint64 {
+	head, pos := n.Log.Head().Seq, n.metrics.published.Load()
+	if sn := n.Stream(); sn != nil {
+		if p := sn.Relay().Position(); p > 0 {
+			return sn.Relay().Backlog()
+		}
+	}
+	if head <= pos {
+		return 0
+	}
+	return head - pos
 }
 
 func (n *Node) setStream(sn *stream.Node) {

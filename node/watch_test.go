@@ -35,6 +35,13 @@ func TestDivergedRelayIsNotRestarted(t *testing.T) {
 	if got := gaugeValue(t, n, "payledger_relay_stopped"); got != 0 {
 		t.Fatalf("payledger_relay_stopped %v while the relay runs, want 0", got)
 	}
+	deadline := time.Now().Add(20 * time.Second)
+	for gaugeValue(t, n, "payledger_relay_backlog_events") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("payledger_relay_backlog_events %v, want 0 once the relay caught up", gaugeValue(t, n, "payledger_relay_backlog_events"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := n.Close(); err != nil { // flushes the relay: the stream holds the log
 		t.Fatal(err)
 	}
@@ -49,7 +56,7 @@ func TestDivergedRelayIsNotRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	var sn *stream.Node
 	for sn = n.Stream(); sn == nil || !errors.Is(sn.Err(), stream.ErrDiverged); sn = n.Stream() {
 		if time.Now().After(deadline) {
@@ -87,6 +94,10 @@ func TestDivergedRelayIsNotRestarted(t *testing.T) {
 	// /metrics says so too, for an alert.
 	if got := gaugeValue(t, n, "payledger_relay_stopped"); got != 1 {
 		t.Fatalf("payledger_relay_stopped %v, want 1", got)
+	}
+	// And that nothing of the new log reached the stream.
+	if got, want := gaugeValue(t, n, "payledger_relay_backlog_events"), float64(n.Log.Head().Seq); got != want || want == 0 {
+		t.Fatalf("payledger_relay_backlog_events %v, want the whole log, %v", got, want)
 	}
 }
 

@@ -114,9 +114,13 @@ type RelayConfig struct {
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 	// OnAck, if set, is called for every acknowledged event, in sequence
-	// order, with the time from when the relay found the event committed
-	// to its acknowledgement: the publish lag. It runs on the relay's ack
-	// path, so it must be quick (a histogram Observe).
+	// order, with the publish lag: the time from the event's commit to its
+	// acknowledgement, a NATS outage included. The log keeps no commit
+	// time, so the lag starts at the event's Time, which its command sets
+	// just before the append: it adds the command's own processing and
+	// commit wait (about a millisecond), and counts an event imported or
+	// committed before a long stop from its original time. It runs on the
+	// relay's ack path, so it must be quick (a histogram Observe).
 	OnAck func(seq uint64, lag time.Duration)
 	// Logger receives retries and failures. Default: Config.Logger, or
 	// discard.

@@ -54,7 +54,9 @@ type Relay struct {
 	pos      mark
 	runOnce  sync.Once
 	subjects map[subjectKey]string // used by Run's goroutine only
-	done     chan struct{}
+	// times are the event times of the chunk read (Run's goroutine only).
+	times []time.Time
+	done  chan struct{}
 }
 
 // NewRelay returns a relay from log to conn's event stream. Run starts it.
@@ -71,6 +73,18 @@ func NewRelay(conn *Conn, log Log, cfg RelayConfig) (*Relay, error) {
 // Position is the last log sequence known to be in the stream: acknowledged
 // by JetStream, or found there when the relay (re)started.
 func (r *Relay) Position() uint64 { return r.pos.get() }
+
+// Backlog is how many committed events are not yet known to be in the
+// stream: the log's head minus Position. It grows while NATS is away, as
+// the log goes on committing. Until the relay first reaches the stream
+// (Position 0) it counts the whole log.
+func (r *Relay) Backlog() uint64 {
+	head, pos := r.log.Head().Seq, r.Position()
+	if head <= pos {
+		return 0
+	}
+	return head - pos
+}
 
 // Flush waits until every event committed when it was called is in the
 // stream.
@@ -234,7 +248,6 @@ func (r *Relay) publish(ctx context.Context, w *window) error {
 			}
 			head = h.Seq
 		}
-		seen := time.Now()
 		var err error
 		msgs, err = r.read(ctx, next, min(head, next+readChunk-1), msgs[:cap(msgs)])
 		if err != nil {
@@ -248,7 +261,7 @@ func (r *Relay) publish(ctx context.Context, w *window) error {
 			} else {
 				m.Header[jetstream.ExpectedLastSeqHeader] = []string{last}
 			}
-			if err := w.publish(ctx, seq, m, seen); err != nil {
+			if err := w.publish(ctx, seq, m, r.times[i]); err != nil {
 				return err
 			}
 		}
@@ -257,10 +270,12 @@ func (r *Relay) publish(ctx context.Context, w *window) error {
 }
 
 // read builds the messages of the events from..to in msgs, reusing the
-// messages of the previous chunk (published by now).
+// messages of the previous chunk (published by now), and their event times
+// in r.times.
 func (r *Relay) read(ctx context.Context, from, to uint64, msgs []*nats.Msg) ([]*nats.Msg, error) {
 	want := from
 	n := 0
+	r.times = r.times[:0]
 	err := r.log.ScanRaw(ctx, from, func(seq uint64, rec []byte) error {
 		if seq > to {
 			return errStopScan
@@ -279,6 +294,7 @@ func (r *Relay) read(ctx context.Context, from, to uint64, msgs []*nats.Msg) ([]
 			msgs[n] = &nats.Msg{}
 		}
 		fillMessage(msgs[n], r.subject(e.Merchant, e.Type), &e)
+		r.times = append(r.times, e.Time)
 		n++
 		want++
 		return nil

@@ -2,11 +2,14 @@ package stream_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/stream"
@@ -333,4 +336,79 @@ func TestRelayRepublishesWhenIdle(t *testing.T) {
 			requireStreamEqualsLog(t, conn, log)
 		})
 	}
+}
+
+// NATS stopped while events are appended: the backlog grows with each
+// append, and the lag of an event committed during the outage counts from
+// its commit (its time), so it is at least as long as the outage it
+// waited out, not the moment the relay read it after reconnecting.
+func TestRelayLagAndBacklogSpanOutage(t *testing.T) {
+	srv := natstest.RunServer(t)
+	log := openLog(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	var mu sync.Mutex
+	lags := map[uint64]time.Duration{}
+	relay, stop := startRelay(t, conn, log, stream.RelayConfig{
+		AckTimeout: time.Second, MaxBackoff: 100 * time.Millisecond,
+		OnAck: func(seq uint64, lag time.Duration) {
+			mu.Lock()
+			lags[seq] = lag
+			mu.Unlock()
+		},
+	})
+	appendNow := func(n int) uint64 {
+		t.Helper()
+		evs := make([]ledger.NewEvent, n)
+		for i := range evs {
+			evs[i] = ledger.NewEvent{ID: ulid.Make(), Type: "invoice.created", Time: time.Now(), Merchant: "m-1", Data: json.RawMessage(`{}`)}
+		}
+		got, err := log.Append(context.Background(), "invoice-outage", ledger.Any, evs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[len(got)-1].Seq
+	}
+	waitPosition(t, relay, appendNow(5))
+	if b := relay.Backlog(); b != 0 {
+		t.Fatalf("backlog %d with everything published", b)
+	}
+
+	natstest.Shutdown(srv)
+	// The outage, as the first event committed in it sees it: from after
+	// its commit to the server's restart.
+	first := appendNow(1)
+	committed := time.Now()
+	for i := range 3 {
+		appendNow(10)
+		if b, want := relay.Backlog(), uint64(1+10*(i+1)); b != want {
+			t.Fatalf("backlog %d during the outage after %d events, want %d", b, want, want)
+		}
+	}
+	// Let the outage last a measurable while: until the relay has retried
+	// (its connection has noticed the server is gone).
+	natstest.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if conn.NATS().IsConnected() {
+			return fmt.Errorf("still connected")
+		}
+		return nil
+	})
+	srv = natstest.Restart(t, srv)
+	outage := time.Since(committed)
+	head := log.Head().Seq
+	waitPosition(t, relay, head)
+	natstest.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if b := relay.Backlog(); b != 0 {
+			return fmt.Errorf("backlog %d", b)
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if lag := lags[first]; lag < outage {
+		t.Fatalf("lag %v of sequence %d, appended during an outage of %v", lag, first, outage)
+	}
+	t.Logf("outage %v, lag of sequence %d %v", outage, first, lags[first])
 }

@@ -36,15 +36,15 @@ type window struct {
 	wake   chan struct{} // progress or failure (capacity 1)
 	lags   []ackLag      // scratch of onAck
 
-	mu       sync.Mutex
-	base     uint64 // lowest sequence not yet acknowledged
-	next     uint64 // next sequence to publish
-	acked    []bool // by sequence modulo size
-	seen     []time.Time
-	progress time.Time // when base last moved, or the window last became busy
-	err      error
-	gone     bool   // disconnected: the acks in flight will never come
-	refused  uint64 // lowest sequence JetStream refused (0: none); no ack from there on can come
+	mu        sync.Mutex
+	base      uint64      // lowest sequence not yet acknowledged
+	next      uint64      // next sequence to publish
+	acked     []bool      // by sequence modulo size
+	committed []time.Time // event times, by sequence modulo size
+	progress  time.Time   // when base last moved, or the window last became busy
+	err       error
+	gone      bool   // disconnected: the acks in flight will never come
+	refused   uint64 // lowest sequence JetStream refused (0: none); no ack from there on can come
 	// endWait ends the relay's wait for new commits (see waitContext).
 	endWait context.CancelFunc
 }
@@ -57,15 +57,15 @@ type ackLag struct {
 func (r *Relay) newWindow(next uint64) (*window, error) {
 	n := r.cfg.MaxInFlight
 	w := &window{
-		r:      r,
-		nc:     r.conn.nc,
-		prefix: r.conn.nc.NewRespInbox() + ".",
-		done:   make(chan struct{}),
-		wake:   make(chan struct{}, 1),
-		base:   next,
-		next:   next,
-		acked:  make([]bool, n),
-		seen:   make([]time.Time, n),
+		r:         r,
+		nc:        r.conn.nc,
+		prefix:    r.conn.nc.NewRespInbox() + ".",
+		done:      make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		base:      next,
+		next:      next,
+		acked:     make([]bool, n),
+		committed: make([]time.Time, n),
 	}
 	// Watch for disconnections before subscribing, so none goes unseen.
 	w.status = w.nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
@@ -155,9 +155,9 @@ func (w *window) signal() {
 	}
 }
 
-// publish sends m as event seq once the window has room. seen is when the
-// relay found the event committed.
-func (w *window) publish(ctx context.Context, seq uint64, m *nats.Msg, seen time.Time) error {
+// publish sends m as event seq once the window has room. committed is the
+// event's time, where its publish lag starts.
+func (w *window) publish(ctx context.Context, seq uint64, m *nats.Msg, committed time.Time) error {
 	size := uint64(len(w.acked))
 	for {
 		w.mu.Lock()
@@ -182,7 +182,7 @@ func (w *window) publish(ctx context.Context, seq uint64, m *nats.Msg, seen time
 	if w.base == w.next {
 		w.progress = time.Now()
 	}
-	w.seen[seq%size] = seen
+	w.committed[seq%size] = committed
 	w.next++
 	w.mu.Unlock()
 	m.Reply = w.prefix + strconv.FormatUint(seq, 10)
@@ -293,7 +293,8 @@ func (w *window) onAck(m *nats.Msg) {
 	for w.base < w.next && w.acked[w.base%size] {
 		i := w.base % size
 		w.acked[i] = false
-		lags = append(lags, ackLag{w.base, now.Sub(w.seen[i])})
+		// An event time after now (a clock stepped back) is no lag.
+		lags = append(lags, ackLag{w.base, max(now.Sub(w.committed[i]), 0)})
 		w.base++
 	}
 	if len(lags) > 0 {
