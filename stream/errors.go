@@ -26,6 +26,9 @@ var (
 	// Retrying cannot change that, and skipping the event would leave a gap
 	// in the stream, so the relay stops until an operator raises the limit.
 	ErrTooLarge = errors.New("stream: event message too large")
+	// ErrFilter means a subject filter is not a valid subject, or no
+	// event subject can match it (it is outside the stream's subjects).
+	ErrFilter = errors.New("stream: subject filter matches no event")
 	// ErrStopped means the relay stopped before a Flush was done.
 	ErrStopped = errors.New("stream: relay stopped")
 	// ErrConsumerGone means a durable consumer no longer exists on the

@@ -3,7 +3,10 @@ package stream
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // Subject scheme (docs/streams.md):
@@ -137,4 +140,24 @@ func writeToken(b *strings.Builder, s string) {
 
 func escapeByte(c byte) bool {
 	return c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>' || c == '%' || c == '~'
+}
+
+// CheckFilter checks that filter, a subject with NATS wildcards, can match
+// an event subject under prefix (DefaultSubjectPrefix when empty), that is
+// that it overlaps the stream's subjects, "<prefix>.>". A consumer on any
+// other filter would wait for ever for a message that cannot come.
+//
+// Errors: ErrFilter, naming the stream's subjects.
+func CheckFilter(prefix, filter string) error {
+	if prefix == "" {
+		prefix = DefaultSubjectPrefix
+	}
+	all := prefix + ".>"
+	if !server.IsValidSubject(filter) {
+		return fmt.Errorf("%w: %q is not a valid subject filter (event subjects are under %s)", ErrFilter, filter, all)
+	}
+	if !server.SubjectsCollide(filter, all) {
+		return fmt.Errorf("%w: %q (event subjects are under %s)", ErrFilter, filter, all)
+	}
+	return nil
 }

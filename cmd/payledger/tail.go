@@ -91,6 +91,12 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *subject != "" && (*merchant != "" || *types != "") {
 		return &exitError{code: 2, err: errors.New("--subject excludes --merchant and --type")}
 	}
+	if *subject != "" {
+		// Tail reads the stream under the default prefix (Conn.AllSubjects).
+		if err := stream.CheckFilter(stream.DefaultSubjectPrefix, *subject); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--subject: %w", err)}
+		}
+	}
 	var sinceT time.Time
 	if *since != "" {
 		var err error

@@ -254,6 +254,26 @@ func TestTailRefusesNegativeCount(t *testing.T) {
 	}
 }
 
+// TestTailRefusesForeignSubject: a --subject that no event subject can
+// match (outside payledger.events.>) or that is no subject at all is a
+// usage error (exit 2, nothing opened), not a tail that waits forever
+// without a word.
+func TestTailRefusesForeignSubject(t *testing.T) {
+	for _, subject := range []string{"foo.>", "payledger.events", "payledger.*", "payledger.events.>.x", "payledger..events.>"} {
+		code, _, errs := runCmd(t, "tail", "--nats-url", "nats://127.0.0.1:1", "--subject", subject)
+		if code != 2 || !strings.Contains(errs, "payledger.events.>") {
+			t.Errorf("tail --subject %q = %d: %s", subject, code, errs)
+		}
+	}
+	// Wildcards that reach into the stream are fine: these get as far as
+	// connecting (to nothing), not a usage error.
+	for _, subject := range []string{">", "payledger.>", "*.events.*.invoice.>", "payledger.events.m-1.rate.set"} {
+		if code, _, errs := runCmd(t, "tail", "--nats-url", "nats://127.0.0.1:1", "--subject", subject); code == 2 {
+			t.Errorf("tail --subject %q refused: %s", subject, errs)
+		}
+	}
+}
+
 // TestTailSkipsBadMessages: a stream message that is not a valid event (here
 // event 4 with its data altered, so its hash no longer matches) is not
 // printed as if it were one: tail reports it on stderr with its stream
