@@ -58,7 +58,11 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	c, ok := subcommands[args[0]]
+	name := args[0]
+	if name == "-version" || name == "--version" {
+		name = "version"
+	}
+	c, ok := subcommands[name]
 	if !ok {
 		fmt.Fprintf(stderr, "payledger: unknown command %q\n\n", args[0])
 		usage(stderr)
