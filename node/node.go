@@ -64,6 +64,11 @@ type Config struct {
 	// NoNATS runs without publishing events (tests, or a node whose stream
 	// is not wanted). The log stays the source of truth either way.
 	NoNATS bool
+	// NoWebhooks runs no webhook dispatcher (and opens no webhooks.db): the
+	// webhooks and status_url calls are left to `payledger worker webhooks`
+	// processes, which keep the delivery records, so the merchant's
+	// delivery routes answer webhooks.ErrDeliveriesElsewhere (503).
+	NoWebhooks bool
 	// AllowPrivateWebhooks lets webhooks and status_url calls reach loopback
 	// and private addresses over plain http (development and tests).
 	AllowPrivateWebhooks bool
@@ -152,7 +157,8 @@ type Node struct {
 	Keyring   *keyring.Keyring
 	Registry  *prometheus.Registry
 	Scheduler *commands.Scheduler
-	Webhooks  *webhooks.Dispatcher
+	// Webhooks is the webhook dispatcher (nil with Config.NoWebhooks).
+	Webhooks *webhooks.Dispatcher
 	// Checkpoints signs the log's head (nil when Config.Checkpoints.Disabled).
 	Checkpoints *audit.Checkpointer
 
@@ -268,25 +274,15 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	ln := n.listener
 	n.closers = append(n.closers, closer{"listener", func(context.Context) error { ln.Close(); return nil }})
-	if n.Webhooks, err = webhooks.Open(filepath.Join(cfg.DataDir, WebhooksFile), webhooks.Config{
-		Keys: n.Keyring, BaseURL: n.BaseURL(), AllowPrivate: cfg.AllowPrivateWebhooks,
-		Logger: cfg.Logger.With("component", "webhooks"),
-	}); err != nil {
-		return nil, fmt.Errorf("webhooks: %w", err)
+	if cfg.NoWebhooks {
+		// The workers keep the records; an empty list here would look like
+		// nothing was sent.
+		n.webhookHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.API.WriteError(w, r, webhooks.ErrDeliveriesElsewhere)
+		})
+	} else if err := n.openWebhooks(); err != nil {
+		return nil, err
 	}
-	n.closers = append(n.closers, closer{"webhook store", func(context.Context) error { return n.Webhooks.Close() }})
-	if cp, head := n.Webhooks.Checkpoint(), n.Log.Head().Seq; cp > head {
-		// The log was restored from an older backup: the dispatcher would
-		// take new events at reused sequences for ones it already handled.
-		return nil, fmt.Errorf("%w: %s has handled events up to %d but the log ends at %d (restored from an older backup? move %s aside, see docs/operations.md)",
-			ErrAhead, WebhooksFile, cp, head, WebhooksFile)
-	}
-	registerWebhookMetrics(n.Registry, n.Webhooks.Stats)
-	n.webhookHandler = n.Webhooks.Handler(webhooks.HandlerConfig{
-		Merchant: api.MerchantID,
-		// One error envelope for every merchant route (n.API is built next).
-		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { n.API.WriteError(w, r, err) },
-	})
 	if err := n.buildHTTP(); err != nil {
 		return nil, err
 	}
@@ -301,7 +297,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.bg.Go("nats watcher", func() { n.watchEmbeddedNATS(bgctx) })
 	}
 	n.bg.Go("scheduler", func() { _ = n.Scheduler.Run(bgctx) })
-	n.bg.Go("webhook dispatcher", func() { n.superviseWebhooks(bgctx) })
+	if n.Webhooks != nil {
+		n.bg.Go("webhook dispatcher", func() { n.superviseWebhooks(bgctx) })
+	}
 	if err := n.startCheckpoints(bgctx); err != nil {
 		return nil, err
 	}
@@ -342,6 +340,36 @@ func (n *Node) buildHTTP() error {
 	}
 	n.API = srv
 	n.handler = srv.Handler()
+	return nil
+}
+
+// openWebhooks opens the webhook dispatcher's store and its merchant
+// routes.
+//
+// Errors: ErrAhead when webhooks.db has handled events past the log's
+// head, or the store's own.
+func (n *Node) openWebhooks() error {
+	var err error
+	n.Webhooks, err = webhooks.Open(filepath.Join(n.cfg.DataDir, WebhooksFile), webhooks.Config{
+		Keys: n.Keyring, BaseURL: n.BaseURL(), AllowPrivate: n.cfg.AllowPrivateWebhooks,
+		Logger: n.cfg.Logger.With("component", "webhooks"),
+	})
+	if err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	n.closers = append(n.closers, closer{"webhook store", func(context.Context) error { return n.Webhooks.Close() }})
+	if cp, head := n.Webhooks.Checkpoint(), n.Log.Head().Seq; cp > head {
+		// The log was restored from an older backup: the dispatcher would
+		// take new events at reused sequences for ones it already handled.
+		return fmt.Errorf("%w: %s has handled events up to %d but the log ends at %d (restored from an older backup? move %s aside, see docs/operations.md)",
+			ErrAhead, WebhooksFile, cp, head, WebhooksFile)
+	}
+	registerWebhookMetrics(n.Registry, n.Webhooks.Stats)
+	n.webhookHandler = n.Webhooks.Handler(webhooks.HandlerConfig{
+		Merchant: api.MerchantID,
+		// One error envelope for every merchant route (n.API is built next).
+		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { n.API.WriteError(w, r, err) },
+	})
 	return nil
 }
 
@@ -483,8 +511,10 @@ func (n *Node) ready(context.Context) error {
 			errs = append(errs, &api.CheckError{Check: "relay", Reason: "stalled", Err: fmt.Errorf("relay: %w", err)})
 		}
 	}
-	if err := n.webhookStall.check(n.Webhooks.Checkpoint(), head); err != nil {
-		errs = append(errs, &api.CheckError{Check: "webhooks", Reason: "stalled", Err: fmt.Errorf("webhook dispatcher: %w", err)})
+	if n.Webhooks != nil {
+		if err := n.webhookStall.check(n.Webhooks.Checkpoint(), head); err != nil {
+			errs = append(errs, &api.CheckError{Check: "webhooks", Reason: "stalled", Err: fmt.Errorf("webhook dispatcher: %w", err)})
+		}
 	}
 	return errors.Join(errs...)
 }

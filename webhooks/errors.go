@@ -12,6 +12,11 @@ var (
 	// ErrInvalidQuery means a list or redelivery request with a bad
 	// parameter (an unknown status, a zero time): a *QueryError names them.
 	ErrInvalidQuery = errors.New("webhooks: invalid query")
+	// ErrDeliveriesElsewhere means this process keeps no delivery records:
+	// serve runs with its dispatcher off (--webhooks=false) and webhook
+	// workers deliver, each recording its deliveries in its own
+	// webhooks.db, so the merchant's delivery routes cannot answer.
+	ErrDeliveriesElsewhere = errors.New("webhooks: deliveries are recorded by the webhook workers")
 	// ErrConfig means a Config that cannot work (no signing keys).
 	ErrConfig = errors.New("webhooks: invalid config")
 	// ErrClosed means the dispatcher has been closed.

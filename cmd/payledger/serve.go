@@ -36,6 +36,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http")
 	noDemo := fs.Bool("no-demo", false, "do not create a demo merchant on an empty data dir")
 	fs.BoolVar(&cfg.NoNATS, "no-nats", false, "do not publish events to NATS")
+	webhooksOn := fs.Bool("webhooks", true, "run the webhook dispatcher in this process; false when payledger worker webhooks processes deliver (then the merchant API's delivery routes answer 503)")
 	fs.StringVar(&cfg.NATS.URL, "nats-url", "", "external NATS URL(s), comma separated (default: embedded JetStream)")
 	natsAuthFlags(fs, &cfg.NATS)
 	fs.StringVar(&cfg.NATS.Host, "nats-host", "127.0.0.1", "embedded NATS listen host")
@@ -63,6 +64,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"allow-private-webhooks": "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS",
 		"no-demo":                "PAYLEDGER_NO_DEMO",
 		"no-nats":                "PAYLEDGER_NO_NATS",
+		"webhooks":               "PAYLEDGER_WEBHOOKS",
 		"nats-port":              "PAYLEDGER_NATS_PORT",
 		"nats-replicas":          "PAYLEDGER_NATS_REPLICAS",
 		"no-checkpoints":         "PAYLEDGER_NO_CHECKPOINTS",
@@ -79,9 +81,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "usage: payledger serve [--addr HOST:PORT] [--data-dir D] [flags]")
 		fmt.Fprintln(stderr, "\nRuns the node: the HTTP API and hosted pages, the event log (bbolt, under")
 		fmt.Fprintln(stderr, "--data-dir), the NATS relay (an embedded JetStream server unless --nats-url),")
-		fmt.Fprintln(stderr, "the webhook dispatcher, the expiry scheduler and the checkpointer. On an empty")
-		fmt.Fprintln(stderr, "data dir it creates a demo merchant and prints its API key once. SIGTERM or")
-		fmt.Fprintln(stderr, "SIGINT shut it down gracefully; it exits 0, or 1 naming what failed.")
+		fmt.Fprintln(stderr, "the webhook dispatcher (unless --webhooks=false, for webhook workers), the expiry")
+		fmt.Fprintln(stderr, "scheduler and the checkpointer. On an empty data dir it creates a demo merchant")
+		fmt.Fprintln(stderr, "and prints its API key once. SIGTERM or SIGINT shut it down gracefully; it exits")
+		fmt.Fprintln(stderr, "0, or 1 naming what failed.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -104,6 +107,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.KeyRate, cfg.CustomerRate, cfg.WidgetRate = rate.Limit(*keyRate), rate.Limit(*customerRate), rate.Limit(*widgetRate)
 	cfg.AuthFailRate, cfg.PayRate = rate.Limit(*authFailRate), rate.Limit(*payRate)
 	cfg.Demo = !*noDemo
+	cfg.NoWebhooks = !*webhooksOn
 	cfg.Out = stdout
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {

@@ -79,6 +79,28 @@ func startServe(t *testing.T, args ...string) *serveChild {
 	return c
 }
 
+// apiCall makes a JSON request to a serve child: auth is "Bearer <admin
+// token>" or a merchant's API key.
+func apiCall(method, url, auth, body string) (int, []byte, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if strings.HasPrefix(auth, "Bearer ") {
+		req.Header.Set("Authorization", auth)
+	} else {
+		req.Header.Set("X-Api-Key", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
 // TestServeGracefulShutdown runs `payledger serve` as a child process under
 // create-invoice load and sends it SIGTERM: it exits 0, and every invoice
 // whose create was acknowledged (2xx) is in the log and its views.
@@ -98,20 +120,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 		return nil
 	})
 	post := func(path, auth, body string) (int, []byte, error) {
-		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if strings.HasPrefix(auth, "Bearer ") {
-			req.Header.Set("Authorization", auth)
-		} else {
-			req.Header.Set("X-Api-Key", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, b, err
+		return apiCall(http.MethodPost, base+path, auth, body)
 	}
 	if code, b, err := post("/admin/v1/rates", "Bearer t0ken", `{"currency": "UAH", "rate": "41.50"}`); err != nil || code >= 300 {
 		t.Fatalf("set rate: %d %s %v", code, b, err)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -223,6 +225,123 @@ func TestParseShard(t *testing.T) {
 	for in, ok := range map[string]bool{"": true, "0/1": true, "2/3": true, "3/3": false, "-1/2": false, "1": false, "a/b": false} {
 		if _, _, err := parseShard(in); (err == nil) != ok {
 			t.Errorf("%q: %v", in, err)
+		}
+	}
+}
+
+// TestServeWithWebhookWorkers: serve --webhooks=false beside a webhook
+// worker. The worker delivers each webhook to a real receiver once; serve
+// starts no dispatcher of its own (it would send each a second time, and
+// keep a webhooks.db), and its merchant delivery routes, which cannot see
+// the worker's records, answer 503 WEBHOOK_DELIVERIES_ELSEWHERE rather
+// than an empty list.
+func TestServeWithWebhookWorkers(t *testing.T) {
+	if os.Getenv(childArgsEnv) != "" {
+		t.Skip("child process")
+	}
+	srv := natstest.RunServer(t)
+	var (
+		mu       sync.Mutex
+		attempts = map[string]int{}
+	)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		attempts[r.Header.Get(webhooks.HeaderID)]++
+		mu.Unlock()
+	}))
+	defer rcv.Close()
+
+	dir := t.TempDir()
+	child := startServe(t, "--data-dir", dir, "--nats-url", srv.ClientURL(), "--admin-token", "t0ken", "--no-demo",
+		"--allow-private-webhooks", "--webhooks=false")
+	call := func(method, path, auth, body string) (int, []byte) {
+		t.Helper()
+		code, b, err := apiCall(method, child.base+path, auth, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, b
+	}
+	if code, b := call(http.MethodPost, "/admin/v1/rates", "Bearer t0ken", `{"currency": "UAH", "rate": "41.50"}`); code >= 300 {
+		t.Fatalf("set rate: %d %s", code, b)
+	}
+	code, b := call(http.MethodPost, "/admin/v1/merchants", "Bearer t0ken",
+		fmt.Sprintf(`{"name": "Shop", "commission_percent": "2", "webhook_url": %q}`, rcv.URL+"/hook"))
+	if code >= 300 {
+		t.Fatalf("create merchant: %d %s", code, b)
+	}
+	var m struct {
+		APIKey string `json:"api_key"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	workerDone := make(chan int, 1)
+	var workerOut syncbuf.Buffer
+	go func() {
+		workerDone <- runMain(ctx, []string{"worker", "webhooks", "--nats-url", srv.ClientURL(), "--data-dir", t.TempDir(),
+			"--master-key", filepath.Join(dir, "master.key"), "--allow-private-webhooks"}, &workerOut, &workerOut)
+	}()
+	defer func() {
+		cancel()
+		if code := <-workerDone; code != 0 {
+			t.Errorf("worker exit %d: %s", code, workerOut.String())
+		}
+	}()
+	for i := range 5 {
+		body := fmt.Sprintf(`{"amount": "10.00", "currency_code": "UAH", "customer_id": "c%d", "external_id": "o-%d"}`, i, i)
+		if code, b := call(http.MethodPost, "/api/v1/create-invoice", m.APIKey, body); code >= 300 {
+			t.Fatalf("create invoice: %d %s", code, b)
+		}
+	}
+	natstest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(attempts) < 5 {
+			return fmt.Errorf("%d webhooks received; worker: %s", len(attempts), workerOut.String())
+		}
+		return nil
+	})
+
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodGet, "/api/v1/webhooks/deliveries", ""},
+		{http.MethodGet, "/api/v1/webhooks/deliveries/" + ulid.Make().String(), ""},
+		{http.MethodPost, "/api/v1/webhooks/deliveries/" + ulid.Make().String() + "/redeliver", ""},
+		{http.MethodPost, "/api/v1/webhooks/redeliver", `{"since": "2025-01-01T00:00:00Z"}`},
+	} {
+		code, b := call(r.method, r.path, m.APIKey, r.body)
+		var env struct {
+			Successful *bool `json:"successful"`
+			Error      struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(b, &env); err != nil || code != http.StatusServiceUnavailable ||
+			env.Successful == nil || *env.Successful || env.Error.Code != "WEBHOOK_DELIVERIES_ELSEWHERE" || !strings.Contains(env.Error.Message, "worker") {
+			t.Errorf("%s %s: %d %s", r.method, r.path, code, b)
+		}
+	}
+
+	// Stopped gracefully, serve has run no dispatcher: no webhooks.db, and
+	// each webhook came once, from the worker.
+	if err := child.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-child.exited
+	if child.err != nil {
+		t.Fatalf("serve exit: %v\n%s", child.err, child.out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, webhooks.FileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("serve --webhooks=false made %s (%v)", webhooks.FileName, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range attempts {
+		if n != 1 {
+			t.Errorf("webhook %s received %d times", id, n)
 		}
 	}
 }

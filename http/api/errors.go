@@ -55,6 +55,9 @@ const (
 	CodeRateLimited         = "RATE_LIMITED"
 	CodeUnavailable         = "SERVICE_UNAVAILABLE"
 	CodeStorageFull         = "STORAGE_FULL"
+	// CodeDeliveriesElsewhere: the node runs with webhook workers, which
+	// keep the delivery records (503, no Retry-After: retrying cannot help).
+	CodeDeliveriesElsewhere = "WEBHOOK_DELIVERIES_ELSEWHERE"
 	CodeInternal            = "INTERNAL_ERROR"
 )
 
@@ -193,6 +196,7 @@ var domainErrors = []struct {
 	{projections.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
 	{webhooks.ErrNotFound, http.StatusNotFound, CodeNotFound, "Resource not found", EInvoiceNotFound},
 	{webhooks.ErrInvalidQuery, http.StatusBadRequest, CodeValidation, "The request contains invalid parameters or malformed data", EInvoiceInvalid},
+	{webhooks.ErrDeliveriesElsewhere, http.StatusServiceUnavailable, CodeDeliveriesElsewhere, "Webhook deliveries are sent and recorded by this deployment's webhook workers, not by the API server: they cannot be listed or redelivered here", EInvoiceUnavailable},
 	{commands.ErrRepeated, http.StatusConflict, CodeIdempotencyReused, "This request was already applied; read the resource it made", EInvoiceIdempotency},
 	{commands.ErrConflict, http.StatusConflict, CodeConflict, "The resource changed concurrently; retry the request", EInvoiceConflictCode},
 	{ledger.ErrStorageFull, http.StatusServiceUnavailable, CodeStorageFull, "The server cannot store anything right now; nothing was recorded, retry later", EInvoiceUnavailable},
@@ -235,7 +239,7 @@ func classifyCause(err error) (e *apiError, internal bool) {
 		if errors.Is(err, m.err) {
 			out := &apiError{Status: m.status, Code: m.code, Message: m.message}
 			switch {
-			case m.status == http.StatusServiceUnavailable:
+			case m.status == http.StatusServiceUnavailable && m.code != CodeDeliveriesElsewhere:
 				out.RetryAfter = unavailableRetryAfter
 			case m.code == CodeConflict:
 				out.RetryAfter = conflictRetryAfter

@@ -504,11 +504,11 @@ func operations() []operation {
 		{route: "GET /api/v1/webhooks/deliveries", id: "listDeliveries", tag: "webhooks", summary: "List the merchant's webhook deliveries, newest first", security: m,
 			desc:   "Newest event first: by the event's time, then, for events of one time, by their sequence (the reverse of event order), so paging never skips or repeats a delivery.",
 			params: []js{queryParam("status", "Only deliveries in this status", js{"type": "string", "enum": []any{"pending", "delivered", "failed"}}), qPage, qSize},
-			status: 200, response: "DeliveryList", errors: []int{400, 401, 429}},
-		{route: "GET /api/v1/webhooks/deliveries/{id}", id: "getDelivery", tag: "webhooks", summary: "Get a delivery with its attempts", security: m, params: []js{pathParam("id", "Delivery id")}, status: 200, response: "Delivery", errors: []int{401, 404, 429}},
-		{route: "POST /api/v1/webhooks/deliveries/{id}/redeliver", id: "redeliverDelivery", tag: "webhooks", summary: "Deliver again (the same webhook-id)", security: m, params: []js{pathParam("id", "Delivery id")}, status: 202, response: "Delivery", errors: []int{401, 404, 409, 429}},
+			status: 200, response: "DeliveryList", errors: []int{400, 401, 429, 503}, errText: deliveriesElsewhere(false)},
+		{route: "GET /api/v1/webhooks/deliveries/{id}", id: "getDelivery", tag: "webhooks", summary: "Get a delivery with its attempts", security: m, params: []js{pathParam("id", "Delivery id")}, status: 200, response: "Delivery", errors: []int{401, 404, 429, 503}, errText: deliveriesElsewhere(false)},
+		{route: "POST /api/v1/webhooks/deliveries/{id}/redeliver", id: "redeliverDelivery", tag: "webhooks", summary: "Deliver again (the same webhook-id)", security: m, params: []js{pathParam("id", "Delivery id")}, status: 202, response: "Delivery", errors: []int{401, 404, 409, 429}, errText: deliveriesElsewhere(true)},
 		{route: "POST /api/v1/webhooks/redeliver", id: "redeliverSince", tag: "webhooks", summary: "Deliver again every delivery since a time", security: m, body: "RedeliverRequest", bodyReq: true, status: 202, response: "RedeliverResponse", errors: []int{400, 401, 409, 429},
-			errText: map[int]string{500: "INTERNAL_ERROR, logged with the request id. Failing part way, it says how many deliveries it redelivered first (they stay redelivered; the same request again redelivers them again): one detail, path redelivered, type partial, whose message starts with that number"}},
+			errText: with(deliveriesElsewhere(true), 500, "INTERNAL_ERROR, logged with the request id. Failing part way, it says how many deliveries it redelivered first (they stay redelivered; the same request again redelivers them again): one detail, path redelivered, type partial, whose message starts with that number")},
 
 		{route: "GET /pay/{invoice_id}", id: "paymentPage", tag: "pages", summary: "Hosted payment page (HTML) at payment_link",
 			desc:   "Renders the invoice's state: the methods to choose from, the live payment's details with \"I have paid\" and \"Choose another method\", or a final status (then, after a few seconds, the way to success_url or fail_url). Its forms post to the routes below with an anti-forgery token, checked against the pl_csrf cookie the page sets when the browser has none.",
@@ -565,6 +565,23 @@ var errorText = map[int]string{
 	413: "BODY_TOO_LARGE: the body is over the size limit (64 KiB by default)",
 	429: "RATE_LIMITED: per API key, per customer_id, per client address after failed authentications (wrong API keys or admin tokens; then for any credentials from it), or per merchant past the signed requests the replay cache holds for it; see Retry-After",
 	503: "SERVICE_UNAVAILABLE (shutting down, the replay cache of signed requests is full) or STORAGE_FULL (the disk is full: nothing was recorded); see Retry-After",
+}
+
+// deliveriesElsewhere describes the webhook delivery routes' 503 when the
+// node runs with webhook workers; a route that appends (posts) can also
+// meet the other 503s.
+func deliveriesElsewhere(appends bool) map[int]string {
+	d := "WEBHOOK_DELIVERIES_ELSEWHERE: the node runs with webhook workers (serve --webhooks=false), which send and record the deliveries; this server has no records to list or redeliver (no Retry-After: retrying does not help)"
+	if appends {
+		d = errorText[503] + "; or " + d
+	}
+	return map[int]string{503: d}
+}
+
+// with is m with code described as desc.
+func with(m map[int]string, code int, desc string) map[int]string {
+	m[code] = desc
+	return m
 }
 
 // pageErrorText describes the hosted pages' error answers: HTML pages
