@@ -14,4 +14,9 @@ var (
 	// ErrTruncated means the file is shorter than the pages its bbolt meta
 	// page counts: a copy cut short, which cannot be read.
 	ErrTruncated = errors.New("boltlog: log file is truncated")
+	// ErrDamaged means bbolt found a page of the log file malformed (a
+	// flipped bit, a bad copy) while reading it: the records on that page,
+	// and those found through it, cannot be read. Errors matching it also
+	// match ledger.ErrCorrupt.
+	ErrDamaged = errors.New("boltlog: log file is damaged")
 )

@@ -25,7 +25,7 @@ const (
 // StreamVersion returns the stream's current version (0 if it has no events).
 func (s *Store) StreamVersion(stream string) (uint64, error) {
 	var v uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		v = streamVersion(tx.Bucket(bucketIndex).Cursor(), stream, &arena{})
 		return nil
 	})
@@ -36,10 +36,10 @@ func (s *Store) StreamVersion(stream string) (uint64, error) {
 //
 // Errors: ledger.ErrCorrupt or ledger.ErrUnsupportedVersion for a bad record
 // (or an index entry that points at another stream's record, or a version
-// missing from the index), or ctx.Err().
+// missing from the index, or a damaged page: ErrDamaged), or ctx.Err().
 func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) ([]ledger.Event, error) {
 	var out []ledger.Event
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		logB := tx.Bucket(bucketLog)
 		prefix := append([]byte(stream), 0)
 		want := max(from, 1) // the next version; a missing index entry shows as a jump
@@ -74,13 +74,17 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) ([]l
 		}
 		return nil
 	})
+	if isDamage(err) {
+		err = fmt.Errorf("stream %q: %w", stream, err)
+	}
 	return out, err
 }
 
-// Get returns the event at a global sequence, or ledger.ErrNotFound.
+// Get returns the event at a global sequence, or ledger.ErrNotFound
+// (ledger.ErrCorrupt for a bad record or a damaged page: ErrDamaged).
 func (s *Store) Get(seq uint64) (ledger.Event, error) {
 	var e ledger.Event
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		rec := tx.Bucket(bucketLog).Get(seqKey(seq))
 		if rec == nil {
 			return fmt.Errorf("sequence %d: %w", seq, ledger.ErrNotFound)
@@ -92,12 +96,15 @@ func (s *Store) Get(seq uint64) (ledger.Event, error) {
 		}
 		return nil
 	})
+	if isDamage(err) {
+		err = fmt.Errorf("sequence %d: %w", seq, err)
+	}
 	return e, err
 }
 
 // ClaimHolder returns the stream that holds a unique key.
 func (s *Store) ClaimHolder(key string) (stream string, ok bool, err error) {
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		if h := tx.Bucket(bucketClaims).Get([]byte(key)); h != nil {
 			stream, ok = string(h), true
 		}
@@ -122,8 +129,9 @@ var scanBuffers = sync.Pool{New: func() any { return new(scanBuffer) }}
 // append to the log. It stops at the first error fn returns, or when ctx ends.
 //
 // Errors: fn's error, ctx.Err(), ledger.ErrCorrupt for a key of the log
-// bucket that is not a sequence (after fn has had the records before it), or
-// an I/O error. A missing record shows up as a jump in seq; ScanRaw does not
+// bucket that is not a sequence or for a damaged page (ErrDamaged, naming
+// the first sequence it could not read), after fn has had the records
+// before it, or an I/O error. A missing record shows up as a jump in seq; ScanRaw does not
 // check records (Verify does).
 func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, rec []byte) error) error {
 	end := s.Head().Seq
@@ -141,7 +149,7 @@ func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, re
 		}
 		buf, seqs, ends = buf[:0], seqs[:0], ends[:0]
 		var badKey error // the chunk ends before it; fn gets the records before
-		err := s.db.View(func(tx *bbolt.Tx) error {
+		err := s.view(func(tx *bbolt.Tx) error {
 			c := tx.Bucket(bucketLog).Cursor()
 			for k, v := c.Seek(seqKey(next)); k != nil && len(seqs) < scanChunk && len(buf) < scanChunkBytes; k, v = c.Next() {
 				seq, err := logSeq(k)
@@ -158,6 +166,10 @@ func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, re
 			}
 			return nil
 		})
+		if isDamage(err) {
+			// The records copied before the damaged page are good.
+			badKey, err = err, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -170,6 +182,9 @@ func (s *Store) ScanRaw(ctx context.Context, from uint64, fn func(seq uint64, re
 		}
 		if len(seqs) > 0 {
 			next = seqs[len(seqs)-1] + 1
+		}
+		if isDamage(badKey) {
+			return fmt.Errorf("cannot read sequence %d: %w", next, badKey)
 		}
 		if badKey != nil {
 			return fmt.Errorf("after sequence %d: %w", next-1, badKey)
@@ -189,7 +204,7 @@ func (s *Store) scanInTx(ctx context.Context, from, end uint64, fn func(seq uint
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := s.db.View(func(tx *bbolt.Tx) error {
+		err := s.view(func(tx *bbolt.Tx) error {
 			c := tx.Bucket(bucketLog).Cursor()
 			n := 0
 			for k, v := c.Seek(seqKey(next)); k != nil && n < scanChunk; k, v = c.Next() {
@@ -213,7 +228,7 @@ func (s *Store) scanInTx(ctx context.Context, from, end uint64, fn func(seq uint
 			return nil
 		})
 		if err != nil {
-			return err
+			return damageAt(err, next, "")
 		}
 	}
 	return nil
@@ -257,8 +272,10 @@ func (s *Store) Events(ctx context.Context, from uint64) iter.Seq2[ledger.Event,
 // bucket against the records.
 //
 // Errors: a *ledger.VerifyError naming the first bad sequence (wrapping
-// ledger.ErrCorrupt, ledger.ErrUnsupportedVersion or ledger.ErrChainBroken),
-// ctx.Err(), or an I/O error. The head returned is the last verified one.
+// ledger.ErrCorrupt, ledger.ErrUnsupportedVersion or ledger.ErrChainBroken;
+// for a damaged page, ErrDamaged and ledger.ErrCorrupt, naming the first
+// sequence that could not be read), ctx.Err(), or an I/O error. The head
+// returned is the last verified one.
 func (s *Store) Verify(ctx context.Context) (ledger.Head, error) {
 	v := ledger.NewVerifier()
 	h := s.Head()
@@ -307,7 +324,7 @@ func indexEntry(dst, stream []byte, version, seq uint64) []byte {
 // verifyTail checks, in one snapshot, that the stored head is the last record
 // and that nothing beyond the verified head h breaks that.
 func (s *Store) verifyTail(h ledger.Head) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		head, err := readHead(tx.Bucket(bucketMeta))
 		if err != nil {
 			return &ledger.VerifyError{Seq: h.Seq + 1, Reason: err.Error(), Err: ledger.ErrCorrupt}
@@ -337,6 +354,7 @@ func (s *Store) verifyTail(h ledger.Head) error {
 		}
 		return nil
 	})
+	return damageAt(err, h.Seq+1, "head or log bucket: ")
 }
 
 // verifyIndex compares the stream index with the records: a keyed sum over
@@ -370,7 +388,7 @@ func (s *Store) verifyIndex(ctx context.Context, v *ledger.Verifier, h ledger.He
 		return nil
 	})
 	if err != nil {
-		return err
+		return damageAt(err, h.Seq+1, "stream index: ")
 	}
 	if got == want && n == h.Seq {
 		return nil
@@ -388,7 +406,7 @@ func (s *Store) findIndexError(ctx context.Context, h ledger.Head) error {
 			first, reason = seq, r
 		}
 	}
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		index := tx.Bucket(bucketIndex)
 		logB := tx.Bucket(bucketLog)
 		c := logB.Cursor()
@@ -429,7 +447,7 @@ func (s *Store) findIndexError(ctx context.Context, h ledger.Head) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return damageAt(err, h.Seq+1, "")
 	}
 	if first == 0 {
 		first, reason = h.Seq+1, "stream index does not match the records"
@@ -448,7 +466,7 @@ func (s *Store) scanBucket(ctx context.Context, name []byte, fn func(tx *bbolt.T
 			return err
 		}
 		done := true
-		err := s.db.View(func(tx *bbolt.Tx) error {
+		err := s.view(func(tx *bbolt.Tx) error {
 			c := tx.Bucket(name).Cursor()
 			var k, v []byte
 			if after == nil {

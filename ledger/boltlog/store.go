@@ -131,8 +131,8 @@ type request struct {
 // ErrNotLog for a bbolt file that is not a log; ledger.ErrCorrupt (as a
 // *ledger.VerifyError naming the sequence) when the stored head does not
 // match an intact last record, or the log bucket's last key is not a
-// sequence; a projector's Init or catch-up error; or the
-// file's I/O error.
+// sequence; ErrDamaged (also ledger.ErrCorrupt) when a page it reads is
+// damaged; a projector's Init or catch-up error; or the file's I/O error.
 func Open(path string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
@@ -177,9 +177,9 @@ func Open(path string, opts *Options) (*Store, error) {
 		commitTx: (*bbolt.Tx).Commit,
 	}
 	if o.ReadOnly {
-		err = s.db.View(s.initReadOnly)
+		err = s.view(s.initReadOnly)
 	} else {
-		err = s.init()
+		err = guardRead(s.init)
 	}
 	if err != nil {
 		db.Close()
@@ -194,11 +194,17 @@ func Open(path string, opts *Options) (*Store, error) {
 
 // openBolt opens the bbolt file and checks its size.
 func openBolt(path string, o Options, readOnly bool) (*bbolt.DB, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout:         o.OpenTimeout,
-		FreelistType:    bbolt.FreelistMapType,
-		InitialMmapSize: o.InitialMmapSize,
-		ReadOnly:        readOnly,
+	// A read-write open reads the freelist page: a damaged one panics
+	// (and leaves the file open, so the process should end).
+	var db *bbolt.DB
+	err := guardRead(func() (err error) {
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{
+			Timeout:         o.OpenTimeout,
+			FreelistType:    bbolt.FreelistMapType,
+			InitialMmapSize: o.InitialMmapSize,
+			ReadOnly:        readOnly,
+		})
+		return err
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open log %s: %w (waited %s; is a payledger server using it?)", path, ErrLocked, o.OpenTimeout)
@@ -221,11 +227,13 @@ func checkFileSize(db *bbolt.DB) error {
 	if err != nil {
 		return err
 	}
-	return db.View(func(tx *bbolt.Tx) error {
-		if need := tx.Size(); fi.Size() < need {
-			return fmt.Errorf("%w: %d bytes, its pages need %d (a copy cut short?)", ErrTruncated, fi.Size(), need)
-		}
-		return nil
+	return guardRead(func() error {
+		return db.View(func(tx *bbolt.Tx) error {
+			if need := tx.Size(); fi.Size() < need {
+				return fmt.Errorf("%w: %d bytes, its pages need %d (a copy cut short?)", ErrTruncated, fi.Size(), need)
+			}
+			return nil
+		})
 	})
 }
 
@@ -674,7 +682,7 @@ func (s *Store) commit(batch []*request, a *arena) []*request {
 func (s *Store) checkFailedCommit(commitErr error, attempted ledger.Head) error {
 	old := s.Head()
 	var stored ledger.Head
-	readErr := s.db.View(func(tx *bbolt.Tx) error {
+	readErr := s.view(func(tx *bbolt.Tx) error {
 		var err error
 		stored, err = readHead(tx.Bucket(bucketMeta)) // an empty log has none: the zero head
 		return err

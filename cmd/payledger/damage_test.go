@@ -1,0 +1,73 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
+)
+
+// TestToolsReportDamagedPage: a page of records whose header is damaged
+// (bbolt asserts each page's id and type, and panics) makes verify report
+// FAILED at the page's first sequence and exit 1, export and replay exit 1
+// naming it, and serve refuse to start when it is the page its open reads:
+// never a stack trace and exit 2, which is for bad usage.
+func TestToolsReportDamagedPage(t *testing.T) {
+	if os.Getenv(childArgsEnv) != "" {
+		t.Skip("child process")
+	}
+	t.Setenv("PAYLEDGER_SERVER", "")
+	src := filepath.Join(auditLog(t, 3000), logFileName)
+	pageSize, _, first := boltlogtest.RecordPages(t, src)
+	var mid, last uint64 // a page in the middle, and the last
+	for id, seq := range first {
+		if seq > 1000 && (first[mid] <= 1000 || seq < first[mid]) {
+			mid = id
+		}
+		if seq > first[last] {
+			last = id
+		}
+	}
+	if first[mid] <= 1000 || mid == last {
+		t.Fatalf("no page of records past sequence 1000 but the last: %v", first)
+	}
+	damaged := func(id uint64, off int) string {
+		t.Helper()
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[int(id)*pageSize+off] ^= 0xff
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, logFileName), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	for _, off := range []int{0, 8} { // the page's id, its type
+		dir := damaged(mid, off)
+		seq := strconv.FormatUint(first[mid], 10)
+		code, out, errs := runChild(t, "verify", "--data-dir", dir)
+		if code != 1 || !regexp.MustCompile(`FAILED at sequence `+seq+`: .*damaged`).MatchString(out) || !strings.Contains(errs, "first bad sequence "+seq) {
+			t.Errorf("verify with page %d+%d damaged = %d, want 1 and sequence %s:\n%s%s", mid, off, code, seq, out, errs)
+		}
+		for _, args := range [][]string{
+			{"export", "--data-dir", dir},
+			{"replay", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), "views.db")},
+		} {
+			code, _, errs := runChild(t, args...)
+			if code != 1 || !strings.Contains(errs, "cannot read sequence "+seq) || !strings.Contains(errs, "damaged") || strings.Contains(errs, "goroutine") {
+				t.Errorf("%s with page %d+%d damaged = %d, want 1 naming sequence %s: %s", args[0], mid, off, code, seq, errs)
+			}
+		}
+		dir = damaged(last, off)
+		code, _, errs = runChild(t, "serve", "--data-dir", dir, "--addr", "127.0.0.1:0", "--nats-port", "-1")
+		if code != 1 || !strings.Contains(errs, "damaged") || strings.Contains(errs, "goroutine") {
+			t.Errorf("serve with its last page of records damaged = %d, want 1: %s", code, errs)
+		}
+	}
+}
