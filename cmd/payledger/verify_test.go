@@ -220,8 +220,18 @@ func TestVerifyCommandNamesInvoiceViewFault(t *testing.T) {
 	if code != 1 || !strings.Contains(out, want) || !strings.Contains(errs, "first bad sequence 5") {
 		t.Fatalf("verify = %d, want %q\n%s%s", code, want, out, errs)
 	}
-	if !strings.Contains(out, "ok: 14 events verified") {
+	if !strings.Contains(out, "chain ok: 14 events verified") {
 		t.Fatalf("verify did not report the chain as good:\n%s", out)
+	}
+	// A failing verify says ok of nothing as a whole: only the chain's line
+	// says "chain ok", and the verdict, last, is FAILED.
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Contains(line, ": ok:") {
+			t.Errorf("a failing verify printed %q", line)
+		}
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); !strings.Contains(lines[len(lines)-1], "FAILED") {
+		t.Errorf("a failing verify's last line is %q, not its FAILED verdict", lines[len(lines)-1])
 	}
 }
 
@@ -274,7 +284,7 @@ func TestVerifyCommandCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs = runCmd(t, "verify", "--export", expFile, "--public-key", pub)
-	if code != 0 || !strings.Contains(out, expFile+": ok: 15 events verified") || !strings.Contains(out, "checkpoints: 1 verified") ||
+	if code != 0 || !strings.Contains(out, expFile+": chain ok: 15 events verified") || !strings.Contains(out, "checkpoints: 1 verified") ||
 		!strings.Contains(out, "views: none (an export)") || !strings.Contains(out, "invoices: 4  pending 1  success 2") {
 		t.Fatalf("verify --export = %d\n%s%s", code, out, errs)
 	}
