@@ -392,7 +392,7 @@ func TestRelayLagAndBacklogSpanOutage(t *testing.T) {
 		}
 		return nil
 	})
-	srv = natstest.Restart(t, srv)
+	natstest.Restart(t, srv) // natstest shuts the new server down at the end of the test
 	outage := time.Since(committed)
 	head := log.Head().Seq
 	waitPosition(t, relay, head)
