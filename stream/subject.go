@@ -143,9 +143,10 @@ func escapeByte(c byte) bool {
 }
 
 // CheckFilter checks that filter, a subject with NATS wildcards, can match
-// an event subject under prefix (DefaultSubjectPrefix when empty), that is
-// that it overlaps the stream's subjects, "<prefix>.>". A consumer on any
-// other filter would wait for ever for a message that cannot come.
+// an event subject under prefix (DefaultSubjectPrefix when empty): that it
+// overlaps "<prefix>.*.>", a merchant token and at least one more under the
+// stream's subjects "<prefix>.>". A consumer on any other filter would wait
+// for ever for a message that cannot come.
 //
 // Errors: ErrFilter, naming the stream's subjects.
 func CheckFilter(prefix, filter string) error {
@@ -156,7 +157,9 @@ func CheckFilter(prefix, filter string) error {
 	if !server.IsValidSubject(filter) {
 		return fmt.Errorf("%w: %q is not a valid subject filter (event subjects are under %s)", ErrFilter, filter, all)
 	}
-	if !server.SubjectsCollide(filter, all) {
+	// Every event subject has a merchant token and at least one more
+	// (Subject): "<prefix>.m-1" or "<prefix>.*" name none.
+	if !server.SubjectsCollide(filter, prefix+".*.>") {
 		return fmt.Errorf("%w: %q (event subjects are under %s)", ErrFilter, filter, all)
 	}
 	return nil

@@ -259,7 +259,8 @@ func TestTailRefusesNegativeCount(t *testing.T) {
 // usage error (exit 2, nothing opened), not a tail that waits forever
 // without a word.
 func TestTailRefusesForeignSubject(t *testing.T) {
-	for _, subject := range []string{"foo.>", "payledger.events", "payledger.*", "payledger.events.>.x", "payledger..events.>"} {
+	for _, subject := range []string{"foo.>", "payledger.events", "payledger.*", "payledger.events.>.x", "payledger..events.>",
+		"payledger.events.*", "payledger.events.m-1"} { // a merchant token alone names no event
 		code, _, errs := runCmd(t, "tail", "--nats-url", "nats://127.0.0.1:1", "--subject", subject)
 		if code != 2 || !strings.Contains(errs, "payledger.events.>") {
 			t.Errorf("tail --subject %q = %d: %s", subject, code, errs)
