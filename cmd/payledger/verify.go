@@ -181,9 +181,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if s := chainTook.Seconds(); s > 0 && rep.Head.Seq > 0 {
 		rate = fmt.Sprintf(", %.0f events/s", float64(rep.Head.Seq)/s)
 	}
-	// "chain ok", not "ok": the checks after the chain may still fail,
-	// and the verdict is the last line (ok: every check passed, or FAILED).
-	fmt.Fprintf(stdout, "%s: chain ok: %d events verified in %s%s\n", path, rep.Head.Seq, chainTook.Round(time.Millisecond), rate)
+	// Not "ok": the checks after the chain may still fail. The verdict is
+	// "ok: every check passed" at the end, or a FAILED line.
+	fmt.Fprintf(stdout, "%s: hash chain verified: %d events in %s%s\n", path, rep.Head.Seq, chainTook.Round(time.Millisecond), rate)
 	fmt.Fprintf(stdout, "head: seq %d hash %s\n", rep.Head.Seq, rep.Head.Hash)
 	switch {
 	case *export == "":
