@@ -116,9 +116,10 @@ type RelayConfig struct {
 	// OnAck, if set, is called for every acknowledged event, in sequence
 	// order, with the publish lag: the time from the event's commit to its
 	// acknowledgement, a NATS outage included. The log keeps no commit
-	// time, so the lag starts at the event's Time, which its command sets
-	// just before the append: it adds the command's own processing and
-	// commit wait (about a millisecond), and counts an event imported or
+	// time, so the lag starts at the event's Time, the command's time
+	// (taken by the HTTP layer when the request arrives): it adds the
+	// request's own handling and commit wait (usually milliseconds), and
+	// counts an event imported or
 	// committed before a long stop from its original time. It runs on the
 	// relay's ack path, so it must be quick (a histogram Observe).
 	OnAck func(seq uint64, lag time.Duration)

@@ -108,6 +108,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.AuthFailRate, cfg.PayRate = rate.Limit(*authFailRate), rate.Limit(*payRate)
 	cfg.Demo = !*noDemo
 	cfg.NoWebhooks = !*webhooksOn
+	if cfg.NoWebhooks && cfg.NoNATS {
+		// Webhook workers read the stream: with neither, no webhook or
+		// status_url call would ever be sent, and nothing would say so.
+		return &exitError{code: 2, err: fmt.Errorf("--webhooks=false with --no-nats: webhook workers read the NATS stream, so no webhook would ever be sent")}
+	}
 	cfg.Out = stdout
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {

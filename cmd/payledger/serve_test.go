@@ -366,6 +366,23 @@ func TestServeRefusesOpenNATS(t *testing.T) {
 	}
 }
 
+// TestServeRefusesWebhooksNowhere: --webhooks=false hands deliveries to
+// webhook workers, which read the NATS stream; with --no-nats too nothing
+// would ever be delivered, so serve refuses the pair before making anything.
+func TestServeRefusesWebhooksNowhere(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // a serve not refused runs until cancelled
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := runMain(ctx, []string{"serve", "--data-dir", dir, "--addr", "127.0.0.1:0", "--webhooks=false", "--no-nats"}, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "no webhook would ever be sent") {
+		t.Errorf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the refused command made its data dir: %v", err)
+	}
+}
+
 // TestEnvValuesAreChecked: a PAYLEDGER_* variable holding a value its flag
 // would refuse stops the command with exit status 2, naming the variable,
 // before anything is made; it used to fall back to the flag's default

@@ -682,7 +682,12 @@ func buildOpenAPI() js {
 			} else if page {
 				e["content"] = js{"application/json": js{"schema": ref("PageStatusError")}}
 			}
-			if code == 429 || code == 503 {
+			switch {
+			case code == 503 && strings.HasPrefix(desc, "WEBHOOK_DELIVERIES_ELSEWHERE"):
+				// Sent without Retry-After: retrying does not help.
+			case code == 503 && strings.Contains(desc, "WEBHOOK_DELIVERIES_ELSEWHERE"):
+				e["headers"] = js{"Retry-After": js{"description": "Seconds to wait (SERVICE_UNAVAILABLE and STORAGE_FULL only; not WEBHOOK_DELIVERIES_ELSEWHERE)", "schema": js{"type": "integer"}}}
+			case code == 429 || code == 503:
 				e["headers"] = js{"Retry-After": js{"description": "Seconds to wait", "schema": js{"type": "integer"}}}
 			}
 			rs[itoa(code)] = e
