@@ -134,7 +134,23 @@ func Run(ctx context.Context, store *boltlog.Store, opts Options) (Report, error
 		return r, err
 	}
 
-	start = time.Now()
+	// The views live in the same file, and are read around the Store: a
+	// damaged page among them makes bbolt panic, which GuardRead turns
+	// into an error (the chain and the log's own reads are guarded in
+	// the Store).
+	if err := boltlog.GuardRead(func() error { return checkViews(ctx, store, opts, head, c, &r) }); err != nil {
+		if errors.Is(err, boltlog.ErrDamaged) {
+			return r, &Fault{Check: CheckProjections, Reason: "the views are damaged (rebuild them from the log: payledger replay, or restore): " + err.Error(), Cause: err}
+		}
+		return r, err
+	}
+	return r, nil
+}
+
+// checkViews is Run's views checks: the live views against the events,
+// then a rebuild of the log compared with them. It fills r's views fields.
+func checkViews(ctx context.Context, store *boltlog.Store, opts Options, head ledger.Head, c *checker, r *Report) error {
+	start := time.Now()
 	live, err := projections.Summarize(store.DB())
 	hasViews := err == nil
 	format, older := projections.NewViews(store.DB()).OlderFormat()
@@ -148,7 +164,7 @@ func Run(ctx context.Context, store *boltlog.Store, opts Options) (Report, error
 	case errors.Is(err, projections.ErrNotFound):
 		r.Views = "no views in the file"
 	case err != nil:
-		return r, &Fault{Check: CheckProjections, Reason: "live views: " + err.Error(), Cause: err}
+		return &Fault{Check: CheckProjections, Reason: "live views: " + err.Error(), Cause: err}
 	case live.Checkpoint > head.Seq:
 		// Views and log commit in one transaction, so views past the
 		// verified head are fine only if the log has grown to them since
@@ -156,17 +172,17 @@ func Run(ctx context.Context, store *boltlog.Store, opts Options) (Report, error
 		_, gerr := store.Get(live.Checkpoint)
 		switch {
 		case errors.Is(gerr, ledger.ErrNotFound):
-			return r, fault(CheckProjections, head.Seq+1, "", "the views have applied the log up to sequence %d, but the log ends at %d: the events after it are missing", live.Checkpoint, head.Seq)
+			return fault(CheckProjections, head.Seq+1, "", "the views have applied the log up to sequence %d, but the log ends at %d: the events after it are missing", live.Checkpoint, head.Seq)
 		case gerr != nil:
-			return r, gerr
+			return gerr
 		}
 		r.Views = fmt.Sprintf("not compared: the views moved on to sequence %d while verifying", live.Checkpoint)
-		return r, nil
+		return nil
 	case live.Checkpoint < head.Seq:
-		return r, fault(CheckProjections, live.Checkpoint+1, "", "the views have applied the log up to sequence %d of %d", live.Checkpoint, head.Seq)
+		return fault(CheckProjections, live.Checkpoint+1, "", "the views have applied the log up to sequence %d of %d", live.Checkpoint, head.Seq)
 	default:
 		if err := c.compareInvoices(projections.NewViews(store.DB()), live); err != nil {
-			return r, err
+			return err
 		}
 	}
 	r.Took.Views = time.Since(start)
@@ -175,13 +191,13 @@ func Run(ctx context.Context, store *boltlog.Store, opts Options) (Report, error
 		if hasViews {
 			r.Views = "invoice views agree with their events; rebuild skipped"
 		}
-		return r, nil
+		return nil
 	}
 	start = time.Now()
 	err = rebuildAndCompare(ctx, store, head, hasViews, opts.ScratchDir, c)
 	r.Took.Rebuild = time.Since(start)
 	if err != nil {
-		return r, err
+		return err
 	}
 	switch {
 	case hasViews:
@@ -191,7 +207,7 @@ func Run(ctx context.Context, store *boltlog.Store, opts Options) (Report, error
 	default:
 		r.Views = "rebuilt (no views in the file to compare)"
 	}
-	return r, nil
+	return nil
 }
 
 // VerifyExport verifies an export (payledger export's JSON Lines, from

@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/internal/durable"
+	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
 )
@@ -130,31 +131,42 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if until.IsZero() && !*noCompare {
-		lv := projections.NewViews(log.DB())
-		format, older := lv.OlderFormat()
-		switch live := lv.Checkpoint(); {
-		case live > 0 && older:
-			fmt.Fprintf(stdout, "live views: of format %d, an older build's: not compared (serve rebuilds them from the log when it next starts)\n", format)
-		case live == 0 && head.Seq > 0:
-			fmt.Fprintln(stdout, "live views: none in the log file, nothing to compare")
-		case live != sum.Checkpoint:
-			fmt.Fprintf(stdout, "live views: at sequence %d, the log at %d: not compared\n", live, sum.Checkpoint)
-		default:
-			err := projections.Compare(log.DB(), db)
-			var de *projections.DiffError
-			switch {
-			case err == nil:
-				fmt.Fprintln(stdout, "live views: identical to the replay")
-			case errors.As(err, &de):
-				fmt.Fprintf(stdout, "live views: DIFFER from the replay: %v\n", de)
-				problems = append(problems, "live views differ from the replay")
-			default:
-				return fmt.Errorf("compare with the live views: %w", err)
-			}
+		// The live views are read around the log's Store: a damaged page
+		// among them is an error, not bbolt's panic.
+		if err := boltlog.GuardRead(func() error { return compareLive(log, db, sum, head, stdout, &problems) }); err != nil {
+			return err
 		}
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// compareLive compares the views rebuilt into db with the live ones in the
+// log's file, printing the outcome; a difference is added to problems.
+func compareLive(log *boltlog.Store, db *bbolt.DB, sum projections.Summary, head ledger.Head, stdout io.Writer, problems *[]string) error {
+	lv := projections.NewViews(log.DB())
+	format, older := lv.OlderFormat()
+	switch live := lv.Checkpoint(); {
+	case live > 0 && older:
+		fmt.Fprintf(stdout, "live views: of format %d, an older build's: not compared (serve rebuilds them from the log when it next starts)\n", format)
+	case live == 0 && head.Seq > 0:
+		fmt.Fprintln(stdout, "live views: none in the log file, nothing to compare")
+	case live != sum.Checkpoint:
+		fmt.Fprintf(stdout, "live views: at sequence %d, the log at %d: not compared\n", live, sum.Checkpoint)
+	default:
+		err := projections.Compare(log.DB(), db)
+		var de *projections.DiffError
+		switch {
+		case err == nil:
+			fmt.Fprintln(stdout, "live views: identical to the replay")
+		case errors.As(err, &de):
+			fmt.Fprintf(stdout, "live views: DIFFER from the replay: %v\n", de)
+			*problems = append(*problems, "live views differ from the replay")
+		default:
+			return fmt.Errorf("compare with the live views: %w", err)
+		}
 	}
 	return nil
 }

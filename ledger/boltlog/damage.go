@@ -37,6 +37,13 @@ func guardRead(fn func() error) (err error) {
 	return fn()
 }
 
+// GuardRead is guardRead for reads of the file that do not go through the
+// Store: the views, which live in the same file and are read through
+// DB(). It returns a panic bbolt raised reading a damaged page as an error
+// that errors.Is matches with ErrDamaged and ledger.ErrCorrupt; any other
+// panic goes on.
+func GuardRead(fn func() error) error { return guardRead(fn) }
+
 // view is db.View guarded by guardRead.
 func (s *Store) view(fn func(*bbolt.Tx) error) error {
 	return guardRead(func() error { return s.db.View(fn) })
