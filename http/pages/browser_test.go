@@ -258,6 +258,45 @@ func TestBrowserPaymentFlow(t *testing.T) {
 	}
 }
 
+// TestBrowserPaymentsExhausted: an invoice at commands.MaxPaymentsPerInvoice
+// payments shows no methods but the link back to the shop, and its script
+// keeps the page live without leaving it: when the merchant cancels the
+// invoice, the page says so without a reload and sends the customer to
+// fail_url.
+func TestBrowserPaymentsExhausted(t *testing.T) {
+	e := newRealtimeEnv(t)
+	srv := shopServer(t, e)
+	ctx := browser(t)
+	inv := e.invoice(invoiceOpts{fail: srv.URL + "/shop/fail"})
+	e.cancelledPayments(inv.InvoiceID, commands.MaxPaymentsPerInvoice)
+
+	do(t, ctx, "open the payment link",
+		chromedp.Navigate(srv.URL+"/pay/"+inv.InvoiceID),
+		chromedp.WaitVisible(chromedp.CSS(`#status.status-exhausted`)),
+		chromedp.WaitVisible(chromedp.CSS(`#return-link`)))
+	if got := text(t, ctx, "#status"); !strings.HasPrefix(got, "No more payment attempts can be made") {
+		t.Errorf("status %q", got)
+	}
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('input[name="method"], #countdown').length`))
+	if err != nil || n != 0 {
+		t.Errorf("%d method inputs or countdowns (%v), want none", n, err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.sameDocument = true`)); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "pay-exhausted")
+
+	if _, err := e.svc.CancelInvoice(e.ctx, commands.CancelInvoice{Meta: e.meta(), MerchantID: e.merchant, InvoiceID: inv.InvoiceID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`window.sameDocument === true && document.querySelector("#status.status-cancelled") !== null`,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("cancelled without a reload: %v", err)
+	}
+	do(t, ctx, "land on fail_url", chromedp.WaitVisible(chromedp.CSS(`#shop-fail`)))
+}
+
 // TestBrowserWidgetFlow: open the widget page, pick a method, enter an
 // amount, land on the payment page with the details.
 func TestBrowserWidgetFlow(t *testing.T) {

@@ -639,27 +639,66 @@ func TestPayPostsRateLimited(t *testing.T) {
 	wantRedirect(t, choose(), "/pay/"+id+"#details")
 }
 
-// TestPayTooManyPayments: an invoice that has commands.MaxPaymentsPerInvoice
-// payments takes no more from the page: 409, saying so, nothing appended.
-func TestPayTooManyPayments(t *testing.T) {
-	e := newEnv(t)
-	inv := e.invoice(invoiceOpts{})
-	for range commands.MaxPaymentsPerInvoice {
+// cancelledPayments gives an invoice n payments, each cancelled.
+func (e *env) cancelledPayments(invoiceID string, n int) {
+	e.t.Helper()
+	for range n {
 		p, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(),
-			InvoiceID: inv.InvoiceID, Method: "visamaster.uah"})
+			InvoiceID: invoiceID, Method: "visamaster.uah"})
 		if err != nil {
-			t.Fatal(err)
+			e.t.Fatal(err)
 		}
 		if _, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(), PaymentID: p.PaymentID,
 			Status: commands.PaymentStatusCancelled, By: commands.ByCustomer}); err != nil {
-			t.Fatal(err)
+			e.t.Fatal(err)
 		}
 	}
+}
+
+// TestPayTooManyPayments: an invoice with one payment fewer than
+// commands.MaxPaymentsPerInvoice still offers the methods. At the cap, with
+// no live payment, the page offers none (choosing could only be refused)
+// but says no more attempts can be made, with the link back to the shop,
+// and the status is phase "exhausted", not final: the invoice may still
+// expire or be cancelled. A form posted from an older rendering is refused
+// with 409, saying so, nothing appended.
+func TestPayTooManyPayments(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{fail: "https://shop.example/failed"})
+	id := inv.InvoiceID
+	e.cancelledPayments(id, commands.MaxPaymentsPerInvoice-1)
 	c := e.client()
-	tok := formToken(t, c.get("/pay/"+inv.InvoiceID).body)
+	page := c.get("/pay/" + id)
+	wantStatus(t, page, http.StatusOK)
+	wantContains(t, page, "Choose how you want to pay.", `<legend>Choose a payment method</legend>`, `value="visamaster.uah"`, `role="timer"`)
+	if st := c.status(id); st["phase"] != "choose" || st["final"] != false {
+		t.Errorf("status with %d payments = %v, want phase choose", commands.MaxPaymentsPerInvoice-1, st)
+	}
+	tok := formToken(t, page.body)
+
+	e.cancelledPayments(id, 1)
+	const exhausted = "No more payment attempts can be made for this invoice. Please ask the shop for a new invoice."
+	page = c.get("/pay/" + id)
+	wantStatus(t, page, http.StatusOK)
+	wantContains(t, page, esc(exhausted), `status-exhausted`, `data-phase="exhausted"`, `data-final="false"`,
+		`<p id="final-actions">`, `href="https://shop.example/failed"`)
+	wantLacks(t, page, `name="method"`, "Choose a payment method", "Choose how you want to pay.", `role="timer"`, `action="/pay/`+id+`/method"`)
+	st := c.status(id)
+	if st["phase"] != "exhausted" || st["final"] != false || st["message"] != exhausted || st["redirect_url"] != nil ||
+		st["invoice_status"] != "pending" || st["payment_status"] != "CANCELLED" {
+		t.Errorf("status with %d payments = %v, want phase exhausted, not final", commands.MaxPaymentsPerInvoice, st)
+	}
+
 	head := e.store.Head()
-	res := c.post("/pay/"+inv.InvoiceID+"/method", url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}})
+	res := c.post("/pay/"+id+"/method", url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}})
 	wantStatus(t, res, http.StatusConflict)
-	wantContains(t, res, "Too many payment attempts were made for this invoice.")
+	wantContains(t, res, "Too many payment attempts were made for this invoice.", esc(exhausted))
+	wantLacks(t, res, `name="method"`)
 	e.unchanged(head)
+
+	// Expiry ends it as for any invoice.
+	e.advance(21 * time.Minute)
+	if st := c.status(id); st["phase"] != "expired" || st["final"] != true || st["redirect_url"] != "https://shop.example/failed" {
+		t.Errorf("status after expires_at = %v", st)
+	}
 }

@@ -26,6 +26,10 @@ const (
 	phaseCancelled = "cancelled" // the merchant cancelled the invoice
 	phaseFailed    = "failed"    // the payment was rejected or failed
 	phaseUnderpaid = "underpaid" // less than the amount due arrived
+	// No live payment and commands.MaxPaymentsPerInvoice payments already:
+	// no method can be chosen. Not final: the invoice is still pending, and
+	// expires or is cancelled later.
+	phaseExhausted = "exhausted"
 )
 
 // payState is the payment page's state, derived from the views.
@@ -99,6 +103,11 @@ func (st *payState) decide(now time.Time) {
 		st.phase = phaseExpired
 	case pstatus == commands.PaymentStatusPending:
 		st.phase = phasePay
+	case len(st.payments) >= commands.MaxPaymentsPerInvoice:
+		// Choosing a method could only be refused (ErrTooManyPayments).
+		// The views hold every payment of the invoice, so this counts at
+		// least what the command counts (invoice.payment_added).
+		st.phase = phaseExhausted
 	default:
 		st.phase = phaseChoose
 	}
@@ -107,6 +116,10 @@ func (st *payState) decide(now time.Time) {
 		st.final, st.redirect = true, safeURL(inv.SuccessURL)
 	case phaseCancelled, phaseExpired, phaseFailed, phaseUnderpaid:
 		st.final, st.redirect = true, safeURL(inv.FailURL)
+	case phaseExhausted:
+		// A dead end too, but not a final one: the page links back to the
+		// shop without sending the customer there.
+		st.redirect = safeURL(inv.FailURL)
 	}
 }
 
@@ -129,6 +142,8 @@ func (st *payState) message() string {
 		return "The payment did not go through. No money was taken for this invoice."
 	case phaseUnderpaid:
 		return "We received less than the amount due. Please contact the shop."
+	case phaseExhausted:
+		return "No more payment attempts can be made for this invoice. Please ask the shop for a new invoice."
 	}
 	return ""
 }
@@ -192,6 +207,7 @@ type payView struct {
 	Currency      string
 	Phase         string
 	Final         bool
+	Exhausted     bool // no method may be chosen: a dead end, though not final
 	Message       string
 	Redirect      string
 	RedirectDelay int64 // milliseconds
@@ -242,6 +258,7 @@ func (h *handler) payView(w http.ResponseWriter, r *http.Request, st *payState, 
 		Currency:      st.inv.Currency,
 		Phase:         st.phase,
 		Final:         st.final,
+		Exhausted:     st.phase == phaseExhausted,
 		Message:       st.message(),
 		Redirect:      st.redirect,
 		RedirectDelay: h.redirectDelay.Milliseconds(),
@@ -388,6 +405,9 @@ func (h *handler) payMethod(w http.ResponseWriter, r *http.Request) {
 		// A second click, or another tab: the live payment stands.
 		seeOther(w, r, PayPrefix+id+"#details")
 		return
+	case phaseExhausted:
+		h.renderPay(w, r, http.StatusConflict, st, tooManyPayments, "")
+		return
 	default:
 		h.renderPay(w, r, http.StatusConflict, st, "This invoice can no longer be paid.", "")
 		return
@@ -405,7 +425,7 @@ func (h *handler) payMethod(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, commands.ErrInvoiceNotPayable):
 		h.refreshAndRender(w, r, http.StatusConflict, "This invoice can no longer be paid.", "")
 	case errors.Is(err, commands.ErrTooManyPayments):
-		h.refreshAndRender(w, r, http.StatusConflict, "Too many payment attempts were made for this invoice. Please contact the shop.", "")
+		h.refreshAndRender(w, r, http.StatusConflict, tooManyPayments, "")
 	case errors.Is(err, commands.ErrMerchantDisabled):
 		h.refreshAndRender(w, r, http.StatusConflict, "The shop is not accepting payments right now. Please try again later.", "")
 	case errors.Is(err, commands.ErrMethodInvalid), errors.Is(err, commands.ErrCurrencyInvalid):
@@ -416,6 +436,8 @@ func (h *handler) payMethod(w http.ResponseWriter, r *http.Request) {
 		h.serverError(w, r, fmt.Errorf("create payment for invoice %s: %w", id, err))
 	}
 }
+
+const tooManyPayments = "Too many payment attempts were made for this invoice. Please contact the shop."
 
 // refreshAndRender re-reads the state after a refused command and shows the
 // page with the error.
@@ -487,12 +509,12 @@ type statusBody struct {
 	InvoiceStatus string    `json:"invoice_status"` // pending, success, expired, cancelled
 	PaymentID     *string   `json:"payment_id"`     // the latest payment's public id; null: none
 	PaymentStatus *string   `json:"payment_status"` // PENDING, CONFIRMED, PROCESSED, ...; null: none
-	Phase         string    `json:"phase"`          // choose, pay, confirmed, success, expired, cancelled, failed, underpaid
+	Phase         string    `json:"phase"`          // choose, pay, confirmed, exhausted, success, expired, cancelled, failed, underpaid
 	Final         bool      `json:"final"`          // the page will not change again
 	Message       string    `json:"message"`        // the status line for the customer
 	ExpiresAt     time.Time `json:"expires_at"`
 	Now           time.Time `json:"now"`          // the server's clock, for the countdown
-	RedirectURL   *string   `json:"redirect_url"` // success_url or fail_url once final; null otherwise
+	RedirectURL   *string   `json:"redirect_url"` // success_url or fail_url once final; null otherwise (exhausted too)
 }
 
 func (h *handler) payStatus(w http.ResponseWriter, r *http.Request) {

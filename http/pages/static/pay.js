@@ -71,6 +71,9 @@
     }
   }
 
+  // Phases that are not final keep the page polling: "exhausted" (no more
+  // payments may be made) too, until the invoice expires or is cancelled,
+  // which are final. A phase that changed otherwise reloads the page.
   function apply(s) {
     if (s.final) {
       finish(s);
