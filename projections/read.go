@@ -302,6 +302,33 @@ func (v *Views) Merchants() ([]MerchantView, error) {
 	return allViews[MerchantView](v, bMerchants, "merchant")
 }
 
+// ListMerchants returns a page of the merchants, ordered by id, clamped as
+// ListInvoices. The total is counted from the keys; only the page's views
+// are decoded.
+// Errors: ErrCorrupt.
+func (v *Views) ListMerchants(page, size int) (Page[MerchantView], error) {
+	page, size = clampPage(page, size)
+	out := Page[MerchantView]{Items: []MerchantView{}, Details: PageDetails{PageNumber: page, PageSize: size}}
+	err := v.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bMerchants).Cursor()
+		total := 0
+		for k, raw := c.First(); k != nil; k, raw = c.Next() {
+			if total/size == page-1 {
+				var m MerchantView
+				if err := DecodeView(raw, &m); err != nil {
+					return fmt.Errorf("%w: merchant %q: %v", ErrCorrupt, k, err)
+				}
+				out.Items = append(out.Items, m)
+			}
+			total++
+		}
+		out.Details.TotalObjects = total
+		out.Details.TotalPages = (total + size - 1) / size
+		return nil
+	})
+	return out, err
+}
+
 // APIKey looks up an API key by its hash (hex SHA-256 of the whole key, as
 // commands.APIKeyIssued records it). A revoked key is returned with Revoked
 // set; the caller refuses it.

@@ -27,7 +27,12 @@ const adminUsage = `usage: payledger admin [--server URL] [--admin-token TOKEN] 
 
   merchant create --name NAME [--webhook-url URL] [--commission 2] [--lifetime SECONDS]
                   [--methods a,b] [--invoicing true|false]
-  merchant list
+  merchant list [--page N] [--page-size N]
+                                  every merchant, by id, as one
+                                  {"merchants": [...]}: the pages fetched in
+                                  turn; with --page or --page-size, that one
+                                  page as the server answers it, with
+                                  page_details
   merchant get ID
   merchant update ID [--name] [--webhook-url] [--commission] [--lifetime] [--methods]
                   [--invoicing true|false] [--disabled true|false]
@@ -140,7 +145,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Command flags, all known up front so they can stand anywhere.
 	var (
 		name, webhook, commission, methods, label, reason, paid string
-		lifetime                                                int64
+		lifetime, page, pageSize                                int64
 		invoicing, disabled                                     optBool
 	)
 	fs.StringVar(&name, "name", "", "merchant name")
@@ -152,6 +157,8 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&disabled, "disabled", "suspend the merchant: true or false")
 	fs.StringVar(&label, "label", "", "API key label")
 	fs.StringVar(&reason, "reason", "", "reason for a payment status change or a held receipt")
+	fs.Int64Var(&page, "page", 1, "merchant list: the page, from 1")
+	fs.Int64Var(&pageSize, "page-size", 20, "merchant list: merchants per page, 1 to 100")
 	fs.StringVar(&paid, "paid-amount", "", "amount received (process: default the amount due; receipt: required)")
 	idemKey := fs.String("idempotency-key", "", "Idempotency-Key of the POST (default: a random one for this run); the same key and request get the first answer again")
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -234,10 +241,14 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return c.call(ctx, stdout, "POST", "/admin/v1/merchants", settings())
 	case "merchant list":
-		if err := need(2, "merchant list"); err != nil {
+		if err := need(2, "merchant list [--page N] [--page-size N]"); err != nil {
 			return err
 		}
-		return c.call(ctx, stdout, "GET", "/admin/v1/merchants", nil)
+		if set["page"] || set["page-size"] {
+			q := url.Values{"page": {strconv.FormatInt(page, 10)}, "page_size": {strconv.FormatInt(pageSize, 10)}}
+			return c.call(ctx, stdout, "GET", "/admin/v1/merchants?"+q.Encode(), nil)
+		}
+		return c.listMerchants(ctx, stdout)
 	case "merchant get":
 		if err := need(3, "merchant get ID"); err != nil {
 			return err
@@ -332,11 +343,67 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // (see adminUsage), and prints the JSON answer; a non-2xx answer is an error
 // naming the server's code and message.
 func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path string, body map[string]any) error {
+	raw, err := c.fetch(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, raw)
+}
+
+// listMerchants prints every merchant, by id, as {"merchants": [...]}
+// (what GET /admin/v1/merchants answered before it paged): the pages,
+// 100 merchants each, fetched in turn up to the last the latest answer
+// counts. A merchant registered meanwhile may be left out; none is printed
+// twice. A server that answers no page_details (one before paging) is
+// asked once.
+func (c *adminClient) listMerchants(ctx context.Context, stdout io.Writer) error {
+	all := []json.RawMessage{}
+	seen := map[string]bool{}
+	for page := 1; ; page++ {
+		path := fmt.Sprintf("/admin/v1/merchants?page=%d&page_size=100", page)
+		raw, err := c.fetch(ctx, http.MethodGet, path, nil)
+		if err != nil {
+			return err
+		}
+		var p struct {
+			Merchants   []json.RawMessage `json:"merchants"`
+			PageDetails struct {
+				TotalPages int `json:"total_pages"`
+			} `json:"page_details"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("GET %s: %w", path, err)
+		}
+		for _, m := range p.Merchants {
+			var id struct {
+				ID string `json:"id"` // merchant_id too, but a server before it answers only id
+			}
+			if err := json.Unmarshal(m, &id); err != nil {
+				return fmt.Errorf("GET %s: %w", path, err)
+			}
+			if !seen[id.ID] {
+				seen[id.ID] = true
+				all = append(all, m)
+			}
+		}
+		if page >= p.PageDetails.TotalPages || len(p.Merchants) == 0 {
+			break
+		}
+	}
+	raw, err := json.Marshal(map[string]any{"merchants": all})
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, raw)
+}
+
+// fetch sends a request as call does and returns a 2xx answer's body.
+func (c *adminClient) fetch(ctx context.Context, method, path string, body map[string]any) ([]byte, error) {
 	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		payload = b
 	}
@@ -356,10 +423,10 @@ func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path s
 		}
 		if attempt >= c.attempts || ctx.Err() != nil {
 			if err != nil && method == http.MethodPost {
-				return fmt.Errorf("%w (Idempotency-Key %s: give it with --idempotency-key to try again safely)", err, c.idemKey)
+				return nil, fmt.Errorf("%w (Idempotency-Key %s: give it with --idempotency-key to try again safely)", err, c.idemKey)
 			}
 			if err != nil {
-				return err
+				return nil, err
 			}
 			break // the last transient answer is the answer
 		}
@@ -373,7 +440,7 @@ func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path s
 		fmt.Fprintf(c.stderr, "payledger admin: %s %s: %s; again in %v\n", method, path, why, wait)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-c.pause(wait):
 		}
 	}
@@ -390,7 +457,7 @@ func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path s
 			} `json:"error"`
 		}
 		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
-			return fmt.Errorf("%s %s: %d %s: %s", method, path, status, http.StatusText(status), strings.TrimSpace(string(raw)))
+			return nil, fmt.Errorf("%s %s: %d %s: %s", method, path, status, http.StatusText(status), strings.TrimSpace(string(raw)))
 		}
 		msg := fmt.Sprintf("%s %s: %d %s: %s", method, path, status, e.Error.Code, e.Error.Message)
 		for _, d := range e.Error.Details {
@@ -399,8 +466,13 @@ func (c *adminClient) call(ctx context.Context, stdout io.Writer, method, path s
 		if e.RequestID != "" {
 			msg += " (request " + e.RequestID + ")"
 		}
-		return errors.New(msg)
+		return nil, errors.New(msg)
 	}
+	return raw, nil
+}
+
+// printJSON prints a JSON answer indented (as it came if it is not JSON).
+func printJSON(stdout io.Writer, raw []byte) error {
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, raw, "", "  ") != nil {
 		_, err := stdout.Write(raw)

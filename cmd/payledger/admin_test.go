@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -104,6 +106,76 @@ func TestAdminCLI(t *testing.T) {
 	}
 	if _, errs, code := runAdminCLI(t, "--server", url, "--admin-token", "wrong", "rate", "list"); code != 1 || !strings.Contains(errs, "ADMIN_TOKEN_INVALID") {
 		t.Errorf("wrong token: %d %s", code, errs)
+	}
+}
+
+// TestAdminCLIMerchantList: with more merchants than a page holds,
+// "merchant list" still prints every one, once, by id, as
+// {"merchants": [...]}; --page and --page-size print that one page with
+// its page_details; a bad --page-size is the server's 400 naming it; and
+// "merchant get" prints merchant_id. Before, the list printed only the
+// first 20 (the server's default page) and the flags were unknown.
+func TestAdminCLIMerchantList(t *testing.T) {
+	url := adminServer(t, "tok")
+	g := func(args ...string) []string {
+		return append([]string{"--server", url, "--admin-token", "tok"}, args...)
+	}
+	const n = 105
+	var ids []string
+	for i := range n {
+		out, errs, code := runAdminCLI(t, g("merchant", "create", "--name", fmt.Sprintf("m%d", i))...)
+		var m struct {
+			MerchantID string `json:"merchant_id"`
+		}
+		if err := json.Unmarshal([]byte(out), &m); code != 0 || err != nil {
+			t.Fatalf("merchant create: %d %s %s (%v)", code, out, errs, err)
+		}
+		ids = append(ids, m.MerchantID)
+	}
+	slices.Sort(ids)
+	type list struct {
+		Merchants []struct {
+			ID         string `json:"id"`
+			MerchantID string `json:"merchant_id"`
+		} `json:"merchants"`
+		PageDetails *projections.PageDetails `json:"page_details"`
+	}
+	run := func(args ...string) list {
+		t.Helper()
+		out, errs, code := runAdminCLI(t, g(args...)...)
+		var l list
+		if err := json.Unmarshal([]byte(out), &l); code != 0 || err != nil {
+			t.Fatalf("%v: %d %s %s (%v)", args, code, out, errs, err)
+		}
+		return l
+	}
+	got := func(l list) []string {
+		var out []string
+		for _, m := range l.Merchants {
+			if m.ID != m.MerchantID {
+				t.Errorf("id %s, merchant_id %s", m.ID, m.MerchantID)
+			}
+			out = append(out, m.MerchantID)
+		}
+		return out
+	}
+	all := run("merchant", "list")
+	if fmt.Sprint(got(all)) != fmt.Sprint(ids) || all.PageDetails != nil {
+		t.Errorf("merchant list: %d merchants, page_details %v; want the %d by id, no page_details", len(all.Merchants), all.PageDetails, n)
+	}
+	p := run("merchant", "list", "--page", "2", "--page-size", "50")
+	want := projections.PageDetails{PageNumber: 2, PageSize: 50, TotalPages: 3, TotalObjects: n}
+	if p.PageDetails == nil || *p.PageDetails != want || fmt.Sprint(got(p)) != fmt.Sprint(ids[50:100]) {
+		t.Errorf("merchant list --page 2 --page-size 50: %v %v, want %+v %v", p.PageDetails, got(p), want, ids[50:100])
+	}
+	if p := run("merchant", "list", "--page", "2"); len(p.Merchants) != 20 || p.PageDetails == nil || p.PageDetails.PageSize != 20 {
+		t.Errorf("merchant list --page 2: %d merchants, %v; want 20 of the default size", len(p.Merchants), p.PageDetails)
+	}
+	if _, errs, code := runAdminCLI(t, g("merchant", "list", "--page-size", "101")...); code != 1 || !strings.Contains(errs, "VALIDATION_ERROR") || !strings.Contains(errs, "page_size:") {
+		t.Errorf("--page-size 101: %d %s", code, errs)
+	}
+	if out, _, code := runAdminCLI(t, g("merchant", "get", ids[0])...); code != 0 || !strings.Contains(out, `"merchant_id": "`+ids[0]+`"`) {
+		t.Errorf("merchant get: %d %s", code, out)
 	}
 }
 

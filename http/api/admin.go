@@ -53,8 +53,22 @@ type newMerchantResponse struct {
 	SigningSecret string `json:"signing_secret"`
 }
 
+// merchantBody is a merchant as the admin API answers it: merchant_id,
+// the name every other admin answer gives it, and the view's fields,
+// whose id is the same value, kept for the scripts that read it.
+type merchantBody struct {
+	MerchantID string `json:"merchant_id"`
+	projections.MerchantView
+}
+
+func newMerchantBody(m projections.MerchantView) merchantBody {
+	return merchantBody{MerchantID: m.ID, MerchantView: m}
+}
+
+// merchantList is a page of merchants, by id, with seed 000's page details.
 type merchantList struct {
-	Merchants []projections.MerchantView `json:"merchants"`
+	Merchants   []merchantBody          `json:"merchants"`
+	PageDetails projections.PageDetails `json:"page_details"`
 }
 
 // adminCreateMerchant is POST /admin/v1/merchants: 201 with the merchant's
@@ -82,13 +96,21 @@ func (s *Server) adminCreateMerchant(c *call) (int, any, error) {
 	return http.StatusCreated, newMerchantResponse{MerchantID: id, APIKey: key.Key, KeyID: key.ID, SigningSecret: secret}, nil
 }
 
-// adminListMerchants is GET /admin/v1/merchants.
+// adminListMerchants is GET /admin/v1/merchants?page=&page_size=.
 func (s *Server) adminListMerchants(c *call) (int, any, error) {
-	ms, err := s.views.Merchants()
+	page, size, err := pageParams(c.r.URL.Query())
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, merchantList{Merchants: ms}, nil
+	p, err := s.views.ListMerchants(page, size)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := merchantList{Merchants: make([]merchantBody, 0, len(p.Items)), PageDetails: p.Details}
+	for _, m := range p.Items {
+		out.Merchants = append(out.Merchants, newMerchantBody(m))
+	}
+	return http.StatusOK, out, nil
 }
 
 // merchantPathID is the {id} of a merchant route. A merchant's id is UUID
@@ -102,7 +124,7 @@ func (s *Server) adminGetMerchant(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, m, nil
+	return http.StatusOK, newMerchantBody(m), nil
 }
 
 // adminPatchMerchant is PATCH /admin/v1/merchants/{id}: change settings.
@@ -124,7 +146,7 @@ func (s *Server) adminPatchMerchant(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("read merchant %s: %w", id, err)
 	}
-	return http.StatusOK, m, nil
+	return http.StatusOK, newMerchantBody(m), nil
 }
 
 type issueKeyRequest struct {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -636,5 +637,101 @@ func TestSingleWidgetInvoiceRefusedWithNoEnabledGateway(t *testing.T) {
 	}
 	if r := h.api(m, "POST", "/api/v1/widgets/"+wid+"/invoices", `{}`); r.Status != http.StatusCreated {
 		t.Errorf("single widget invoice with the sandbox enabled again: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestAdminMerchantBodies: GET, PATCH and the list answer a merchant with
+// merchant_id, as POST does, and id, the same value, as before. Before,
+// GET and PATCH answered only id.
+func TestAdminMerchantBodies(t *testing.T) {
+	h := newHarness(t)
+	m := h.newMerchant(`{"name": "named"}`)
+	check := func(what string, b map[string]any) {
+		t.Helper()
+		if b["merchant_id"] != m.ID || b["id"] != m.ID {
+			t.Errorf("%s: merchant_id %v, id %v, want both %s", what, b["merchant_id"], b["id"], m.ID)
+		}
+	}
+	r := h.admin("GET", "/admin/v1/merchants/"+m.ID, "")
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET: %d %s", r.Status, r.Body)
+	}
+	check("GET", r.JSON(t))
+	r = h.admin("PATCH", "/admin/v1/merchants/"+m.ID, `{"name": "renamed"}`)
+	if r.Status != http.StatusOK {
+		t.Fatalf("PATCH: %d %s", r.Status, r.Body)
+	}
+	check("PATCH", r.JSON(t))
+	r = h.admin("GET", "/admin/v1/merchants", "")
+	var l struct {
+		Merchants []map[string]any `json:"merchants"`
+	}
+	if err := json.Unmarshal(r.Body, &l); err != nil || r.Status != http.StatusOK || len(l.Merchants) != 1 {
+		t.Fatalf("list: %d %s (%v)", r.Status, r.Body, err)
+	}
+	check("list", l.Merchants[0])
+}
+
+// TestAdminMerchantListPages: GET /admin/v1/merchants pages as the
+// invoices list does (page, page_size 1..100, default 20, page_details),
+// by id, and refuses a bad page or page_size 400 VALIDATION_ERROR naming
+// it, as the invoices list does. Before, it answered every merchant with
+// no page_details and ignored both parameters.
+func TestAdminMerchantListPages(t *testing.T) {
+	h := newHarness(t)
+	const n = 25
+	var want []string
+	for i := range n {
+		want = append(want, h.newMerchant(fmt.Sprintf(`{"name": "m%d"}`, i)).ID)
+	}
+	slices.Sort(want)
+	type page struct {
+		Merchants []struct {
+			MerchantID string `json:"merchant_id"`
+		} `json:"merchants"`
+		PageDetails *projections.PageDetails `json:"page_details"`
+	}
+	list := func(q string) page {
+		t.Helper()
+		r := h.admin("GET", "/admin/v1/merchants"+q, "")
+		var p page
+		if err := json.Unmarshal(r.Body, &p); err != nil || r.Status != http.StatusOK || p.PageDetails == nil {
+			t.Fatalf("%s: %d %s (%v)", q, r.Status, r.Body, err)
+		}
+		return p
+	}
+	tests := []struct {
+		q       string
+		details projections.PageDetails
+		ids     []string
+	}{
+		{"", projections.PageDetails{PageNumber: 1, PageSize: 20, TotalPages: 2, TotalObjects: n}, want[:20]},
+		{"?page=2", projections.PageDetails{PageNumber: 2, PageSize: 20, TotalPages: 2, TotalObjects: n}, want[20:]},
+		{"?page=3", projections.PageDetails{PageNumber: 3, PageSize: 20, TotalPages: 2, TotalObjects: n}, nil},
+		{"?page=2&page_size=10", projections.PageDetails{PageNumber: 2, PageSize: 10, TotalPages: 3, TotalObjects: n}, want[10:20]},
+		{"?page=3&page_size=10", projections.PageDetails{PageNumber: 3, PageSize: 10, TotalPages: 3, TotalObjects: n}, want[20:]},
+		{"?page_size=100", projections.PageDetails{PageNumber: 1, PageSize: 100, TotalPages: 1, TotalObjects: n}, want},
+	}
+	for _, tc := range tests {
+		p := list(tc.q)
+		var got []string
+		for _, m := range p.Merchants {
+			got = append(got, m.MerchantID)
+		}
+		if *p.PageDetails != tc.details || fmt.Sprint(got) != fmt.Sprint(tc.ids) {
+			t.Errorf("%q: %+v %v, want %+v %v", tc.q, *p.PageDetails, got, tc.details, tc.ids)
+		}
+	}
+	m := h.newMerchant(`{"name": "invoices"}`)
+	for q, field := range map[string]string{"?page_size=0": "page_size", "?page_size=101": "page_size", "?page_size=x": "page_size",
+		"?page=0": "page", "?page=1000001": "page", "?page=x": "page"} {
+		r := h.admin("GET", "/admin/v1/merchants"+q, "")
+		d := r.details(t)
+		if r.Status != http.StatusBadRequest || r.errCode(t) != CodeValidation || len(d) != 1 || d[0].Path != field {
+			t.Errorf("%s: %d %s, want 400 %s naming %s", q, r.Status, r.Body, CodeValidation, field)
+		}
+		if inv := h.api(m, "GET", "/api/v1/invoices"+q, ""); fmt.Sprint(inv.details(t)) != fmt.Sprint(d) {
+			t.Errorf("%s: invoices say %s, merchants %s", q, inv.Body, r.Body)
+		}
 	}
 }
