@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -85,12 +86,17 @@ func TestDocsVerifyCode(t *testing.T) {
 	}
 
 	e := newEnv(t)
-	var got []error
+	var (
+		mu  sync.Mutex // the webhooks and the status_url call may arrive at once
+		got []error
+	)
 	rc := newReceiver(t, false, nil)
 	rc.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		err := VerifyPayledgerWebhook(e.kr.SigningSecret("m1", 1), r, body, time.Now())
+		mu.Lock()
 		got = append(got, err)
+		mu.Unlock()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
@@ -111,8 +117,11 @@ func TestDocsVerifyCode(t *testing.T) {
 	})
 	stop()
 	_ = d
-	if len(got) != 4 || got[0] != nil || got[1] != nil || got[2] != nil || got[3] != nil {
-		t.Fatalf("documented verification of real webhooks and a status_url call: %v", got)
+	mu.Lock()
+	results := append([]error(nil), got...)
+	mu.Unlock()
+	if len(results) != 4 || results[0] != nil || results[1] != nil || results[2] != nil || results[3] != nil {
+		t.Fatalf("documented verification of real webhooks and a status_url call: %v", results)
 	}
 	var r, status received
 	for _, a := range rc.accepted() {
