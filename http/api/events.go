@@ -62,6 +62,13 @@ func (s *Server) listEvents(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	// The head only grows: a position past it was not read from this log
+	// (one restored from an older backup, say). Answering it empty would
+	// skip, silently, the events the log takes at the sequences between.
+	if head := s.store.Head().Seq; after > head {
+		return 0, nil, badField("after", "less_than_equal", fmt.Sprintf(
+			"after %d is past the log's head %d: this log holds fewer events than were read from it (restored from an older backup?); read again from a sequence at or before %d", after, head, head))
+	}
 	feed, err := s.scanEvents(c, after, int(limit))
 	if err != nil {
 		return 0, nil, err

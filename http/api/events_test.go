@@ -111,12 +111,16 @@ func TestEventFeed(t *testing.T) {
 			t.Errorf("m2 sees %s of %s", e.Type, e.Merchant)
 		}
 	}
-	// At or past the head: nothing, and next_after stays.
+	// At the head: nothing, and next_after stays. Past it: a position this
+	// log never gave (a log restored from an older backup takes new events
+	// at those sequences), refused naming the head rather than answered
+	// empty, which would skip them.
 	if p := h.feed(t, m, fmt.Sprintf("?after=%d", head)); len(p.Items) != 0 || p.NextAfter != head {
 		t.Errorf("at the head: %+v", p)
 	}
-	if p := h.feed(t, m, fmt.Sprintf("?after=%d", head+5)); len(p.Items) != 0 || p.NextAfter != head+5 {
-		t.Errorf("past the head: %+v", p)
+	r := h.api(m, "GET", fmt.Sprintf("/api/v1/events?after=%d&wait=1", head+5), "")
+	if r.Status != http.StatusBadRequest || r.details(t)[0].Path != "after" || !strings.Contains(string(r.Body), fmt.Sprintf("past the log's head %d", head)) {
+		t.Errorf("past the head: %d %s", r.Status, r.Body)
 	}
 	// Bad parameters name the field.
 	for q, field := range map[string]string{"?limit=0": "limit", "?limit=501": "limit", "?after=-1": "after", "?after=x": "after", "?wait=21": "wait"} {

@@ -464,7 +464,7 @@ func operations() []operation {
 
 		{route: "GET /api/v1/events", id: "listEvents", tag: "events", summary: "The merchant's own events from the log, from any sequence",
 			desc:     "Invoice, payment and widget events of the key's merchant, in log order, as the stream and payledger export carry them. A request scans at most 10,000 log records: poll with after=next_after to read every event once. With wait, a request that finds nothing new waits up to that many seconds for the next append (a long poll).",
-			security: m, params: []js{queryParam("after", "Return events after this sequence (default 0)", js{"type": "integer", "minimum": 0}),
+			security: m, params: []js{queryParam("after", "Return events after this sequence (default 0), at most the log's head: a larger one is 400 naming after and the head (the log holds fewer events than were read from it, as after a restore from an older backup)", js{"type": "integer", "minimum": 0}),
 				queryParam("limit", "At most this many events, 1 to 500 (default 100)", js{"type": "integer", "minimum": 1, "maximum": 500}),
 				queryParam("wait", "Seconds to wait for a new event when none is found, 0 to 20 (default 0)", js{"type": "integer", "minimum": 0, "maximum": 20})},
 			status: 200, response: "EventFeed", errors: []int{400, 401, 429}},
