@@ -821,15 +821,23 @@ func (s *state) checkAllocated(pay *PaymentView, inv *InvoiceView, pr *pProcesse
 		return fmt.Errorf("%w: allocation %q of paid_amount %s, for a payment of %s %s: the commands make no such allocation",
 			ErrInconsistent, pr.allocation, pr.paid.plain(), pay.PaymentAmount, pay.PaymentCurrency)
 	}
-	for i := range min(len(lines), len(pr.lines)) {
-		l, p := &lines[i], &pr.lines[i]
+	return matchLines("allocation", pr.allocation, lines, pr.lines)
+}
+
+// matchLines returns ErrInconsistent unless an event's postings (got) are
+// exactly, in order, the rule's (want), amounts compared as numbers; kind
+// and name name the rule in the error ("allocation" "invoice"). It
+// allocates nothing when they match.
+func matchLines(kind, name string, want []commands.PostingLine[num], got []mPosting) error {
+	for i := range min(len(want), len(got)) {
+		l, p := &want[i], &got[i]
 		if !l.IsAccount(p.Account) || p.Currency != l.Currency || !p.Amount.equal(l.Amount) {
-			return fmt.Errorf("%w: allocation %s posting %d is %s %s %s, want %s", ErrInconsistent, pr.allocation, i+1,
-				p.Account, p.Currency, p.Amount.plain(), wantLines(lines))
+			return fmt.Errorf("%w: %s %s posting %d is %s %s %s, want %s", ErrInconsistent, kind, name, i+1,
+				p.Account, p.Currency, p.Amount.plain(), wantLines(want))
 		}
 	}
-	if len(pr.lines) != len(lines) {
-		return fmt.Errorf("%w: allocation %s with %d postings, want %d: %s", ErrInconsistent, pr.allocation, len(pr.lines), len(lines), wantLines(lines))
+	if len(got) != len(want) {
+		return fmt.Errorf("%w: %s %s with %d postings, want %d: %s", ErrInconsistent, kind, name, len(got), len(want), wantLines(want))
 	}
 	return nil
 }
@@ -867,9 +875,12 @@ func (s *state) receiptHeld(e *ledger.Event, p *pReceiptHeld) error {
 	if !commands.ReceiptHoldAllowed(en.v.Status) {
 		return fmt.Errorf("%w: %s of a payment in status %s", ErrIllegalTransition, e.Type, en.v.Status)
 	}
-	if p.gateway != en.v.GatewayID || p.currency != en.v.PaymentCurrency {
-		return fmt.Errorf("%w: %s posts through gateway %s in %s, the payment's are %s and %s",
-			ErrInconsistent, e.Type, p.gateway, p.currency, en.v.GatewayID, en.v.PaymentCurrency)
+	// Exactly a suspense allocation's two lines (the commands' rule): the
+	// payment's gateway's clearing debited and its merchant's suspense
+	// credited with paid_amount, in the payment's currency.
+	s.lines = commands.AppendSuspensePostings(s.lines[:0], en.v.GatewayID, en.v.MerchantID, en.v.PaymentCurrency, p.paid)
+	if err := matchLines("postings of", e.Type, s.lines, p.lines); err != nil {
+		return err
 	}
 	en.dirty = true
 	v := en.v

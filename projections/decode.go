@@ -135,9 +135,9 @@ type (
 	// pReceiptHeld is a payment.receipt_held: money held, the payment's
 	// status unchanged.
 	pReceiptHeld struct {
-		paid              num
-		gateway, currency string // of its postings: the payment's, checked on apply
-		postings          []posting
+		paid     num
+		postings []posting
+		lines    []mPosting // the postings as written: the suspense rule's, checked on apply
 	}
 	pWidgetCreated struct{ v WidgetView }
 	pWidgetUpdate  struct{ id, status string }
@@ -235,24 +235,10 @@ func build(e *ledger.Event, data any, c *cache) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		// Exactly a suspense allocation's two lines (commands'
-		// AppendSuspensePostings): the gateway's clearing debited and the
-		// event's merchant's suspense credited with paid_amount, in one
-		// currency. Which gateway and currency are the payment's, the apply
-		// checks against its view.
-		paid := d.PaidAmount.decimal()
-		if len(d.Postings) != 2 {
-			return nil, fmt.Errorf("%w: %s with %d postings, want the clearing and the suspense lines", ErrMalformedEvent, e.Type, len(d.Postings))
-		}
-		clearing, suspense := &d.Postings[0], &d.Postings[1]
-		gateway, isClearing := strings.CutPrefix(clearing.Account, commands.AccountClearing+":")
-		if !isClearing || suspense.Account != commands.AccountSuspense+":"+e.Merchant || clearing.Currency != suspense.Currency ||
-			!clearing.Amount.decimal().Equal(paid) || !suspense.Amount.decimal().Equal(paid.Neg()) {
-			return nil, fmt.Errorf("%w: %s postings %s %s %s, %s %s %s: want %s:<gateway> +%s and %s:%s -%s, in one currency",
-				ErrMalformedEvent, e.Type, clearing.Account, clearing.Currency, clearing.Amount.plain(), suspense.Account, suspense.Currency,
-				suspense.Amount.plain(), commands.AccountClearing, paid, commands.AccountSuspense, e.Merchant, paid)
-		}
-		return &pReceiptHeld{paid: d.PaidAmount, gateway: gateway, currency: clearing.Currency, postings: ps}, nil
+		// Which postings it must have (a suspense allocation's two lines
+		// for the payment's gateway, merchant and currency) the apply
+		// checks against the payment's view.
+		return &pReceiptHeld{paid: d.PaidAmount, postings: ps, lines: d.Postings}, nil
 	case *mWidgetCreated:
 		return buildWidget(e, d)
 	case *commands.WidgetStatusChanged:

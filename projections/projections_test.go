@@ -864,6 +864,22 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 			ev.Data = []byte(strings.Replace(string(ev.Data), `"amount":"-100"`, `"amount":"-99"`, 1))
 			return two(cancelled, w)
 		}, projections.ErrUnbalanced, "UAH postings sum to 1"},
+		// Balanced, but not the suspense rule's two lines for the payment
+		// (commands.AppendSuspensePostings).
+		{"receipt held through another gateway", func(x *world) [][]ledger.Write {
+			cancelled := x.g.paymentStatus(x.p, commands.TypePaymentCancelled, commands.PaymentStatusCancelled)
+			w := x.g.receipt(x.p, "100")
+			ev := &w.Events[0]
+			ev.Data = []byte(strings.Replace(string(ev.Data), commands.AccountClearing+":12", commands.AccountClearing+":9", 1))
+			return two(cancelled, w)
+		}, projections.ErrInconsistent, "postings of payment.receipt_held posting 1 is gateway_clearing:9"},
+		{"receipt held into the available balance", func(x *world) [][]ledger.Write {
+			cancelled := x.g.paymentStatus(x.p, commands.TypePaymentCancelled, commands.PaymentStatusCancelled)
+			w := x.g.receipt(x.p, "100")
+			ev := &w.Events[0]
+			ev.Data = []byte(strings.Replace(string(ev.Data), commands.AccountSuspense+":", commands.AccountAvailable+":", 1))
+			return two(cancelled, w)
+		}, projections.ErrInconsistent, "posting 2 is merchant_available:"},
 
 		// The legal neighbours.
 		{"receipts held twice for a cancelled payment, once for a rejected one and one in error", func(x *world) [][]ledger.Write {
