@@ -153,7 +153,11 @@ func checkViews(ctx context.Context, store *boltlog.Store, opts Options, head le
 	start := time.Now()
 	live, err := projections.Summarize(store.DB())
 	hasViews := err == nil
-	format, older := projections.NewViews(store.DB()).OlderFormat()
+	lv := projections.NewViews(store.DB())
+	format, older := lv.OlderFormat()
+	if err := lv.Damaged(); err != nil {
+		return err // OlderFormat reports no error of its own
+	}
 	switch {
 	case hasViews && older:
 		// A data dir from before an upgrade: this build cannot read those
@@ -181,7 +185,7 @@ func checkViews(ctx context.Context, store *boltlog.Store, opts Options, head le
 	case live.Checkpoint < head.Seq:
 		return fault(CheckProjections, live.Checkpoint+1, "", "the views have applied the log up to sequence %d of %d", live.Checkpoint, head.Seq)
 	default:
-		if err := c.compareInvoices(projections.NewViews(store.DB()), live); err != nil {
+		if err := c.compareInvoices(lv, live); err != nil {
 			return err
 		}
 	}
@@ -345,6 +349,8 @@ func (c *checker) compareInvoices(views *projections.Views, live projections.Sum
 		stream := commands.StreamID(commands.StreamInvoice, id)
 		v, err := views.InvoicePublic(id)
 		switch {
+		case errors.Is(err, boltlog.ErrDamaged):
+			return err // Run says the views are damaged
 		case errors.Is(err, projections.ErrNotFound):
 			note(fault(CheckInvoices, st.lastSeq, stream, "invoice %s has no view", id))
 			continue

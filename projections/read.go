@@ -6,18 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
 	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/commands"
+	"github.com/payledger/payledger/ledger/boltlog"
 )
 
 // Views reads the views. It is safe for concurrent use; each call reads one
 // consistent bbolt snapshot, which includes every committed append.
+//
+// A damaged page of the file (a flipped bit, a bad copy) makes bbolt panic
+// when a read reaches it. Every read here is guarded (boltlog.GuardRead):
+// it fails with an error that errors.Is matches with boltlog.ErrDamaged and
+// ledger.ErrCorrupt instead, whatever goroutine it runs on, and Damaged
+// remembers the first. The methods' error lists leave it out.
 type Views struct {
 	db *bbolt.DB
+
+	mu      sync.Mutex
+	damaged error // the first damaged page a read met
 }
 
 // NewViews returns a reader of the views in db (the log's file, or a file
@@ -45,13 +56,40 @@ func clampPage(page, size int) (int, int) {
 	return page, size
 }
 
+// view runs fn in a read transaction, guarded: the one place the views
+// are read. The guard costs a deferred recover, no allocation
+// (TestViewGuardAllocs).
 func (v *Views) view(fn func(tx *bbolt.Tx) error) error {
-	return v.db.View(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bMeta) == nil {
-			return fmt.Errorf("%w: no views in %s", ErrNotFound, v.db.Path())
-		}
-		return fn(tx)
+	err := boltlog.GuardRead(func() error {
+		return v.db.View(func(tx *bbolt.Tx) error {
+			if tx.Bucket(bMeta) == nil {
+				return fmt.Errorf("%w: no views in %s", ErrNotFound, v.db.Path())
+			}
+			return fn(tx)
+		})
 	})
+	if err != nil && errors.Is(err, boltlog.ErrDamaged) {
+		v.noteDamage(err)
+	}
+	return err
+}
+
+func (v *Views) noteDamage(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.damaged == nil {
+		v.damaged = err
+	}
+}
+
+// Damaged returns the first damaged page a read of the views met (an error
+// matching boltlog.ErrDamaged), or nil. A damaged page stays damaged: only
+// replacing the file (a restore from a backup) mends it, so once set it
+// stays set.
+func (v *Views) Damaged() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.damaged
 }
 
 func getView(tx *bbolt.Tx, bucket []byte, k []byte, dst any) error {

@@ -148,7 +148,13 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func compareLive(log *boltlog.Store, db *bbolt.DB, sum projections.Summary, head ledger.Head, stdout io.Writer, problems *[]string) error {
 	lv := projections.NewViews(log.DB())
 	format, older := lv.OlderFormat()
-	switch live := lv.Checkpoint(); {
+	live := lv.Checkpoint()
+	if err := lv.Damaged(); err != nil {
+		// OlderFormat and Checkpoint report no error of their own: a
+		// damaged page is not "no views".
+		return err
+	}
+	switch {
 	case live > 0 && older:
 		fmt.Fprintf(stdout, "live views: of format %d, an older build's: not compared (serve rebuilds them from the log when it next starts)\n", format)
 	case live == 0 && head.Seq > 0:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/webhooks"
 )
@@ -59,6 +60,10 @@ const (
 	// keep the delivery records (503, no Retry-After: retrying cannot help).
 	CodeDeliveriesElsewhere = "WEBHOOK_DELIVERIES_ELSEWHERE"
 	CodeInternal            = "INTERNAL_ERROR"
+	// CodeStorageDamaged: a page of the data file the request reads is
+	// damaged (boltlog.ErrDamaged); logged, naming the damage, with the
+	// request id. Retrying cannot help: the operator restores a backup.
+	CodeStorageDamaged = "STORAGE_DAMAGED"
 )
 
 // E-invoice error codes (seed 001's {"error": {"code": N, "message"}}).
@@ -199,6 +204,9 @@ var domainErrors = []struct {
 	{webhooks.ErrDeliveriesElsewhere, http.StatusServiceUnavailable, CodeDeliveriesElsewhere, "Webhook deliveries are sent and recorded by this deployment's webhook workers, not by the API server: they cannot be listed or redelivered here", EInvoiceUnavailable},
 	{commands.ErrRepeated, http.StatusConflict, CodeIdempotencyReused, "This request was already applied; read the resource it made", EInvoiceIdempotency},
 	{commands.ErrConflict, http.StatusConflict, CodeConflict, "The resource changed concurrently; retry the request", EInvoiceConflictCode},
+	// A damaged page: the views and the log are read guarded, so bbolt's
+	// panic arrives here as an error. Not 503: retrying cannot help.
+	{boltlog.ErrDamaged, http.StatusInternalServerError, CodeStorageDamaged, "A page of the server's data file is damaged and cannot be read; quote the request id to support", EInvoiceInternal},
 	{ledger.ErrStorageFull, http.StatusServiceUnavailable, CodeStorageFull, "The server cannot store anything right now; nothing was recorded, retry later", EInvoiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable, "The server is shutting down; retry the request", EInvoiceUnavailable},
 	{ledger.ErrFailed, http.StatusServiceUnavailable, CodeUnavailable, "The server could not confirm whether this request was recorded and must be restarted; read the resource before retrying", EInvoiceUnavailable},
@@ -343,11 +351,12 @@ func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeError answers err in the envelope of the request's API family, logs
-// unknown errors once with the request id, and counts nothing twice.
+// unknown errors and every other 500 (a damaged page) once with the request
+// id, and counts nothing twice.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, internal := classify(err)
 	rid := requestID(r.Context())
-	if internal {
+	if internal || e.Status == http.StatusInternalServerError {
 		s.log.ErrorContext(r.Context(), "request failed", "request_id", rid, "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if e.RetryAfter > 0 {

@@ -55,11 +55,13 @@ var readyMessages = map[string]string{
 	"log/read_only":           "The event log is open read-only",
 	"log/failed":              "The event log failed to confirm a commit; the process must be restarted",
 	"idempotency/unavailable": "The idempotency store cannot be read",
+	"views/damaged":           "A page of the views in the event log's file is damaged; restore the data directory from a backup",
 	"ready/failed":            "A readiness check of the node failed",
 }
 
-// readyz answers 200 when the log is open, writable and not failed, the
-// idempotency store answers, and Config.Ready (if any) passes; else 503
+// readyz answers 200 when the log is open, writable and not failed, no read
+// of the views has met a damaged page, the idempotency store answers, and
+// Config.Ready (if any) passes; else 503
 // SERVICE_UNAVAILABLE with one detail per failed check, naming the check and
 // a stable reason. The errors themselves go to the log, with the request id.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -102,6 +104,10 @@ func (s *Server) ready(r *http.Request) (failed []Detail, err error) {
 		} else if err := db.View(func(*bbolt.Tx) error { return nil }); err != nil {
 			fail("log", "not_open", fmt.Errorf("log: %w", err))
 		}
+	}
+	if err := s.views.Damaged(); err != nil {
+		// Sticky: only a restored file mends it, not a restart.
+		fail("views", "damaged", fmt.Errorf("views: %w", err))
 	}
 	if err := s.idem.ping(); err != nil {
 		fail("idempotency", "unavailable", fmt.Errorf("idempotency store: %w", err))

@@ -432,7 +432,7 @@ func operations() []operation {
 		{route: "GET /readyz", id: "readyz", tag: "operations", summary: "Readiness: the log is open and writable",
 			desc:   "503 when a check fails: the log (open, writable, not failed), the idempotency store and the node's own checks (the NATS relay, the webhook dispatcher). The body names each failed check and a stable reason in error.details (path: the check, type: the reason); the error itself is logged with the request id, never sent.",
 			status: 200, response: "Health", errors: []int{503},
-			errText: map[int]string{503: "SERVICE_UNAVAILABLE, message \"Not ready: <checks>\", one detail per failed check: path log (type not_open, read_only, failed), idempotency (unavailable), relay (restarting, stopped, stalled), webhooks (stalled), ready (failed: another check of the wiring); see Retry-After"}},
+			errText: map[int]string{503: "SERVICE_UNAVAILABLE, message \"Not ready: <checks>\", one detail per failed check: path log (type not_open, read_only, failed), views (damaged), idempotency (unavailable), relay (restarting, stopped, stalled), webhooks (stalled), ready (failed: another check of the wiring); see Retry-After"}},
 		{route: "GET /metrics", id: "metrics", tag: "operations", summary: "Prometheus metrics (text exposition format)", status: 200},
 		{route: "GET /openapi.json", id: "openapi", tag: "operations", summary: "This document", status: 200},
 
@@ -693,7 +693,7 @@ func buildOpenAPI() js {
 			rs[itoa(code)] = e
 		}
 		if o.security != "" {
-			desc := "INTERNAL_ERROR, logged with the request id"
+			desc := "INTERNAL_ERROR, logged with the request id; STORAGE_DAMAGED when a page of the data file it reads is damaged (logged naming the damage; docs/operations.md)"
 			if d, ok := o.errText[500]; ok {
 				desc = d
 			}

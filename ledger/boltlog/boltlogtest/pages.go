@@ -1,6 +1,7 @@
 package boltlogtest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"testing"
@@ -11,9 +12,24 @@ import (
 // RecordPages reads the closed log at path and returns its page size, the
 // size of its pages in use (past them, bbolt's preallocated space), and the
 // first sequence on each leaf page of records, by page id: the pages a test
-// damages to see a read reach a broken page. It walks the log bucket's
-// B+tree in the raw file (see bbolt's internal/common/page.go).
+// damages to see a read reach a broken page.
 func RecordPages(t testing.TB, path string) (pageSize, size int, first map[uint64]uint64) {
+	t.Helper()
+	pageSize, size, keys := BucketPages(t, path, "log")
+	first = make(map[uint64]uint64, len(keys))
+	for id, k := range keys {
+		first[id] = binary.BigEndian.Uint64(k)
+	}
+	return pageSize, size, first
+}
+
+// BucketPages reads the closed bbolt file at path and returns its page
+// size, the size of its pages in use, and the first key on each leaf page
+// of the top-level bucket named bucket (the log's "log", or a view such as
+// "v_invoices"), by page id. It walks the bucket's B+tree in the raw file
+// (see bbolt's internal/common/page.go). A bucket small enough to be
+// stored inline in its parent has no pages of its own: the test fails.
+func BucketPages(t testing.TB, path, bucket string) (pageSize, size int, first map[uint64][]byte) {
 	t.Helper()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
 	if err != nil {
@@ -22,7 +38,9 @@ func RecordPages(t testing.TB, path string) (pageSize, size int, first map[uint6
 	var root uint64
 	pageSize = db.Info().PageSize
 	err = db.View(func(tx *bbolt.Tx) error {
-		root = uint64(tx.Bucket([]byte("log")).Root())
+		if b := tx.Bucket([]byte(bucket)); b != nil {
+			root = uint64(b.Root())
+		}
 		size = int(tx.Size())
 		return nil
 	})
@@ -32,11 +50,14 @@ func RecordPages(t testing.TB, path string) (pageSize, size int, first map[uint6
 	if err != nil {
 		t.Fatal(err)
 	}
+	if root == 0 {
+		t.Fatalf("bucket %q of %s is missing or inline: it has no pages", bucket, path)
+	}
 	file, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first = map[uint64]uint64{}
+	first = map[uint64][]byte{}
 	// A page: id (8), flags (2), count (2), overflow (4), then its
 	// elements: a branch's pos (4), ksize (4), pgid (8); a leaf's flags
 	// (4), pos (4), ksize (4), vsize (4), pos counting from the element.
@@ -50,9 +71,10 @@ func RecordPages(t testing.TB, path string) (pageSize, size int, first map[uint6
 			}
 		case 0x02:
 			pos := 16 + binary.LittleEndian.Uint32(p[16+4:])
-			first[id] = binary.BigEndian.Uint64(p[pos : pos+8])
+			ksize := binary.LittleEndian.Uint32(p[16+8:])
+			first[id] = bytes.Clone(p[pos : pos+ksize])
 		default:
-			t.Fatalf("page %d of the log bucket has flags %x", id, flags)
+			t.Fatalf("page %d of bucket %q has flags %x", id, bucket, flags)
 		}
 	}
 	walk(root)
