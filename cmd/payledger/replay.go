@@ -134,6 +134,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// The live views are read around the log's Store: a damaged page
 		// among them is an error, not bbolt's panic.
 		if err := boltlog.GuardRead(func() error { return compareLive(log, db, sum, head, stdout, &problems) }); err != nil {
+			if errors.Is(err, boltlog.ErrDamaged) {
+				return fmt.Errorf("compare with the live views: %w", err)
+			}
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,13 @@ var replayT0 = time.Date(2026, 2, 25, 12, 0, 0, 0, time.UTC)
 // 003's 1500.00 UAH, one paid at +2m, one cancelled at +3m, one left
 // pending, and a second merchant's invoice paid at +10m.
 func replayLog(t *testing.T) string {
+	t.Helper()
+	return replayLogPending(t, 0)
+}
+
+// replayLogPending is replayLog with pending more of the first merchant's
+// invoices at the end: enough of them fill pages of their own.
+func replayLogPending(t *testing.T, pending int) string {
 	t.Helper()
 	dir := t.TempDir()
 	s, err := boltlog.Open(filepath.Join(dir, logFileName), &boltlog.Options{Projectors: []boltlog.Projector{&projections.Projector{}}})
@@ -113,6 +121,9 @@ func replayLog(t *testing.T) string {
 	at = replayT0.Add(10 * time.Minute)
 	merchant("m2")
 	pay("m2", invoice("m2", "x1"))
+	for i := range pending {
+		invoice("m1", fmt.Sprintf("p%d", i))
+	}
 	return dir
 }
 
