@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
@@ -136,5 +137,38 @@ func TestDamagedPageSweep(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Fatal("no damaged page failed Verify")
+	}
+}
+
+// TestDamagedFreelistReleasesTheFile: a read-write open reads the
+// freelist page, in bbolt's own Open; a damaged one panics there, after
+// bbolt has opened and locked the file, and the DB it was building is
+// never returned to be closed. The open fails with ErrDamaged, and leaves
+// the file closed: a second open in the same process (read-write, which
+// fails the same way, or read-only, which does not read the freelist, for
+// verify) is not kept waiting for a lock the first one never released.
+func TestDamagedFreelistReleasesTheFile(t *testing.T) {
+	path := tamperLog(t, 300)
+	pageSize, id := boltlogtest.FreelistPage(t, path)
+	_, size, _ := boltlogtest.RecordPages(t, path)
+	p := filepath.Join(t.TempDir(), "ledger.db")
+	damagedCopy(t, path, p, size, int(id)*pageSize+8) // its type
+	opts := &boltlog.Options{OpenTimeout: 200 * time.Millisecond}
+	for i := range 2 {
+		s, err := boltlog.Open(p, opts)
+		if err == nil {
+			s.Close()
+		}
+		if !errors.Is(err, boltlog.ErrDamaged) || errors.Is(err, boltlog.ErrLocked) {
+			t.Fatalf("read-write open %d with the freelist page %d damaged = %v, want ErrDamaged", i+1, id, err)
+		}
+	}
+	s, err := boltlog.Open(p, &boltlog.Options{ReadOnly: true, OpenTimeout: opts.OpenTimeout})
+	if err != nil {
+		t.Fatalf("read-only open after the failed ones: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Verify(ctx); err != nil {
+		t.Errorf("Verify: %v (the records are sound)", err)
 	}
 }

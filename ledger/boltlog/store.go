@@ -194,18 +194,34 @@ func Open(path string, opts *Options) (*Store, error) {
 
 // openBolt opens the bbolt file and checks its size.
 func openBolt(path string, o Options, readOnly bool) (*bbolt.DB, error) {
-	// A read-write open reads the freelist page: a damaged one panics
-	// (and leaves the file open, so the process should end).
-	var db *bbolt.DB
+	// A read-write open reads the freelist page: a damaged one panics in
+	// bbolt.Open, once it has opened, locked and mapped the file, and the
+	// DB it was building, which would close it, is lost. So the file bbolt
+	// opens is kept here, to unlock and close should that happen: a later
+	// open in this process must not wait for the lock. Only the memory
+	// map stays (address space, not memory) until the process ends.
+	var (
+		db   *bbolt.DB
+		file *os.File
+	)
 	err := guardRead(func() (err error) {
 		db, err = bbolt.Open(path, 0o600, &bbolt.Options{
 			Timeout:         o.OpenTimeout,
 			FreelistType:    bbolt.FreelistMapType,
 			InitialMmapSize: o.InitialMmapSize,
 			ReadOnly:        readOnly,
+			OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+				f, err := os.OpenFile(name, flag, perm)
+				file = f
+				return f, err
+			},
 		})
 		return err
 	})
+	if isDamage(err) && file != nil {
+		unlockFile(file)
+		file.Close()
+	}
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open log %s: %w (waited %s; is a payledger server using it?)", path, ErrLocked, o.OpenTimeout)
 	}

@@ -80,3 +80,25 @@ func BucketPages(t testing.TB, path, bucket string) (pageSize, size int, first m
 	walk(root)
 	return pageSize, size, first
 }
+
+// FreelistPage reads the closed bbolt file at path and returns its page
+// size and the id of the freelist page its current meta page names (the
+// meta page with the higher transaction id). A meta page, after the page
+// header (16 bytes): magic (4), version (4), page size (4), flags (4), the
+// root bucket (16), freelist (8), high water mark (8), txid (8), checksum
+// (8); see bbolt's internal/common/meta.go.
+func FreelistPage(t testing.TB, path string) (pageSize int, id uint64) {
+	t.Helper()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize = int(binary.LittleEndian.Uint32(file[16+8:]))
+	var txid uint64
+	for _, m := range [][]byte{file[:pageSize], file[pageSize : 2*pageSize]} {
+		if tx := binary.LittleEndian.Uint64(m[16+48:]); tx >= txid {
+			txid, id = tx, binary.LittleEndian.Uint64(m[16+32:])
+		}
+	}
+	return pageSize, id
+}
