@@ -1,9 +1,12 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/payledger/payledger/ledger"
 )
 
 // Business rejections: the command was understood and refused. The HTTP
@@ -54,6 +57,35 @@ var (
 	// already applied: it is a retry, and decided nothing (see RepeatedError).
 	ErrRepeated = errors.New("request already applied")
 )
+
+// refusals are the business rejections above but ErrRepeated (an answer,
+// not a refusal): what refusal recognises.
+var refusals = []error{
+	ErrValidation, ErrNotFound, ErrDuplicateExternalID, ErrDuplicatePaymentID,
+	ErrCurrencyInvalid, ErrMethodInvalid, ErrNoGateway, ErrNoPayableMethod,
+	ErrDealsDisabled, ErrMerchantDisabled, ErrInvalidTransition,
+	ErrInvoiceNotPayable, ErrTooManyPayments, ErrWidgetNotActive,
+	ErrDuplicateWidget, ErrRateMissing, ErrKeyNotFound, ErrConflict,
+}
+
+// refusal reports whether err is a command's refusal: a business
+// rejection (refusals) or the log's version or claim conflict. An error
+// that also carries the context's end is not: the request is going away,
+// and its end is what it is told.
+func refusal(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, ledger.ErrVersionConflict) || errors.Is(err, ledger.ErrClaimed) {
+		return true
+	}
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	return false
+}
 
 // RepeatedError names the stream the first command with a request key
 // created. It unwraps to ErrRepeated.

@@ -127,10 +127,10 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 	}
 	m, err := s.payableMerchant(ctx, c.MerchantID)
 	if err != nil {
-		return nil, err
+		return nil, s.repeated(err, claims)
 	}
 	if !currencyOK || !c.Rate.IsPositive() {
-		return nil, fmt.Errorf("currency %q: %w", c.Currency, ErrCurrencyInvalid)
+		return nil, s.repeated(fmt.Errorf("currency %q: %w", c.Currency, ErrCurrencyInvalid), claims)
 	}
 	d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, c.Rate)
 	d.Source = SourceAPI
@@ -417,14 +417,14 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 	}
 	m, err := s.payableMerchant(ctx, c.MerchantID)
 	if err != nil {
-		return nil, err
+		return nil, s.repeated(err, claims)
 	}
 	if !methodOK || !m.MethodEnabled(method.Code) {
-		return nil, fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid)
+		return nil, s.repeated(fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid), claims)
 	}
 	rate := settlementRate(method.Currency, c.Rate)
 	if !rate.IsPositive() {
-		return nil, fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid)
+		return nil, s.repeated(fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid), claims)
 	}
 	d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate)
 	d.Source = SourceEInvoice

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -105,11 +104,11 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		return nil, 0, err
 	}
 	if c.Method == "" {
-		return nil, 0, &ValidationError{Fields: []FieldError{{Path: "method", Type: "missing", Message: "method is required"}}}
+		return nil, 0, s.repeated(&ValidationError{Fields: []FieldError{{Path: "method", Type: "missing", Message: "method is required"}}}, claims)
 	}
 	method, ok := LookupMethod(c.Method)
 	if !ok {
-		return nil, 0, fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid)
+		return nil, 0, s.repeated(fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid), claims)
 	}
 	var created PaymentCreated
 	evs, err := s.run(ctx, func() (decision, error) {
@@ -188,14 +187,8 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 		}}, nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrTooManyPayments) && len(claims) > 0 {
-			// A twin of this request (the same key) may have taken the
-			// invoice's last place after the key was checked above: its
-			// payment is this request's answer, as below the cap.
-			if holder, ok, lerr := s.store.ClaimHolder(claims[0]); lerr == nil && ok {
-				return nil, 0, &RepeatedError{Stream: holder}
-			}
-		}
+		// A twin of this request that took the invoice's last place, or
+		// whose payment has paid it since, is its answer (see repeated).
 		return nil, 0, s.repeated(err, claims)
 	}
 	return &Payment{PaymentCreated: created, Status: PaymentStatusPending, Version: evs[0].Version}, evs[0].Seq, nil

@@ -247,23 +247,37 @@ func firstOfRepeat[T any](ctx context.Context, s *Service, err error, stream, re
 	return first, true, err
 }
 
-// repeated turns a lost race for a request claim (claims from
-// requestClaim) into the *RepeatedError it means: a concurrent retry made
-// the stream. The log names the first held claim in the event's order,
-// where requestClaim's comes first, but it checks stream versions before
-// claims: a retry that reuses the stream id (a widget's client-supplied
-// id) shows up as a version conflict, so that is looked up too. Other
-// errors pass through.
+// repeated answers a command with a request key (claims from requestClaim
+// or adminRequestClaim, the key's claim first) refused after its key was
+// checked. When a twin now holds the key (a command of the same request,
+// raced in, that committed after the check), the answer is the twin's
+// result, a *RepeatedError naming the stream it made, as for a retry sent
+// after the twin, which requestClaim answers before deciding anything:
+// whatever refused this command. The twin's own success often did (its
+// claims taken: the key, an external_id, a payment_id; its stream made: a
+// widget's or merchant's own id, a version conflict; its invoice changed:
+// the last payment place taken, the invoice paid by its payment), and a
+// change made since (the invoice cancelled, the merchant suspended) would
+// not have refused the retry either. Every command with a request key
+// passes each refusal after its key check through here. Another request
+// (the same Idempotency-Key with another body) has another request key,
+// so it keeps its own refusal.
+//
+// Only refusals are looked up (refusal: a business rejection of this
+// package, the log's version or claim conflict), so nothing is looked up
+// on success or on any other error. Infrastructure errors (the context
+// ended; the log closed, failed, full or damaged; a gateway's failure)
+// pass through as they are: answered with a twin's result they would be
+// hidden, the request served as a success while its node fails. A claim
+// conflict on the key names its holder; another refusal looks the key up,
+// and a lookup that fails leaves err, noting the failure.
 func (s *Service) repeated(err error, claims []string) error {
-	if err == nil || len(claims) == 0 {
+	if err == nil || len(claims) == 0 || !refusal(err) {
 		return err
 	}
 	var ce *ledger.ClaimError
 	if errors.As(err, &ce) && ce.Key == claims[0] {
 		return &RepeatedError{Stream: ce.Holder}
-	}
-	if !errors.Is(err, ledger.ErrVersionConflict) {
-		return err
 	}
 	holder, ok, lerr := s.store.ClaimHolder(claims[0])
 	if lerr != nil {

@@ -137,10 +137,10 @@ func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, er
 	}
 	m, err := s.LoadMerchant(ctx, c.MerchantID)
 	if err != nil {
-		return nil, err
+		return nil, s.repeated(err, claims)
 	}
 	if m.Disabled {
-		return nil, fmt.Errorf("merchant %s: %w", m.ID, ErrMerchantDisabled)
+		return nil, s.repeated(fmt.Errorf("merchant %s: %w", m.ID, ErrMerchantDisabled), claims)
 	}
 	ids := &eventIDs{meta: c.Meta}
 	evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamWidget, id), Expected: ledger.NoStream,

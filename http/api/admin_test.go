@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -91,17 +90,7 @@ func TestRotateSecretConcurrent(t *testing.T) {
 func TestAdminCreationsClaimRequestKey(t *testing.T) {
 	h := newHarness(t)
 	m := h.newMerchant(`{"name": "first"}`)
-	cfg := h.srv.cfg
-	cfg.IdempotencyDB = nil // the other node's records are its own
-	srv2, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts2 := httptest.NewServer(srv2.Handler())
-	t.Cleanup(ts2.Close)
-	other := *h
-	other.ts = ts2
-	nodes := []*harness{h, &other}
+	nodes := []*harness{h, h.otherNode(nil)}
 	send := func(i int, path, body, key string) resp {
 		return nodes[i%2].do(req{method: "POST", path: path, body: body,
 			header: map[string]string{"Authorization": "Bearer " + testAdminToken, "Idempotency-Key": key}})

@@ -335,6 +335,27 @@ func (h *harness) on(t testing.TB) *harness {
 
 func (h *harness) head() uint64 { return h.store.Head().Seq }
 
+// otherNode is a second node on h's log: a server of h's configuration
+// with idempotency records of its own (in memory), and svc as its service
+// (nil: h's). The harness it returns sends to that server.
+func (h *harness) otherNode(svc *commands.Service) *harness {
+	h.t.Helper()
+	cfg := h.srv.cfg
+	cfg.IdempotencyDB = nil
+	if svc != nil {
+		cfg.Service = svc
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	h.t.Cleanup(ts.Close)
+	other := *h
+	other.srv, other.ts = srv, ts
+	return &other
+}
+
 // concurrently sends n requests at once and returns their responses in
 // order. send runs on its own goroutine: it must not call t.Fatal (h.do
 // fails only on transport errors, which do not happen against the test

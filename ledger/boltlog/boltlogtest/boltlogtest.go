@@ -7,6 +7,8 @@ package boltlogtest
 import (
 	"context"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/payledger/payledger/ledger"
@@ -57,4 +59,44 @@ func Verify(t testing.TB, path string) ledger.Head {
 		t.Errorf("verify log %s: %v", path, err)
 	}
 	return h
+}
+
+// ClaimRace is a log on which a test decides what happens between a
+// command's lookup of a unique key (ClaimHolder) and the rest of the
+// command: Arm(prefix, f) makes the next lookup of a key with that prefix
+// run f after reading the key and before answering, so the caller goes on
+// with what it read, as if f had run concurrently just after its check
+// (f's own lookups, through the log itself, see the truth). Every other
+// method is the log's.
+type ClaimRace struct {
+	*boltlog.Store
+
+	mu     sync.Mutex
+	prefix string
+	then   func()
+}
+
+// Arm sets f to run once, within the next ClaimHolder of a key with prefix.
+func (s *ClaimRace) Arm(prefix string, f func()) {
+	s.mu.Lock()
+	s.prefix, s.then = prefix, f
+	s.mu.Unlock()
+}
+
+// ClaimHolder is the log's, running the armed function, if the key has
+// its prefix, between the lookup and the answer.
+func (s *ClaimRace) ClaimHolder(key string) (string, bool, error) {
+	stream, ok, err := s.Store.ClaimHolder(key)
+	s.mu.Lock()
+	then := s.then
+	if then != nil && strings.HasPrefix(key, s.prefix) {
+		s.then = nil
+	} else {
+		then = nil
+	}
+	s.mu.Unlock()
+	if then != nil {
+		then()
+	}
+	return stream, ok, err
 }
