@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/payledger/payledger/audit"
+	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog"
 	"github.com/payledger/payledger/projections"
@@ -29,7 +31,8 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, "dir without events it restores all or nothing; a log that has events is")
 		fmt.Fprintln(stderr, "continued from its head. A broken chain stops it, naming the sequence. A log")
 		fmt.Fprintln(stderr, "that ends part way through an append (a payment.processed without the")
-		fmt.Fprintln(stderr, "invoice.paid appended with it) is kept, with a warning naming it.")
+		fmt.Fprintln(stderr, "invoice.paid appended with it, a payment.created without its")
+		fmt.Fprintln(stderr, "invoice.payment_added) is kept, with a warning naming it.")
 		fs.PrintDefaults()
 	}
 	if err := parseArgs(fs, args); err != nil {
@@ -73,14 +76,20 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "; the last complete append ends at sequence %d, the stream holds only the start of the next (see the warning)", cut.seq-1)
 	}
 	fmt.Fprintln(stdout)
-	if cut != nil {
-		paid := "its invoice"
-		if cut.invoice != "" {
-			paid = "invoice " + cut.invoice
-		}
-		fmt.Fprintf(stderr, "payledger restore: warning: the log ends part way through an append: sequence %d, the payment.processed of %s, paid %s, but the stream does not hold the invoice.paid appended with it; the last complete append ends at sequence %d. The node takes this log as it is (the payment processed, its invoice pending): run payledger verify, whose invoices check reports it, and settle the invoice by hand (docs/operations.md, \"Restoring\", step 3)\n",
-			cut.seq, cut.payment, paid, cut.seq-1)
+	if cut == nil {
+		return nil
 	}
+	invoice := "its invoice"
+	if cut.invoice != "" {
+		invoice = "invoice " + cut.invoice
+	}
+	if cut.created {
+		fmt.Fprintf(stderr, "payledger restore: warning: the log ends part way through an append: sequence %d, the payment.created of %s for %s, but the stream does not hold the invoice.payment_added appended with it; the last complete append ends at sequence %d. The node takes this log as it is: the payment stands (no money moved with this append), and its invoice does not count it toward the %d payments it takes (docs/operations.md, \"Restoring\", step 3)\n",
+			cut.seq, cut.payment, invoice, cut.seq-1, commands.MaxPaymentsPerInvoice)
+		return nil
+	}
+	fmt.Fprintf(stderr, "payledger restore: warning: the log ends part way through an append: sequence %d, the payment.processed of %s, paid %s, but the stream does not hold the invoice.paid appended with it; the last complete append ends at sequence %d. The node takes this log as it is (the payment processed, its invoice pending): run payledger verify, whose invoices check reports it, and settle the invoice by hand (docs/operations.md, \"Restoring\", step 3)\n",
+		cut.seq, cut.payment, invoice, cut.seq-1)
 	return nil
 }
 
@@ -89,17 +98,20 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // not decode, so that this cannot be told (unchecked).
 type cutAppend struct {
 	seq       uint64
-	payment   string // the payment.processed's stream
-	invoice   string // the invoice it paid, "" when its view is not found
+	payment   string // the payment.processed's (or payment.created's) stream
+	invoice   string // the invoice it paid (or is of), "" when not found
+	created   bool   // a payment.created without its invoice.payment_added, not a payment.processed
 	unchecked error  // why the event could not be checked; nil: it was
 }
 
 // endsInAppend reports whether the log st, at head, ends part way through
 // an append. The log records no append's bounds (the relay publishes each
 // event as its own message, and boltlog keeps no append ids), so it looks
-// for the one cut the audit can tell from the events: a payment.processed
-// that paid its invoice, whose invoice.paid is appended with it, right
-// after it (audit.AwaitsInvoicePaid, the invoices check's rule). A last
+// for the cuts that can be told from the events: a payment.processed that
+// paid its invoice, whose invoice.paid is appended with it, right after it
+// (audit.AwaitsInvoicePaid, the invoices check's rule), and a
+// payment.created, whose invoice.payment_added is appended with it, right
+// after it, when the log shows its writer appends one (createdCut). A last
 // event whose data do not decode is returned with unchecked set, not as an
 // error: the restore is complete whatever it is, and failing it would
 // throw a fresh data dir's restore away. (The inline projector refuses such
@@ -113,6 +125,9 @@ func endsInAppend(st *boltlog.Store, head ledger.Head) (*cutAppend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the log's last event: %w", err)
 	}
+	if e.Type == commands.TypePaymentCreated {
+		return createdCut(st, &e)
+	}
 	awaits, err := audit.AwaitsInvoicePaid(&e)
 	if err != nil {
 		return &cutAppend{seq: e.Seq, payment: e.Stream, unchecked: err}, nil
@@ -123,6 +138,49 @@ func endsInAppend(st *boltlog.Store, head ledger.Head) (*cutAppend, error) {
 	cut := &cutAppend{seq: e.Seq, payment: e.Stream}
 	if p, err := projections.NewViews(st.DB()).PaymentByStream(e.Stream); err == nil {
 		cut.invoice = p.InvoiceID
+	}
+	return cut, nil
+}
+
+// createdLookback bounds how far createdCut looks back for an earlier
+// payment.created.
+const createdLookback = 1 << 16
+
+// createdCut is endsInAppend for a last event e that is a payment.created.
+// Since invoice.payment_added exists, commands.CreatePayment appends it
+// right after every payment.created, in the same append, so such a log
+// ending in a payment.created was cut. A log written before (or partly
+// before) it existed holds payment.created events alone: the nearest
+// earlier payment.created in the log, within createdLookback events, tells
+// which form the log's writer used. Without one, e is taken as cut: the
+// log then holds no payment its writer made otherwise. Data that do not
+// decode, or an earlier event that cannot be read, leave e unchecked.
+func createdCut(st *boltlog.Store, e *ledger.Event) (*cutAppend, error) {
+	cut := &cutAppend{seq: e.Seq, payment: e.Stream, created: true}
+	var d commands.PaymentCreated
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		cut.unchecked = fmt.Errorf("%s data: %w", e.Type, err)
+		return cut, nil
+	}
+	cut.invoice = d.InvoiceID
+	for seq := e.Seq - 1; seq >= 1 && e.Seq-seq <= createdLookback; seq-- {
+		prev, err := st.Get(seq)
+		if err != nil {
+			cut.unchecked = fmt.Errorf("read sequence %d: %w", seq, err)
+			return cut, nil
+		}
+		if prev.Type != commands.TypePaymentCreated {
+			continue
+		}
+		next, err := st.Get(seq + 1)
+		if err != nil {
+			cut.unchecked = fmt.Errorf("read sequence %d: %w", seq+1, err)
+			return cut, nil
+		}
+		if next.Type != commands.TypeInvoicePaymentAdded {
+			return nil, nil // the older form: a payment.created alone
+		}
+		break
 	}
 	return cut, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
+	"github.com/shopspring/decimal"
 
 	domain "github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/keyring"
@@ -248,30 +249,14 @@ func TestRestoreWarnsOfCutAppend(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conn := openStream(ctx, t, url)
-	publishRange(ctx, t, conn, src, 1, processed)
-
-	dir := filepath.Join(t.TempDir(), "data")
-	code, out, errs := run(ctx, "restore", "--nats-url", url, "--data-dir", dir)
-	if code != 0 {
-		t.Fatalf("restore of a cut append: exit %d\n%s%s", code, out, errs)
-	}
-	var warning string
-	for line := range strings.Lines(errs) {
-		if strings.HasPrefix(line, "payledger restore: warning: ") {
-			warning = line
-		}
-	}
-	for _, want := range []string{
+	dir, out, errs := restoreCut(ctx, t, conn, url, src, processed)
+	requireWarning(t, errs, []string{
 		"ends part way through an append",
 		fmt.Sprintf("sequence %d, the payment.processed of %s", processed, payment),
 		"invoice " + invoice,
 		fmt.Sprintf("the last complete append ends at sequence %d", processed-1),
 		"payledger verify", "docs/operations.md",
-	} {
-		if !strings.Contains(warning, want) {
-			t.Errorf("restore's warning does not say %q:\n%s", want, errs)
-		}
-	}
+	})
 	t.Logf("restore printed:\n%s%s", out, errs)
 	if !strings.Contains(out, fmt.Sprintf("restored %d events", processed)) ||
 		!strings.Contains(out, fmt.Sprintf("the last complete append ends at sequence %d", processed-1)) {
@@ -323,4 +308,150 @@ func TestEndsInAppendUndecodableLastEvent(t *testing.T) {
 	if err != nil || cut == nil || cut.unchecked == nil || cut.seq != evs[0].Seq || cut.payment != stream {
 		t.Fatalf("endsInAppend = %+v, %v; want the event unchecked, no error", cut, err)
 	}
+}
+
+// TestRestoreWarnsOfCutPaymentCreation: a stream whose last message is a
+// payment.created without the invoice.payment_added appended with it (the
+// primary died while publishing) restores, exit 0, with a warning naming
+// the payment, its invoice and the last complete append, and the summary
+// naming that append; verify finds nothing wrong (a payment.created alone
+// is how logs written before invoice.payment_added read). The stream
+// completed, the continued restore warns of nothing.
+func TestRestoreWarnsOfCutPaymentCreation(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	src := sourceLog(t)
+	paidInvoiceLog(t, src) // an earlier payment.created, with its invoice.payment_added
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	svc := domain.NewService(src, domain.Config{})
+	meta := domain.Meta{CommandID: ulid.Make(), Time: time.Date(2025, 3, 1, 13, 0, 0, 0, time.UTC)}
+	inv, err := svc.CreateInvoice(ctx, domain.CreateInvoice{Meta: meta, InvoiceID: ulid.Make(), MerchantID: "m1",
+		Amount: "100.00", Currency: "UAH", ExternalID: "order-2", Rate: decimal.RequireFromString("41.50")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta.CommandID = ulid.Make()
+	p, _, err := svc.CreatePayment(ctx, domain.CreatePayment{Meta: meta, PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID, Method: "visamaster.uah"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := src.Head().Seq
+	created := added - 1
+	if e, err := src.Get(created); err != nil || e.Type != domain.TypePaymentCreated {
+		t.Fatalf("sequence %d: %s (%v), want payment.created", created, e.Type, err)
+	}
+	conn := openStream(ctx, t, url)
+	dir, out, errs := restoreCut(ctx, t, conn, url, src, created)
+	t.Logf("restore printed:\n%s%s", out, errs)
+	requireWarning(t, errs, []string{
+		"ends part way through an append",
+		fmt.Sprintf("sequence %d, the payment.created of %s for invoice %s", created, domain.StreamID(domain.StreamPayment, p.PaymentID), inv.InvoiceID),
+		"invoice.payment_added",
+		fmt.Sprintf("the last complete append ends at sequence %d", created-1),
+		"docs/operations.md",
+	})
+	if !strings.Contains(out, fmt.Sprintf("the last complete append ends at sequence %d", created-1)) {
+		t.Errorf("restore's summary does not name the cut:\n%s", out)
+	}
+	if code, vout, verrs := runCmd(t, "verify", "--data-dir", dir, "--skip-rebuild"); code != 0 {
+		t.Errorf("verify of the restored log: exit %d\n%s%s", code, vout, verrs)
+	}
+
+	publishRange(ctx, t, conn, src, added, added)
+	code, out, errs := run(ctx, "restore", "--nats-url", url, "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "restored 1 events") || strings.Contains(out+errs, "warning") || strings.Contains(out, "complete append") {
+		t.Fatalf("continued restore up to the invoice.payment_added: exit %d\n%s%s", code, out, errs)
+	}
+	requireSameLog(t, filepath.Join(dir, "ledger.db"), src)
+}
+
+// TestEndsInAppendPaymentCreated: a log ending in a payment.created is cut
+// when its writer appends invoice.payment_added after each (the earlier
+// payment.created is followed by one), or when it holds no earlier
+// payment; not when the earlier one stands alone, as in a log written
+// before invoice.payment_added existed. Data that do not decode leave it
+// unchecked.
+func TestEndsInAppendPaymentCreated(t *testing.T) {
+	created := func(invoice string) ledger.Write {
+		id := ulid.Make().String()
+		return ledger.Write{Stream: domain.StreamID(domain.StreamPayment, id), Expected: ledger.NoStream,
+			Events: []ledger.NewEvent{{ID: ulid.Make(), Type: domain.TypePaymentCreated, Time: time.Now(),
+				Data: []byte(fmt.Sprintf(`{"payment_id": %q, "invoice_id": %q}`, id, invoice))}}}
+	}
+	added := func(invoice string) ledger.Write {
+		return ledger.Write{Stream: domain.StreamID(domain.StreamInvoice, invoice), Expected: ledger.Any,
+			Events: []ledger.NewEvent{{ID: ulid.Make(), Type: domain.TypeInvoicePaymentAdded, Time: time.Now(), Data: []byte(`{}`)}}}
+	}
+	other := ledger.Write{Stream: "test-1", Expected: ledger.Any,
+		Events: []ledger.NewEvent{{ID: ulid.Make(), Type: "test.noted", Time: time.Now(), Data: []byte(`{}`)}}}
+	for _, tc := range []struct {
+		name      string
+		appends   [][]ledger.Write
+		cut       bool
+		unchecked bool
+	}{
+		{"after a payment.created with its invoice.payment_added", [][]ledger.Write{{created("i-1"), added("i-1")}, {other}, {created("i-2")}}, true, false},
+		{"the log's one payment", [][]ledger.Write{{other}, {created("i-2")}}, true, false},
+		{"after a payment.created alone (an older log)", [][]ledger.Write{{created("i-1")}, {other}, {created("i-2")}}, false, false},
+		{"undecodable", [][]ledger.Write{{{Stream: "payment-x", Expected: ledger.NoStream,
+			Events: []ledger.NewEvent{{ID: ulid.Make(), Type: domain.TypePaymentCreated, Time: time.Now(), Data: []byte(`{"invoice_id": 5}`)}}}}}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := boltlog.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			for _, ws := range tc.appends {
+				if _, err := st.AppendWrites(context.Background(), ws...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cut, err := endsInAppend(st, st.Head())
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case !tc.cut && cut != nil:
+				t.Fatalf("endsInAppend = %+v, want no cut", cut)
+			case !tc.cut:
+			case cut == nil || !cut.created || cut.seq != st.Head().Seq || (cut.unchecked != nil) != tc.unchecked:
+				t.Fatalf("endsInAppend = %+v, want the payment.created at %d, unchecked %v", cut, st.Head().Seq, tc.unchecked)
+			case !tc.unchecked && cut.invoice != "i-2":
+				t.Fatalf("endsInAppend names invoice %q, want i-2", cut.invoice)
+			}
+		})
+	}
+}
+
+// requireWarning checks that restore's last warning line on stderr (errs)
+// says each of want.
+func requireWarning(t *testing.T, errs string, want []string) {
+	t.Helper()
+	var warning string
+	for line := range strings.Lines(errs) {
+		if strings.HasPrefix(line, "payledger restore: warning: ") {
+			warning = line
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(warning, w) {
+			t.Errorf("restore's warning does not say %q:\n%s", w, errs)
+		}
+	}
+}
+
+// restoreCut publishes src's events up to last to the stream, restores
+// them into a new data dir, which it returns with restore's output, and
+// requires exit 0.
+func restoreCut(ctx context.Context, t *testing.T, conn *stream.Conn, url string, src *boltlog.Store, last uint64) (dir, out, errs string) {
+	t.Helper()
+	publishRange(ctx, t, conn, src, 1, last)
+	dir = filepath.Join(t.TempDir(), "data")
+	code, out, errs := run(ctx, "restore", "--nats-url", url, "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("restore of a cut append: exit %d\n%s%s", code, out, errs)
+	}
+	return dir, out, errs
 }
