@@ -125,20 +125,21 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.payableMerchant(ctx, c.MerchantID)
-	if err != nil {
-		return nil, s.repeated(err, claims)
-	}
-	if !currencyOK || !c.Rate.IsPositive() {
-		return nil, s.repeated(fmt.Errorf("currency %q: %w", c.Currency, ErrCurrencyInvalid), claims)
-	}
-	d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, c.Rate)
-	d.Source = SourceAPI
-	d.ExternalID, d.CustomerID, d.Purpose = c.ExternalID, c.CustomerID, c.Purpose
-	d.CallbackURL, d.SuccessURL, d.FailURL = c.CallbackURL, c.SuccessURL, c.FailURL
-	evClaims := append(claims[:len(claims):len(claims)], ExternalIDClaim(m.ID, c.ExternalID))
+	evClaims := append(claims[:len(claims):len(claims)], ExternalIDClaim(c.MerchantID, c.ExternalID))
+	var d InvoiceCreated
 	fresh := false
 	evs, err := s.run(ctx, func() (decision, error) {
+		m, err := s.payableMerchant(ctx, c.MerchantID)
+		if err != nil {
+			return decision{}, err
+		}
+		if !currencyOK || !c.Rate.IsPositive() {
+			return decision{}, fmt.Errorf("currency %q: %w", c.Currency, ErrCurrencyInvalid)
+		}
+		d = newInvoice(c.Meta, c.InvoiceID, m, amount, cur, c.Rate)
+		d.Source = SourceAPI
+		d.ExternalID, d.CustomerID, d.Purpose = c.ExternalID, c.CustomerID, c.Purpose
+		d.CallbackURL, d.SuccessURL, d.FailURL = c.CallbackURL, c.SuccessURL, c.FailURL
 		// The customer picks the method on the payment page: with none in
 		// the currency that the merchant accepts and an enabled gateway
 		// serves, the page could offer nothing. The switches are the
@@ -162,6 +163,7 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 		return decision{writes: []ledger.Write{
 			{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}},
 			{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},
+			m.asRead(),
 		}}, nil
 	})
 	if err = s.repeated(err, claims); err != nil {
@@ -415,25 +417,27 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.payableMerchant(ctx, c.MerchantID)
-	if err != nil {
-		return nil, s.repeated(err, claims)
-	}
-	if !methodOK || !m.MethodEnabled(method.Code) {
-		return nil, s.repeated(fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid), claims)
-	}
-	rate := settlementRate(method.Currency, c.Rate)
-	if !rate.IsPositive() {
-		return nil, s.repeated(fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid), claims)
-	}
-	d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate)
-	d.Source = SourceEInvoice
-	d.PaymentID, d.Method, d.Purpose = c.PaymentID, method.Code, c.Description
-	d.Account, d.Sender, d.StatusURL, d.ExtraFields = c.Account, c.Sender, c.StatusURL, c.ExtraFields
-	d.SuccessURL, d.FailURL = c.SuccessURL, c.FailURL
+	var d InvoiceCreated
 	for attempt := 0; ; attempt++ {
-		d.Tracking = Tracking(c.InvoiceID, attempt)
+		tracking := Tracking(c.InvoiceID, attempt)
 		evs, err := s.run(ctx, func() (decision, error) {
+			m, err := s.payableMerchant(ctx, c.MerchantID)
+			if err != nil {
+				return decision{}, err
+			}
+			if !methodOK || !m.MethodEnabled(method.Code) {
+				return decision{}, fmt.Errorf("method %q: %w", c.Method, ErrMethodInvalid)
+			}
+			rate := settlementRate(method.Currency, c.Rate)
+			if !rate.IsPositive() {
+				return decision{}, fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid)
+			}
+			d = newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate)
+			d.Source = SourceEInvoice
+			d.PaymentID, d.Method, d.Purpose = c.PaymentID, method.Code, c.Description
+			d.Account, d.Sender, d.StatusURL, d.ExtraFields = c.Account, c.Sender, c.StatusURL, c.ExtraFields
+			d.SuccessURL, d.FailURL = c.SuccessURL, c.FailURL
+			d.Tracking = tracking
 			// The method is fixed: with no enabled gateway serving it, the
 			// invoice could never be paid.
 			sw, err := s.GatewaySwitches(ctx)
@@ -449,6 +453,7 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 				{Stream: StreamID(StreamInvoice, d.InvoiceID), Expected: ledger.NoStream, Events: []ledger.NewEvent{ev}},
 				// A gateway disabled since the check: decide again.
 				{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},
+				m.asRead(),
 			}}, nil
 		})
 		err = s.repeated(err, claims)

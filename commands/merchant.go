@@ -150,6 +150,19 @@ func (s *Service) LoadMerchant(ctx context.Context, id string) (*Merchant, error
 	return m, nil
 }
 
+// asRead is a pure condition on the merchant's stream: that it is still at
+// the version this fold read. A creation decided on the merchant's
+// settings appends with it, so an operator's change committed in between
+// (a suspension, invoicing switched off, a method disabled, another
+// commission) fails the append with a version conflict and the command
+// decides again on the merchant as changed: nothing is created after the
+// change on the settings before it. A pure condition bumps no version, so
+// creations never conflict with one another through it; only the
+// operator's rare merchant events move the stream.
+func (m *Merchant) asRead() ledger.Write {
+	return ledger.Write{Stream: StreamID(StreamMerchant, m.ID), Expected: ledger.Exactly(m.Version)}
+}
+
 func (m *Merchant) clone() *Merchant {
 	c := *m
 	c.Methods = append([]string(nil), m.Methods...)

@@ -184,6 +184,9 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 			// And the gateway switches: a gateway disabled since is not
 			// given the payment (the retry routes it anew, or refuses it).
 			{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},
+			// And the merchant: one suspended since, or with the method
+			// disabled since, is not given it.
+			m.asRead(),
 		}}, nil
 	})
 	if err != nil {

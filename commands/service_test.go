@@ -1084,6 +1084,17 @@ func TestFixedMethodInvoiceNeedsAnEnabledGateway(t *testing.T) {
 // with ErrNoGateway.
 func (e *env) whileSandboxToggles(n, workers int, create func() error) {
 	e.t.Helper()
+	e.whileToggling(n, workers, func(on bool) error {
+		_, err := e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: on})
+		return err
+	}, func(int) error { return create() }, commands.ErrNoGateway)
+}
+
+// whileToggling calls toggle(false) and toggle(true) n times each, while
+// workers goroutines call create (with their number) over and over until
+// the toggling ends. create may fail only with refused.
+func (e *env) whileToggling(n, workers int, toggle func(on bool) error, create func(worker int) error, refused error) {
+	e.t.Helper()
 	errs := make(chan error, workers+1)
 	start, stop := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
@@ -1093,13 +1104,13 @@ func (e *env) whileSandboxToggles(n, workers int, create func() error) {
 		defer close(stop)
 		<-start
 		for i := 0; i < 2*n; i++ {
-			if _, err := e.svc.SwitchGateway(e.ctx, commands.SwitchGateway{Meta: e.meta(), GatewayID: commands.SandboxID, Enabled: i%2 == 1}); err != nil {
-				errs <- fmt.Errorf("switch: %w", err)
+			if err := toggle(i%2 == 1); err != nil {
+				errs <- fmt.Errorf("toggle: %w", err)
 				return
 			}
 		}
 	}()
-	for i := 0; i < workers; i++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -1110,7 +1121,7 @@ func (e *env) whileSandboxToggles(n, workers int, create func() error) {
 					return
 				default:
 				}
-				if err := create(); err != nil && !errors.Is(err, commands.ErrNoGateway) {
+				if err := create(w); err != nil && !errors.Is(err, refused) {
 					errs <- err
 					return
 				}

@@ -73,7 +73,8 @@ type CreateWidget struct {
 // CreateWidget appends widget.created.
 //
 // Errors: *ValidationError, ErrNotFound (merchant), ErrMerchantDisabled,
-// ErrDuplicateWidget, ErrCurrencyInvalid, *RepeatedError (ErrRepeated).
+// ErrDuplicateWidget, ErrCurrencyInvalid, ErrConflict, *RepeatedError
+// (ErrRepeated).
 func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, error) {
 	if err := checkMeta(c.Meta); err != nil {
 		return nil, err
@@ -135,22 +136,33 @@ func (s *Service) CreateWidget(ctx context.Context, c CreateWidget) (*Widget, er
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.LoadMerchant(ctx, c.MerchantID)
-	if err != nil {
-		return nil, s.repeated(err, claims)
-	}
-	if m.Disabled {
-		return nil, s.repeated(fmt.Errorf("merchant %s: %w", m.ID, ErrMerchantDisabled), claims)
-	}
-	ids := &eventIDs{meta: c.Meta}
-	evs, err := s.store.AppendWrites(ctx, ledger.Write{Stream: StreamID(StreamWidget, id), Expected: ledger.NoStream,
-		Events: []ledger.NewEvent{ids.event(TypeWidgetCreated, m.ID, d, claims...)}})
-	if err = s.repeated(err, claims); err != nil {
-		if errors.Is(err, ErrRepeated) {
-			return nil, err
+	stream := StreamID(StreamWidget, id)
+	evs, err := s.run(ctx, func() (decision, error) {
+		m, err := s.LoadMerchant(ctx, c.MerchantID)
+		if err != nil {
+			return decision{}, err
 		}
-		if errors.Is(err, ledger.ErrVersionConflict) {
-			return nil, fmt.Errorf("widget %s: %w", id, ErrDuplicateWidget)
+		if m.Disabled {
+			return decision{}, fmt.Errorf("merchant %s: %w", m.ID, ErrMerchantDisabled)
+		}
+		// The id is the client's: a conflict on the widget's stream (not
+		// on the merchant's) leaves it taken when decided again.
+		if v, err := s.store.StreamVersion(stream); err != nil {
+			return decision{}, fmt.Errorf("load %s: %w", stream, err)
+		} else if v > 0 {
+			return decision{}, fmt.Errorf("widget %s: %w", id, ErrDuplicateWidget)
+		}
+		ids := &eventIDs{meta: c.Meta}
+		return decision{writes: []ledger.Write{
+			{Stream: stream, Expected: ledger.NoStream, Events: []ledger.NewEvent{ids.event(TypeWidgetCreated, m.ID, d, claims...)}},
+			m.asRead(),
+		}}, nil
+	})
+	// A twin of this request (the same key, so the same id) may have made
+	// the widget after the key was checked above: repeated answers with it.
+	if err = s.repeated(err, claims); err != nil {
+		if errors.Is(err, ErrRepeated) || errors.Is(err, ErrDuplicateWidget) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("create widget: %w", err)
 	}
@@ -338,6 +350,7 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 			{Stream: StreamID(StreamWidget, w.WidgetID), Expected: ledger.Exactly(w.Version)},
 			// A gateway disabled since the check: decide again.
 			{Stream: StreamGateways, Expected: ledger.Exactly(sw.Version)},
+			m.asRead(),
 		}}, nil
 	})
 	if err != nil {
