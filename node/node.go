@@ -317,7 +317,7 @@ func (n *Node) buildHTTP() error {
 	pg, err := pages.New(pages.Config{
 		Service: n.Service, Views: n.Views, Now: cfg.Clock.Now,
 		Logger: cfg.Logger.With("component", "pages"), CSRFKey: n.Keyring.Derive("pages-csrf"),
-		WidgetRate: cfg.WidgetRate, PayRate: cfg.PayRate,
+		WidgetRate: cfg.WidgetRate, PayRate: cfg.PayRate, Failed: n.Log.Failed,
 	})
 	if err != nil {
 		return err

@@ -22,6 +22,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/payledger/payledger/http/api"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
 	"github.com/payledger/payledger/node"
 	"github.com/payledger/payledger/stream"
 	"github.com/payledger/payledger/stream/natstest"
@@ -362,5 +364,46 @@ func TestOpenFailsPromptlyWhenRelayCannotPublish(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Open has not returned 30 s after its address was found taken (ShutdownTimeout 1 s)")
+	}
+}
+
+// TestNodeServesNothingFromAFailedLog: once a commit failed after bbolt
+// made it visible, the node's API and hosted pages answer 503 (the views
+// show a commit the disk may not hold), /readyz fails, /healthz and
+// /metrics answer.
+func TestNodeServesNothingFromAFailedLog(t *testing.T) {
+	n, key := openDemo(t)
+	serve := func(method, path, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("X-Api-Key", key)
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		n.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	rec := serve(http.MethodPost, "/api/v1/create-invoice", `{"amount": "100.00", "currency_code": "UAH", "external_id": "failed-log"}`)
+	var inv struct {
+		InvoiceID string `json:"invoice_id"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &inv); rec.Code != http.StatusCreated || err != nil {
+		t.Fatalf("create-invoice: %d %s", rec.Code, rec.Body.String())
+	}
+	restore := boltlogtest.FailMetaSync(t, n.Log)
+	rec = serve(http.MethodPost, "/api/v1/invoices/"+inv.InvoiceID+"/cancel", "")
+	restore()
+	if rec.Code != http.StatusServiceUnavailable || !errors.Is(n.Log.Failed(), ledger.ErrFailed) {
+		t.Fatalf("cancel whose commit failed: %d %s (log failed: %v)", rec.Code, rec.Body.String(), n.Log.Failed())
+	}
+	for path, want := range map[string]int{
+		"/api/v1/invoices/" + inv.InvoiceID: http.StatusServiceUnavailable,
+		"/pay/" + inv.InvoiceID:             http.StatusServiceUnavailable,
+		"/pay/" + inv.InvoiceID + "/status": http.StatusServiceUnavailable,
+		"/readyz":                           http.StatusServiceUnavailable,
+		"/healthz":                          http.StatusOK,
+		"/metrics":                          http.StatusOK,
+	} {
+		if rec := serve(http.MethodGet, path, ""); rec.Code != want || strings.Contains(rec.Body.String(), "cancelled") {
+			t.Errorf("GET %s on a failed log: %d, want %d\n%s", path, rec.Code, want, rec.Body.String())
+		}
 	}
 }

@@ -24,7 +24,9 @@ type Config struct {
 	// Views reads the projections (run inline in the log's transaction, so a
 	// read right after a command reflects it).
 	Views *projections.Views
-	// Log is the event log: /readyz reads its head and database.
+	// Log is the event log: /readyz reads its head and database. Once it
+	// has failed (Failed), every route but /healthz, /readyz, /metrics,
+	// /openapi.json and Pages (which checks it itself) answers 503.
 	Log *boltlog.Store
 	// Keyring derives merchants' signing secrets (and the key that seals
 	// stored idempotent responses).

@@ -209,7 +209,7 @@ var domainErrors = []struct {
 	{boltlog.ErrDamaged, http.StatusInternalServerError, CodeStorageDamaged, "A page of the server's data file is damaged and cannot be read; quote the request id to support", EInvoiceInternal},
 	{ledger.ErrStorageFull, http.StatusServiceUnavailable, CodeStorageFull, "The server cannot store anything right now; nothing was recorded, retry later", EInvoiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable, "The server is shutting down; retry the request", EInvoiceUnavailable},
-	{ledger.ErrFailed, http.StatusServiceUnavailable, CodeUnavailable, "The server could not confirm whether this request was recorded and must be restarted; read the resource before retrying", EInvoiceUnavailable},
+	{ledger.ErrFailed, http.StatusServiceUnavailable, CodeUnavailable, "The server could not confirm a write to its event log and must be restarted; until then it serves nothing. Whether a request answered this way was recorded is known only after the restart: read the resource then, before retrying", EInvoiceUnavailable},
 	{context.Canceled, http.StatusServiceUnavailable, CodeUnavailable, "The request was cancelled", EInvoiceUnavailable},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeUnavailable, "The request timed out; retry the request", EInvoiceUnavailable},
 }

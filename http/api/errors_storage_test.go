@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
 )
 
 // A commit that failed for lack of space is a 503 with Retry-After, not a
@@ -27,5 +28,68 @@ func TestFailedLogIs503(t *testing.T) {
 	e, internal := classify(err)
 	if internal || e.Status != http.StatusServiceUnavailable || e.Code != CodeUnavailable || !strings.Contains(e.Message, "could not confirm") {
 		t.Fatalf("classify(failed log) = %+v (internal %v)", e, internal)
+	}
+}
+
+// Once a commit failed after bbolt made it visible (ledger.ErrFailed), the
+// views already show it though the disk may not hold it: the API must not
+// serve it, or a client that reads the resource after the 503 takes the
+// unconfirmed write for a done one, and a restart that drops it loses the
+// request. Every merchant and admin route answers the 503 for reads too;
+// /healthz and /metrics go on, /readyz says the log failed.
+func TestFailedLogServesNothing(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	id, _ := h.api(m, "POST", "/api/v1/create-invoice", seed003Request).JSON(t)["invoice_id"].(string)
+	if id == "" {
+		t.Fatal("create-invoice made no invoice")
+	}
+
+	restore := boltlogtest.FailMetaSync(t, h.store)
+	r := h.api(m, "POST", "/api/v1/invoices/"+id+"/cancel", "")
+	restore() // the disk works again; the store stays failed
+	if r.Status != http.StatusServiceUnavailable || r.errCode(t) != CodeUnavailable {
+		t.Fatalf("cancel whose commit failed: %d %s", r.Status, r.Body)
+	}
+	msg, _ := r.JSON(t)["error"].(map[string]any)["message"].(string)
+	if !strings.Contains(msg, "must be restarted") || !strings.Contains(msg, "after the restart") {
+		t.Errorf("the 503's message does not say to restart and read after it: %q", msg)
+	}
+	if inv, err := h.views.Invoice(m.ID, id); err != nil || inv.Status != "cancelled" {
+		t.Fatalf("the views should show the unconfirmed cancel (the premise of this test): %+v, %v", inv, err)
+	}
+
+	for _, rq := range []struct{ method, path string }{
+		{"GET", "/api/v1/invoices/" + id},
+		{"GET", "/api/v1/invoices"},
+		{"GET", "/api/v1/balance"},
+		{"GET", "/api/v1/events"},
+		{"POST", "/api/v1/create-invoice"},
+	} {
+		r := h.api(m, rq.method, rq.path, "")
+		if r.Status != http.StatusServiceUnavailable || r.errCode(t) != CodeUnavailable || r.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s on a failed log: %d %s", rq.method, rq.path, r.Status, r.Body)
+		}
+	}
+	if r := h.admin("GET", "/admin/v1/merchants/"+m.ID, ""); r.Status != http.StatusServiceUnavailable || r.errCode(t) != CodeUnavailable {
+		t.Errorf("admin read on a failed log: %d %s", r.Status, r.Body)
+	}
+	if r := h.api(m, "GET", "/api/extrafields/list", ""); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("e-invoice read on a failed log: %d %s", r.Status, r.Body)
+	}
+	// Without credentials too: nothing is looked up.
+	if r := h.do(req{method: "GET", path: "/api/v1/invoices/" + id}); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("unauthenticated read on a failed log: %d %s", r.Status, r.Body)
+	}
+
+	if r := h.do(req{method: "GET", path: "/healthz"}); r.Status != http.StatusOK {
+		t.Errorf("/healthz on a failed log: %d %s", r.Status, r.Body)
+	}
+	if r := h.do(req{method: "GET", path: "/metrics"}); r.Status != http.StatusOK {
+		t.Errorf("/metrics on a failed log: %d", r.Status)
+	}
+	r = h.do(req{method: "GET", path: "/readyz"})
+	if d := r.details(t); r.Status != http.StatusServiceUnavailable || len(d) == 0 || d[0].Path != "log" || d[0].Type != "failed" {
+		t.Errorf("/readyz on a failed log: %d %s", r.Status, r.Body)
 	}
 }

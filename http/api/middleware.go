@@ -181,6 +181,22 @@ func (s *Server) outer(next http.Handler) http.Handler {
 	})
 }
 
+// unlessFailed answers every request with ledger.ErrFailed's 503 once the
+// log has failed (boltlog.Store.Failed), before it authenticates anything:
+// bbolt then already shows every reader, the views and the API keys among
+// them, a commit that the disk may not hold, and a client that read it
+// would take an unconfirmed write for a done one. Only a restart, which
+// reopens the log, says what is on the disk.
+func (s *Server) unlessFailed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.store.Failed(); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // call is one JSON request on its way through endpoint.
 type call struct {
 	s          *Server
@@ -399,6 +415,11 @@ func (s *Server) authFailed(r *http.Request) {
 // run calls the handler and writes its answer.
 func (s *Server) run(w http.ResponseWriter, c *call, h handler) {
 	status, body, err := h(c)
+	if err == nil {
+		// The log failed while the handler read it: what it read may be
+		// the unconfirmed commit (see unlessFailed).
+		err = s.store.Failed()
+	}
 	if err != nil {
 		s.writeError(w, c.r, err)
 		return

@@ -363,7 +363,7 @@ func schemas() js {
 			"now":            js{"type": "string", "format": "date-time", "description": "The server's clock, for the countdown"},
 			"redirect_url":   nullStr("success_url or fail_url once the page is final and the invoice has one; null otherwise (exhausted too, whose page links to fail_url without sending the customer there)"),
 		}),
-		"PageStatusError": obj([]string{"error"}, js{"error": enum("not_found: no such invoice; internal: logged with the request id", "not_found", "internal")}),
+		"PageStatusError": obj([]string{"error"}, js{"error": enum("not_found: no such invoice; internal: logged with the request id; unavailable: the event log failed, until the node is restarted", "not_found", "internal", "unavailable")}),
 		"PayMethodForm": js{"type": "object", "required": []string{"csrf_token", "method"}, "properties": js{
 			"csrf_token": str("The anti-forgery token the page rendered, checked against the pl_csrf cookie it set"),
 			"method":     strEx("The method chosen, one of those the page offers", "visamaster.uah"),
@@ -525,7 +525,8 @@ func operations() []operation {
 		{route: "GET /pay/{invoice_id}/status", id: "paymentPageStatus", tag: "pages", summary: "The payment page's status as JSON, polled by its script",
 			desc:   "What the page shows, as it is now; Cache-Control: no-store.",
 			params: []js{pInvoice}, status: 200, response: "PageStatus", errors: []int{404, 500},
-			errText: map[int]string{404: "No such invoice: {\"error\": \"not_found\"}", 500: "Logged with the request id: {\"error\": \"internal\"}"}},
+			errText: map[int]string{404: "No such invoice: {\"error\": \"not_found\"}", 500: "Logged with the request id: {\"error\": \"internal\"}",
+				503: "The event log failed to confirm a write; until the node is restarted: {\"error\": \"unavailable\"} (the page's script polls again)"}},
 		{route: "GET /pay/static/{version}/{file}", id: "pageStatic", tag: "pages", summary: "The hosted pages' embedded CSS and JavaScript",
 			desc:   "version is a hash of the files the pages link to: cached for a year (immutable) under the current one, a minute under any other.",
 			params: []js{pathParam("version", "The content hash in the pages' links"), pathParam("file", "The file name")}, status: 200, errors: []int{404}},
@@ -564,18 +565,22 @@ var errorText = map[int]string{
 	409: "DUPLICATE_EXTERNAL_ID, DUPLICATE_PAYMENT_ID, DUPLICATE_WIDGET, INVALID_STATUS_TRANSITION, INVOICE_NOT_PAYABLE, TOO_MANY_PAYMENTS, WIDGET_NOT_ACTIVE, IDEMPOTENCY_KEY_REUSED, CONFLICT",
 	413: "BODY_TOO_LARGE: the body is over the size limit (64 KiB by default)",
 	429: "RATE_LIMITED: per API key, per customer_id, per client address after failed authentications (wrong API keys or admin tokens; then for any credentials from it), or per merchant past the signed requests the replay cache holds for it; see Retry-After",
-	503: "SERVICE_UNAVAILABLE (shutting down, the replay cache of signed requests is full) or STORAGE_FULL (the disk is full: nothing was recorded); see Retry-After",
+	503: "SERVICE_UNAVAILABLE (shutting down; the event log failed to confirm a write, so nothing is served until the node is restarted, and only then does the resource show whether the request was recorded; the replay cache of signed requests is full) or STORAGE_FULL (the disk is full: nothing was recorded); see Retry-After",
 }
 
+// readUnavailable describes a read's 503: a read appends nothing, so
+// meets no full disk.
+const readUnavailable = "SERVICE_UNAVAILABLE (the event log failed to confirm a write: nothing is served until the node is restarted; the replay cache of signed requests is full); see Retry-After"
+
 // deliveriesElsewhere describes the webhook delivery routes' 503 when the
-// node runs with webhook workers; a route that appends (posts) can also
-// meet the other 503s.
+// node runs with webhook workers, after the other 503s a route meets (a
+// read's, or those of a route that appends).
 func deliveriesElsewhere(appends bool) map[int]string {
 	d := "WEBHOOK_DELIVERIES_ELSEWHERE: the node runs with webhook workers (serve --webhooks=false), which send and record the deliveries; this server has no records to list or redeliver (no Retry-After: retrying does not help)"
 	if appends {
-		d = errorText[503] + "; or " + d
+		return map[int]string{503: errorText[503] + "; or " + d}
 	}
-	return map[int]string{503: d}
+	return map[int]string{503: readUnavailable + "; or " + d}
 }
 
 // with is m with code described as desc.
@@ -592,6 +597,7 @@ var pageErrorText = map[int]string{
 	410: "The widget is disabled or expired: a page saying so, with its return and support links",
 	429: "Too many requests to this page right now (rate limited per invoice on the payment page, per widget on the widget page): the page again, saying to try again in a few seconds; see Retry-After",
 	500: "A page asking to try again, with the request id to quote; the error is logged once with it",
+	503: "The event log failed to confirm a write: a page saying the page cannot be shown right now, until the node is restarted",
 }
 
 func buildOpenAPI() js {
@@ -662,16 +668,21 @@ func buildOpenAPI() js {
 			errSchema = "EInvoiceError"
 		}
 		errs := o.errors
-		if method != "GET" && (strings.HasPrefix(pattern, "/api/") || strings.HasPrefix(pattern, "/admin/")) && !slices.Contains(errs, 503) {
-			errs = append(slices.Clone(errs), 503) // anything that appends can meet a full disk
+		// Anything that appends can meet a full disk; anything but the
+		// operations routes and the static files, a failed log.
+		if (strings.HasPrefix(pattern, "/api/") || strings.HasPrefix(pattern, "/admin/") || page && !strings.HasPrefix(pattern, "/pay/static/")) && !slices.Contains(errs, 503) {
+			errs = append(slices.Clone(errs), 503)
 		}
 		if o.security != "" && !slices.Contains(errs, 429) {
 			errs = append(slices.Clone(errs), 429) // failed authentications from the client's address
 		}
 		for _, code := range errs {
 			desc := errorText[code]
-			if page {
+			switch {
+			case page:
 				desc = pageErrorText[code]
+			case code == 503 && method == "GET":
+				desc = readUnavailable
 			}
 			if d, ok := o.errText[code]; ok {
 				desc = d
@@ -683,8 +694,9 @@ func buildOpenAPI() js {
 				e["content"] = js{"application/json": js{"schema": ref("PageStatusError")}}
 			}
 			switch {
-			case code == 503 && strings.HasPrefix(desc, "WEBHOOK_DELIVERIES_ELSEWHERE"):
-				// Sent without Retry-After: retrying does not help.
+			case code == 503 && (page || strings.HasPrefix(desc, "WEBHOOK_DELIVERIES_ELSEWHERE")):
+				// Sent without Retry-After: retrying does not help (a
+				// page's: until the node is restarted).
 			case code == 503 && strings.Contains(desc, "WEBHOOK_DELIVERIES_ELSEWHERE"):
 				e["headers"] = js{"Retry-After": js{"description": "Seconds to wait (SERVICE_UNAVAILABLE and STORAGE_FULL only; not WEBHOOK_DELIVERIES_ELSEWHERE)", "schema": js{"type": "integer"}}}
 			case code == 429 || code == 503:

@@ -139,10 +139,10 @@ func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 // register declares every route: the one table of the API.
 func (s *Server) register() {
 	// Operations.
-	s.raw("GET /healthz", http.HandlerFunc(s.healthz))
-	s.raw("GET /readyz", http.HandlerFunc(s.readyz))
-	s.raw("GET /metrics", s.metrics.handler())
-	s.raw("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
+	s.ops("GET /healthz", http.HandlerFunc(s.healthz))
+	s.ops("GET /readyz", http.HandlerFunc(s.readyz))
+	s.ops("GET /metrics", s.metrics.handler())
+	s.ops("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 
 	// Merchant API (seeds 000, 002, 003).
 	s.json("POST /api/v1/create-invoice", authMerchant, s.createInvoice)
@@ -200,20 +200,28 @@ func (s *Server) register() {
 		}
 	}
 
-	// Hosted pages (http/pages), HTML.
+	// Hosted pages (http/pages), HTML. They refuse requests themselves
+	// once the log has failed (pages.Config.Failed), in HTML.
 	if s.cfg.Pages != nil {
 		for _, p := range []string{"GET /pay/", "POST /pay/", "GET /w/", "POST /w/"} {
-			s.raw(p, s.cfg.Pages)
+			s.ops(p, s.cfg.Pages)
 		}
 	}
 }
 
-func (s *Server) raw(pattern string, h http.Handler) {
+// ops registers a route served whatever the log's state: health, metrics,
+// the OpenAPI document, and the hosted pages, which check it themselves.
+func (s *Server) ops(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 	s.routes = append(s.routes, pattern)
 }
 
+// raw registers a route that serves the log's state, refused once the log
+// has failed (unlessFailed).
+func (s *Server) raw(pattern string, h http.Handler) {
+	s.ops(pattern, s.unlessFailed(h))
+}
+
 func (s *Server) json(pattern string, a auth, h handler) {
-	s.mux.Handle(pattern, s.endpoint(a, h))
-	s.routes = append(s.routes, pattern)
+	s.raw(pattern, s.endpoint(a, h))
 }

@@ -60,7 +60,7 @@ func setup(t *testing.T, real bool) *env {
 			t.Fatal(err)
 		}
 	}
-	h, err := pages.New(pages.Config{Service: e.svc, Views: e.views, Now: e.clock})
+	h, err := pages.New(pages.Config{Service: e.svc, Views: e.views, Now: e.clock, Failed: store.Failed})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,11 @@ type Config struct {
 	// 0: DefaultPayRate; negative: no limit. PayBurst 0: DefaultPayBurst.
 	PayRate  rate.Limit
 	PayBurst int
+	// Failed reports the event log's failure (boltlog.Store.Failed): once
+	// it returns an error, the views may show a commit the disk does not
+	// hold, so every page but the static files answers 503 until the
+	// process is restarted. nil: never checked.
+	Failed func() error
 }
 
 // Defaults of Config.WidgetRate and WidgetBurst: some 18,000 invoices an
@@ -111,6 +116,7 @@ type handler struct {
 	csrf          csrf
 	redirectDelay time.Duration
 	mux           *http.ServeMux
+	failed        func() error // Config.Failed; nil: never failed
 	tmpl          map[string]*template.Template
 	static        map[string]staticFile
 	staticVersion string
@@ -142,6 +148,7 @@ func New(cfg Config) (http.Handler, error) {
 		log:           cfg.Logger,
 		redirectDelay: cfg.RedirectDelay,
 		mux:           http.NewServeMux(),
+		failed:        cfg.Failed,
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -263,6 +270,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The invoice id in the URL is a capability: never send it to the
 	// merchant's logo host or to the success page.
 	hd.Set("Referrer-Policy", "no-referrer")
+	if h.failed != nil && !strings.HasPrefix(r.URL.Path, StaticPrefix) {
+		if h.failed() != nil {
+			h.unavailable(w, r)
+			return
+		}
+	}
 	h.mux.ServeHTTP(w, r)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/http/pages"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
 )
 
 // client is a customer's browser without JavaScript: it keeps cookies and
@@ -700,5 +701,42 @@ func TestPayTooManyPayments(t *testing.T) {
 	e.advance(21 * time.Minute)
 	if st := c.status(id); st["phase"] != "expired" || st["final"] != true || st["redirect_url"] != "https://shop.example/failed" {
 		t.Errorf("status after expires_at = %v", st)
+	}
+}
+
+// Once a commit failed after bbolt made it visible (ledger.ErrFailed), the
+// views show it though the disk may not hold it: the pages serve nothing
+// from them (503) until a restart, except their static files.
+func TestFailedLogServesNoPage(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{})
+	c := e.client()
+	if res := c.get("/pay/" + inv.InvoiceID); res.StatusCode != http.StatusOK {
+		t.Fatalf("payment page before the fault: %d", res.StatusCode)
+	}
+	restore := boltlogtest.FailMetaSync(t, e.store)
+	_, err := e.svc.CancelInvoice(e.ctx, commands.CancelInvoice{Meta: e.meta(), MerchantID: e.merchant, InvoiceID: inv.InvoiceID})
+	restore()
+	if !errors.Is(err, ledger.ErrFailed) {
+		t.Fatalf("cancel whose commit failed: %v, want ledger.ErrFailed", err)
+	}
+	page := c.get("/pay/" + inv.InvoiceID)
+	if page.StatusCode != http.StatusServiceUnavailable || strings.Contains(page.body, "ancel") {
+		t.Errorf("payment page on a failed log: %d\n%s", page.StatusCode, page.body)
+	}
+	if res := c.get("/pay/" + inv.InvoiceID + "/status"); res.StatusCode != http.StatusServiceUnavailable ||
+		res.Header.Get("Content-Type") != "application/json" || strings.Contains(res.body, "cancelled") {
+		t.Errorf("status poll on a failed log: %d %s", res.StatusCode, res.body)
+	}
+	if res := c.post("/pay/"+inv.InvoiceID+"/confirm", url.Values{}); res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("POST on a failed log: %d", res.StatusCode)
+	}
+	i := strings.Index(page.body, "/pay/static/")
+	j := strings.Index(page.body[max(i, 0):], "/pages.css")
+	if i < 0 || j < 0 {
+		t.Fatalf("the 503 page links no stylesheet:\n%s", page.body)
+	}
+	if res := c.get(page.body[i : i+j+len("/pages.css")]); res.StatusCode != http.StatusOK {
+		t.Errorf("stylesheet on a failed log: %d", res.StatusCode)
 	}
 }

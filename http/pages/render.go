@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"strings"
 )
 
 // layout is what every page's base template reads.
@@ -91,6 +92,23 @@ func (h *handler) serverError(w http.ResponseWriter, r *http.Request, err error)
 		`<meta name="viewport" content="width=device-width, initial-scale=1"><title>Something went wrong</title></head>`+
 		`<body><main><h1>Something went wrong</h1><p>Please try again in a moment. If it keeps happening, `+
 		`contact the shop and quote this reference: %s</p></main></body></html>`, template.HTMLEscapeString(id))
+}
+
+// unavailable answers a request while the event log has failed
+// (Config.Failed): the status poll in JSON, which the page's script retries,
+// any other page with a message. Not logged per request: a page polls every
+// 2 s, and /readyz reports the failure.
+func (h *handler) unavailable(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/status") {
+		hd := w.Header()
+		hd.Set("Content-Type", "application/json")
+		hd.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":"unavailable"}` + "\n"))
+		return
+	}
+	h.renderMessage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable",
+		"This payment page cannot be shown right now. Please try again in a few minutes.")
 }
 
 // badForm answers a POST whose anti-forgery token does not check out.

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -110,8 +111,8 @@ type Store struct {
 	// failed is set, once, when a commit failed after bbolt had already
 	// made it visible (its meta page written, the sync of it not): what is
 	// on disk is unknown until the file is reopened, so every later append
-	// is refused with it. Guarded by headMu.
-	failed error
+	// is refused with it. Atomic: the HTTP server reads it on every request.
+	failed atomic.Pointer[error]
 }
 
 type request struct {
@@ -708,21 +709,20 @@ func (s *Store) checkFailedCommit(commitErr error, attempted ledger.Head) error 
 	}
 	err := fmt.Errorf("%w: commit of sequences %d to %d failed after it became visible (%w); reopen the log to see whether it is on disk",
 		ledger.ErrFailed, old.Seq+1, attempted.Seq, commitErr)
-	s.headMu.Lock()
-	if s.failed == nil {
-		s.failed = err
-	}
-	err = s.failed
-	s.headMu.Unlock()
-	return err
+	s.failed.CompareAndSwap(nil, &err)
+	return *s.failed.Load()
 }
 
 // Failed returns the error that made the store refuse every append
-// (ledger.ErrFailed), or nil while it works.
+// (ledger.ErrFailed), or nil while it works. Once it is set, bbolt (and so
+// every reader of DB, such as the views) may already show a commit that is
+// not on the disk: callers must not serve state read from the store until
+// it is reopened. It is one atomic load, cheap enough for every request.
 func (s *Store) Failed() error {
-	s.headMu.Lock()
-	defer s.headMu.Unlock()
-	return s.failed
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (s *Store) failAll(batch []*request, err error) {
