@@ -105,6 +105,14 @@ func (s *signer) keys(now time.Time) [][]byte {
 // the attempts still under way at shutdown: an attempt it cuts off is
 // dropped, neither a failure nor a success, whatever the receiver did with
 // the request (only a 2xx it answered makes a delivery delivered).
+//
+// Only a pending delivery in the due index (its resource's head) is
+// attempted; any other is a noop, which takes it off the schedule. The
+// schedule can name one that is not: when the transaction recording a
+// batch of attempts fails, commitResults puts every key of it back, and
+// one of them may have stopped being its resource's head meanwhile (an
+// earlier delivery of the resource redelivered while it was in flight).
+// Attempting it would send a later status before an earlier one.
 func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 	res := result{key: k}
 	var r record
@@ -119,7 +127,7 @@ func (d *Dispatcher) attempt(ctx context.Context, k dkey) result {
 		r.Body = append([]byte(nil), tx.Bucket(bBodies).Get(k[:])...)
 		return nil
 	})
-	if err != nil || r.Status != StatusPending {
+	if err != nil || r.Status != StatusPending || r.Due == 0 {
 		res.noop = true
 		return res
 	}
@@ -300,7 +308,9 @@ func (d *Dispatcher) commitResults(batch []result) {
 		return w.flush()
 	})
 	if err != nil {
-		// Nothing was recorded: try these deliveries again later.
+		// Nothing was recorded: try these deliveries again later (attempt
+		// makes no request for one that is no longer its resource's head
+		// by then, and takes it off the schedule).
 		d.cfg.Logger.Error("record webhook attempts", "n", len(batch), "err", err)
 		w = &wtx{}
 		retry := time.Now().Add(d.cfg.BackoffBase)

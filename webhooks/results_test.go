@@ -60,7 +60,7 @@ func (l *logged) errors() []loggedRecord {
 }
 
 // gates hold each webhook's first request at the receiver until the test
-// opens its gate.
+// opens its gate, and a later request of one if the test asked (again).
 type gates struct {
 	mu sync.Mutex
 	ch map[string]chan struct{}
@@ -80,6 +80,20 @@ func (g *gates) gate(id string) chan struct{} {
 	return c
 }
 
+// request is the gate of request n of webhook id: its first request's
+// always, a later one's only once the test made it (again).
+func (g *gates) request(id string, n int) (chan struct{}, bool) {
+	if n == 1 {
+		return g.gate(id), true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.ch[againKey(id, n)]
+	return c, ok
+}
+
+func againKey(id string, n int) string { return fmt.Sprintf("%s#%d", id, n) }
+
 // heldRun is a running dispatcher whose webhooks go to a real receiver
 // that holds each one's first request until the test opens its gate, and
 // that logs to logs.
@@ -96,11 +110,11 @@ type heldRun struct {
 func newHeldRun(t *testing.T) *heldRun {
 	h := &heldRun{t: t, e: newEnv(t), held: make(chan string, 8), logs: &logged{}}
 	h.rc = newReceiver(t, false, func(r *http.Request, n int) (int, http.Header) {
-		if n == 1 {
-			id := r.Header.Get(HeaderID)
+		id := r.Header.Get(HeaderID)
+		if gate, ok := h.g.request(id, n); ok {
 			h.held <- id
 			select {
-			case <-h.g.gate(id):
+			case <-gate:
 			case <-r.Context().Done():
 			}
 		}
@@ -123,6 +137,23 @@ func (h *heldRun) open(dels ...Delivery) {
 		close(h.g.gate(del.WebhookID))
 	}
 }
+
+// find waits for m1's delivery of an event type for a resource ("": any).
+func (h *heldRun) find(typ, res string) Delivery {
+	h.t.Helper()
+	var del Delivery
+	waitFor(h.t, 10*time.Second, func() (err error) {
+		del, err = findFor(h.r.d, "m1", typ, res)
+		return err
+	})
+	return del
+}
+
+// again makes the receiver hold request n of del too, until openAgain.
+func (h *heldRun) again(del Delivery, n int) { h.g.gate(againKey(del.WebhookID, n)) }
+
+// openAgain lets request n of del be answered.
+func (h *heldRun) openAgain(del Delivery, n int) { close(h.g.gate(againKey(del.WebhookID, n))) }
 
 // tear tears k's record in webhooks.db while the held attempts of first
 // and then of rest finish, so that the results of rest are recorded in
@@ -391,15 +422,7 @@ func TestUnreadableNextRecordSetAside(t *testing.T) {
 	for range 4 {
 		recv(t, h.held, "request held")
 	}
-	find := func(typ, res string) Delivery {
-		t.Helper()
-		var del Delivery
-		waitFor(t, 10*time.Second, func() (err error) {
-			del, err = findFor(d, "m1", typ, res)
-			return err
-		})
-		return del
-	}
+	find := h.find
 	// first is recorded on its own, to keep the result writer busy while
 	// the others finish; paid ends in the batch, and next's record,
 	// behind it, is torn; then waits behind next; batch are recorded with
@@ -470,4 +493,80 @@ func TestUnreadableNextRecordSetAside(t *testing.T) {
 		t.Errorf("%d w_due entries left once all were delivered", n)
 	}
 	h.reported(3, nextKey, paid.ResourceID, inv)
+}
+
+// TestFailedRecordingKeepsResourceOrder: an invoice's later delivery
+// (invoice.cancelled) is in flight when the merchant redelivers its earlier
+// one (invoice.created), which becomes the head of the invoice's queue:
+// the later one now waits behind it. Then the transaction that records the
+// later one's attempt fails (a bucket planted where its attempt goes makes
+// the Put fail), and every key of the batch is put back on the schedule.
+// The later one must not be sent again while the earlier one is pending:
+// a dispatcher that attempted any pending delivery it was given sent it
+// again at once, a later status overtaking an earlier one. Once the
+// earlier one is delivered, the later one goes.
+func TestFailedRecordingKeepsResourceOrder(t *testing.T) {
+	h := newHeldRun(t)
+	d := h.r.d
+	find := h.find
+	inv := h.e.invoice("m1", "")
+	recv(t, h.held, "invoice.created held")
+	created := find(commands.TypeInvoiceCreated, inv)
+	h.open(created)
+	waitFor(t, 10*time.Second, h.delivered(created))
+	h.e.cancel("m1", inv)
+	recv(t, h.held, "invoice.cancelled held")
+	cancelled := find(commands.TypeInvoiceCancelled, inv)
+	k := makeKey(cancelled.EventSeq, kindByteWebhook)
+
+	h.again(created, 2)
+	if _, err := d.Redeliver("m1", created.ID); err != nil {
+		t.Fatal(err)
+	}
+	if id := recv(t, h.held, "redelivery held"); id != created.WebhookID {
+		t.Fatalf("held %s, want the redelivery of invoice.created (%s)", id, created.WebhookID)
+	}
+	planted := attemptKey(k, 1)
+	plant := func(tx *bbolt.Tx) error { _, err := tx.Bucket(bAttempts).CreateBucket(planted); return err }
+	if err := d.DB().Update(plant); err != nil {
+		t.Fatal(err)
+	}
+	h.open(cancelled)
+	waitFor(t, 10*time.Second, func() error {
+		if n := h.counts()[cancelled.WebhookID]; n > 1 {
+			t.Fatalf("invoice.cancelled sent %d times while the redelivery of invoice.created was pending", n)
+		}
+		if len(h.logs.errors()) == 0 {
+			return errors.New("the failed recording is not logged")
+		}
+		s := running(d)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.inflight[k] || s.byKey[k] != nil {
+			return errors.New("invoice.cancelled is still in flight or scheduled")
+		}
+		return nil
+	})
+	if errs := h.logs.errors(); len(errs) != 1 || errs[0].msg != "record webhook attempts" {
+		t.Fatalf("errors logged: %+v", errs)
+	}
+	if err := d.DB().Update(func(tx *bbolt.Tx) error { return tx.Bucket(bAttempts).DeleteBucket(planted) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.Delivery("m1", cancelled.ID); err != nil || got.Status != StatusPending || got.AttemptCount != 0 {
+		t.Fatalf("invoice.cancelled: %v, %s after %d attempts; want pending, none recorded", err, got.Status, got.AttemptCount)
+	}
+
+	h.openAgain(created, 2)
+	waitFor(t, 10*time.Second, h.delivered(cancelled))
+	waitFor(t, 10*time.Second, h.delivered(created))
+	h.settle(1)
+	var order []string
+	for _, q := range h.rc.requests() {
+		order = append(order, q.ID)
+	}
+	if want := []string{created.WebhookID, cancelled.WebhookID, created.WebhookID, cancelled.WebhookID}; !slices.Equal(order, want) {
+		t.Errorf("the invoice's webhooks went as %v, want %v", order, want)
+	}
+	h.verified()
 }
