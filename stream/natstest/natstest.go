@@ -219,50 +219,33 @@ type Cluster struct {
 // other on free loopback ports, and waits until JetStream has a meta leader
 // that sees every server, so that a stream of up to n replicas can be placed.
 // Each shuts down when the test ends.
+//
+// The route ports must be known before the servers start, so they cannot
+// be "random" (-1): they are found free, let go, and listened on again by
+// the servers, and another process may take one in between (a connection's
+// ephemeral port, say). A server that then cannot listen fails the attempt:
+// every server of it is shut down and the cluster started again on fresh
+// ports, until it starts or clusterStartWait has passed.
 func RunCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Name: "PLC", Servers: make([]*server.Server, n)}
-	ports := freePorts(t, n)
-	routes := make([]*url.URL, n)
-	for i, p := range ports {
-		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)}
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		opts := Options(t)
-		opts.ServerName = fmt.Sprintf("S-%d", i+1)
-		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: "127.0.0.1", Port: ports[i]}
-		opts.Routes = routes
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := server.NewServer(opts)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			s.Start()
-			if !s.ReadyForConnections(30 * time.Second) {
-				errs[i] = fmt.Errorf("server %s not ready", opts.ServerName)
-			}
-			options.Store(s, opts)
-			c.Servers[i] = s
-		}()
-	}
-	wg.Wait()
-	t.Cleanup(func() {
-		for _, s := range c.Servers {
-			if s != nil {
-				Shutdown(s)
-			}
+	c := &Cluster{t: t, Name: "PLC"}
+	deadline := time.Now().Add(clusterStartWait)
+	for {
+		servers, err := startCluster(t, c.Name, n)
+		if err == nil {
+			c.Servers = servers
+			break
 		}
-	})
-	for _, err := range errs {
-		if err != nil {
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
 			t.Fatalf("natstest: cluster: %v", err)
 		}
+		t.Logf("natstest: cluster: %v; starting it again on other ports", err)
 	}
+	t.Cleanup(func() {
+		for _, s := range c.Servers {
+			Shutdown(s)
+		}
+	})
 	WaitFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for _, s := range c.Servers {
 			if s.NumRoutes() < n-1 {
@@ -282,8 +265,59 @@ func RunCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
-// freePorts finds n free loopback ports. Cluster routes must be known
-// before the servers start, so they cannot be "random" (-1).
+// clusterStartWait bounds RunCluster's attempts at starting a cluster whose
+// route ports were taken.
+const clusterStartWait = 30 * time.Second
+
+// clusterPortsPicked, if set, is called with the route ports of each of
+// RunCluster's attempts before its servers start (for a test to take one).
+var clusterPortsPicked func(ports []int)
+
+// startCluster starts n routed servers at once, on fresh route ports, and
+// waits until each accepts connections. If any cannot start, it shuts the
+// others down and returns the errors (one whose port was taken matches
+// syscall.EADDRINUSE).
+func startCluster(t testing.TB, name string, n int) ([]*server.Server, error) {
+	t.Helper()
+	ports := freePorts(t, n)
+	if clusterPortsPicked != nil {
+		clusterPortsPicked(ports)
+	}
+	routes := make([]*url.URL, n)
+	for i, p := range ports {
+		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)}
+	}
+	servers := make([]*server.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		opts := Options(t)
+		opts.ServerName = fmt.Sprintf("S-%d", i+1)
+		opts.Cluster = server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: ports[i]}
+		opts.Routes = routes
+		wg.Go(func() {
+			s, err := startListening(opts)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s (route port %d): %w", opts.ServerName, ports[i], err)
+				return
+			}
+			options.Store(s, opts)
+			servers[i] = s
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range servers {
+			if s != nil {
+				Shutdown(s)
+			}
+		}
+		return nil, err
+	}
+	return servers, nil
+}
+
+// freePorts finds n loopback ports that were free a moment ago.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	ls := make([]net.Listener, n)
