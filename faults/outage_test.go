@@ -2,14 +2,12 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,9 +20,9 @@ import (
 )
 
 // TestNATSAndReceiverOutage runs a node in this process against an external
-// NATS server (a JetStream server the test starts on a fixed port and
-// store directory) and a webhook receiver on a fixed address, under
-// create-invoice load. Each round takes NATS away, then the receiver,
+// NATS server (a JetStream server the test starts on a port fixed at its
+// first start, and a store directory) and a webhook receiver on a fixed
+// address, under create-invoice load. Each round takes NATS away, then the receiver,
 // brings NATS back, then the receiver, with acknowledged creates between
 // every step. Then: the relay catches up and the stream equals the log
 // sequence by sequence and hash by hash (nothing lost, nothing doubled),
@@ -32,31 +30,21 @@ import (
 // with no delivery left failed or pending.
 func TestNATSAndReceiverOutage(t *testing.T) {
 	t.Parallel()
-	natsCfg := stream.Config{StoreDir: t.TempDir(), Port: freePort(t)}
+	// The first start listens where the kernel picks; every later one
+	// must listen there again, and waits for another process that took
+	// the port while NATS was away (a connection's ephemeral port, say)
+	// to let go, rather than fail.
+	natsCfg := stream.Config{StoreDir: t.TempDir(), Port: -1}
 	startNATS := func() *server.Server {
-		// Another process may take the port while NATS is away (a
-		// connection's ephemeral port, say): wait until it lets go, as
-		// the receiver does, rather than start a server that cannot
-		// listen. (A process taking it in the instant between this check
-		// and the server's listen is not covered.)
-		addr := fmt.Sprintf("127.0.0.1:%d", natsCfg.Port)
-		err := poll(10*time.Second, func() error {
-			ln, err := net.Listen("tcp", addr)
-			if errors.Is(err, syscall.EADDRINUSE) {
-				return err
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			return ln.Close()
+		var srv *server.Server
+		err := retryPortTaken(portWait, nil, func() (err error) {
+			srv, err = stream.StartServer(natsCfg)
+			return err
 		})
 		if err != nil {
-			t.Fatalf("NATS cannot listen on %s again: %v", addr, err)
+			t.Fatalf("NATS (port %d): %v", natsCfg.Port, err)
 		}
-		srv, err := stream.StartServer(natsCfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		natsCfg.Port = srv.Addr().(*net.TCPAddr).Port
 		return srv
 	}
 	var natsMu sync.Mutex

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,7 +54,9 @@ func poll(timeout time.Duration, cond func() error) error {
 
 // freePort returns a loopback TCP port that was free a moment ago. A test
 // keeps it for its whole life, so a restarted child listens where the last
-// one did.
+// one did. Another process may take it before the child listens (a
+// connection's ephemeral port, say): whoever listens on it goes through
+// retryPortTaken.
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -62,6 +65,36 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// portWait is how long a restart waits for another process to let go of
+// the port it must listen on again.
+const portWait = 10 * time.Second
+
+// portTaken reports an error of listening on a port that something else
+// holds: syscall.EADDRINUSE, or its text where it has only come through a
+// message (an embedded NATS server's, a child's log).
+func portTaken(err error) bool {
+	return err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), syscall.EADDRINUSE.Error()))
+}
+
+// retryPortTaken calls listen until it returns anything but a taken port,
+// or timeout has passed, and returns its last error; busy, if not nil, is
+// called after each taken port.
+func retryPortTaken(timeout time.Duration, busy func(), listen func() error) error {
+	deadline := time.Now().Add(timeout)
+	wait := time.Millisecond
+	for {
+		err := listen()
+		if !portTaken(err) || time.Now().After(deadline) {
+			return err
+		}
+		if busy != nil {
+			busy()
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 50*time.Millisecond)
+	}
 }
 
 // serveProc is `payledger serve` as a child process on fixed loopback ports
@@ -79,6 +112,10 @@ type serveProc struct {
 	exited chan struct{}
 	err    error // the child's exit, once exited is closed
 	starts int
+	served bool // a start has been ready: clients know addr and natsPort
+	// portBusy, if set, is called each time a start finds a port taken
+	// (for a test to let go of it then).
+	portBusy func()
 }
 
 func newServe(t *testing.T, dataDir string, extra ...string) *serveProc {
@@ -116,14 +153,40 @@ func (s *serveProc) running() bool {
 	}
 }
 
-// start runs the child and waits until /readyz answers 200.
+// start runs the child and waits until /readyz answers 200. A child that
+// exits because one of its ports is taken is started again: on fresh ports
+// if no start has served yet, else on the same ones once they are free.
 func (s *serveProc) start() {
 	t := s.t
 	t.Helper()
 	if s.running() {
 		t.Fatal("serve already running")
 	}
+	err := retryPortTaken(portWait, func() {
+		if !s.served {
+			s.addr, s.natsPort = fmt.Sprintf("127.0.0.1:%d", freePort(t)), freePort(t)
+		}
+		if s.portBusy != nil {
+			s.portBusy()
+		}
+	}, s.launch)
+	if err != nil {
+		t.Fatalf("serve (start %d) not ready: %v", s.starts, err)
+	}
+	s.served = true
+}
+
+// launch runs the child once and waits until /readyz answers 200, or it
+// exits; the error of a child that exited for a taken port says so
+// (portTaken), from its log.
+func (s *serveProc) launch() error {
+	t := s.t
+	t.Helper()
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, err := logf.Seek(0, io.SeekEnd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,13 +213,17 @@ func (s *serveProc) start() {
 		close(s.exited)
 	}()
 	counts.add("serve starts", 1)
+	exited := false
 	err = poll(60*time.Second, func() error {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("serve exited: %v", s.err)
+			exited = true
+			return nil // no use waiting longer
 		default:
 		}
-		resp, err := http.Get(s.base() + "/readyz")
+		// Not http.Get: what answers on the address before the child
+		// listens may be another process that never replies.
+		resp, err := probe.Get(s.base() + "/readyz")
 		if err != nil {
 			return err
 		}
@@ -167,10 +234,19 @@ func (s *serveProc) start() {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("serve (start %d) not ready: %v", s.starts, err)
+	if exited {
+		out, _ := os.ReadFile(s.logPath)
+		out = out[min(int(from), len(out)):]
+		if strings.Contains(string(out), syscall.EADDRINUSE.Error()) {
+			return fmt.Errorf("serve exited (%v), a port taken: %w", s.err, syscall.EADDRINUSE)
+		}
+		return fmt.Errorf("serve exited: %v", s.err)
 	}
+	return err
 }
+
+// probe asks whether a child is ready, never for long.
+var probe = &http.Client{Timeout: 2 * time.Second}
 
 // childEnv is the test's environment without PAYLEDGER_ settings, so a
 // developer's own configuration cannot leak into the child.
@@ -429,3 +505,40 @@ func setupMerchant(t *testing.T, a *client, hookURL string) merchant {
 // isRefused reports a connection that was refused before anything was sent
 // (the server is down): the request certainly did nothing.
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+// TestServeStartPortTaken: a port of serve's taken by another process
+// before the child listens does not fail the test. Before its first start
+// serve moves to fresh ports; after it has served, when it is restarted, it
+// waits for the port to be let go and listens where it did.
+func TestServeStartPortTaken(t *testing.T) {
+	t.Parallel()
+	sv := newServe(t, t.TempDir())
+	takenNATS, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", sv.natsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer takenNATS.Close()
+	sv.start()
+	if sv.natsPort == takenNATS.Addr().(*net.TCPAddr).Port {
+		t.Fatalf("serve started on the taken NATS port %d", sv.natsPort)
+	}
+
+	sv.kill()
+	addr := sv.addr
+	takenHTTP, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { takenHTTP.Close() }) }
+	defer release()
+	busy := 0
+	sv.portBusy = func() { busy++; release() }
+	sv.start()
+	if sv.addr != addr || busy == 0 {
+		t.Fatalf("restarted on %s after %d taken ports, want %s after at least one", sv.addr, busy, addr)
+	}
+	if _, err := readyHead(sv.base()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,14 +2,12 @@ package faults
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"sort"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,8 +36,15 @@ type receiver struct {
 
 func newReceiver(t *testing.T) *receiver {
 	t.Helper()
-	r := &receiver{t: t, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), byID: map[string]int{}, byExt: map[string]string{}}
-	r.open()
+	// The first listener is the kernel's pick, kept: no other process can
+	// take the address before the receiver listens, as it could a port
+	// found free and let go.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{t: t, addr: ln.Addr().String(), byID: map[string]int{}, byExt: map[string]string{}}
+	r.serveOn(ln)
 	t.Cleanup(r.close)
 	return r
 }
@@ -52,23 +57,23 @@ func (r *receiver) setSecret(s string) {
 	r.mu.Unlock()
 }
 
-// open listens on the receiver's address (again).
+// open listens on the receiver's address again, waiting for another
+// process that took it meanwhile (a connection's ephemeral port, say) to
+// let go.
 func (r *receiver) open() {
 	r.t.Helper()
 	var ln net.Listener
-	err := poll(10*time.Second, func() (err error) {
+	err := retryPortTaken(portWait, nil, func() (err error) {
 		ln, err = net.Listen("tcp", r.addr)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return err
-		}
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		r.t.Fatalf("receiver cannot listen on %s again: %v", r.addr, err)
 	}
+	r.serveOn(ln)
+}
+
+func (r *receiver) serveOn(ln net.Listener) {
 	srv := &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 5 * time.Second}
 	r.mu.Lock()
 	r.srv = srv
