@@ -291,11 +291,14 @@ func TestReceiverGoesAwayAndComesBack(t *testing.T) {
 		}
 		return nil
 	})
-	// Come back on the same address.
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("reopen %s: %v", addr, err)
-	}
+	// Come back on the same address. Another process may have taken it
+	// meanwhile (a connection's ephemeral port, say): wait for it to let
+	// go rather than fail.
+	var l net.Listener
+	waitFor(t, 10*time.Second, func() (err error) {
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
 	rc.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: http.HandlerFunc(rc.serve)}}
 	rc.srv.Start()
 	t.Cleanup(rc.srv.Close)

@@ -386,7 +386,9 @@ func checkDelivered(t *testing.T, d *Dispatcher, merchant string, rc *receiver, 
 	}
 }
 
-// freeAddr returns a loopback address nothing listens on.
+// freeAddr returns a loopback address nothing listened on a moment ago.
+// Another process may take it at any time: a test that listens on it later
+// waits until it can.
 func freeAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
