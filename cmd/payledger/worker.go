@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -186,16 +185,18 @@ func followStream(ctx context.Context, conn *stream.Conn, st *boltlog.Store, cfg
 // over the events after seq. A consumer whose acknowledged position is not
 // seq (the local copy was removed, or caught up faster by an ordered read),
 // or that still waits for acknowledgements (a previous run died), is
-// created anew: the local log is the checkpoint.
+// created anew: the local log is the checkpoint. It waits as long as ctx
+// lives (each JetStream request is bounded by the client's own timeout):
+// the server may take a while to close a consumer deleted under it, and
+// NewConsumer retries until then (docs/streams.md), as the webhooks
+// worker's does.
 func startAfter(ctx context.Context, conn *stream.Conn, cfg stream.ConsumerConfig, seq uint64) (*stream.Consumer, error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	cfg.StartSeq = seq + 1
-	cons, err := stream.NewConsumer(cctx, conn, cfg)
+	cons, err := stream.NewConsumer(ctx, conn, cfg)
 	if err != nil {
 		return nil, err
 	}
-	info, err := cons.Info(cctx)
+	info, err := cons.Info(ctx)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		// Deleted on the server since NewConsumer found or made it (by an
@@ -205,14 +206,14 @@ func startAfter(ctx context.Context, conn *stream.Conn, cfg stream.ConsumerConfi
 	case info.AckFloor.Stream == seq && info.NumAckPending == 0:
 		return cons, nil
 	}
-	s, err := conn.Stream(cctx)
+	s, err := conn.Stream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.DeleteConsumer(cctx, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := s.DeleteConsumer(ctx, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, err
 	}
-	return stream.NewConsumer(cctx, conn, cfg)
+	return stream.NewConsumer(ctx, conn, cfg)
 }
 
 // durableToken makes a host name fit a consumer name.
