@@ -136,7 +136,9 @@ func (s *Service) CreateInvoice(ctx context.Context, c CreateInvoice) (*Invoice,
 		if !currencyOK || !c.Rate.IsPositive() {
 			return decision{}, fmt.Errorf("currency %q: %w", c.Currency, ErrCurrencyInvalid)
 		}
-		d = newInvoice(c.Meta, c.InvoiceID, m, amount, cur, c.Rate)
+		if d, err = newInvoice(c.Meta, c.InvoiceID, m, amount, cur, c.Rate); err != nil {
+			return decision{}, err
+		}
 		d.Source = SourceAPI
 		d.ExternalID, d.CustomerID, d.Purpose = c.ExternalID, c.CustomerID, c.Purpose
 		d.CallbackURL, d.SuccessURL, d.FailURL = c.CallbackURL, c.SuccessURL, c.FailURL
@@ -207,8 +209,21 @@ func (s *Service) payableMerchant(ctx context.Context, merchantID string) (*Merc
 	return m, nil
 }
 
-func newInvoice(meta Meta, id ulid.ULID, m *Merchant, amount decimal.Decimal, cur Currency, rate decimal.Decimal) InvoiceCreated {
+// newInvoice prices an invoice of amount in cur at rate for merchant m.
+//
+// An amount whose conversion credits the merchant nothing (merchant_usdt
+// 0.00: all of it fee, or no USDT at all) is refused, as a *ValidationError
+// on "amount" of type "too_small" that names the least amount that would
+// credit a cent: such an invoice, once paid, would move the customer's
+// money to fee income only.
+func newInvoice(meta Meta, id ulid.ULID, m *Merchant, amount decimal.Decimal, cur Currency, rate decimal.Decimal) (InvoiceCreated, error) {
 	conv := Convert(amount, rate, m.CommissionPercent)
+	if !conv.MerchantUSDT.IsPositive() {
+		least := MinCreditedAmount(rate, m.CommissionPercent, cur)
+		return InvoiceCreated{}, &ValidationError{Fields: []FieldError{{Path: "amount", Type: "too_small",
+			Message: fmt.Sprintf("amount must be at least %s %s at the current rate (%s %s per USDT): a smaller amount is too small to credit the merchant anything",
+				FormatAmount(least, cur), cur.Code, FormatRate(rate), cur.Code)}}}
+	}
 	lifetime := m.InvoiceLifetime
 	if lifetime <= 0 {
 		lifetime = DefaultInvoiceLifetime
@@ -226,7 +241,7 @@ func newInvoice(meta Meta, id ulid.ULID, m *Merchant, amount decimal.Decimal, cu
 		MerchantUSDT:      conv.MerchantUSDT,
 		CreatedAt:         at,
 		ExpiresAt:         at.Add(lifetime),
-	}
+	}, nil
 }
 
 // checkInvoiceCurrency checks a currency code's form; ok is false for a
@@ -432,7 +447,9 @@ func (s *Service) CreateEInvoice(ctx context.Context, c CreateEInvoice) (*Invoic
 			if !rate.IsPositive() {
 				return decision{}, fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid)
 			}
-			d = newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate)
+			if d, err = newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate); err != nil {
+				return decision{}, err
+			}
 			d.Source = SourceEInvoice
 			d.PaymentID, d.Method, d.Purpose = c.PaymentID, method.Code, c.Description
 			d.Account, d.Sender, d.StatusURL, d.ExtraFields = c.Account, c.Sender, c.StatusURL, c.ExtraFields

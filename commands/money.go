@@ -206,6 +206,25 @@ func Convert(amount, rate, commissionPercent decimal.Decimal) Conversion {
 	}
 }
 
+// MinCreditedAmount is the least amount of cur that Convert at rate, with
+// commissionPercent (below 100), credits the merchant anything: 0.01 USDT.
+// Below it the whole amount is fee (newInvoice refuses such an invoice).
+// Seed 003's rate and commission: 41.50 UAH per USDT with 2% gives 0.43
+// UAH (0.42 UAH is 0.010120 USDT, 0.009918 after commission: 0.00).
+//
+// Exactly, with no rounded intermediate: MerchantUSDT >= 0.01 exactly when
+// GrossUSDT * (100 - commissionPercent) >= 1, so the least GrossUSDT is
+// 1 / (100 - commissionPercent) rounded up to USDTPlaces; GrossUSDT is
+// amount / rate truncated to USDTPlaces, so it reaches that gross exactly
+// when amount >= gross * rate, rounded up here to cur.MinorUnits.
+func MinCreditedAmount(rate, commissionPercent decimal.Decimal, cur Currency) decimal.Decimal {
+	gross, r := decimal.NewFromInt(1).QuoRem(decHundred.Sub(commissionPercent), USDTPlaces)
+	if r.Sign() > 0 {
+		gross = gross.Add(decimal.New(1, -USDTPlaces))
+	}
+	return gross.Mul(rate).RoundCeil(cur.MinorUnits)
+}
+
 // ConvertBetween converts amount from currency A to currency to (B) through
 // their USDT rates: fromRate is units of A per 1 USDT, toRate units of B per
 // 1 USDT, so the result is amount * toRate / fromRate. It is rounded up to

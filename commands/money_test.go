@@ -289,6 +289,37 @@ func TestConvertConservation(t *testing.T) {
 	}
 }
 
+// TestMinCreditedAmount: Convert of MinCreditedAmount credits the merchant
+// something, and of one minor unit less nothing, on random rates,
+// commissions and currencies.
+func TestMinCreditedAmount(t *testing.T) {
+	d := decimal.RequireFromString
+	if got := MinCreditedAmount(d("41.50"), d("2"), mustCurrency(t, "UAH")); !got.Equal(d("0.43")) {
+		t.Errorf("seed 003: MinCreditedAmount = %s, want 0.43", got)
+	}
+	r := rand.New(rand.NewPCG(11, 2026))
+	curs := []Currency{mustCurrency(t, "BTC"), mustCurrency(t, "XOF"), mustCurrency(t, "UAH"), mustCurrency(t, "KWD"), SettlementCurrency()}
+	for i := range 20000 {
+		rate := randDecimal(r, 6, r.IntN(maxRatePlaces+1))
+		commission := randDecimal(r, 2, r.IntN(5))
+		if commission.GreaterThanOrEqual(decHundred) {
+			commission = d("99.9999")
+		}
+		cur := curs[r.IntN(len(curs))]
+		least := MinCreditedAmount(rate, commission, cur)
+		if !least.Equal(least.RoundDown(cur.MinorUnits)) {
+			t.Fatalf("case %d: %s has more than %d places", i, least, cur.MinorUnits)
+		}
+		if c := Convert(least, rate, commission); !c.MerchantUSDT.IsPositive() {
+			t.Fatalf("case %d: MinCreditedAmount(%s, %s, %s) = %s credits nothing", i, rate, commission, cur.Code, least)
+		}
+		below := least.Sub(decimal.New(1, -cur.MinorUnits))
+		if below.IsPositive() && Convert(below, rate, commission).MerchantUSDT.IsPositive() {
+			t.Fatalf("case %d: MinCreditedAmount(%s, %s, %s) = %s, but %s credits the merchant too", i, rate, commission, cur.Code, least, below)
+		}
+	}
+}
+
 func TestConvertBetween(t *testing.T) {
 	d := decimal.RequireFromString
 	tests := []struct{ amount, from, to, cur, want string }{

@@ -180,6 +180,72 @@ func TestCreateInvoiceRefusals(t *testing.T) {
 	}
 }
 
+// TestInvoiceCreditingNothingRefused: an invoice whose conversion credits
+// the merchant nothing (merchant_usdt 0.00, all of it fee) is refused on its
+// amount by every command that prices one, naming the least amount that
+// credits a cent, and appends nothing; that least amount is taken.
+// Seed 003's rate with 2%: 0.42 UAH is 0.010120 USDT, 0.00 after commission.
+func TestInvoiceCreditingNothingRefused(t *testing.T) {
+	e := newEnv(t)
+	single, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(),
+		Kind: commands.WidgetSingle, FiatCurrency: "UAH", FiatAmount: "0.42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlimited, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(),
+		Kind: commands.WidgetUnlimited, Currencies: []string{"UAH"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := map[string]func(amount string) (*commands.Invoice, error){
+		"create-invoice": func(amount string) (*commands.Invoice, error) {
+			return e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+				Amount: amount, Currency: "UAH", ExternalID: "tiny-" + ulid.Make().String(), Rate: dec("41.50")})
+		},
+		"e-invoice": func(amount string) (*commands.Invoice, error) {
+			return e.svc.CreateEInvoice(e.ctx, commands.CreateEInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+				PaymentID: "tiny-" + ulid.Make().String(), Method: "visamaster.uah", Amount: amount, Rate: dec("41.50")})
+		},
+		"unlimited widget": func(amount string) (*commands.Invoice, error) {
+			return e.svc.CreateWidgetInvoice(e.ctx, commands.CreateWidgetInvoice{Meta: e.meta(), InvoiceID: ulid.Make(),
+				WidgetID: unlimited.WidgetID, Amount: amount, Method: "visamaster.uah", Rate: dec("41.50")})
+		},
+		"single widget": func(string) (*commands.Invoice, error) {
+			return e.svc.CreateWidgetInvoice(e.ctx, commands.CreateWidgetInvoice{Meta: e.meta(), InvoiceID: ulid.Make(),
+				WidgetID: single.WidgetID, Rate: dec("41.50")})
+		},
+	}
+	for name, f := range create {
+		t.Run(name, func(t *testing.T) {
+			head := e.store.Head()
+			inv, err := f("0.42")
+			var ve *commands.ValidationError
+			if !errors.As(err, &ve) || ve.Fields[0].Path != "amount" || ve.Fields[0].Type != "too_small" {
+				if err == nil {
+					t.Fatalf("0.42 UAH accepted with merchant_usdt %s, gross %s, fee %s", inv.MerchantUSDT.StringFixed(2), inv.GrossUSDT, inv.FeeUSDT)
+				}
+				t.Fatalf("err = %v, want an amount detail of type too_small", err)
+			}
+			if want := "at least 0.43 UAH at the current rate"; !strings.Contains(ve.Fields[0].Message, want) {
+				t.Errorf("message %q does not say %q", ve.Fields[0].Message, want)
+			}
+			if e.store.Head() != head {
+				t.Fatal("a refused command appended events")
+			}
+			if name == "single widget" {
+				return
+			}
+			inv, err = f("0.43")
+			if err != nil {
+				t.Fatalf("0.43 UAH: %v", err)
+			}
+			if !inv.MerchantUSDT.Equal(dec("0.01")) {
+				t.Fatalf("0.43 UAH: merchant_usdt %s, want 0.01", inv.MerchantUSDT)
+			}
+		})
+	}
+}
+
 // TestInvoiceTransitions: every allowed and refused invoice transition.
 func TestInvoiceTransitions(t *testing.T) {
 	type step func(e *env, inv *commands.Invoice) error

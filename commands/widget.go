@@ -337,7 +337,10 @@ func (s *Service) CreateWidgetInvoice(ctx context.Context, c CreateWidgetInvoice
 		if !rate.IsPositive() {
 			return decision{}, fmt.Errorf("currency %q: %w", cur.Code, ErrCurrencyInvalid)
 		}
-		d := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate)
+		d, err := newInvoice(c.Meta, c.InvoiceID, m, amount, cur, rate)
+		if err != nil {
+			return decision{}, err
+		}
 		d.Source = SourceWidget
 		d.WidgetID, d.MerchantExternalID, d.ExternalID = w.WidgetID, w.MerchantExternalID, w.MerchantExternalID
 		d.Purpose, d.CustomerID, d.Method = w.Description, c.CustomerID, method.Code

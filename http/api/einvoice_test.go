@@ -78,6 +78,7 @@ func TestEInvoice(t *testing.T) {
 		{"exponent amount", strings.Replace(seed001Request, `100.00`, `1e2`, 1), EInvoiceInvalid, "amount"},
 		{"over-precise amount", strings.Replace(seed001Request, `100.00`, `100.001`, 1), EInvoiceInvalid, "amount"},
 		{"negative amount", strings.Replace(seed001Request, `100.00`, `-100`, 1), EInvoiceInvalid, "amount"},
+		{"amount crediting the merchant nothing", strings.Replace(seed001Request, `100.00`, `0.42`, 1), EInvoiceInvalid, "amount"},
 		{"unknown method", strings.Replace(seed001Request, `visamaster.uah`, `visamaster.zzz`, 1), EInvoiceMethod, "currency"},
 		{"method without rate", strings.NewReplacer(`visamaster.uah`, `visamaster.ngn`, `"card_holder": "Ivan Ivanov"`, ``).Replace(seed001Request), EInvoiceRate, "currency"},
 		{"bad extra field", strings.Replace(seed001Request, `"card_holder"`, `"phone"`, 1), EInvoiceInvalid, "extra_fields.phone"},

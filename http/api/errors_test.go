@@ -129,6 +129,7 @@ func TestBadInputAppendsNothing(t *testing.T) {
 		{"zero amount", ci, with("amount", `"0.00"`), 400, "amount"},
 		{"over-precise amount", ci, with("amount", `"1500.001"`), 400, "amount"},
 		{"huge amount", ci, with("amount", `"1`+strings.Repeat("0", 40)+`"`), 400, "amount"},
+		{"amount crediting the merchant nothing", ci, with("amount", `"0.42"`), 400, "amount"},
 		{"exponent amount", ci, with("amount", `"1e3"`), 400, "amount"},
 		{"unknown currency", ci, with("currency_code", `"XYZ"`), 400, "currency_code"},
 		{"lower-case currency", ci, with("currency_code", `"uah"`), 400, "currency_code"},

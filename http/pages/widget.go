@@ -254,7 +254,13 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 	case errors.As(err, &ve):
 		for _, f := range ve.Fields {
-			if f.Path == "amount" {
+			switch {
+			case f.Path != "amount":
+			case st.w.Type == commands.WidgetSingle:
+				// The shop's own amount: the customer has no amount to change.
+				refuse(http.StatusBadRequest, "", "This payment's amount is too small to be paid at the current exchange rate. Please contact the shop.")
+				return
+			default:
 				refuse(http.StatusBadRequest, "amount", amountMessage(f, method.Currency))
 				return
 			}
@@ -344,7 +350,7 @@ func amountMessage(f commands.FieldError, cur string) string {
 		return "Enter the amount you want to pay."
 	case "not_positive":
 		return "Enter an amount greater than zero."
-	case "too_precise", "too_large":
+	case "too_precise", "too_large", "too_small":
 		return strings.ToUpper(f.Message[:1]) + f.Message[1:] + "."
 	}
 	return "Enter the amount as a number, for example 150 or 150.50 (" + cur + ")."

@@ -126,6 +126,9 @@ func TestWidgetRefusesBadInput(t *testing.T) {
 		{"too precise", "visamaster.uah", "10.005", http.StatusBadRequest, []string{"Amount must have at most 2 decimal places for UAH."}},
 		{"too precise for XOF", "wave-ci.xof", "10.5", http.StatusBadRequest, []string{"whole number for XOF"}},
 		{"huge", "visamaster.uah", "99999999999999999999", http.StatusBadRequest, []string{`id="amount-error"`}},
+		// 0.42 UAH at 41.50 with 2% credits the merchant 0.00 USDT.
+		{"too small to credit the merchant", "visamaster.uah", "0.42", http.StatusBadRequest,
+			[]string{`id="amount-error"`, "Amount must be at least 0.43 UAH at the current rate"}},
 		{"no method", "", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed.", `id="method-error"`}},
 		{"unknown method", "no-such.method", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed."}},
 		{"method without a rate", "visamaster.usd", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed."}},
@@ -140,6 +143,21 @@ func TestWidgetRefusesBadInput(t *testing.T) {
 	// The customer's choice survives the error.
 	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"wave-ci.xof"}, "amount": {"x"}})
 	wantContains(t, res, `value="wave-ci.xof" data-currency="XOF" selected`, `<span class="currency" id="amount-currency">XOF</span>`)
+	e.unchanged(head)
+}
+
+// TestWidgetSingleTooSmall: a single widget whose amount credits the
+// merchant nothing at the current rate is refused with a message on the
+// page (the customer has no amount field to correct), appending nothing.
+func TestWidgetSingleTooSmall(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(commands.CreateWidget{Kind: commands.WidgetSingle, FiatCurrency: "XOF", FiatAmount: "5", Description: "Sticker"})
+	c := e.client()
+	page := c.get("/w/" + w.WidgetID)
+	head := e.store.Head()
+	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {formToken(t, page.body)}, "method": {"wave-ci.xof"}})
+	wantStatus(t, res, http.StatusBadRequest)
+	wantContains(t, res, `role="alert">This payment&#39;s amount is too small to be paid at the current exchange rate. Please contact the shop.`)
 	e.unchanged(head)
 }
 
