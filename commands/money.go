@@ -11,6 +11,17 @@ import (
 // every product of an amount and a rate stays exact in the views.
 const MaxAmountDigits = 15
 
+// amountBound is the least amount with more than MaxAmountDigits integer digits.
+var amountBound = decimal.New(1, MaxAmountDigits)
+
+// withinAmountDigits reports whether d has at most MaxAmountDigits integer
+// digits, as ParseAmount requires of every amount it takes: an amount the
+// ledger computes (a payment's, converted) must be one it could be told
+// was paid.
+func withinAmountDigits(d decimal.Decimal) bool {
+	return d.Abs().LessThan(amountBound)
+}
+
 // Rate limits: a rate is units of a currency per 1 USDT, from about 1e-6 (BTC)
 // to about 1e5 (IRR, VND), so 12 places either side leave room without letting
 // a typo through unnoticed.

@@ -88,6 +88,11 @@ type CreatePayment struct {
 // and have fewer than MaxPaymentsPerInvoice payments; invoice.payment_added
 // is appended to it in the same append.
 //
+// A payment in another currency than its invoice's is converted
+// (ConvertBetween); a converted amount of more than MaxAmountDigits integer
+// digits is refused, a *ValidationError on "method" of type "too_large":
+// its paid_amount could not be recorded (ParseAmount).
+//
 // Errors: *ValidationError, ErrNotFound, ErrInvoiceNotPayable, ErrTooManyPayments,
 // ErrMerchantDisabled (the merchant is suspended), ErrMethodInvalid,
 // ErrNoGateway (no enabled gateway serves the method; it wraps
@@ -145,6 +150,15 @@ func (s *Service) CreatePayment(ctx context.Context, c CreatePayment) (*Payment,
 				return decision{}, fmt.Errorf("currency %q: %w", method.Currency, ErrCurrencyInvalid)
 			}
 			amount = ConvertBetween(inv.Amount, inv.ConversionRate, rate, cur)
+			// Its paid_amount and receipts are parsed with ParseAmount's
+			// digit limit: a larger amount could be asked for but never
+			// recorded as paid.
+			if !withinAmountDigits(amount) {
+				invCur, _ := LookupCurrency(inv.Currency)
+				return decision{}, &ValidationError{Fields: []FieldError{{Path: "method", Type: "too_large",
+					Message: fmt.Sprintf("the invoice's %s %s is %s %s at its rate and %s's current rate: more than %d integer digits, too large to pay with %s; choose a method in another currency",
+						FormatAmount(inv.Amount, invCur), inv.Currency, FormatAmount(amount, cur), cur.Code, cur.Code, MaxAmountDigits, method.Code)}}}
+			}
 		}
 		sw, err := s.GatewaySwitches(ctx)
 		if err != nil {

@@ -893,6 +893,46 @@ func TestEInvoice(t *testing.T) {
 	}
 }
 
+// TestPaymentAmountWithinDigits: a payment in another currency than its
+// invoice's is converted, and a converted amount of more than 15 integer
+// digits is refused on the method, appending nothing: its paid_amount
+// could not be recorded (ParseAmount's limit), so the payment could never
+// be processed at its own amount. One that fits is processed at it.
+func TestPaymentAmountWithinDigits(t *testing.T) {
+	e := newEnv(t)
+	pay := func(amount string) (*commands.Payment, error) {
+		t.Helper()
+		inv, err := e.svc.CreateInvoice(e.ctx, commands.CreateInvoice{Meta: e.meta(), InvoiceID: ulid.Make(), MerchantID: e.m,
+			Amount: amount, Currency: "USD", ExternalID: "big-" + amount, Rate: dec("1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(), InvoiceID: inv.InvoiceID,
+			Method: "mtn-guinea.gnf", MethodRate: dec("8600")})
+		return p, err
+	}
+	// The invoice is appended; the 16-digit payment (8599999999999914 GNF) is not.
+	head := e.store.Head().Seq + 1
+	_, err := pay("999999999999.99")
+	var ve *commands.ValidationError
+	if !errors.As(err, &ve) || ve.Fields[0].Path != "method" || ve.Fields[0].Type != "too_large" ||
+		!strings.Contains(ve.Fields[0].Message, "999999999999.99 USD is 8599999999999914 GNF") {
+		t.Fatalf("err = %v, want a too_large detail on method naming both amounts", err)
+	}
+	if e.store.Head().Seq != head {
+		t.Fatalf("the refused payment appended events: head %d, want %d", e.store.Head().Seq, head)
+	}
+	// 999999999999984 GNF: 15 digits.
+	p, err := pay("116279069767.44")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: p.PaymentID, PaidAmount: p.PaymentAmount.String()})
+	if err != nil || !res.InvoicePaid {
+		t.Fatalf("process %s GNF: %+v %v", p.PaymentAmount, res, err)
+	}
+}
+
 func TestEventIDsAreDeterministic(t *testing.T) {
 	// The same command decided twice yields the same events: ids derive from
 	// the command id, time from the command.
