@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -207,7 +208,7 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := r.PostFormValue("method")
-	amount := normalizeAmount(r.PostFormValue("amount"))
+	amount, amountErr := normalizeAmount(r.PostFormValue("amount"))
 	// The form comes back with the customer's entries when refused.
 	v := &widgetView{Amount: amount, Selected: code}
 	refuse := func(status int, field, msg string) {
@@ -238,6 +239,9 @@ func (h *handler) widgetCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if st.w.Type == commands.WidgetSingle {
 		amount = ""
+	} else if amountErr != "" {
+		refuse(http.StatusBadRequest, "amount", amountErr)
+		return
 	}
 	if wait, ok := h.widgetLimit.Allow(id, h.now()); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfter(wait)))
@@ -333,15 +337,29 @@ func (h *handler) rate(cur string) (decimal.Decimal, error) {
 	return d, nil
 }
 
-// normalizeAmount accepts what people type: spaces around, and a decimal
-// comma ("12,50") when there is no dot.
-func normalizeAmount(s string) string {
+// normalizeAmount accepts what people type: spaces around, and a comma
+// as the decimal separator where it cannot be a thousands separator
+// ("250,50", "0,5", "1500,5"). A comma that may be one ("1,500": 1500, or
+// 1.5?) or is one ("1,500,000", "1,500.50", "1.500,50") is refused with
+// a message for the customer (msg != ""): reading it either way could make
+// an invoice a thousand times off.
+func normalizeAmount(s string) (amount, msg string) {
 	s = strings.TrimSpace(s)
-	if strings.Count(s, ",") == 1 && !strings.Contains(s, ".") {
-		s = strings.Replace(s, ",", ".", 1)
+	whole, frac, found := strings.Cut(s, ",")
+	switch {
+	case !found:
+		return s, ""
+	case strings.Contains(frac, ",") || strings.Contains(s, "."):
+		return s, "Write the amount without thousands separators, with a dot before any decimals: for example 1500 or 1500.50."
+	case thousandsRE.MatchString(s):
+		return s, fmt.Sprintf("%s could mean %s%s or %s.%s: write the amount without thousands separators, with a dot before any decimals.",
+			s, whole, frac, whole, frac)
 	}
-	return s
+	return whole + "." + frac, ""
 }
+
+// thousandsRE matches a number a single comma could group in thousands.
+var thousandsRE = regexp.MustCompile(`^-?[1-9][0-9]{0,2},[0-9]{3}$`)
 
 // amountMessage words a domain amount error for a customer.
 func amountMessage(f commands.FieldError, cur string) string {

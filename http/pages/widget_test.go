@@ -86,6 +86,26 @@ func TestWidgetUnlimitedCreatesInvoiceAndPayment(t *testing.T) {
 	wantContains(t, page, "250.50 UAH", "Donations to the shelter", "I have paid", esc(ps[0].Extra.AccountNumber))
 }
 
+// TestWidgetDecimalComma: a comma that cannot group thousands is the
+// decimal separator: not followed by exactly three digits, or after a
+// zero or more than three digits.
+func TestWidgetDecimalComma(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	c := e.client()
+	for typed, want := range map[string]string{"0,5": "0.5", "12,5": "12.5", "1500,5": "1500.5", "1,5000": "1.5", "0,500": "0.5", "1500,000": "1500"} {
+		tok := formToken(t, c.get("/w/"+w.WidgetID).body)
+		id := widgetInvoice(t, c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"usdt_trc20"}, "amount": {typed}}))
+		inv, err := e.views.InvoicePublic(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !dec(inv.Amount).Equal(dec(want)) {
+			t.Errorf("%q made an invoice of %s USDT, want %s", typed, inv.Amount, want)
+		}
+	}
+}
+
 func TestWidgetSingle(t *testing.T) {
 	e := newEnv(t)
 	w := e.widget(commands.CreateWidget{Kind: commands.WidgetSingle, FiatCurrency: "XOF", FiatAmount: "5000",
@@ -129,6 +149,14 @@ func TestWidgetRefusesBadInput(t *testing.T) {
 		// 0.42 UAH at 41.50 with 2% credits the merchant 0.00 USDT.
 		{"too small to credit the merchant", "visamaster.uah", "0.42", http.StatusBadRequest,
 			[]string{`id="amount-error"`, "Amount must be at least 0.43 UAH at the current rate"}},
+		// A comma that may group thousands is not read as a decimal comma:
+		// "1,500" was 1.5 (USDT), or "at most 2 decimal places" (UAH).
+		{"thousands comma in USDT", "usdt_trc20", "1,500", http.StatusBadRequest,
+			[]string{`id="amount-error"`, "1,500 could mean 1500 or 1.500: write the amount without thousands separators, with a dot before any decimals.", `value="1,500"`}},
+		{"thousands comma in UAH", "visamaster.uah", "1,500", http.StatusBadRequest, []string{"1,500 could mean 1500 or 1.500"}},
+		{"thousands commas", "visamaster.uah", "1,500,000", http.StatusBadRequest, []string{"Write the amount without thousands separators, with a dot before any decimals"}},
+		{"thousands comma and decimal dot", "visamaster.uah", "1,500.50", http.StatusBadRequest, []string{"Write the amount without thousands separators"}},
+		{"thousands dot and decimal comma", "visamaster.uah", "1.500,50", http.StatusBadRequest, []string{"Write the amount without thousands separators"}},
 		{"no method", "", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed.", `id="method-error"`}},
 		{"unknown method", "no-such.method", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed."}},
 		{"method without a rate", "visamaster.usd", "10", http.StatusBadRequest, []string{"Choose one of the payment methods listed."}},
@@ -140,8 +168,11 @@ func TestWidgetRefusesBadInput(t *testing.T) {
 			wantContains(t, res, `name="csrf_token"`, "Donations to the shelter")
 		})
 	}
+	// "1,500" in UAH is not called too precise: it is not 1.500.
+	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}, "amount": {"1,500"}})
+	wantLacks(t, res, "decimal places")
 	// The customer's choice survives the error.
-	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"wave-ci.xof"}, "amount": {"x"}})
+	res = c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"wave-ci.xof"}, "amount": {"x"}})
 	wantContains(t, res, `value="wave-ci.xof" data-currency="XOF" selected`, `<span class="currency" id="amount-currency">XOF</span>`)
 	e.unchanged(head)
 }
