@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/shopspring/decimal"
 
@@ -58,21 +59,44 @@ func parsePaymentID(raw json.RawMessage) (string, json.RawMessage, error) {
 
 // parseAmountText reads amount from a JSON string or number as its decimal
 // text; commands.ParseAmount then checks the text's form and precision.
-func parseAmountText(raw json.RawMessage) (string, error) {
+// number says it was a JSON number.
+func parseAmountText(raw json.RawMessage) (text string, number bool, _ error) {
 	raw = bytes.TrimSpace(raw)
 	switch {
 	case len(raw) == 0 || string(raw) == "null":
-		return "", nil
+		return "", false, nil
 	case raw[0] == '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", badField("amount", "decimal_type", "amount must be a decimal string or number")
+			return "", false, badField("amount", "decimal_type", "amount must be a decimal string or number")
 		}
-		return s, nil
+		return s, false, nil
 	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
-		return string(raw), nil
+		return string(raw), true, nil
 	}
-	return "", badField("amount", "decimal_type", "amount must be a decimal string or number such as 100.00")
+	return "", false, badField("amount", "decimal_type", "amount must be a decimal string or number such as 100.00")
+}
+
+// trimNumberZeros drops the trailing zeros of a JSON number's decimal
+// places beyond places, and the dot if none are left: "1500.00" is 1500
+// for XOF (0 places), "100.000" is "100.00" for UAH. Seed 001 sends the
+// amount as a number ("amount": 100.00), and a number's trailing zeros
+// say nothing of its precision: many JSON encoders write them, or drop
+// them, as they please. A nonzero digit beyond places ("1500.50" for XOF)
+// is kept, for ParseAmount to refuse; text that is not plain digits with
+// one dot (an exponent, a sign) is returned unchanged.
+func trimNumberZeros(text string, places int32) string {
+	whole, frac, ok := strings.Cut(text, ".")
+	if !ok || !isJSONInteger([]byte(whole)) || !isJSONInteger([]byte(frac)) {
+		return text
+	}
+	for len(frac) > int(places) && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+	}
+	if frac == "" {
+		return whole
+	}
+	return whole + "." + frac
 }
 
 func isJSONInteger(b []byte) bool {
@@ -98,7 +122,7 @@ func (s *Server) createEInvoice(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	amount, err := parseAmountText(req.Amount)
+	amount, number, err := parseAmountText(req.Amount)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -110,6 +134,9 @@ func (s *Server) createEInvoice(c *call) (int, any, error) {
 	if m, ok := commands.LookupMethod(req.Currency); ok {
 		if rate, err = s.rateFor(m.Currency); err != nil {
 			return 0, nil, err
+		}
+		if cur, ok := commands.LookupCurrency(m.Currency); ok && number {
+			amount = trimNumberZeros(amount, cur.MinorUnits)
 		}
 	}
 	inv, err := s.svc.CreateEInvoice(c.ctx, commands.CreateEInvoice{

@@ -350,3 +350,59 @@ func TestMethodsListNeedsARate(t *testing.T) {
 		t.Errorf("litecoin e-invoice with a rate: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestEInvoiceNumberTrailingZeros: seed 001 sends the amount as a JSON
+// number ("amount": 100.00), whose trailing zeros are not precision: an
+// XOF amount of 1500.00 or 1500.0 is 1500 XOF, and 100.000 is 100.00 UAH.
+// A nonzero digit beyond the minor units (1500.50 XOF) is still refused,
+// and a string amount is read as strictly as everywhere in the API
+// ("1500.00" is too precise for XOF). Before, every number with more
+// places than the currency has was refused, 1500.00 XOF too.
+func TestEInvoiceNumberTrailingZeros(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	h.setRate("XOF", "600")
+	xof := func(id, amount string) string {
+		return `{"payment_id": "` + id + `", "currency": "mtn-ci.xof", "amount": ` + amount + `, "extra_fields": {"phone": "+2250700000000"}}`
+	}
+	for _, tc := range []struct{ name, body, want string }{
+		{"XOF 1500.00", xof("x-1", "1500.00"), "1500"},
+		{"XOF 1500.0", xof("x-2", "1500.0"), "1500"},
+		{"XOF 1500", xof("x-3", "1500"), "1500"},
+		{"UAH 100.000", strings.Replace(seed001Request, "100.00", "100.000", 1), "100.00"},
+	} {
+		r := h.api(m, "POST", "/api/einvoice/create", tc.body)
+		if r.Status != http.StatusOK {
+			t.Errorf("%s: %d %s", tc.name, r.Status, r.Body)
+			continue
+		}
+		id, _ := r.JSON(t)["invoice_id"].(string)
+		if got := h.api(m, "GET", "/api/v1/invoices/"+id, "").JSON(t)["amount"]; got != tc.want {
+			t.Errorf("%s: invoice amount %v, want %s", tc.name, got, tc.want)
+		}
+	}
+	head := h.head()
+	for _, tc := range []struct{ name, body, message string }{
+		{"XOF 1500.50", xof("x-4", "1500.50"), "amount must be a whole number for XOF (no decimal places)"},
+		{"XOF 1500.001", xof("x-5", "1500.001"), "amount must be a whole number for XOF (no decimal places)"},
+		{"XOF string 1500.00", xof("x-6", `"1500.00"`), "amount must be a whole number for XOF (no decimal places)"},
+		{"UAH 100.001", strings.Replace(seed001Request, "100.00", "100.001", 1), "amount must have at most 2 decimal places for UAH"},
+		{"XOF 1.5e3", xof("x-7", "1.5e3"), `amount must be a decimal string such as "1500.00"`},
+	} {
+		r := h.api(m, "POST", "/api/einvoice/create", tc.body)
+		var e struct {
+			Error struct {
+				Code    *int     `json:"code"`
+				Details []Detail `json:"details"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(r.Body, &e); err != nil || r.Status != http.StatusBadRequest || e.Error.Code == nil ||
+			*e.Error.Code != EInvoiceInvalid || len(e.Error.Details) != 1 || e.Error.Details[0].Path != "amount" ||
+			!strings.HasPrefix(e.Error.Details[0].Message, tc.message) {
+			t.Errorf("%s: %d %s, want code %d with an amount detail %q", tc.name, r.Status, r.Body, EInvoiceInvalid, tc.message)
+		}
+	}
+	if h.head() != head {
+		t.Errorf("refused e-invoices appended: head %d -> %d", head, h.head())
+	}
+}

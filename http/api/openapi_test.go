@@ -230,7 +230,7 @@ func schemas() js {
 		"EInvoiceRequest": obj([]string{"payment_id", "currency", "amount"}, js{
 			"payment_id":   js{"type": []any{"string", "integer"}, "description": "Invoice number in the merchant's accounting system, unique per merchant: a string or a whole number"},
 			"currency":     strEx("Payment method code from seed 001's list (GET /api/extrafields/list)", "visamaster.uah"),
-			"amount":       js{"type": []any{"string", "number"}, "description": "Payment amount, a decimal string or a JSON number read from its text (never through a float)", "examples": []any{"100.00"}},
+			"amount":       js{"type": []any{"string", "number"}, "description": "Payment amount, a decimal string or a JSON number read from its text (never through a float). A number's trailing zeros beyond the currency's minor units are dropped (1500.00 with mtn-ci.xof is 1500 XOF); a string's places count as written (\"1500.00\" is refused for XOF)", "examples": []any{"100.00"}},
 			"description":  str("Payment description"),
 			"account":      str("User identifier in the merchant's system"),
 			"sender":       str("Wallet number the payment should come from, without spaces or separators (optional)"),
