@@ -603,10 +603,10 @@ func (s *state) invoiceUpdate(e *ledger.Event, p *pInvoiceUpdate) error {
 		// Amounts are in the paying payment's currency (the invoice's, or
 		// its method's): shown at its minor units, as the payment shows them.
 		if !pd.amount.isZero() {
-			v.PaidAmount = fiatAmount(pd.amount, pay.v.PaymentCurrency)
+			v.PaidAmount = currencyAmount(pd.amount, pay.v.PaymentCurrency)
 		}
 		if !pd.excess.isZero() {
-			v.Overpaid = fiatAmount(pd.excess, pay.v.PaymentCurrency)
+			v.Overpaid = currencyAmount(pd.excess, pay.v.PaymentCurrency)
 		}
 	}
 	return nil
@@ -788,7 +788,7 @@ func (s *state) paymentUpdate(e *ledger.Event, p *pPaymentUpdate) error {
 	if pr := p.processed; pr != nil {
 		v.Allocation = pr.allocation
 		v.Late = pr.late
-		v.PaidAmount = fiatAmount(pr.paid, v.PaymentCurrency)
+		v.PaidAmount = currencyAmount(pr.paid, v.PaymentCurrency)
 		s.post(pr.postings)
 	}
 	return nil
@@ -844,7 +844,7 @@ func matchLines(kind, name string, want []commands.PostingLine[num], got []mPost
 
 // viewNum parses into n an amount a view keeps as decimal text. The
 // number is the event's: a payment's amount is at its currency's minor
-// units there (fiatAmount), which the commands never exceed (ParseAmount,
+// units there (currencyAmount), which the commands never exceed (ParseAmount,
 // ConvertBetween), and the invoice's USDT amounts are FormatRate's, exact.
 func viewNum(n *num, text string) bool {
 	var ok bool
@@ -895,7 +895,7 @@ func (s *state) receiptHeld(e *ledger.Event, p *pReceiptHeld) error {
 		}
 		total = total.Add(prev)
 	}
-	v.HeldAmount = fiatAmount(numOf(total), v.PaymentCurrency)
+	v.HeldAmount = currencyAmount(numOf(total), v.PaymentCurrency)
 	s.post(p.postings)
 	return nil
 }

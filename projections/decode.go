@@ -286,7 +286,7 @@ func buildInvoice(e *ledger.Event, d *mInvoiceCreated) (any, error) {
 	return &pInvoiceCreated{v: InvoiceView{
 		InvoiceID:          id,
 		ExternalID:         d.ExternalID,
-		Amount:             fiatAmount(d.Amount, d.Currency),
+		Amount:             currencyAmount(d.Amount, d.Currency),
 		Currency:           d.Currency,
 		ConversionRate:     d.ConversionRate.rate(),
 		MerchantUSDT:       d.MerchantUSDT.rate(),
@@ -332,7 +332,7 @@ func buildPayment(e *ledger.Event, d *mPaymentCreated) (any, error) {
 		Status:              commands.PaymentStatusPending,
 		Extra:               PaymentExtra(d.Extra),
 		PaymentCurrency:     d.PaymentCurrency,
-		PaymentAmount:       fiatAmount(d.PaymentAmount, d.PaymentCurrency),
+		PaymentAmount:       currencyAmount(d.PaymentAmount, d.PaymentCurrency),
 		DestinationCurrency: d.DestinationCurrency,
 		DestinationAmount:   d.DestinationAmount.rate(),
 		CreatedAt:           utc(d.CreatedAt),
@@ -370,7 +370,7 @@ func buildWidget(e *ledger.Event, d *mWidgetCreated) (any, error) {
 		UpdatedAt:          utc(e.Time),
 	}
 	if d.FiatCurrency != "" || !d.FiatAmount.isZero() {
-		v.FiatAmount = fiatAmount(d.FiatAmount, d.FiatCurrency)
+		v.FiatAmount = currencyAmount(d.FiatAmount, d.FiatCurrency)
 	}
 	if !d.ExpiresAt.IsZero() {
 		v.ExpiresAt = timePtr(d.ExpiresAt)

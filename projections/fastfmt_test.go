@@ -51,11 +51,11 @@ func TestFastFormatMatches(t *testing.T) {
 		for _, cur := range []string{"UAH", "XOF", "KWD", "BTC", "USDT", "???"} {
 			c, _ := commands.LookupCurrency(cur)
 			want := commands.FormatRate(d)
-			if !c.Crypto && c.Code != "" {
+			if c.Code != "" {
 				want = commands.FormatAmount(d, c)
 			}
-			if got := fiatAmount(numOf(d), cur); got != want {
-				t.Errorf("fiatAmount(%s, %s) = %q, want %q", s, cur, got, want)
+			if got := currencyAmount(numOf(d), cur); got != want {
+				t.Errorf("currencyAmount(%s, %s) = %q, want %q", s, cur, got, want)
 			}
 		}
 	}

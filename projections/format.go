@@ -6,11 +6,15 @@ import (
 	"github.com/payledger/payledger/commands"
 )
 
-// fiatAmount renders an amount of a fiat currency at its minor units
-// ("1500.00" UAH, "1500" XOF); crypto and unknown currencies keep their
-// significant places, at least two ("0.00123", "36.144578").
-func fiatAmount(n num, currency string) string {
-	if cur, ok := commands.LookupCurrency(currency); ok && !cur.Crypto {
+// currencyAmount renders an amount in the currency a customer is asked to
+// pay (an invoice's amount, a payment's amounts) at exactly its minor units,
+// fiat or crypto: "1500.00" UAH, "1500" XOF, "0.00100000" BTC, "25.000000"
+// USDT. A currency LookupCurrency does not know (none reaches the log)
+// keeps its significant places, at least two. The USDT a merchant is
+// credited (merchant_usdt, destinationAmount, gross and fee) is not
+// rendered here but with FormatRate's places (num.rate).
+func currencyAmount(n num, currency string) string {
+	if cur, ok := commands.LookupCurrency(currency); ok {
 		return n.fixed(cur.MinorUnits)
 	}
 	return n.rate()

@@ -29,7 +29,12 @@ import (
 //	   gateway.disabled), which format 7 ignored.
 //	9: payment views count and sum their payment.receipt_held events
 //	   (held_receipts, held_amount), which format 8 ignored.
-const formatVersion byte = 9
+//	10: amounts in a crypto currency a customer pays (an invoice's amount,
+//	   a payment's paymentAmount, paid_amount and held_amount, an invoice's
+//	   paid_amount and overpaid) are at its minor units, as fiat ones are
+//	   ("0.00100000" BTC, "25.000000" USDT); format 9 gave their
+//	   significant places ("0.001", "25.00").
+const formatVersion byte = 10
 
 // viewPrefix marks the buckets this package owns.
 const viewPrefix = "v_"

@@ -173,10 +173,13 @@ func (s *Server) balance(c *call) (int, any, error) {
 	return http.StatusOK, out, nil
 }
 
-// formatMoney renders a fiat amount at its minor units and anything else
-// with its significant places, at least two ("35.42").
+// formatMoney renders a balance: USDT, the settlement currency merchants
+// are credited in, with its significant places and at least two ("35.42",
+// "0.724578"), as merchant_usdt is shown; any other currency, fiat or
+// crypto, at exactly its minor units ("1500.00" UAH, "0.00100000" BTC), as
+// the payments whose money it holds show their amounts.
 func formatMoney(d decimal.Decimal, currency string) string {
-	if cur, ok := commands.LookupCurrency(currency); ok && !cur.Crypto {
+	if cur, ok := commands.LookupCurrency(currency); ok && cur.Code != commands.SettlementCurrency().Code {
 		return commands.FormatAmount(d, cur)
 	}
 	return commands.FormatRate(d)

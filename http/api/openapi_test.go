@@ -63,7 +63,7 @@ func schemas() js {
 	invoiceProps := js{
 		"invoice_id":      strEx("Internal invoice ID (a ULID rendered as UUID text). Use it to query the invoice", "a1b2c3d4-5678-90ab-cdef-1234567890ab"),
 		"external_id":     str("Your external_id passed in the request"),
-		"amount":          money("Invoice amount in fiat currency, at the currency's minor units", "1500.00"),
+		"amount":          money("Invoice amount, at exactly its currency's minor units: fiat for create-invoice; an e-invoice's or widget invoice's may be crypto (\"0.00100000\" BTC, \"25.000000\" USDT)", "1500.00"),
 		"currency":        strEx("Currency code (ISO 4217)", "UAH"),
 		"conversion_rate": money("Units of the currency per 1 USDT applied to this invoice", "41.50"),
 		"merchant_usdt":   money("USDT credited to the merchant's balance after payment, after commission, rounded down to cents", "35.42"),
@@ -103,9 +103,9 @@ func schemas() js {
 			"bankName":      str("Name of the recipient's bank (or network)"),
 		}),
 		"paymentCurrency":     strEx("Currency to be paid", "UAH"),
-		"paymentAmount":       money("Amount to be paid", "1500.00"),
+		"paymentAmount":       money("Amount to be paid, at exactly the payment currency's minor units, fiat or crypto (\"0.00100000\" BTC)", "1500.00"),
 		"destinationCurrency": strEx("Currency credited to the merchant", "USDT"),
-		"destinationAmount":   money("Amount credited to the merchant", "35.42"),
+		"destinationAmount":   money("Amount credited to the merchant, in USDT: merchant_usdt, with its significant places and at least two", "35.42"),
 		"createdAt":           strEx("Payment creation time, RFC 3339 UTC with milliseconds", "2023-09-26T13:29:34.172Z"),
 	})
 	widget := obj([]string{"external_id", "type", "status", "currencies", "description", "logo_url", "return_url", "support_url", "merchant_external_id", "widget_link", "created_at", "expires_at"}, js{
@@ -271,7 +271,7 @@ func schemas() js {
 			"balances": arr(obj([]string{"account", "currency", "amount"}, js{
 				"account":  enum("Account", "available", "suspense", "overpayment"),
 				"currency": str("Currency"),
-				"amount":   money("Amount owed to the merchant", "35.42"),
+				"amount":   money("Amount owed to the merchant: in USDT with its significant places and at least two (\"35.42\"), in any other currency at exactly its minor units (\"0.00100000\" BTC)", "35.42"),
 			}), "Every merchant account with postings"),
 		}),
 		"MerchantRequest": obj([]string{"name"}, merchantSettings),
@@ -294,7 +294,7 @@ func schemas() js {
 			"methods":    arr(js{"type": "string"}, "The catalogue's method codes it serves, in catalogue order"),
 		}),
 		"GatewayList":    obj([]string{"gateways"}, js{"gateways": arr(ref("Gateway"), "Every configured gateway, in routing order: a new payment goes to the first enabled one serving its method")}),
-		"AdminPayment":   js{"allOf": []any{ref("Payment"), js{"type": "object", "properties": js{"invoice_id": str("Invoice"), "merchant_id": str("Merchant"), "method": str("Method"), "allocation": enum("Where a processed payment's money went", "invoice", "duplicate", "cancelled_invoice", "underpaid"), "paid_amount": money("What arrived", "1500.00"), "late": boolean("Processed after the invoice's expires_at, whatever the allocation"), "reason": str("Reason of the last status change"), "held_receipts": integer("How many receipts were held for the payment: money that arrived after it ended CANCELLED, REJECTED or ERROR, or after the first arrival of a PROCESSED one (POST /admin/v1/payments/{id}/receipt)"), "held_amount": money("Their total, in the payment currency, held in the merchant's suspense account; absent when none", "1500.00")}}}},
+		"AdminPayment":   js{"allOf": []any{ref("Payment"), js{"type": "object", "properties": js{"invoice_id": str("Invoice"), "merchant_id": str("Merchant"), "method": str("Method"), "allocation": enum("Where a processed payment's money went", "invoice", "duplicate", "cancelled_invoice", "underpaid"), "paid_amount": money("What arrived, at exactly the payment currency's minor units", "1500.00"), "late": boolean("Processed after the invoice's expires_at, whatever the allocation"), "reason": str("Reason of the last status change"), "held_receipts": integer("How many receipts were held for the payment: money that arrived after it ended CANCELLED, REJECTED or ERROR, or after the first arrival of a PROCESSED one (POST /admin/v1/payments/{id}/receipt)"), "held_amount": money("Their total, in the payment currency at exactly its minor units, held in the merchant's suspense account; absent when none", "1500.00")}}}},
 		"ReasonRequest":  obj(nil, js{"reason": str("Reason (optional)")}),
 		"ReceiptRequest": obj([]string{"paid_amount"}, js{"paid_amount": money("Amount received, in the payment currency", "1500.00"), "reason": str("Why, or which transfer (optional); recorded in the event")}),
 		"ProcessRequest": obj(nil, js{"paid_amount": money("Amount received, in the payment currency (default: the amount due)", "1500.00")}),

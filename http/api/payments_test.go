@@ -213,3 +213,117 @@ func TestPaymentsPerInvoiceCapped(t *testing.T) {
 		t.Fatal("the refused payment appended")
 	}
 }
+
+// TestPaymentCurrencyAmountsAtMinorUnits: every amount in the currency a
+// customer pays is shown at exactly its minor units, crypto as fiat: a
+// bitcoin e-invoice's amount, its payment's paymentAmount, paid_amount and
+// held_amount, and the merchant's BTC balance lines, at BTC's 8 places; a
+// USDT payment's at USDT's 6. The USDT the merchant is credited keeps its
+// significant places with at least two (merchant_usdt, destinationAmount,
+// available_usdt and the USDT balance lines), as seed 003 shows
+// merchant_usdt. Before, crypto amounts had their significant places:
+// "paymentAmount":"0.001", "paid_amount":"0.0003615".
+func TestPaymentCurrencyAmountsAtMinorUnits(t *testing.T) {
+	h := newHarness(t)
+	m := h.seedSetup()
+	h.setRate("BTC", "0.00001")
+	einvoice := func(id, method, amount string) string {
+		t.Helper()
+		r := h.api(m, "POST", "/api/einvoice/create", `{"payment_id": "`+id+`", "currency": "`+method+`", "amount": "`+amount+`"}`)
+		if r.Status != http.StatusOK {
+			t.Fatalf("e-invoice %s %s: %d %s", amount, method, r.Status, r.Body)
+		}
+		inv, _ := r.JSON(t)["invoice_id"].(string)
+		return inv
+	}
+	pay := func(inv, method string) map[string]any {
+		t.Helper()
+		r := h.api(m, "POST", "/api/v1/invoices/"+inv+"/payments", `{"method": "`+method+`"}`)
+		if r.Status != http.StatusCreated {
+			t.Fatalf("payment %s: %d %s", method, r.Status, r.Body)
+		}
+		return r.JSON(t)
+	}
+	admin := func(path, body string, want map[string]string) {
+		t.Helper()
+		r := h.admin("POST", path, body)
+		if r.Status != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, r.Status, r.Body)
+		}
+		got := r.JSON(t)
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: %s = %v, want %q: %s", path, k, got[k], v, r.Body)
+			}
+		}
+	}
+	wantFields := func(what string, got map[string]any, want map[string]string) {
+		t.Helper()
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: %s = %v, want %q", what, k, got[k], v)
+			}
+		}
+	}
+
+	// 0.001 BTC at 0.00001 BTC per USDT: 100 USDT, 98.00 after 2%.
+	under := einvoice("btc-1", "bitcoin", "0.001")
+	wantFields("bitcoin e-invoice", h.api(m, "GET", "/api/v1/invoices/"+under, "").JSON(t),
+		map[string]string{"amount": "0.00100000", "currency": "BTC", "merchant_usdt": "98.00"})
+	p := pay(under, "bitcoin")
+	wantFields("bitcoin payment", p, map[string]string{"paymentCurrency": "BTC", "paymentAmount": "0.00100000",
+		"destinationCurrency": "USDT", "destinationAmount": "98.00"})
+	id, _ := p["id"].(string)
+	admin("/admin/v1/payments/"+id+"/process", `{"paid_amount": "0.0003615"}`,
+		map[string]string{"allocation": "underpaid", "paid_amount": "0.00036150", "paymentAmount": "0.00100000"})
+	admin("/admin/v1/payments/"+id+"/receipt", `{"paid_amount": "0.0001"}`, map[string]string{"held_amount": "0.00010000"})
+
+	over := einvoice("btc-2", "bitcoin", "0.001")
+	id, _ = pay(over, "bitcoin")["id"].(string)
+	admin("/admin/v1/payments/"+id+"/process", `{"paid_amount": "0.0012"}`,
+		map[string]string{"allocation": "invoice", "paid_amount": "0.00120000"})
+	if v, err := h.views.Invoice(m.ID, over); err != nil || v.PaidAmount != "0.00120000" || v.Overpaid != "0.00020000" {
+		t.Errorf("overpaid invoice view: paid_amount %q, overpaid %q (%v), want 0.00120000 and 0.00020000", v.PaidAmount, v.Overpaid, err)
+	}
+
+	// A UAH invoice paid in USDT: 1500.00 / 41.50 rounded up to 6 places;
+	// a USDT e-invoice's amount at 6 places, its credit at cents.
+	r := h.api(m, "POST", "/api/v1/create-invoice", seed003Request)
+	uah, _ := r.JSON(t)["invoice_id"].(string)
+	wantFields("USDT payment of a UAH invoice", pay(uah, "usdt_trc20"),
+		map[string]string{"paymentCurrency": "USDT", "paymentAmount": "36.144579", "destinationAmount": "35.42"})
+	usdt := einvoice("usdt-1", "usdt_trc20", "100")
+	wantFields("USDT e-invoice", h.api(m, "GET", "/api/v1/invoices/"+usdt, "").JSON(t),
+		map[string]string{"amount": "100.000000", "currency": "USDT", "merchant_usdt": "98.00"})
+	p = pay(usdt, "usdt_trc20")
+	wantFields("USDT payment", p, map[string]string{"paymentAmount": "100.000000", "destinationAmount": "98.00"})
+	id, _ = p["id"].(string)
+	admin("/admin/v1/payments/"+id+"/process", `{"paid_amount": "100.5"}`, map[string]string{"paid_amount": "100.500000"})
+
+	var b struct {
+		AvailableUSDT string        `json:"available_usdt"`
+		Balances      []balanceLine `json:"balances"`
+	}
+	if err := json.Unmarshal(h.api(m, "GET", "/api/v1/balance", "").Body, &b); err != nil {
+		t.Fatal(err)
+	}
+	// Credited: 98.00 (the overpaid BTC invoice) + 98.00 (USDT).
+	want := []balanceLine{
+		{Account: "available", Currency: "USDT", Amount: "196.00"},
+		{Account: "overpayment", Currency: "BTC", Amount: "0.00020000"},
+		{Account: "overpayment", Currency: "USDT", Amount: "0.50"},
+		{Account: "suspense", Currency: "BTC", Amount: "0.00046150"},
+	}
+	got := map[balanceLine]bool{}
+	for _, l := range b.Balances {
+		got[l] = true
+	}
+	for _, l := range want {
+		if !got[l] {
+			t.Errorf("balance lacks %+v: %+v", l, b.Balances)
+		}
+	}
+	if b.AvailableUSDT != "196.00" {
+		t.Errorf("available_usdt = %q, want 196.00", b.AvailableUSDT)
+	}
+}

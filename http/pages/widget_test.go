@@ -274,8 +274,10 @@ func TestWidgetOffersUSDTMethods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inv.Currency != "USDT" || inv.Amount != "25.00" || inv.ConversionRate != "1.00" {
-		t.Errorf("invoice = %+v, want 25.00 USDT at 1.00", inv)
+	// The amount to pay is at USDT's 6 places, as every amount in a
+	// currency a customer pays; what the merchant is credited at cents.
+	if inv.Currency != "USDT" || inv.Amount != "25.000000" || inv.ConversionRate != "1.00" || inv.MerchantUSDT != "24.50" {
+		t.Errorf("invoice = %+v, want 25.000000 USDT at 1.00, 24.50 credited", inv)
 	}
 }
 
