@@ -96,6 +96,25 @@ func startRelay(t testing.TB, conn *stream.Conn, log stream.Log, cfg stream.Rela
 	return r, stop
 }
 
+// reconfigureStream creates the event stream if need be, applies change to
+// its configuration, and returns the configuration it had before.
+func reconfigureStream(t testing.TB, conn *stream.Conn, change func(*jetstream.StreamConfig)) jetstream.StreamConfig {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := conn.EnsureStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.CachedInfo().Config
+	cfg := before
+	change(&cfg)
+	if _, err := conn.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return before
+}
+
 // openConn connects to url with the test stream settings.
 func openConn(t testing.TB, url string, cfg stream.Config) *stream.Conn {
 	t.Helper()

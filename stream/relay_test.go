@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/payledger/payledger/ledger"
@@ -114,6 +116,74 @@ func TestRelayRidesOutNATSRestart(t *testing.T) {
 	}
 	waitPosition(t, relay, log.Head().Seq+200)
 	app.stop(t)
+	flush(t, relay, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	requireStreamEqualsLog(t, conn, log)
+}
+
+// JetStream refuses one event in the middle of a window of publishes (a
+// subject at the stream's per-subject limit, with DiscardNewPerSubject)
+// while the events after it are already on their way. Each event is sent
+// on condition that the stream's last sequence is its predecessor's
+// (Nats-Expected-Last-Sequence), so none after the refused one is stored:
+// the stream holds exactly 1..N-1 while the refusal lasts, the relay sends
+// again from N each time, and once the limit is lifted the stream is
+// 1..M in order, with no gap and no duplicate.
+func TestRelayStoresNothingAfterARefusedEvent(t *testing.T) {
+	const total, refused = 200, 120
+	srv := natstest.RunServer(t)
+	conn := openConn(t, srv.ClientURL(), stream.Config{})
+	unlimited := reconfigureStream(t, conn, func(c *jetstream.StreamConfig) {
+		c.MaxMsgsPerSubject, c.DiscardNewPerSubject = 1, true
+	})
+
+	// Every event on a subject of its own but event 120, on event 1's.
+	log := openLog(t)
+	for i := 1; i <= total; i += 20 {
+		evs := make([]ledger.NewEvent, 20)
+		for j := range evs {
+			merchant := fmt.Sprintf("m-%d", i+j)
+			if i+j == refused {
+				merchant = "m-1"
+			}
+			evs[j] = ledger.NewEvent{ID: ulid.Make(), Type: "invoice.created", Time: baseTime, Merchant: merchant,
+				Data: json.RawMessage(fmt.Sprintf(`{"n": %d}`, i+j))}
+		}
+		if _, err := log.Append(context.Background(), fmt.Sprintf("invoice-%d", i), ledger.Any, evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	logger, logged := fileLogger(t)
+	relay, stop := startRelay(t, conn, log, stream.RelayConfig{
+		MaxInFlight: total, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: logger,
+	})
+	// Refused twice: the relay has sent the window after 120 and, in a
+	// second session, 120 again.
+	natstest.WaitFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		out := logged()
+		if strings.Contains(out, "relay stopped") {
+			t.Fatalf("the relay stopped:\n%s", out)
+		}
+		if n := strings.Count(out, fmt.Sprintf("publish sequence %d: jetstream: ", refused)); n < 2 {
+			return fmt.Errorf("sequence %d refused %d times (position %d)", refused, n, relay.Position())
+		}
+		return nil
+	})
+	s, err := conn.Stream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.CachedInfo().State; st.Msgs != refused-1 || st.LastSeq != refused-1 {
+		t.Fatalf("with %d refused, the stream holds %d messages up to %d, want 1..%d", refused, st.Msgs, st.LastSeq, refused-1)
+	}
+	if p := relay.Position(); p != refused-1 {
+		t.Fatalf("position %d, want %d", p, refused-1)
+	}
+
+	reconfigureStream(t, conn, func(c *jetstream.StreamConfig) { *c = unlimited })
 	flush(t, relay, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/payledger/payledger/ledger"
@@ -59,17 +60,7 @@ func TestRelayStopsOnTooLargeEvent(t *testing.T) {
 		{"stream max message size", func(t *testing.T) *stream.Conn {
 			srv := natstest.RunServer(t)
 			conn := openConn(t, srv.ClientURL(), stream.Config{})
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			s, err := conn.EnsureStream(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := s.CachedInfo().Config
-			cfg.MaxMsgSize = limit
-			if _, err := conn.JetStream().UpdateStream(ctx, cfg); err != nil {
-				t.Fatal(err)
-			}
+			reconfigureStream(t, conn, func(c *jetstream.StreamConfig) { c.MaxMsgSize = limit })
 			return conn
 		}, "maximum message size"},
 	} {
