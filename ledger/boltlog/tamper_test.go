@@ -115,6 +115,61 @@ func TestTamperedByteIsNamed(t *testing.T) {
 	}
 }
 
+// resealRecord rewrites a stored record after fn changes its event, with
+// its hash recomputed: a record that is sound on its own, as one forged by
+// someone who knows the format would be.
+func resealRecord(t *testing.T, seq uint64, fn func(*ledger.Event)) func(*bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("log"))
+		e, err := ledger.Decode(b.Get(seqKey(seq)))
+		if err != nil {
+			return err
+		}
+		old := e.Hash
+		fn(&e)
+		rec := ledger.Encode(nil, &e)
+		if e.Hash == old {
+			t.Errorf("resealing sequence %d left its hash as it was", seq)
+		}
+		return b.Put(seqKey(seq), rec)
+	}
+}
+
+// TestResealedRecordBreaksChain: a middle record rewritten with its own
+// hash recomputed passes every check of the record alone; only the
+// previous-hash links show it. Verify names ErrChainBroken where the link
+// fails: at the record if its own link is wrong, at the next one if its
+// contents changed (the next record chains onto its old hash).
+func TestResealedRecordBreaksChain(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fn   func(*ledger.Event)
+		seq  uint64
+	}{
+		{"previous hash replaced", func(e *ledger.Event) { e.PrevHash[0] ^= 0x20 }, 9},
+		{"data rewritten", func(e *ledger.Event) { e.Data = []byte(`{"forged":true}`) }, 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := tamperLog(t, 20)
+			edit(t, path, resealRecord(t, 9, c.fn))
+			_, err := verifyRO(t, path)
+			wantVerifyError(t, err, c.seq, ledger.ErrChainBroken)
+			// The tail is intact: a writable open succeeds, reads the
+			// forged record as sound, and its Verify names the break.
+			s, err := boltlog.Open(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Get(9); err != nil {
+				t.Fatalf("Get of the resealed record: %v", err)
+			}
+			_, err = s.Verify(ctx)
+			wantVerifyError(t, err, c.seq, ledger.ErrChainBroken)
+		})
+	}
+}
+
 func TestUnknownRecordFormatFailsClosed(t *testing.T) {
 	path := tamperLog(t, 10)
 	edit(t, path, setRecordByte(4, 0, func(byte) byte { return 9 }))
