@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,22 +85,27 @@ func TestCheckpointerInterval(t *testing.T) {
 	b := newBuilder(t, true)
 	b.merchant("m1")
 	c := NewCheckpointer(b.s, testKey, CheckpointConfig{Interval: 20 * time.Millisecond, Now: func() time.Time { return t0 }})
+	var idle atomic.Int64
+	c.idle = func() { idle.Add(1) }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	waitFor(t, 5*time.Second, "a checkpoint of the merchant", func() bool { return len(checkpointsIn(t, b)) == 1 })
-	// Nothing new: no more checkpoints, however many intervals pass. What
-	// is checked is that something does not happen, so it takes a while:
-	// five intervals. Run times its intervals with the real clock (Now only
-	// stamps the checkpoints) and offers no hook per interval, so there is
-	// no condition to wait for instead.
-	time.Sleep(100 * time.Millisecond)
-	if n := len(checkpointsIn(t, b)); n != 1 {
-		t.Fatalf("%d checkpoints with nothing appended", n)
+	// Nothing new after a checkpoint: once an interval has passed, Run
+	// waits for the next append (idle), having signed no more checkpoints,
+	// rather than sign one per interval.
+	wantIdle := func(times int64, checkpoints int) {
+		t.Helper()
+		waitFor(t, 5*time.Second, "Run to wait for an append", func() bool {
+			return idle.Load() >= times || len(checkpointsIn(t, b)) > checkpoints
+		})
+		if n := len(checkpointsIn(t, b)); n != checkpoints || idle.Load() != times {
+			t.Fatalf("%d checkpoints, %d idle intervals with nothing appended since checkpoint %d", n, idle.Load(), checkpoints)
+		}
 	}
+	wantIdle(1, 1)
 	b.invoice("m1", "o1")
-	waitFor(t, 5*time.Second, "a checkpoint of the invoice", func() bool { return len(checkpointsIn(t, b)) == 2 })
+	wantIdle(2, 2)
 	cps := checkpointsIn(t, b)
 	if cps[1].Seq != 3 || !cps[1].SignedAt.Equal(t0) {
 		t.Fatalf("second checkpoint %+v", cps[1])
