@@ -1,12 +1,18 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/oklog/ulid/v2"
+
+	"github.com/payledger/payledger/commands"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
 )
@@ -91,5 +97,37 @@ func TestFailedLogServesNothing(t *testing.T) {
 	r = h.do(req{method: "GET", path: "/readyz"})
 	if d := r.details(t); r.Status != http.StatusServiceUnavailable || len(d) == 0 || d[0].Path != "log" || d[0].Type != "failed" {
 		t.Errorf("/readyz on a failed log: %d %s", r.Status, r.Body)
+	}
+}
+
+// A handler that runs while the log fails answers the failure, whatever it
+// decided: a refusal read off the unconfirmed commit (the invoice not
+// payable because the views show a cancel a restart may drop) is no more
+// final than a success would be.
+func TestLogFailingDuringHandlerAnswersTheFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer error
+	}{{"success", nil}, {"refusal", fmt.Errorf("create payment: %w", commands.ErrInvoiceNotPayable)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.seedSetup()
+			handler := func(c *call) (int, any, error) {
+				restore := boltlogtest.FailMetaSync(t, h.store)
+				_, err := h.store.Append(context.Background(), "test-failing", ledger.NoStream,
+					ledger.NewEvent{ID: ulid.Make(), Type: "test.event", Time: seedTime, Data: []byte(`{}`)})
+				restore()
+				if !errors.Is(err, ledger.ErrFailed) {
+					t.Fatalf("append with a failing meta sync: %v, want ErrFailed", err)
+				}
+				return http.StatusOK, map[string]string{"ok": "yes"}, tc.answer
+			}
+			rec := httptest.NewRecorder()
+			r := httptest.NewRequest("GET", "/api/v1/test", nil)
+			h.srv.run(rec, &call{s: h.srv, r: r, ctx: r.Context()}, handler)
+			if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), CodeUnavailable) {
+				t.Fatalf("%s decided while the log failed: %d %s, want 503 %s", tc.name, rec.Code, rec.Body, CodeUnavailable)
+			}
+		})
 	}
 }

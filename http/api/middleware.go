@@ -415,10 +415,12 @@ func (s *Server) authFailed(r *http.Request) {
 // run calls the handler and writes its answer.
 func (s *Server) run(w http.ResponseWriter, c *call, h handler) {
 	status, body, err := h(c)
-	if err == nil {
+	if ferr := s.store.Failed(); ferr != nil {
 		// The log failed while the handler read it: what it read may be
-		// the unconfirmed commit (see unlessFailed).
-		err = s.store.Failed()
+		// the unconfirmed commit (see unlessFailed), and a refusal decided
+		// on it (a payment refused because the views show a cancel the
+		// restart may drop) is as unconfirmed as a success.
+		err = ferr
 	}
 	if err != nil {
 		s.writeError(w, c.r, err)
