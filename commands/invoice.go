@@ -220,9 +220,13 @@ func newInvoice(meta Meta, id ulid.ULID, m *Merchant, amount decimal.Decimal, cu
 	conv := Convert(amount, rate, m.CommissionPercent)
 	if !conv.MerchantUSDT.IsPositive() {
 		least := MinCreditedAmount(rate, m.CommissionPercent, cur)
+		at := fmt.Sprintf(" at the current rate (%s %s per USDT)", FormatRate(rate), cur.Code)
+		if cur.Code == "USDT" {
+			at = "" // no conversion: a rate of 1 says nothing
+		}
 		return InvoiceCreated{}, &ValidationError{Fields: []FieldError{{Path: "amount", Type: "too_small",
-			Message: fmt.Sprintf("amount must be at least %s %s at the current rate (%s %s per USDT): a smaller amount is too small to credit the merchant anything",
-				FormatAmount(least, cur), cur.Code, FormatRate(rate), cur.Code)}}}
+			Message: fmt.Sprintf("amount must be at least %s %s%s: a smaller amount is too small to credit the merchant anything",
+				FormatAmount(least, cur), cur.Code, at)}}}
 	}
 	lifetime := m.InvoiceLifetime
 	if lifetime <= 0 {

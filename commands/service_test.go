@@ -246,6 +246,27 @@ func TestInvoiceCreditingNothingRefused(t *testing.T) {
 	}
 }
 
+// TestUSDTInvoiceTooSmallNamesNoRate: a USDT invoice converts nothing, so
+// its too-small message gives the least amount without "at the current
+// rate (1.00 USDT per USDT)".
+func TestUSDTInvoiceTooSmallNamesNoRate(t *testing.T) {
+	e := newEnv(t)
+	w, err := e.svc.CreateWidget(e.ctx, commands.CreateWidget{Meta: e.meta(), MerchantID: e.m, NewID: ulid.Make(),
+		Kind: commands.WidgetUnlimited, Currencies: []string{"USDT"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.CreateWidgetInvoice(e.ctx, commands.CreateWidgetInvoice{Meta: e.meta(), InvoiceID: ulid.Make(),
+		WidgetID: w.WidgetID, Amount: "0.01", Method: "usdt_trc20", Rate: dec("41.50")})
+	var ve *commands.ValidationError
+	if !errors.As(err, &ve) || ve.Fields[0].Type != "too_small" {
+		t.Fatalf("0.01 USDT: %v, want an amount detail of type too_small", err)
+	}
+	if msg := ve.Fields[0].Message; !strings.Contains(msg, "at least 0.0") || strings.Contains(msg, "rate") {
+		t.Errorf("message %q: want the least amount and no rate", msg)
+	}
+}
+
 // TestInvoiceTransitions: every allowed and refused invoice transition.
 func TestInvoiceTransitions(t *testing.T) {
 	type step func(e *env, inv *commands.Invoice) error
