@@ -40,8 +40,9 @@ type Config struct {
 	// slash: payment_link = BaseURL + "/pay/" + invoice_id. Default
 	// "http://127.0.0.1:8080".
 	BaseURL string
-	// Pages serves the hosted payment and widget pages, mounted for GET and
-	// POST under "/pay/" and "/w/". nil: not mounted (404).
+	// Pages serves the hosted payment and widget pages, mounted for every
+	// method under "/pay/" and "/w/" (it answers the methods a path does
+	// not take itself, 405 in HTML). nil: not mounted (404).
 	Pages http.Handler
 	// Webhooks serves the merchant's webhook delivery routes
 	// (webhooks.Dispatcher.Handler, with HandlerConfig.Merchant = MerchantID):

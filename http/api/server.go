@@ -201,9 +201,13 @@ func (s *Server) register() {
 	}
 
 	// Hosted pages (http/pages), HTML. They refuse requests themselves
-	// once the log has failed (pages.Config.Failed), in HTML.
+	// once the log has failed (pages.Config.Failed), in HTML. Mounted for
+	// every method: the pages answer a method a path does not take with
+	// their own HTML 405 and that path's Allow (a PUT on /pay/{id} is
+	// "GET, HEAD", not the mount's methods), and a path they do not serve
+	// with their 404.
 	if s.cfg.Pages != nil {
-		for _, p := range []string{"GET /pay/", "POST /pay/", "GET /w/", "POST /w/"} {
+		for _, p := range []string{"/pay/", "/w/"} {
 			s.ops(p, s.cfg.Pages)
 		}
 	}
