@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,11 +131,17 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 }
 
 // shopServer serves the pages and a pretend shop (success and fail pages,
-// a logo) on one TLS server, as payledger and a merchant would be.
-func shopServer(t *testing.T, e *env) *httptest.Server {
+// a logo) on one TLS server, as payledger and a merchant would be. Each
+// wrap, if any, wraps the pages' handler (to watch or answer requests as a
+// proxy in front of them would).
+func shopServer(t *testing.T, e *env, wrap ...func(http.Handler) http.Handler) *httptest.Server {
 	mux := http.NewServeMux()
-	mux.Handle("/pay/", e.h)
-	mux.Handle("/w/", e.h)
+	pages := e.h
+	for _, w := range wrap {
+		pages = w(pages)
+	}
+	mux.Handle("/pay/", pages)
+	mux.Handle("/w/", pages)
 	shopPage := func(id, text string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -187,6 +194,46 @@ func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
+}
+
+// eval runs a JavaScript expression in the page and returns its value.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// waitJS waits until the JavaScript expression is true, across the page's
+// navigations (chromedp.Poll runs in one document), for at most timeout.
+func waitJS(t *testing.T, ctx context.Context, what, expr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	t.Fatalf("%s: not within %s (at %s; %v)", what, timeout, loc, last)
+}
+
+// choose opens an invoice's payment page and picks the method: the page
+// shows the payment's details.
+func choose(t *testing.T, ctx context.Context, srv *httptest.Server, invoiceID, method string) {
+	t.Helper()
+	do(t, ctx, "open the payment link and pick "+method,
+		chromedp.Navigate(srv.URL+"/pay/"+invoiceID),
+		chromedp.WaitVisible(chromedp.CSS(`input[value="`+method+`"]`)),
+		chromedp.Click(chromedp.CSS(`input[value="`+method+`"]`)),
+		chromedp.Click(chromedp.CSS(`#pay form button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#details`)))
 }
 
 // TestBrowserPaymentFlow: open the payment link, pick a method, see the
@@ -345,5 +392,75 @@ func TestBrowserWidgetFlow(t *testing.T) {
 	if *screenshotDir != "" {
 		do(t, ctx, "open a wrong link", chromedp.Navigate(srv.URL+"/pay/no-such-invoice"), chromedp.WaitVisible(chromedp.CSS("h1")))
 		screenshot(t, ctx, "not-found")
+	}
+}
+
+// TestBrowserPaymentReplaced: while the page shows a payment's details,
+// another tab (or the merchant) cancels it and a new payment is made: the
+// page shows the new payment's details by itself. Before, the phase stayed
+// "pay", so the script changed nothing and the page kept showing the
+// cancelled payment's details: the customer could send money to them.
+func TestBrowserPaymentReplaced(t *testing.T) {
+	e := newRealtimeEnv(t)
+	srv := shopServer(t, e)
+	ctx := browser(t)
+	inv := e.invoice(invoiceOpts{})
+	choose(t, ctx, srv, inv.InvoiceID, "visamaster.uah")
+	first := e.payments(inv.InvoiceID)[0]
+	if got := text(t, ctx, "#details"); !strings.Contains(got, "Payment reference: "+first.ID) {
+		t.Fatalf("details %q, want payment %s", got, first.ID)
+	}
+
+	e.transition(first, commands.PaymentStatusCancelled)
+	second := e.pay(inv.InvoiceID, "visamaster.uah")
+	waitJS(t, ctx, "the new payment's details",
+		`document.getElementById("details") !== null && document.getElementById("details").textContent.includes("Payment reference: `+second.ID+`")`,
+		15*time.Second)
+	if got := text(t, ctx, "#account-number"); got != second.Extra.AccountNumber {
+		t.Errorf("account number %q, want the new payment's %q", got, second.Extra.AccountNumber)
+	}
+}
+
+// TestBrowserNoResendAfterRefusedForm: a refused form is answered with the
+// page at the form's URL (/pay/{id}/method, 400); when the state changes
+// (another tab makes a payment), the script opens the page's own URL
+// instead of reloading, which would send the form again. Before, it called
+// location.reload(): the browser POSTed the form a second time.
+func TestBrowserNoResendAfterRefusedForm(t *testing.T) {
+	e := newRealtimeEnv(t)
+	var posts atomic.Int32
+	srv := shopServer(t, e, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				posts.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	ctx := browser(t)
+	inv := e.invoice(invoiceOpts{})
+	id := inv.InvoiceID
+	do(t, ctx, "open the payment link",
+		chromedp.Navigate(srv.URL+"/pay/"+id),
+		chromedp.WaitVisible(chromedp.CSS(`input[value="visamaster.uah"]`)),
+		chromedp.Click(chromedp.CSS(`input[value="visamaster.uah"]`)))
+	// A method the page no longer offers, as a stale page would send.
+	eval[string](t, ctx, `document.querySelector('input[value="visamaster.uah"]').value = "no-such-method"`)
+	do(t, ctx, "send the form",
+		chromedp.Click(chromedp.CSS(`#pay form button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`.alert`)))
+	if loc := eval[string](t, ctx, `location.pathname`); loc != "/pay/"+id+"/method" {
+		t.Fatalf("the refused form's page is at %s, want the form's URL", loc)
+	}
+	if n := posts.Load(); n != 1 {
+		t.Fatalf("%d POSTs, want 1", n)
+	}
+
+	p := e.pay(id, "visamaster.uah")
+	waitJS(t, ctx, "the page's own URL with the new payment",
+		`location.pathname === "/pay/`+id+`" && document.getElementById("details") !== null && document.getElementById("details").textContent.includes("`+p.ID+`")`,
+		15*time.Second)
+	if n := posts.Load(); n != 1 {
+		t.Errorf("%d POSTs, want 1: the form was sent again", n)
 	}
 }

@@ -34,7 +34,8 @@ type env struct {
 
 	mu   sync.Mutex
 	now  time.Time
-	real bool // the clock is time.Now (browser tests)
+	real bool          // the clock is time.Now (browser tests)...
+	skew time.Duration // ...moved on by advance
 }
 
 // newEnv builds the env on a fake clock that moves only when the test says.
@@ -90,18 +91,22 @@ func (e *env) registerMerchant(id, name string, methods []string) string {
 }
 
 func (e *env) clock() time.Time {
-	if e.real {
-		return time.Now().UTC()
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.real {
+		return time.Now().UTC().Add(e.skew)
+	}
 	return e.now
 }
 
+// advance moves the clock on by d. On the real clock, the server's clock
+// runs ahead of the browser's by d from then on: the page's script takes
+// the server's clock from each status it reads.
 func (e *env) advance(d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.now = e.now.Add(d)
+	e.skew += d
 }
 
 func (e *env) meta() commands.Meta {
@@ -180,3 +185,24 @@ func formToken(t *testing.T, body string) string {
 }
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+// pay makes a payment on an invoice by another way than this page (the
+// merchant's API, another tab) and returns it from the views.
+func (e *env) pay(invoiceID, method string) projections.PaymentView {
+	e.t.Helper()
+	if _, _, err := e.svc.CreatePayment(e.ctx, commands.CreatePayment{Meta: e.meta(), PaymentID: ulid.Make(),
+		InvoiceID: invoiceID, Method: method}); err != nil {
+		e.t.Fatal(err)
+	}
+	ps := e.payments(invoiceID)
+	return ps[len(ps)-1]
+}
+
+// transition moves a payment to status as its gateway or customer would.
+func (e *env) transition(p projections.PaymentView, status string) {
+	e.t.Helper()
+	if _, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(),
+		PaymentID: strings.TrimPrefix(p.Stream, "payment-"), Status: status}); err != nil {
+		e.t.Fatal(err)
+	}
+}

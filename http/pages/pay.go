@@ -210,7 +210,9 @@ type payView struct {
 	Exhausted     bool // no method may be chosen: a dead end, though not final
 	Message       string
 	Redirect      string
-	RedirectDelay int64 // milliseconds
+	RedirectDelay int64  // milliseconds
+	PageURL       string // the page's own URL: /pay/{invoice_id}
+	PaymentID     string // the latest payment's public id, "" for none: the status's payment_id
 	StatusURL     string
 	ExpiresAt     string // RFC 3339
 	ExpiresAtText string // "12:20 UTC"
@@ -262,6 +264,7 @@ func (h *handler) payView(w http.ResponseWriter, r *http.Request, st *payState, 
 		Message:       st.message(),
 		Redirect:      st.redirect,
 		RedirectDelay: h.redirectDelay.Milliseconds(),
+		PageURL:       PayPrefix + id,
 		StatusURL:     PayPrefix + id + "/status",
 		ExpiresAt:     st.inv.ExpiresAt.UTC().Format(time.RFC3339),
 		ExpiresAtText: st.inv.ExpiresAt.UTC().Format("15:04 UTC, 2 Jan 2006"),
@@ -279,6 +282,9 @@ func (h *handler) payView(w http.ResponseWriter, r *http.Request, st *payState, 
 	}
 	for _, m := range st.methods {
 		v.Methods = append(v.Methods, methodOption{Code: m.Code, Name: m.Name, Currency: m.Currency, Checked: m.Code == selected})
+	}
+	if st.payment != nil {
+		v.PaymentID = st.payment.ID
 	}
 	if p := st.payment; p != nil && (st.phase == phasePay || st.phase == phaseConfirmed) {
 		v.Payment = details(p)

@@ -5,7 +5,11 @@
   var root = document.getElementById("pay");
   if (!root) return;
   var statusURL = root.dataset.statusUrl;
+  // The page's own URL: a page answered to a refused form lives at the
+  // form's URL, and reloading it would send the form again.
+  var pageURL = root.dataset.pageUrl;
   var phase = root.dataset.phase;
+  var paymentId = root.dataset.paymentId || "";
   var isFinal = root.dataset.final === "true";
   var expiresAt = Date.parse(root.dataset.expiresAt);
   // The server's clock decides expiry; the offset corrects the device's.
@@ -13,7 +17,7 @@
   var delay = parseInt(root.dataset.redirectDelay, 10) || 3000;
   var statusEl = document.getElementById("status");
   var countdown = document.getElementById("countdown");
-  var ticker = null, poller = null, inflight = false;
+  var ticker = null, poller = null, inflight = false, leaving = false;
 
   if (navigator.clipboard) {
     document.querySelectorAll("button[data-copy]").forEach(function (b) {
@@ -71,18 +75,36 @@
     }
   }
 
+  // Opens the page afresh at its own URL, in place of this one in the
+  // history: never reload(), which would send a refused form again.
+  function reopen() {
+    leaving = true;
+    clearInterval(poller);
+    clearInterval(ticker);
+    window.location.replace(pageURL);
+  }
+
   // Phases that are not final keep the page polling: "exhausted" (no more
   // payments may be made) too, until the invoice expires or is cancelled,
-  // which are final. A phase that changed otherwise reloads the page.
+  // which are final. Another payment, or a phase that changed otherwise
+  // than by "I have paid" on this page, opens the page afresh.
   function apply(s) {
+    if (leaving) return;
     if (s.final) {
       finish(s);
+      return;
+    }
+    var pid = s.payment_id || "";
+    if (pid !== paymentId) {
+      // Another payment (another tab, the merchant): the details and
+      // forms shown are a dead payment's.
+      reopen();
       return;
     }
     if (s.phase !== phase) {
       if (!(phase === "pay" && s.phase === "confirmed")) {
         // Changed elsewhere (another tab): this page's forms are stale.
-        window.location.reload();
+        reopen();
         return;
       }
       phase = s.phase;
@@ -96,7 +118,7 @@
   }
 
   function poll() {
-    if (inflight || isFinal) return;
+    if (inflight || isFinal || leaving) return;
     inflight = true;
     fetch(statusURL, { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) {
