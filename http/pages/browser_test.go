@@ -464,3 +464,32 @@ func TestBrowserNoResendAfterRefusedForm(t *testing.T) {
 		t.Errorf("%d POSTs, want 1: the form was sent again", n)
 	}
 }
+
+// TestBrowserRejectedPaymentChooseAgain: the gateway rejects the payment
+// the page shows; the page says so and offers the methods again, staying
+// on the page, and the customer pays with a new payment. Before, a
+// rejected payment was final: the page sent the customer to fail_url,
+// though the invoice still took a payment.
+func TestBrowserRejectedPaymentChooseAgain(t *testing.T) {
+	e := newRealtimeEnv(t)
+	srv := shopServer(t, e)
+	ctx := browser(t)
+	inv := e.invoice(invoiceOpts{success: srv.URL + "/shop/success", fail: srv.URL + "/shop/fail"})
+	choose(t, ctx, srv, inv.InvoiceID, "visamaster.uah")
+	e.transition(e.payments(inv.InvoiceID)[0], commands.PaymentStatusRejected)
+
+	waitJS(t, ctx, "the methods offered again",
+		`document.querySelector("#status.status-failed") !== null && document.querySelector('input[value="visamaster.uah"]') !== null`,
+		15*time.Second)
+	if got := text(t, ctx, "#status"); !strings.HasPrefix(got, "The payment was declined.") {
+		t.Errorf("status %q", got)
+	}
+	screenshot(t, ctx, "pay-failed")
+	choose(t, ctx, srv, inv.InvoiceID, "visamaster.uah")
+	ps := e.payments(inv.InvoiceID)
+	if len(ps) != 2 || !strings.Contains(text(t, ctx, "#details"), "Payment reference: "+ps[1].ID) {
+		t.Fatalf("payments %+v; details %q", ps, text(t, ctx, "#details"))
+	}
+	e.process(ps[1])
+	do(t, ctx, "land on success_url", chromedp.WaitVisible(chromedp.CSS(`#shop-success`)))
+}

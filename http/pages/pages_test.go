@@ -370,15 +370,11 @@ func TestPayFinalStatuses(t *testing.T) {
 				e.t.Fatal(err)
 			}
 		}},
-		{"rejected by the gateway", "failed", "did not go through", func(e *env, _ *commands.Invoice, pid string) {
+		{"rejected past expires_at", "expired", "Time is up", func(e *env, _ *commands.Invoice, pid string) {
 			if _, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(), PaymentID: pid, Status: commands.PaymentStatusRejected}); err != nil {
 				e.t.Fatal(err)
 			}
-		}},
-		{"gateway error", "failed", "did not go through", func(e *env, _ *commands.Invoice, pid string) {
-			if _, err := e.svc.TransitionPayment(e.ctx, commands.PaymentTransition{Meta: e.meta(), PaymentID: pid, Status: commands.PaymentStatusError}); err != nil {
-				e.t.Fatal(err)
-			}
+			e.advance(21 * time.Minute)
 		}},
 		{"underpaid", "underpaid", "less than the amount due", func(e *env, _ *commands.Invoice, pid string) {
 			if _, err := e.svc.ProcessPayment(e.ctx, commands.ProcessPayment{Meta: e.meta(), PaymentID: pid, PaidAmount: "100.00"}); err != nil {
@@ -400,6 +396,58 @@ func TestPayFinalStatuses(t *testing.T) {
 			page := c.get("/pay/" + inv.InvoiceID)
 			wantContains(t, page, tc.text, `href="https://shop.example/failed"`)
 			wantLacks(t, page, "I have paid")
+		})
+	}
+}
+
+// TestPayFailedPaymentOffersMethods: a payment the gateway rejected or
+// failed ends the payment, not the invoice: while the invoice is pending and
+// before expires_at, the page says the payment did not go through and offers
+// the methods again (phase failed, not final, no redirect), and a new
+// payment can be made. It never says no money was taken: after a gateway
+// error the customer may have paid, and is told to ask the shop before
+// paying again. Before, the page ended on the first failure: fail_url, and
+// 409 on a new method, though the API took a new payment.
+func TestPayFailedPaymentOffersMethods(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		text   string
+	}{
+		{commands.PaymentStatusRejected, "The payment was declined."},
+		{commands.PaymentStatusError, "If you already sent the money, please contact the shop before paying again"},
+	} {
+		t.Run(tc.status, func(t *testing.T) {
+			e := newEnv(t)
+			inv := e.invoice(invoiceOpts{success: "https://shop.example/ok", fail: "https://shop.example/failed"})
+			id := inv.InvoiceID
+			c := e.client()
+			c.chooseMethod(id, "visamaster.uah")
+			first := e.payments(id)[0]
+			e.transition(first, tc.status)
+
+			st := c.status(id)
+			if st["phase"] != "failed" || st["final"] != false || st["redirect_url"] != nil || st["payment_status"] != tc.status {
+				t.Errorf("status = %v, want phase failed, not final, no redirect", st)
+			}
+			if msg, _ := st["message"].(string); !strings.Contains(msg, tc.text) || strings.Contains(msg, "No money was taken") {
+				t.Errorf("message %q, want %q and no claim that no money was taken", msg, tc.text)
+			}
+			page := c.get("/pay/" + id)
+			wantStatus(t, page, http.StatusOK)
+			wantContains(t, page, esc(tc.text), `data-final="false"`, `<legend>Choose a payment method</legend>`,
+				`value="visamaster.uah"`, `role="timer"`, `<p id="final-actions" hidden>`)
+			wantLacks(t, page, "No money was taken", "I have paid", esc(first.Extra.AccountNumber))
+
+			c.chooseMethod(id, "visamaster.uah")
+			ps := e.payments(id)
+			if len(ps) != 2 || ps[1].Status != commands.PaymentStatusPending {
+				t.Fatalf("payments after choosing again = %+v, want a new PENDING one", ps)
+			}
+			wantContains(t, c.get("/pay/"+id), "I have paid", esc(ps[1].Extra.AccountNumber))
+			e.process(ps[1])
+			if st := c.status(id); st["phase"] != "success" || st["redirect_url"] != "https://shop.example/ok" {
+				t.Errorf("status after paying = %v", st)
+			}
 		})
 	}
 }

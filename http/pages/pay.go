@@ -24,7 +24,9 @@ const (
 	phaseSuccess   = "success"   // the invoice is paid
 	phaseExpired   = "expired"   // past expires_at without a confirmed payment
 	phaseCancelled = "cancelled" // the merchant cancelled the invoice
-	phaseFailed    = "failed"    // the payment was rejected or failed
+	// The latest payment was rejected or failed: not final, the invoice is
+	// still pending and takes a new payment, so the methods are offered.
+	phaseFailed    = "failed"
 	phaseUnderpaid = "underpaid" // less than the amount due arrived
 	// No live payment and commands.MaxPaymentsPerInvoice payments already:
 	// no method can be chosen. Not final: the invoice is still pending, and
@@ -80,7 +82,9 @@ func (h *handler) loadPay(invoiceID string) (*payState, error) {
 
 // decide sets the phase. A CONFIRMED payment outlives expires_at: the
 // customer says the money is on its way, and a late payment still pays the
-// invoice (docs/payments.md), so the page keeps waiting for the gateway.
+// invoice (docs/payments.md), so the page keeps waiting for the gateway. A
+// REJECTED or ERROR payment ends that payment only: before expires_at the
+// invoice takes a new one.
 func (st *payState) decide(now time.Time) {
 	inv, p := &st.inv, st.payment
 	pstatus := ""
@@ -92,8 +96,6 @@ func (st *payState) decide(now time.Time) {
 		st.phase = phaseSuccess
 	case inv.Status == commands.InvoiceStatusCancelled:
 		st.phase = phaseCancelled
-	case pstatus == commands.PaymentStatusRejected || pstatus == commands.PaymentStatusError:
-		st.phase = phaseFailed
 	case pstatus == commands.PaymentStatusProcessed:
 		// Processed without paying the invoice: less than due arrived.
 		st.phase = phaseUnderpaid
@@ -108,13 +110,15 @@ func (st *payState) decide(now time.Time) {
 		// The views hold every payment of the invoice, so this counts at
 		// least what the command counts (invoice.payment_added).
 		st.phase = phaseExhausted
+	case pstatus == commands.PaymentStatusRejected || pstatus == commands.PaymentStatusError:
+		st.phase = phaseFailed
 	default:
 		st.phase = phaseChoose
 	}
 	switch st.phase {
 	case phaseSuccess:
 		st.final, st.redirect = true, safeURL(inv.SuccessURL)
-	case phaseCancelled, phaseExpired, phaseFailed, phaseUnderpaid:
+	case phaseCancelled, phaseExpired, phaseUnderpaid:
 		st.final, st.redirect = true, safeURL(inv.FailURL)
 	case phaseExhausted:
 		// A dead end too, but not a final one: the page links back to the
@@ -139,7 +143,12 @@ func (st *payState) message() string {
 	case phaseCancelled:
 		return "This invoice was cancelled by the shop."
 	case phaseFailed:
-		return "The payment did not go through. No money was taken for this invoice."
+		if st.payment.Status == commands.PaymentStatusError {
+			// The gateway failed: the customer may have paid all the same.
+			return "Something went wrong with this payment. If you already sent the money, please contact the shop " +
+				"before paying again; otherwise choose how you want to pay."
+		}
+		return "The payment was declined. You can try again: choose how you want to pay."
 	case phaseUnderpaid:
 		return "We received less than the amount due. Please contact the shop."
 	case phaseExhausted:
@@ -406,7 +415,7 @@ func (h *handler) payMethod(w http.ResponseWriter, r *http.Request) {
 	}
 	code := r.PostFormValue("method")
 	switch st.phase {
-	case phaseChoose:
+	case phaseChoose, phaseFailed:
 	case phasePay, phaseConfirmed:
 		// A second click, or another tab: the live payment stands.
 		seeOther(w, r, PayPrefix+id+"#details")
