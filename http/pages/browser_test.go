@@ -224,6 +224,19 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string, timeout time.D
 	t.Fatalf("%s: not within %s (at %s; %v)", what, timeout, loc, last)
 }
 
+// payingCustomer starts the pages, the pretend shop and a browser, makes
+// an invoice that returns to the shop, and picks visamaster.uah on its
+// page: the browser shows the payment's details.
+func payingCustomer(t *testing.T) (*env, *httptest.Server, context.Context, *commands.Invoice) {
+	t.Helper()
+	e := newRealtimeEnv(t)
+	srv := shopServer(t, e)
+	ctx := browser(t)
+	inv := e.invoice(invoiceOpts{success: srv.URL + "/shop/success", fail: srv.URL + "/shop/fail"})
+	choose(t, ctx, srv, inv.InvoiceID, "visamaster.uah")
+	return e, srv, ctx, inv
+}
+
 // choose opens an invoice's payment page and picks the method: the page
 // shows the payment's details.
 func choose(t *testing.T, ctx context.Context, srv *httptest.Server, invoiceID, method string) {
@@ -401,11 +414,7 @@ func TestBrowserWidgetFlow(t *testing.T) {
 // "pay", so the script changed nothing and the page kept showing the
 // cancelled payment's details: the customer could send money to them.
 func TestBrowserPaymentReplaced(t *testing.T) {
-	e := newRealtimeEnv(t)
-	srv := shopServer(t, e)
-	ctx := browser(t)
-	inv := e.invoice(invoiceOpts{})
-	choose(t, ctx, srv, inv.InvoiceID, "visamaster.uah")
+	e, _, ctx, inv := payingCustomer(t)
 	first := e.payments(inv.InvoiceID)[0]
 	if got := text(t, ctx, "#details"); !strings.Contains(got, "Payment reference: "+first.ID) {
 		t.Fatalf("details %q, want payment %s", got, first.ID)
@@ -471,11 +480,7 @@ func TestBrowserNoResendAfterRefusedForm(t *testing.T) {
 // rejected payment was final: the page sent the customer to fail_url,
 // though the invoice still took a payment.
 func TestBrowserRejectedPaymentChooseAgain(t *testing.T) {
-	e := newRealtimeEnv(t)
-	srv := shopServer(t, e)
-	ctx := browser(t)
-	inv := e.invoice(invoiceOpts{success: srv.URL + "/shop/success", fail: srv.URL + "/shop/fail"})
-	choose(t, ctx, srv, inv.InvoiceID, "visamaster.uah")
+	e, srv, ctx, inv := payingCustomer(t)
 	e.transition(e.payments(inv.InvoiceID)[0], commands.PaymentStatusRejected)
 
 	waitJS(t, ctx, "the methods offered again",
@@ -492,4 +497,55 @@ func TestBrowserRejectedPaymentChooseAgain(t *testing.T) {
 	}
 	e.process(ps[1])
 	do(t, ctx, "land on success_url", chromedp.WaitVisible(chromedp.CSS(`#shop-success`)))
+}
+
+// countdownShown is true when the page shows its countdown line.
+const countdownShown = `(function () { var c = document.getElementById("countdown"); return c !== null && c.closest("p").offsetParent !== null; })()`
+
+// TestBrowserPendingPaymentOutlivesExpiry: the customer has the payment's
+// details when the time runs out: the page stays, with the details and
+// "I have paid", says the time is up, and hides the countdown and the
+// other methods; the customer says they paid, and the late payment lands
+// them on success_url. Before, the page said the invoice could no longer be
+// paid and sent the customer to fail_url, though the invoice ended paid.
+func TestBrowserPendingPaymentOutlivesExpiry(t *testing.T) {
+	e, _, ctx, inv := payingCustomer(t)
+	eval[bool](t, ctx, `window.sameDocument = true`)
+
+	e.advance(20*time.Minute + time.Second)
+	waitJS(t, ctx, "the time is up, the details still shown",
+		`window.sameDocument === true && document.getElementById("status").textContent.startsWith("Time is up") && `+
+			`document.getElementById("details").offsetParent !== null && document.getElementById("confirm").offsetParent !== null && !`+countdownShown,
+		15*time.Second)
+	if n := eval[int](t, ctx, `Array.from(document.querySelectorAll("#details button.secondary")).filter(function (b) { return b.offsetParent !== null; }).length`); n != 0 {
+		t.Errorf("%d buttons to choose another method past expiry, want none", n)
+	}
+	screenshot(t, ctx, "pay-late")
+
+	do(t, ctx, "say I have paid",
+		chromedp.Click(chromedp.CSS(`#confirm`)),
+		chromedp.WaitVisible(chromedp.CSS(`#status.status-confirmed`)))
+	if eval[bool](t, ctx, countdownShown) {
+		t.Errorf("a countdown while checking: %q", text(t, ctx, "#countdown"))
+	}
+	e.process(e.payments(inv.InvoiceID)[0])
+	do(t, ctx, "land on success_url", chromedp.WaitVisible(chromedp.CSS(`#shop-success`)))
+}
+
+// TestBrowserConfirmedElsewhereHidesCountdown: the payment is confirmed
+// while the page shows it (the operator, another tab): the page says it is
+// being checked without a reload, and hides the countdown, which has
+// nothing left to count. Before, it went on counting down to 0:00.
+func TestBrowserConfirmedElsewhereHidesCountdown(t *testing.T) {
+	e, _, ctx, inv := payingCustomer(t)
+	if !eval[bool](t, ctx, countdownShown) {
+		t.Fatal("no countdown beside the details")
+	}
+	eval[bool](t, ctx, `window.sameDocument = true`)
+	e.transition(e.payments(inv.InvoiceID)[0], commands.PaymentStatusConfirmed)
+	waitJS(t, ctx, "checking, without a reload",
+		`window.sameDocument === true && document.querySelector("#status.status-confirmed") !== null`, 15*time.Second)
+	if eval[bool](t, ctx, countdownShown) {
+		t.Errorf("a countdown while checking: %q", text(t, ctx, "#countdown"))
+	}
 }

@@ -253,7 +253,8 @@ func TestPayMethodThenDetailsThenConfirm(t *testing.T) {
 	}
 	page = c.get("/pay/" + inv.InvoiceID)
 	wantContains(t, page, "We are checking your payment", p.Extra.AccountNumber)
-	wantLacks(t, page, `id="confirm"`)
+	// Nothing is left to do before a time: no countdown.
+	wantLacks(t, page, `id="confirm"`, `role="timer"`, "Time left")
 	// Confirming twice is harmless.
 	res = c.post("/pay/"+inv.InvoiceID+"/confirm", url.Values{"csrf_token": {tok}, "payment": {p.ID}})
 	wantRedirect(t, res, "/pay/"+inv.InvoiceID)
@@ -357,6 +358,57 @@ func TestPayExpiredInvoice(t *testing.T) {
 	wantLacks(t, page, "Choose a payment method", `role="timer"`)
 	if st := c.status(inv.InvoiceID); st["invoice_status"] != "expired" || st["phase"] != "expired" {
 		t.Errorf("status = %v", st)
+	}
+}
+
+// TestPayPendingPaymentOutlivesExpiry: past expires_at, a PENDING payment
+// is not the end: the customer may have sent the money at the last minute,
+// and a late payment still pays the invoice (docs/payments.md). The page
+// keeps its details and "I have paid" (not final, no redirect), says the
+// time is up but a payment already sent is still being checked, and shows
+// no countdown and no other method; the same once the scheduler expired the
+// invoice. Before, the page said the invoice could no longer be paid, hid
+// the details and sent the customer to fail_url, and the invoice then ended
+// success.
+func TestPayPendingPaymentOutlivesExpiry(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{success: "https://shop.example/ok", fail: "https://shop.example/failed"})
+	id := inv.InvoiceID
+	c := e.client()
+	tok := c.chooseMethod(id, "visamaster.uah")
+	p := e.payments(id)[0]
+
+	e.advance(21 * time.Minute)
+	check := func(invoiceStatus string) {
+		t.Helper()
+		st := c.status(id)
+		msg, _ := st["message"].(string)
+		if st["phase"] != "pay" || st["final"] != false || st["redirect_url"] != nil || st["invoice_status"] != invoiceStatus ||
+			!strings.HasPrefix(msg, "Time is up") || !strings.Contains(msg, "still being checked") {
+			t.Errorf("status = %v, want phase pay, not final, saying the time is up", st)
+		}
+		page := c.get("/pay/" + id)
+		wantStatus(t, page, http.StatusOK)
+		wantContains(t, page, esc(msg), `data-final="false"`, `id="details"`, esc(p.Extra.AccountNumber), `id="confirm"`,
+			`<p id="final-actions" hidden>`)
+		wantLacks(t, page, `role="timer"`, "Time left", "Choose another method", "can no longer be paid")
+	}
+	check(commands.InvoiceStatusPending)
+	if _, err := e.svc.ExpireInvoice(e.ctx, commands.ExpireInvoice{Meta: e.meta(), InvoiceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	check(commands.InvoiceStatusExpired)
+
+	res := c.post("/pay/"+id+"/confirm", url.Values{"csrf_token": {tok}, "payment": {p.ID}})
+	wantRedirect(t, res, "/pay/"+id)
+	if st := c.status(id); st["phase"] != "confirmed" || st["final"] != false {
+		t.Errorf("confirmed past expiry: status = %v", st)
+	}
+	wantLacks(t, c.get("/pay/"+id), `role="timer"`, "Time left")
+
+	e.process(p)
+	if st := c.status(id); st["phase"] != "success" || st["final"] != true || st["redirect_url"] != "https://shop.example/ok" {
+		t.Errorf("status after the late payment = %v, want success", st)
 	}
 }
 

@@ -19,10 +19,10 @@ import (
 // Phases of the payment page: what the customer sees and may do.
 const (
 	phaseChoose    = "choose"    // no live payment: pick a method
-	phasePay       = "pay"       // a PENDING payment: pay to its details, then say so
+	phasePay       = "pay"       // a PENDING payment: pay to its details, then say so (past expires_at too)
 	phaseConfirmed = "confirmed" // the customer says paid: waiting for the gateway
 	phaseSuccess   = "success"   // the invoice is paid
-	phaseExpired   = "expired"   // past expires_at without a confirmed payment
+	phaseExpired   = "expired"   // past expires_at without a live (PENDING or CONFIRMED) payment
 	phaseCancelled = "cancelled" // the merchant cancelled the invoice
 	// The latest payment was rejected or failed: not final, the invoice is
 	// still pending and takes a new payment, so the methods are offered.
@@ -43,6 +43,7 @@ type payState struct {
 	payment  *projections.PaymentView  // the latest, or nil
 	phase    string
 	final    bool
+	late     bool   // past expires_at, or expired: no new payment, no countdown
 	redirect string // where the customer goes on a final phase, "" for nowhere
 }
 
@@ -80,17 +81,19 @@ func (h *handler) loadPay(invoiceID string) (*payState, error) {
 	return st, nil
 }
 
-// decide sets the phase. A CONFIRMED payment outlives expires_at: the
-// customer says the money is on its way, and a late payment still pays the
-// invoice (docs/payments.md), so the page keeps waiting for the gateway. A
-// REJECTED or ERROR payment ends that payment only: before expires_at the
-// invoice takes a new one.
+// decide sets the phase. A live payment, PENDING or CONFIRMED, outlives
+// expires_at: the customer may have sent the money at the last minute, and
+// a late payment still pays the invoice (docs/payments.md), so the page
+// keeps its details and waits for the gateway; only an invoice past
+// expires_at without one is expired. A REJECTED or ERROR payment ends that
+// payment only: before expires_at the invoice takes a new one.
 func (st *payState) decide(now time.Time) {
 	inv, p := &st.inv, st.payment
 	pstatus := ""
 	if p != nil {
 		pstatus = p.Status
 	}
+	st.late = inv.Status == commands.InvoiceStatusExpired || !now.Before(inv.ExpiresAt)
 	switch {
 	case inv.Status == commands.InvoiceStatusSuccess:
 		st.phase = phaseSuccess
@@ -101,10 +104,10 @@ func (st *payState) decide(now time.Time) {
 		st.phase = phaseUnderpaid
 	case pstatus == commands.PaymentStatusConfirmed:
 		st.phase = phaseConfirmed
-	case inv.Status == commands.InvoiceStatusExpired || !now.Before(inv.ExpiresAt):
-		st.phase = phaseExpired
 	case pstatus == commands.PaymentStatusPending:
 		st.phase = phasePay
+	case st.late:
+		st.phase = phaseExpired
 	case len(st.payments) >= commands.MaxPaymentsPerInvoice:
 		// Choosing a method could only be refused (ErrTooManyPayments).
 		// The views hold every payment of the invoice, so this counts at
@@ -133,6 +136,10 @@ func (st *payState) message() string {
 	case phaseChoose:
 		return "Choose how you want to pay."
 	case phasePay:
+		if st.late {
+			return "Time is up for this invoice. A payment you already sent to the details below is still being checked: " +
+				"press \u201cI have paid\u201d if you sent it. Please do not send a payment now."
+		}
 		return "Waiting for your payment. Send the exact amount to the details below, then press \u201cI have paid\u201d."
 	case phaseConfirmed:
 		return "Thank you. We are checking your payment; this page updates by itself."
@@ -210,13 +217,17 @@ func findMethod(ms []commands.Method, code string) (commands.Method, bool) {
 
 // payView is the payment page's template data.
 type payView struct {
-	InvoiceID     string
-	Purpose       string
-	Amount        string
-	Currency      string
-	Phase         string
-	Final         bool
-	Exhausted     bool // no method may be chosen: a dead end, though not final
+	InvoiceID string
+	Purpose   string
+	Amount    string
+	Currency  string
+	Phase     string
+	Final     bool
+	Exhausted bool // no method may be chosen: a dead end, though not final
+	// The countdown is shown while the customer has something to do before
+	// expires_at: choose a method, or pay. Not once they said they paid,
+	// nor past expires_at (a live payment's page stays up then).
+	Countdown     bool
 	Message       string
 	Redirect      string
 	RedirectDelay int64  // milliseconds
@@ -257,6 +268,7 @@ type paymentDetails struct {
 	BankLabel     string
 	BankName      string
 	CanConfirm    bool
+	CanCancel     bool // "Choose another method": before expires_at, and not for a fixed method
 }
 
 func (h *handler) payView(w http.ResponseWriter, r *http.Request, st *payState, formErr, selected string) *payView {
@@ -270,6 +282,7 @@ func (h *handler) payView(w http.ResponseWriter, r *http.Request, st *payState, 
 		Phase:         st.phase,
 		Final:         st.final,
 		Exhausted:     st.phase == phaseExhausted,
+		Countdown:     !st.final && !st.late && (st.phase == phaseChoose || st.phase == phasePay || st.phase == phaseFailed),
 		Message:       st.message(),
 		Redirect:      st.redirect,
 		RedirectDelay: h.redirectDelay.Milliseconds(),
@@ -298,6 +311,7 @@ func (h *handler) payView(w http.ResponseWriter, r *http.Request, st *payState, 
 	if p := st.payment; p != nil && (st.phase == phasePay || st.phase == phaseConfirmed) {
 		v.Payment = details(p)
 		v.Payment.CanConfirm = st.phase == phasePay
+		v.Payment.CanCancel = v.Payment.CanConfirm && !st.late && !v.FixedMethod
 	}
 	return v
 }

@@ -38,12 +38,19 @@
     var h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
     return (h > 0 ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
   }
+  function hide(selector) {
+    document.querySelectorAll(selector).forEach(function (el) { el.hidden = true; });
+  }
+
   function tick() {
     var left = expiresAt - (Date.now() + offset);
     countdown.textContent = format(left);
     if (left <= 0) {
       clearInterval(ticker);
       ticker = null;
+      // Nothing left to count, no other method to choose: the status says
+      // what happens now (a live payment's page stays up).
+      hide(".js-before-expiry");
       poll();
     }
   }
@@ -109,7 +116,11 @@
       }
       phase = s.phase;
       root.dataset.phase = phase;
-      document.querySelectorAll(".js-pay-only").forEach(function (el) { el.hidden = true; });
+      // Said paid: no form left, and no time to count down to.
+      clearInterval(ticker);
+      ticker = null;
+      hide(".js-pay-only");
+      hide("#countdown-line");
       statusEl.className = "status status-" + phase;
     }
     if (statusEl.textContent !== s.message) statusEl.textContent = s.message;
