@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -210,18 +211,31 @@ func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 // navigations (chromedp.Poll runs in one document), for at most timeout.
 func waitJS(t *testing.T, ctx context.Context, what, expr string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last error
-	for time.Now().Before(deadline) {
+	if eventually(timeout, func() bool {
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		if err == nil && ok {
-			return
-		}
 		last = err
-		time.Sleep(50 * time.Millisecond)
+		return err == nil && ok
+	}) {
+		return
 	}
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
 	t.Fatalf("%s: not within %s (at %s; %v)", what, timeout, loc, last)
+}
+
+// eventually checks cond until it holds, for at most timeout, and says
+// whether it did.
+func eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // payingCustomer starts the pages, the pretend shop and a browser, makes
@@ -548,4 +562,92 @@ func TestBrowserConfirmedElsewhereHidesCountdown(t *testing.T) {
 	if eval[bool](t, ctx, countdownShown) {
 		t.Errorf("a countdown while checking: %q", text(t, ctx, "#countdown"))
 	}
+}
+
+// statusOutage answers the pages' status route 503, as a node whose log
+// failed or a proxy in front of it would, while down is true, and records
+// when each status request came.
+type statusOutage struct {
+	down  atomic.Bool
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (o *statusOutage) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/status") {
+			o.mu.Lock()
+			o.times = append(o.times, time.Now())
+			o.mu.Unlock()
+			if o.down.Load() {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte(`{"error":"unavailable"}` + "\n"))
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// outage starts the pages behind a statusOutage that is down, a browser,
+// and an invoice; the clock is moved on by ahead before the page opens.
+func outage(t *testing.T, ahead time.Duration) (*statusOutage, context.Context) {
+	t.Helper()
+	e := newRealtimeEnv(t)
+	o := &statusOutage{}
+	o.down.Store(true)
+	srv := shopServer(t, e, o.wrap)
+	ctx := browser(t)
+	inv := e.invoice(invoiceOpts{})
+	e.advance(ahead)
+	do(t, ctx, "open the payment link",
+		chromedp.Navigate(srv.URL+"/pay/"+inv.InvoiceID),
+		chromedp.WaitVisible(chromedp.CSS(`input[value="visamaster.uah"]`)))
+	return o, ctx
+}
+
+func (o *statusOutage) requests() []time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]time.Time(nil), o.times...)
+}
+
+// TestBrowserStatusUnreachable: while the status route keeps failing, the
+// page says it cannot reach the server (in its live status region) after a
+// few failures, and polls less and less often; once the server answers
+// again, the page shows the status again. Before, every failure was
+// swallowed and retried every 2 s, forever, without a word.
+func TestBrowserStatusUnreachable(t *testing.T) {
+	o, ctx := outage(t, 0)
+	waitJS(t, ctx, "the page says the server cannot be reached",
+		`document.getElementById("status").textContent.startsWith("Can\u2019t reach the server")`, 15*time.Second)
+	// Three failures 2 s apart, then a longer wait.
+	if !eventually(15*time.Second, func() bool { return len(o.requests()) >= 4 }) {
+		t.Fatalf("%d status requests, want 4", len(o.requests()))
+	}
+	rs := o.requests()
+	if gap := rs[3].Sub(rs[2]); gap < 3500*time.Millisecond {
+		t.Errorf("the fourth request %s after the third, want a longer wait after three failures", gap)
+	}
+	if got := eval[string](t, ctx, `document.getElementById("status").getAttribute("aria-live")`); got != "polite" {
+		t.Errorf("status region aria-live %q", got)
+	}
+
+	o.down.Store(false)
+	waitJS(t, ctx, "the status again", `document.getElementById("status").textContent === "Choose how you want to pay."`, 20*time.Second)
+}
+
+// TestBrowserTimeUpWhileUnreachable: the countdown reaches 0 with no live
+// payment while the status route fails: the page disables the method form
+// itself rather than let the customer send a choice that can only be
+// refused. Before, the form stayed usable.
+func TestBrowserTimeUpWhileUnreachable(t *testing.T) {
+	_, ctx := outage(t, 20*time.Minute-4*time.Second) // seconds left
+	if eval[bool](t, ctx, `document.querySelector("#pay form button.primary").disabled`) {
+		t.Fatal("the form is disabled before the time is up")
+	}
+	waitJS(t, ctx, "the method form disabled at 0:00",
+		`document.querySelector("#pay form button.primary").disabled && document.querySelector('input[value="visamaster.uah"]').disabled`,
+		15*time.Second)
 }

@@ -97,7 +97,8 @@ func (h *handler) serverError(w http.ResponseWriter, r *http.Request, err error)
 // unavailable answers a request while the event log has failed
 // (Config.Failed): the status poll in JSON, which the page's script retries,
 // any other page with a message. Not logged per request: a page polls every
-// 2 s, and /readyz reports the failure.
+// 2 s (less often once its polls keep failing), and /readyz reports the
+// failure.
 func (h *handler) unavailable(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/status") {
 		hd := w.Header()

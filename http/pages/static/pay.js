@@ -17,7 +17,10 @@
   var delay = parseInt(root.dataset.redirectDelay, 10) || 3000;
   var statusEl = document.getElementById("status");
   var countdown = document.getElementById("countdown");
-  var ticker = null, poller = null, inflight = false, leaving = false;
+  var ticker = null, pollTimer = null, inflight = false, leaving = false;
+  // Status polls that failed in a row (a 503, the network): after
+  // failuresToSay the page says so, and it waits longer between polls.
+  var failures = 0, failuresToSay = 3;
 
   if (navigator.clipboard) {
     document.querySelectorAll("button[data-copy]").forEach(function (b) {
@@ -49,8 +52,14 @@
       clearInterval(ticker);
       ticker = null;
       // Nothing left to count, no other method to choose: the status says
-      // what happens now (a live payment's page stays up).
+      // what happens now (a live payment's page stays up). Without a live
+      // payment no method can be chosen any more, whether or not the
+      // server can be reached to say so.
       hide(".js-before-expiry");
+      if (phase === "choose" || phase === "failed") {
+        var form = document.getElementById("method-form");
+        if (form) form.querySelectorAll("input, button").forEach(function (el) { el.disabled = true; });
+      }
       poll();
     }
   }
@@ -61,7 +70,7 @@
 
   function finish(s) {
     isFinal = true;
-    clearInterval(poller);
+    stopPolling();
     clearInterval(ticker);
     root.dataset.phase = s.phase;
     root.dataset.final = "true";
@@ -86,7 +95,7 @@
   // history: never reload(), which would send a refused form again.
   function reopen() {
     leaving = true;
-    clearInterval(poller);
+    stopPolling();
     clearInterval(ticker);
     window.location.replace(pageURL);
   }
@@ -128,17 +137,46 @@
     offset = Date.parse(s.now) - Date.now();
   }
 
+  function stopPolling() {
+    clearTimeout(pollTimer);
+    pollTimer = null;
+  }
+
+  // The next poll: every 2 s, and after failuresToSay failures in a row
+  // twice as long after each further one, up to 30 s.
+  function schedule() {
+    stopPolling();
+    if (isFinal || leaving) return;
+    var wait = 2000;
+    if (failures >= failuresToSay) wait = Math.min(30000, wait * Math.pow(2, failures - failuresToSay + 1));
+    pollTimer = setTimeout(poll, wait);
+  }
+
   function poll() {
     if (inflight || isFinal || leaving) return;
+    stopPolling();
     inflight = true;
     fetch(statusURL, { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) {
         if (!r.ok) throw new Error("status " + r.status);
         return r.json();
       })
-      .then(apply)
-      .catch(function () { /* a network blip: the next poll tries again */ })
-      .then(function () { inflight = false; });
+      .then(function (s) {
+        failures = 0;
+        apply(s);
+      })
+      .catch(function () {
+        // A blip is retried quietly; an outage is said, in the status
+        // region, which screen readers announce.
+        failures++;
+        if (failures >= failuresToSay) {
+          statusEl.textContent = "Can\u2019t reach the server right now. Reload the page to check the status; it keeps trying meanwhile.";
+        }
+      })
+      .then(function () {
+        inflight = false;
+        schedule();
+      });
   }
 
   if (isFinal) {
@@ -150,7 +188,7 @@
     tick();
     ticker = setInterval(tick, 1000);
   }
-  poller = setInterval(poll, 2000);
+  schedule();
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) poll();
   });
