@@ -651,3 +651,49 @@ func TestBrowserTimeUpWhileUnreachable(t *testing.T) {
 		`document.querySelector("#pay form button.primary").disabled && document.querySelector('input[value="visamaster.uah"]').disabled`,
 		15*time.Second)
 }
+
+// TestBrowserStayOnFinalPage: the page that is about to send the customer
+// back to the shop says so and offers "Stay on this page", which cancels
+// the redirect and leaves the link to the shop: when the payment succeeds
+// while the page is open, and on a page opened already final, where the
+// button works from the keyboard. Before, the redirect could not be
+// stopped, and a page opened final did not say it would leave.
+func TestBrowserStayOnFinalPage(t *testing.T) {
+	e, srv, ctx, inv := payingCustomer(t)
+	eval[bool](t, ctx, `window.sameDocument = true`)
+	e.process(e.payments(inv.InvoiceID)[0])
+	waitJS(t, ctx, "success, saying the page will leave",
+		`window.sameDocument === true && document.querySelector("#status.status-success") !== null && `+
+			`document.getElementById("status").textContent.includes("You will be taken back to the shop in 3 seconds.") && `+
+			`document.getElementById("stay").offsetParent !== null`, 15*time.Second)
+	do(t, ctx, "stay", chromedp.Click(chromedp.CSS(`#stay`)))
+	stays := func(what string) {
+		t.Helper()
+		since := eval[float64](t, ctx, `performance.now()`)
+		// Past the redirect's delay, and then some: the page is still here.
+		waitJS(t, ctx, what, fmt.Sprintf(`performance.now() > %f + 4500`, since), 10*time.Second)
+		if loc := eval[string](t, ctx, `location.pathname`); loc != "/pay/"+inv.InvoiceID {
+			t.Fatalf("%s: the page left for %s", what, loc)
+		}
+		if !eval[bool](t, ctx, `document.getElementById("return-link").offsetParent !== null && document.getElementById("stay").offsetParent === null`) {
+			t.Errorf("%s: want the link to the shop, and no stay button", what)
+		}
+		if got := text(t, ctx, "#status"); strings.Contains(got, "You will be taken back") {
+			t.Errorf("%s: status %q still says the page will leave", what, got)
+		}
+	}
+	stays("stayed on the page that turned final")
+
+	do(t, ctx, "open the final page",
+		chromedp.Navigate(srv.URL+"/pay/"+inv.InvoiceID),
+		chromedp.WaitVisible(chromedp.CSS(`#redirect-note`)),
+		chromedp.WaitVisible(chromedp.CSS(`#stay`)))
+	if got := text(t, ctx, "#status"); got != "Payment received. Thank you! You will be taken back to the shop in 3 seconds." {
+		t.Errorf("status %q", got)
+	}
+	do(t, ctx, "stay, from the keyboard", chromedp.Focus(chromedp.CSS(`#stay`)), chromedp.KeyEvent("\r"))
+	stays("stayed on the page opened final")
+	if got := eval[string](t, ctx, `document.activeElement.id`); got != "return-link" {
+		t.Errorf("focus on %q after staying, want the link to the shop", got)
+	}
+}

@@ -504,6 +504,29 @@ func TestPayFailedPaymentOffersMethods(t *testing.T) {
 	}
 }
 
+// TestPayFinalPageSaysItWillLeave: a final page with somewhere to go says,
+// in its status, that it takes the customer back to the shop, and has a
+// "Stay on this page" button beside the link (WCAG 2.2.1: a time limit the
+// user can turn off), both hidden until the script, which alone redirects,
+// shows them. A final page with nowhere to go says nothing of leaving. Before, a page
+// loaded already final left after 3 s without a word or a way to stay.
+func TestPayFinalPageSaysItWillLeave(t *testing.T) {
+	e := newEnv(t)
+	inv := e.invoice(invoiceOpts{success: "https://shop.example/ok"})
+	c := e.client()
+	c.chooseMethod(inv.InvoiceID, "visamaster.uah")
+	e.process(e.payments(inv.InvoiceID)[0])
+	page := c.get("/pay/" + inv.InvoiceID)
+	wantContains(t, page, `<span id="redirect-note" hidden> You will be taken back to the shop in 3 seconds.</span></p>`,
+		`<button type="button" class="secondary" id="stay" hidden>Stay on this page</button>`,
+		`href="https://shop.example/ok">Return to the shop</a>`)
+
+	other := e.invoice(invoiceOpts{})
+	c.chooseMethod(other.InvoiceID, "visamaster.uah")
+	e.process(e.payments(other.InvoiceID)[0])
+	wantLacks(t, c.get("/pay/"+other.InvoiceID), `id="redirect-note"`)
+}
+
 func TestPayFinalWithoutURLSaysSo(t *testing.T) {
 	e := newEnv(t)
 	inv := e.invoice(invoiceOpts{})

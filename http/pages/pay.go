@@ -231,6 +231,7 @@ type payView struct {
 	Message       string
 	Redirect      string
 	RedirectDelay int64  // milliseconds
+	RedirectNote  string // what the page says when its script is about to redirect
 	PageURL       string // the page's own URL: /pay/{invoice_id}
 	PaymentID     string // the latest payment's public id, "" for none: the status's payment_id
 	StatusURL     string
@@ -286,6 +287,7 @@ func (h *handler) payView(w http.ResponseWriter, r *http.Request, st *payState, 
 		Message:       st.message(),
 		Redirect:      st.redirect,
 		RedirectDelay: h.redirectDelay.Milliseconds(),
+		RedirectNote:  redirectNote(h.redirectDelay),
 		PageURL:       PayPrefix + id,
 		StatusURL:     PayPrefix + id + "/status",
 		ExpiresAt:     st.inv.ExpiresAt.UTC().Format(time.RFC3339),
@@ -337,6 +339,14 @@ func details(p *projections.PaymentView) *paymentDetails {
 		}
 	}
 	return d
+}
+
+// redirectNote says when the page will send the customer back to the shop.
+func redirectNote(d time.Duration) string {
+	if s := int64(d.Round(time.Second) / time.Second); s > 1 {
+		return fmt.Sprintf("You will be taken back to the shop in %d seconds.", s)
+	}
+	return "You will be taken back to the shop in a second."
 }
 
 // remaining renders a duration as m:ss (h:mm:ss past an hour), 0:00 when past.

@@ -64,9 +64,31 @@
     }
   }
 
+  // The redirect back to the shop, said in the status and stoppable with
+  // "Stay on this page" (WCAG 2.2.1): the customer may want to read the
+  // page or note the reference first.
+  var leaveTimer = null;
+  var stayButton = document.getElementById("stay");
   function goSoon(url) {
-    setTimeout(function () { window.location.assign(url); }, delay);
+    var note = document.getElementById("redirect-note");
+    if (!note) {
+      note = document.createElement("span");
+      note.id = "redirect-note";
+      note.textContent = " " + root.dataset.redirectNote;
+      statusEl.appendChild(note);
+    }
+    note.hidden = false;
+    stayButton.hidden = false;
+    leaveTimer = setTimeout(function () { window.location.assign(url); }, delay);
   }
+  stayButton.addEventListener("click", function () {
+    clearTimeout(leaveTimer);
+    leaveTimer = null;
+    var note = document.getElementById("redirect-note");
+    if (note) note.remove();
+    stayButton.hidden = true;
+    document.getElementById("return-link").focus();
+  });
 
   function finish(s) {
     isFinal = true;
@@ -76,7 +98,7 @@
     root.dataset.final = "true";
     document.querySelectorAll(".js-live").forEach(function (el) { el.hidden = true; });
     statusEl.className = "status status-" + s.phase;
-    statusEl.textContent = s.message + (s.redirect_url ? " Taking you back to the shop\u2026" : "");
+    statusEl.textContent = s.message;
     var link = document.getElementById("return-link");
     var note = document.getElementById("close-note");
     document.getElementById("final-actions").hidden = false;
