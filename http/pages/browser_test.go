@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/payledger/payledger/commands"
@@ -696,4 +697,32 @@ func TestBrowserStayOnFinalPage(t *testing.T) {
 	if got := eval[string](t, ctx, `document.activeElement.id`); got != "return-link" {
 		t.Errorf("focus on %q after staying, want the link to the shop", got)
 	}
+}
+
+// TestBrowserCopyIsAnnounced: a copy button copies its value and says so
+// in a live region, which screen readers announce: the button's own
+// "Copied" is hidden from them by its aria-label ("Copy the amount").
+// Before, nothing was announced.
+func TestBrowserCopyIsAnnounced(t *testing.T) {
+	e, srv, ctx, inv := payingCustomer(t)
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission: &cdpbrowser.PermissionDescriptor{Name: name}, Setting: cdpbrowser.PermissionSettingGranted, Origin: srv.URL,
+		}); err != nil {
+			t.Fatalf("grant %s: %v", name, err)
+		}
+	}
+	p := e.payments(inv.InvoiceID)[0]
+	do(t, ctx, "copy the amount", chromedp.Click(chromedp.CSS(`button[aria-label="Copy the amount"]`)))
+	waitJS(t, ctx, "the copy announced",
+		`document.getElementById("copy-status") !== null && document.getElementById("copy-status").textContent === "Amount copied."`, 5*time.Second)
+	if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise)); err != nil || got != p.PaymentAmount {
+		t.Errorf("clipboard %q (%v), want %q", got, err, p.PaymentAmount)
+	}
+	if got := eval[string](t, ctx, `document.getElementById("copy-status").getAttribute("aria-live")`); got != "polite" {
+		t.Errorf("copy status aria-live %q", got)
+	}
+	do(t, ctx, "copy the card number", chromedp.Click(chromedp.CSS(`button[aria-label="Copy Card number"]`)))
+	waitJS(t, ctx, "the second copy announced",
+		`document.getElementById("copy-status").textContent === "Card number copied."`, 5*time.Second)
 }

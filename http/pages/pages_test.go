@@ -584,7 +584,8 @@ func TestPayUnknownMethod(t *testing.T) {
 	for _, m := range []string{"", "no-such-method", "wave-ci.xof" /* another currency */} {
 		res := c.post("/pay/"+inv.InvoiceID+"/method", url.Values{"csrf_token": {tok}, "method": {m}})
 		wantStatus(t, res, http.StatusBadRequest)
-		wantContains(t, res, `role="alert"`, "Choose one of the payment methods listed.", `name="method"`)
+		wantContains(t, res, `role="alert"`, "Choose one of the payment methods listed.", `name="method"`,
+			"<title>Error: Pay 1500.00 UAH")
 	}
 	e.unchanged(head)
 }

@@ -362,8 +362,12 @@ func remaining(d time.Duration) string {
 }
 
 func (h *handler) renderPay(w http.ResponseWriter, r *http.Request, status int, st *payState, formErr, selected string) {
+	title := "Pay " + st.inv.Amount + " " + st.inv.Currency + " \u2013 " + st.merchant
+	if formErr != "" {
+		title = "Error: " + title // as on the widget page
+	}
 	h.render(w, r, status, "pay", layout{
-		Title:  "Pay " + st.inv.Amount + " " + st.inv.Currency + " \u2013 " + st.merchant,
+		Title:  title,
 		Brand:  st.merchant,
 		Script: "pay.js",
 		Page:   h.payView(w, r, st, formErr, selected),

@@ -123,6 +123,11 @@ func (h *handler) renderWidget(w http.ResponseWriter, r *http.Request, status in
 	if title == "" {
 		title = "Pay " + st.merchant
 	}
+	if v.Error != "" || v.AmountError != "" || v.MethodError != "" {
+		// The first thing a screen reader says of the page (WCAG 3.3.1);
+		// the field in error has the focus (autofocus).
+		title = "Error: " + title
+	}
 	h.render(w, r, status, "widget", layout{Title: title, Brand: st.merchant, Script: "widget.js", Page: v})
 }
 

@@ -177,6 +177,42 @@ func TestWidgetRefusesBadInput(t *testing.T) {
 	e.unchanged(head)
 }
 
+// TestWidgetErrorTakesFocus: a form refused for a field comes back with
+// that field focused (autofocus) and the title saying "Error: ", so a
+// screen reader user hears that the form failed and lands where to fix it;
+// a form refused as a whole has the title too. Before, nothing took the
+// focus and the title was the page's own.
+func TestWidgetErrorTakesFocus(t *testing.T) {
+	e := newEnv(t)
+	w := e.widget(unlimitedWidget())
+	c := e.client()
+	page := c.get("/w/" + w.WidgetID)
+	wantContains(t, page, "<title>Donations to the shelter</title>")
+	wantLacks(t, page, "autofocus")
+	tok := formToken(t, page.body)
+
+	res := c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {"visamaster.uah"}, "amount": {"ten"}})
+	wantStatus(t, res, http.StatusBadRequest)
+	wantContains(t, res, "<title>Error: Donations to the shelter</title>", `aria-invalid="true" autofocus>`)
+	if strings.Count(res.body, "autofocus") != 1 || !strings.Contains(res.body[strings.Index(res.body, `id="amount"`):], "autofocus") {
+		t.Errorf("want autofocus on the amount alone:\n%s", res.body)
+	}
+
+	res = c.post("/w/"+w.WidgetID, url.Values{"csrf_token": {tok}, "method": {""}, "amount": {"ten"}})
+	wantStatus(t, res, http.StatusBadRequest)
+	wantContains(t, res, "<title>Error: Donations to the shelter</title>",
+		`<select id="method" name="method" required aria-invalid="true" aria-describedby="method-error" autofocus>`)
+	if n := strings.Count(res.body, "autofocus"); n != 1 {
+		t.Errorf("%d fields with autofocus, want the method alone", n)
+	}
+
+	single := e.widget(commands.CreateWidget{Kind: commands.WidgetSingle, FiatCurrency: "XOF", FiatAmount: "5", Description: "Sticker"})
+	page = c.get("/w/" + single.WidgetID)
+	res = c.post("/w/"+single.WidgetID, url.Values{"csrf_token": {formToken(t, page.body)}, "method": {"wave-ci.xof"}})
+	wantStatus(t, res, http.StatusBadRequest)
+	wantContains(t, res, "<title>Error: Sticker</title>", `role="alert"`)
+}
+
 // TestWidgetSingleTooSmall: a single widget whose amount credits the
 // merchant nothing at the current rate is refused with a message on the
 // page (the customer has no amount field to correct), appending nothing.

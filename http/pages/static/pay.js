@@ -22,14 +22,23 @@
   // failuresToSay the page says so, and it waits longer between polls.
   var failures = 0, failuresToSay = 3;
 
+  // A copy says so on the button, and in a live region for screen
+  // readers, which read the button by its aria-label ("Copy the amount"),
+  // not by its text. The region is emptied afterwards, so that copying
+  // the same value again is announced again.
+  var copyStatus = document.getElementById("copy-status");
   if (navigator.clipboard) {
     document.querySelectorAll("button[data-copy]").forEach(function (b) {
+      var label = b.textContent;
       b.hidden = false;
       b.addEventListener("click", function () {
         navigator.clipboard.writeText(b.dataset.copy).then(function () {
-          var label = b.textContent;
           b.textContent = "Copied";
-          setTimeout(function () { b.textContent = label; }, 1500);
+          if (copyStatus) copyStatus.textContent = b.dataset.copied;
+          setTimeout(function () {
+            b.textContent = label;
+            if (copyStatus && copyStatus.textContent === b.dataset.copied) copyStatus.textContent = "";
+          }, 1500);
         });
       });
     });
