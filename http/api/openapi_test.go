@@ -518,7 +518,7 @@ func operations() []operation {
 			params: []js{pInvoice}, form: "PayMethodForm", status: 303, location: "/pay/{invoice_id}#details", errors: []int{400, 403, 404, 409, 429, 500},
 			errText: map[int]string{
 				400: "The form could not be read, the method is not one the page offers, or it is no longer available (no enabled gateway serves it): the page with the message",
-				409: "The invoice can no longer be paid (paid, expired or cancelled, or its payment failed or fell short), it has the most payments it may have, or the merchant is suspended: the page with the message",
+				409: "The invoice can no longer be paid (paid, expired or cancelled, or its payment fell short; a rejected or failed payment is not the end: a new method is taken), it has the most payments it may have, or the merchant is suspended: the page with the message",
 			}},
 		payTransition("confirm", "paymentPageConfirm", "I have paid", "CONFIRMED", ""),
 		payTransition("cancel", "paymentPageCancel", "Choose another method", "CANCELLED", ", which offers the methods again"),
