@@ -175,3 +175,78 @@ func TestExportManifestNotWrittenOnFailure(t *testing.T) {
 		t.Fatalf("a failed export wrote a manifest: %v", err)
 	}
 }
+
+// TestExportManifestRefusesWhatIsNotAManifest: --manifest at a path that
+// holds anything but a manifest an earlier export wrote (the live log, the
+// master key, another file, a directory, a symlink, even one to a
+// manifest) is refused with exit status 2 before anything is written, and
+// what is there is left as it was; an earlier export's manifest is
+// replaced.
+func TestExportManifestRefusesWhatIsNotAManifest(t *testing.T) {
+	dir := auditLog(t, 10)
+	logPath := filepath.Join(dir, logFileName)
+	keyPath := filepath.Join(dir, "master.key")
+	if err := os.WriteFile(keyPath, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := writeFile(t, `{"format": "something-else", "version": 1}`+"\n")
+	sub := filepath.Join(t.TempDir(), "manifests")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, good := exportManifest(t, dir)
+	link := filepath.Join(t.TempDir(), "link.manifest")
+	if err := os.Symlink(good, link); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func(path string) string {
+		t.Helper()
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fi.Mode().String() + " " + string(b)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			to, _ := os.Readlink(path)
+			return fi.Mode().String() + " -> " + to
+		}
+		return fi.Mode().String()
+	}
+	for _, c := range []struct{ name, path, says string }{
+		{"the live log", logPath, "not a payledger export manifest"},
+		{"the master key", keyPath, "not a payledger export manifest"},
+		{"another JSON file", other, "not a payledger export manifest"},
+		{"a directory", sub, "is a directory"},
+		{"a symlink to a manifest", link, "is a symbolic link"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before, goodBefore := snapshot(c.path), snapshot(good)
+			code, out, errs := runCmd(t, "export", "--data-dir", dir, "--manifest", c.path)
+			if code != 2 || out != "" || !strings.Contains(errs, c.says) || !strings.Contains(errs, c.path) {
+				t.Errorf("export --manifest %s = %d, %d bytes out: %s", c.name, code, len(out), errs)
+			}
+			if after := snapshot(c.path); after != before {
+				t.Errorf("%s changed:\n%.200q\nnow\n%.200q", c.name, before, after)
+			}
+			if snapshot(good) != goodBefore {
+				t.Errorf("the manifest the symlink points to changed")
+			}
+		})
+	}
+	if code, _, errs := runCmd(t, "verify", "--data-dir", dir); code != 0 {
+		t.Fatalf("verify after the refused exports = %d: %s", code, errs)
+	}
+
+	// An earlier export's manifest, of other events, is replaced.
+	code, _, errs := runCmd(t, "export", "--data-dir", dir, "--from", "4", "--manifest", good)
+	if b, _ := os.ReadFile(good); code != 0 || !strings.Contains(string(b), `"from": 4,
+  "events": 7,`) {
+		t.Fatalf("export over an earlier manifest = %d (%s):\n%s", code, errs, b)
+	}
+}
