@@ -27,6 +27,14 @@ func dataDirFlag(fs *flagSet) *string {
 	return dir
 }
 
+// checkpointKeyFlag registers --checkpoint-key, serve's and keygen's:
+// flag, then PAYLEDGER_CHECKPOINT_KEY, then (left empty)
+// <data-dir>/checkpoint.key, so that keygen prints the key serve signs with.
+func checkpointKeyFlag(fs *flagSet, p *string) {
+	fs.StringVar(p, "checkpoint-key", "", "Ed25519 checkpoint signing key file (default <data-dir>/"+node.CheckpointKeyFile+")")
+	fs.bindEnv(map[string]string{"checkpoint-key": "PAYLEDGER_CHECKPOINT_KEY"})
+}
+
 // auditOpenTimeout is how long verify and export wait for the log's lock.
 const auditOpenTimeout = 2 * time.Second
 

@@ -45,7 +45,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.Checkpoints.Disabled, "no-checkpoints", false, "do not sign checkpoints of the log")
 	checkpointEvery := fs.Int("checkpoint-every", 10000, "sign a checkpoint after this many events")
 	fs.DurationVar(&cfg.Checkpoints.Interval, "checkpoint-interval", time.Minute, "sign a checkpoint this long after the last, if anything was appended")
-	fs.StringVar(&cfg.Checkpoints.KeyFile, "checkpoint-key", "", "Ed25519 checkpoint signing key file (default <data-dir>/checkpoint.key)")
+	checkpointKeyFlag(fs, &cfg.Checkpoints.KeyFile)
 	keyRate := fs.Float64("key-rate", 0, "requests per second allowed per API key (0: 20000; negative: no limit)")
 	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (0: 5; negative: no limit)")
 	widgetRate := fs.Float64("widget-rate", 0, "invoices per second a widget page's form may start, per widget, in bursts of 30 (0: 5; negative: no limit)")
@@ -60,7 +60,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"admin-token":            "PAYLEDGER_ADMIN_TOKEN",
 		"nats-url":               "PAYLEDGER_NATS_URL",
 		"nats-host":              "PAYLEDGER_NATS_HOST",
-		"checkpoint-key":         "PAYLEDGER_CHECKPOINT_KEY",
 		"allow-private-webhooks": "PAYLEDGER_ALLOW_PRIVATE_WEBHOOKS",
 		"no-demo":                "PAYLEDGER_NO_DEMO",
 		"no-nats":                "PAYLEDGER_NO_NATS",
