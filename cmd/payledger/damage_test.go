@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/payledger/payledger/ledger/boltlog/boltlogtest"
 )
@@ -100,6 +105,69 @@ func TestReplayReportsDamagedViewPage(t *testing.T) {
 		if code != 1 || !strings.Contains(out, "invoices: 104") || strings.Contains(out, "live views:") ||
 			!strings.Contains(errs, "compare with the live views: boltlog: log file is damaged: a page cannot be read (bbolt: ") || strings.Contains(errs, "goroutine") {
 			t.Errorf("replay with the invoice views' leaves damaged at +%d = %d, want 1 naming the damage:\n%s%s", off, code, out, errs)
+		}
+	}
+}
+
+// TestCommandsRefuseAForeignLedgerFile: a ledger.db that is empty, or is
+// another bbolt file (a webhooks.db copied to the wrong name), is refused
+// by serve and import (and restore, which opens it as import does) as not
+// a payledger log, and left byte for byte as it was: it used to be made
+// into a new log, serve adding a demo merchant to it.
+func TestCommandsRefuseAForeignLedgerFile(t *testing.T) {
+	export := writeFile(t, exportOf(t, auditLog(t, 3)))
+	foreign := func(t *testing.T) string {
+		dir := t.TempDir()
+		db, err := bbolt.Open(filepath.Join(dir, logFileName), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *bbolt.Tx) error {
+			b, err := tx.CreateBucket([]byte("w_deliveries"))
+			if err == nil {
+				err = b.Put([]byte("d1"), []byte("delivery"))
+			}
+			return err
+		})
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	empty := func(t *testing.T) string {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, logFileName), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	for name, mk := range map[string]func(*testing.T) string{"another bbolt file": foreign, "an empty file": empty} {
+		for _, cmd := range [][]string{
+			{"import", "--from", export},
+			{"serve", "--addr", "127.0.0.1:0", "--no-nats"},
+		} {
+			t.Run(name+"/"+cmd[0], func(t *testing.T) {
+				dir := mk(t)
+				path := filepath.Join(dir, logFileName)
+				before, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Bounded: a serve that takes the file runs until cancelled.
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				var stdout, stderr bytes.Buffer
+				code := runMain(ctx, append(append(cmd[:1:1], "--data-dir", dir), cmd[1:]...), &stdout, &stderr)
+				if code != 1 || !strings.Contains(stderr.String(), "not a payledger log") {
+					t.Errorf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+				}
+				if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+					t.Errorf("%s changed: %d bytes, now %d", logFileName, len(before), len(after))
+				}
+			})
 		}
 	}
 }

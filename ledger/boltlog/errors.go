@@ -8,8 +8,8 @@ var (
 	ErrLocked = errors.New("boltlog: log file is locked by another process")
 	// ErrReadOnly means an append or import on a store opened with Options.ReadOnly.
 	ErrReadOnly = errors.New("boltlog: log opened read-only")
-	// ErrNotLog means the file is a bbolt database but not a payledger log
-	// (its buckets are missing).
+	// ErrNotLog means the file is not a payledger log: it is empty, or a
+	// bbolt database without the log's buckets (another program's).
 	ErrNotLog = errors.New("boltlog: not a payledger log")
 	// ErrTruncated means the file is shorter than the pages its bbolt meta
 	// page counts: a copy cut short, which cannot be read.

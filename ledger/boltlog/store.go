@@ -129,7 +129,9 @@ type request struct {
 // Errors: ErrLocked when another process holds the file past
 // Options.OpenTimeout; ErrTruncated for a file shorter than its pages;
 // ledger.ErrUnsupportedVersion for a log written by a newer format;
-// ErrNotLog for a bbolt file that is not a log; ledger.ErrCorrupt (as a
+// ErrNotLog for an empty file or a bbolt file that is not a log (a
+// writable open makes a new log only of a missing file or of a bbolt file
+// with no bucket); ledger.ErrCorrupt (as a
 // *ledger.VerifyError naming the sequence) when the stored head does not
 // match an intact last record, or the log bucket's last key is not a
 // sequence; ErrDamaged (also ledger.ErrCorrupt) when a page it reads is
@@ -150,10 +152,12 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	switch fi, err := os.Stat(path); {
 	case err != nil: // a new log, or bbolt's open says what is wrong
-	case fi.Size() == 0 && o.ReadOnly:
-		// bbolt would try to write a new database into it and fail with
-		// "bad file descriptor".
-		return nil, fmt.Errorf("open log %s: %w: the file is empty", path, ErrNotLog)
+	case fi.Size() == 0:
+		// A copy that got none of its bytes, or a file someone else made:
+		// never a log (bbolt writes a new file's first pages before its
+		// open returns), so not made into one. A read-only bbolt open
+		// would fail on it with "bad file descriptor".
+		return nil, fmt.Errorf("open log %s: %w: the file is empty (a copy that got none of its bytes?)", path, ErrNotLog)
 	case fi.Size() > 0 && !o.ReadOnly:
 		// bbolt's read-write open reads the freelist page, which a
 		// truncated file may not have: check the size read-only first.
@@ -293,6 +297,16 @@ func readHead(meta *bbolt.Bucket) (ledger.Head, error) {
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
+		// A file with no bucket is new (its first transaction is this one);
+		// one with buckets but no meta is another bbolt file (a webhooks
+		// store, a replay's views): neither made into a log nor changed.
+		if tx.Bucket(bucketMeta) == nil {
+			if k, _ := tx.Cursor().First(); k != nil {
+				return fmt.Errorf("%w: no %q bucket, and a %q one (another program's bbolt file?)", ErrNotLog, bucketMeta, k)
+			}
+		} else if tx.Bucket(bucketMeta).Get(keyFormat) == nil {
+			return fmt.Errorf("%w: a %q bucket with no format", ErrNotLog, bucketMeta)
+		}
 		for _, name := range [][]byte{bucketLog, bucketIndex, bucketClaims, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -300,10 +314,7 @@ func (s *Store) init() error {
 		}
 		meta := tx.Bucket(bucketMeta)
 		f := meta.Get(keyFormat)
-		if f == nil {
-			if k, _ := tx.Bucket(bucketLog).Cursor().First(); k != nil {
-				return fmt.Errorf("%w: records but no format", ErrNotLog)
-			}
+		if f == nil { // a new log
 			f = []byte{ledger.FormatV1}
 			if err := meta.Put(keyFormat, f); err != nil {
 				return err

@@ -718,3 +718,83 @@ func TestOpenLockedAndReadOnly(t *testing.T) {
 		t.Fatalf("the empty file changed: %v %v", fi, err)
 	}
 }
+
+// TestOpenWritableRefusesWhatIsNotALog: a writable open takes a missing
+// file, or a bbolt file with no bucket at all (one whose creation was cut
+// before the log's first transaction), as a new log, but refuses, and
+// leaves byte for byte as it was, an empty file and a bbolt file of
+// something else: another program's buckets (a webhooks store, a replay's
+// views), or a meta bucket with no format.
+func TestOpenWritableRefusesWhatIsNotALog(t *testing.T) {
+	bboltFile := func(t *testing.T, fill func(tx *bbolt.Tx) error) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "ledger.db")
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fill != nil {
+			if err := db.Update(fill); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	buckets := func(names ...string) func(tx *bbolt.Tx) error {
+		return func(tx *bbolt.Tx) error {
+			for _, n := range names {
+				b, err := tx.CreateBucket([]byte(n))
+				if err != nil {
+					return err
+				}
+				if err := b.Put([]byte("k"), []byte("v")); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	empty := filepath.Join(t.TempDir(), "ledger.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, path, says string
+	}{
+		{"an empty file", empty, "empty"},
+		{"a webhooks store", bboltFile(t, buckets("w_meta", "w_deliveries")), `"w_deliveries"`},
+		{"a replay's views", bboltFile(t, buckets("v_meta", "v_invoices")), `"v_invoices"`},
+		{"a meta bucket with no format", bboltFile(t, buckets("meta")), "no format"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before, err := os.ReadFile(c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := boltlog.Open(c.path, nil)
+			if err == nil {
+				s.Close()
+			}
+			if !errors.Is(err, boltlog.ErrNotLog) || !strings.Contains(err.Error(), c.says) {
+				t.Errorf("writable open of %s: %v, want ErrNotLog saying %s", c.name, err, c.says)
+			}
+			if after, _ := os.ReadFile(c.path); string(after) != string(before) {
+				t.Errorf("the writable open changed %s (%d bytes, now %d)", c.name, len(before), len(after))
+			}
+		})
+	}
+
+	// New logs: a missing file, and a bbolt file with no bucket yet.
+	for name, path := range map[string]string{
+		"a missing file":           filepath.Join(t.TempDir(), "ledger.db"),
+		"a bbolt file, no buckets": bboltFile(t, nil),
+	} {
+		s := boltlogtest.OpenAt(t, path, nil)
+		if _, err := s.Append(ctx, "s", ledger.Any, ev("t")); err != nil {
+			t.Fatalf("%s: append: %v", name, err)
+		}
+	}
+}
