@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"slices"
 	"sort"
+	"strconv"
 	"syscall"
 )
 
@@ -145,6 +146,25 @@ func (fs *flagSet) applyEnv() error {
 		fs.fromEnv[name] = true
 	}
 	return nil
+}
+
+// valueError refuses the value of flag name, which parsed but cannot be
+// used, with exit status 2, naming where it came from as applyEnv does:
+// PAYLEDGER_X="v" (for --name) when the variable set it, else --name v.
+func (fs *flagSet) valueError(name string, err error) error {
+	f := fs.Lookup(name)
+	onCommandLine := false
+	fs.Visit(func(v *flag.Flag) { onCommandLine = onCommandLine || v.Name == name })
+	if fs.fromEnv[name] && !onCommandLine {
+		return &exitError{code: 2, err: fmt.Errorf("%s=%q (for --%s): %w", fs.env[name], f.Value.String(), name, err)}
+	}
+	v := f.Value.String()
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, isString := g.Get().(string); isString {
+			v = strconv.Quote(v)
+		}
+	}
+	return &exitError{code: 2, err: fmt.Errorf("--%s %s: %w", name, v, err)}
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.

@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,9 +33,9 @@ const adminTokenFile = "admin.token"
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	var cfg node.Config
-	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "HTTP listen address, HOST:PORT (port 0: any free one)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory")
-	fs.StringVar(&cfg.BaseURL, "base-url", "", "public URL for payment links (default http://<addr>, with localhost for an address on every interface)")
+	fs.StringVar(&cfg.BaseURL, "base-url", "", "public http or https URL for payment links, with no query or fragment (default http://<addr>, with localhost for an address on every interface)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin API bearer token (default: generated into <data-dir>/admin.token)")
 	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http")
 	noDemo := fs.Bool("no-demo", false, "do not create a demo merchant on an empty data dir")
@@ -44,7 +48,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	replicas := fs.Int("nats-replicas", 1, "event stream replicas (3 on a cluster)")
 	fs.BoolVar(&cfg.Checkpoints.Disabled, "no-checkpoints", false, "do not sign checkpoints of the log")
 	checkpointEvery := fs.Int("checkpoint-every", 10000, "sign a checkpoint after this many events")
-	fs.DurationVar(&cfg.Checkpoints.Interval, "checkpoint-interval", time.Minute, "sign a checkpoint this long after the last, if anything was appended")
+	fs.DurationVar(&cfg.Checkpoints.Interval, "checkpoint-interval", time.Minute, "sign a checkpoint this long (positive) after the last, if anything was appended")
 	checkpointKeyFlag(fs, &cfg.Checkpoints.KeyFile)
 	keyRate := fs.Float64("key-rate", 0, "requests per second allowed per API key (0: 20000; negative: no limit)")
 	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (0: 5; negative: no limit)")
@@ -90,8 +94,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	// Every value is checked before anything is opened or made: a value
+	// that fails later would leave a data dir behind, and one taken as it
+	// is (a base URL that is not one) would go into every payment link.
+	if err := checkListenAddr(cfg.Addr); err != nil {
+		return fs.valueError("addr", err)
+	}
+	if *natsPort < -1 || *natsPort > 65535 {
+		return fs.valueError("nats-port", errors.New("want a port, 0 to 65535, or -1 for a random one"))
+	}
+	if err := checkBaseURL(cfg.BaseURL); err != nil {
+		return fs.valueError("base-url", err)
+	}
 	if *checkpointEvery <= 0 {
-		return &exitError{code: 2, err: fmt.Errorf("--checkpoint-every must be positive")}
+		return fs.valueError("checkpoint-every", errors.New("must be positive"))
+	}
+	if cfg.Checkpoints.Interval <= 0 {
+		return fs.valueError("checkpoint-interval", errors.New("must be positive"))
 	}
 	// Before anything is made: an embedded server open to other machines
 	// with no authentication would let anyone read and write the stream.
@@ -133,6 +152,42 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return n.Serve(ctx)
+}
+
+// checkListenAddr refuses a listen address that is not HOST:PORT with a
+// port number (0: any free port); HOST may be empty, for every interface.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT, such as 127.0.0.1:8080 or :8080: %w", err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		return fmt.Errorf("port %q: want a number, 0 to 65535", port)
+	}
+	return nil
+}
+
+// checkBaseURL refuses a public URL that payment links cannot start with:
+// it must be absolute, http or https, with a host, and no query, fragment
+// or user; a path (behind a proxy's prefix) is kept. Empty is the default.
+func checkBaseURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("want an absolute http or https URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want an absolute http or https URL, such as https://pay.example.com")
+	case u.Host == "" || u.Opaque != "":
+		return errors.New("the URL has no host")
+	case u.User != nil:
+		return errors.New("the URL has a user: payment links must not carry one")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		return errors.New("the URL has a query or a fragment: payment links are appended to it")
+	}
+	return nil
 }
 
 // prefixesFlag is --trusted-proxies, parsed as it is set: a bad prefix, on

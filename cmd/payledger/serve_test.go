@@ -440,3 +440,65 @@ func TestEnvValuesAreChecked(t *testing.T) {
 		t.Errorf("empty PAYLEDGER_DATA_DIR gives %q (%v), want ./data", *dir, err)
 	}
 }
+
+// TestServeRefusesBadFlagValues: a flag value serve cannot use stops it
+// with exit status 2, naming the flag (or its variable, when the value
+// came from one), before it makes the data dir or anything in it: a listen
+// address or NATS port that cannot be listened on used to exit 1 after
+// admin.token, master.key and ledger.db were made, a base URL that is not
+// one went into every payment_link, and a negative checkpoint interval
+// silently became a minute.
+func TestServeRefusesBadFlagValues(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		env   [2]string
+		names string // what the message names
+	}{
+		{args: []string{"--addr", "nonsense"}, names: `--addr "nonsense"`},
+		{args: []string{"--addr", "127.0.0.1:70000"}, names: "--addr"},
+		{args: []string{"--addr", "127.0.0.1:http"}, names: "--addr"},
+		{args: []string{"--nats-port", "70000"}, names: "--nats-port 70000"},
+		{args: []string{"--nats-port", "-2"}, names: "--nats-port -2"},
+		{args: []string{"--base-url", "notaurl"}, names: `--base-url "notaurl"`},
+		{args: []string{"--base-url", "ftp://pay.example.com"}, names: "--base-url"},
+		{args: []string{"--base-url", "https:///pay"}, names: "--base-url"},
+		{args: []string{"--base-url", "https://pay.example.com/?a=1"}, names: "--base-url"},
+		{args: []string{"--base-url", "https://pay.example.com/#top"}, names: "--base-url"},
+		{args: []string{"--checkpoint-interval", "-5s"}, names: "--checkpoint-interval -5s"},
+		{args: []string{"--checkpoint-interval", "0s"}, names: "--checkpoint-interval 0s"},
+		{args: []string{"--checkpoint-every", "0"}, names: "--checkpoint-every 0"},
+		{env: [2]string{"PAYLEDGER_ADDR", "nonsense"}, names: `PAYLEDGER_ADDR="nonsense" (for --addr)`},
+		{env: [2]string{"PAYLEDGER_BASE_URL", "notaurl"}, names: `PAYLEDGER_BASE_URL="notaurl" (for --base-url)`},
+		{env: [2]string{"PAYLEDGER_NATS_PORT", "65536"}, names: `PAYLEDGER_NATS_PORT="65536" (for --nats-port)`},
+		// The command line wins over the variable, and is named.
+		{args: []string{"--base-url", "notaurl"}, env: [2]string{"PAYLEDGER_BASE_URL", "https://pay.example.com"}, names: `--base-url "notaurl"`},
+		{args: []string{"--addr", "127.0.0.1:0", "--base-url", "notaurl"}, env: [2]string{"PAYLEDGER_ADDR", "nonsense"}, names: `--base-url "notaurl"`},
+	} {
+		t.Run(strings.Join(append(tc.args, tc.env[:]...), " "), func(t *testing.T) {
+			if tc.env[0] != "" {
+				t.Setenv(tc.env[0], tc.env[1])
+			}
+			dir := filepath.Join(t.TempDir(), "data")
+			// Bounded: a serve that takes the value runs until cancelled.
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			args := []string{"serve", "--data-dir", dir, "--no-nats"}
+			if tc.env[0] != "PAYLEDGER_ADDR" {
+				args = append(args, "--addr", "127.0.0.1:0") // no fixed port, should the value be taken
+			}
+			code := runMain(ctx, append(args, tc.args...), &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tc.names) {
+				t.Errorf("exit %d, want 2 naming %s\n%s%s", code, tc.names, stdout.String(), stderr.String())
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("the refused command made its data dir: %v", err)
+			}
+		})
+	}
+	// The same check of worker webhooks' --base-url.
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errs := runCmd(t, "worker", "webhooks", "--data-dir", dir, "--base-url", "notaurl"); code != 2 || !strings.Contains(errs, `--base-url "notaurl"`) {
+		t.Errorf("worker webhooks --base-url notaurl: exit %d: %s", code, errs)
+	}
+}

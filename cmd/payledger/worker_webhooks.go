@@ -28,7 +28,7 @@ func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Wri
 	ncfg := natsClientFlags(fs)
 	dataDir := fs.String("data-dir", "./data", "directory of webhooks.db")
 	masterKey := fs.String("master-key", "", "the node's master key file, to derive signing secrets (default <data-dir>/"+node.MasterKeyFile+")")
-	baseURL := fs.String("base-url", webhooks.DefaultBaseURL, "public URL of the hosted pages, for payment_link")
+	baseURL := fs.String("base-url", webhooks.DefaultBaseURL, "public http or https URL of the hosted pages, for payment_link")
 	allowPrivate := fs.Bool("allow-private-webhooks", false, "let webhooks reach loopback/private addresses over plain http")
 	durable := fs.String("durable", webhooks.DefaultDurable, "durable consumer name, with the shard appended when there are shards")
 	shard := fs.String("shard", "", "deliver for one share of the merchants: i/n, 0 <= i < n (each shard its own data dir)")
@@ -49,6 +49,9 @@ func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Wri
 	})
 	if err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if err := checkBaseURL(*baseURL); err != nil {
+		return fs.valueError("base-url", err)
 	}
 	shardIndex, shardCount, err := parseShard(*shard)
 	if err != nil {
