@@ -114,11 +114,11 @@ func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.
 		}
 		return fmt.Errorf("catch up from the stream: %w", err)
 	}
-	fmt.Fprintf(stdout, "worker projections: local log at %d\n", head.Seq)
+	logger.Info("worker projections: caught up", "head", head.Seq)
 
 	ccfg := stream.ConsumerConfig{Durable: *durable, Batch: *batch, Logger: logger}
 	for ctx.Err() == nil {
-		err := followStream(ctx, conn, st, ccfg, stdout)
+		err := followStream(ctx, conn, st, ccfg)
 		if ctx.Err() != nil {
 			break // stopped: whatever it was doing, nothing is lost
 		}
@@ -132,7 +132,7 @@ func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.
 		}
 		break
 	}
-	fmt.Fprintf(stdout, "worker projections: stopped, local log at %d\n", st.Head().Seq)
+	logger.Info("worker projections: stopped", "head", st.Head().Seq)
 	return nil
 }
 
@@ -142,7 +142,7 @@ var errGap = errors.New("the stream skipped ahead of the local log")
 
 // followStream imports the events a durable consumer hands over until ctx
 // ends, the chain breaks (a *ledger.VerifyError), or a gap (errGap).
-func followStream(ctx context.Context, conn *stream.Conn, st *boltlog.Store, cfg stream.ConsumerConfig, stdout io.Writer) error {
+func followStream(ctx context.Context, conn *stream.Conn, st *boltlog.Store, cfg stream.ConsumerConfig) error {
 	cons, err := startAfter(ctx, conn, cfg, st.Head().Seq)
 	if err != nil {
 		return err
@@ -169,7 +169,7 @@ func followStream(ctx context.Context, conn *stream.Conn, st *boltlog.Store, cfg
 			}
 			return err
 		}
-		fmt.Fprintf(stdout, "worker projections: imported %d..%d\n", events[0].Seq, events[len(events)-1].Seq)
+		cfg.Logger.Info("worker projections: imported", "from", events[0].Seq, "head", events[len(events)-1].Seq)
 		return nil
 	})
 	if err != nil {

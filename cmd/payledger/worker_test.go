@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 	"github.com/payledger/payledger/stream/natstest"
 )
 
-var workerAtRE = regexp.MustCompile(`(?:local log at |imported \d+\.\.)(\d+)`)
+var workerAtRE = regexp.MustCompile(`msg="worker projections: (?:caught up|imported)".* head=(\d+)`)
 
 // workerAt is the highest sequence the worker has reported.
 func workerAt(out string) uint64 {
@@ -27,11 +28,13 @@ func workerAt(out string) uint64 {
 	return at
 }
 
-// startWorker runs `payledger worker projections` until stop.
-func startWorker(t *testing.T, url, dir, durable string) (out *syncbuf.Buffer, stop func() int) {
+// startWorker runs `payledger worker projections` until stop, and returns
+// what it logs (stderr). Its stdout, kept for machine-readable output,
+// must stay empty: its progress is logged.
+func startWorker(t *testing.T, url, dir, durable string) (log *syncbuf.Buffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out = &syncbuf.Buffer{}
+	out := &syncbuf.Buffer{}
 	errs := &syncbuf.Buffer{}
 	done := make(chan int, 1)
 	go func() {
@@ -46,11 +49,17 @@ func startWorker(t *testing.T, url, dir, durable string) (out *syncbuf.Buffer, s
 			if code != 0 {
 				t.Errorf("worker exit %d: %s", code, errs.String())
 			}
+			if out.String() != "" {
+				t.Errorf("worker projections wrote to stdout:\n%s", out.String())
+			}
+			if !strings.Contains(errs.String(), `msg="worker projections: stopped"`) {
+				t.Errorf("worker projections logged no stop:\n%s", errs.String())
+			}
 		}
 		return code
 	}
 	t.Cleanup(func() { stop() })
-	return out, stop
+	return errs, stop
 }
 
 func waitWorker(t *testing.T, out *syncbuf.Buffer, seq uint64) {

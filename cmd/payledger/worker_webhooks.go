@@ -94,12 +94,12 @@ func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer conn.Close()
-	fmt.Fprintf(stdout, "worker webhooks: checkpoint %d, durable %s\n", d.Checkpoint(), *durable)
+	logger.Info("worker webhooks: started", "checkpoint", d.Checkpoint(), "durable", *durable)
 	err = d.Run(ctx, webhooks.FromStream(conn, stream.ConsumerConfig{Durable: *durable, Logger: logger}))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "worker webhooks: stopped at checkpoint %d\n", d.Checkpoint())
+	logger.Info("worker webhooks: stopped", "checkpoint", d.Checkpoint())
 	return nil
 }
 

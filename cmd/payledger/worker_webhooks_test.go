@@ -135,13 +135,15 @@ func TestWebhooksWorkerKilledMidRetry(t *testing.T) {
 	}
 	invoice()
 
+	var stdout *syncbuf.Buffer // the last child's: nothing is written there
 	child := func() (*exec.Cmd, *syncbuf.Buffer) {
 		args := []string{"worker", "webhooks", "--nats-url", srv.ClientURL(), "--data-dir", dir, "--allow-private-webhooks",
 			"--retry-base", "20ms", "--retry-max", "100ms", "--max-attempts", "1000", "--attempt-timeout", "2s"}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestWebhooksWorkerChild$")
 		cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
 		out := &syncbuf.Buffer{}
-		cmd.Stdout, cmd.Stderr = out, out
+		stdout = &syncbuf.Buffer{}
+		cmd.Stdout, cmd.Stderr = stdout, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -216,8 +218,11 @@ func TestWebhooksWorkerKilledMidRetry(t *testing.T) {
 			t.Errorf("delivery %+v", del)
 		}
 	}
-	if !strings.Contains(out.String(), "worker webhooks: stopped at checkpoint") {
-		t.Errorf("worker output: %s", out.String())
+	if !strings.Contains(out.String(), `msg="worker webhooks: stopped" checkpoint=`) {
+		t.Errorf("worker log: %s", out.String())
+	}
+	if stdout.String() != "" {
+		t.Errorf("worker webhooks wrote to stdout:\n%s", stdout.String())
 	}
 }
 
