@@ -117,7 +117,7 @@ func parseInterleaved(fs *flagSet, args []string) ([]string, error) {
 		}
 		n = min(n, len(args))
 		if err := fs.Parse(args[:n]); err != nil {
-			return nil, err
+			return nil, usageError(err)
 		}
 		args = args[n:]
 	}
@@ -170,7 +170,11 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return usageError(err)
+		return err
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return &exitError{code: 2, err: errors.New("no admin command given")}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -335,7 +339,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return c.call(ctx, stdout, "POST", "/admin/v1/payments/"+esc(pos[2])+"/receipt", body)
 	}
-	fmt.Fprint(stderr, adminUsage)
+	fs.Usage()
 	return &exitError{code: 2, err: fmt.Errorf("unknown admin command %q", strings.Join(pos, " "))}
 }
 

@@ -540,3 +540,27 @@ func cliShop(t *testing.T, g func(args ...string) []string) string {
 	}
 	return m.APIKey
 }
+
+// TestAdminCLIUsage: no command, or one it does not know, exits 2 saying
+// which, after the usage with its flags (the flags' heading used to end
+// the text with none under it, and no command read as `unknown admin
+// command ""`).
+func TestAdminCLIUsage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, adminTokenFile), []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--data-dir", dir}, "payledger admin: no admin command given"},
+		{[]string{"--data-dir", dir, "bogus"}, `payledger admin: unknown admin command "bogus"`},
+		{[]string{"--data-dir", dir, "merchant", "bogus", "x"}, `payledger admin: unknown admin command "merchant bogus x"`},
+	} {
+		_, errs, code := runAdminCLI(t, tc.args...)
+		if code != 2 || !strings.Contains(errs, tc.says) || !strings.Contains(errs, "Flags, before, between or after the arguments:\n  -admin-token") {
+			t.Errorf("admin %q: exit %d\n%s", tc.args, code, errs)
+		}
+	}
+}

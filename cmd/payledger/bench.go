@@ -43,6 +43,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noCeiling := fs.Bool("no-ceiling", false, "skip the bare net/http ceiling run")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (client and in-process node) to the file")
 	traceFile := fs.String("trace", "", "write an execution trace of this process (go tool trace) to the file")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: payledger bench [--server URL --api-key KEY] [--mode create,get] [--connections N] [--duration D] [flags]")
+		fmt.Fprintln(stderr, "\nLoad-tests create-invoice (POST /api/v1/create-invoice) and get-invoice (GET")
+		fmt.Fprintln(stderr, "/api/v1/invoices/ID), each run over --connections keep-alive connections for")
+		fmt.Fprintln(stderr, "--duration after --warmup, and prints each run's requests a second, p50, p99, p99.9")
+		fmt.Fprintln(stderr, "and max latency, and errors, beside the ceiling of a bare net/http server on this")
+		fmt.Fprintln(stderr, "machine (--no-ceiling skips it). Without --server it starts a node in this process")
+		fmt.Fprintln(stderr, "on a temporary data dir. Every create makes an invoice: not against a production server.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}

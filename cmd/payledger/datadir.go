@@ -70,12 +70,13 @@ func parseArgs(fs *flagSet, args []string) error {
 	return nil
 }
 
-// usageError gives a flag parsing error exit status 2 (-h stays a success).
+// usageError gives a flag parsing error exit status 2 (-h stays a
+// success), not printed again: the flag package printed it, with the usage.
 func usageError(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
-	return &exitError{code: 2, err: err}
+	return &exitError{code: 2, err: err, quiet: true}
 }
 
 // fillLog appends events to <dataDir>/ledger.db with fill, as restore and

@@ -35,10 +35,12 @@ func register(c *command) {
 	subcommands[c.name] = c
 }
 
-// exitError carries an exit code other than 1.
+// exitError carries an exit code other than 1. A quiet one was printed
+// already (the flag package prints its parse errors, with the usage).
 type exitError struct {
-	code int
-	err  error
+	code  int
+	err   error
+	quiet bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -76,9 +78,12 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fmt.Fprintf(stderr, "payledger %s: %v\n", c.name, err)
 	var ee *exitError
-	if errors.As(err, &ee) {
+	if errors.As(err, &ee) && ee.quiet {
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "payledger %s: %v\n", c.name, err)
+	if ee != nil {
 		return ee.code
 	}
 	return 1

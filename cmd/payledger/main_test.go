@@ -36,13 +36,47 @@ func TestUsageErrors(t *testing.T) {
 	for _, c := range allCommands(t) {
 		t.Run(strings.Join(c, "_"), func(t *testing.T) {
 			code, _, errs := runCmd(t, append(slices.Clone(c), "--no-such-flag")...)
-			if code != 2 || !strings.Contains(errs, "flag provided but not defined: -no-such-flag") {
-				t.Errorf("unknown flag: exit %d, stderr %q; want 2 and the flag named", code, errs)
+			if n := strings.Count(errs, "flag provided but not defined: -no-such-flag"); code != 2 || n != 1 {
+				t.Errorf("unknown flag: exit %d, stderr %q; want 2 and the flag named once (%d times)", code, errs, n)
 			}
 			if code, _, errs := runCmd(t, append(slices.Clone(c), "-h")...); code != 0 {
 				t.Errorf("-h: exit %d, stderr %q; want 0", code, errs)
 			}
 		})
+	}
+}
+
+// TestHelpTexts: every subcommand's (and worker kind's) -h has the same
+// shape: a "usage: payledger <command> ..." line, a blank line, a
+// description, and a blank line (or a heading ending in ":") before its
+// flags, each once.
+func TestHelpTexts(t *testing.T) {
+	for _, c := range allCommands(t) {
+		cmd := strings.Join(c, " ")
+		code, _, errs := runCmd(t, append(slices.Clone(c), "-h")...)
+		lines := strings.Split(errs, "\n")
+		if code != 0 || !strings.HasPrefix(lines[0], "usage: payledger "+cmd) {
+			t.Errorf("%s -h: exit %d, starts %q; want \"usage: payledger %s\"", cmd, code, lines[0], cmd)
+			continue
+		}
+		if n := strings.Count(errs, "usage: payledger "+cmd); n != 1 {
+			t.Errorf("%s -h: the usage line %d times", cmd, n)
+		}
+		i := 1
+		for i < len(lines) && strings.HasPrefix(lines[i], "       payledger ") {
+			i++ // more usage lines
+		}
+		if i+1 >= len(lines) || lines[i] != "" || lines[i+1] == "" || strings.HasPrefix(lines[i+1], "  -") {
+			t.Errorf("%s -h: no blank line and description after the usage:\n%s", cmd, errs)
+		}
+		for j, line := range lines {
+			if strings.HasPrefix(line, "  -") {
+				if prev := lines[j-1]; prev != "" && !strings.HasSuffix(prev, ":") {
+					t.Errorf("%s -h: no blank line before the flags, after %q", cmd, prev)
+				}
+				break
+			}
+		}
 	}
 }
 

@@ -33,6 +33,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, "that ends part way through an append (a payment.processed without the")
 		fmt.Fprintln(stderr, "invoice.paid appended with it, a payment.created without its")
 		fmt.Fprintln(stderr, "invoice.payment_added) is kept, with a warning naming it.")
+		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
 	if err := parseArgs(fs, args); err != nil {

@@ -83,6 +83,15 @@ func runProjectionsWorker(ctx context.Context, args []string, stdout, stderr io.
 	durable := fs.String("durable", "projections-"+durableToken(host), "durable consumer name: one per read node")
 	batch := fs.Int("batch", 1024, "events fetched and imported at once")
 	fs.bindEnv(map[string]string{"data-dir": "PAYLEDGER_DATA_DIR", "durable": "PAYLEDGER_WORKER_DURABLE"})
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: payledger worker projections --nats-url URL --data-dir D [--durable NAME] [flags]")
+		fmt.Fprintln(stderr, "\nA read node: keeps a local copy of the log in <data-dir>/ledger.db, with the")
+		fmt.Fprintln(stderr, "projections serve builds, fed by the NATS stream. It catches up with an ordered")
+		fmt.Fprintln(stderr, "read, then follows a durable consumer (one name per read node), carrying on from")
+		fmt.Fprintln(stderr, "its own log when restarted. Progress is logged to stderr; SIGTERM or SIGINT stop it.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}

@@ -47,6 +47,16 @@ func runWebhooksWorker(ctx context.Context, args []string, stdout, stderr io.Wri
 		"durable":                "PAYLEDGER_WEBHOOKS_DURABLE",
 		"shard":                  "PAYLEDGER_WEBHOOKS_SHARD",
 	})
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: payledger worker webhooks --nats-url URL --data-dir D [--shard i/n] [flags]")
+		fmt.Fprintln(stderr, "\nDelivers merchants' webhooks and status_url calls in its own process, fed by the")
+		fmt.Fprintln(stderr, "NATS stream through a durable consumer, its state in <data-dir>/webhooks.db. It needs")
+		fmt.Fprintln(stderr, "the node's master.key (--master-key) to sign. Run serve with --webhooks=false beside")
+		fmt.Fprintln(stderr, "it, or every webhook is sent twice. Progress is logged to stderr; SIGTERM or SIGINT")
+		fmt.Fprintln(stderr, "stop it.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
