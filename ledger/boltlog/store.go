@@ -157,7 +157,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		// never a log (bbolt writes a new file's first pages before its
 		// open returns), so not made into one. A read-only bbolt open
 		// would fail on it with "bad file descriptor".
-		return nil, fmt.Errorf("open log %s: %w: the file is empty (a copy that got none of its bytes?)", path, ErrNotLog)
+		return nil, fmt.Errorf("open log %s: %w: the file is empty (a copy that got none of its bytes; or a first start cut off before it wrote anything: then remove the file)", path, ErrNotLog)
 	case fi.Size() > 0 && !o.ReadOnly:
 		// bbolt's read-write open reads the freelist page, which a
 		// truncated file may not have: check the size read-only first.
