@@ -547,6 +547,29 @@ func TestBrowserPendingPaymentOutlivesExpiry(t *testing.T) {
 	do(t, ctx, "land on success_url", chromedp.WaitVisible(chromedp.CSS(`#shop-success`)))
 }
 
+// TestBrowserLatePagePollsSlowly: a page whose payment outlives expires_at
+// keeps asking for its status, but not every 2 s for ever: every 10 s past
+// the time. Before, an abandoned page (a method picked, never paid) polled
+// every 2 s as long as it stayed open.
+func TestBrowserLatePagePollsSlowly(t *testing.T) {
+	e := newRealtimeEnv(t)
+	o := &statusOutage{} // up: it only records the status requests
+	srv := shopServer(t, e, o.wrap)
+	ctx := browser(t)
+	inv := e.invoice(invoiceOpts{})
+	choose(t, ctx, srv, inv.InvoiceID, "visamaster.uah")
+	e.advance(20*time.Minute + time.Second)
+	waitJS(t, ctx, "the time is up", `document.getElementById("status").textContent.startsWith("Time is up")`, 15*time.Second)
+	before := len(o.requests())
+	if !eventually(20*time.Second, func() bool { return len(o.requests()) >= before+2 }) {
+		t.Fatalf("%d status requests in 20 s past the time, want polling to go on", len(o.requests())-before)
+	}
+	rs := o.requests()
+	if gap := rs[before+1].Sub(rs[before]); gap < 8*time.Second {
+		t.Errorf("status requests %s apart past expires_at, want about 10 s", gap)
+	}
+}
+
 // TestBrowserConfirmedElsewhereHidesCountdown: the payment is confirmed
 // while the page shows it (the operator, another tab): the page says it is
 // being checked without a reload, and hides the countdown, which has
@@ -692,7 +715,12 @@ func TestBrowserStayOnFinalPage(t *testing.T) {
 	if got := text(t, ctx, "#status"); got != "Payment received. Thank you! You will be taken back to the shop in 3 seconds." {
 		t.Errorf("status %q", got)
 	}
-	do(t, ctx, "stay, from the keyboard", chromedp.Focus(chromedp.CSS(`#stay`)), chromedp.KeyEvent("\r"))
+	// The script puts the focus on the button as the time starts: Enter
+	// alone stays, with no tabbing to it while the time runs.
+	if got := eval[string](t, ctx, `document.activeElement.id`); got != "stay" {
+		t.Errorf("focus on %q while the page counts down to leaving, want the stay button", got)
+	}
+	do(t, ctx, "stay, from the keyboard", chromedp.KeyEvent("\r"))
 	stays("stayed on the page opened final")
 	if got := eval[string](t, ctx, `document.activeElement.id`); got != "return-link" {
 		t.Errorf("focus on %q after staying, want the link to the shop", got)

@@ -88,6 +88,9 @@
     }
     note.hidden = false;
     stayButton.hidden = false;
+    // Focus on the button: a keyboard or screen reader user meets the
+    // choice at once, not after tabbing to it while the time runs.
+    stayButton.focus();
     leaveTimer = setTimeout(function () { window.location.assign(url); }, delay);
   }
   stayButton.addEventListener("click", function () {
@@ -174,12 +177,23 @@
   }
 
   // The next poll: every 2 s, and after failuresToSay failures in a row
-  // twice as long after each further one, up to 30 s.
+  // twice as long after each further one, up to 30 s. Past expires_at a
+  // live payment may still be decided (late), but nothing hurries it, and
+  // a page left open must not ask every 2 s for ever: every 10 s for the
+  // first ten minutes past the time, then every minute, and a day past it
+  // the page stops and asks for a reload.
+  var lateSlow = 10 * 60 * 1000, lateStop = 24 * 3600 * 1000;
   function schedule() {
     stopPolling();
     if (isFinal || leaving) return;
     var wait = 2000;
     if (failures >= failuresToSay) wait = Math.min(30000, wait * Math.pow(2, failures - failuresToSay + 1));
+    var late = Date.now() + offset - expiresAt;
+    if (late > lateStop) {
+      statusEl.textContent = "Reload the page to check the status.";
+      return;
+    }
+    if (late > 0) wait = Math.max(wait, late < lateSlow ? 10000 : 60000);
     pollTimer = setTimeout(poll, wait);
   }
 
