@@ -93,6 +93,10 @@ type Config struct {
 	// PayRate bounds the POSTs a payment page takes per invoice and second
 	// (pages.Config.PayRate): zero pages.DefaultPayRate, negative no limit.
 	PayRate rate.Limit
+	// RedirectDelay is how long a payment page shows its final status before
+	// it sends the customer back to the shop (pages.Config.RedirectDelay):
+	// zero 3 s.
+	RedirectDelay time.Duration
 	// Demo creates a demo merchant on an empty data dir and prints its API key.
 	Demo bool
 	// Out receives the demo banner. Default os.Stdout.
@@ -318,6 +322,7 @@ func (n *Node) buildHTTP() error {
 		Service: n.Service, Views: n.Views, Now: cfg.Clock.Now,
 		Logger: cfg.Logger.With("component", "pages"), CSRFKey: n.Keyring.Derive("pages-csrf"),
 		WidgetRate: cfg.WidgetRate, PayRate: cfg.PayRate, Failed: n.Log.Failed,
+		RedirectDelay: cfg.RedirectDelay,
 	})
 	if err != nil {
 		return err

@@ -54,6 +54,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	customerRate := fs.Float64("customer-rate", 0, "invoices per second allowed per merchant and customer_id (0: 5; negative: no limit)")
 	widgetRate := fs.Float64("widget-rate", 0, "invoices per second a widget page's form may start, per widget, in bursts of 30 (0: 5; negative: no limit)")
 	payRate := fs.Float64("pay-rate", 0, "requests per second a payment page takes per invoice (choose a method, I have paid, cancel), in bursts of 10 (0: 0.2; negative: no limit)")
+	fs.DurationVar(&cfg.RedirectDelay, "redirect-delay", 3*time.Second, "how long a payment page shows its final status before it sends the customer back to the shop (positive; WCAG 2.2.1 asks for 20s, or a way to stop it, which the page offers)")
 	authFailRate := fs.Float64("auth-fail-rate", 0, "failed authentications (wrong API key or admin token) per second allowed per client address, in bursts of 30; past them the address is refused 429 (0: 1; negative: no limit, e.g. behind a proxy that limits them)")
 	fs.Var(&prefixesFlag{to: &cfg.TrustedProxies}, "trusted-proxies", "load balancers and reverse proxies whose X-Forwarded-For names the client: comma-separated CIDR `prefixes` or addresses (default none: the connection's address is the client's)")
 	logFormat, logLevel := logFlags(fs)
@@ -77,6 +78,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"customer-rate":          "PAYLEDGER_CUSTOMER_RATE",
 		"widget-rate":            "PAYLEDGER_WIDGET_RATE",
 		"pay-rate":               "PAYLEDGER_PAY_RATE",
+		"redirect-delay":         "PAYLEDGER_REDIRECT_DELAY",
 		"auth-fail-rate":         "PAYLEDGER_AUTH_FAIL_RATE",
 		"trusted-proxies":        "PAYLEDGER_TRUSTED_PROXIES",
 	})
@@ -111,6 +113,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.Checkpoints.Interval <= 0 {
 		return fs.valueError("checkpoint-interval", errors.New("must be positive"))
+	}
+	if cfg.RedirectDelay <= 0 {
+		return fs.valueError("redirect-delay", errors.New("must be positive"))
+	}
+	if *replicas < 1 || *replicas > 5 {
+		// JetStream's own bounds for a stream's replicas.
+		return fs.valueError("nats-replicas", errors.New("must be 1 to 5"))
 	}
 	// Before anything is made: an embedded server open to other machines
 	// with no authentication would let anyone read and write the stream.

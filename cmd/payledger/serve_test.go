@@ -467,6 +467,10 @@ func TestServeRefusesBadFlagValues(t *testing.T) {
 		{args: []string{"--checkpoint-interval", "-5s"}, names: "--checkpoint-interval -5s"},
 		{args: []string{"--checkpoint-interval", "0s"}, names: "--checkpoint-interval 0s"},
 		{args: []string{"--checkpoint-every", "0"}, names: "--checkpoint-every 0"},
+		{args: []string{"--redirect-delay", "0s"}, names: "--redirect-delay 0s"},
+		{args: []string{"--nats-replicas", "0"}, names: "--nats-replicas 0"},
+		{args: []string{"--nats-replicas", "6"}, names: "--nats-replicas 6"},
+		{env: [2]string{"PAYLEDGER_REDIRECT_DELAY", "-1s"}, names: `PAYLEDGER_REDIRECT_DELAY="-1s" (for --redirect-delay)`},
 		{env: [2]string{"PAYLEDGER_ADDR", "nonsense"}, names: `PAYLEDGER_ADDR="nonsense" (for --addr)`},
 		{env: [2]string{"PAYLEDGER_BASE_URL", "notaurl"}, names: `PAYLEDGER_BASE_URL="notaurl" (for --base-url)`},
 		{env: [2]string{"PAYLEDGER_NATS_PORT", "65536"}, names: `PAYLEDGER_NATS_PORT="65536" (for --nats-port)`},
@@ -500,5 +504,47 @@ func TestServeRefusesBadFlagValues(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	if code, _, errs := runCmd(t, "worker", "webhooks", "--data-dir", dir, "--base-url", "notaurl"); code != 2 || !strings.Contains(errs, `--base-url "notaurl"`) {
 		t.Errorf("worker webhooks --base-url notaurl: exit %d: %s", code, errs)
+	}
+}
+
+// TestServeRedirectDelay: --redirect-delay reaches the payment page, whose
+// script waits that long before it sends the customer back, and whose
+// status says so.
+func TestServeRedirectDelay(t *testing.T) {
+	dir := t.TempDir()
+	child := startServe(t, "--data-dir", dir, "--no-nats", "--admin-token", "t0ken", "--no-demo", "--redirect-delay", "20s")
+	base := child.base
+	post := func(path, auth, body string) []byte {
+		t.Helper()
+		code, b, err := apiCall(http.MethodPost, base+path, auth, body)
+		if err != nil || code >= 300 {
+			t.Fatalf("POST %s: %d %s %v", path, code, b, err)
+		}
+		return b
+	}
+	post("/admin/v1/rates", "Bearer t0ken", `{"currency": "UAH", "rate": "41.50"}`)
+	var m struct {
+		APIKey string `json:"api_key"`
+	}
+	if err := json.Unmarshal(post("/admin/v1/merchants", "Bearer t0ken", `{"name": "Shop", "commission_percent": "2"}`), &m); err != nil {
+		t.Fatal(err)
+	}
+	var inv struct {
+		InvoiceID string `json:"invoice_id"`
+	}
+	if err := json.Unmarshal(post("/api/v1/create-invoice", m.APIKey,
+		`{"amount": "10.00", "currency_code": "UAH", "customer_id": "c", "external_id": "o1", "success_url": "https://shop.example/ok"}`), &inv); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(base + "/pay/" + inv.InvoiceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`data-redirect-delay="20000"`, "in 20 seconds"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("payment page lacks %q", want)
+		}
 	}
 }
